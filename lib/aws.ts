@@ -1,0 +1,39 @@
+import { EBSClient } from '@aws-sdk/client-ebs';
+import { EC2Client } from '@aws-sdk/client-ec2';
+import { awsEndpoint, type Config } from './config';
+
+/**
+ * Where an AWS client points. Credentials come from the SDK's default chain (environment,
+ * profile, instance role) so no secret is ever stored by Lifeboat; against a local moto
+ * endpoint, dummy credentials are supplied when none are configured.
+ */
+export interface AwsTarget {
+  region: string;
+  endpoint?: string | undefined;
+}
+
+export function awsTargetFromConfig(config: Config): AwsTarget {
+  return { region: config.AWS_REGION, endpoint: awsEndpoint(config) };
+}
+
+function commonOptions(target: AwsTarget) {
+  const local =
+    target.endpoint !== undefined && /^https?:\/\/(127\.|localhost|\[::1\])/.test(target.endpoint);
+  const hasEnvCreds = Boolean(process.env.AWS_ACCESS_KEY_ID || process.env.AWS_PROFILE);
+  return {
+    region: target.region,
+    ...(target.endpoint ? { endpoint: target.endpoint } : {}),
+    // Adaptive retry adds client-side rate limiting on throttling responses.
+    retryMode: 'adaptive' as const,
+    maxAttempts: 6,
+    ...(local && !hasEnvCreds ? { credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } } : {}),
+  };
+}
+
+export function ec2Client(target: AwsTarget): EC2Client {
+  return new EC2Client(commonOptions(target));
+}
+
+export function ebsClient(target: AwsTarget): EBSClient {
+  return new EBSClient(commonOptions(target));
+}

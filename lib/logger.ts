@@ -1,0 +1,24 @@
+import pino from 'pino';
+
+/**
+ * One structured logger for every process. Secrets are redacted by key wherever they appear,
+ * so a careless `log.info({ request })` cannot leak a token or a credential.
+ */
+export const REDACTED_KEYS = [
+  'password',
+  'secret',
+  'secretAccessKey',
+  'sessionToken',
+  'token',
+  'apiKey',
+  'authorization',
+  'credentials',
+];
+
+const paths = REDACTED_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`]);
+
+export function createLogger(name: string, level = process.env.LOG_LEVEL ?? 'info') {
+  return pino({ name, level, redact: { paths, censor: '[redacted]' } });
+}
+
+export type Logger = ReturnType<typeof createLogger>;

@@ -1,0 +1,98 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { Connection } from '@temporalio/client';
+import proto from '@temporalio/proto';
+import { ALL_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
+import { StackError } from './errors';
+import { waitFor } from './ports';
+import type { ProcessGroup } from './processes';
+import { venvBin } from './venv';
+
+export interface DevServerOptions {
+  port: number;
+  uiPort: number;
+  /** SQLite file for a persistent server; omitted = in memory (tests). */
+  dbFile?: string;
+  namespace: string;
+}
+
+/** Start the Temporal CLI's dev server from .venv on loopback and wait until it answers. */
+export async function startTemporalDevServer(group: ProcessGroup, opts: DevServerOptions): Promise<void> {
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(opts.port),
+    '--ui-port',
+    String(opts.uiPort),
+    '--log-level',
+    'warn',
+    '--namespace',
+    opts.namespace,
+  ];
+  if (opts.dbFile) {
+    mkdirSync(path.dirname(opts.dbFile), { recursive: true });
+    args.push('--db-filename', opts.dbFile);
+  }
+  let exited: number | null | undefined;
+  group.start('temporal', venvBin('temporal'), args, {
+    onExit: (code) => {
+      exited = code;
+    },
+  });
+  await waitFor(
+    `Temporal dev server on 127.0.0.1:${opts.port}`,
+    async () => {
+      if (exited !== undefined) {
+        throw new StackError(
+          `The Temporal dev server exited (code ${exited}); see its log under .data/logs/temporal.log.`,
+        );
+      }
+      const conn = await Connection.connect({ address: `127.0.0.1:${opts.port}`, connectTimeout: 1000 });
+      try {
+        await conn.workflowService.describeNamespace({ namespace: opts.namespace });
+        return true;
+      } finally {
+        await conn.close();
+      }
+    },
+    60_000,
+  ).catch((e) => {
+    if (exited !== undefined) throw new StackError(`The Temporal dev server exited (code ${exited}).`);
+    throw e;
+  });
+}
+
+const { temporal } = proto; // CommonJS module: named ESM imports are not available
+
+const TYPE_MAP: Record<string, proto.temporal.api.enums.v1.IndexedValueType> = {
+  KEYWORD: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+  KEYWORD_LIST: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+  TEXT: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_TEXT,
+  INT: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_INT,
+  DOUBLE: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
+  BOOL: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+  DATETIME: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+};
+
+/**
+ * Register Lifeboat's custom search attributes on the namespace; idempotent (only the
+ * missing ones are added), so it is safe on every start and against a real cluster.
+ */
+export async function ensureSearchAttributes(connection: Connection, namespace: string): Promise<void> {
+  const existing = await connection.operatorService.listSearchAttributes({ namespace });
+  const have = new Set(Object.keys(existing.customAttributes ?? {}));
+  const missing = ALL_SEARCH_ATTRIBUTES.filter((k) => !have.has(k.name));
+  if (missing.length === 0) return;
+  await connection.operatorService.addSearchAttributes({
+    namespace,
+    searchAttributes: Object.fromEntries(missing.map((k) => [k.name, TYPE_MAP[k.type]!])),
+  });
+  // Registration is asynchronous on some backends: wait until they are visible.
+  await waitFor('search attribute registration', async () => {
+    const now = await connection.operatorService.listSearchAttributes({ namespace });
+    return missing.every((k) => k.name in (now.customAttributes ?? {}));
+  });
+}

@@ -1,0 +1,55 @@
+/**
+ * `npm test`: start the real dependencies with the same bootstrap as `npm start` (on free
+ * ports, in-memory Temporal, a database created for this run), bundle the workflow code once,
+ * run vitest against them, then stop everything and drop the database. Extra arguments go to
+ * vitest (e.g. `npm test -- test/stack.test.ts`).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { buildWorkflowBundle } from '../workers/bundle';
+import { StackError } from './stack/errors';
+import { startStack } from './stack/index';
+import { PROJECT_ROOT } from './stack/venv';
+
+const say = (m: string) => console.log(`[lifeboat test] ${m}`);
+const t0 = Date.now();
+let stack: Awaited<ReturnType<typeof startStack>> | undefined;
+
+try {
+  stack = await startStack('test', say);
+  const stopping = stack;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => void stopping.stop().finally(() => process.exit(130)));
+  }
+
+  const bundleDir = path.join(stack.env.LIFEBOAT_DATA_DIR!, 'test');
+  mkdirSync(bundleDir, { recursive: true });
+  const bundlePath = path.join(bundleDir, `workflow-bundle-${process.pid}.js`);
+  writeFileSync(bundlePath, (await buildWorkflowBundle()).code);
+  say(`stack ready in ${((Date.now() - t0) / 1000).toFixed(1)} s; running vitest`);
+
+  const env = {
+    ...process.env,
+    ...stack.env,
+    LIFEBOAT_WORKFLOW_BUNDLE: bundlePath,
+    LIFEBOAT_VENV_BIN: path.join(PROJECT_ROOT, '.venv', 'bin'),
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+    NODE_NO_WARNINGS: '1',
+  };
+  const vitestBin = path.join(PROJECT_ROOT, 'node_modules', 'vitest', 'vitest.mjs');
+  const code = await new Promise<number>((resolve) => {
+    stack!.group
+      .start('vitest', process.execPath, [vitestBin, 'run', ...process.argv.slice(2)], { env, inherit: true })
+      .on('exit', (c) => resolve(c ?? 1));
+  });
+  await stack.stop();
+  say(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  process.exit(code);
+} catch (e) {
+  await stack?.stop();
+  if (e instanceof StackError) {
+    console.error(`[lifeboat test] ${e.message}`);
+    process.exit(1);
+  }
+  throw e;
+}

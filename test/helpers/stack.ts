@@ -1,0 +1,64 @@
+import { randomUUID } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { awsTargetFromConfig } from '../../lib/aws';
+import { type Config, loadConfig } from '../../lib/config';
+import { temporalConnectionOptions } from '../../lib/temporal';
+import { installTemporalRuntime } from '../../lib/temporal-runtime';
+import { createDb } from '../../schema/db';
+import { runMigrations } from '../../schema/migrate';
+import { dropDatabase, ensureDatabase } from '../../scripts/stack/postgres';
+
+/**
+ * Helpers over the real stack that `npm test` started (scripts/test.ts): it exports the
+ * ports, DATABASE_URL and the prebuilt workflow bundle through the environment.
+ */
+export function testConfig(overrides: Partial<Record<keyof Config, string>> = {}): Config {
+  if (!process.env.LIFEBOAT_WORKFLOW_BUNDLE) {
+    throw new Error('Run the tests with `npm test`: it starts Temporal, moto and Postgres for them.');
+  }
+  return loadConfig({ ...process.env, ...overrides });
+}
+
+export const uniqueId = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
+
+/** A fresh, migrated database for one test file; `drop()` removes it. */
+export async function createTestDatabase() {
+  const base = new URL(process.env.DATABASE_URL!);
+  const name = `${base.pathname.slice(1)}_${randomUUID().slice(0, 8)}`.slice(0, 63);
+  base.pathname = `/${name}`;
+  const url = base.toString();
+  await ensureDatabase(url);
+  await runMigrations(url);
+  const db = createDb(url, { max: 5 });
+  return {
+    url,
+    db,
+    async drop() {
+      await db.close();
+      await dropDatabase(url);
+    },
+  };
+}
+
+export async function temporalClient(config = testConfig()) {
+  const connection = await Connection.connect(await temporalConnectionOptions(config));
+  return { client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }), connection };
+}
+
+/** The workflow bundle built once per test run. */
+export const workflowBundle = () => ({ codePath: process.env.LIFEBOAT_WORKFLOW_BUNDLE! });
+
+/** A real worker on the test run's Temporal server; run your test inside `worker.runUntil(...)`. */
+export async function createTestWorker(
+  opts: Omit<WorkerOptions, 'connection' | 'namespace'> & { config?: Config },
+): Promise<{ worker: Worker; connection: NativeConnection }> {
+  installTemporalRuntime();
+  const config = opts.config ?? testConfig();
+  const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
+  const { config: _ignored, ...workerOpts } = opts;
+  const worker = await Worker.create({ connection, namespace: config.TEMPORAL_NAMESPACE, ...workerOpts });
+  return { worker, connection };
+}
+
+export const testAwsTarget = () => awsTargetFromConfig(testConfig());

@@ -1,0 +1,21 @@
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createControlActivities } from '../../activities/control';
+import type { Config } from '../../lib/config';
+import { temporalConnectionOptions } from '../../lib/temporal';
+import { installTemporalRuntime } from '../../lib/temporal-runtime';
+import type { Db } from '../../schema/db';
+import { loadWorkflowBundle } from '../bundle';
+
+/** The control-plane worker: every workflow, plus the light activities (database, EC2, scripts). */
+export async function createControlWorker(config: Config, db: Db, workflowBundle?: { code: string }) {
+  installTemporalRuntime();
+  const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
+  const worker = await Worker.create({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
+    workflowBundle: workflowBundle ?? (await loadWorkflowBundle()),
+    activities: createControlActivities({ db }),
+  });
+  return { worker, connection };
+}

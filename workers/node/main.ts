@@ -1,0 +1,35 @@
+import { databaseUrl, loadConfig } from '../../lib/config';
+import { createLogger } from '../../lib/logger';
+import { createDb } from '../../schema/db';
+import { cpuSampler } from './load';
+import { markOffline, registerNode, reportLoad } from './registration';
+import { createNodeWorker } from './worker';
+
+const HEARTBEAT_MS = 10_000;
+const log = createLogger('node-worker');
+const config = loadConfig();
+const db = createDb(databaseUrl(config), { max: 2 });
+const nodeId = config.LIFEBOAT_NODE_ID;
+const { worker, connection, taskQueue } = await createNodeWorker(config, nodeId);
+
+await registerNode(db, {
+  id: nodeId,
+  kind: (process.env.LIFEBOAT_NODE_KIND as 'cloud-connector' | undefined) ?? 'replication-appliance',
+  version: process.env.npm_package_version ?? '0.1.0',
+  taskQueue,
+  siteName: process.env.LIFEBOAT_NODE_SITE,
+});
+const cpu = cpuSampler();
+const beat = setInterval(() => {
+  const activeJobs = worker.getStatus().numInFlightActivities;
+  reportLoad(db, nodeId, { activeJobs, cpuPercent: cpu() }).catch((e) =>
+    log.warn({ err: (e as Error).message }, 'heartbeat failed'),
+  );
+}, HEARTBEAT_MS);
+
+log.info({ nodeId, taskQueue }, 'node worker polling');
+await worker.run();
+clearInterval(beat);
+await markOffline(db, nodeId).catch(() => {});
+await connection.close();
+await db.close();

@@ -1,0 +1,56 @@
+import { eq, sql } from 'drizzle-orm';
+import type { Db } from '../../schema/db';
+import { nodes, sites } from '../../schema/index';
+
+export interface NodeIdentity {
+  id: string;
+  kind: 'replication-appliance' | 'cloud-connector';
+  version: string;
+  taskQueue: string;
+  /** Name of the site the node serves, when it is known. */
+  siteName?: string | undefined;
+}
+
+/** Upsert the node's row: registration at start and every heartbeat after. */
+export async function registerNode(db: Db, node: NodeIdentity): Promise<void> {
+  const siteId = node.siteName
+    ? ((await db.select({ id: sites.id }).from(sites).where(eq(sites.name, node.siteName)))[0]?.id ?? null)
+    : null;
+  await db
+    .insert(nodes)
+    .values({
+      id: node.id,
+      kind: node.kind,
+      version: node.version,
+      taskQueue: node.taskQueue,
+      siteId,
+      state: 'online',
+    })
+    .onConflictDoUpdate({
+      target: nodes.id,
+      set: {
+        kind: node.kind,
+        version: node.version,
+        taskQueue: node.taskQueue,
+        siteId,
+        state: 'online',
+        lastHeartbeatAt: sql`now()`,
+      },
+    });
+}
+
+export async function reportLoad(db: Db, id: string, load: { activeJobs: number; cpuPercent: number }) {
+  // A node the control plane marked suspect or draining keeps that state until it is cleared.
+  await db
+    .update(nodes)
+    .set({
+      ...load,
+      lastHeartbeatAt: sql`now()`,
+      state: sql`case when ${nodes.state} = 'offline' then 'online'::node_state else ${nodes.state} end`,
+    })
+    .where(eq(nodes.id, id));
+}
+
+export async function markOffline(db: Db, id: string) {
+  await db.update(nodes).set({ state: 'offline', activeJobs: 0 }).where(eq(nodes.id, id));
+}

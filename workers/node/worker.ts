@@ -1,0 +1,21 @@
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createNodeActivities } from '../../activities/node';
+import { awsTargetFromConfig } from '../../lib/aws';
+import type { Config } from '../../lib/config';
+import { temporalConnectionOptions } from '../../lib/temporal';
+import { installTemporalRuntime } from '../../lib/temporal-runtime';
+
+export const nodeTaskQueue = (nodeId: string) => `node-${nodeId}`;
+
+/** A node worker (Replication Appliance / Cloud Connector): data-path activities on `node-<id>`. */
+export async function createNodeWorker(config: Config, nodeId = config.LIFEBOAT_NODE_ID) {
+  installTemporalRuntime();
+  const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
+  const worker = await Worker.create({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: nodeTaskQueue(nodeId),
+    activities: createNodeActivities({ nodeId, aws: awsTargetFromConfig(config) }),
+  });
+  return { worker, connection, taskQueue: nodeTaskQueue(nodeId) };
+}
