@@ -1,17 +1,42 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { Scalar } from '@scalar/hono-api-reference';
+import type { Client } from '@temporalio/client';
+import type { Config } from '../lib/config';
+import type { Db } from '../schema/db';
+import { type AuthEnv, auditMutations, authenticate } from './auth/middleware';
+import { ApiError, errorResponse, validationHook } from './errors';
 import type { DependencyName, HealthProbe } from './health';
 import { healthRoutes } from './routes/health';
 
 export interface AppDeps {
+  config: Config;
+  db: Db;
+  /** Temporal client for schedules, workflow starts, queries (lazy connection). */
+  temporal: Client;
   probes: Record<DependencyName, HealthProbe>;
 }
 
-/** The hono app: every route is declared with zod schemas, so /openapi.json and /docs follow the code. */
+/** A router for one concern under /v1; every one gets the same validation hook. */
+export const v1Router = () => new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
+
+/**
+ * The hono app. Every route is declared with zod schemas, so `/openapi.json` and `/docs` follow
+ * the code. Everything under /v1 needs a bearer token; mutations are audited.
+ */
 export function createApp(deps: AppDeps) {
-  const app = new OpenAPIHono();
+  const app = new OpenAPIHono({ defaultHook: validationHook });
   app.route('/', healthRoutes(deps.probes));
 
+  const v1 = v1Router();
+  v1.use('*', authenticate(deps.db), auditMutations(deps.db));
+  // Concern routers are mounted here (one line each).
+  app.route('/v1', v1);
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'An API token (`lifeboat tokens create`); roles: viewer, operator, admin',
+  });
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
     info: {
@@ -20,10 +45,14 @@ export function createApp(deps: AppDeps) {
       description:
         'Disaster-recovery orchestration: protection plans, replication, recovery points and recovery jobs.',
     },
+    security: [{ bearerAuth: [] }],
   });
   app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'Lifeboat API' }));
   app.notFound((c) => c.json({ error: 'not_found', message: `No route ${c.req.method} ${c.req.path}` }, 404));
   app.onError((err, c) => {
+    if (err instanceof ApiError) return errorResponse(c, err);
+    if (err instanceof SyntaxError)
+      return c.json({ error: 'invalid_json', message: `The body is not valid JSON: ${err.message}` }, 400);
     console.error(err);
     return c.json({ error: 'internal', message: 'Internal error; see the API server log.' }, 500);
   });

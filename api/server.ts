@@ -1,21 +1,29 @@
 import { serve } from '@hono/node-server';
-import { Connection } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { awsTargetFromConfig, ec2Client } from '../lib/aws';
 import { databaseUrl, loadConfig } from '../lib/config';
 import { createLogger } from '../lib/logger';
 import { temporalConnectionOptions } from '../lib/temporal';
 import { createDb } from '../schema/db';
 import { createApp } from './app';
+import { ensureBootstrapAdmin } from './auth/tokens';
 import { healthProbes } from './health';
 
 const log = createLogger('api');
 const config = loadConfig();
 const db = createDb(databaseUrl(config));
-// lazy: the API starts (and /healthz reports temporal down) even if Temporal is not up yet.
-const temporal = Connection.lazy(await temporalConnectionOptions(config));
+// Lazy: the API starts (and /healthz reports temporal down) even if Temporal is not up yet.
+const connection = Connection.lazy(await temporalConnectionOptions(config));
+const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
 const ec2 = ec2Client(awsTargetFromConfig(config));
 
-const app = createApp({ probes: healthProbes({ db, temporal, ec2 }) });
+const firstAdmin = await ensureBootstrapAdmin(db);
+if (firstAdmin) {
+  // Printed once, to the terminal only: it is the only copy of the secret.
+  process.stdout.write(`\nFirst admin API token (shown once, store it now):\n  ${firstAdmin}\n\n`);
+}
+
+const app = createApp({ config, db, temporal, probes: healthProbes({ db, temporal: connection, ec2 }) });
 const server = serve({ fetch: app.fetch, hostname: config.API_HOST, port: config.API_PORT }, (info) =>
   log.info({ url: `http://${info.address}:${info.port}` }, 'API listening'),
 );
@@ -23,6 +31,6 @@ const server = serve({ fetch: app.fetch, hostname: config.API_HOST, port: config
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
     server.close();
-    void Promise.allSettled([db.close(), temporal.close()]).then(() => process.exit(0));
+    void Promise.allSettled([db.close(), connection.close()]).then(() => process.exit(0));
   });
 }

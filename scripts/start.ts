@@ -4,8 +4,10 @@
  * Ctrl-C stops everything it started.
  */
 import { Client, Connection } from '@temporalio/client';
+import { ensureBootstrapAdmin } from '../api/auth/tokens';
 import { loadConfig } from '../lib/config';
 import { temporalConnectionOptions } from '../lib/temporal';
+import { createDb } from '../schema/db';
 import { nodeTaskQueue } from '../workers/node/worker';
 import { StackError } from './stack/errors';
 import { startStack } from './stack/index';
@@ -20,6 +22,7 @@ try {
   stack.group.stopOnSignals(() => stack.stop());
   const env = { ...process.env, ...stack.env };
   const config = loadConfig(env);
+  const firstAdminToken = await bootstrapAdminToken(stack.env.DATABASE_URL!);
 
   const crashed = (name: string) => (code: number | null) => {
     console.error(
@@ -47,12 +50,26 @@ Lifeboat is up (${((Date.now() - started) / 1000).toFixed(1)} s).
   Database     ${stack.databaseKind === 'embedded' ? 'embedded PGlite (no Postgres server answered)' : 'Postgres server'}
   Logs         ${stack.env.LIFEBOAT_DATA_DIR}/logs/dev/
 Press Ctrl-C to stop everything.`);
+  if (firstAdminToken) {
+    console.log(`
+First admin API token (shown once; store it now, e.g. export LIFEBOAT_TOKEN=...):
+  ${firstAdminToken}`);
+  }
 } catch (e) {
   if (e instanceof StackError) {
     console.error(`[lifeboat] ${e.message}`);
     process.exit(1);
   }
   throw e;
+}
+
+async function bootstrapAdminToken(url: string) {
+  const db = createDb(url, { max: 1 });
+  try {
+    return await ensureBootstrapAdmin(db);
+  } finally {
+    await db.close();
+  }
 }
 
 async function runSelfCheck(config: ReturnType<typeof loadConfig>) {

@@ -1,7 +1,43 @@
+CREATE TYPE "public"."token_role" AS ENUM('viewer', 'operator', 'admin');--> statement-breakpoint
 CREATE TYPE "public"."node_kind" AS ENUM('replication-appliance', 'cloud-connector');--> statement-breakpoint
 CREATE TYPE "public"."node_state" AS ENUM('online', 'draining', 'offline', 'suspect');--> statement-breakpoint
 CREATE TYPE "public"."site_kind" AS ENUM('aws', 'file');--> statement-breakpoint
 CREATE TYPE "public"."site_role" AS ENUM('source', 'target');--> statement-breakpoint
+CREATE TABLE "api_tokens" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"name" text NOT NULL,
+	"role" "token_role" NOT NULL,
+	"prefix" text NOT NULL,
+	"secret_hash" text NOT NULL,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"last_used_at" timestamp with time zone,
+	"revoked_at" timestamp with time zone,
+	CONSTRAINT "api_tokens_name_unique" UNIQUE("name"),
+	CONSTRAINT "api_tokens_secret_hash_unique" UNIQUE("secret_hash")
+);
+--> statement-breakpoint
+CREATE TABLE "audit_log" (
+	"id" bigserial PRIMARY KEY NOT NULL,
+	"at" timestamp with time zone DEFAULT now() NOT NULL,
+	"token_id" uuid,
+	"actor" text NOT NULL,
+	"method" text NOT NULL,
+	"path" text NOT NULL,
+	"action" text NOT NULL,
+	"status" integer NOT NULL,
+	"detail" jsonb
+);
+--> statement-breakpoint
+CREATE TABLE "disks" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"vm_id" uuid NOT NULL,
+	"name" text NOT NULL,
+	"source_ref" text NOT NULL,
+	"size_bytes" bigint NOT NULL,
+	"device_name" text NOT NULL,
+	CONSTRAINT "disks_vm_name" UNIQUE("vm_id","name")
+);
+--> statement-breakpoint
 CREATE TABLE "nodes" (
 	"id" text PRIMARY KEY NOT NULL,
 	"site_id" uuid,
@@ -15,6 +51,24 @@ CREATE TABLE "nodes" (
 	"registered_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint
+CREATE TABLE "plans" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"name" text NOT NULL,
+	"description" text,
+	"source_site_id" uuid NOT NULL,
+	"target_site_id" uuid NOT NULL,
+	"replication" jsonb NOT NULL,
+	"checkpoints" jsonb NOT NULL,
+	"pre_script" jsonb,
+	"post_script" jsonb,
+	"target_defaults" jsonb NOT NULL,
+	"replication_paused" boolean DEFAULT false NOT NULL,
+	"version" integer DEFAULT 1 NOT NULL,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
+	CONSTRAINT "plans_name_unique" UNIQUE("name")
+);
+--> statement-breakpoint
 CREATE TABLE "sites" (
 	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
 	"name" text NOT NULL,
@@ -26,4 +80,19 @@ CREATE TABLE "sites" (
 	CONSTRAINT "sites_name_unique" UNIQUE("name")
 );
 --> statement-breakpoint
-ALTER TABLE "nodes" ADD CONSTRAINT "nodes_site_id_sites_id_fk" FOREIGN KEY ("site_id") REFERENCES "public"."sites"("id") ON DELETE set null ON UPDATE no action;
+CREATE TABLE "vms" (
+	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
+	"plan_id" uuid NOT NULL,
+	"name" text NOT NULL,
+	"boot_order" integer NOT NULL,
+	"replication_priority" integer NOT NULL,
+	"spec" jsonb NOT NULL,
+	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	CONSTRAINT "vms_plan_name" UNIQUE("plan_id","name")
+);
+--> statement-breakpoint
+ALTER TABLE "disks" ADD CONSTRAINT "disks_vm_id_vms_id_fk" FOREIGN KEY ("vm_id") REFERENCES "public"."vms"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "nodes" ADD CONSTRAINT "nodes_site_id_sites_id_fk" FOREIGN KEY ("site_id") REFERENCES "public"."sites"("id") ON DELETE set null ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "plans" ADD CONSTRAINT "plans_source_site_id_sites_id_fk" FOREIGN KEY ("source_site_id") REFERENCES "public"."sites"("id") ON DELETE restrict ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "plans" ADD CONSTRAINT "plans_target_site_id_sites_id_fk" FOREIGN KEY ("target_site_id") REFERENCES "public"."sites"("id") ON DELETE restrict ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "vms" ADD CONSTRAINT "vms_plan_id_plans_id_fk" FOREIGN KEY ("plan_id") REFERENCES "public"."plans"("id") ON DELETE cascade ON UPDATE no action;

@@ -1,0 +1,82 @@
+import type { Hook } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+
+/** The one error body every 4xx/5xx answer uses: a code, a sentence, and the offending fields. */
+export const ErrorBody = z
+  .object({
+    error: z.string().describe('Machine-readable code, e.g. validation_failed, not_found, conflict'),
+    message: z.string(),
+    issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  })
+  .openapi('Error');
+export type ErrorBody = z.infer<typeof ErrorBody>;
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: ContentfulStatusCode,
+    readonly code: string,
+    message: string,
+    readonly issues?: { path: string; message: string }[],
+  ) {
+    super(message);
+  }
+}
+
+/** Field path of a zod issue as operators read it: `vms[1].disks[0].name`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  return path
+    .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
+    .join('');
+}
+
+export function zodIssues(error: z.ZodError, prefix = ''): { path: string; message: string }[] {
+  return error.issues.map((i) => ({
+    path: `${prefix}${formatPath(i.path)}` || '(body)',
+    message: i.message,
+  }));
+}
+
+/** Request validation failures of every route answer 400 with each field and its problem. */
+// biome-ignore lint/suspicious/noExplicitAny: a hook shared by routers of any env
+export const validationHook: Hook<any, any, any, any> = (result, c) => {
+  if (!result.success) {
+    const where = (result as { target?: string }).target;
+    const body: ErrorBody = {
+      error: 'validation_failed',
+      message: `The request ${where ?? 'input'} is invalid`,
+      issues: zodIssues(result.error),
+    };
+    return c.json(body, 400);
+  }
+};
+
+// biome-ignore lint/suspicious/noExplicitAny: any router env
+export function errorResponse(c: Context<any>, err: ApiError) {
+  const body: ErrorBody = {
+    error: err.code,
+    message: err.message,
+    ...(err.issues ? { issues: err.issues } : {}),
+  };
+  return c.json(body, err.status);
+}
+
+/** OpenAPI response entries for the common errors, to spread into a route's `responses`. */
+export const errorResponses = (...codes: (400 | 401 | 403 | 404 | 409 | 412 | 422)[]) =>
+  Object.fromEntries(
+    codes.map((code) => [
+      code,
+      { description: ERROR_DESCRIPTIONS[code], content: { 'application/json': { schema: ErrorBody } } },
+    ]),
+  );
+
+const ERROR_DESCRIPTIONS = {
+  400: 'Invalid input: each offending field is listed',
+  401: 'Missing or invalid bearer token',
+  403: "The token's role does not allow this",
+  404: 'Not found',
+  409: 'Conflicts with the current state',
+  412: 'If-Match does not match the current version',
+  422: 'Valid syntax but not acceptable (e.g. references something unusable)',
+} as const;

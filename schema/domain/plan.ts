@@ -1,0 +1,141 @@
+import { z } from '@hono/zod-openapi';
+import { CronExpressionParser } from 'cron-parser';
+import { cidrContains, Id, IsoDateTimeWithOffset, Name, Priority } from './common';
+import { Script } from './script';
+import { Vm } from './vm';
+
+export const ReplicationSettings = z
+  .object({
+    intervalMinutes: z.number().int().min(1, 'RPO must be at least 1 minute').max(10_080).describe('RPO'),
+    startTime: IsoDateTimeWithOffset.describe('First iteration, ISO 8601 with offset'),
+    synchronizeAllVms: z
+      .boolean()
+      .default(true)
+      .describe('One iteration for all VMs: recovery points consistent across the plan'),
+    priority: Priority.default(50),
+  })
+  .openapi('ReplicationSettings');
+
+export const CronExpression = z.string().refine((v) => {
+  try {
+    CronExpressionParser.parse(v);
+    return v.trim().split(/\s+/).length >= 5;
+  } catch {
+    return false;
+  }
+}, 'must be a cron expression like "0 */4 * * *"');
+
+export const CheckpointSettings = z
+  .object({
+    cron: CronExpression.optional().describe('When point-in-time checkpoints are taken'),
+    retention: z
+      .object({
+        count: z.number().int().min(1).max(10_000).optional(),
+        maxAgeDays: z.number().int().min(1).max(3650).optional(),
+      })
+      .default({})
+      .describe(
+        'Keep at most `count` checkpoints and none older than `maxAgeDays`; preserved ones are exempt',
+      ),
+  })
+  .openapi('CheckpointSettings');
+
+const SecurityGroups = z.array(z.string().regex(/^sg-[0-9a-f]+$/, 'must be a security group id')).max(16);
+export const TargetDefaults = z
+  .object({
+    subnetId: z
+      .string()
+      .regex(/^subnet-[0-9a-f]+$/, 'must be a subnet id')
+      .optional(),
+    securityGroupIds: SecurityGroups.optional(),
+    instanceType: z.string().optional(),
+    testSubnetId: z
+      .string()
+      .regex(/^subnet-[0-9a-f]+$/, 'must be a subnet id')
+      .optional(),
+    testSecurityGroupIds: SecurityGroups.optional(),
+  })
+  .openapi('TargetDefaults');
+
+/**
+ * A protection plan as an operator writes it (API body, YAML for `lifeboat apply`). Rules that
+ * need only the document are checked here; rules that need the database (site ids exist, roles
+ * match, no running recovery) are checked by the API's plan service.
+ */
+export const PlanInput = z
+  .object({
+    name: Name,
+    description: z.string().max(2048).optional(),
+    sourceSiteId: Id,
+    targetSiteId: Id,
+    replication: ReplicationSettings,
+    checkpoints: CheckpointSettings.default({ retention: {} }),
+    preScript: Script.optional(),
+    postScript: Script.optional(),
+    targetDefaults: TargetDefaults.default({}),
+    vms: z.array(Vm).max(500).default([]),
+  })
+  .superRefine((plan, ctx) => {
+    if (plan.sourceSiteId === plan.targetSiteId) {
+      ctx.addIssue({ code: 'custom', path: ['targetSiteId'], message: 'must differ from sourceSiteId' });
+    }
+    const vmNames = new Map<string, number>();
+    const privateIps = new Map<string, string>();
+    plan.vms.forEach((vm, i) => {
+      const key = vm.name.toLowerCase();
+      if (vmNames.has(key)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['vms', i, 'name'],
+          message: `duplicate VM name "${vm.name}" (also vms[${vmNames.get(key)}])`,
+        });
+      } else vmNames.set(key, i);
+
+      const diskNames = new Map<string, number>();
+      const devices = new Map<string, number>();
+      vm.disks.forEach((d, j) => {
+        if (diskNames.has(d.name)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['vms', i, 'disks', j, 'name'],
+            message: `duplicate disk name "${d.name}" in VM "${vm.name}"`,
+          });
+        } else diskNames.set(d.name, j);
+        if (devices.has(d.deviceName)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['vms', i, 'disks', j, 'deviceName'],
+            message: `device ${d.deviceName} is used twice in VM "${vm.name}"`,
+          });
+        } else devices.set(d.deviceName, j);
+      });
+
+      for (const [net, path] of [
+        [vm.network, ['vms', i, 'network']],
+        [vm.network.test, ['vms', i, 'network', 'test']],
+      ] as const) {
+        if (net?.privateIp && net.subnetCidr && !cidrContains(net.subnetCidr, net.privateIp)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [...path, 'privateIp'],
+            message: `${net.privateIp} is outside the subnet ${net.subnetCidr}`,
+          });
+        }
+      }
+      const ip = vm.network.privateIp;
+      if (ip) {
+        const other = privateIps.get(ip);
+        if (other) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['vms', i, 'network', 'privateIp'],
+            message: `${ip} is already the private IP of VM "${other}"`,
+          });
+        } else privateIps.set(ip, vm.name);
+      }
+    });
+  })
+  .openapi('PlanInput');
+
+export type PlanInput = z.infer<typeof PlanInput>;
+export type ReplicationSettings = z.infer<typeof ReplicationSettings>;

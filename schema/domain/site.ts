@@ -1,0 +1,41 @@
+import { z } from '@hono/zod-openapi';
+import { Name } from './common';
+
+export const SiteRole = z.enum(['source', 'target']);
+
+/**
+ * How a node or the control plane obtains AWS credentials — a reference, never the secret:
+ * the SDK default chain, a named profile, or a role to assume.
+ */
+export const CredentialsRef = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('default-chain') }),
+  z.object({ type: z.literal('profile'), profile: z.string().min(1).max(128) }),
+  z.object({
+    type: z.literal('assume-role'),
+    roleArn: z.string().regex(/^arn:aws[\w-]*:iam::\d{12}:role\/.+$/, 'must be an IAM role ARN'),
+    externalIdRef: z.string().max(256).optional().describe('Name of the secret holding the external id'),
+  }),
+]);
+
+export const AwsSiteSettings = z.object({
+  accountAlias: z.string().min(1).max(128),
+  region: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, 'must be an AWS region like us-east-1'),
+  endpoint: z.url().optional().describe('Endpoint override (a local moto, a VPC endpoint)'),
+  credentials: CredentialsRef.default({ type: 'default-chain' }),
+});
+
+export const FileSiteSettings = z.object({
+  description: z.string().max(1024).optional(),
+});
+
+const siteBase = { name: Name, role: SiteRole };
+
+export const SiteInput = z
+  .discriminatedUnion('kind', [
+    z.object({ ...siteBase, kind: z.literal('aws'), aws: AwsSiteSettings }),
+    z.object({ ...siteBase, kind: z.literal('file'), file: FileSiteSettings.default({}) }),
+  ])
+  .openapi('SiteInput');
+
+export type SiteInput = z.infer<typeof SiteInput>;
+export type AwsSiteSettings = z.infer<typeof AwsSiteSettings>;

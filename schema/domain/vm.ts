@@ -1,0 +1,87 @@
+import { z } from '@hono/zod-openapi';
+import { Cidr, Ipv4, Name, Priority } from './common';
+import { Script } from './script';
+
+export const Disk = z
+  .object({
+    name: Name,
+    sourceRef: z
+      .string()
+      .min(1)
+      .max(4096)
+      .describe(
+        'file sites: path of the raw image or block device on the node; aws sites: the source volume id',
+      ),
+    sizeBytes: z
+      .number()
+      .int()
+      .positive()
+      .max(64 * 2 ** 40),
+    deviceName: z.string().regex(/^\/dev\/[a-z0-9]+$/, 'must be a device name like /dev/sda1 or /dev/xvdb'),
+  })
+  .openapi('Disk');
+
+const SubnetId = z.string().regex(/^subnet-[0-9a-f]+$/, 'must be a subnet id like subnet-0abc123');
+const SecurityGroupId = z.string().regex(/^sg-[0-9a-f]+$/, 'must be a security group id like sg-0abc123');
+
+/** Network settings of a recovered VM; `test` overrides apply in test recovery. */
+const NetworkFields = {
+  subnetId: SubnetId.optional(),
+  subnetCidr: Cidr.optional().describe(
+    'CIDR of the subnet, when known: the private IP is checked against it',
+  ),
+  privateIp: Ipv4.optional(),
+  securityGroupIds: z.array(SecurityGroupId).max(16).optional(),
+  publicIp: z.boolean().optional(),
+};
+export const NetworkSettings = z
+  .object({ ...NetworkFields, test: z.object(NetworkFields).optional() })
+  .openapi('NetworkSettings');
+
+const checkTiming = {
+  timeoutSeconds: z.number().int().min(1).max(3600).default(300),
+  intervalSeconds: z.number().int().min(1).max(600).default(10),
+};
+export const HealthCheck = z
+  .discriminatedUnion('type', [
+    z.object({ type: z.literal('none') }),
+    z.object({ type: z.literal('ec2-status'), ...checkTiming }),
+    z.object({
+      type: z.literal('tcp'),
+      host: z.string().min(1).max(255).optional().describe('Defaults to the recovered private IP'),
+      port: z.number().int().min(1).max(65535),
+      ...checkTiming,
+    }),
+    z.object({
+      type: z.literal('http'),
+      url: z.url(),
+      expectedStatus: z.number().int().min(100).max(599).default(200),
+      ...checkTiming,
+    }),
+  ])
+  .openapi('HealthCheck');
+
+export const Vm = z
+  .object({
+    name: Name,
+    sourceRef: z.string().min(1).max(1024).describe('The VM in the source inventory (instance id, VM path…)'),
+    guestOs: z.enum(['linux', 'windows']),
+    disks: z.array(Disk).min(1).max(64),
+    bootOrder: z.number().int().min(0).max(1000).default(1).describe('Lower boots first; equal = same group'),
+    bootDelaySeconds: z.number().int().min(0, 'must not be negative').max(3600).default(0),
+    preScript: Script.optional(),
+    postScript: Script.optional(),
+    network: NetworkSettings.default({}),
+    instanceType: z
+      .string()
+      .regex(/^[a-z0-9]+[a-z0-9-]*\.[a-z0-9]+$/, 'must be an instance type like t3.medium')
+      .optional(),
+    healthCheck: HealthCheck.default({ type: 'none' }),
+    replicationPriority: Priority.default(50),
+  })
+  .openapi('Vm');
+
+export type Disk = z.infer<typeof Disk>;
+export type Vm = z.infer<typeof Vm>;
+export type HealthCheck = z.infer<typeof HealthCheck>;
+export type NetworkSettings = z.infer<typeof NetworkSettings>;
