@@ -1,0 +1,51 @@
+import { relations } from 'drizzle-orm';
+import { index, jsonb, pgEnum, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { jobSteps } from './job-steps';
+import { plans } from './plans';
+
+export const jobKind = pgEnum('job_kind', [
+  'replication',
+  'test-recovery',
+  'full-recovery',
+  'migration',
+  'cleanup',
+  'verify',
+  'reverse-replication',
+]);
+export const jobStatus = pgEnum('job_status', [
+  'pending',
+  'running',
+  'completed',
+  'partially-completed',
+  'failed',
+  'cancelled',
+]);
+
+/**
+ * One run of any workflow, as the API shows it. Temporal holds the execution; this row is the
+ * projection the workflow's activities keep current (upserts keyed by id).
+ */
+export const jobs = pgTable(
+  'jobs',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    kind: jobKind('kind').notNull(),
+    status: jobStatus('status').notNull().default('pending'),
+    planId: uuid('plan_id').references(() => plans.id, { onDelete: 'set null' }),
+    workflowId: text('workflow_id').notNull().unique(),
+    requestedBy: text('requested_by'),
+    params: jsonb('params').$type<Record<string, unknown>>().notNull().default({}),
+    result: jsonb('result').$type<Record<string, unknown>>(),
+    error: text('error'),
+    remediation: text('remediation'),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    startedAt: timestamp('started_at', { withTimezone: true }),
+    endedAt: timestamp('ended_at', { withTimezone: true }),
+  },
+  (t) => [index('jobs_plan_kind_status').on(t.planId, t.kind, t.status)],
+);
+
+export const jobsRelations = relations(jobs, ({ one, many }) => ({
+  plan: one(plans, { fields: [jobs.planId], references: [plans.id] }),
+  steps: many(jobSteps),
+}));

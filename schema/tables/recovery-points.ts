@@ -1,0 +1,85 @@
+import { relations } from 'drizzle-orm';
+import {
+  bigint,
+  boolean,
+  index,
+  integer,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uuid,
+} from 'drizzle-orm/pg-core';
+import { disks } from './disks';
+import { plans } from './plans';
+import { vms } from './vms';
+
+/**
+ * A recovery point (checkpoint): a consistent set of per-disk target snapshots. One per
+ * replication iteration — covering every VM of the plan when the plan synchronizes all VMs,
+ * else one VM (`vmId`).
+ */
+export const recoveryPoints = pgTable(
+  'recovery_points',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    planId: uuid('plan_id')
+      .notNull()
+      .references(() => plans.id, { onDelete: 'cascade' }),
+    /** Set when the point covers a single VM (per-VM replication). */
+    vmId: uuid('vm_id').references(() => vms.id, { onDelete: 'cascade' }),
+    /** The iteration's workflow id: one recovery point per iteration (idempotent insert). */
+    workflowId: text('workflow_id').notNull().unique(),
+    /** The consistency time: when the iteration started reading the sources. */
+    pointInTime: timestamp('point_in_time', { withTimezone: true }).notNull(),
+    completedAt: timestamp('completed_at', { withTimezone: true }).notNull().defaultNow(),
+    bytesWritten: bigint('bytes_written', { mode: 'number' }).notNull().default(0),
+    changedBlocks: integer('changed_blocks').notNull().default(0),
+    durationMs: integer('duration_ms').notNull().default(0),
+    /** Exempt from retention. */
+    preserved: boolean('preserved').notNull().default(false),
+    isCheckpoint: boolean('is_checkpoint').notNull().default(false),
+    expiresAt: timestamp('expires_at', { withTimezone: true }),
+  },
+  (t) => [index('recovery_points_plan_time').on(t.planId, t.pointInTime)],
+);
+
+/** One disk's target snapshot in a recovery point. */
+export const recoveryPointDisks = pgTable(
+  'recovery_point_disks',
+  {
+    recoveryPointId: uuid('recovery_point_id')
+      .notNull()
+      .references(() => recoveryPoints.id, { onDelete: 'cascade' }),
+    diskId: uuid('disk_id')
+      .notNull()
+      .references(() => disks.id, { onDelete: 'cascade' }),
+    vmId: uuid('vm_id')
+      .notNull()
+      .references(() => vms.id, { onDelete: 'cascade' }),
+    snapshotId: text('snapshot_id').notNull(),
+    parentSnapshotId: text('parent_snapshot_id'),
+    /** aws sources: the source-side snapshot the blocks were read from (parent of the next diff). */
+    sourceSnapshotId: text('source_snapshot_id'),
+    volumeSizeGiB: integer('volume_size_gib').notNull(),
+    totalBlocks: integer('total_blocks').notNull(),
+    changedBlocks: integer('changed_blocks').notNull(),
+    bytesWritten: bigint('bytes_written', { mode: 'number' }).notNull(),
+    durationMs: integer('duration_ms').notNull(),
+    nodeId: text('node_id').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.recoveryPointId, t.diskId] })],
+);
+
+export const recoveryPointsRelations = relations(recoveryPoints, ({ one, many }) => ({
+  plan: one(plans, { fields: [recoveryPoints.planId], references: [plans.id] }),
+  disks: many(recoveryPointDisks),
+}));
+
+export const recoveryPointDisksRelations = relations(recoveryPointDisks, ({ one }) => ({
+  recoveryPoint: one(recoveryPoints, {
+    fields: [recoveryPointDisks.recoveryPointId],
+    references: [recoveryPoints.id],
+  }),
+  disk: one(disks, { fields: [recoveryPointDisks.diskId], references: [disks.id] }),
+}));
