@@ -1,4 +1,4 @@
-import { jsonb, pgEnum, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { integer, jsonb, pgEnum, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 
 export const siteRole = pgEnum('site_role', ['source', 'target']);
 export const siteKind = pgEnum('site_kind', ['aws', 'file']);
@@ -14,6 +14,8 @@ export const sites = pgTable('sites', {
   role: siteRole('role').notNull(),
   kind: siteKind('kind').notNull(),
   settings: jsonb('settings').$type<Record<string, unknown>>().notNull().default({}),
+  /** Increases on every write; the ETag for If-Match (like plans.version). */
+  version: integer('version').notNull().default(1),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
 });
