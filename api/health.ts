@@ -11,7 +11,7 @@ export interface DependencyStatus {
 }
 export type HealthProbe = () => Promise<void>;
 
-const PROBE_TIMEOUT_MS = 3_000;
+const PROBE_TIMEOUT_MS = 5_000;
 
 /** Run every probe in parallel, each bounded by a timeout, and report per dependency. */
 export async function checkHealth(probes: Record<DependencyName, HealthProbe>) {
