@@ -8,6 +8,12 @@ import { temporalConnectionOptions } from '../lib/temporal';
 import { freePort } from '../scripts/stack/ports';
 import { createTestDatabase, testAwsTarget, testConfig } from './helpers/stack';
 
+type Health = {
+  status: string;
+  down: string[];
+  dependencies: Record<string, { ok: boolean; error?: string }>;
+};
+
 /** Serve an app whose Temporal connection points at `temporalPort`, on a real HTTP port. */
 async function serveWith(db: Awaited<ReturnType<typeof createTestDatabase>>['db'], temporalPort?: number) {
   const config = testConfig(temporalPort ? { TEMPORAL_PORT: String(temporalPort) } : {});
@@ -45,7 +51,7 @@ describe('GET /healthz', () => {
     // on a loaded machine it may exceed the probe timeout, so warm up once.
     await fetch(`${api.url}/healthz`);
     const res = await fetch(`${api.url}/healthz`);
-    const body = (await res.json()) as any;
+    const body = (await res.json()) as Health;
     expect(res.status, JSON.stringify(body)).toBe(200);
     expect(body).toMatchObject({
       status: 'ok',
@@ -59,7 +65,7 @@ describe('GET /healthz', () => {
     const deadPort = await freePort();
     const api = await serveWith(testDb.db, deadPort);
     const res = await fetch(`${api.url}/healthz`);
-    const body = (await res.json()) as any;
+    const body = (await res.json()) as Health;
     expect(res.status).toBe(503);
     expect(body.down).toEqual(['temporal']);
     expect(body.dependencies.temporal.error).toBeTruthy();
@@ -68,7 +74,10 @@ describe('GET /healthz', () => {
 
   it('serves the OpenAPI document and the docs page', async () => {
     const api = await serveWith(testDb.db);
-    const doc = (await (await fetch(`${api.url}/openapi.json`)).json()) as any;
+    const doc = (await (await fetch(`${api.url}/openapi.json`)).json()) as {
+      openapi: string;
+      paths: Record<string, unknown>;
+    };
     expect(doc.openapi).toBe('3.1.0');
     expect(doc.paths['/healthz']).toBeDefined();
     const docs = await fetch(`${api.url}/docs`);
