@@ -1,12 +1,19 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { Scalar } from '@scalar/hono-api-reference';
 import type { Client } from '@temporalio/client';
+import { HTTPException } from 'hono/http-exception';
 import type { Config } from '../lib/config';
 import type { Db } from '../schema/db';
 import { type AuthEnv, auditMutations, authenticate } from './auth/middleware';
 import { ApiError, errorResponse, validationHook } from './errors';
 import type { DependencyName, HealthProbe } from './health';
+import { auditRoutes } from './routes/audit';
 import { healthRoutes } from './routes/health';
+import { nodeRoutes } from './routes/nodes';
+import { planRoutes } from './routes/plans';
+import { siteRoutes } from './routes/sites';
+import { tokenRoutes } from './routes/tokens';
+import { clientErrorFromDb } from './services/common';
 
 export interface AppDeps {
   config: Config;
@@ -30,6 +37,11 @@ export function createApp(deps: AppDeps) {
   const v1 = v1Router();
   v1.use('*', authenticate(deps.db), auditMutations(deps.db));
   // Concern routers are mounted here (one line each).
+  v1.route('/', siteRoutes(deps));
+  v1.route('/', planRoutes(deps));
+  v1.route('/', nodeRoutes(deps));
+  v1.route('/', tokenRoutes(deps));
+  v1.route('/', auditRoutes(deps));
   app.route('/v1', v1);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
@@ -51,6 +63,11 @@ export function createApp(deps: AppDeps) {
   app.notFound((c) => c.json({ error: 'not_found', message: `No route ${c.req.method} ${c.req.path}` }, 404));
   app.onError((err, c) => {
     if (err instanceof ApiError) return errorResponse(c, err);
+    // Framework 4xx (malformed JSON body, wrong content type…) keep their status, in our error format.
+    if (err instanceof HTTPException && err.status < 500)
+      return c.json({ error: 'bad_request', message: err.message || 'Bad request' }, err.status);
+    const fromDb = clientErrorFromDb(err);
+    if (fromDb) return errorResponse(c, fromDb);
     if (err instanceof SyntaxError)
       return c.json({ error: 'invalid_json', message: `The body is not valid JSON: ${err.message}` }, 400);
     console.error(err);

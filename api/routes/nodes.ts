@@ -1,0 +1,56 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import type { AppDeps } from '../app';
+import { v1Router } from '../app';
+import { requireRole } from '../auth/middleware';
+import { errorResponses } from '../errors';
+import { PageQuery, pageOf } from '../services/common';
+import { Node, NodeState, nodesService } from '../services/nodes';
+import { jsonContent } from './params';
+
+const tags = ['nodes'];
+const NodePage = pageOf(Node, 'NodePage');
+
+const list = createRoute({
+  method: 'get',
+  path: '/nodes',
+  tags,
+  summary: 'List Replication Appliances and Cloud Connectors (filter by site, state, kind)',
+  middleware: [requireRole('viewer')],
+  request: {
+    query: z.object({
+      ...PageQuery,
+      siteId: z.uuid().optional(),
+      state: NodeState.optional().describe('Effective state: a silent node is offline'),
+      kind: z.enum(['replication-appliance', 'cloud-connector']).optional(),
+    }),
+  },
+  responses: { 200: jsonContent(NodePage, 'A page of nodes'), ...errorResponses(400, 401, 403) },
+});
+
+const get = createRoute({
+  method: 'get',
+  path: '/nodes/{id}',
+  tags,
+  summary: 'Read a node',
+  middleware: [requireRole('viewer')],
+  request: {
+    params: z.object({
+      id: z
+        .string()
+        .min(1)
+        .max(200)
+        .openapi({ param: { name: 'id', in: 'path' }, example: 'node-local-1' }),
+    }),
+  },
+  responses: { 200: jsonContent(Node, 'The node'), ...errorResponses(400, 401, 403, 404) },
+});
+
+export function nodeRoutes(deps: AppDeps) {
+  const svc = nodesService(deps.db);
+  return v1Router()
+    .openapi(list, async (c) => {
+      const { limit, offset, ...filter } = c.req.valid('query');
+      return c.json(await svc.list(filter, { limit, offset }), 200);
+    })
+    .openapi(get, async (c) => c.json(await svc.get(c.req.valid('param').id), 200));
+}

@@ -1,0 +1,24 @@
+import { z } from '@hono/zod-openapi';
+
+/** Path parameter `{id}` holding a uuid. */
+export const UuidParam = z.object({
+  id: z
+    .uuid()
+    .openapi({ param: { name: 'id', in: 'path' }, example: '0b6f9a1e-6c1d-4a55-9a2e-2f8d2b0f4c11' }),
+});
+
+/** The JSON body of a write; `required` makes a missing or non-JSON body a 400, not an empty object. */
+export const jsonBody = <T extends z.ZodType>(schema: T, description: string) => ({
+  required: true,
+  description,
+  content: { 'application/json': { schema } },
+});
+
+export const jsonContent = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { 'application/json': { schema } },
+});
+
+export const EtagHeader = z.object({
+  ETag: z.string().openapi({ description: 'The version, quoted; send it back in If-Match' }),
+});

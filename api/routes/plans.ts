@@ -1,0 +1,171 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { PlanInput } from '../../schema/domain/plan';
+import type { AppDeps } from '../app';
+import { v1Router } from '../app';
+import { requireRole } from '../auth/middleware';
+import { ApiError, errorResponses } from '../errors';
+import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
+import { Plan, PlanApplyInput, PlanSummary, plansService } from '../services/plans';
+import { EtagHeader, jsonBody, jsonContent, UuidParam } from './params';
+
+const tags = ['plans'];
+const PlanPage = pageOf(PlanSummary, 'PlanPage');
+const NameParam = z.object({
+  name: z
+    .string()
+    .min(1)
+    .max(128)
+    .openapi({ param: { name: 'name', in: 'path' }, example: 'erp-production' }),
+});
+const ApplyResult = z
+  .object({
+    result: z.enum(['created', 'updated', 'unchanged']),
+    plan: Plan,
+  })
+  .openapi('ApplyResult');
+
+const list = createRoute({
+  method: 'get',
+  path: '/plans',
+  tags,
+  summary: 'List plans (filter by site, source site, target site, name)',
+  middleware: [requireRole('viewer')],
+  request: {
+    query: z.object({
+      ...PageQuery,
+      siteId: z.uuid().optional().describe('Plans whose source or target is this site'),
+      sourceSiteId: z.uuid().optional(),
+      targetSiteId: z.uuid().optional(),
+      name: z.string().max(128).optional().describe('Exact name, case-insensitive'),
+    }),
+  },
+  responses: { 200: jsonContent(PlanPage, 'A page of plans'), ...errorResponses(400, 401, 403) },
+});
+
+const get = createRoute({
+  method: 'get',
+  path: '/plans/{id}',
+  tags,
+  summary: 'Read a plan with its VMs and disks (ETag = version)',
+  middleware: [requireRole('viewer')],
+  request: { params: UuidParam },
+  responses: {
+    200: { ...jsonContent(Plan, 'The plan'), headers: EtagHeader },
+    ...errorResponses(400, 401, 403, 404),
+  },
+});
+
+const getByName = createRoute({
+  method: 'get',
+  path: '/plans/by-name/{name}',
+  tags,
+  summary: 'Read a plan by name',
+  middleware: [requireRole('viewer')],
+  request: { params: NameParam },
+  responses: {
+    200: { ...jsonContent(Plan, 'The plan'), headers: EtagHeader },
+    ...errorResponses(400, 401, 403, 404),
+  },
+});
+
+const create = createRoute({
+  method: 'post',
+  path: '/plans',
+  tags,
+  summary: 'Create a plan with its VMs',
+  middleware: [requireRole('admin')],
+  request: { body: jsonBody(PlanInput, 'The plan, VMs nested') },
+  responses: {
+    201: { ...jsonContent(Plan, 'Created'), headers: EtagHeader },
+    ...errorResponses(400, 401, 403, 409, 422),
+  },
+});
+
+const replace = createRoute({
+  method: 'put',
+  path: '/plans/{id}',
+  tags,
+  summary: 'Replace a plan (If-Match: the version you read); 409 while a recovery of it runs',
+  description:
+    'VMs and disks are matched by name: their ids stay, so recovery points keep referring to them. Sending the same content changes nothing and keeps the version.',
+  middleware: [requireRole('admin')],
+  request: { params: UuidParam, headers: IfMatchHeader, body: jsonBody(PlanInput, 'The whole plan') },
+  responses: {
+    200: { ...jsonContent(Plan, 'Updated (or unchanged)'), headers: EtagHeader },
+    ...errorResponses(400, 401, 403, 404, 409, 412, 422),
+  },
+});
+
+const apply = createRoute({
+  method: 'put',
+  path: '/plans/by-name/{name}',
+  tags,
+  summary: 'Create or update a plan by name (`lifeboat apply`), idempotent',
+  description:
+    'Sites may be named (`sourceSite`, `targetSite`) instead of given by id. Applying the same document again answers `unchanged` and keeps the version.',
+  middleware: [requireRole('admin')],
+  request: { params: NameParam, headers: IfMatchHeader, body: jsonBody(PlanApplyInput, 'The plan') },
+  responses: {
+    200: { ...jsonContent(ApplyResult, 'Updated or unchanged'), headers: EtagHeader },
+    201: { ...jsonContent(ApplyResult, 'Created'), headers: EtagHeader },
+    ...errorResponses(400, 401, 403, 409, 412, 422),
+  },
+});
+
+const remove = createRoute({
+  method: 'delete',
+  path: '/plans/{id}',
+  tags,
+  summary: 'Delete a plan, its VMs and recovery points; 409 while a recovery of it runs',
+  middleware: [requireRole('admin')],
+  request: { params: UuidParam, headers: IfMatchHeader },
+  responses: { 204: { description: 'Deleted' }, ...errorResponses(400, 401, 403, 404, 409, 412) },
+});
+
+export function planRoutes(deps: AppDeps) {
+  const svc = plansService(deps.db);
+  return v1Router()
+    .openapi(list, async (c) => {
+      const { limit, offset, ...filter } = c.req.valid('query');
+      return c.json(await svc.list(filter, { limit, offset }), 200);
+    })
+    .openapi(get, async (c) => {
+      const plan = await svc.get(c.req.valid('param').id);
+      c.header('ETag', etagOf(plan.version));
+      return c.json(plan, 200);
+    })
+    .openapi(getByName, async (c) => {
+      const { name } = c.req.valid('param');
+      const plan = await svc.findByName(name);
+      if (!plan) throw new ApiError(404, 'not_found', `No plan named "${name}"`);
+      c.header('ETag', etagOf(plan.version));
+      return c.json(plan, 200);
+    })
+    .openapi(create, async (c) => {
+      const plan = await svc.create(c.req.valid('json'));
+      c.header('ETag', etagOf(plan.version));
+      return c.json(plan, 201);
+    })
+    .openapi(replace, async (c) => {
+      const { plan } = await svc.update(
+        c.req.valid('param').id,
+        c.req.valid('json'),
+        c.req.valid('header')['if-match'],
+      );
+      c.header('ETag', etagOf(plan.version));
+      return c.json(plan, 200);
+    })
+    .openapi(apply, async (c) => {
+      const out = await svc.apply(
+        c.req.valid('param').name,
+        c.req.valid('json'),
+        c.req.valid('header')['if-match'],
+      );
+      c.header('ETag', etagOf(out.plan.version));
+      return out.result === 'created' ? c.json(out, 201) : c.json(out, 200);
+    })
+    .openapi(remove, async (c) => {
+      await svc.remove(c.req.valid('param').id, c.req.valid('header')['if-match']);
+      return c.body(null, 204);
+    });
+}

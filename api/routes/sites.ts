@@ -1,0 +1,110 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { SiteInput, SiteRole } from '../../schema/domain/site';
+import type { AppDeps } from '../app';
+import { v1Router } from '../app';
+import { requireRole } from '../auth/middleware';
+import { errorResponses } from '../errors';
+import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
+import { Site, sitesService } from '../services/sites';
+import { EtagHeader, jsonBody, jsonContent, UuidParam } from './params';
+
+const tags = ['sites'];
+const SitePage = pageOf(Site, 'SitePage');
+
+const list = createRoute({
+  method: 'get',
+  path: '/sites',
+  tags,
+  summary: 'List sites (filter by role, kind, name)',
+  middleware: [requireRole('viewer')],
+  request: {
+    query: z.object({
+      ...PageQuery,
+      role: SiteRole.optional(),
+      kind: z.enum(['aws', 'file']).optional(),
+      name: z.string().max(128).optional().describe('Exact name, case-insensitive'),
+    }),
+  },
+  responses: { 200: jsonContent(SitePage, 'A page of sites'), ...errorResponses(400, 401, 403) },
+});
+
+const get = createRoute({
+  method: 'get',
+  path: '/sites/{id}',
+  tags,
+  summary: 'Read a site (ETag = version)',
+  middleware: [requireRole('viewer')],
+  request: { params: UuidParam },
+  responses: {
+    200: { ...jsonContent(Site, 'The site'), headers: EtagHeader },
+    ...errorResponses(400, 401, 403, 404),
+  },
+});
+
+const create = createRoute({
+  method: 'post',
+  path: '/sites',
+  tags,
+  summary: 'Create a site',
+  middleware: [requireRole('admin')],
+  request: { body: jsonBody(SiteInput, 'The site') },
+  responses: {
+    201: { ...jsonContent(Site, 'Created'), headers: EtagHeader },
+    ...errorResponses(400, 401, 403, 409),
+  },
+});
+
+const replace = createRoute({
+  method: 'put',
+  path: '/sites/{id}',
+  tags,
+  summary: 'Replace a site (If-Match: the version you read)',
+  middleware: [requireRole('admin')],
+  request: { params: UuidParam, headers: IfMatchHeader, body: jsonBody(SiteInput, 'The whole site') },
+  responses: {
+    200: { ...jsonContent(Site, 'Updated (or unchanged: same version)'), headers: EtagHeader },
+    ...errorResponses(400, 401, 403, 404, 409, 412),
+  },
+});
+
+const remove = createRoute({
+  method: 'delete',
+  path: '/sites/{id}',
+  tags,
+  summary: 'Delete a site that no plan uses',
+  middleware: [requireRole('admin')],
+  request: { params: UuidParam, headers: IfMatchHeader },
+  responses: { 204: { description: 'Deleted' }, ...errorResponses(400, 401, 403, 404, 409, 412) },
+});
+
+export function siteRoutes(deps: AppDeps) {
+  const svc = sitesService(deps.db);
+  return v1Router()
+    .openapi(list, async (c) => {
+      const { limit, offset, ...filter } = c.req.valid('query');
+      return c.json(await svc.list(filter, { limit, offset }), 200);
+    })
+    .openapi(get, async (c) => {
+      const site = await svc.get(c.req.valid('param').id);
+      c.header('ETag', etagOf(site.version));
+      return c.json(site, 200);
+    })
+    .openapi(create, async (c) => {
+      const site = await svc.create(c.req.valid('json'));
+      c.header('ETag', etagOf(site.version));
+      return c.json(site, 201);
+    })
+    .openapi(replace, async (c) => {
+      const site = await svc.update(
+        c.req.valid('param').id,
+        c.req.valid('json'),
+        c.req.valid('header')['if-match'],
+      );
+      c.header('ETag', etagOf(site.version));
+      return c.json(site, 200);
+    })
+    .openapi(remove, async (c) => {
+      await svc.remove(c.req.valid('param').id, c.req.valid('header')['if-match']);
+      return c.body(null, 204);
+    });
+}

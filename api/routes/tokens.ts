@@ -1,0 +1,61 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import type { AppDeps } from '../app';
+import { v1Router } from '../app';
+import { requireRole } from '../auth/middleware';
+import { errorResponses } from '../errors';
+import { PageQuery, pageOf } from '../services/common';
+import { CreatedToken, Token, TokenInput, TokenRole, tokensService } from '../services/tokens';
+import { jsonBody, jsonContent, UuidParam } from './params';
+
+const tags = ['tokens'];
+const TokenPage = pageOf(Token, 'TokenPage');
+
+const list = createRoute({
+  method: 'get',
+  path: '/tokens',
+  tags,
+  summary: 'List API tokens (never their secrets)',
+  middleware: [requireRole('admin')],
+  request: {
+    query: z.object({
+      ...PageQuery,
+      role: TokenRole.optional(),
+      includeRevoked: z
+        .enum(['true', 'false'])
+        .optional()
+        .transform((v) => v === 'true'),
+    }),
+  },
+  responses: { 200: jsonContent(TokenPage, 'A page of tokens'), ...errorResponses(400, 401, 403) },
+});
+
+const create = createRoute({
+  method: 'post',
+  path: '/tokens',
+  tags,
+  summary: 'Create an API token; its secret is in this answer only',
+  middleware: [requireRole('admin')],
+  request: { body: jsonBody(TokenInput, 'Name and role') },
+  responses: { 201: jsonContent(CreatedToken, 'Created'), ...errorResponses(400, 401, 403, 409) },
+});
+
+const revoke = createRoute({
+  method: 'delete',
+  path: '/tokens/{id}',
+  tags,
+  summary: 'Revoke an API token (the last admin token cannot be revoked)',
+  middleware: [requireRole('admin')],
+  request: { params: UuidParam },
+  responses: { 200: jsonContent(Token, 'Revoked'), ...errorResponses(400, 401, 403, 404, 409) },
+});
+
+export function tokenRoutes(deps: AppDeps) {
+  const svc = tokensService(deps.db);
+  return v1Router()
+    .openapi(list, async (c) => {
+      const { limit, offset, ...filter } = c.req.valid('query');
+      return c.json(await svc.list(filter, { limit, offset }), 200);
+    })
+    .openapi(create, async (c) => c.json(await svc.create(c.req.valid('json')), 201))
+    .openapi(revoke, async (c) => c.json(await svc.revoke(c.req.valid('param').id), 200));
+}

@@ -1,0 +1,115 @@
+import { z } from '@hono/zod-openapi';
+import { ApiError } from '../errors';
+
+/** Query parameters every list endpoint takes. */
+export const PageQuery = {
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(500)
+    .default(50)
+    .openapi({ param: { name: 'limit', in: 'query' }, description: 'Page size (1-500)' }),
+  offset: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(1_000_000)
+    .default(0)
+    .openapi({ param: { name: 'offset', in: 'query' }, description: 'Items to skip' }),
+};
+export interface Page {
+  limit: number;
+  offset: number;
+}
+
+/** A page of a list: `nextOffset` is null on the last page. */
+export const pageOf = <T extends z.ZodType>(item: T, name: string) =>
+  z
+    .object({
+      items: z.array(item),
+      limit: z.number().int(),
+      offset: z.number().int(),
+      nextOffset: z.number().int().nullable().describe('Pass as `offset` for the next page; null at the end'),
+    })
+    .openapi(name);
+
+/** Fetch limit+1 rows to know whether another page exists without a count query. */
+export function toPage<T>(rows: T[], page: Page) {
+  const more = rows.length > page.limit;
+  return {
+    items: more ? rows.slice(0, page.limit) : rows,
+    limit: page.limit,
+    offset: page.offset,
+    nextOffset: more ? page.offset + page.limit : null,
+  };
+}
+
+export const etagOf = (version: number) => `"${version}"`;
+
+/**
+ * The version an If-Match header demands: undefined when absent or `*` (no precondition).
+ * Accepts `"3"`, `W/"3"` and a bare `3`; anything else can never match the current version.
+ */
+export function expectedVersion(ifMatch: string | undefined): number | undefined | 'never' {
+  if (ifMatch === undefined) return undefined;
+  const v = ifMatch.trim();
+  if (v === '*' || v === '') return undefined;
+  const versions = v.split(',').map((t) => t.trim().match(/^(?:W\/)?"?(\d{1,9})"?$/)?.[1]);
+  const first = versions.find((x) => x !== undefined);
+  return first === undefined ? 'never' : Number(first);
+}
+
+/** 412 when If-Match names another version than the stored one. */
+export function checkIfMatch(ifMatch: string | undefined, current: number, what: string) {
+  const expected = expectedVersion(ifMatch);
+  if (expected === undefined) return;
+  if (expected === 'never' || expected !== current) {
+    throw new ApiError(
+      412,
+      'precondition_failed',
+      `The ${what} changed since you read it: If-Match ${ifMatch} but the current version is ${etagOf(current)}. Read it again and retry.`,
+    );
+  }
+}
+
+export const IfMatchHeader = z.object({
+  'if-match': z
+    .string()
+    .max(256)
+    .optional()
+    .openapi({
+      param: { name: 'If-Match', in: 'header' },
+      description: 'The ETag (version) you read; the write fails with 412 if it changed since',
+    }),
+});
+
+/** The SQLSTATE of a postgres.js error, also when drizzle wrapped it. */
+export function pgCode(e: unknown): string | undefined {
+  const err = e as { code?: unknown; cause?: { code?: unknown } };
+  if (typeof err?.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code)) return err.code;
+  if (typeof err?.cause?.code === 'string') return err.cause.code;
+  return undefined;
+}
+
+/**
+ * Database errors a client's input can cause, as 4xx: a value Postgres cannot store (NUL
+ * characters, out-of-range numbers) or a uniqueness race lost to a concurrent request.
+ */
+export function clientErrorFromDb(e: unknown): ApiError | undefined {
+  const code = pgCode(e);
+  if (!code) return undefined;
+  if (code === '23505')
+    return new ApiError(409, 'conflict', 'A concurrent request created the same name; read and retry');
+  if (code === '23503')
+    return new ApiError(409, 'conflict', 'A concurrent request changed what this refers to; read and retry');
+  if (code === '40001' || code === '40P01')
+    return new ApiError(409, 'conflict', 'A concurrent request changed the same data; retry');
+  if (code.startsWith('22'))
+    return new ApiError(
+      400,
+      'invalid_value',
+      'A value cannot be stored (e.g. a NUL character or a number out of range)',
+    );
+  return undefined;
+}

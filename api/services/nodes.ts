@@ -1,0 +1,85 @@
+import { z } from '@hono/zod-openapi';
+import { and, asc, eq, sql } from 'drizzle-orm';
+import type { Db } from '../../schema/db';
+import { nodes } from '../../schema/index';
+import { ApiError } from '../errors';
+import { type Page, toPage } from './common';
+
+/** A node silent for longer than this is shown offline, whatever state it last reported. */
+export const NODE_OFFLINE_AFTER_SECONDS = 30;
+
+export const NodeState = z.enum(['online', 'draining', 'offline', 'suspect']);
+export const Node = z
+  .object({
+    id: z.string(),
+    siteId: z.uuid().nullable(),
+    kind: z.enum(['replication-appliance', 'cloud-connector']),
+    version: z.string(),
+    state: NodeState.describe(
+      `offline when the last heartbeat is older than ${NODE_OFFLINE_AFTER_SECONDS} s`,
+    ),
+    reportedState: NodeState.describe('The state the node itself last reported'),
+    taskQueue: z.string(),
+    activeJobs: z.number().int(),
+    cpuPercent: z.number(),
+    lastHeartbeatAt: z.string(),
+    registeredAt: z.string(),
+  })
+  .openapi('Node');
+
+// The effective state is computed in SQL so that filtering by state and paging agree.
+const effectiveState = sql<
+  z.infer<typeof NodeState>
+>`case when ${nodes.lastHeartbeatAt} < now() - make_interval(secs => ${NODE_OFFLINE_AFTER_SECONDS}) then 'offline' else ${nodes.state}::text end`;
+
+export interface NodeFilter {
+  siteId?: string | undefined;
+  state?: z.infer<typeof NodeState> | undefined;
+  kind?: 'replication-appliance' | 'cloud-connector' | undefined;
+}
+
+export function nodesService(db: Db) {
+  const select = () =>
+    db
+      .select({
+        id: nodes.id,
+        siteId: nodes.siteId,
+        kind: nodes.kind,
+        version: nodes.version,
+        state: effectiveState,
+        reportedState: nodes.state,
+        taskQueue: nodes.taskQueue,
+        activeJobs: nodes.activeJobs,
+        cpuPercent: nodes.cpuPercent,
+        lastHeartbeatAt: nodes.lastHeartbeatAt,
+        registeredAt: nodes.registeredAt,
+      })
+      .from(nodes);
+  type Row = Awaited<ReturnType<ReturnType<typeof select>['execute']>>[number];
+  const toNode = (r: Row) => ({
+    ...r,
+    lastHeartbeatAt: r.lastHeartbeatAt.toISOString(),
+    registeredAt: r.registeredAt.toISOString(),
+  });
+  return {
+    async list(filter: NodeFilter, page: Page) {
+      const rows = await select()
+        .where(
+          and(
+            filter.siteId ? eq(nodes.siteId, filter.siteId) : undefined,
+            filter.kind ? eq(nodes.kind, filter.kind) : undefined,
+            filter.state ? sql`${effectiveState} = ${filter.state}` : undefined,
+          ),
+        )
+        .orderBy(asc(nodes.id))
+        .limit(page.limit + 1)
+        .offset(page.offset);
+      return toPage(rows.map(toNode), page);
+    },
+    async get(id: string) {
+      const [row] = await select().where(eq(nodes.id, id));
+      if (!row) throw new ApiError(404, 'not_found', `No node with id ${id}`);
+      return toNode(row);
+    },
+  };
+}

@@ -1,0 +1,456 @@
+import { isDeepStrictEqual } from 'node:util';
+import { z } from '@hono/zod-openapi';
+import { and, asc, eq, inArray, or, sql } from 'drizzle-orm';
+import type { Db } from '../../schema/db';
+import { Id, Name } from '../../schema/domain/common';
+import { PlanInput } from '../../schema/domain/plan';
+import { Disk, Vm } from '../../schema/domain/vm';
+import { disks, jobs, plans, sites, vms } from '../../schema/index';
+import { ApiError, zodIssues } from '../errors';
+import { checkIfMatch, clientErrorFromDb, type Page, toPage } from './common';
+
+// ---- API shapes -------------------------------------------------------------------------
+
+export const PlanDisk = Disk.extend({ id: z.uuid() }).openapi('PlanDisk');
+export const PlanVm = Vm.extend({ id: z.uuid(), disks: z.array(PlanDisk) }).openapi('PlanVm');
+
+/** A plan as the API returns it: the operator's input, with the ids of the plan, its VMs and disks. */
+export const Plan = z
+  .object({
+    id: z.uuid(),
+    ...PlanInput.shape,
+    vms: z.array(PlanVm).describe('Ordered by boot order, then name'),
+    replicationPaused: z.boolean(),
+    version: z.number().int().describe('Increases on every change; also the ETag'),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .openapi('Plan');
+export type Plan = z.infer<typeof Plan>;
+
+export const PlanSummary = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    description: z.string().optional(),
+    sourceSiteId: z.uuid(),
+    targetSiteId: z.uuid(),
+    vmCount: z.number().int(),
+    replicationPaused: z.boolean(),
+    version: z.number().int(),
+    updatedAt: z.string(),
+  })
+  .openapi('PlanSummary');
+
+/**
+ * The body of `PUT /v1/plans/by-name/{name}` (`lifeboat apply`): a PlanInput whose sites may be
+ * named (`sourceSite: dc-east`) instead of given by id, and whose name defaults to the path's.
+ */
+export const PlanApplyInput = z
+  .object({
+    ...PlanInput.shape,
+    name: Name.optional(),
+    sourceSiteId: Id.optional(),
+    targetSiteId: Id.optional(),
+    sourceSite: Name.optional().describe('Source site by name, instead of sourceSiteId'),
+    targetSite: Name.optional().describe('Target site by name, instead of targetSiteId'),
+  })
+  .openapi('PlanApplyInput');
+export type PlanApplyInput = z.infer<typeof PlanApplyInput>;
+
+/** Job kinds that recover a plan's VMs: while one is pending or running the plan is frozen. */
+export const RECOVERY_JOB_KINDS = ['test-recovery', 'full-recovery', 'migration'] as const;
+
+// ---- mapping ------------------------------------------------------------------------------
+
+type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+type Reader = Db | Tx;
+type PlanRow = typeof plans.$inferSelect;
+
+async function loadPlan(db: Reader, row: PlanRow): Promise<Plan> {
+  const vmRows = await db
+    .select()
+    .from(vms)
+    .where(eq(vms.planId, row.id))
+    .orderBy(asc(vms.bootOrder), asc(vms.name));
+  const diskRows = vmRows.length
+    ? await db
+        .select()
+        .from(disks)
+        .where(
+          inArray(
+            disks.vmId,
+            vmRows.map((v) => v.id),
+          ),
+        )
+        .orderBy(asc(disks.deviceName), asc(disks.name))
+    : [];
+  return {
+    id: row.id,
+    name: row.name,
+    ...(row.description !== null ? { description: row.description } : {}),
+    sourceSiteId: row.sourceSiteId,
+    targetSiteId: row.targetSiteId,
+    replication: row.replication,
+    checkpoints: row.checkpoints,
+    ...(row.preScript ? { preScript: row.preScript } : {}),
+    ...(row.postScript ? { postScript: row.postScript } : {}),
+    targetDefaults: row.targetDefaults,
+    vms: vmRows.map((v) => ({
+      ...v.spec,
+      id: v.id,
+      name: v.name,
+      bootOrder: v.bootOrder,
+      replicationPriority: v.replicationPriority,
+      disks: diskRows
+        .filter((d) => d.vmId === v.id)
+        .map((d) => ({
+          id: d.id,
+          name: d.name,
+          sourceRef: d.sourceRef,
+          sizeBytes: d.sizeBytes,
+          deviceName: d.deviceName,
+        })),
+    })),
+    replicationPaused: row.replicationPaused,
+    version: row.version,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+  };
+}
+
+/** A plan's operator-given content in a canonical form: VMs and disks by name, no ids. */
+function canonical(p: PlanInput | Plan): unknown {
+  const plain = JSON.parse(
+    JSON.stringify({
+      name: p.name,
+      description: p.description,
+      sourceSiteId: p.sourceSiteId,
+      targetSiteId: p.targetSiteId,
+      replication: p.replication,
+      checkpoints: p.checkpoints,
+      preScript: p.preScript,
+      postScript: p.postScript,
+      targetDefaults: p.targetDefaults,
+      vms: [...p.vms]
+        .map((vm) => {
+          const { id: _id, disks: vmDisks, ...rest } = vm as Plan['vms'][number];
+          return {
+            ...rest,
+            disks: vmDisks.map(({ id: _d, ...d }) => d).sort((a, b) => a.name.localeCompare(b.name)),
+          };
+        })
+        .sort((a, b) => a.name.localeCompare(b.name)),
+    }),
+  );
+  return plain;
+}
+
+const vmSpec = (vm: Vm) => {
+  const { disks: _disks, ...spec } = vm;
+  return spec;
+};
+
+// ---- the service -----------------------------------------------------------------------------
+
+export interface PlanFilter {
+  siteId?: string | undefined;
+  sourceSiteId?: string | undefined;
+  targetSiteId?: string | undefined;
+  name?: string | undefined;
+}
+
+export function plansService(db: Db) {
+  /** Checks that need the database: the sites exist, have the right role, fit the disks. */
+  async function checkSites(tx: Reader, input: PlanInput) {
+    const rows = await tx
+      .select({ id: sites.id, name: sites.name, role: sites.role, kind: sites.kind })
+      .from(sites)
+      .where(inArray(sites.id, [input.sourceSiteId, input.targetSiteId]));
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    const issues: { path: string; message: string }[] = [];
+    const source = byId.get(input.sourceSiteId);
+    const target = byId.get(input.targetSiteId);
+    if (!source) issues.push({ path: 'sourceSiteId', message: `no site with id ${input.sourceSiteId}` });
+    else if (source.role !== 'source')
+      issues.push({
+        path: 'sourceSiteId',
+        message: `site "${source.name}" is a ${source.role} site; a plan's source must be a source site`,
+      });
+    if (!target) issues.push({ path: 'targetSiteId', message: `no site with id ${input.targetSiteId}` });
+    else if (target.role !== 'target')
+      issues.push({
+        path: 'targetSiteId',
+        message: `site "${target.name}" is a ${target.role} site; a plan's target must be a target site`,
+      });
+    else if (target.kind !== 'aws')
+      issues.push({
+        path: 'targetSiteId',
+        message: `site "${target.name}" is a ${target.kind} site; recovery targets are aws sites`,
+      });
+    if (source) {
+      input.vms.forEach((vm, i) => {
+        vm.disks.forEach((d, j) => {
+          const path = `vms[${i}].disks[${j}].sourceRef`;
+          if (source.kind === 'file' && !d.sourceRef.startsWith('/'))
+            issues.push({ path, message: `site "${source.name}" is a file site: give an absolute path` });
+          if (source.kind === 'aws' && !/^vol-[0-9a-f]+$/.test(d.sourceRef))
+            issues.push({ path, message: `site "${source.name}" is an aws site: give a volume id (vol-…)` });
+        });
+      });
+    }
+    if (issues.length > 0)
+      throw new ApiError(422, 'unprocessable', 'The plan refers to sites it cannot use', issues);
+  }
+
+  async function checkNameFree(tx: Reader, name: string, exceptId?: string) {
+    const [row] = await tx
+      .select({ id: plans.id })
+      .from(plans)
+      .where(sql`lower(${plans.name}) = lower(${name})`);
+    if (row && row.id !== exceptId)
+      throw new ApiError(409, 'conflict', `A plan named "${name}" already exists`, [
+        { path: 'name', message: 'already used by another plan' },
+      ]);
+  }
+
+  async function checkNoRecoveryRunning(tx: Reader, plan: PlanRow, doing: string) {
+    const running = await tx
+      .select({ id: jobs.id, kind: jobs.kind, status: jobs.status })
+      .from(jobs)
+      .where(
+        and(
+          eq(jobs.planId, plan.id),
+          inArray(jobs.kind, [...RECOVERY_JOB_KINDS]),
+          inArray(jobs.status, ['pending', 'running']),
+        ),
+      )
+      .limit(1);
+    const job = running[0];
+    if (job)
+      throw new ApiError(
+        409,
+        'recovery_running',
+        `Cannot ${doing} plan "${plan.name}": its ${job.kind} job ${job.id} is ${job.status}. Wait for it to end or cancel it.`,
+      );
+  }
+
+  /** Write the plan's VMs and disks, keeping the ids of those whose names stay (recovery points refer to them). */
+  async function syncVms(tx: Tx, planId: string, wanted: Vm[]) {
+    const existing = await tx.select().from(vms).where(eq(vms.planId, planId));
+    const byName = new Map(existing.map((v) => [v.name, v]));
+    const keep = new Set(wanted.map((v) => v.name));
+    const gone = existing.filter((v) => !keep.has(v.name)).map((v) => v.id);
+    if (gone.length) await tx.delete(vms).where(inArray(vms.id, gone));
+    for (const vm of wanted) {
+      const values = {
+        name: vm.name,
+        bootOrder: vm.bootOrder,
+        replicationPriority: vm.replicationPriority,
+        spec: vmSpec(vm),
+      };
+      const current = byName.get(vm.name);
+      let vmId: string;
+      if (current) {
+        vmId = current.id;
+        await tx.update(vms).set(values).where(eq(vms.id, vmId));
+      } else {
+        const [row] = await tx
+          .insert(vms)
+          .values({ planId, ...values })
+          .returning({ id: vms.id });
+        vmId = row!.id;
+      }
+      await syncDisks(tx, vmId, vm.disks);
+    }
+  }
+
+  async function syncDisks(tx: Tx, vmId: string, wanted: Vm['disks']) {
+    const existing = await tx.select().from(disks).where(eq(disks.vmId, vmId));
+    const byName = new Map(existing.map((d) => [d.name, d]));
+    const keep = new Set(wanted.map((d) => d.name));
+    const gone = existing.filter((d) => !keep.has(d.name)).map((d) => d.id);
+    if (gone.length) await tx.delete(disks).where(inArray(disks.id, gone));
+    for (const d of wanted) {
+      const values = {
+        name: d.name,
+        sourceRef: d.sourceRef,
+        sizeBytes: d.sizeBytes,
+        deviceName: d.deviceName,
+      };
+      const current = byName.get(d.name);
+      if (current) await tx.update(disks).set(values).where(eq(disks.id, current.id));
+      else await tx.insert(disks).values({ vmId, ...values });
+    }
+  }
+
+  const planColumns = (input: PlanInput) => ({
+    name: input.name,
+    description: input.description ?? null,
+    sourceSiteId: input.sourceSiteId,
+    targetSiteId: input.targetSiteId,
+    replication: input.replication,
+    checkpoints: input.checkpoints,
+    preScript: input.preScript ?? null,
+    postScript: input.postScript ?? null,
+    targetDefaults: input.targetDefaults,
+  });
+
+  async function withDbErrors<T>(f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      throw clientErrorFromDb(e) ?? e;
+    }
+  }
+
+  const notFound = (id: string) => new ApiError(404, 'not_found', `No plan with id ${id}`);
+
+  const service = {
+    async list(filter: PlanFilter, page: Page) {
+      const where = and(
+        filter.siteId
+          ? or(eq(plans.sourceSiteId, filter.siteId), eq(plans.targetSiteId, filter.siteId))
+          : undefined,
+        filter.sourceSiteId ? eq(plans.sourceSiteId, filter.sourceSiteId) : undefined,
+        filter.targetSiteId ? eq(plans.targetSiteId, filter.targetSiteId) : undefined,
+        filter.name ? sql`lower(${plans.name}) = lower(${filter.name})` : undefined,
+      );
+      const rows = await db
+        .select({
+          id: plans.id,
+          name: plans.name,
+          description: plans.description,
+          sourceSiteId: plans.sourceSiteId,
+          targetSiteId: plans.targetSiteId,
+          replicationPaused: plans.replicationPaused,
+          version: plans.version,
+          updatedAt: plans.updatedAt,
+          vmCount: sql<number>`(select count(*)::int from ${vms} where ${vms.planId} = ${plans.id})`,
+        })
+        .from(plans)
+        .where(where)
+        .orderBy(asc(plans.name))
+        .limit(page.limit + 1)
+        .offset(page.offset);
+      return toPage(
+        rows.map(({ description, updatedAt, ...r }) => ({
+          ...r,
+          ...(description !== null ? { description } : {}),
+          updatedAt: updatedAt.toISOString(),
+        })),
+        page,
+      );
+    },
+
+    async get(id: string) {
+      const [row] = await db.select().from(plans).where(eq(plans.id, id));
+      if (!row) throw notFound(id);
+      return loadPlan(db, row);
+    },
+
+    async findByName(name: string) {
+      const [row] = await db.select().from(plans).where(sql`lower(${plans.name}) = lower(${name})`);
+      return row ? loadPlan(db, row) : undefined;
+    },
+
+    /** Create a plan with its VMs and disks, all or nothing. */
+    async create(input: PlanInput) {
+      return withDbErrors(() =>
+        db.transaction(async (tx) => {
+          await checkSites(tx, input);
+          await checkNameFree(tx, input.name);
+          const [row] = await tx.insert(plans).values(planColumns(input)).returning();
+          await syncVms(tx, row!.id, input.vms);
+          return loadPlan(tx, row!);
+        }),
+      );
+    },
+
+    /**
+     * Replace a plan, all or nothing. Same content = no write and the version stays, which
+     * makes `apply` idempotent. Refused (409) while a recovery of the plan is pending or running.
+     */
+    async update(id: string, input: PlanInput, ifMatch?: string) {
+      return withDbErrors(() =>
+        db.transaction(async (tx) => {
+          const [row] = await tx.select().from(plans).where(eq(plans.id, id)).for('update');
+          if (!row) throw notFound(id);
+          checkIfMatch(ifMatch, row.version, `plan "${row.name}"`);
+          const current = await loadPlan(tx, row);
+          if (isDeepStrictEqual(canonical(current), canonical(input)))
+            return { plan: current, changed: false };
+          await checkNoRecoveryRunning(tx, row, 'change');
+          await checkSites(tx, input);
+          await checkNameFree(tx, input.name, id);
+          const [updated] = await tx
+            .update(plans)
+            .set({ ...planColumns(input), version: row.version + 1, updatedAt: sql`now()` })
+            .where(eq(plans.id, id))
+            .returning();
+          await syncVms(tx, id, input.vms);
+          return { plan: await loadPlan(tx, updated!), changed: true };
+        }),
+      );
+    },
+
+    /** Delete a plan with its VMs, disks and recovery points; refused while a recovery runs. */
+    async remove(id: string, ifMatch?: string) {
+      return withDbErrors(() =>
+        db.transaction(async (tx) => {
+          const [row] = await tx.select().from(plans).where(eq(plans.id, id)).for('update');
+          if (!row) throw notFound(id);
+          checkIfMatch(ifMatch, row.version, `plan "${row.name}"`);
+          await checkNoRecoveryRunning(tx, row, 'delete');
+          await tx.delete(plans).where(eq(plans.id, id));
+        }),
+      );
+    },
+
+    /** `lifeboat apply`: create or update the plan called `name`; site names resolve to ids. */
+    async apply(name: string, body: PlanApplyInput, ifMatch?: string) {
+      const { sourceSite, targetSite, ...rest } = body;
+      if (rest.name !== undefined && rest.name.toLowerCase() !== name.toLowerCase())
+        throw new ApiError(400, 'validation_failed', 'The body names another plan than the path', [
+          { path: 'name', message: `must be "${name}" (the name in the path) or left out` },
+        ]);
+      const issues: { path: string; message: string }[] = [];
+      const resolve = async (field: 'sourceSite' | 'targetSite', siteName: string | undefined) => {
+        const idField = `${field}Id` as const;
+        if (siteName === undefined) {
+          if (rest[idField] === undefined)
+            issues.push({ path: idField, message: `give ${idField} or ${field}` });
+          return rest[idField];
+        }
+        const [site] = await db
+          .select({ id: sites.id })
+          .from(sites)
+          .where(sql`lower(${sites.name}) = lower(${siteName})`);
+        if (!site) issues.push({ path: field, message: `no site named "${siteName}"` });
+        else if (rest[idField] !== undefined && rest[idField] !== site.id)
+          issues.push({ path: field, message: `site "${siteName}" is not ${idField} ${rest[idField]}` });
+        return site?.id;
+      };
+      const sourceSiteId = await resolve('sourceSite', sourceSite);
+      const targetSiteId = await resolve('targetSite', targetSite);
+      if (issues.length) throw new ApiError(422, 'unprocessable', 'The plan refers to unknown sites', issues);
+      const parsed = PlanInput.safeParse({ ...rest, name: rest.name ?? name, sourceSiteId, targetSiteId });
+      if (!parsed.success)
+        throw new ApiError(400, 'validation_failed', 'The plan is invalid', zodIssues(parsed.error));
+      const existing = await service.findByName(name);
+      if (!existing) {
+        if (ifMatch !== undefined && ifMatch.trim() !== '*')
+          throw new ApiError(
+            412,
+            'precondition_failed',
+            `No plan "${name}" exists to match If-Match ${ifMatch}`,
+          );
+        return { result: 'created' as const, plan: await service.create(parsed.data) };
+      }
+      const { plan, changed } = await service.update(existing.id, parsed.data, ifMatch);
+      return { result: changed ? ('updated' as const) : ('unchanged' as const), plan };
+    },
+  };
+  return service;
+}
+export type PlansService = ReturnType<typeof plansService>;

@@ -1,0 +1,119 @@
+import { z } from '@hono/zod-openapi';
+import { and, asc, eq, isNull, ne } from 'drizzle-orm';
+import type { Db } from '../../schema/db';
+import { apiTokens } from '../../schema/index';
+import { createToken, type Role } from '../auth/tokens';
+import { ApiError } from '../errors';
+import { clientErrorFromDb, type Page, toPage } from './common';
+
+export const TokenRole = z.enum(['viewer', 'operator', 'admin']);
+export const TokenInput = z
+  .object({
+    name: z
+      .string()
+      .trim()
+      .min(1)
+      .max(128)
+      .regex(/^[A-Za-z0-9][A-Za-z0-9 ._@-]*$/, 'letters, digits, space, dot, underscore, @ and dash'),
+    role: TokenRole,
+  })
+  .openapi('TokenInput');
+
+/** A token as listed: never the secret (only its first characters, to tell tokens apart). */
+export const Token = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    role: TokenRole,
+    prefix: z.string(),
+    createdAt: z.string(),
+    lastUsedAt: z.string().nullable(),
+    revokedAt: z.string().nullable(),
+  })
+  .openapi('Token');
+export const CreatedToken = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    role: TokenRole,
+    createdAt: z.string(),
+    token: z.string().describe('The secret: shown this once, only its hash is stored'),
+  })
+  .openapi('CreatedToken');
+
+type Row = typeof apiTokens.$inferSelect;
+const toToken = (r: Row) => ({
+  id: r.id,
+  name: r.name,
+  role: r.role,
+  prefix: r.prefix,
+  createdAt: r.createdAt.toISOString(),
+  lastUsedAt: r.lastUsedAt?.toISOString() ?? null,
+  revokedAt: r.revokedAt?.toISOString() ?? null,
+});
+
+export function tokensService(db: Db) {
+  return {
+    async list(filter: { includeRevoked?: boolean | undefined; role?: Role | undefined }, page: Page) {
+      const rows = await db
+        .select()
+        .from(apiTokens)
+        .where(
+          and(
+            filter.includeRevoked ? undefined : isNull(apiTokens.revokedAt),
+            filter.role ? eq(apiTokens.role, filter.role) : undefined,
+          ),
+        )
+        .orderBy(asc(apiTokens.createdAt), asc(apiTokens.name))
+        .limit(page.limit + 1)
+        .offset(page.offset);
+      return toPage(rows.map(toToken), page);
+    },
+
+    async create(input: z.infer<typeof TokenInput>) {
+      const [taken] = await db
+        .select({ id: apiTokens.id })
+        .from(apiTokens)
+        .where(eq(apiTokens.name, input.name));
+      if (taken)
+        throw new ApiError(409, 'conflict', `A token named "${input.name}" already exists`, [
+          { path: 'name', message: 'already used by another token' },
+        ]);
+      try {
+        const created = await createToken(db, input.name, input.role);
+        return { ...created, createdAt: created.createdAt.toISOString() };
+      } catch (e) {
+        throw clientErrorFromDb(e) ?? e;
+      }
+    },
+
+    /** Revoke a token. The last active admin token cannot be revoked (nobody could manage tokens after). */
+    async revoke(id: string) {
+      return db.transaction(async (tx) => {
+        const [row] = await tx.select().from(apiTokens).where(eq(apiTokens.id, id)).for('update');
+        if (!row) throw new ApiError(404, 'not_found', `No token with id ${id}`);
+        if (row.revokedAt) return toToken(row);
+        if (row.role === 'admin') {
+          const others = await tx
+            .select({ id: apiTokens.id })
+            .from(apiTokens)
+            .where(and(eq(apiTokens.role, 'admin'), isNull(apiTokens.revokedAt), ne(apiTokens.id, id)))
+            .limit(1)
+            .for('update');
+          if (others.length === 0)
+            throw new ApiError(
+              409,
+              'conflict',
+              `Token "${row.name}" is the last active admin token; create another admin token first`,
+            );
+        }
+        const [updated] = await tx
+          .update(apiTokens)
+          .set({ revokedAt: new Date() })
+          .where(eq(apiTokens.id, id))
+          .returning();
+        return toToken(updated!);
+      });
+    },
+  };
+}

@@ -1,0 +1,418 @@
+import { eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { auditLog, jobs, nodes, plans, vms } from '../schema';
+import { fixtures, startTestApi, type TestApi } from './helpers/api';
+import { uniqueId } from './helpers/stack';
+
+let api: TestApi;
+let sourceId: string;
+let targetId: string;
+let otherSourceId: string;
+let otherTargetId: string;
+
+beforeAll(async () => {
+  api = await startTestApi();
+  sourceId = (await api.call('POST', '/v1/sites', { body: fixtures.fileSourceSite('dc-east') })).body.id;
+  targetId = (await api.call('POST', '/v1/sites', { body: fixtures.awsTargetSite('aws-dr') })).body.id;
+  otherSourceId = (await api.call('POST', '/v1/sites', { body: fixtures.fileSourceSite('dc-west') })).body.id;
+  otherTargetId = (await api.call('POST', '/v1/sites', { body: fixtures.awsTargetSite('aws-dr-2') })).body.id;
+  expect([sourceId, targetId, otherSourceId, otherTargetId].every(Boolean)).toBe(true);
+});
+afterAll(async () => {
+  await api?.close();
+});
+
+const paths = (body: { issues?: { path: string }[] }) => (body.issues ?? []).map((i) => i.path);
+
+describe('plan validation', () => {
+  // Each case: a change to a valid plan, the status and the field path the error must name.
+  const vm = fixtures.vm;
+  const cases: [string, (p: Record<string, unknown>) => Record<string, unknown>, number, string][] = [
+    ['duplicate VM names', (p) => ({ ...p, vms: [vm('web'), vm('WEB')] }), 400, 'vms[1].name'],
+    [
+      'duplicate disk names',
+      (p) => ({
+        ...p,
+        vms: [
+          vm('web', {
+            disks: [
+              { name: 'd', sourceRef: '/a', sizeBytes: 1, deviceName: '/dev/sda' },
+              { name: 'd', sourceRef: '/b', sizeBytes: 1, deviceName: '/dev/sdb' },
+            ],
+          }),
+        ],
+      }),
+      400,
+      'vms[0].disks[1].name',
+    ],
+    [
+      'negative boot delay',
+      (p) => ({ ...p, vms: [vm('web', { bootDelaySeconds: -5 })] }),
+      400,
+      'vms[0].bootDelaySeconds',
+    ],
+    [
+      'unknown source site id',
+      (p) => ({ ...p, sourceSiteId: '00000000-0000-4000-8000-000000000000' }),
+      422,
+      'sourceSiteId',
+    ],
+    [
+      'unknown target site id',
+      (p) => ({ ...p, targetSiteId: '00000000-0000-4000-8000-000000000000' }),
+      422,
+      'targetSiteId',
+    ],
+    [
+      'the same site as source and target',
+      (p) => ({ ...p, targetSiteId: p.sourceSiteId }),
+      400,
+      'targetSiteId',
+    ],
+    [
+      'a target site used as source',
+      (p) => ({ ...p, sourceSiteId: targetId, targetSiteId: otherTargetId }),
+      422,
+      'sourceSiteId',
+    ],
+    ['a source site used as target', (p) => ({ ...p, targetSiteId: otherSourceId }), 422, 'targetSiteId'],
+    [
+      'unknown script runtime',
+      (p) => ({ ...p, preScript: { runtime: 'perl', inline: 'print 1' } }),
+      400,
+      'preScript.runtime',
+    ],
+    [
+      'bad IP syntax',
+      (p) => ({ ...p, vms: [vm('web', { network: { privateIp: '10.0.300.1' } })] }),
+      400,
+      'vms[0].network.privateIp',
+    ],
+    [
+      'bad CIDR syntax',
+      (p) => ({ ...p, vms: [vm('web', { network: { subnetCidr: '10.0.0.0/33' } })] }),
+      400,
+      'vms[0].network.subnetCidr',
+    ],
+    [
+      'private IP outside the subnet CIDR',
+      (p) => ({ ...p, vms: [vm('web', { network: { subnetCidr: '10.0.1.0/24', privateIp: '10.0.2.5' } })] }),
+      400,
+      'vms[0].network.privateIp',
+    ],
+    [
+      'two VMs with one private IP',
+      (p) => ({
+        ...p,
+        vms: [
+          vm('a', { network: { privateIp: '10.0.1.5' } }),
+          vm('b', { network: { privateIp: '10.0.1.5' } }),
+        ],
+      }),
+      400,
+      'vms[1].network.privateIp',
+    ],
+    ['cron syntax', (p) => ({ ...p, checkpoints: { cron: 'every day' } }), 400, 'checkpoints.cron'],
+    [
+      'RPO below 1 minute',
+      (p) => ({ ...p, replication: { intervalMinutes: 0, startTime: '2026-01-01T02:00:00Z' } }),
+      400,
+      'replication.intervalMinutes',
+    ],
+    [
+      'start time without an offset',
+      (p) => ({ ...p, replication: { intervalMinutes: 5, startTime: '2026-01-01T02:00:00' } }),
+      400,
+      'replication.startTime',
+    ],
+    [
+      'a relative disk path on a file site',
+      (p) => ({
+        ...p,
+        vms: [
+          vm('web', { disks: [{ name: 'd', sourceRef: 'disk.img', sizeBytes: 1, deviceName: '/dev/sda' }] }),
+        ],
+      }),
+      422,
+      'vms[0].disks[0].sourceRef',
+    ],
+    ['missing name', ({ name: _n, ...p }) => p, 400, 'name'],
+  ];
+  it.each(cases)('rejects %s', async (_what, change, status, path) => {
+    const res = await api.call('POST', '/v1/plans', { body: change(fixtures.plan(sourceId, targetId)) });
+    expect(res.status, JSON.stringify(res.body)).toBe(status);
+    expect(paths(res.body)).toContain(path);
+    expect(typeof res.body.message).toBe('string');
+  });
+
+  it('accepts the valid plan and keeps nothing of the rejected ones', async () => {
+    const [{ n }] = (await api.db.execute<{ n: number }>(
+      sql`select count(*)::int as n from plans`,
+    )) as unknown as [{ n: number }];
+    const res = await api.call('POST', '/v1/plans', { body: fixtures.plan(sourceId, targetId) });
+    expect(res.status).toBe(201);
+    expect(res.body.vms.map((v: { name: string }) => v.name)).toEqual(['db-01', 'web-01']);
+    const [{ n: after }] = (await api.db.execute<{ n: number }>(
+      sql`select count(*)::int as n from plans`,
+    )) as unknown as [{ n: number }];
+    expect(after).toBe(n + 1);
+  });
+
+  it('rejects a duplicate plan name with 409', async () => {
+    const body = fixtures.plan(sourceId, targetId);
+    expect((await api.call('POST', '/v1/plans', { body })).status).toBe(201);
+    const again = await api.call('POST', '/v1/plans', { body });
+    expect(again.status).toBe(409);
+    expect(paths(again.body)).toEqual(['name']);
+  });
+
+  it('answers 400 for malformed JSON and a bad id, 415 for a wrong content type', async () => {
+    const bad = await api.call('POST', '/v1/plans', {
+      rawBody: '{"name":',
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(bad.status).toBe(400);
+    const text = await api.call('POST', '/v1/plans', {
+      rawBody: 'name: x',
+      headers: { 'content-type': 'text/yaml' },
+    });
+    expect(text.status).toBe(415);
+    expect((await api.call('GET', '/v1/plans/not-a-uuid')).status).toBe(400);
+    expect((await api.call('GET', '/v1/plans/00000000-0000-4000-8000-000000000000')).status).toBe(404);
+    const nul = await api.call('POST', '/v1/plans', {
+      body: { ...fixtures.plan(sourceId, targetId), description: 'a\u0000b' },
+    });
+    expect(nul.status).toBe(400);
+  });
+});
+
+describe('sites', () => {
+  it('rejects duplicate names (409), deleting a site in use (409), and filters by role and kind', async () => {
+    const dup = await api.call('POST', '/v1/sites', { body: fixtures.fileSourceSite('DC-EAST') });
+    expect(dup.status).toBe(409);
+    expect(paths(dup.body)).toEqual(['name']);
+    const del = await api.call('DELETE', `/v1/sites/${sourceId}`);
+    expect(del.status).toBe(409);
+    expect(del.body.message).toMatch(/used by plan/);
+    const targets = await api.call('GET', '/v1/sites?role=target');
+    expect(targets.body.items.map((s: { name: string }) => s.name)).toEqual(['aws-dr', 'aws-dr-2']);
+    const files = await api.call('GET', '/v1/sites?kind=file&limit=1');
+    expect(files.body.items).toHaveLength(1);
+    expect(files.body.nextOffset).toBe(1);
+    const page2 = await api.call('GET', '/v1/sites?kind=file&limit=1&offset=1');
+    expect(page2.body.items).toHaveLength(1);
+    expect(page2.body.nextOffset).toBeNull();
+    expect(page2.body.items[0].id).not.toBe(files.body.items[0].id);
+  });
+
+  it('refuses to turn a site in use into the other role, and deletes an unused one', async () => {
+    const site = await api.call('GET', `/v1/sites/${sourceId}`);
+    const { id: _i, version: _v, createdAt: _c, updatedAt: _u, ...input } = site.body;
+    const flip = await api.call('PUT', `/v1/sites/${sourceId}`, { body: { ...input, role: 'target' } });
+    expect(flip.status).toBe(409);
+    expect(paths(flip.body)).toEqual(['role']);
+    const spare = await api.call('POST', '/v1/sites', { body: fixtures.fileSourceSite() });
+    expect((await api.call('DELETE', `/v1/sites/${spare.body.id}`)).status).toBe(204);
+    expect((await api.call('GET', `/v1/sites/${spare.body.id}`)).status).toBe(404);
+  });
+});
+
+describe('concurrent edits', () => {
+  it('answers 412 on a stale If-Match and accepts the current ETag', async () => {
+    const created = await api.call('POST', '/v1/plans', { body: fixtures.plan(sourceId, targetId) });
+    const id = created.body.id;
+    const read = await api.call('GET', `/v1/plans/${id}`);
+    expect(read.headers.get('etag')).toBe('"1"');
+    const { id: _i, version: _v, createdAt: _c, updatedAt: _u, replicationPaused: _p, ...input } = read.body;
+    const first = await api.call('PUT', `/v1/plans/${id}`, {
+      body: { ...input, description: 'operator A' },
+      headers: { 'if-match': '"1"' },
+    });
+    expect(first.status).toBe(200);
+    expect(first.headers.get('etag')).toBe('"2"');
+    const stale = await api.call('PUT', `/v1/plans/${id}`, {
+      body: { ...input, description: 'operator B' },
+      headers: { 'if-match': '"1"' },
+    });
+    expect(stale.status).toBe(412);
+    expect(stale.body.error).toBe('precondition_failed');
+    expect((await api.call('GET', `/v1/plans/${id}`)).body.description).toBe('operator A');
+    expect((await api.call('DELETE', `/v1/plans/${id}`, { headers: { 'if-match': '"1"' } })).status).toBe(
+      412,
+    );
+
+    const site = await api.call('GET', `/v1/sites/${targetId}`);
+    const { id: _si, version: _sv, createdAt: _sc, updatedAt: _su, ...siteInput } = site.body;
+    const staleSite = await api.call('PUT', `/v1/sites/${targetId}`, {
+      body: { ...siteInput, aws: { ...siteInput.aws, accountAlias: 'x' } },
+      headers: { 'if-match': `"${site.body.version + 1}"` },
+    });
+    expect(staleSite.status).toBe(412);
+  });
+
+  it('keeps VM and disk ids across updates (matched by name) and writes all or nothing', async () => {
+    const created = await api.call('POST', '/v1/plans', { body: fixtures.plan(sourceId, targetId) });
+    const id = created.body.id;
+    const web = created.body.vms.find((v: { name: string }) => v.name === 'web-01');
+    const {
+      id: _i,
+      version: _v,
+      createdAt: _c,
+      updatedAt: _u,
+      replicationPaused: _p,
+      ...input
+    } = created.body;
+    const next = {
+      ...input,
+      vms: [
+        { ...fixtures.vm('web-01'), bootDelaySeconds: 30 },
+        fixtures.vm('app-01', { network: { privateIp: '10.0.0.9' } }),
+      ],
+    };
+    const updated = await api.call('PUT', `/v1/plans/${id}`, { body: next });
+    expect(updated.status).toBe(200);
+    const web2 = updated.body.vms.find((v: { name: string }) => v.name === 'web-01');
+    expect(web2.id).toBe(web.id);
+    expect(web2.disks[0].id).toBe(web.disks[0].id);
+    expect(web2.bootDelaySeconds).toBe(30);
+    expect(updated.body.vms.map((v: { name: string }) => v.name).sort()).toEqual(['app-01', 'web-01']);
+    // A failing update (unknown target) leaves the plan as it was.
+    const bad = await api.call('PUT', `/v1/plans/${id}`, {
+      body: { ...next, vms: [fixtures.vm('zzz')], targetSiteId: '00000000-0000-4000-8000-000000000000' },
+    });
+    expect(bad.status).toBe(422);
+    const vmRows = await api.db.select({ name: vms.name }).from(vms).where(eq(vms.planId, id));
+    expect(vmRows.map((v) => v.name).sort()).toEqual(['app-01', 'web-01']);
+  });
+});
+
+describe('apply by name', () => {
+  it('creates, then answers unchanged without bumping the version, then updates', async () => {
+    const name = uniqueId('apply');
+    const { sourceSiteId: _s, targetSiteId: _t, name: _n, ...rest } = fixtures.plan(sourceId, targetId);
+    const doc = { ...rest, sourceSite: 'dc-east', targetSite: 'aws-dr' };
+    const first = await api.call('PUT', `/v1/plans/by-name/${name}`, { body: doc });
+    expect(first.status, JSON.stringify(first.body)).toBe(201);
+    expect(first.body.result).toBe('created');
+    expect(first.body.plan.sourceSiteId).toBe(sourceId);
+    const again = await api.call('PUT', `/v1/plans/by-name/${name}`, { body: doc });
+    expect(again.status).toBe(200);
+    expect(again.body.result).toBe('unchanged');
+    expect(again.body.plan.version).toBe(1);
+    expect(again.body.plan.updatedAt).toBe(first.body.plan.updatedAt);
+    const changed = await api.call('PUT', `/v1/plans/by-name/${name}`, {
+      body: { ...doc, description: 'v2' },
+    });
+    expect(changed.body).toMatchObject({ result: 'updated', plan: { version: 2, description: 'v2' } });
+    const unknown = await api.call('PUT', `/v1/plans/by-name/${name}`, {
+      body: { ...doc, targetSite: 'nowhere' },
+    });
+    expect(unknown.status).toBe(422);
+    expect(paths(unknown.body)).toEqual(['targetSite']);
+  });
+});
+
+describe('recoveries in progress', () => {
+  it('answers 409 to a change or delete of a plan while one of its recoveries runs', async () => {
+    const created = await api.call('POST', '/v1/plans', { body: fixtures.plan(sourceId, targetId) });
+    const id = created.body.id;
+    const [job] = await api.db
+      .insert(jobs)
+      .values({ kind: 'test-recovery', status: 'running', planId: id, workflowId: uniqueId('wf') })
+      .returning();
+    const {
+      id: _i,
+      version: _v,
+      createdAt: _c,
+      updatedAt: _u,
+      replicationPaused: _p,
+      ...input
+    } = created.body;
+    const change = await api.call('PUT', `/v1/plans/${id}`, {
+      body: { ...input, description: 'during recovery' },
+    });
+    expect(change.status).toBe(409);
+    expect(change.body.error).toBe('recovery_running');
+    expect((await api.call('DELETE', `/v1/plans/${id}`)).status).toBe(409);
+    // A replication job does not freeze the plan; an ended recovery neither.
+    await api.db.update(jobs).set({ status: 'completed' }).where(eq(jobs.id, job!.id));
+    expect((await api.call('DELETE', `/v1/plans/${id}`)).status).toBe(204);
+    expect(await api.db.select().from(plans).where(eq(plans.id, id))).toHaveLength(0);
+    expect(await api.db.select().from(vms).where(eq(vms.planId, id))).toHaveLength(0);
+  });
+});
+
+describe('nodes', () => {
+  it('shows a node offline when its heartbeat is older than 30 s, and filters by state and site', async () => {
+    await api.db.insert(nodes).values([
+      {
+        id: 'node-fresh',
+        siteId: sourceId,
+        kind: 'replication-appliance',
+        version: '1',
+        taskQueue: 'node-node-fresh',
+      },
+      {
+        id: 'node-silent',
+        siteId: targetId,
+        kind: 'cloud-connector',
+        version: '1',
+        taskQueue: 'node-node-silent',
+        lastHeartbeatAt: new Date(Date.now() - 45_000),
+      },
+    ]);
+    const all = await api.call('GET', '/v1/nodes', { token: api.tokens.viewer });
+    const byId = Object.fromEntries(
+      all.body.items.map((n: { id: string; state: string }) => [n.id, n.state]),
+    );
+    expect(byId).toEqual({ 'node-fresh': 'online', 'node-silent': 'offline' });
+    const offline = await api.call('GET', '/v1/nodes?state=offline');
+    expect(offline.body.items.map((n: { id: string }) => n.id)).toEqual(['node-silent']);
+    const atSource = await api.call('GET', `/v1/nodes?siteId=${sourceId}`);
+    expect(atSource.body.items.map((n: { id: string }) => n.id)).toEqual(['node-fresh']);
+    const one = await api.call('GET', '/v1/nodes/node-silent');
+    expect(one.body).toMatchObject({ state: 'offline', reportedState: 'online' });
+    expect((await api.call('GET', '/v1/nodes/nope')).status).toBe(404);
+  });
+});
+
+describe('tokens and audit', () => {
+  it('creates a token shown once, lists it without its secret, and revokes it', async () => {
+    const created = await api.call('POST', '/v1/tokens', { body: { name: 'ci-bot', role: 'operator' } });
+    expect(created.status).toBe(201);
+    expect(created.body.token).toMatch(/^lb_/);
+    const listed = await api.call('GET', '/v1/tokens');
+    expect(JSON.stringify(listed.body)).not.toContain(created.body.token);
+    expect(listed.body.items.map((t: { name: string }) => t.name)).toContain('ci-bot');
+    expect((await api.call('GET', '/v1/plans', { token: created.body.token })).status).toBe(200);
+    expect((await api.call('DELETE', `/v1/tokens/${created.body.id}`)).status).toBe(200);
+    const revoked = await api.call('GET', '/v1/plans', { token: created.body.token });
+    expect(revoked.status).toBe(401);
+    expect(revoked.body.message).toMatch(/revoked/);
+  });
+
+  it('refuses to revoke the last admin token', async () => {
+    const admins = await api.call('GET', '/v1/tokens?role=admin');
+    expect(admins.body.items).toHaveLength(1);
+    const res = await api.call('DELETE', `/v1/tokens/${admins.body.items[0].id}`);
+    expect(res.status).toBe(409);
+  });
+
+  it('writes an audit row for every mutating call, readable by admins only', async () => {
+    const name = uniqueId('audited');
+    await api.call('POST', '/v1/sites', { body: fixtures.fileSourceSite(name) });
+    await api.call('POST', '/v1/sites', { body: fixtures.fileSourceSite(name) }); // 409
+    await api.call('POST', '/v1/sites', { token: api.tokens.viewer, body: fixtures.fileSourceSite() }); // 403
+    const rows = await api.db.select().from(auditLog).where(eq(auditLog.action, 'POST /v1/sites'));
+    expect(rows.slice(-3).map((r) => [r.actor, r.status])).toEqual([
+      ['test-admin', 201],
+      ['test-admin', 409],
+      ['test-viewer', 403],
+    ]);
+    const listed = await api.call('GET', '/v1/audit?method=POST&limit=3');
+    expect(listed.body.items.map((r: { status: number }) => r.status)).toEqual([403, 409, 201]);
+    const failed = await api.call('GET', '/v1/audit?failedOnly=true&actor=test-viewer');
+    expect(failed.body.items.every((r: { status: number }) => r.status >= 400)).toBe(true);
+    expect((await api.call('GET', '/v1/audit', { token: api.tokens.operator })).status).toBe(403);
+  });
+});
