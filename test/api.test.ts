@@ -416,3 +416,25 @@ describe('tokens and audit', () => {
     expect((await api.call('GET', '/v1/audit', { token: api.tokens.operator })).status).toBe(403);
   });
 });
+
+describe('OpenAPI', () => {
+  it('documents the /v1 routes in /openapi.json and serves /docs', async () => {
+    const res = await fetch(`${api.url}/openapi.json`);
+    expect(res.status).toBe(200);
+    const doc = (await res.json()) as { paths: Record<string, unknown>; components: { schemas: object } };
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining([
+        '/v1/sites',
+        '/v1/plans/{id}',
+        '/v1/plans/by-name/{name}',
+        '/v1/nodes',
+        '/v1/tokens',
+        '/v1/audit',
+      ]),
+    );
+    expect(Object.keys(doc.components.schemas)).toEqual(
+      expect.arrayContaining(['PlanInput', 'Plan', 'SiteInput']),
+    );
+    expect((await fetch(`${api.url}/docs`)).status).toBe(200);
+  });
+});

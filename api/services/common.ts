@@ -79,7 +79,7 @@ export const IfMatchHeader = z.object({
     .max(256)
     .optional()
     .openapi({
-      param: { name: 'If-Match', in: 'header' },
+      param: { name: 'if-match', in: 'header' },
       description: 'The ETag (version) you read; the write fails with 412 if it changed since',
     }),
 });
