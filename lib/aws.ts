@@ -1,4 +1,4 @@
-import { EBSClient } from '@aws-sdk/client-ebs';
+import { EBSClient, type EBSClientConfig } from '@aws-sdk/client-ebs';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { awsEndpoint, type Config } from './config';
 
@@ -34,6 +34,7 @@ export function ec2Client(target: AwsTarget): EC2Client {
   return new EC2Client(commonOptions(target));
 }
 
-export function ebsClient(target: AwsTarget): EBSClient {
-  return new EBSClient(commonOptions(target));
+/** `overrides` lets the data path tune the HTTP handler (sockets for 64+ parallel block writes). */
+export function ebsClient(target: AwsTarget, overrides: Partial<EBSClientConfig> = {}): EBSClient {
+  return new EBSClient({ ...commonOptions(target), ...overrides });
 }

@@ -15,7 +15,13 @@ export async function createNodeWorker(config: Config, nodeId = config.LIFEBOAT_
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: nodeTaskQueue(nodeId),
-    activities: createNodeActivities({ nodeId, aws: awsTargetFromConfig(config) }),
+    activities: createNodeActivities({
+      nodeId,
+      aws: awsTargetFromConfig(config),
+      dataDir: config.LIFEBOAT_DATA_DIR,
+    }),
+    // Heartbeats carry the transfer's resume point: send them promptly instead of up to 60 s late.
+    maxHeartbeatThrottleInterval: '2s',
   });
   return { worker, connection, taskQueue: nodeTaskQueue(nodeId) };
 }

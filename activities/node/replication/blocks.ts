@@ -1,0 +1,30 @@
+import { createHash } from 'node:crypto';
+
+/** The EBS direct API block: every PutSnapshotBlock carries exactly this many bytes. */
+export const BLOCK_SIZE = 524_288;
+export const GIB = 1024 ** 3;
+export const BLOCKS_PER_GIB = GIB / BLOCK_SIZE;
+export const HASH_BYTES = 32;
+
+export const ZERO_BLOCK: Buffer = Buffer.alloc(BLOCK_SIZE);
+/** SHA-256 of an all-zero 512 KiB block: what a hole or an unwritten EBS block hashes to. */
+export const ZERO_HASH: Buffer = sha256(ZERO_BLOCK);
+
+export function sha256(data: Uint8Array): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+export const blockCount = (sizeBytes: number) => Math.ceil(sizeBytes / BLOCK_SIZE);
+
+/** EBS volume sizes are whole GiB; a disk that is not a multiple is rounded up (at least 1 GiB). */
+export const volumeSizeGiB = (sizeBytes: number) => Math.max(1, Math.ceil(sizeBytes / GIB));
+
+/**
+ * The LINEAR aggregate checksum of CompleteSnapshot: SHA-256 over the binary SHA-256 of every
+ * written block, concatenated in ascending block-index order, base64.
+ */
+export function linearAggregate(blockHashesInIndexOrder: Iterable<Uint8Array>): string {
+  const h = createHash('sha256');
+  for (const b of blockHashesInIndexOrder) h.update(b);
+  return h.digest('base64');
+}

@@ -1,0 +1,50 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { EBSClient } from '@aws-sdk/client-ebs';
+import type { EC2Client } from '@aws-sdk/client-ec2';
+import { type AwsTarget, ebsClient, ec2Client } from '../../../../lib/aws';
+
+/**
+ * Hooks that may add SDK middleware to every client the data path creates. Production passes
+ * none; tests install the strict, fault and counting layers (test/helpers/aws-layers.ts).
+ */
+export interface AwsClientHooks {
+  ebs?: (client: EBSClient) => void;
+  ec2?: (client: EC2Client) => void;
+}
+
+/** One EBS and one EC2 client per target per worker process, so sockets are reused across transfers. */
+export class AwsClients {
+  private readonly ebsByTarget = new Map<string, EBSClient>();
+  private readonly ec2ByTarget = new Map<string, EC2Client>();
+  constructor(
+    private readonly hooks: AwsClientHooks = {},
+    private readonly maxSockets = 256,
+  ) {}
+
+  ebs(target: AwsTarget): EBSClient {
+    const key = `${target.region}|${target.endpoint ?? ''}`;
+    let c = this.ebsByTarget.get(key);
+    if (!c) {
+      // The SDK's default agent caps sockets at 50: below 64 parallel writes per snapshot.
+      const agent = { keepAlive: true, maxSockets: this.maxSockets };
+      c = ebsClient(target, {
+        requestHandler: { httpAgent: new http.Agent(agent), httpsAgent: new https.Agent(agent) },
+      });
+      this.hooks.ebs?.(c);
+      this.ebsByTarget.set(key, c);
+    }
+    return c;
+  }
+
+  ec2(target: AwsTarget): EC2Client {
+    const key = `${target.region}|${target.endpoint ?? ''}`;
+    let c = this.ec2ByTarget.get(key);
+    if (!c) {
+      c = ec2Client(target);
+      this.hooks.ec2?.(c);
+      this.ec2ByTarget.set(key, c);
+    }
+    return c;
+  }
+}

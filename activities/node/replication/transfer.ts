@@ -1,0 +1,257 @@
+import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
+import type { LimitFunction } from 'p-limit';
+import { BLOCK_SIZE, blockCount, linearAggregate, volumeSizeGiB, ZERO_BLOCK, ZERO_HASH } from './blocks';
+import { BlockHashIndex, indexPath, PartialIndexFile, readIndex, writeIndexAtomic } from './hash-index';
+import { openAwsSource } from './sources/aws';
+import { openFileSource } from './sources/file';
+import type { BlockSource } from './sources/source';
+import type { AwsClients } from './target/clients';
+import {
+  completeSnapshot,
+  putBlock,
+  snapshotClientToken,
+  snapshotTimeoutMinutes,
+  startSnapshot,
+} from './target/ebs-snapshot';
+import type { DiskTransferInput, DiskTransferResult, TransferProgress } from './types';
+
+export interface TransferDeps {
+  nodeId: string;
+  /** LIFEBOAT_DATA_DIR: block-hash indexes live under nodes/<nodeId>/index/. */
+  dataDir: string;
+  clients: AwsClients;
+  /** Node-wide limit on block requests in flight, shared by every transfer of this worker process. */
+  nodeLimit: LimitFunction;
+  /** Block writes in flight per snapshot (AWS allows ~1,000 PutSnapshotBlock/s per snapshot). */
+  perSnapshotConcurrency: number;
+  /** Heartbeat at least this often, and whenever this many blocks completed since the last one. */
+  heartbeatIntervalMs: number;
+  heartbeatEveryBlocks: number;
+}
+
+/** What the transfer needs from its runner: Temporal's activity context, or a plain caller (bench). */
+export interface TransferEnv {
+  signal: AbortSignal;
+  /** Progress of an earlier attempt (Temporal heartbeat details), to resume from. */
+  resumeFrom?: TransferProgress | undefined;
+  heartbeat(progress: TransferProgress): void;
+}
+
+export interface TransferOutcome extends DiskTransferResult {
+  /** Where the transfer started (> 0 when it resumed), and the source's read counters. */
+  resumedFromBlock: number;
+  bytesRead: number;
+}
+
+/**
+ * Copy one disk into one EBS snapshot: the changed blocks against the previous recovery point's
+ * index (all non-zero blocks the first time), written in parallel with bounded concurrency;
+ * heartbeats a watermark below which every block is durably written, and resumes from it.
+ */
+export async function transferDisk(
+  input: DiskTransferInput,
+  deps: TransferDeps,
+  env: TransferEnv,
+): Promise<TransferOutcome> {
+  const started = Date.now();
+  const { signal } = env;
+  const ebs = deps.clients.ebs(input.target);
+
+  // The baseline: the previous recovery point's index, if this node has it and the disk did not shrink.
+  const prevIndex = input.previous
+    ? await readIndex(indexPath(deps.dataDir, deps.nodeId, input.diskId, input.previous.recoveryPointId))
+    : undefined;
+
+  let source: BlockSource | undefined;
+  let partial: PartialIndexFile | undefined;
+  try {
+    source = await openSource(input, prevIndex, deps, signal);
+    const sizeBytes = source.sizeBytes;
+    const usable = prevIndex && prevIndex.sizeBytes <= sizeBytes ? prevIndex : undefined;
+    // Without the previous index a diff is impossible: copy everything, with no parent.
+    const parentSnapshotId = usable ? input.previous?.snapshotId : undefined;
+    const baseline = (i: number) => (usable && i < usable.blockCount ? usable.get(i) : ZERO_HASH);
+    const total = blockCount(sizeBytes);
+    const index = new BlockHashIndex(sizeBytes, total);
+    const finalPath = indexPath(deps.dataDir, deps.nodeId, input.diskId, input.recoveryPointId);
+    const partialPath = `${finalPath}.partial`;
+
+    // Resume: same snapshot, from the heartbeat's watermark, with the hashes flushed before it.
+    let progress: TransferProgress;
+    const r = env.resumeFrom;
+    partial = r?.snapshotId ? await PartialIndexFile.resume(partialPath, index, r.nextBlockIndex) : undefined;
+    if (r?.snapshotId && partial) {
+      progress = { ...r };
+    } else {
+      const snapshotId =
+        r?.snapshotId ??
+        (await startSnapshot(
+          ebs,
+          {
+            volumeSizeGiB: volumeSizeGiB(sizeBytes),
+            parentSnapshotId,
+            clientToken: snapshotClientToken(input.workflowId, input.diskId),
+            timeoutMinutes: snapshotTimeoutMinutes(sizeBytes),
+            description: `Lifeboat recovery point ${input.recoveryPointId} of disk ${input.diskId}`,
+            tags: {
+              ...input.tags,
+              'lifeboat:disk-id': input.diskId,
+              'lifeboat:recovery-point-id': input.recoveryPointId,
+              'lifeboat:iteration': input.workflowId,
+            },
+          },
+          signal,
+        ));
+      // A resumed attempt without a usable partial index rewrites from block 0 into the same snapshot.
+      progress = {
+        snapshotId,
+        nextBlockIndex: 0,
+        blocksWritten: r?.blocksWritten ?? 0,
+        bytesWritten: r?.bytesWritten ?? 0,
+      };
+      partial = await PartialIndexFile.create(partialPath, index);
+      env.heartbeat(progress); // record the snapshot id at once: a crash now must not start another
+    }
+    const resumedFromBlock = progress.nextBlockIndex;
+    const snapshotId = progress.snapshotId;
+
+    // The pump: source blocks in index order; changed ones go to bounded parallel writers.
+    const inFlight = new Set<number>();
+    const pending = new Set<Promise<void>>();
+    let failure: unknown;
+    let cursor = progress.nextBlockIndex;
+    let lastBeatAt = Date.now();
+    let lastBeatBlock = cursor;
+    const watermark = () => {
+      let wm = cursor;
+      for (const i of inFlight) if (i < wm) wm = i;
+      return wm;
+    };
+    const beat = async (force: boolean) => {
+      const wm = watermark();
+      if (
+        !force &&
+        Date.now() - lastBeatAt < deps.heartbeatIntervalMs &&
+        wm - lastBeatBlock < deps.heartbeatEveryBlocks
+      )
+        return;
+      await partial!.flush(index, wm);
+      progress = { ...progress, nextBlockIndex: wm };
+      env.heartbeat(progress);
+      lastBeatAt = Date.now();
+      lastBeatBlock = wm;
+    };
+
+    try {
+      for await (const b of source.blocks(progress.nextBlockIndex, signal)) {
+        index.set(b.index, b.hash);
+        if (b.changed) {
+          while (pending.size >= deps.perSnapshotConcurrency) await Promise.race(pending);
+          if (failure) break;
+          const data = b.data ?? ZERO_BLOCK;
+          inFlight.add(b.index);
+          const p: Promise<void> = deps
+            .nodeLimit(() => putBlock(ebs, snapshotId, b.index, data, b.hash, signal))
+            .then(
+              () => {
+                inFlight.delete(b.index);
+                progress.blocksWritten++;
+                progress.bytesWritten += BLOCK_SIZE;
+              },
+              (e) => {
+                failure ??= e;
+              },
+            )
+            .finally(() => pending.delete(p));
+          pending.add(p);
+        }
+        cursor = b.index + 1;
+        await beat(false);
+      }
+    } finally {
+      await Promise.all(pending);
+      // Whatever happened, record how far we durably got, so the next attempt resumes there.
+      if (!signal.aborted || failure) await beat(true).catch(() => {});
+    }
+    if (failure) throw failure;
+
+    // Complete with the count and LINEAR checksum of every block this snapshot holds (all attempts).
+    const written: Buffer[] = [];
+    for (let i = 0; i < total; i++) {
+      const h = index.get(i);
+      if (!h.equals(baseline(i))) written.push(h);
+    }
+    const status = await completeSnapshot(ebs, snapshotId, written.length, linearAggregate(written), signal);
+    if (status === 'error') throw new Error(`CompleteSnapshot put ${snapshotId} in state error`);
+    await waitCompleted(deps.clients, input, snapshotId, signal, () => env.heartbeat(progress));
+
+    await writeIndexAtomic(finalPath, index);
+    await partial.remove();
+    partial = undefined;
+    return {
+      nodeId: deps.nodeId,
+      snapshotId,
+      ...(parentSnapshotId ? { parentSnapshotId } : {}),
+      ...(source.sourceSnapshotId ? { sourceSnapshotId: source.sourceSnapshotId } : {}),
+      volumeSizeGiB: volumeSizeGiB(sizeBytes),
+      totalBlocks: total,
+      changedBlocks: written.length,
+      bytesWritten: progress.bytesWritten,
+      durationMs: Date.now() - started,
+      resumedFromBlock,
+      bytesRead: source.stats.bytesRead,
+    };
+  } finally {
+    await partial?.close().catch(() => {});
+    await source?.close();
+  }
+}
+
+async function openSource(
+  input: DiskTransferInput,
+  prevIndex: BlockHashIndex | undefined,
+  deps: TransferDeps,
+  signal: AbortSignal,
+): Promise<BlockSource> {
+  const s = input.source;
+  if (s.kind === 'file') {
+    const usable = prevIndex && prevIndex.sizeBytes <= s.sizeBytes ? prevIndex : undefined;
+    return openFileSource(s.path, s.sizeBytes, (i) =>
+      usable && i < usable.blockCount ? usable.get(i) : ZERO_HASH,
+    );
+  }
+  return openAwsSource(
+    {
+      volumeId: s.volumeId,
+      previousSourceSnapshotId: prevIndex ? s.previousSourceSnapshotId : undefined,
+      iterationTag: `${input.workflowId}:${input.diskId}`,
+      baseline: prevIndex,
+      target: s.target,
+      clients: deps.clients,
+      nodeLimit: deps.nodeLimit,
+    },
+    signal,
+  );
+}
+
+/** CompleteSnapshot is asynchronous on AWS: wait until EC2 reports the snapshot completed. */
+async function waitCompleted(
+  clients: AwsClients,
+  input: DiskTransferInput,
+  snapshotId: string,
+  signal: AbortSignal,
+  keepAlive: () => void,
+): Promise<void> {
+  const ec2 = clients.ec2(input.target);
+  for (let delay = 200; ; delay = Math.min(delay * 2, 10_000)) {
+    const out = await ec2.send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }), {
+      abortSignal: signal,
+    });
+    const state = out.Snapshots?.[0]?.State;
+    if (state === 'completed') return;
+    if (state === 'error')
+      throw new Error(`snapshot ${snapshotId} failed: ${out.Snapshots?.[0]?.StateMessage ?? 'error'}`);
+    keepAlive();
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}

@@ -1,0 +1,88 @@
+import { GetSnapshotBlockCommand } from '@aws-sdk/client-ebs';
+import pLimit, { type LimitFunction } from 'p-limit';
+import { blockCount, sha256, ZERO_HASH } from './blocks';
+import { listSnapshotBlocks } from './ebs-listing';
+import { indexPath, readIndex } from './hash-index';
+import { withBackoff } from './target/backoff';
+import type { AwsClients } from './target/clients';
+import type { VerifyDiskInput, VerifyDiskResult } from './types';
+
+export class MissingIndexError extends Error {
+  override name = 'MissingIndexError';
+}
+
+/**
+ * Read a recovery point back from the target and compare every block's SHA-256 with the node's
+ * index of that recovery point. Each block is resolved through the snapshot chain, newest
+ * first: on AWS a child inherits its parent's blocks (the first snapshot already lists them all),
+ * on moto it holds only what was written to it. A block found nowhere must be zero in the index.
+ */
+export async function verifyDiskBlocks(
+  input: VerifyDiskInput,
+  deps: {
+    nodeId: string;
+    dataDir: string;
+    clients: AwsClients;
+    nodeLimit: LimitFunction;
+    concurrency?: number;
+  },
+  env: { signal: AbortSignal; heartbeat(blocksChecked: number): void },
+): Promise<VerifyDiskResult> {
+  const file = indexPath(deps.dataDir, deps.nodeId, input.diskId, input.recoveryPointId);
+  const index = await readIndex(file);
+  if (!index) throw new MissingIndexError(`node ${deps.nodeId} has no block-hash index at ${file}`);
+  if (input.snapshotChain.length === 0) throw new Error('snapshotChain is empty');
+  const ebs = deps.clients.ebs(input.target);
+
+  const owner = new Map<number, { snapshotId: string; token: string }>();
+  for (const snapshotId of input.snapshotChain) {
+    for (const [i, token] of await listSnapshotBlocks(ebs, snapshotId, env.signal)) {
+      if (token && !owner.has(i)) owner.set(i, { snapshotId, token });
+    }
+  }
+
+  const total = blockCount(index.sizeBytes);
+  const expected = (i: number) => (i < total ? index.get(i) : ZERO_HASH);
+  const mismatches: VerifyDiskResult['mismatches'] = [];
+  let checked = 0;
+  let lastBeat = Date.now();
+  const tick = () => {
+    checked++;
+    if (Date.now() - lastBeat > 1000) {
+      lastBeat = Date.now();
+      env.heartbeat(checked);
+    }
+  };
+  const limit = pLimit(deps.concurrency ?? 32);
+  const reads = [...owner.entries()].map(([i, o]) =>
+    limit(async () => {
+      const out = await deps.nodeLimit(() =>
+        withBackoff(
+          () =>
+            ebs.send(
+              new GetSnapshotBlockCommand({ SnapshotId: o.snapshotId, BlockIndex: i, BlockToken: o.token }),
+              {
+                abortSignal: env.signal,
+              },
+            ),
+          { signal: env.signal },
+        ),
+      );
+      const data = await out.BlockData!.transformToByteArray();
+      const actual = sha256(data);
+      const want = expected(i);
+      if (!actual.equals(want))
+        mismatches.push({ blockIndex: i, expected: want.toString('hex'), actual: actual.toString('hex') });
+      tick();
+    }),
+  );
+  for (let i = 0; i < total; i++) {
+    if (owner.has(i)) continue;
+    if (!index.get(i).equals(ZERO_HASH))
+      mismatches.push({ blockIndex: i, expected: index.get(i).toString('hex'), actual: null });
+    tick();
+  }
+  await Promise.all(reads);
+  mismatches.sort((a, b) => a.blockIndex - b.blockIndex);
+  return { nodeId: deps.nodeId, diskId: input.diskId, blocksChecked: checked, mismatches };
+}

@@ -1,0 +1,6 @@
+/** Tuning of the kill-and-resume test's node worker, shared by the worker script and the test. */
+export const RESUME_TEST_TUNING = {
+  perSnapshotConcurrency: 4,
+  heartbeatEveryBlocks: 8,
+  heartbeatIntervalMs: 1000,
+};

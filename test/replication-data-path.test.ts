@@ -1,0 +1,192 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  CompleteSnapshotCommand,
+  GetSnapshotBlockCommand,
+  PutSnapshotBlockCommand,
+  StartSnapshotCommand,
+} from '@aws-sdk/client-ebs';
+import pLimit from 'p-limit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BLOCK_SIZE, blockCount, sha256 } from '../activities/node/replication/blocks';
+import { indexPath, readIndex } from '../activities/node/replication/hash-index';
+import { AwsClients } from '../activities/node/replication/target/clients';
+import { type TransferDeps, type TransferEnv, transferDisk } from '../activities/node/replication/transfer';
+import type { DiskTransferInput, TransferProgress } from '../activities/node/replication/types';
+import { verifyDiskBlocks } from '../activities/node/replication/verify';
+import { ebsClient } from '../lib/aws';
+import { CountingEbsLayer, FaultEbsLayer, layerHooks, StrictEbsLayer } from './helpers/aws-layers';
+import { everyKth, makeSparseImage, touchBlock, zeroBlock } from './helpers/disk-images';
+import { testAwsTarget, uniqueId } from './helpers/stack';
+
+// The transfer engine against moto, outside Temporal (the Temporal worker path, with a kill
+// and resume, is in replication-resume.test.ts). Every run goes through the strict layer.
+const MiB = 1024 ** 2;
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-dp-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function harness(extra: { fault?: FaultEbsLayer } = {}) {
+  const target = testAwsTarget();
+  const strict = new StrictEbsLayer(target);
+  const counting = new CountingEbsLayer();
+  const nodeId = uniqueId('node');
+  const deps: TransferDeps = {
+    nodeId,
+    dataDir: path.join(dir, 'data'),
+    clients: new AwsClients(layerHooks({ strict, counting, ...extra })),
+    nodeLimit: pLimit(128),
+    perSnapshotConcurrency: 16,
+    heartbeatIntervalMs: 200,
+    heartbeatEveryBlocks: 16,
+  };
+  const beats: TransferProgress[] = [];
+  const env = (): TransferEnv => ({ signal: new AbortController().signal, heartbeat: (p) => beats.push(p) });
+  const verify = (diskId: string, recoveryPointId: string, snapshotChain: string[]) =>
+    verifyDiskBlocks({ diskId, recoveryPointId, snapshotChain, target }, deps, {
+      signal: new AbortController().signal,
+      heartbeat: () => {},
+    });
+  return { target, strict, counting, deps, env, beats, verify };
+}
+
+function input(
+  diskId: string,
+  image: string,
+  sizeBytes: number,
+  rp: string,
+  previous?: DiskTransferInput['previous'],
+): DiskTransferInput {
+  return {
+    workflowId: uniqueId('iteration'),
+    planId: 'plan-1',
+    vmId: 'vm-1',
+    diskId,
+    recoveryPointId: rp,
+    ...(previous ? { previous } : {}),
+    source: { kind: 'file', path: image, sizeBytes },
+    target: testAwsTarget(),
+    tags: { 'lifeboat:plan': 'plan-1' },
+  };
+}
+
+describe('replication data path (file source → EBS snapshots on moto)', () => {
+  it('copies a sparse image in full without reading holes, then only the ~1 % changed blocks, and both verify', async () => {
+    const h = harness();
+    const size = 64 * MiB + 100 * 1024; // 129 blocks, the last one partial (zero-padded on write)
+    const total = blockCount(size);
+    const data = [...everyKth(total, 3), total - 1]; // a third of the disk holds data, the rest are holes
+    const zeros = everyKth(total, 3, 1).slice(0, 5); // allocated but all-zero: read, not written
+    const image = path.join(dir, 'disk-a.img');
+    makeSparseImage(image, size, data, zeros);
+    const diskId = uniqueId('disk');
+
+    const full = await transferDisk(input(diskId, image, size, 'rp-1'), h.deps, h.env());
+    expect(full.changedBlocks).toBe(data.length);
+    expect(h.counting.putsTo(full.snapshotId)).toBe(data.length);
+    expect(full.parentSnapshotId).toBeUndefined();
+    // Holes are never read: exactly the data and zero-filled blocks (the last one is 100 KiB).
+    expect(full.bytesRead).toBe((data.length + zeros.length - 1) * BLOCK_SIZE + 100 * 1024);
+    const v1 = await h.verify(diskId, 'rp-1', [full.snapshotId]);
+    expect(v1).toMatchObject({ blocksChecked: total, mismatches: [] });
+
+    // ~1 %: two blocks changed in place, one emptied (must be written as zeros over the parent's data).
+    touchBlock(image, data[3]!);
+    touchBlock(image, data[20]!, 0, 100);
+    zeroBlock(image, data[10]!);
+    const inc = await transferDisk(
+      input(diskId, image, size, 'rp-2', { recoveryPointId: 'rp-1', snapshotId: full.snapshotId }),
+      h.deps,
+      h.env(),
+    );
+    expect(inc.changedBlocks).toBe(3);
+    expect(h.counting.putsTo(inc.snapshotId)).toBe(3);
+    expect(inc.parentSnapshotId).toBe(full.snapshotId);
+    const v2 = await h.verify(diskId, 'rp-2', [inc.snapshotId, full.snapshotId]);
+    expect(v2).toMatchObject({ blocksChecked: total, mismatches: [] });
+    // Without its parent in the chain, moto's child snapshot lacks the inherited blocks: verify catches it.
+    const partial = await h.verify(diskId, 'rp-2', [inc.snapshotId]);
+    expect(partial.mismatches.length).toBe(data.length - 3);
+
+    // The node's index of rp-2 holds the hash of every block at that point.
+    const idx = await readIndex(indexPath(h.deps.dataDir, h.deps.nodeId, diskId, 'rp-2'));
+    expect(idx?.blockCount).toBe(total);
+    expect(h.strict.violations).toEqual([]);
+  });
+
+  it('completes and verifies while the fault layer throttles and fails 10 % of EBS calls', async () => {
+    const fault = new FaultEbsLayer(0.1, 7);
+    const h = harness({ fault });
+    const size = 24 * MiB;
+    const total = blockCount(size);
+    const image = path.join(dir, 'disk-b.img');
+    makeSparseImage(image, size, everyKth(total, 1));
+    const diskId = uniqueId('disk');
+    const r = await transferDisk(input(diskId, image, size, 'rp-1'), h.deps, h.env());
+    expect(r.changedBlocks).toBe(total);
+    expect(fault.total).toBeGreaterThanOrEqual(3);
+    const v = await h.verify(diskId, 'rp-1', [r.snapshotId]);
+    expect(v.mismatches).toEqual([]);
+    expect(h.strict.violations).toEqual([]);
+  });
+
+  it('the strict layer rejects requests AWS would reject and moto accepts', async () => {
+    const target = testAwsTarget();
+    const strict = new StrictEbsLayer(target);
+    const ebs = ebsClient(target, { maxAttempts: 1 });
+    strict.install(ebs);
+    const { SnapshotId } = await ebs.send(new StartSnapshotCommand({ VolumeSize: 1, Timeout: 10 }));
+    const block = Buffer.alloc(BLOCK_SIZE, 7);
+    const good = {
+      SnapshotId,
+      BlockIndex: 0,
+      BlockData: block,
+      DataLength: BLOCK_SIZE,
+      Checksum: sha256(block).toString('base64'),
+      ChecksumAlgorithm: 'SHA256' as const,
+    };
+    const put = (over: object) => ebs.send(new PutSnapshotBlockCommand({ ...good, ...over }));
+    await expect(put({ BlockData: block.subarray(0, 4096), DataLength: 4096 })).rejects.toThrow(
+      /DataLength 4096/,
+    );
+    await expect(put({ DataLength: BLOCK_SIZE - 1 })).rejects.toThrow(/DataLength/);
+    await expect(put({ Checksum: sha256(Buffer.alloc(1)).toString('base64') })).rejects.toThrow(
+      /checksum mismatch/,
+    );
+    await expect(put({ Checksum: undefined })).rejects.toThrow(/missing Checksum/);
+    await expect(put({ BlockIndex: 2048 })).rejects.toThrow(/BlockIndex 2048 outside/);
+    await expect(put({ SnapshotId: 'snap-0123456789abcdef0' })).rejects.toThrow(/unknown snapshot/);
+    await put({});
+    await expect(
+      ebs.send(new CompleteSnapshotCommand({ SnapshotId, ChangedBlocksCount: 2 })),
+    ).rejects.toThrow(/ChangedBlocksCount 2/);
+    await expect(
+      ebs.send(
+        new CompleteSnapshotCommand({
+          SnapshotId,
+          ChangedBlocksCount: 1,
+          Checksum: good.Checksum,
+          ChecksumAlgorithm: 'SHA256',
+          ChecksumAggregationMethod: 'LINEAR',
+        }),
+      ),
+    ).rejects.toThrow(/LINEAR aggregate/);
+    await ebs.send(
+      new CompleteSnapshotCommand({
+        SnapshotId,
+        ChangedBlocksCount: 1,
+        Checksum: sha256(sha256(block)).toString('base64'),
+        ChecksumAlgorithm: 'SHA256',
+        ChecksumAggregationMethod: 'LINEAR',
+      }),
+    );
+    await expect(put({ BlockIndex: 1 })).rejects.toThrow(/completed snapshot/);
+    await expect(
+      ebs.send(new GetSnapshotBlockCommand({ SnapshotId, BlockIndex: 0, BlockToken: 'made-up' })),
+    ).rejects.toThrow(/without a token/);
+    expect(strict.violations.length).toBe(10);
+  });
+});
