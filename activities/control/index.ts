@@ -1,4 +1,6 @@
 import type { Db } from '../../schema/db';
+import { createRecoveryActivities } from './recovery';
+import { createReplicationControlActivities } from './replication';
 import { createSelfCheckActivities } from './self-check';
 
 export interface ControlActivityDeps {
@@ -9,6 +11,8 @@ export interface ControlActivityDeps {
 export function createControlActivities(deps: ControlActivityDeps) {
   return {
     ...createSelfCheckActivities(deps.db),
+    ...createReplicationControlActivities(deps.db),
+    ...createRecoveryActivities(deps.db),
   };
 }
 

@@ -4,7 +4,6 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import { and, asc, desc, eq, inArray, type SQL } from 'drizzle-orm';
 import type { Db } from '../../schema/db';
 import { jobSteps, jobs, plans } from '../../schema/index';
-import { JobKindAttr, PlanIdAttr, RecoveryModeAttr } from '../../workflows/search-attributes';
 import {
   CLEANUP_WORKFLOW,
   type CleanupInput,
@@ -15,6 +14,7 @@ import {
   type RecoveryTuning,
   recoveryWorkflowId,
 } from '../../workflows/recovery/types';
+import { JobKindAttr, PlanIdAttr, RecoveryModeAttr } from '../../workflows/search-attributes';
 import { ApiError } from '../errors';
 import { type Page, toPage } from './common';
 
@@ -22,7 +22,10 @@ export const RecoveryRequest = z
   .object({
     mode: z.enum(['test', 'full', 'migration']),
     recoveryPoint: z
-      .union([z.object({ id: z.uuid() }).strict(), z.object({ before: z.iso.datetime({ offset: true }) }).strict()])
+      .union([
+        z.object({ id: z.uuid() }).strict(),
+        z.object({ before: z.iso.datetime({ offset: true }) }).strict(),
+      ])
       .optional()
       .describe('Omitted: the latest recovery point. `{id}` or `{before: ISO date-time}`'),
     vms: z.array(z.string().min(1).max(128)).min(1).max(500).optional().describe('VM names; omitted: all'),
@@ -30,7 +33,9 @@ export const RecoveryRequest = z
     confirm: z
       .string()
       .optional()
-      .describe('Required for full recovery and migration: the plan name, typed to confirm a production failover'),
+      .describe(
+        'Required for full recovery and migration: the plan name, typed to confirm a production failover',
+      ),
   })
   .strict()
   .openapi('RecoveryRequest');
@@ -80,7 +85,10 @@ export const Job = z
   .openapi('Job');
 export const JobWithSteps = Job.extend({ steps: z.array(JobStep) }).openapi('JobWithSteps');
 export const JobFilterQuery = {
-  plan: z.uuid().optional().openapi({ param: { name: 'plan', in: 'query' }, description: 'Plan id' }),
+  plan: z
+    .uuid()
+    .optional()
+    .openapi({ param: { name: 'plan', in: 'query' }, description: 'Plan id' }),
   kind: JobKind.optional().openapi({ param: { name: 'kind', in: 'query' } }),
   status: JobStatus.optional().openapi({ param: { name: 'status', in: 'query' } }),
 };
@@ -137,14 +145,23 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
         const [plan] = await tx.select().from(plans).where(eq(plans.id, planId)).for('update');
         if (!plan) throw new ApiError(404, 'not_found', `No plan ${planId}`);
         if (req.mode !== 'test' && req.confirm !== plan.name) {
-          throw new ApiError(400, 'confirmation_required', `A ${req.mode} recovery acts on production: confirm it`, [
-            { path: 'confirm', message: `must be the plan name "${plan.name}"` },
-          ]);
+          throw new ApiError(
+            400,
+            'confirmation_required',
+            `A ${req.mode} recovery acts on production: confirm it`,
+            [{ path: 'confirm', message: `must be the plan name "${plan.name}"` }],
+          );
         }
         const running = await tx
           .select({ id: jobs.id, kind: jobs.kind })
           .from(jobs)
-          .where(and(eq(jobs.planId, planId), inArray(jobs.kind, [...RECOVERY_KINDS]), inArray(jobs.status, [...ACTIVE])));
+          .where(
+            and(
+              eq(jobs.planId, planId),
+              inArray(jobs.kind, [...RECOVERY_KINDS]),
+              inArray(jobs.status, [...ACTIVE]),
+            ),
+          );
         // Test drills may overlap each other; anything else excludes any other recovery of the plan.
         const blocking = running.filter((r) => !(req.mode === 'test' && r.kind === 'test-recovery'));
         if (blocking.length) {
@@ -163,7 +180,12 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
             planId,
             workflowId: recoveryWorkflowId(id),
             requestedBy,
-            params: { mode: req.mode, recoveryPoint: req.recoveryPoint ?? null, vms: req.vms ?? null, runScripts: req.runScripts },
+            params: {
+              mode: req.mode,
+              recoveryPoint: req.recoveryPoint ?? null,
+              vms: req.vms ?? null,
+              runScripts: req.runScripts,
+            },
           })
           .returning();
         return { row: row!, planName: plan.name };
@@ -196,7 +218,11 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
           .update(jobs)
           .set({ status: 'failed', error: `Could not start the workflow: ${(e as Error).message}` })
           .where(eq(jobs.id, job.row.id));
-        throw new ApiError(503 as never, 'temporal_unavailable', `Could not start the recovery workflow: ${(e as Error).message}`);
+        throw new ApiError(
+          503 as never,
+          'temporal_unavailable',
+          `Could not start the recovery workflow: ${(e as Error).message}`,
+        );
       }
       return job.row;
     },
@@ -205,15 +231,32 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
     async startCleanup(targetJobId: string, requestedBy: string, tuning?: RecoveryTuning) {
       const target = await getJob(targetJobId);
       if (!(RECOVERY_KINDS as readonly string[]).includes(target.kind))
-        throw new ApiError(409, 'conflict', `Job ${targetJobId} is a ${target.kind} job; only recovery jobs can be cleaned up`);
+        throw new ApiError(
+          409,
+          'conflict',
+          `Job ${targetJobId} is a ${target.kind} job; only recovery jobs can be cleaned up`,
+        );
       if ((ACTIVE as readonly string[]).includes(target.status))
         throw new ApiError(409, 'conflict', `Job ${targetJobId} is still ${target.status}; cancel it first`);
       const id = crypto.randomUUID();
       const [row] = await db
         .insert(jobs)
-        .values({ id, kind: 'cleanup', planId: target.planId, workflowId: cleanupWorkflowId(id), requestedBy, params: { targetJobId } })
+        .values({
+          id,
+          kind: 'cleanup',
+          planId: target.planId,
+          workflowId: cleanupWorkflowId(id),
+          requestedBy,
+          params: { targetJobId },
+        })
         .returning();
-      const input: CleanupInput = { jobId: id, targetJobId, planId: target.planId, requestedBy, ...(tuning ? { tuning } : {}) };
+      const input: CleanupInput = {
+        jobId: id,
+        targetJobId,
+        planId: target.planId,
+        requestedBy,
+        ...(tuning ? { tuning } : {}),
+      };
       await temporal.workflow.start(CLEANUP_WORKFLOW, {
         taskQueue: deps.taskQueue,
         workflowId: row!.workflowId,
@@ -230,7 +273,11 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
     async cancel(id: string) {
       const job = await getJob(id);
       if (!(ACTIVE as readonly string[]).includes(job.status))
-        throw new ApiError(409, 'conflict', `Job ${id} is ${job.status}; only a pending or running job can be cancelled`);
+        throw new ApiError(
+          409,
+          'conflict',
+          `Job ${id} is ${job.status}; only a pending or running job can be cancelled`,
+        );
       try {
         await temporal.workflow.getHandle(job.workflowId).cancel();
       } catch (e) {
@@ -245,7 +292,14 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
       return { ...jobOut(job), steps: steps.map(stepOut) };
     },
 
-    async list(filter: { plan?: string | undefined; kind?: JobRow['kind'] | undefined; status?: JobRow['status'] | undefined }, page: Page) {
+    async list(
+      filter: {
+        plan?: string | undefined;
+        kind?: JobRow['kind'] | undefined;
+        status?: JobRow['status'] | undefined;
+      },
+      page: Page,
+    ) {
       const where: SQL[] = [];
       if (filter.plan) where.push(eq(jobs.planId, filter.plan));
       if (filter.kind) where.push(eq(jobs.kind, filter.kind));

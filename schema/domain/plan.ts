@@ -54,6 +54,11 @@ export const TargetDefaults = z
       .regex(/^subnet-[0-9a-f]+$/, 'must be a subnet id')
       .optional(),
     testSecurityGroupIds: SecurityGroups.optional(),
+    prepNodeInstanceId: z
+      .string()
+      .regex(/^i-[0-9a-f]+$/, 'must be an instance id')
+      .optional()
+      .describe('Windows prep node: powered on only for Windows validation during recovery, off after'),
   })
   .openapi('TargetDefaults');
 

@@ -1,0 +1,410 @@
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { ScheduleNotFoundError } from '@temporalio/client';
+import { eq } from 'drizzle-orm';
+import type { Db } from '../../../schema/db';
+import { jobs, plans, sites, vms } from '../../../schema/index';
+import type {
+  CreatedResources,
+  RecoveryInput,
+  RecoveryPlanSnapshot,
+  RecoveryResult,
+  RecoveryVm,
+  ScriptRef,
+  StepRef,
+  StepState,
+  TargetAws,
+} from '../../../workflows/recovery/types';
+import { planScheduleId, vmScheduleId } from '../../../workflows/replication/types';
+import { runScript, ScriptRuntimeMissingError } from '../scripts/runner';
+import {
+  clientToken,
+  consoleOutput,
+  deleteJobResources,
+  describeInstance,
+  ensureImage,
+  ensureInstance,
+  listJobResources,
+  type ResourceLabels,
+  startInstance,
+  statusChecksOk,
+  stopInstance,
+  TimedEc2,
+} from './ec2';
+import { createJobStore } from './job-store';
+import { loadAndValidate } from './plan-snapshot';
+import { httpProbe, tcpProbe } from './probes';
+
+type VmLabels = ResourceLabels & { vmId: string; stepKey: string };
+
+/** Heartbeat while a short activity works, so a heartbeat timeout can detect a dead worker fast. */
+function keepAlive(details?: () => unknown): () => void {
+  const ctx = Context.current();
+  const every = Math.max(200, Math.min(1000, (ctx.info.heartbeatTimeoutMs ?? 30_000) / 3));
+  const t = setInterval(() => ctx.heartbeat(details?.()), every);
+  return () => clearInterval(t);
+}
+
+/** Run `fn` as the activity of one job step: row running → work → row completed (upserts). */
+async function asStep<T extends { message: string }>(
+  store: ReturnType<typeof createJobStore>,
+  step: StepRef,
+  fn: () => Promise<T>,
+  extra?: (r: T) => { log?: string; progress?: Record<string, unknown> },
+): Promise<T> {
+  await store.stepStarted(step);
+  const stop = keepAlive();
+  try {
+    const r = await fn();
+    await store.stepCompleted(step, r.message, extra?.(r));
+    return r;
+  } finally {
+    stop();
+  }
+}
+
+/**
+ * The control-plane activities of recovery and cleanup. Each is idempotent: EC2 creates look up
+ * the job/VM/step tags first and carry a ClientToken from workflow id + step key; Postgres writes
+ * are upserts keyed by (job, step).
+ */
+export function createRecoveryActivities(db: Db) {
+  const store = createJobStore(db);
+
+  return {
+    async recoveryJobStarted(jobId: string, steps: StepState[]): Promise<void> {
+      await store.jobStarted(jobId);
+      // Pending rows: only insert those not there yet (a replayed start must not reset progress).
+      const existing = await db.query.jobSteps.findMany({
+        where: (s, { eq: e }) => e(s.jobId, jobId),
+        columns: { key: true },
+      });
+      const have = new Set(existing.map((s) => s.key));
+      await store.upsertSteps(steps.filter((s) => !have.has(s.key)));
+    },
+
+    async recordSteps(steps: StepState[]): Promise<void> {
+      await store.upsertSteps(steps);
+    },
+
+    async recoveryJobFinished(jobId: string, result: RecoveryResult): Promise<void> {
+      await store.jobFinished(jobId, result);
+    },
+
+    async validateRecoveryPoint(
+      step: StepRef,
+      input: Pick<RecoveryInput, 'planId' | 'mode' | 'recoveryPoint' | 'vms'>,
+    ): Promise<RecoveryPlanSnapshot & { message: string; ec2Ms: number }> {
+      return asStep(store, step, async () => {
+        const r = await loadAndValidate(db, input);
+        return { ...r, message: r.summary };
+      });
+    },
+
+    /** Migration: stop replication first (pause the plan's and its VMs' schedules; absent ones are fine). */
+    async pauseReplicationSchedules(step: StepRef, planId: string): Promise<{ message: string }> {
+      return asStep(store, step, async () => {
+        const client = Context.current().client;
+        const vmRows = await db.select({ id: vms.id }).from(vms).where(eq(vms.planId, planId));
+        const ids = [planScheduleId(planId), ...vmRows.map((v) => vmScheduleId(v.id))];
+        const paused: string[] = [];
+        for (const id of ids) {
+          try {
+            await client.schedule
+              .getHandle(id)
+              .pause('Lifeboat migration: replication stopped for the final iteration');
+            paused.push(id);
+          } catch (e) {
+            if (!(e instanceof ScheduleNotFoundError) && !/not found/i.test((e as Error).message)) throw e;
+          }
+        }
+        await db.update(plans).set({ replicationPaused: true }).where(eq(plans.id, planId));
+        return {
+          message: paused.length
+            ? `Paused replication schedule(s) ${paused.join(', ')}`
+            : 'No replication schedule was running for this plan',
+        };
+      });
+    },
+
+    async createVmImage(step: StepRef, labels: VmLabels, target: TargetAws, vm: RecoveryVm) {
+      return asStep(store, step, async () => {
+        const ec2 = new TimedEc2(target);
+        const r = await ensureImage(ec2, labels, vm);
+        return {
+          ...r,
+          ec2Ms: ec2.ms,
+          message: `${r.reused ? 'Found' : 'Registered'} image ${r.imageId} over ${vm.disks.length} snapshot(s)`,
+        };
+      });
+    },
+
+    async launchVm(step: StepRef, labels: VmLabels, target: TargetAws, vm: RecoveryVm, imageId: string) {
+      return asStep(store, step, async () => {
+        const ec2 = new TimedEc2(target);
+        const token = clientToken(
+          Context.current().info.workflowExecution?.workflowId ?? labels.jobId,
+          step.key,
+        );
+        const r = await ensureInstance(ec2, labels, vm, imageId, token);
+        const where = [vm.network.subnetId, vm.network.privateIp].filter(Boolean).join(' ');
+        return {
+          ...r,
+          ec2Ms: ec2.ms,
+          message: `${r.reused ? 'Found' : 'Launched'} ${r.instanceId} (${vm.instanceType}${where ? ` in ${where}` : ''})`,
+        };
+      });
+    },
+
+    /** Poll DescribeInstances until running; heartbeats each poll (a dead worker is noticed fast). */
+    async waitVmRunning(
+      step: StepRef,
+      target: TargetAws,
+      instanceId: string,
+      pollMs: number,
+      timeoutMs: number,
+    ) {
+      return asStep(store, step, async () => {
+        const ctx = Context.current();
+        const ec2 = new TimedEc2(target);
+        const t0 = Date.now();
+        for (;;) {
+          const i = await describeInstance(ec2, instanceId);
+          const state = i?.State?.Name ?? 'unknown';
+          if (state === 'running')
+            return {
+              privateIp: i?.PrivateIpAddress,
+              publicIp: i?.PublicIpAddress,
+              ec2Ms: Date.now() - t0,
+              message: `${instanceId} is running (private ${i?.PrivateIpAddress ?? '-'}, public ${i?.PublicIpAddress ?? '-'})`,
+            };
+          if (state === 'terminated' || state === 'shutting-down')
+            throw ApplicationFailure.nonRetryable(
+              `${instanceId} went to ${state} instead of running`,
+              'InstanceLost',
+            );
+          if (Date.now() - t0 > timeoutMs)
+            throw ApplicationFailure.nonRetryable(
+              `${instanceId} is still ${state} after ${Math.round(timeoutMs / 1000)} s`,
+              'InstanceNotRunning',
+            );
+          ctx.heartbeat({ state });
+          await ctx.sleep(pollMs);
+        }
+      });
+    },
+
+    /**
+     * The VM's health check, polled inside this one heartbeating activity (not as workflow timers
+     * around short activities): a check of 300 s at 10 s intervals would otherwise add ~60 events
+     * per VM to the history. The first attempt's time travels in the heartbeat details, so a
+     * retry after a worker crash keeps the original deadline.
+     */
+    async checkVmHealth(
+      step: StepRef,
+      target: TargetAws,
+      vm: RecoveryVm,
+      instanceId: string,
+      privateIp?: string,
+    ) {
+      return asStep(store, step, async () => {
+        const ctx = Context.current();
+        const hc = vm.healthCheck;
+        if (hc.type === 'none') return { attempts: 0, ec2Ms: 0, message: 'No health check configured' };
+        const prev = ctx.info.heartbeatDetails as { firstAt?: number; attempts?: number } | undefined;
+        const firstAt = prev?.firstAt ?? Date.now();
+        let attempts = prev?.attempts ?? 0;
+        const ec2 = new TimedEc2(target);
+        const what =
+          hc.type === 'tcp'
+            ? `tcp ${hc.host ?? privateIp}:${hc.port}`
+            : hc.type === 'http'
+              ? `GET ${hc.url} → ${hc.expectedStatus}`
+              : 'EC2 status checks';
+        const attemptTimeout = Math.min(5000, hc.intervalSeconds * 1000);
+        let lastError = '';
+        for (;;) {
+          attempts++;
+          try {
+            if (hc.type === 'tcp') {
+              const host = hc.host ?? privateIp;
+              if (!host) throw new Error('the instance has no private IP and the check names no host');
+              await tcpProbe(host, hc.port, attemptTimeout);
+            } else if (hc.type === 'http') {
+              await httpProbe(hc.url, hc.expectedStatus, attemptTimeout);
+            } else {
+              const s = await statusChecksOk(ec2, instanceId);
+              if (!s.ok) throw new Error(s.detail);
+            }
+            // The whole check is waiting on the guest: it counts as "EC2 calls and waits".
+            return {
+              attempts,
+              ec2Ms: Date.now() - firstAt,
+              waitedMs: Date.now() - firstAt,
+              message: `${vm.name} healthy (${what}) after ${attempts} attempt(s), ${((Date.now() - firstAt) / 1000).toFixed(1)} s`,
+            };
+          } catch (e) {
+            lastError = (e as Error).message;
+          }
+          if (Date.now() - firstAt >= hc.timeoutSeconds * 1000) {
+            throw ApplicationFailure.create({
+              type: 'HealthCheckTimeout',
+              nonRetryable: true,
+              message: `Health check of VM ${vm.name} (${what}) did not pass within ${hc.timeoutSeconds} s (${attempts} attempts; last: ${lastError})`,
+              details: [
+                {
+                  remediation: `Check that ${vm.name} boots and serves ${what}; then run a cleanup and recover again, or raise healthCheck.timeoutSeconds`,
+                },
+              ],
+            });
+          }
+          ctx.heartbeat({ firstAt, attempts, lastError });
+          await ctx.sleep(hc.intervalSeconds * 1000);
+        }
+      });
+    },
+
+    /**
+     * Windows validation. A prep node (plan targetDefaults.prepNodeInstanceId) is powered on only
+     * for this and off after; the recovered guest must pass its EC2 status checks and have written
+     * console output (its boot log). What runs on the prep node against the guest is not modelled.
+     */
+    async validateWindowsGuest(
+      step: StepRef,
+      target: TargetAws,
+      vmName: string,
+      instanceId: string,
+      prepNodeInstanceId?: string,
+    ) {
+      return asStep(store, step, async () => {
+        const ctx = Context.current();
+        const ec2 = new TimedEc2(target);
+        const notes: string[] = [];
+        if (prepNodeInstanceId) {
+          await startInstance(ec2, prepNodeInstanceId);
+          for (let i = 0; ; i++) {
+            const p = await describeInstance(ec2, prepNodeInstanceId);
+            if (p?.State?.Name === 'running') break;
+            if (i > 120) throw new Error(`Prep node ${prepNodeInstanceId} did not start`);
+            await ctx.sleep(1000);
+          }
+          notes.push(`prep node ${prepNodeInstanceId} powered on`);
+        }
+        try {
+          const s = await statusChecksOk(ec2, instanceId);
+          if (!s.ok)
+            throw ApplicationFailure.nonRetryable(
+              `Windows validation of ${vmName}: status checks not ok (${s.detail})`,
+              'WindowsValidationFailed',
+            );
+          const out = await consoleOutput(ec2, instanceId);
+          if (!out.trim())
+            throw ApplicationFailure.nonRetryable(
+              `Windows validation of ${vmName}: the guest wrote no console output`,
+              'WindowsValidationFailed',
+            );
+          notes.push(`status checks ok, ${out.length} bytes of console output`);
+        } finally {
+          if (prepNodeInstanceId) {
+            await stopInstance(ec2, prepNodeInstanceId);
+            notes.push('prep node powered off');
+          }
+        }
+        return { ec2Ms: ec2.ms, message: `Windows validation of ${vmName}: ${notes.join('; ')}` };
+      });
+    },
+
+    /**
+     * One operator script. A non-zero exit is returned (ok=false), not thrown: the workflow decides
+     * between Failed and Partially Completed from the script's onFailure. The step row gets the
+     * redacted log either way.
+     */
+    async runRecoveryScript(
+      step: StepRef,
+      script: ScriptRef,
+      context: { env: Record<string, string>; stdin?: string },
+    ): Promise<{ ok: boolean; message: string; exitCode: number | null }> {
+      await store.stepStarted(step);
+      const ctx = Context.current();
+      try {
+        const r = await runScript(script, {
+          env: context.env,
+          ...(context.stdin !== undefined ? { stdin: context.stdin } : {}),
+          onTick: () => ctx.heartbeat(),
+        });
+        await store.upsertSteps([
+          {
+            ...step,
+            status: r.ok ? 'completed' : 'failed',
+            message: r.summary,
+            log: r.log,
+            endedAt: new Date().toISOString(),
+          },
+        ]);
+        return { ok: r.ok, message: r.summary, exitCode: r.exitCode };
+      } catch (e) {
+        if (e instanceof ScriptRuntimeMissingError) {
+          await store.upsertSteps([
+            { ...step, status: 'failed', message: e.message, endedAt: new Date().toISOString() },
+          ]);
+          return { ok: false, message: e.message, exitCode: null };
+        }
+        throw e;
+      }
+    },
+
+    async listRecoveryResources(target: TargetAws, jobId: string): Promise<CreatedResources> {
+      const stop = keepAlive();
+      try {
+        return await listJobResources(new TimedEc2(target), jobId);
+      } finally {
+        stop();
+      }
+    },
+
+    /** Cleanup's look-up: the recovery job, its plan's target site, and that the job is not running. */
+    async resolveCleanupTarget(step: StepRef, targetJobId: string) {
+      return asStep(store, step, async () => {
+        const [job] = await db.select().from(jobs).where(eq(jobs.id, targetJobId));
+        if (!job)
+          throw ApplicationFailure.nonRetryable(`Job ${targetJobId} does not exist`, 'CleanupTargetMissing');
+        if (!job.planId)
+          throw ApplicationFailure.nonRetryable(
+            `Job ${targetJobId} has no plan any more`,
+            'CleanupTargetMissing',
+          );
+        const [plan] = await db.select().from(plans).where(eq(plans.id, job.planId));
+        const [site] = plan ? await db.select().from(sites).where(eq(sites.id, plan.targetSiteId)) : [];
+        if (!site || site.kind !== 'aws')
+          throw ApplicationFailure.nonRetryable(
+            `The plan of job ${targetJobId} has no AWS target site`,
+            'CleanupTargetMissing',
+          );
+        const aws = site.settings as { region: string; endpoint?: string };
+        const target: TargetAws = { region: aws.region, ...(aws.endpoint ? { endpoint: aws.endpoint } : {}) };
+        return {
+          target,
+          kind: job.kind,
+          message: `Cleaning up what ${job.kind} job ${targetJobId} created in ${aws.region}`,
+        };
+      });
+    },
+
+    async cleanupRecoveryResources(step: StepRef, target: TargetAws, targetJobId: string, pollMs: number) {
+      return asStep(store, step, async () => {
+        const ctx = Context.current();
+        const deleted = await deleteJobResources(new TimedEc2(target), targetJobId, {
+          pollMs,
+          timeoutMs: 600_000,
+          onTick: (d) => ctx.heartbeat(d),
+        });
+        const n = (k: keyof CreatedResources) => `${deleted[k].length} ${k}`;
+        return {
+          deleted,
+          message: `Deleted ${n('instances')}, ${n('volumes')}, ${n('images')}, ${n('snapshots')}, ${n('networkInterfaces')} tagged ${targetJobId}`,
+        };
+      });
+    },
+  };
+}
+
+export type RecoveryActivities = ReturnType<typeof createRecoveryActivities>;

@@ -1,0 +1,146 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Script } from '../../../schema/domain/script';
+import { redact, secretValues } from './redact';
+
+/** What the runner needs of a script (the domain Script, with defaults applied). */
+export type ScriptSpec = Pick<Script, 'runtime' | 'args' | 'timeoutSeconds' | 'onFailure'> & {
+  path?: string | undefined;
+  inline?: string | undefined;
+};
+
+export interface ScriptRunOptions {
+  /** Extra variables for the script (LIFEBOAT_JOB_ID…); anything secret-looking is redacted from the log. */
+  env?: Record<string, string>;
+  /** Written to the script's stdin (the post-script's JSON document). */
+  stdin?: string;
+  /** Max bytes kept of stdout+stderr (the tail is kept). */
+  maxLogBytes?: number;
+  /** Called while the script runs (the activity heartbeats from here). */
+  onTick?: () => void;
+}
+
+export interface ScriptRunResult {
+  ok: boolean;
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  durationMs: number;
+  /** stdout and stderr, interleaved as they came, redacted. */
+  log: string;
+  /** A sentence for the step message. */
+  summary: string;
+}
+
+export class ScriptRuntimeMissingError extends Error {
+  override name = 'ScriptRuntimeMissingError';
+}
+
+const RUNTIME_BINARY = { sh: 'sh', bash: 'bash', python3: 'python3', go: 'go' } as const;
+const INLINE_FILE = { sh: 'script.sh', bash: 'script.sh', python3: 'script.py', go: 'main.go' } as const;
+
+/**
+ * A minimal environment: scripts must not inherit the control plane's credentials or config.
+ * PATH lets them find their tools; HOME/TMPDIR point at a scratch directory of this run; Go gets
+ * its caches there too (it refuses to run without them).
+ */
+function minimalEnv(workDir: string, extra: Record<string, string>): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    HOME: workDir,
+    TMPDIR: workDir,
+    LANG: 'C.UTF-8',
+    GOCACHE: path.join(workDir, '.gocache'),
+    GOPATH: path.join(workDir, '.gopath'),
+    GOFLAGS: '-mod=mod',
+    ...extra,
+  };
+}
+
+/**
+ * Run one operator script: sh, bash, python3 or go (`go run`), from a path or inline source, with
+ * its args, a timeout (the whole process group is killed), a minimal environment, stdout+stderr
+ * captured with secrets redacted. A non-zero exit, a signal or a timeout is a failure (ok=false);
+ * a missing runtime binary throws ScriptRuntimeMissingError naming it.
+ */
+export async function runScript(script: ScriptSpec, opts: ScriptRunOptions = {}): Promise<ScriptRunResult> {
+  const started = Date.now();
+  const workDir = await mkdtemp(path.join(tmpdir(), 'lifeboat-script-'));
+  const secrets = secretValues(process.env, opts.env);
+  try {
+    let file = script.path;
+    if (!file) {
+      file = path.join(workDir, INLINE_FILE[script.runtime]);
+      await writeFile(file, script.inline ?? '', { mode: 0o700 });
+    }
+    const bin = RUNTIME_BINARY[script.runtime];
+    const argv = script.runtime === 'go' ? ['run', file, ...script.args] : [file, ...script.args];
+    const env = minimalEnv(workDir, opts.env ?? {});
+    const maxLog = opts.maxLogBytes ?? 256 * 1024;
+
+    return await new Promise<ScriptRunResult>((resolve, reject) => {
+      // detached: the script leads its own process group, so a timeout kills its children too.
+      const child = spawn(bin, argv, { cwd: workDir, env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+      let log = '';
+      const append = (chunk: Buffer) => {
+        log += chunk.toString('utf8');
+        if (log.length > maxLog * 2) log = log.slice(-maxLog);
+      };
+      child.stdout.on('data', append);
+      child.stderr.on('data', append);
+      child.stdin.on('error', () => {}); // the script may not read stdin at all
+      child.stdin.end(opts.stdin ?? '');
+      let timedOut = false;
+      const killGroup = () => {
+        try {
+          if (child.pid) process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      };
+      const timer = setTimeout(() => {
+        timedOut = true;
+        killGroup();
+      }, script.timeoutSeconds * 1000);
+      const tick = opts.onTick ? setInterval(opts.onTick, 1000) : undefined;
+      child.on('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        if (tick) clearInterval(tick);
+        if (err.code === 'ENOENT') {
+          reject(
+            new ScriptRuntimeMissingError(
+              `The ${script.runtime} runtime is not installed on the control host: "${bin}" was not found in PATH. Install it or change the script's runtime.`,
+            ),
+          );
+        } else reject(err);
+      });
+      child.on('close', (exitCode, signal) => {
+        clearTimeout(timer);
+        if (tick) clearInterval(tick);
+        const clean = redact(log.length > maxLog ? log.slice(-maxLog) : log, secrets);
+        const ok = !timedOut && exitCode === 0;
+        const what = script.path ?? `inline ${script.runtime} script`;
+        const summary = timedOut
+          ? `${what} timed out after ${script.timeoutSeconds} s and was killed`
+          : ok
+            ? `${what} exited 0`
+            : signal
+              ? `${what} was killed by ${signal}`
+              : `${what} exited ${exitCode}`;
+        resolve({
+          ok,
+          exitCode,
+          signal,
+          timedOut,
+          durationMs: Date.now() - started,
+          log: clean,
+          summary,
+        });
+      });
+    });
+  } finally {
+    await rm(workDir, { recursive: true, force: true }).catch(() => {});
+  }
+}

@@ -1,0 +1,268 @@
+import net from 'node:net';
+import type { Client } from '@temporalio/client';
+import type { NativeConnection, Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createControlActivities } from '../../activities/control';
+import { recoveryJobsService } from '../../api/services/recovery-jobs';
+import type { RecoveryResult } from '../../workflows/recovery/types';
+import {
+  countTagged,
+  createPlan,
+  createRecoveryPoint,
+  jobWithSteps,
+  testVm,
+  waitFor,
+} from '../helpers/recovery';
+import {
+  createTestDatabase,
+  createTestWorker,
+  temporalClient,
+  uniqueId,
+  workflowBundle,
+} from '../helpers/stack';
+
+const TUNING = { heartbeatTimeoutSeconds: 10, runningPollSeconds: 0.2 };
+
+/** A TCP port that is closed until `open()`: a health check target the test controls. */
+async function latePort() {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  let server: net.Server | undefined;
+  let openedAt = 0;
+  return {
+    port,
+    get openedAt() {
+      return openedAt;
+    },
+    async open() {
+      server = net.createServer((s) => s.end());
+      await new Promise<void>((r) => server!.listen(port, '127.0.0.1', () => r()));
+      openedAt = Date.now();
+    },
+    close: () => new Promise<void>((r) => (server ? server.close(() => r()) : r())),
+  };
+}
+
+const tcp = (port: number, timeoutSeconds = 30) => ({
+  type: 'tcp',
+  host: '127.0.0.1',
+  port,
+  timeoutSeconds,
+  intervalSeconds: 1,
+});
+
+describe('recovery workflow (real Temporal, moto, Postgres)', () => {
+  let testDb: Awaited<ReturnType<typeof createTestDatabase>>;
+  let worker: Worker;
+  let workerConn: NativeConnection;
+  let client: Client;
+  let closeClient: () => Promise<void>;
+  let running: Promise<void>;
+  let svc: ReturnType<typeof recoveryJobsService>;
+  const taskQueue = uniqueId('recovery');
+
+  beforeAll(async () => {
+    testDb = await createTestDatabase();
+    const w = await createTestWorker({
+      taskQueue,
+      workflowBundle: workflowBundle(),
+      activities: createControlActivities({ db: testDb.db }),
+    });
+    worker = w.worker;
+    workerConn = w.connection;
+    running = worker.run();
+    const c = await temporalClient();
+    client = c.client;
+    closeClient = () => c.connection.close();
+    svc = recoveryJobsService({ db: testDb.db, temporal: client, taskQueue });
+  });
+  afterAll(async () => {
+    worker.shutdown();
+    await running;
+    await workerConn.close();
+    await closeClient();
+    await testDb.drop();
+  });
+
+  const result = (jobId: string) =>
+    client.workflow.getHandle(`recovery-${jobId}`).result() as Promise<RecoveryResult>;
+
+  it('boots 5 VMs in 3 groups in order, with boot delays, each group gated by its health checks', async () => {
+    const ports = await Promise.all([latePort(), latePort(), latePort(), latePort(), latePort()]);
+    const [pDb1, pDb2, pApp1, pApp2, pWeb] = ports as [
+      Awaited<ReturnType<typeof latePort>>,
+      Awaited<ReturnType<typeof latePort>>,
+      Awaited<ReturnType<typeof latePort>>,
+      Awaited<ReturnType<typeof latePort>>,
+      Awaited<ReturnType<typeof latePort>>,
+    ];
+    const { planId } = await createPlan(testDb.db, [
+      testVm('db-01', { bootOrder: 1, bootDelaySeconds: 2, healthCheck: tcp(pDb1.port) }),
+      testVm('db-02', { bootOrder: 1, healthCheck: tcp(pDb2.port) }),
+      testVm('app-01', { bootOrder: 2, bootDelaySeconds: 1, healthCheck: tcp(pApp1.port) }),
+      testVm('app-02', { bootOrder: 2, healthCheck: tcp(pApp2.port) }),
+      testVm('web-01', { bootOrder: 3, healthCheck: tcp(pWeb.port) }),
+    ]);
+    await createRecoveryPoint(testDb.db, planId);
+    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+
+    // Open the ports late: db-02 only after db-01, so the group waits for its slowest member.
+    await waitFor('db-01 launched', async () =>
+      (await jobWithSteps(testDb.db, job.id)).steps.find(
+        (s) => s.key === 'vm:db-01:health' && s.status === 'running',
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 1500));
+    await pDb1.open();
+    await new Promise((r) => setTimeout(r, 1000));
+    await pDb2.open();
+    await waitFor('app group health running', async () =>
+      (await jobWithSteps(testDb.db, job.id)).steps.find(
+        (s) => s.key === 'vm:app-02:health' && s.status === 'running',
+      ),
+    );
+    await Promise.all([pApp1.open(), pApp2.open()]);
+    await waitFor('web health running', async () =>
+      (await jobWithSteps(testDb.db, job.id)).steps.find(
+        (s) => s.key === 'vm:web-01:health' && s.status === 'running',
+      ),
+    );
+    await pWeb.open();
+
+    const r = await result(job.id);
+    expect(r.status, r.message).toBe('completed');
+    const { job: row, steps } = await jobWithSteps(testDb.db, job.id);
+    expect(row.status).toBe('completed');
+    expect(steps.every((s) => s.status === 'completed')).toBe(true);
+
+    const at = (key: string, which: 'startedAt' | 'endedAt') => {
+      const s = steps.find((x) => x.key === key);
+      expect(s, key).toBeDefined();
+      return s![which]!.getTime();
+    };
+    const groupEnd = (vms: string[]) => Math.max(...vms.map((v) => at(`vm:${v}:health`, 'endedAt')));
+    const groupStart = (vms: string[]) => Math.min(...vms.map((v) => at(`vm:${v}:image`, 'startedAt')));
+    // Health gates: no check passed before its port opened.
+    for (const [vm, p] of [
+      ['db-01', pDb1],
+      ['db-02', pDb2],
+      ['app-01', pApp1],
+      ['app-02', pApp2],
+      ['web-01', pWeb],
+    ] as const) {
+      expect(at(`vm:${vm}:health`, 'endedAt')).toBeGreaterThanOrEqual(p.openedAt);
+    }
+    // Same boot order = started together (within a second of each other).
+    expect(Math.abs(at('vm:db-01:image', 'startedAt') - at('vm:db-02:image', 'startedAt'))).toBeLessThan(
+      1000,
+    );
+    // Group order + delays: group 2 starts ≥ 2 s after group 1 is healthy, group 3 ≥ 1 s after group 2.
+    expect(groupStart(['app-01', 'app-02']) - groupEnd(['db-01', 'db-02'])).toBeGreaterThanOrEqual(1900);
+    expect(groupStart(['web-01']) - groupEnd(['app-01', 'app-02'])).toBeGreaterThanOrEqual(900);
+    expect(at('group:1:delay', 'endedAt') - at('group:1:delay', 'startedAt')).toBeGreaterThanOrEqual(1900);
+
+    // Exactly 5 instances, tagged as a test copy; the query answers the same progress.
+    const tagged = await countTagged(job.id);
+    expect(tagged.instances).toHaveLength(5);
+    expect(
+      tagged.instances.every((i) =>
+        i.Tags?.some((t) => t.Key === 'lifeboat:test-copy' && t.Value === 'true'),
+      ),
+    ).toBe(true);
+    const progress = (await client.workflow.getHandle(`recovery-${job.id}`).query('progress')) as {
+      steps: unknown[];
+    };
+    expect(progress.steps).toHaveLength(steps.length);
+    await Promise.all(ports.map((p) => p.close()));
+  });
+
+  it('fails the job when a health check never passes, naming the VM; then cleanup removes everything', async () => {
+    const dead = await latePort(); // never opened
+    const { planId } = await createPlan(testDb.db, [testVm('lonely-01', { healthCheck: tcp(dead.port, 3) })]);
+    await createRecoveryPoint(testDb.db, planId);
+    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    const r = await result(job.id);
+    expect(r.status).toBe('failed');
+    expect(r.failedStep).toBe('vm:lonely-01:health');
+    expect(r.message).toMatch(/lonely-01.*did not pass within 3 s/);
+    expect(r.remediation).toBeTruthy();
+    expect(r.created?.instances).toHaveLength(1);
+    const { job: row } = await jobWithSteps(testDb.db, job.id);
+    expect(row.status).toBe('failed');
+    expect(row.error).toMatch(/lonely-01/);
+
+    const cleanup = await svc.startCleanup(job.id, 'test', TUNING);
+    const c = (await client.workflow.getHandle(cleanup.workflowId).result()) as RecoveryResult;
+    expect(c.status, c.message).toBe('completed');
+    const left = await countTagged(job.id);
+    expect([left.instances.length, left.volumes.length, left.images.length, left.enis.length]).toEqual([
+      0, 0, 0, 0,
+    ]);
+  });
+
+  it('marks the job Partially Completed when a non-fatal script fails, naming it; post-script reads the VM document', async () => {
+    const { planId } = await createPlan(
+      testDb.db,
+      [
+        testVm('app-01', {
+          postScript: {
+            runtime: 'sh',
+            inline:
+              'doc=$(cat); echo "$doc" | grep -q "\\"instanceId\\":\\"i-" && echo "post ok token=abc12345"; exit 0',
+          },
+        }),
+      ],
+      {
+        postScript: { runtime: 'bash', inline: 'echo failing on purpose >&2; exit 3', onFailure: 'partial' },
+      },
+    );
+    await createRecoveryPoint(testDb.db, planId);
+    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    const r = await result(job.id);
+    expect(r.status).toBe('partially-completed');
+    expect(r.failedScripts.join()).toMatch(/Plan post-script/);
+    const { job: row, steps } = await jobWithSteps(testDb.db, job.id);
+    expect(row.status).toBe('partially-completed');
+    const post = steps.find((s) => s.key === 'vm:app-01:post-script')!;
+    expect(post.status).toBe('completed');
+    expect(post.log).toContain('post ok token=***');
+    const planPost = steps.find((s) => s.key === 'plan:post-script')!;
+    expect(planPost.status).toBe('failed');
+    expect(planPost.log).toContain('failing on purpose');
+    expect(planPost.message).toMatch(/exited 3/);
+  });
+
+  it('cancels mid-run: Cancelled, lists what it created, and a cleanup leaves nothing behind', async () => {
+    const never = await latePort();
+    const { planId } = await createPlan(testDb.db, [
+      testVm('c-01', { bootOrder: 1, healthCheck: tcp(never.port, 120) }),
+      testVm('c-02', { bootOrder: 1 }),
+      testVm('c-03', { bootOrder: 2 }),
+    ]);
+    await createRecoveryPoint(testDb.db, planId);
+    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    await waitFor('c-01 health running', async () =>
+      (await jobWithSteps(testDb.db, job.id)).steps.find(
+        (s) => s.key === 'vm:c-01:health' && s.status === 'running',
+      ),
+    );
+    await svc.cancel(job.id);
+    const r = await result(job.id);
+    expect(r.status).toBe('cancelled');
+    expect(r.created?.instances.length).toBe(2);
+    const { job: row, steps } = await jobWithSteps(testDb.db, job.id);
+    expect(row.status).toBe('cancelled');
+    expect(steps.find((s) => s.key === 'vm:c-03:launch')?.status).toBe('cancelled');
+    expect(steps.some((s) => s.status === 'running' || s.status === 'pending')).toBe(false);
+
+    const cleanup = await svc.startCleanup(job.id, 'test', TUNING);
+    const c = (await client.workflow.getHandle(cleanup.workflowId).result()) as RecoveryResult;
+    expect(c.status, c.message).toBe('completed');
+    const left = await countTagged(job.id);
+    expect([left.instances.length, left.volumes.length, left.images.length, left.enis.length]).toEqual([
+      0, 0, 0, 0,
+    ]);
+  });
+});

@@ -1,0 +1,75 @@
+import { defineQuery, proxyActivities, setHandler } from '@temporalio/workflow';
+import type { RecoveryActivities } from '../../activities/control/recovery';
+import { explainFailure, StepBook } from './steps';
+import { type CleanupInput, type JobProgress, PROGRESS_QUERY, type RecoveryResult } from './types';
+
+export const cleanupProgressQuery = defineQuery<JobProgress>(PROGRESS_QUERY);
+
+/**
+ * Cleanup of a test recovery (or a recovered copy an operator names): remove every instance,
+ * volume, image, snapshot and network interface carrying the recovery job's `lifeboat:job` tag,
+ * and nothing else. Idempotent: re-running it finds fewer (or no) resources and deletes those.
+ */
+export async function cleanupWorkflow(input: CleanupInput): Promise<RecoveryResult> {
+  const acts = proxyActivities<RecoveryActivities>({
+    startToCloseTimeout: '30 minutes',
+    heartbeatTimeout: `${input.tuning?.heartbeatTimeoutSeconds ?? 30} seconds`,
+    retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
+  });
+  const book = new StepBook(input.jobId);
+  setHandler(cleanupProgressQuery, () => book.progress);
+  book.add('resolve', 'Find the recovery job and its target');
+  book.add('delete', 'Delete the resources tagged with the job');
+  await acts.recoveryJobStarted(input.jobId, book.progress.steps);
+
+  let current = 'resolve';
+  try {
+    book.set('resolve', 'running');
+    const t = await acts.resolveCleanupTarget.executeWithOptions(
+      { activityId: 'resolve', summary: `Cleanup: find job ${input.targetJobId} and its target` },
+      [book.ref('resolve'), input.targetJobId],
+    );
+    book.set('resolve', 'completed', t.message);
+    current = 'delete';
+    book.set('delete', 'running');
+    const r = await acts.cleanupRecoveryResources.executeWithOptions(
+      {
+        activityId: 'delete',
+        summary: `Cleanup: delete everything tagged lifeboat:job=${input.targetJobId}`,
+      },
+      [book.ref('delete'), t.target, input.targetJobId, 1000],
+    );
+    book.set('delete', 'completed', r.message);
+    const result: RecoveryResult = {
+      status: 'completed',
+      message: r.message,
+      failedScripts: [],
+      recovered: [],
+      created: r.deleted,
+    };
+    book.progress.status = 'completed';
+    book.progress.result = result;
+    await acts.recoveryJobFinished(input.jobId, result);
+    return result;
+  } catch (err) {
+    const why = explainFailure(
+      err,
+      'Retry the cleanup; resources it could not delete are named in the message',
+    );
+    book.set(current, 'failed', why.message);
+    const closed = book.closeOpen('skipped');
+    await acts.recordSteps([book.get(current), ...closed]);
+    const result: RecoveryResult = {
+      status: 'failed',
+      message: `${book.get(current).name} failed: ${why.message}`,
+      failedStep: current,
+      remediation: why.remediation,
+      failedScripts: [],
+      recovered: [],
+    };
+    book.progress.status = 'failed';
+    book.progress.result = result;
+    await acts.recoveryJobFinished(input.jobId, result);
+    return result;
+  }
+}

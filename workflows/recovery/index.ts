@@ -1,0 +1,2 @@
+export { cleanupWorkflow } from './cleanup';
+export { recoveryWorkflow } from './recovery';

@@ -1,0 +1,176 @@
+/**
+ * The recovery job model, shared by the workflows (pure: safe in the bundle), the activities,
+ * the API and the CLI. A job is a list of steps; each step has a stable key (the activity id and
+ * the job_steps primary key), so progress, idempotency and the API all speak of the same thing.
+ */
+import type { HealthCheck } from '../../schema/domain/vm';
+
+export type RecoveryMode = 'test' | 'full' | 'migration';
+/** Reverse replication will reuse the job/step model (kind 'reverse-replication'). */
+export type RecoveryJobKind = 'test-recovery' | 'full-recovery' | 'migration' | 'cleanup';
+
+export const JOB_KIND_OF_MODE: Record<RecoveryMode, RecoveryJobKind> = {
+  test: 'test-recovery',
+  full: 'full-recovery',
+  migration: 'migration',
+};
+
+export const RECOVERY_WORKFLOW = 'recoveryWorkflow';
+export const CLEANUP_WORKFLOW = 'cleanupWorkflow';
+export const PROGRESS_QUERY = 'progress';
+
+export const recoveryWorkflowId = (jobId: string) => `recovery-${jobId}`;
+export const cleanupWorkflowId = (jobId: string) => `cleanup-${jobId}`;
+
+/** Which recovery point: the latest (default), a given id, or the latest at or before a time. */
+export type RecoveryPointSelector = { latest: true } | { id: string } | { before: string };
+
+export interface RecoveryInput {
+  jobId: string;
+  planId: string;
+  mode: RecoveryMode;
+  recoveryPoint?: RecoveryPointSelector;
+  /** VM names to recover; all of the plan's VMs when omitted. */
+  vms?: string[];
+  runScripts: boolean;
+  requestedBy?: string;
+  /** Knobs for tests and the benchmark; production uses the defaults. */
+  tuning?: RecoveryTuning;
+}
+
+export interface RecoveryTuning {
+  /** Heartbeat timeout of every activity: how fast a dead worker is noticed (default 30 s). */
+  heartbeatTimeoutSeconds?: number;
+  /** Poll interval while waiting for an instance to run (default 5 s). */
+  runningPollSeconds?: number;
+  /** Give up waiting for running after this long (default 600 s). */
+  runningTimeoutSeconds?: number;
+  /** Mirror step progress into Postgres (default true; the benchmark measures both). */
+  mirrorSteps?: boolean;
+}
+
+export interface CleanupInput {
+  jobId: string;
+  /** The recovery job whose resources are removed (found by its lifeboat:job tag). */
+  targetJobId: string;
+  planId: string | null;
+  requestedBy?: string;
+  tuning?: RecoveryTuning;
+}
+
+export type StepStatus = 'pending' | 'running' | 'completed' | 'failed' | 'skipped' | 'cancelled';
+export type JobStatus = 'pending' | 'running' | 'completed' | 'partially-completed' | 'failed' | 'cancelled';
+
+export interface StepRef {
+  jobId: string;
+  key: string;
+  seq: number;
+  name: string;
+}
+
+export interface StepState extends StepRef {
+  status: StepStatus;
+  vm?: string;
+  group?: number;
+  message?: string;
+  startedAt?: string;
+  endedAt?: string;
+  /** Time spent inside EC2 calls and waits (ms), for the benchmark's overhead figure. */
+  ec2Ms?: number;
+}
+
+/** Where EC2 calls go: the target site's account and region. */
+export interface TargetAws {
+  region: string;
+  endpoint?: string;
+}
+
+export interface ScriptRef {
+  runtime: 'sh' | 'bash' | 'python3' | 'go';
+  path?: string;
+  inline?: string;
+  args: string[];
+  timeoutSeconds: number;
+  onFailure: 'fail' | 'partial';
+}
+
+export interface NetworkPlacement {
+  subnetId?: string;
+  privateIp?: string;
+  securityGroupIds?: string[];
+  publicIp?: boolean;
+}
+
+/** Everything the workflow needs of one VM, resolved for the job's mode and recovery point. */
+export interface RecoveryVm {
+  id: string;
+  name: string;
+  guestOs: 'linux' | 'windows';
+  bootOrder: number;
+  bootDelaySeconds: number;
+  instanceType: string;
+  network: NetworkPlacement;
+  healthCheck: HealthCheck;
+  preScript?: ScriptRef;
+  postScript?: ScriptRef;
+  disks: { id: string; name: string; deviceName: string; snapshotId: string; sizeGiB: number }[];
+}
+
+export interface RecoveryPlanSnapshot {
+  planId: string;
+  planName: string;
+  target: TargetAws;
+  recoveryPointId: string;
+  pointInTime: string;
+  preScript?: ScriptRef;
+  postScript?: ScriptRef;
+  /** Windows validation powers this instance on and off (plan targetDefaults.prepNodeInstanceId). */
+  prepNodeInstanceId?: string;
+  vms: RecoveryVm[];
+}
+
+export interface CreatedResources {
+  instances: string[];
+  volumes: string[];
+  images: string[];
+  snapshots: string[];
+  networkInterfaces: string[];
+}
+
+export interface RecoveredVm {
+  vm: string;
+  vmId: string;
+  instanceId?: string;
+  privateIp?: string;
+  publicIp?: string;
+}
+
+export interface RecoveryResult {
+  status: Exclude<JobStatus, 'pending' | 'running'>;
+  message: string;
+  failedStep?: string;
+  remediation?: string;
+  /** Scripts that failed without failing the job (Partially Completed). */
+  failedScripts: string[];
+  recoveryPointId?: string;
+  recovered: RecoveredVm[];
+  /** Cancelled or failed jobs: what exists in the target, for cleanup. */
+  created?: CreatedResources;
+}
+
+export interface JobProgress {
+  jobId: string;
+  status: JobStatus;
+  steps: StepState[];
+  result?: RecoveryResult;
+}
+
+/** Resource tags (the look-up key of every idempotent create and of cleanup). */
+export const TAG = {
+  job: 'lifeboat:job',
+  vm: 'lifeboat:vm',
+  step: 'lifeboat:step',
+  mode: 'lifeboat:mode',
+  testCopy: 'lifeboat:test-copy',
+  plan: 'lifeboat:plan',
+} as const;
