@@ -9,8 +9,10 @@ import { ApiError, errorResponse, validationHook } from './errors';
 import type { DependencyName, HealthProbe } from './health';
 import { auditRoutes } from './routes/audit';
 import { healthRoutes } from './routes/health';
+import { jobRoutes } from './routes/jobs';
 import { nodeRoutes } from './routes/nodes';
 import { planRoutes } from './routes/plans';
+import { recoveryRoutes } from './routes/recoveries';
 import { siteRoutes } from './routes/sites';
 import { tokenRoutes } from './routes/tokens';
 import { clientErrorFromDb } from './services/common';
@@ -42,6 +44,8 @@ export function createApp(deps: AppDeps) {
   v1.route('/', nodeRoutes(deps));
   v1.route('/', tokenRoutes(deps));
   v1.route('/', auditRoutes(deps));
+  v1.route('/', recoveryRoutes(deps));
+  v1.route('/', jobRoutes(deps));
   app.route('/v1', v1);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {

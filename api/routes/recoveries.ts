@@ -1,0 +1,44 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import type { AppDeps } from '../app';
+import { v1Router } from '../app';
+import { requireRole } from '../auth/middleware';
+import { errorResponses } from '../errors';
+import { RecoveryRequest, recoveryJobsService } from '../services/recovery-jobs';
+import { jsonBody, jsonContent, UuidParam } from './params';
+
+const tags = ['recovery'];
+const Started = z.object({ jobId: z.uuid(), workflowId: z.string() }).openapi('JobStarted');
+
+const recover = createRoute({
+  method: 'post',
+  path: '/plans/{id}/recoveries',
+  tags,
+  summary: 'Recover a plan: test recovery (drill), full recovery (failover) or migration',
+  description:
+    'Starts a recovery job and answers 202 with its id; follow it with GET /v1/jobs/{id}. Full recovery and migration need `confirm` set to the plan name. A second recovery of a plan while one runs is refused (409), except a test recovery while other test recoveries run.',
+  middleware: [requireRole('operator')],
+  request: {
+    params: UuidParam,
+    body: jsonBody(RecoveryRequest, 'Mode, recovery point, VMs, scripts, confirmation'),
+  },
+  responses: {
+    202: jsonContent(Started, 'The job started'),
+    ...errorResponses(400, 401, 403, 404, 409),
+  },
+});
+
+export function recoveryRoutes(deps: AppDeps) {
+  const svc = recoveryJobsService({
+    db: deps.db,
+    temporal: deps.temporal,
+    taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
+  });
+  return v1Router().openapi(recover, async (c) => {
+    const job = await svc.startRecovery(
+      c.req.valid('param').id,
+      c.req.valid('json'),
+      c.get('principal').name,
+    );
+    return c.json({ jobId: job.id, workflowId: job.workflowId }, 202);
+  });
+}

@@ -1,0 +1,31 @@
+/**
+ * The control-plane worker as a child process the durability test can SIGKILL: the same
+ * activities and workflow bundle as workers/control/main.ts, configured by the environment
+ * (DATABASE_URL, LIFEBOAT_CONTROL_TASK_QUEUE, TEMPORAL_PORT, LIFEBOAT_WORKFLOW_BUNDLE).
+ * No sticky cache: after a kill, the next workflow task goes to the new process at once instead
+ * of waiting out the dead worker's sticky queue timeout.
+ */
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createControlActivities } from '../../activities/control';
+import { databaseUrl, loadConfig } from '../../lib/config';
+import { temporalConnectionOptions } from '../../lib/temporal';
+import { installTemporalRuntime } from '../../lib/temporal-runtime';
+import { createDb } from '../../schema/db';
+import { loadWorkflowBundle } from '../../workers/bundle';
+
+const config = loadConfig();
+const db = createDb(databaseUrl(config), { max: 4 });
+installTemporalRuntime();
+const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
+const worker = await Worker.create({
+  connection,
+  namespace: config.TEMPORAL_NAMESPACE,
+  taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
+  workflowBundle: await loadWorkflowBundle(),
+  activities: createControlActivities({ db }),
+  maxCachedWorkflows: 0,
+});
+process.stdout.write('worker-ready\n');
+await worker.run();
+await connection.close();
+await db.close();

@@ -1,0 +1,154 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import type { Client } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recoveryJobsService } from '../../api/services/recovery-jobs';
+import type { RecoveryResult } from '../../workflows/recovery/types';
+import {
+  countTagged,
+  createPlan,
+  createRecoveryPoint,
+  jobWithSteps,
+  testVm,
+  waitFor,
+} from '../helpers/recovery';
+import { createTestDatabase, temporalClient, uniqueId } from '../helpers/stack';
+
+const ENTRY = path.resolve(import.meta.dirname, '..', 'helpers', 'control-worker-process.ts');
+
+/** The control worker in a child process, started and SIGKILLed by the test. */
+function workerProcess(env: NodeJS.ProcessEnv) {
+  let child: ChildProcess | undefined;
+  let starts = 0;
+  return {
+    get starts() {
+      return starts;
+    },
+    async start() {
+      starts++;
+      const c = spawn(process.execPath, ['--import', 'tsx', ENTRY], {
+        env: { ...process.env, ...env, NODE_NO_WARNINGS: '1' },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      child = c;
+      await new Promise<void>((resolve, reject) => {
+        c.stdout!.on('data', (d: Buffer) => {
+          if (d.toString().includes('worker-ready')) resolve();
+        });
+        c.once('exit', (code) => reject(new Error(`worker exited ${code} before ready`)));
+      });
+    },
+    async kill() {
+      const c = child;
+      if (!c || c.exitCode !== null) return;
+      const exited = new Promise((r) => c.once('exit', r));
+      c.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+describe('recovery durability: the control worker is SIGKILLed at every step boundary and mid-step', () => {
+  let testDb: Awaited<ReturnType<typeof createTestDatabase>>;
+  let client: Client;
+  let closeClient: () => Promise<void>;
+  beforeAll(async () => {
+    testDb = await createTestDatabase();
+    const c = await temporalClient();
+    client = c.client;
+    closeClient = () => c.connection.close();
+  });
+  afterAll(async () => {
+    await closeClient();
+    await testDb.drop();
+  });
+
+  it('completes, runs every step once, and leaves exactly 5 instances and no orphans', async () => {
+    const taskQueue = uniqueId('durable');
+    // web-01's health check is the mid-step kill: its port opens only after the worker died in it.
+    const gate = net.createServer((s) => s.end());
+    await new Promise<void>((r) => gate.listen(0, '127.0.0.1', () => r()));
+    const port = (gate.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => gate.close(() => r()));
+
+    const { planId } = await createPlan(testDb.db, [
+      testVm('db-01', { bootOrder: 1 }),
+      testVm('db-02', { bootOrder: 1 }),
+      testVm('app-01', { bootOrder: 2 }),
+      testVm('app-02', { bootOrder: 2 }),
+      testVm('web-01', {
+        bootOrder: 3,
+        healthCheck: { type: 'tcp', host: '127.0.0.1', port, timeoutSeconds: 60, intervalSeconds: 1 },
+      }),
+    ]);
+    await createRecoveryPoint(testDb.db, planId);
+    const worker = workerProcess({ DATABASE_URL: testDb.url, LIFEBOAT_CONTROL_TASK_QUEUE: taskQueue });
+    await worker.start();
+    const svc = recoveryJobsService({ db: testDb.db, temporal: client, taskQueue });
+    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', {
+      heartbeatTimeoutSeconds: 2,
+      runningPollSeconds: 0.2,
+    });
+    const handle = client.workflow.getHandle(job.workflowId);
+
+    let kills = 0;
+    let midStepKilled = false;
+    const seenCompleted = new Set<string>();
+    try {
+      for (;;) {
+        const { job: row, steps } = await jobWithSteps(testDb.db, job.id);
+        if (row.status !== 'running' && row.status !== 'pending') break;
+        const done = steps.filter((s) => s.status === 'completed' && !seenCompleted.has(s.key));
+        const health = steps.find((s) => s.key === 'vm:web-01:health');
+        if (done.length) {
+          // A step boundary: a step just completed (its row is written before Temporal hears of it).
+          for (const s of done) seenCompleted.add(s.key);
+          await worker.kill();
+          kills++;
+          await worker.start();
+        } else if (!midStepKilled && health?.status === 'running') {
+          // Mid-step: the health check is polling a closed port.
+          await new Promise((r) => setTimeout(r, 1500));
+          await worker.kill();
+          kills++;
+          midStepKilled = true;
+          await new Promise((r) => setTimeout(r, 500));
+          await new Promise<void>((r) => gate.listen(port, '127.0.0.1', () => r()));
+          await worker.start();
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const result = (await handle.result()) as RecoveryResult;
+      expect(result.status, result.message).toBe('completed');
+    } finally {
+      await worker.kill();
+      await new Promise<void>((r) => (gate.listening ? gate.close(() => r()) : r()));
+    }
+    expect(midStepKilled).toBe(true);
+    expect(kills).toBeGreaterThanOrEqual(8);
+
+    // Every step ran once: one scheduled activity per step key in the history, every row completed once.
+    const history = await handle.fetchHistory();
+    const scheduled = (history.events ?? [])
+      .map((e) => e.activityTaskScheduledEventAttributes?.activityId)
+      .filter((id): id is string => Boolean(id) && id!.startsWith('vm:'));
+    const perKey = new Map<string, number>();
+    for (const id of scheduled) perKey.set(id, (perKey.get(id) ?? 0) + 1);
+    expect(perKey.size).toBe(16);
+    expect([...perKey.values()].every((n) => n === 1)).toBe(true);
+    const { steps } = await jobWithSteps(testDb.db, job.id);
+    expect(steps.every((s) => s.status === 'completed')).toBe(true);
+    expect(new Set(steps.map((s) => s.key)).size).toBe(steps.length);
+
+    // Exactly 5 instances, 5 images, 5 volumes (all attached): nothing created twice, no orphans.
+    const tagged = await countTagged(job.id);
+    expect(tagged.instances).toHaveLength(5);
+    expect(tagged.images).toHaveLength(5);
+    expect(tagged.volumes).toHaveLength(5);
+    expect(tagged.volumes.every((v) => v.State === 'in-use' && (v.Attachments?.length ?? 0) === 1)).toBe(
+      true,
+    );
+    console.log(`durability: ${kills} kills, ${worker.starts} worker starts`);
+  }, 300_000);
+});
