@@ -300,6 +300,8 @@ describe('apply by name', () => {
     expect(again.body.result).toBe('unchanged');
     expect(again.body.plan.version).toBe(1);
     expect(again.body.plan.updatedAt).toBe(first.body.plan.updatedAt);
+    const listed = await api.call('GET', `/v1/plans?name=${name}&sourceSiteId=${sourceId}`);
+    expect(listed.body.items).toMatchObject([{ name, vmCount: 2, version: 1 }]);
     const changed = await api.call('PUT', `/v1/plans/by-name/${name}`, {
       body: { ...doc, description: 'v2' },
     });

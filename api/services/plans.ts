@@ -326,7 +326,8 @@ export function plansService(db: Db) {
           replicationPaused: plans.replicationPaused,
           version: plans.version,
           updatedAt: plans.updatedAt,
-          vmCount: sql<number>`(select count(*)::int from ${vms} where ${vms.planId} = ${plans.id})`,
+          // Raw names: drizzle renders columns unqualified inside a subquery.
+          vmCount: sql<number>`(select count(*)::int from vms v where v.plan_id = "plans"."id")`,
         })
         .from(plans)
         .where(where)

@@ -1,0 +1,186 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { parse as parseYaml } from 'yaml';
+
+/**
+ * What every command module gets: the API client (server and token from the global options or
+ * the environment), output helpers that honour --json, and the documented exit codes.
+ */
+export const EXIT = {
+  ok: 0,
+  /** Bad usage, an invalid file, or the API rejected the input (400/415/422). */
+  usage: 1,
+  notFound: 2,
+  /** 409 conflict or 412 stale If-Match. */
+  conflict: 3,
+  /** 401 or 403. */
+  auth: 4,
+  /** 5xx, or the API cannot be reached. */
+  server: 5,
+} as const;
+
+export class CliError extends Error {
+  constructor(
+    readonly exitCode: number,
+    message: string,
+    readonly issues: { path: string; message: string }[] = [],
+    readonly body?: unknown,
+  ) {
+    super(message);
+  }
+}
+
+function exitCodeFor(status: number): number {
+  if (status === 401 || status === 403) return EXIT.auth;
+  if (status === 404) return EXIT.notFound;
+  if (status === 409 || status === 412) return EXIT.conflict;
+  if (status >= 500) return EXIT.server;
+  return EXIT.usage;
+}
+
+export interface ApiResponse<T> {
+  status: number;
+  etag: string | null;
+  body: T;
+}
+
+export class ApiClient {
+  constructor(
+    readonly baseUrl: string,
+    private readonly token: string | undefined,
+  ) {}
+
+  // biome-ignore lint/suspicious/noExplicitAny: answers are JSON the commands pick fields from
+  async request<T = any>(
+    method: string,
+    path: string,
+    opts: { body?: unknown; headers?: Record<string, string> } = {},
+  ): Promise<ApiResponse<T>> {
+    const headers: Record<string, string> = { accept: 'application/json', ...opts.headers };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    let res: Response;
+    const url = `${this.baseUrl.replace(/\/+$/, '')}${path}`;
+    try {
+      res = await fetch(url, {
+        method,
+        headers,
+        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+        signal: AbortSignal.timeout(60_000),
+      });
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+      throw new CliError(EXIT.server, `Cannot reach the Lifeboat API at ${this.baseUrl} (${cause})`);
+    }
+    const text = await res.text();
+    let body: unknown;
+    try {
+      body = text ? JSON.parse(text) : undefined;
+    } catch {
+      body = text;
+    }
+    if (!res.ok) {
+      const err = (body ?? {}) as { message?: string; issues?: { path: string; message: string }[] };
+      const message = typeof err.message === 'string' ? err.message : `HTTP ${res.status}`;
+      let hint = '';
+      if (res.status === 401 && !this.token) hint = ' (give --token or set LIFEBOAT_TOKEN)';
+      throw new CliError(exitCodeFor(res.status), `${message}${hint}`, err.issues ?? [], body);
+    }
+    return { status: res.status, etag: res.headers.get('etag'), body: body as T };
+  }
+}
+
+export interface GlobalOptions {
+  server?: string;
+  token?: string;
+  json?: boolean;
+}
+
+export interface Cli {
+  /** The API client for the global --server/--token (or LIFEBOAT_URL/LIFEBOAT_TOKEN). */
+  api(): ApiClient;
+  /** Whether --json was given. */
+  json(): boolean;
+  /** Print a value as JSON (for --json) or the human rendering. */
+  print(value: unknown, human: () => string): void;
+}
+
+export function createCli(program: Command): Cli {
+  const opts = () => program.opts<GlobalOptions>();
+  return {
+    api: () =>
+      new ApiClient(
+        opts().server ?? process.env.LIFEBOAT_URL ?? 'http://127.0.0.1:8080',
+        opts().token ?? process.env.LIFEBOAT_TOKEN,
+      ),
+    json: () => Boolean(opts().json),
+    print(value, human) {
+      process.stdout.write(opts().json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
+    },
+  };
+}
+
+/** A command module registers its commands on the program: one line in bin/lifeboat.ts. */
+export type CommandModule = (program: Command, cli: Cli) => void;
+
+/** Columns padded to their widest cell. */
+export function table(headers: string[], rows: (string | number | boolean | null | undefined)[][]): string {
+  const cells = [
+    headers,
+    ...rows.map((r) => r.map((c) => (c === null || c === undefined ? '-' : String(c)))),
+  ];
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  const lines = cells.map((r) =>
+    r
+      .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd(),
+  );
+  return rows.length === 0 ? `${lines[0]}\n(none)` : lines.join('\n');
+}
+
+/** The next-page hint under a paginated list. */
+export const moreHint = (page: { nextOffset: number | null }) =>
+  page.nextOffset === null ? '' : `\n(more: --offset ${page.nextOffset})`;
+
+/** Read a YAML or JSON document from a file (`-` = stdin). */
+export function readDocument(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file === '-' ? 0 : file, 'utf8');
+  } catch (e) {
+    throw new CliError(EXIT.usage, `Cannot read ${file}: ${(e as Error).message}`);
+  }
+  try {
+    return parseYaml(text);
+  } catch (e) {
+    throw new CliError(EXIT.usage, `${file} is not valid YAML or JSON: ${(e as Error).message}`);
+  }
+}
+
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** The id of a site or plan given by id or by name (exit 2 when no such name). */
+export async function resolveId(api: ApiClient, collection: 'sites' | 'plans', ref: string): Promise<string> {
+  if (UUID.test(ref)) return ref;
+  const page = await api.request<{ items: { id: string }[] }>(
+    'GET',
+    `/v1/${collection}?name=${encodeURIComponent(ref)}&limit=1`,
+  );
+  const hit = page.body.items[0];
+  if (!hit) throw new CliError(EXIT.notFound, `No ${collection.slice(0, -1)} named "${ref}"`);
+  return hit.id;
+}
+
+export const intOption = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new CliError(EXIT.usage, `not a whole number: ${v}`);
+  return n;
+};
+
+export const query = (params: Record<string, string | number | boolean | undefined>) => {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== false) q.set(k, String(v));
+  const s = q.toString();
+  return s ? `?${s}` : '';
+};

@@ -1,0 +1,59 @@
+#!/usr/bin/env -S npx tsx
+/**
+ * `lifeboat`: the operator CLI over the /v1 API. Each concern's commands live in
+ * bin/commands/<concern>.ts and are registered below with one line.
+ * Exit codes: see EXIT in bin/cli.ts (0 ok, 1 usage/validation, 2 not found, 3 conflict,
+ * 4 auth, 5 server or unreachable).
+ */
+import { Command, CommanderError } from 'commander';
+import { CliError, createCli, EXIT } from './cli';
+import { auditCommands } from './commands/audit';
+import { nodeCommands } from './commands/nodes';
+import { applyCommand, planCommands } from './commands/plans';
+import { siteCommands } from './commands/sites';
+import { tokenCommands } from './commands/tokens';
+
+const program = new Command('lifeboat')
+  .description('Lifeboat disaster recovery: sites, protection plans, nodes, tokens, audit')
+  .option('-s, --server <url>', 'API URL (env LIFEBOAT_URL, default http://127.0.0.1:8080)')
+  .option('-t, --token <token>', 'API token (env LIFEBOAT_TOKEN)')
+  .option('--json', 'print JSON for scripts instead of tables')
+  .showHelpAfterError()
+  .addHelpText(
+    'after',
+    `
+Exit codes: 0 ok, 1 usage or validation error, 2 not found, 3 conflict (409, stale 412),
+            4 unauthorized or forbidden, 5 server error or API unreachable.`,
+  );
+program.exitOverride();
+
+const cli = createCli(program);
+// Command modules: one line each.
+siteCommands(program, cli);
+planCommands(program, cli);
+applyCommand(program, cli);
+nodeCommands(program, cli);
+tokenCommands(program, cli);
+auditCommands(program, cli);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  process.exitCode = report(e);
+}
+
+/** Print an error as an operator reads it (never a stack trace) and choose the exit code. */
+function report(e: unknown): number {
+  if (e instanceof CommanderError) {
+    // Help and version are "errors" to commander; they already printed.
+    return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  }
+  if (e instanceof CliError) {
+    process.stderr.write(`error: ${e.message}\n`);
+    for (const i of e.issues) process.stderr.write(`  ${i.path}: ${i.message}\n`);
+    if (cli.json() && e.body !== undefined) process.stdout.write(`${JSON.stringify(e.body, null, 2)}\n`);
+    return e.exitCode;
+  }
+  process.stderr.write(`error: ${(e as Error)?.message ?? String(e)}\n`);
+  return EXIT.server;
+}

@@ -1,0 +1,159 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApi, type TestApi } from './helpers/api';
+
+// The CLI end to end: the real bin/lifeboat.ts spawned against the real API server.
+let api: TestApi;
+let dir: string;
+const ROOT = path.resolve(import.meta.dirname, '..');
+
+beforeAll(async () => {
+  api = await startTestApi();
+  dir = mkdtempSync(path.join(tmpdir(), 'lifeboat-cli-'));
+});
+afterAll(async () => {
+  await api?.close();
+});
+
+function lifeboat(args: string[], env: Record<string, string> = {}) {
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', path.join(ROOT, 'bin/lifeboat.ts'), ...args],
+      {
+        cwd: ROOT,
+        env: { ...process.env, LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.admin, ...env },
+        timeout: 60_000,
+      },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+const file = (name: string, text: string) => {
+  const p = path.join(dir, name);
+  writeFileSync(p, text);
+  return p;
+};
+
+const PLAN_YAML = `
+name: erp
+description: ERP production
+sourceSite: dc-east        # sites by name: resolved to ids by the API
+targetSite: aws-dr
+replication:
+  intervalMinutes: 15
+  startTime: "2026-01-01T02:00:00Z"
+checkpoints:
+  cron: "0 */4 * * *"
+  retention: { count: 12 }
+vms:
+  - name: db-01
+    sourceRef: vm-db-01
+    guestOs: linux
+    bootOrder: 0
+    disks:
+      - { name: root, sourceRef: /data/db-01.img, sizeBytes: 1048576, deviceName: /dev/sda1 }
+  - name: web-01
+    sourceRef: vm-web-01
+    guestOs: linux
+    bootOrder: 1
+    bootDelaySeconds: 30
+    network: { subnetCidr: 10.0.1.0/24, privateIp: 10.0.1.20 }
+    disks:
+      - { name: root, sourceRef: /data/web-01.img, sizeBytes: 1048576, deviceName: /dev/sda1 }
+`;
+
+describe('lifeboat CLI', () => {
+  it('creates sites from files, applies a plan twice (unchanged), lists and shows it', async () => {
+    const src = await lifeboat([
+      'sites',
+      'create',
+      '-f',
+      file('src.yaml', 'name: dc-east\nrole: source\nkind: file\n'),
+    ]);
+    expect(src, src.stderr).toMatchObject({ code: 0 });
+    const tgt = await lifeboat([
+      'sites',
+      'create',
+      '-f',
+      file(
+        'tgt.json',
+        JSON.stringify({
+          name: 'aws-dr',
+          role: 'target',
+          kind: 'aws',
+          aws: { accountAlias: 'dr', region: 'us-east-1' },
+        }),
+      ),
+    ]);
+    expect(tgt.code, tgt.stderr).toBe(0);
+    const sites = await lifeboat(['sites', 'list']);
+    expect(sites.stdout).toMatch(/^NAME\s+ROLE\s+KIND/);
+    expect(sites.stdout).toMatch(/aws-dr\s+target\s+aws\s+dr us-east-1/);
+
+    const plan = file('plan.yaml', PLAN_YAML);
+    const first = await lifeboat(['apply', '-f', plan]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toContain('plan "erp" created (version 1, 2 VMs)');
+    const second = await lifeboat(['--json', 'plans', 'apply', '-f', plan]);
+    expect(second.code).toBe(0);
+    expect(JSON.parse(second.stdout)).toMatchObject({ result: 'unchanged', plan: { version: 1 } });
+
+    const list = await lifeboat(['plans', 'list']);
+    expect(list.stdout).toMatch(/erp\s+2\s+active\s+1/);
+    const get = await lifeboat(['plans', 'get', 'erp']);
+    expect(get.stdout).toMatch(/web-01\s+linux\s+1\s+30s\s+1/);
+    const json = JSON.parse((await lifeboat(['plans', 'get', 'erp', '--json'])).stdout);
+    expect(json.vms.map((v: { name: string }) => v.name)).toEqual(['db-01', 'web-01']);
+  });
+
+  it('prints the field list and exits 1 on an invalid plan, without a stack trace', async () => {
+    const bad = file(
+      'bad.yaml',
+      PLAN_YAML.replace('name: web-01', 'name: db-01').replace('10.0.1.20', '10.0.2.20'),
+    );
+    const res = await lifeboat(['apply', '-f', bad]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('error: ');
+    expect(res.stderr).toMatch(/ {2}vms\[1\]\.name: duplicate VM name/);
+    expect(res.stderr).toMatch(/ {2}vms\[1\]\.network\.privateIp: 10\.0\.2\.20 is outside the subnet/);
+    expect(res.stderr).not.toMatch(/\n\s+at /);
+    const notYaml = await lifeboat(['apply', '-f', file('x.yaml', 'name: [unclosed')]);
+    expect(notYaml.code).toBe(1);
+    const usage = await lifeboat(['plans', 'apply']);
+    expect(usage.code).toBe(1);
+    expect(usage.stderr).toMatch(/required option/);
+  });
+
+  it('exits 2 not found, 3 conflict, 4 auth, 5 unreachable', async () => {
+    expect((await lifeboat(['plans', 'get', 'no-such-plan'])).code).toBe(2);
+    const inUse = await lifeboat(['sites', 'delete', 'dc-east']);
+    expect(inUse.code).toBe(3);
+    expect(inUse.stderr).toMatch(/used by plan/);
+    const viewer = await lifeboat(['apply', '-f', path.join(dir, 'plan.yaml')], {
+      LIFEBOAT_TOKEN: api.tokens.viewer,
+    });
+    expect(viewer.code).toBe(4);
+    expect(viewer.stderr).toMatch(/needs the admin role/);
+    expect((await lifeboat(['nodes'], { LIFEBOAT_TOKEN: '' })).code).toBe(4);
+    const down = await lifeboat(['--server', 'http://127.0.0.1:9', 'nodes']);
+    expect(down.code).toBe(5);
+    expect(down.stderr).toMatch(/Cannot reach the Lifeboat API/);
+  });
+
+  it('manages tokens and reads the audit log', async () => {
+    const created = await lifeboat(['--json', 'tokens', 'create', 'robot', '--role', 'viewer']);
+    expect(created.code, created.stderr).toBe(0);
+    const secret = JSON.parse(created.stdout).token as string;
+    expect((await lifeboat(['plans', 'list'], { LIFEBOAT_TOKEN: secret })).code).toBe(0);
+    expect((await lifeboat(['tokens', 'list'])).stdout).toMatch(/robot\s+viewer/);
+    expect((await lifeboat(['tokens', 'revoke', 'robot'])).code).toBe(0);
+    expect((await lifeboat(['plans', 'list'], { LIFEBOAT_TOKEN: secret })).code).toBe(4);
+    const audit = await lifeboat(['audit', '--limit', '50']);
+    expect(audit.stdout).toMatch(/test-admin\s+201\s+PUT \/v1\/plans\/by-name\/erp/);
+  });
+});
