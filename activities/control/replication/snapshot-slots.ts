@@ -1,0 +1,71 @@
+import { Context } from '@temporalio/activity';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import pLimit from 'p-limit';
+import {
+  type BudgetSettings,
+  initialBudgetState,
+  requestSnapshotSlotSignal,
+  type SlotRequest,
+  SNAPSHOT_BUDGET_WORKFLOW,
+  snapshotBudgetWorkflowId,
+} from '../../../workflows/replication/snapshot-budget-api';
+
+const positive = (v: string | undefined) => {
+  const n = Number(v);
+  return Number.isFinite(n) && n > 0 ? Math.floor(n) : undefined;
+};
+
+/** Budget settings from the environment of the control worker (LIFEBOAT_SNAPSHOT_BUDGET, …_LEASE_TTL_SECONDS). */
+export function budgetSettingsFromEnv(env = process.env): Partial<BudgetSettings> {
+  const budget = positive(env.LIFEBOAT_SNAPSHOT_BUDGET);
+  const ttl = positive(env.LIFEBOAT_SNAPSHOT_LEASE_TTL_SECONDS);
+  return { ...(budget ? { budget } : {}), ...(ttl ? { leaseTtlMs: ttl * 1000 } : {}) };
+}
+
+/**
+ * The acquirer's side of the snapshot budget: one signal-with-start to the budget workflow of
+ * the target site (started on first use, on this worker's task queue). The grant comes back as
+ * a signal to the holder workflow. Idempotent by lease id.
+ */
+export function createSnapshotSlotActivities() {
+  return {
+    async requestSnapshotSlot(input: {
+      targetSiteId: string;
+      request: SlotRequest;
+      settings?: Partial<BudgetSettings>;
+    }): Promise<void> {
+      const ctx = Context.current();
+      const settings = { ...budgetSettingsFromEnv(), ...input.settings };
+      const workflowId = snapshotBudgetWorkflowId(input.targetSiteId);
+      await ctx.client.workflow.signalWithStart(SNAPSHOT_BUDGET_WORKFLOW, {
+        signal: requestSnapshotSlotSignal,
+        signalArgs: [{ ...input.request, ...settings }],
+        workflowId,
+        taskQueue: ctx.info.taskQueue,
+        args: [initialBudgetState(input.targetSiteId, settings)],
+        staticSummary: `Snapshot budget of target site ${input.targetSiteId}: grants pending-snapshot slots by priority`,
+      });
+    },
+
+    /** For the budget's lease check: which of these holder workflows are no longer running. */
+    async checkSlotHolders(input: { holderWorkflowIds: string[] }): Promise<string[]> {
+      const client = Context.current().client;
+      const closed: string[] = [];
+      const limit = pLimit(16);
+      await Promise.all(
+        input.holderWorkflowIds.map((id) =>
+          limit(async () => {
+            try {
+              const d = await client.workflow.getHandle(id).describe();
+              if (d.status.name !== 'RUNNING') closed.push(id);
+            } catch (e) {
+              if (e instanceof WorkflowNotFoundError) closed.push(id);
+              else throw e;
+            }
+          }),
+        ),
+      );
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,88 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { eq, inArray } from 'drizzle-orm';
+import type { AwsTarget } from '../../../lib/aws';
+import type { Db } from '../../../schema/db';
+import { disks, plans, recoveryPointDisks, recoveryPoints, sites, vms } from '../../../schema/index';
+import { awsTargetOfSite } from './iteration-data';
+import { nodePickupTimeoutMs } from './nodes';
+
+export interface VerifyPlan {
+  recoveryPointId: string;
+  planId: string;
+  planName: string;
+  sourceSiteId: string;
+  sourceSiteName: string;
+  target: AwsTarget;
+  nodePickupTimeoutMs: number;
+  disks: {
+    diskId: string;
+    diskName: string;
+    vmName: string;
+    /** The node that wrote this disk's snapshot: it keeps the block-hash index to compare with. */
+    nodeId: string;
+    /** This recovery point's snapshot, then its ancestors, newest first. */
+    snapshotChain: string[];
+  }[];
+}
+
+/** Reads for the verify workflow: a recovery point's disks and each one's snapshot chain. */
+export function createVerifyDataActivities(db: Db) {
+  return {
+    async loadRecoveryPointForVerify(input: { recoveryPointId: string }): Promise<VerifyPlan> {
+      const [rp] = await db.select().from(recoveryPoints).where(eq(recoveryPoints.id, input.recoveryPointId));
+      if (!rp) throw ApplicationFailure.nonRetryable(`No recovery point ${input.recoveryPointId}`);
+      const [plan] = await db.select().from(plans).where(eq(plans.id, rp.planId));
+      const siteRows = await db
+        .select()
+        .from(sites)
+        .where(inArray(sites.id, [plan!.sourceSiteId, plan!.targetSiteId]));
+      const source = siteRows.find((s) => s.id === plan!.sourceSiteId)!;
+      const target = siteRows.find((s) => s.id === plan!.targetSiteId)!;
+      const rows = await db
+        .select({
+          diskId: recoveryPointDisks.diskId,
+          snapshotId: recoveryPointDisks.snapshotId,
+          parentSnapshotId: recoveryPointDisks.parentSnapshotId,
+          nodeId: recoveryPointDisks.nodeId,
+          diskName: disks.name,
+          vmName: vms.name,
+        })
+        .from(recoveryPointDisks)
+        .innerJoin(disks, eq(disks.id, recoveryPointDisks.diskId))
+        .innerJoin(vms, eq(vms.id, recoveryPointDisks.vmId))
+        .where(eq(recoveryPointDisks.recoveryPointId, rp.id));
+      const out: VerifyPlan['disks'] = [];
+      for (const r of rows) {
+        // Walk parent links through this disk's earlier recovery points (moto keeps no parent blocks).
+        const all = await db
+          .select({ snapshotId: recoveryPointDisks.snapshotId, parent: recoveryPointDisks.parentSnapshotId })
+          .from(recoveryPointDisks)
+          .where(eq(recoveryPointDisks.diskId, r.diskId));
+        const parentOf = new Map(all.map((a) => [a.snapshotId, a.parent]));
+        const chain = [r.snapshotId];
+        let p = r.parentSnapshotId;
+        while (p && !chain.includes(p)) {
+          chain.push(p);
+          p = parentOf.get(p) ?? null;
+        }
+        out.push({
+          diskId: r.diskId,
+          diskName: r.diskName,
+          vmName: r.vmName,
+          nodeId: r.nodeId,
+          snapshotChain: chain,
+        });
+      }
+      return {
+        recoveryPointId: rp.id,
+        planId: plan!.id,
+        planName: plan!.name,
+        sourceSiteId: source.id,
+        sourceSiteName: source.name,
+        target: awsTargetOfSite(target),
+        nodePickupTimeoutMs: nodePickupTimeoutMs(),
+        disks: out,
+      };
+    },
+  };
+}

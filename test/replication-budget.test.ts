@@ -1,0 +1,181 @@
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import type { Client } from '@temporalio/client';
+import { bundleWorkflowCode, type NativeConnection, type Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSnapshotSlotActivities } from '../activities/control/replication/snapshot-slots';
+import { compareSlotRequests, insertSorted, type QueuedRequest } from '../workflows/replication/slot-queue';
+import {
+  initialBudgetState,
+  SNAPSHOT_BUDGET_WORKFLOW,
+  snapshotBudgetStateQuery,
+  snapshotBudgetWorkflowId,
+} from '../workflows/replication/snapshot-budget-api';
+import { createTestWorker, temporalClient, uniqueId } from './helpers/stack';
+import type { SlotHolderInput } from './workflows/slot-holders';
+
+describe('slot queue order (pure)', () => {
+  const req = (id: string, planPriority: number, vmPriority: number, requestedAt: number, arrival: number) =>
+    ({
+      leaseId: id,
+      holderWorkflowId: id,
+      label: id,
+      planPriority,
+      vmPriority,
+      requestedAt,
+      arrival,
+    }) as QueuedRequest;
+
+  it('orders by plan priority, then VM priority, then age, then arrival', () => {
+    const q: QueuedRequest[] = [];
+    for (const r of [
+      req('old-low', 10, 50, 1, 0),
+      req('new-high', 90, 10, 5, 1),
+      req('new-high-vm', 90, 60, 6, 2),
+      req('older-low', 10, 50, 0, 3),
+      req('same-age', 10, 50, 0, 4),
+    ])
+      insertSorted(q, r);
+    expect(q.map((r) => r.leaseId)).toEqual(['new-high-vm', 'new-high', 'older-low', 'same-age', 'old-low']);
+    expect(compareSlotRequests(q[0]!, q[1]!)).toBeLessThan(0);
+  });
+});
+
+// The budget entity workflow on the real Temporal server, with real holder workflows
+// (same holder code as the replication iteration) and the real signal-with-start activity.
+describe('snapshot budget workflow', () => {
+  let client: Client;
+  let closeClient: () => Promise<void>;
+  let worker: Worker;
+  let workerConnection: NativeConnection;
+  let running: Promise<void>;
+  const taskQueue = uniqueId('budget');
+
+  beforeAll(async () => {
+    const bundle = await bundleWorkflowCode({
+      workflowsPath: path.resolve(import.meta.dirname, 'workflows', 'slot-holders.ts'),
+      logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error, log() {} },
+    });
+    ({ worker, connection: workerConnection } = await createTestWorker({
+      taskQueue,
+      workflowBundle: bundle,
+      activities: createSnapshotSlotActivities(),
+      maxCachedWorkflows: 300,
+    }));
+    running = worker.run();
+    const tc = await temporalClient();
+    client = tc.client;
+    closeClient = () => tc.connection.close();
+  }, 60_000);
+
+  afterAll(async () => {
+    worker.shutdown();
+    await running;
+    await workerConnection.close();
+    await closeClient();
+  });
+
+  it('grants at most 80 of 120, by priority, reclaims the slot of a dead holder at its lease check, and continues as new', async () => {
+    const site = randomUUID();
+    const budgetId = snapshotBudgetWorkflowId(site);
+    const ttlMs = 3000;
+    // Started here only to set a small history limit: the holders' signal-with-start finds it running.
+    await client.workflow.start(SNAPSHOT_BUDGET_WORKFLOW, {
+      taskQueue,
+      workflowId: budgetId,
+      args: [initialBudgetState(site, { budget: 80, leaseTtlMs: ttlMs, maxHistoryEvents: 600 })],
+    });
+    const budget = client.workflow.getHandle(budgetId);
+    const state = () => budget.query(snapshotBudgetStateQuery);
+    let maxInUse = 0;
+    const poll = setInterval(() => {
+      state()
+        .then((s) => {
+          maxInUse = Math.max(maxInUse, s.inUse);
+        })
+        .catch(() => {});
+    }, 1000);
+
+    const start = (name: string, input: Omit<SlotHolderInput, 'targetSiteId' | 'leaseId'>) =>
+      client.workflow.start('slotHolderWorkflow', {
+        taskQueue,
+        workflowId: `${site}-${name}`,
+        args: [{ ...input, targetSiteId: site, leaseId: `${site}-${name}` }],
+      });
+    const waitFor = async (
+      what: string,
+      ok: (s: Awaited<ReturnType<typeof state>>) => boolean,
+      ms = 30_000,
+    ) => {
+      const until = Date.now() + ms;
+      for (;;) {
+        const s = await state();
+        if (ok(s)) return s;
+        if (Date.now() > until)
+          throw new Error(
+            `timed out waiting for ${what}: ${JSON.stringify({ ...s, leases: s.leases.length, queue: s.queue.length })}`,
+          );
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    };
+
+    // 80 holders that keep their slots (renewing the leases) until told to finish.
+    const blockers = await Promise.all(
+      Array.from({ length: 80 }, (_, i) =>
+        start(`blocker-${i}`, { planPriority: 50, vmPriority: 50, holdUntilSignal: true }),
+      ),
+    );
+    await waitFor('80 slots in use', (s) => s.inUse === 80);
+    // 20 low-priority disks ask first, then 20 high-priority ones: all 40 must queue.
+    const low = [];
+    for (let i = 0; i < 20; i++) {
+      low.push(await start(`low-${i}`, { planPriority: 10, vmPriority: 50, holdUntilSignal: false }));
+      // One at a time, so their ages (request times) are in this order.
+      await waitFor(`low-${i} queued`, (s) => s.queued === i + 1);
+    }
+    const high = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        start(`high-${i}`, { planPriority: 90, vmPriority: 50, holdUntilSignal: false }),
+      ),
+    );
+    const queued = await waitFor('40 queued', (s) => s.queued === 40);
+    expect(queued.inUse).toBe(80);
+    expect(queued.queue.slice(0, 20).every((q) => q.planPriority === 90)).toBe(true);
+    expect(queued.queue.slice(20).map((q) => q.label)).toEqual(low.map((h) => h.workflowId));
+
+    // A holder dies: at its lease check the budget finds it closed and gives the slot to the first high-priority disk.
+    await blockers[0]!.terminate('test: a holder that died');
+    const afterDeath = await waitFor(
+      'the dead holder lease to be reclaimed',
+      (s) => s.expiredTotal === 1,
+      3 * ttlMs + 10_000,
+    );
+    expect(afterDeath.leases.some((l) => l.holderWorkflowId === blockers[0]!.workflowId)).toBe(false);
+    // Live holders, held longer than the TTL, were checked and kept their leases.
+    expect(afterDeath.leases.some((l) => l.holderWorkflowId === blockers[1]!.workflowId)).toBe(true);
+    const firstHigh = await waitFor('a high-priority disk to get the freed slot', (s) => s.queued === 39);
+    expect(firstHigh.inUse).toBe(80);
+    expect(firstHigh.leases.filter((l) => l.label.includes('-high-')).length).toBe(1);
+
+    // Free the rest: every queued disk is granted, high priority before low.
+    await Promise.all(blockers.slice(1).map((b) => b.signal('finish')));
+    const lowSeq = await Promise.all(low.map((h) => h.result() as Promise<{ grantSeq: number }>));
+    const highSeq = await Promise.all(high.map((h) => h.result() as Promise<{ grantSeq: number }>));
+    await Promise.all(blockers.slice(1).map((b) => b.result()));
+    clearInterval(poll);
+    expect(Math.max(...highSeq.map((r) => r.grantSeq))).toBeLessThan(
+      Math.min(...lowSeq.map((r) => r.grantSeq)),
+    );
+    // Within a priority, the older request first.
+    expect(lowSeq.map((r) => r.grantSeq)).toEqual([...lowSeq.map((r) => r.grantSeq)].sort((a, b) => a - b));
+
+    const end = await waitFor('all slots returned', (s) => s.inUse === 0 && s.queued === 0);
+    expect(end.highWater).toBe(80);
+    expect(maxInUse).toBeLessThanOrEqual(80);
+    expect(end.grantedTotal).toBe(120);
+    expect(end.expiredTotal).toBe(1);
+    // The history limit was hit and the state survived continue-as-new.
+    expect(end.runsSoFar).toBeGreaterThan(1);
+    await budget.terminate('test done');
+  }, 120_000);
+});

@@ -1,0 +1,118 @@
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { QueuedRequest } from './slot-queue';
+
+/**
+ * The messages of the snapshot-budget entity workflow (one per target account+region), kept
+ * apart from the workflow so activities and the API can import them without workflow code.
+ *
+ * Why slots at all: AWS caps the snapshots that are "pending" (started, not completed) per
+ * account and region at about 100. Every disk transfer holds one from StartSnapshot to
+ * CompleteSnapshot, so a slot is taken for the whole replicateDisk call.
+ */
+
+/** Workflow id of the budget of a target site (an AWS account+region). */
+export const snapshotBudgetWorkflowId = (targetSiteId: string) => `snapshot-budget-${targetSiteId}`;
+export const SNAPSHOT_BUDGET_WORKFLOW = 'snapshotBudgetWorkflow';
+
+export const DEFAULT_SNAPSHOT_BUDGET = 80;
+/** Every lease is re-checked this long after it was granted or last checked: a closed holder loses it. */
+export const DEFAULT_LEASE_TTL_MS = 2 * 60_000;
+
+export interface SlotRequest {
+  /** Unique per holder and disk, e.g. `<iteration workflow id>/<disk id>`; acquiring twice is idempotent. */
+  leaseId: string;
+  /** The workflow that is told by signal when the slot is granted, and that renews the lease. */
+  holderWorkflowId: string;
+  /** Higher first: the plan's replication priority, then the VM's. */
+  planPriority: number;
+  vmPriority: number;
+  /** When the holder started waiting (its workflow time, ms): older first among equal priorities. */
+  requestedAt: number;
+  /** Human label for the query / UI, e.g. `plan web / vm web-01 / disk root`. */
+  label: string;
+}
+
+export interface BudgetSettings {
+  /** Slots (pending snapshots) allowed at once. The latest acquirer's setting wins. */
+  budget: number;
+  leaseTtlMs: number;
+}
+
+export interface SlotGrant {
+  leaseId: string;
+  ttlMs: number;
+  /** The budget's running grant counter: the order in which slots were granted. */
+  grantSeq: number;
+}
+
+export interface BudgetSnapshot {
+  targetSiteId: string;
+  budget: number;
+  leaseTtlMs: number;
+  inUse: number;
+  queued: number;
+  /** Most slots ever held at once (carried across continue-as-new). */
+  highWater: number;
+  grantedTotal: number;
+  expiredTotal: number;
+  leases: { leaseId: string; holderWorkflowId: string; label: string; expiresAt: number }[];
+  /** The queue in grant order (first 200). */
+  queue: { leaseId: string; label: string; planPriority: number; vmPriority: number; requestedAt: number }[];
+  runsSoFar: number;
+}
+
+/**
+ * Ask for a slot (sent with signal-with-start by the acquirer's activity). Idempotent by lease
+ * id. The answer always comes back as a `snapshotSlotGranted` signal to the holder workflow.
+ * Why not an update that answers: the server allows only 10 in-flight updates per workflow,
+ * and a budget serves hundreds of disks asking at the same moment.
+ */
+export const requestSnapshotSlotSignal =
+  defineSignal<[SlotRequest & Partial<BudgetSettings>]>('requestSnapshotSlot');
+/** Give a slot back (or leave the queue). Unknown lease ids are ignored: release is idempotent. */
+export const releaseSnapshotSlotSignal = defineSignal<[{ leaseId: string }]>('releaseSnapshotSlot');
+export const snapshotBudgetStateQuery = defineQuery<BudgetSnapshot>('snapshotBudgetState');
+
+/** Sent by the budget to a holder workflow when its queued request is granted. */
+export const snapshotSlotGrantedSignal = defineSignal<[SlotGrant]>('snapshotSlotGranted');
+
+export interface Lease {
+  leaseId: string;
+  holderWorkflowId: string;
+  label: string;
+  expiresAt: number;
+  grantSeq: number;
+}
+
+/** Everything the budget carries across continue-as-new. */
+export interface SnapshotBudgetState {
+  targetSiteId: string;
+  budget: number;
+  leaseTtlMs: number;
+  leases: Lease[];
+  queue: QueuedRequest[];
+  arrivals: number;
+  highWater: number;
+  grantedTotal: number;
+  expiredTotal: number;
+  runsSoFar: number;
+  /** Continue-as-new after this many history events even if the server does not suggest it yet (tests use a small value). */
+  maxHistoryEvents?: number;
+}
+
+export const initialBudgetState = (
+  targetSiteId: string,
+  settings: Partial<Pick<SnapshotBudgetState, 'budget' | 'leaseTtlMs' | 'maxHistoryEvents'>> = {},
+): SnapshotBudgetState => ({
+  targetSiteId,
+  budget: settings.budget ?? DEFAULT_SNAPSHOT_BUDGET,
+  leaseTtlMs: settings.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
+  ...(settings.maxHistoryEvents ? { maxHistoryEvents: settings.maxHistoryEvents } : {}),
+  leases: [],
+  queue: [],
+  arrivals: 0,
+  highWater: 0,
+  grantedTotal: 0,
+  expiredTotal: 0,
+  runsSoFar: 0,
+});

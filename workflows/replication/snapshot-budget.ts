@@ -1,0 +1,188 @@
+import {
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  getExternalWorkflowHandle,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { createSnapshotSlotActivities } from '../../activities/control/replication/snapshot-slots';
+import { insertSorted, type QueuedRequest } from './slot-queue';
+import {
+  type BudgetSnapshot,
+  type Lease,
+  releaseSnapshotSlotSignal,
+  requestSnapshotSlotSignal,
+  type SnapshotBudgetState,
+  snapshotBudgetStateQuery,
+  snapshotSlotGrantedSignal,
+} from './snapshot-budget-api';
+
+export { initialBudgetState, type SnapshotBudgetState } from './snapshot-budget-api';
+
+/**
+ * The snapshot budget of one target account+region: an entity workflow that grants slots
+ * (pending EBS snapshots) up to a budget and queues the rest by priority, then age.
+ *
+ * Requests arrive by signal (signal-with-start starts the budget on first use) and every grant
+ * is a `snapshotSlotGranted` signal to the holder workflow — updates would not scale here: the
+ * server allows only 10 in-flight updates per workflow and hundreds of disks ask at once.
+ *
+ * Leases (why they are sound): the holder is a workflow, and a slot is lost only when that
+ * workflow is closed — terminated, timed out, failed or completed without releasing. Every lease
+ * is checked `leaseTtlMs` (default 2 min) after its grant or last check by describing the holder
+ * workflow (a control activity): closed → reclaimed; running → kept for another TTL. A holder
+ * whose node crashed is still running (Temporal retries its transfer, which resumes from its
+ * heartbeat) and rightly keeps its slot, even when its worker is down longer than any TTL — a
+ * renew-by-heartbeat lease would hand that slot out while the snapshot is still pending at AWS.
+ * No renewal traffic: 80 holders cost one activity per TTL, not 80 signals. A holder already
+ * closed when its turn comes is detected at once: the grant signal to it fails.
+ */
+const { checkSlotHolders: checkHolders } = proxyActivities<ReturnType<typeof createSnapshotSlotActivities>>({
+  startToCloseTimeout: '1 minute',
+  retry: { maximumAttempts: 3 },
+  summary: 'Check which slot holders are still running',
+});
+
+export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Promise<never> {
+  const s: SnapshotBudgetState = { ...initial, runsSoFar: initial.runsSoFar + 1 };
+  const leases = new Map(s.leases.map((l) => [l.leaseId, l]));
+  let notifying = 0;
+  let dirty = true;
+
+  const grant = (r: QueuedRequest): Lease => {
+    const lease: Lease = {
+      leaseId: r.leaseId,
+      holderWorkflowId: r.holderWorkflowId,
+      label: r.label,
+      expiresAt: Date.now() + s.leaseTtlMs,
+      grantSeq: ++s.grantedTotal,
+    };
+    leases.set(r.leaseId, lease);
+    s.highWater = Math.max(s.highWater, leases.size);
+    return lease;
+  };
+
+  const notify = (lease: Lease) => {
+    notifying++;
+    getExternalWorkflowHandle(lease.holderWorkflowId)
+      .signal(snapshotSlotGrantedSignal, {
+        leaseId: lease.leaseId,
+        ttlMs: s.leaseTtlMs,
+        grantSeq: lease.grantSeq,
+      })
+      .catch(() => {
+        // The holder is gone (closed or never existed): the slot goes to the next request.
+        if (leases.delete(lease.leaseId)) dirty = true;
+      })
+      .finally(() => {
+        notifying--;
+      });
+  };
+
+  const grantFromQueue = () => {
+    while (leases.size < s.budget && s.queue.length > 0) {
+      const next = s.queue.shift()!;
+      notify(grant(next));
+    }
+  };
+
+  /**
+   * Leases due for a check: their holders are described (one activity for all of them); the
+   * leases of closed holders are reclaimed, the others extended by a TTL. If the check itself
+   * fails, every lease is kept — never over-grant on doubt.
+   */
+  const checkDueLeases = async () => {
+    // Batch: also check the leases falling due within the next half TTL.
+    const horizon = Date.now() + s.leaseTtlMs / 2;
+    const due = [...leases.values()].filter((l) => l.expiresAt <= horizon);
+    const holders = [...new Set(due.map((l) => l.holderWorkflowId))];
+    let closed = new Set<string>();
+    try {
+      closed = new Set(await checkHolders({ holderWorkflowIds: holders }));
+    } catch {
+      // keep them all
+    }
+    const next = Date.now() + s.leaseTtlMs;
+    for (const l of due) {
+      if (!leases.has(l.leaseId)) continue; // released meanwhile
+      if (closed.has(l.holderWorkflowId)) {
+        leases.delete(l.leaseId);
+        s.expiredTotal++;
+      } else l.expiresAt = next;
+    }
+  };
+
+  setHandler(requestSnapshotSlotSignal, (req) => {
+    if (!req?.leaseId || !req.holderWorkflowId) return; // malformed: nobody to answer
+    if (req.budget && Number.isInteger(req.budget) && req.budget > 0) s.budget = req.budget;
+    if (req.leaseTtlMs && req.leaseTtlMs > 0) s.leaseTtlMs = req.leaseTtlMs;
+    const held = leases.get(req.leaseId);
+    if (held) {
+      // A repeated request of a granted lease: the holder waited long without news; tell it again.
+      notify(held);
+      return;
+    }
+    if (s.queue.some((q) => q.leaseId === req.leaseId)) return;
+    const { budget: _b, leaseTtlMs: _t, ...request } = req;
+    insertSorted(s.queue, { ...request, arrival: s.arrivals++ });
+    dirty = true;
+  });
+
+  setHandler(releaseSnapshotSlotSignal, ({ leaseId }) => {
+    if (leases.delete(leaseId)) dirty = true;
+    const i = s.queue.findIndex((q) => q.leaseId === leaseId);
+    if (i >= 0) s.queue.splice(i, 1);
+  });
+
+  setHandler(
+    snapshotBudgetStateQuery,
+    (): BudgetSnapshot => ({
+      targetSiteId: s.targetSiteId,
+      budget: s.budget,
+      leaseTtlMs: s.leaseTtlMs,
+      inUse: leases.size,
+      queued: s.queue.length,
+      highWater: s.highWater,
+      grantedTotal: s.grantedTotal,
+      expiredTotal: s.expiredTotal,
+      leases: [...leases.values()],
+      queue: s.queue.slice(0, 200).map((q) => ({
+        leaseId: q.leaseId,
+        label: q.label,
+        planPriority: q.planPriority,
+        vmPriority: q.vmPriority,
+        requestedAt: q.requestedAt,
+      })),
+      runsSoFar: s.runsSoFar,
+    }),
+  );
+
+  const historyTooLong = () => {
+    const info = workflowInfo();
+    return (
+      info.continueAsNewSuggested ||
+      (s.maxHistoryEvents !== undefined && info.historyLength >= s.maxHistoryEvents)
+    );
+  };
+
+  for (;;) {
+    grantFromQueue();
+    dirty = false;
+    if (historyTooLong()) break;
+    if ([...leases.values()].some((l) => l.expiresAt <= Date.now())) {
+      await checkDueLeases();
+      continue;
+    }
+    const nextExpiry = Math.min(...[...leases.values()].map((l) => l.expiresAt));
+    const wait = Number.isFinite(nextExpiry) ? Math.max(1, nextExpiry - Date.now()) : undefined;
+    // Wake on any change, on the next lease expiry, or to check the history size.
+    if (wait === undefined) await condition(() => dirty || historyTooLong());
+    else await condition(() => dirty || historyTooLong(), wait);
+  }
+
+  // Let running handlers and grant signals finish, then carry the state into a fresh run.
+  await condition(() => allHandlersFinished() && notifying === 0);
+  return continueAsNew<typeof snapshotBudgetWorkflow>({ ...s, leases: [...leases.values()] });
+}

@@ -1,0 +1,56 @@
+import {
+  CancellationScope,
+  condition,
+  getExternalWorkflowHandle,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import {
+  releaseSnapshotSlotSignal,
+  type SlotRequest,
+  snapshotBudgetWorkflowId,
+  snapshotSlotGrantedSignal,
+} from './snapshot-budget-api';
+
+const REASK_AFTER_MS = 15 * 60_000;
+
+export type RequestSlot = (input: { targetSiteId: string; request: SlotRequest }) => Promise<void>;
+
+/**
+ * The holder side of the snapshot budget, for use inside a workflow (the replication iteration):
+ * acquire a slot (waiting for the grant signal when queued) and release it in a non-cancellable
+ * scope. Nothing to renew: the budget checks that this workflow still runs.
+ * `requestSlot` is the control activity that sends the request with signal-with-start.
+ */
+export function snapshotSlots(targetSiteId: string, requestSlot: RequestSlot) {
+  const budgetId = snapshotBudgetWorkflowId(targetSiteId);
+  const holderWorkflowId = workflowInfo().workflowId;
+  const granted = new Map<string, number>();
+
+  setHandler(snapshotSlotGrantedSignal, (g) => {
+    granted.set(g.leaseId, g.grantSeq);
+  });
+
+  return {
+    async acquire(
+      req: Omit<SlotRequest, 'holderWorkflowId' | 'requestedAt'>,
+    ): Promise<{ waitedMs: number; grantSeq: number }> {
+      const t0 = Date.now();
+      const request: SlotRequest = { ...req, holderWorkflowId, requestedAt: t0 };
+      for (;;) {
+        await requestSlot({ targetSiteId, request });
+        // Re-ask after a long silence: harmless (idempotent), and survives a reset budget workflow.
+        if (await condition(() => granted.has(req.leaseId), REASK_AFTER_MS)) break;
+      }
+      return { waitedMs: Date.now() - t0, grantSeq: granted.get(req.leaseId)! };
+    },
+
+    /** Give the slot back (also leaves the queue if not granted yet). Safe to call twice. */
+    async release(leaseId: string): Promise<void> {
+      granted.delete(leaseId);
+      await CancellationScope.nonCancellable(() =>
+        getExternalWorkflowHandle(budgetId).signal(releaseSnapshotSlotSignal, { leaseId }),
+      );
+    },
+  };
+}

@@ -1,0 +1,178 @@
+import {
+  ApplicationFailure,
+  proxyActivities,
+  upsertSearchAttributes,
+  uuid4,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { TransferNode } from '../../activities/control/replication/nodes';
+import type { VerifyPlan } from '../../activities/control/replication/verify-data';
+import type { VerifyDiskResult } from '../../activities/node/replication/types';
+import { JobKindAttr, PlanIdAttr } from '../search-attributes';
+import { controlActivities, failureMessage, type NodeReplicationActivities } from './iteration';
+import { dispatchToNodes, forEachBounded } from './node-dispatch';
+
+export const VERIFY_RECOVERY_POINT_WORKFLOW = 'verifyRecoveryPointWorkflow';
+export const verifyWorkflowId = (recoveryPointId: string, nonce: string) =>
+  `verify-${recoveryPointId}-${nonce}`;
+
+export interface VerifyRecoveryPointInput {
+  recoveryPointId: string;
+  requestedBy?: string;
+}
+
+export interface VerifyRecoveryPointResult {
+  recoveryPointId: string;
+  ok: boolean;
+  blocksChecked: number;
+  mismatches: number;
+  disks: {
+    diskId: string;
+    diskName: string;
+    vmName: string;
+    nodeId: string;
+    blocksChecked: number;
+    mismatches: number;
+    firstMismatches: VerifyDiskResult['mismatches'];
+  }[];
+}
+
+/**
+ * Read a recovery point back from the target and compare every block's hash with the source
+ * index kept by the node that wrote it (each block resolved through the snapshot chain).
+ * The outcome is the job row of kind `verify` (and this workflow's result).
+ */
+export async function verifyRecoveryPointWorkflow(
+  input: VerifyRecoveryPointInput,
+): Promise<VerifyRecoveryPointResult> {
+  const { workflowId } = workflowInfo();
+  const jobId = uuid4();
+  const rp: VerifyPlan = await controlActivities(
+    'Load the recovery point, its disks and snapshot chains',
+  ).loadRecoveryPointForVerify({
+    recoveryPointId: input.recoveryPointId,
+  });
+  upsertSearchAttributes([
+    { key: PlanIdAttr, value: rp.planId },
+    { key: JobKindAttr, value: 'verify' },
+  ]);
+  const jobBase = {
+    jobId,
+    workflowId,
+    kind: 'verify' as const,
+    planId: rp.planId,
+    params: {
+      recoveryPointId: rp.recoveryPointId,
+      ...(input.requestedBy ? { requestedBy: input.requestedBy } : {}),
+    },
+  };
+  await controlActivities('Record the verify job as running').upsertReplicationJob({
+    ...jobBase,
+    status: 'running',
+  });
+
+  const disks: VerifyRecoveryPointResult['disks'] = [];
+  const failures: string[] = [];
+  await forEachBounded(rp.disks, 4, async (d, i) => {
+    const step = {
+      jobId,
+      key: `verify-${d.diskId}`,
+      seq: i + 1,
+      name: `Verify disk "${d.diskName}" of VM "${d.vmName}"`,
+    };
+    try {
+      await controlActivities('Mark the disk verification running').upsertReplicationSteps([
+        { ...step, status: 'running' },
+      ]);
+      const candidates = await controlActivities(
+        `List the nodes of site "${rp.sourceSiteName}"`,
+      ).listTransferNodes({
+        siteId: rp.sourceSiteId,
+        siteName: rp.sourceSiteName,
+      });
+      // The writer keeps the block-hash index: it goes first.
+      const ordered: TransferNode[] = [
+        ...candidates.filter((n) => n.nodeId === d.nodeId),
+        ...candidates.filter((n) => n.nodeId !== d.nodeId),
+      ];
+      const { result } = await dispatchToNodes(
+        ordered,
+        rp.nodePickupTimeoutMs,
+        `the verification of disk "${d.diskName}"`,
+        (node) =>
+          proxyActivities<NodeReplicationActivities>({
+            taskQueue: node.taskQueue,
+            scheduleToStartTimeout: rp.nodePickupTimeoutMs,
+            startToCloseTimeout: '6 hours',
+            heartbeatTimeout: '2 minutes',
+            retry: { maximumAttempts: 3 },
+            summary: `Read back every block of disk "${d.diskName}" of VM "${d.vmName}" and compare with the source index on node ${node.nodeId}`,
+          }).verifyDisk({
+            diskId: d.diskId,
+            recoveryPointId: rp.recoveryPointId,
+            snapshotChain: d.snapshotChain,
+            target: rp.target,
+          }),
+        (node) =>
+          controlActivities(`Mark node ${node.nodeId} suspect`).markNodeSuspect({
+            nodeId: node.nodeId,
+            reason: 'did not pick up a verification',
+          }),
+      );
+      const entry = {
+        diskId: d.diskId,
+        diskName: d.diskName,
+        vmName: d.vmName,
+        nodeId: result.nodeId,
+        blocksChecked: result.blocksChecked,
+        mismatches: result.mismatches.length,
+        firstMismatches: result.mismatches.slice(0, 10),
+      };
+      disks.push(entry);
+      const ok = entry.mismatches === 0;
+      if (!ok) failures.push(`disk "${d.diskName}" of VM "${d.vmName}": ${entry.mismatches} block(s) differ`);
+      await controlActivities('Record the disk verification').upsertReplicationSteps([
+        {
+          ...step,
+          status: ok ? 'completed' : 'failed',
+          actor: result.nodeId,
+          message: `${result.blocksChecked} blocks checked, ${entry.mismatches} mismatches`,
+          progress: { blocksChecked: result.blocksChecked, mismatches: entry.mismatches },
+        },
+      ]);
+    } catch (e) {
+      const message = failureMessage(e);
+      failures.push(`disk "${d.diskName}" of VM "${d.vmName}": ${message}`);
+      await controlActivities('Record the disk verification as failed').upsertReplicationSteps([
+        { ...step, status: 'failed', message },
+      ]);
+    }
+  });
+
+  const result: VerifyRecoveryPointResult = {
+    recoveryPointId: rp.recoveryPointId,
+    ok: failures.length === 0,
+    blocksChecked: disks.reduce((n, d) => n + d.blocksChecked, 0),
+    mismatches: disks.reduce((n, d) => n + d.mismatches, 0),
+    disks,
+  };
+  await controlActivities('Record the verify job result').upsertReplicationJob({
+    ...jobBase,
+    status: result.ok ? 'completed' : 'failed',
+    result: result as unknown as Record<string, unknown>,
+    ...(result.ok
+      ? {}
+      : {
+          error: failures.join('; '),
+          remediation:
+            'Do not recover from this recovery point; replicate again (lifeboat replication now) and verify the new point. Mismatches persisting across points mean the source changed during the copy or the target is corrupt.',
+        }),
+  });
+  if (!result.ok)
+    throw ApplicationFailure.nonRetryable(
+      `Recovery point ${rp.recoveryPointId} failed verification: ${failures.join('; ')}`,
+      'VerifyFailed',
+      result,
+    );
+  return result;
+}
