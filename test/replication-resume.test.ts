@@ -102,6 +102,9 @@ describe('replicateDisk in a real Temporal worker', () => {
     const byFirst = new Set(lines.filter((l) => l.pid === pids[0]).map((l) => l.index));
     const bySecond = lines.filter((l) => l.pid === pids[1]).map((l) => l.index);
     const writtenTwice = bySecond.filter((i) => byFirst.has(i));
+    console.info(
+      `resume: killed after ${byFirst.size} blocks, attempt 2 resumed at block ${result.resumedFromBlock}, ${writtenTwice.length} blocks written twice`,
+    );
     // The second attempt started at the heartbeat's watermark, not at block 0 ...
     expect(result.resumedFromBlock).toBeGreaterThan(0);
     expect(Math.min(...bySecond)).toBeGreaterThanOrEqual(result.resumedFromBlock);

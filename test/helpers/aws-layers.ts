@@ -37,6 +37,7 @@ export class StrictEbsLayer {
   readonly violations: string[] = [];
   private readonly snapshots = new Map<string, SnapshotState>();
   private readonly tokens = new Set<string>();
+  private readonly adopting = new Map<string, Promise<SnapshotState | undefined>>();
   private readonly raw: EBSClient;
   constructor(private readonly target: AwsTarget) {
     this.raw = ebsClient(target); // no middleware: used to adopt snapshots this process did not start
@@ -51,6 +52,16 @@ export class StrictEbsLayer {
   private async state(snapshotId: string): Promise<SnapshotState | undefined> {
     const known = this.snapshots.get(snapshotId);
     if (known) return known;
+    // Concurrent first requests share one adoption, or their written-block sets would diverge.
+    let adopting = this.adopting.get(snapshotId);
+    if (!adopting) {
+      adopting = this.adopt(snapshotId);
+      this.adopting.set(snapshotId, adopting);
+    }
+    return adopting;
+  }
+
+  private async adopt(snapshotId: string): Promise<SnapshotState | undefined> {
     const d = await ec2Client(this.target)
       .send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }))
       .catch(() => undefined);

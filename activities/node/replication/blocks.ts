@@ -28,3 +28,19 @@ export function linearAggregate(blockHashesInIndexOrder: Iterable<Uint8Array>): 
   for (const b of blockHashesInIndexOrder) h.update(b);
   return h.digest('base64');
 }
+
+/**
+ * Reusable 512 KiB buffers: a file scan reads every data block, and fresh buffers for each would
+ * leave the garbage collector hundreds of MiB behind. Blocks go back once hashed (unchanged) or
+ * written (changed), so memory stays at read-ahead + writes in flight.
+ */
+export class BlockBufferPool {
+  private readonly free: Buffer[] = [];
+  constructor(private readonly maxFree = 256) {}
+  acquire(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafe(BLOCK_SIZE);
+  }
+  release(buf: Buffer): void {
+    if (buf.length === BLOCK_SIZE && this.free.length < this.maxFree) this.free.push(buf);
+  }
+}

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import type { LimitFunction } from 'p-limit';
 import { BLOCK_SIZE, blockCount, linearAggregate, volumeSizeGiB, ZERO_BLOCK, ZERO_HASH } from './blocks';
@@ -55,6 +56,7 @@ export async function transferDisk(
 ): Promise<TransferOutcome> {
   const started = Date.now();
   const { signal } = env;
+  setMaxListeners(0, signal); // every in-flight SDK request listens for cancellation
   const ebs = deps.clients.ebs(input.target);
 
   // The baseline: the previous recovery point's index, if this node has it and the disk did not shrink.
@@ -162,6 +164,7 @@ export async function transferDisk(
                 failure ??= e;
               },
             )
+            .finally(() => b.release?.())
             .finally(() => pending.delete(p));
           pending.add(p);
         }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { GetSnapshotBlockCommand } from '@aws-sdk/client-ebs';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { blockCount, sha256, ZERO_HASH } from './blocks';
@@ -33,6 +34,7 @@ export async function verifyDiskBlocks(
   if (!index) throw new MissingIndexError(`node ${deps.nodeId} has no block-hash index at ${file}`);
   if (input.snapshotChain.length === 0) throw new Error('snapshotChain is empty');
   const ebs = deps.clients.ebs(input.target);
+  setMaxListeners(0, env.signal); // every in-flight SDK request listens for cancellation
 
   const owner = new Map<number, { snapshotId: string; token: string }>();
   for (const snapshotId of input.snapshotChain) {

@@ -1,5 +1,6 @@
+import { webcrypto } from 'node:crypto';
 import { open } from 'node:fs/promises';
-import { BLOCK_SIZE, blockCount, sha256, ZERO_HASH } from '../blocks';
+import { BLOCK_SIZE, BlockBufferPool, blockCount, ZERO_HASH } from '../blocks';
 import { dataExtents, ExtentCursor } from '../sparse';
 import type { BlockSource, SourceBlock, SourceStats } from './source';
 
@@ -13,14 +14,16 @@ export async function openFileSource(
   path: string,
   sizeBytes: number,
   baseline: (index: number) => Buffer,
+  readAhead = 8,
 ): Promise<BlockSource> {
   const fh = await open(path, 'r');
   const extents = dataExtents(fh.fd, sizeBytes);
   const total = blockCount(sizeBytes);
   const stats: SourceStats = { bytesRead: 0, blocksRead: 0 };
+  const pool = new BlockBufferPool();
 
   async function readBlock(index: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(BLOCK_SIZE);
+    const buf = pool.acquire();
     const want = Math.min(BLOCK_SIZE, sizeBytes - index * BLOCK_SIZE);
     let got = 0;
     while (got < want) {
@@ -39,34 +42,42 @@ export async function openFileSource(
     stats,
     async *blocks(fromIndex, signal): AsyncGenerator<SourceBlock> {
       const cursor = new ExtentCursor(extents);
-      // Read one block ahead so the disk read overlaps hashing and the writer.
-      let next: Promise<Buffer> | undefined;
       const isData = (i: number) => cursor.overlaps(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE);
-      const nextDataIndex = (from: number) => {
-        for (let i = from; i < total; i++) if (isData(i)) return i;
-        return total;
+      // The next data blocks, read and hashed ahead on libuv's thread pool (WebCrypto digests
+      // run off the event loop), so reading and hashing use every core while the writer sends.
+      const ahead = new Map<number, Promise<{ data: Buffer; hash: Buffer }>>();
+      let scan = fromIndex;
+      const fill = () => {
+        while (ahead.size < readAhead && scan < total) {
+          const i = scan++;
+          if (!isData(i)) continue;
+          const p = readBlock(i).then(async (data) => ({
+            data,
+            hash: Buffer.from(await webcrypto.subtle.digest('SHA-256', data)),
+          }));
+          p.catch(() => {}); // an abandoned read-ahead must not become an unhandled rejection
+          ahead.set(i, p);
+        }
       };
-      const readAhead = (i: number) => {
-        const p = readBlock(i);
-        p.catch(() => {}); // an abandoned read-ahead must not become an unhandled rejection
-        return p;
-      };
-      let ahead = nextDataIndex(fromIndex);
-      if (ahead < total) next = readAhead(ahead);
       for (let i = fromIndex; i < total; i++) {
         signal.throwIfAborted();
+        fill();
         const base = baseline(i);
-        if (i !== ahead) {
-          const changed = !base.equals(ZERO_HASH);
-          yield { index: i, hash: ZERO_HASH, changed, data: null };
+        const pending = ahead.get(i);
+        if (!pending) {
+          // A hole: never read, it is zeros.
+          yield { index: i, hash: ZERO_HASH, changed: !base.equals(ZERO_HASH), data: null };
           continue;
         }
-        const data = await next!;
-        ahead = nextDataIndex(i + 1);
-        next = ahead < total ? readAhead(ahead) : undefined;
-        const hash = sha256(data);
+        const { data, hash } = await pending;
+        ahead.delete(i);
         const changed = !base.equals(hash);
-        yield { index: i, hash, changed, data: changed ? data : null };
+        if (!changed) {
+          pool.release(data);
+          yield { index: i, hash, changed, data: null };
+        } else {
+          yield { index: i, hash, changed, data, release: () => pool.release(data) };
+        }
       }
     },
     async close() {

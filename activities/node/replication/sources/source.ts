@@ -11,6 +11,8 @@ export interface SourceBlock {
   changed: boolean;
   /** The block's bytes (exactly 512 KiB) when changed and read; null = zeros (a hole or an emptied block). */
   data: Buffer | null;
+  /** Hand `data` back to the source's buffer pool once it is written (the block must not be used after). */
+  release?: () => void;
 }
 
 export interface SourceStats {

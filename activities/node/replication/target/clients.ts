@@ -31,6 +31,7 @@ export class AwsClients {
       c = ebsClient(target, {
         requestHandler: { httpAgent: new http.Agent(agent), httpsAgent: new https.Agent(agent) },
       });
+      c.middlewareStack.add(reusePayloadHash as never, { step: 'build', name: 'lifeboatReusePayloadHash' });
       this.hooks.ebs?.(c);
       this.ebsByTarget.set(key, c);
     }
@@ -48,3 +49,27 @@ export class AwsClients {
     return c;
   }
 }
+
+/**
+ * SigV4 signs the SHA-256 of the body; for PutSnapshotBlock that is exactly the block checksum
+ * we already computed. Handing it to the signer (x-amz-content-sha256) saves hashing every
+ * 512 KiB block a second time on the event loop.
+ */
+const reusePayloadHash =
+  (next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) =>
+  async (args: {
+    input: { Checksum?: string; ChecksumAlgorithm?: string };
+    request?: { headers?: Record<string, string> };
+  }) => {
+    if (
+      context.commandName === 'PutSnapshotBlockCommand' &&
+      args.input.ChecksumAlgorithm === 'SHA256' &&
+      args.input.Checksum &&
+      args.request?.headers
+    ) {
+      args.request.headers['x-amz-content-sha256'] = Buffer.from(args.input.Checksum, 'base64').toString(
+        'hex',
+      );
+    }
+    return next(args);
+  };

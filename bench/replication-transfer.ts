@@ -1,0 +1,26 @@
+/**
+ * One transfer in a fresh process, so its peak RSS is the data path's own (not the
+ * benchmark's buffers). Argument: JSON { input, dataDir }. Prints the result as JSON.
+ */
+import pLimit from 'p-limit';
+import { AwsClients } from '../activities/node/replication/target/clients';
+import { transferDisk } from '../activities/node/replication/transfer';
+import type { DiskTransferInput } from '../activities/node/replication/types';
+
+const { input, dataDir } = JSON.parse(process.argv[2]!) as { input: DiskTransferInput; dataDir: string };
+const baseRssMiB = process.memoryUsage.rss() / 1024 ** 2;
+const result = await transferDisk(
+  input,
+  {
+    nodeId: 'bench-node',
+    dataDir,
+    clients: new AwsClients(),
+    nodeLimit: pLimit(128),
+    perSnapshotConcurrency: 64,
+    heartbeatIntervalMs: 1000,
+    heartbeatEveryBlocks: 256,
+  },
+  { signal: new AbortController().signal, heartbeat: () => {} },
+);
+// maxRSS is in KiB on Linux.
+console.log(JSON.stringify({ ...result, baseRssMiB, peakRssMiB: process.resourceUsage().maxRSS / 1024 }));
