@@ -10,6 +10,7 @@ import { jsonContent } from './params';
 const AuditPage = pageOf(AuditEntry, 'AuditPage');
 
 const list = createRoute({
+  operationId: 'listAudit',
   method: 'get',
   path: '/audit',
   tags: ['audit'],

@@ -11,6 +11,7 @@ const tags = ['nodes'];
 const NodePage = pageOf(Node, 'NodePage');
 
 const list = createRoute({
+  operationId: 'listNodes',
   method: 'get',
   path: '/nodes',
   tags,
@@ -28,6 +29,7 @@ const list = createRoute({
 });
 
 const get = createRoute({
+  operationId: 'getNode',
   method: 'get',
   path: '/nodes/{id}',
   tags,

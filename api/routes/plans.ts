@@ -6,6 +6,7 @@ import { requireRole } from '../auth/middleware';
 import { ApiError, errorResponses } from '../errors';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
 import { Plan, PlanApplyInput, PlanSummary, plansService } from '../services/plans';
+import { planScheduleHooks } from '../services/replication/schedules';
 import { EtagHeader, jsonBody, jsonContent, UuidParam } from './params';
 
 const tags = ['plans'];
@@ -25,6 +26,7 @@ const ApplyResult = z
   .openapi('ApplyResult');
 
 const list = createRoute({
+  operationId: 'listPlans',
   method: 'get',
   path: '/plans',
   tags,
@@ -43,6 +45,7 @@ const list = createRoute({
 });
 
 const get = createRoute({
+  operationId: 'getPlan',
   method: 'get',
   path: '/plans/{id}',
   tags,
@@ -56,6 +59,7 @@ const get = createRoute({
 });
 
 const getByName = createRoute({
+  operationId: 'getPlanByName',
   method: 'get',
   path: '/plans/by-name/{name}',
   tags,
@@ -69,6 +73,7 @@ const getByName = createRoute({
 });
 
 const create = createRoute({
+  operationId: 'createPlan',
   method: 'post',
   path: '/plans',
   tags,
@@ -82,6 +87,7 @@ const create = createRoute({
 });
 
 const replace = createRoute({
+  operationId: 'replacePlan',
   method: 'put',
   path: '/plans/{id}',
   tags,
@@ -97,6 +103,7 @@ const replace = createRoute({
 });
 
 const apply = createRoute({
+  operationId: 'applyPlan',
   method: 'put',
   path: '/plans/by-name/{name}',
   tags,
@@ -113,6 +120,7 @@ const apply = createRoute({
 });
 
 const remove = createRoute({
+  operationId: 'deletePlan',
   method: 'delete',
   path: '/plans/{id}',
   tags,
@@ -124,6 +132,8 @@ const remove = createRoute({
 
 export function planRoutes(deps: AppDeps) {
   const svc = plansService(deps.db);
+  // Replication schedules follow the plan row (issue 4).
+  const schedules = planScheduleHooks(deps);
   return v1Router()
     .openapi(list, async (c) => {
       const { limit, offset, ...filter } = c.req.valid('query');
@@ -143,6 +153,7 @@ export function planRoutes(deps: AppDeps) {
     })
     .openapi(create, async (c) => {
       const plan = await svc.create(c.req.valid('json'));
+      await schedules.afterWrite(plan.id);
       c.header('ETag', etagOf(plan.version));
       return c.json(plan, 201);
     })
@@ -152,6 +163,7 @@ export function planRoutes(deps: AppDeps) {
         c.req.valid('json'),
         c.req.valid('header')['if-match'],
       );
+      await schedules.afterWrite(plan.id);
       c.header('ETag', etagOf(plan.version));
       return c.json(plan, 200);
     })
@@ -161,11 +173,14 @@ export function planRoutes(deps: AppDeps) {
         c.req.valid('json'),
         c.req.valid('header')['if-match'],
       );
+      await schedules.afterWrite(out.plan.id);
       c.header('ETag', etagOf(out.plan.version));
       return out.result === 'created' ? c.json(out, 201) : c.json(out, 200);
     })
     .openapi(remove, async (c) => {
+      const vmIds = await schedules.beforeDelete(c.req.valid('param').id);
       await svc.remove(c.req.valid('param').id, c.req.valid('header')['if-match']);
+      await schedules.afterDelete(c.req.valid('param').id, vmIds);
       return c.body(null, 204);
     });
 }

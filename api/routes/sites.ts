@@ -12,6 +12,7 @@ const tags = ['sites'];
 const SitePage = pageOf(Site, 'SitePage');
 
 const list = createRoute({
+  operationId: 'listSites',
   method: 'get',
   path: '/sites',
   tags,
@@ -29,6 +30,7 @@ const list = createRoute({
 });
 
 const get = createRoute({
+  operationId: 'getSite',
   method: 'get',
   path: '/sites/{id}',
   tags,
@@ -42,6 +44,7 @@ const get = createRoute({
 });
 
 const create = createRoute({
+  operationId: 'createSite',
   method: 'post',
   path: '/sites',
   tags,
@@ -55,6 +58,7 @@ const create = createRoute({
 });
 
 const replace = createRoute({
+  operationId: 'replaceSite',
   method: 'put',
   path: '/sites/{id}',
   tags,
@@ -68,6 +72,7 @@ const replace = createRoute({
 });
 
 const remove = createRoute({
+  operationId: 'deleteSite',
   method: 'delete',
   path: '/sites/{id}',
   tags,

@@ -11,6 +11,7 @@ const tags = ['tokens'];
 const TokenPage = pageOf(Token, 'TokenPage');
 
 const list = createRoute({
+  operationId: 'listTokens',
   method: 'get',
   path: '/tokens',
   tags,
@@ -30,6 +31,7 @@ const list = createRoute({
 });
 
 const create = createRoute({
+  operationId: 'createToken',
   method: 'post',
   path: '/tokens',
   tags,
@@ -40,6 +42,7 @@ const create = createRoute({
 });
 
 const revoke = createRoute({
+  operationId: 'revokeToken',
   method: 'delete',
   path: '/tokens/{id}',
   tags,

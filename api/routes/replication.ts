@@ -1,0 +1,269 @@
+import { randomUUID } from 'node:crypto';
+import { createRoute, z } from '@hono/zod-openapi';
+import { and, desc, eq, sql } from 'drizzle-orm';
+import { jobs, recoveryPoints } from '../../schema/index';
+import {
+  VERIFY_RECOVERY_POINT_WORKFLOW,
+  type VerifyRecoveryPointInput,
+  verifyWorkflowId,
+} from '../../workflows/replication/verify-types';
+import { JobKindAttr, PlanIdAttr } from '../../workflows/search-attributes';
+import type { AppDeps } from '../app';
+import { v1Router } from '../app';
+import { requireRole } from '../auth/middleware';
+import { ApiError, errorResponses } from '../errors';
+import { PageQuery, pageOf } from '../services/common';
+import { replicationSchedules } from '../services/replication/schedules';
+import {
+  findPlan,
+  PlanReplicationStatus,
+  RecoveryPoint,
+  replicationStatusService,
+} from '../services/replication/status';
+import { jsonContent, UuidParam } from './params';
+
+const tags = ['replication'];
+const PlanParam = z.object({
+  plan: z
+    .string()
+    .min(1)
+    .max(128)
+    .openapi({ param: { name: 'plan', in: 'path' }, description: 'Plan id or name' }),
+});
+const PlanVmParam = PlanParam.extend({
+  vm: z
+    .string()
+    .min(1)
+    .max(128)
+    .openapi({ param: { name: 'vm', in: 'path' }, description: 'VM id or name' }),
+});
+const Action = z.enum(['pause', 'resume', 'now']).openapi({ param: { name: 'action', in: 'path' } });
+
+const PauseState = z
+  .object({
+    planId: z.uuid(),
+    vmId: z.uuid().optional(),
+    paused: z.boolean(),
+    schedules: z.array(z.string()),
+  })
+  .openapi('ReplicationPauseState');
+const NowStarted = z
+  .object({
+    planId: z.uuid(),
+    runs: z.array(
+      z.object({
+        scheduleId: z.string(),
+        workflowId: z.string(),
+        alreadyRunning: z
+          .boolean()
+          .describe('An iteration was already running: it is returned instead of a second one'),
+      }),
+    ),
+  })
+  .openapi('ReplicationStarted');
+const VerifyStarted = z.object({ jobId: z.uuid(), workflowId: z.string() }).openapi('VerifyStarted');
+const RecoveryPointPage = pageOf(RecoveryPoint, 'RecoveryPointPage');
+const VerifyJob = z
+  .object({
+    jobId: z.uuid(),
+    workflowId: z.string(),
+    status: z.string(),
+    createdAt: z.string(),
+    endedAt: z.string().nullable(),
+    result: z.record(z.string(), z.unknown()).nullable(),
+    error: z.string().nullable(),
+  })
+  .openapi('VerifyJob');
+
+const status = createRoute({
+  method: 'get',
+  path: '/plans/{plan}/replication',
+  tags,
+  summary: 'Replication status of each VM: last success, lag against the RPO, last iteration, state',
+  middleware: [requireRole('viewer')],
+  request: { params: PlanParam },
+  responses: { 200: jsonContent(PlanReplicationStatus, 'Status'), ...errorResponses(400, 401, 403, 404) },
+});
+const vmStatus = createRoute({
+  method: 'get',
+  path: '/plans/{plan}/vms/{vm}/replication',
+  tags,
+  summary: 'Replication status of one VM',
+  middleware: [requireRole('viewer')],
+  request: { params: PlanVmParam },
+  responses: { 200: jsonContent(PlanReplicationStatus, 'Status'), ...errorResponses(400, 401, 403, 404) },
+});
+const planAction = createRoute({
+  method: 'post',
+  path: '/plans/{plan}/replication/{action}',
+  tags,
+  summary: 'Pause, resume or replicate now (the whole plan)',
+  description:
+    '`pause`/`resume` answer 200 with the paused state (mirrored in the plan’s replicationPaused); `now` triggers the schedule and answers 202 with the workflow id of the iteration.',
+  middleware: [requireRole('operator')],
+  request: { params: PlanParam.extend({ action: Action }) },
+  responses: {
+    200: jsonContent(PauseState, 'Paused or resumed'),
+    202: jsonContent(NowStarted, 'Iteration started (or already running)'),
+    ...errorResponses(400, 401, 403, 404, 409),
+  },
+});
+const vmAction = createRoute({
+  method: 'post',
+  path: '/plans/{plan}/vms/{vm}/replication/{action}',
+  tags,
+  summary: 'Pause, resume or replicate now one VM (plans with per-VM schedules)',
+  middleware: [requireRole('operator')],
+  request: { params: PlanVmParam.extend({ action: Action }) },
+  responses: {
+    200: jsonContent(PauseState, 'Paused or resumed'),
+    202: jsonContent(NowStarted, 'Iteration started (or already running)'),
+    ...errorResponses(400, 401, 403, 404, 409),
+  },
+});
+const listPoints = createRoute({
+  method: 'get',
+  path: '/plans/{plan}/recovery-points',
+  tags,
+  summary: 'Recovery points of a plan, newest first, with each disk snapshot',
+  middleware: [requireRole('viewer')],
+  request: { params: PlanParam, query: z.object(PageQuery) },
+  responses: { 200: jsonContent(RecoveryPointPage, 'A page'), ...errorResponses(400, 401, 403, 404) },
+});
+const listVmPoints = createRoute({
+  method: 'get',
+  path: '/plans/{plan}/vms/{vm}/recovery-points',
+  tags,
+  summary: "Recovery points holding a VM's disks, newest first",
+  middleware: [requireRole('viewer')],
+  request: { params: PlanVmParam, query: z.object(PageQuery) },
+  responses: { 200: jsonContent(RecoveryPointPage, 'A page'), ...errorResponses(400, 401, 403, 404) },
+});
+const getPoint = createRoute({
+  method: 'get',
+  path: '/recovery-points/{id}',
+  tags,
+  summary: 'One recovery point with its disk snapshots',
+  middleware: [requireRole('viewer')],
+  request: { params: UuidParam },
+  responses: { 200: jsonContent(RecoveryPoint, 'The recovery point'), ...errorResponses(400, 401, 403, 404) },
+});
+const verify = createRoute({
+  method: 'post',
+  path: '/recovery-points/{id}/verify',
+  tags,
+  summary: 'Read every block of a recovery point back from the target and compare it with the source index',
+  description:
+    'Starts a verify job (202); its result is in GET /v1/jobs/{jobId} and GET /v1/recovery-points/{id}/verifications.',
+  middleware: [requireRole('operator')],
+  request: { params: UuidParam },
+  responses: {
+    202: jsonContent(VerifyStarted, 'Verification started'),
+    ...errorResponses(400, 401, 403, 404),
+  },
+});
+const verifications = createRoute({
+  method: 'get',
+  path: '/recovery-points/{id}/verifications',
+  tags,
+  summary: 'Verify jobs of a recovery point, newest first',
+  middleware: [requireRole('viewer')],
+  request: { params: UuidParam },
+  responses: { 200: jsonContent(z.array(VerifyJob), 'Verify jobs'), ...errorResponses(400, 401, 403, 404) },
+});
+
+/** Replication routes: status, pause/resume/now, recovery points, verify. */
+export function replicationRoutes(deps: AppDeps) {
+  const schedules = replicationSchedules(deps);
+  const svc = replicationStatusService(deps.db, schedules);
+
+  async function act(planRef: string, action: 'pause' | 'resume' | 'now', vmRef?: string) {
+    const plan = await findPlan(deps.db, planRef);
+    if (action === 'pause') return { status: 200 as const, body: await schedules.pause(plan.id, vmRef) };
+    if (action === 'resume') return { status: 200 as const, body: await schedules.resume(plan.id, vmRef) };
+    return { status: 202 as const, body: await schedules.replicateNow(plan.id, vmRef) };
+  }
+
+  return v1Router()
+    .openapi(status, async (c) => c.json(await svc.planStatus(c.req.valid('param').plan), 200))
+    .openapi(vmStatus, async (c) => {
+      const { plan, vm } = c.req.valid('param');
+      return c.json(await svc.planStatus(plan, vm), 200);
+    })
+    .openapi(planAction, async (c) => {
+      const { plan, action } = c.req.valid('param');
+      const r = await act(plan, action);
+      return r.status === 200
+        ? c.json(r.body as z.infer<typeof PauseState>, 200)
+        : c.json(r.body as z.infer<typeof NowStarted>, 202);
+    })
+    .openapi(vmAction, async (c) => {
+      const { plan, vm, action } = c.req.valid('param');
+      const r = await act(plan, action, vm);
+      return r.status === 200
+        ? c.json(r.body as z.infer<typeof PauseState>, 200)
+        : c.json(r.body as z.infer<typeof NowStarted>, 202);
+    })
+    .openapi(listPoints, async (c) => {
+      const { limit, offset } = c.req.valid('query');
+      return c.json(await svc.listRecoveryPoints(c.req.valid('param').plan, { limit, offset }), 200);
+    })
+    .openapi(listVmPoints, async (c) => {
+      const { limit, offset } = c.req.valid('query');
+      const { plan, vm } = c.req.valid('param');
+      return c.json(await svc.listRecoveryPoints(plan, { limit, offset }, vm), 200);
+    })
+    .openapi(getPoint, async (c) => c.json(await svc.getRecoveryPoint(c.req.valid('param').id), 200))
+    .openapi(verify, async (c) => {
+      const rp = await svc.getRecoveryPoint(c.req.valid('param').id);
+      const jobId = randomUUID();
+      const workflowId = verifyWorkflowId(rp.id, jobId.slice(0, 8));
+      const requestedBy = c.get('principal').name;
+      await deps.db.insert(jobs).values({
+        id: jobId,
+        kind: 'verify',
+        status: 'pending',
+        planId: rp.planId,
+        workflowId,
+        requestedBy,
+        params: { recoveryPointId: rp.id },
+      });
+      const input: VerifyRecoveryPointInput = { recoveryPointId: rp.id, jobId, requestedBy };
+      await deps.temporal.workflow.start(VERIFY_RECOVERY_POINT_WORKFLOW, {
+        taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
+        workflowId,
+        args: [input],
+        typedSearchAttributes: [
+          { key: PlanIdAttr, value: rp.planId },
+          { key: JobKindAttr, value: 'verify' },
+        ],
+        staticSummary: `Verify recovery point ${rp.id} block by block against the source index`,
+      });
+      return c.json({ jobId, workflowId }, 202);
+    })
+    .openapi(verifications, async (c) => {
+      const { id } = c.req.valid('param');
+      const [rp] = await deps.db
+        .select({ id: recoveryPoints.id })
+        .from(recoveryPoints)
+        .where(eq(recoveryPoints.id, id));
+      if (!rp) throw new ApiError(404, 'not_found', `No recovery point with id ${id}`);
+      const rows = await deps.db
+        .select()
+        .from(jobs)
+        .where(and(eq(jobs.kind, 'verify'), sql`${jobs.params} ->> 'recoveryPointId' = ${id}`))
+        .orderBy(desc(jobs.createdAt));
+      return c.json(
+        rows.map((j) => ({
+          jobId: j.id,
+          workflowId: j.workflowId,
+          status: j.status,
+          createdAt: j.createdAt.toISOString(),
+          endedAt: j.endedAt?.toISOString() ?? null,
+          result: j.result ?? null,
+          error: j.error ?? null,
+        })),
+        200,
+      );
+    });
+}

@@ -1,0 +1,95 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixtures, startTestApi, type TestApi } from './helpers/api';
+
+/**
+ * Schemathesis (PyPI, in .venv) generates requests from /openapi.json — valid and invalid
+ * bodies, boundary and huge numbers, odd strings, wrong types and content types — against the
+ * real server with an admin token, and fails on any 5xx. In `npm test` the pass is bounded
+ * (coverage + fuzzing phases, 10 examples per operation, at most 50 s); `npm run test:fuzz`
+ * (LIFEBOAT_FUZZ_DEEP=1) runs every phase, stateful included, with 50 examples and no time cap.
+ */
+const DEEP = process.env.LIFEBOAT_FUZZ_DEEP === '1';
+const EXAMPLES = Number(process.env.LIFEBOAT_FUZZ_EXAMPLES ?? (DEEP ? 50 : 10));
+const PHASES =
+  process.env.LIFEBOAT_FUZZ_PHASES ?? (DEEP ? 'examples,coverage,fuzzing,stateful' : 'coverage,fuzzing');
+
+let api: TestApi;
+beforeAll(async () => {
+  api = await startTestApi();
+  // Some real data, so that reads and the by-name routes also meet existing rows.
+  const src = await api.call('POST', '/v1/sites', { body: fixtures.fileSourceSite('fuzz-src') });
+  const tgt = await api.call('POST', '/v1/sites', { body: fixtures.awsTargetSite('fuzz-tgt') });
+  await api.call('POST', '/v1/plans', {
+    body: fixtures.plan(src.body.id, tgt.body.id, { name: 'fuzz-plan' }),
+  });
+});
+afterAll(async () => {
+  await api?.close();
+});
+
+function schemathesis(args: string[]) {
+  const bin = path.join(process.env.LIFEBOAT_VENV_BIN ?? '.venv/bin', 'schemathesis');
+  return new Promise<{ code: number; output: string }>((resolve) => {
+    const child = spawn(bin, args, {
+      // Its caches and reports go to a scratch directory, not the repo.
+      cwd: mkdtempSync(path.join(tmpdir(), 'lifeboat-fuzz-')),
+      env: { ...process.env, NO_COLOR: '1', SCHEMATHESIS_HOOKS: '' },
+    });
+    let output = '';
+    child.stdout.on('data', (d) => {
+      output += d;
+    });
+    child.stderr.on('data', (d) => {
+      output += d;
+    });
+    child.on('exit', (code) => resolve({ code: code ?? 1, output }));
+  });
+}
+
+describe('fuzzing the API with schemathesis', () => {
+  it(
+    'answers no 5xx to whatever is generated from /openapi.json',
+    async () => {
+      const started = Date.now();
+      const res = await schemathesis([
+        'run',
+        `${api.url}/openapi.json`,
+        '--checks',
+        'not_a_server_error',
+        '--header',
+        `Authorization: Bearer ${api.tokens.admin}`,
+        '--max-examples',
+        String(EXAMPLES),
+        '--phases',
+        PHASES,
+        ...(DEEP ? [] : ['--max-time', '50']),
+        '--workers',
+        '2',
+        '--generation-database',
+        'none',
+        '--seed',
+        process.env.LIFEBOAT_FUZZ_SEED ?? String(Date.now() % 100_000),
+        // /healthz answers 503 by design when a dependency is down; it takes no input.
+        '--exclude-path',
+        '/healthz',
+        // Revoking tokens would revoke the fuzzer's own admin token midway (it creates admin
+        // tokens too, so the last-admin guard lets it); revocation is tested in api.test.ts.
+        '--exclude-operation-id',
+        'revokeToken',
+        '--no-color',
+      ]);
+      const seconds = (Date.now() - started) / 1000;
+      if (process.env.LIFEBOAT_FUZZ_LOG) writeFileSync(process.env.LIFEBOAT_FUZZ_LOG, res.output);
+      expect(res.code, res.output.slice(-6000)).toBe(0);
+      expect(res.output).toMatch(/\d+ generated, \d+ passed/);
+      console.log(
+        `${res.output.slice(-1500)}\nschemathesis: ${EXAMPLES} examples per operation in ${seconds.toFixed(1)} s`,
+      );
+    },
+    DEEP ? 1_800_000 : 180_000,
+  );
+});
