@@ -4,6 +4,7 @@
  */
 const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void> }>> = {
   replication: () => import('./replication'),
+  recovery: () => import('./recovery'),
 };
 
 const [name, ...rest] = process.argv.slice(2);

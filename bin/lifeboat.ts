@@ -10,6 +10,7 @@ import { CliError, createCli, EXIT } from './cli';
 import { auditCommands } from './commands/audit';
 import { nodeCommands } from './commands/nodes';
 import { applyCommand, planCommands } from './commands/plans';
+import { recoveryCommands } from './commands/recovery';
 import { siteCommands } from './commands/sites';
 import { tokenCommands } from './commands/tokens';
 
@@ -35,6 +36,7 @@ applyCommand(program, cli);
 nodeCommands(program, cli);
 tokenCommands(program, cli);
 auditCommands(program, cli);
+recoveryCommands(program, cli);
 
 try {
   await program.parseAsync(process.argv);

@@ -139,7 +139,14 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
   }
 
   return {
-    async startRecovery(planId: string, req: RecoveryRequest, requestedBy: string, tuning?: RecoveryTuning) {
+    /** `tuning` and `workflowTaskTimeout` are for tests and the benchmark (fast failure detection). */
+    async startRecovery(
+      planId: string,
+      req: RecoveryRequest,
+      requestedBy: string,
+      tuning?: RecoveryTuning,
+      workflowTaskTimeout?: string,
+    ) {
       const kind = JOB_KIND_OF_MODE[req.mode];
       const job = await db.transaction(async (tx) => {
         const [plan] = await tx.select().from(plans).where(eq(plans.id, planId)).for('update');
@@ -205,6 +212,7 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
           taskQueue: deps.taskQueue,
           workflowId: job.row.workflowId,
           args: [input],
+          ...(workflowTaskTimeout ? { workflowTaskTimeout } : {}),
           typedSearchAttributes: [
             { key: PlanIdAttr, value: planId },
             { key: JobKindAttr, value: kind },

@@ -26,6 +26,10 @@ const worker = await Worker.create({
   maxCachedWorkflows: 0,
 });
 process.stdout.write('worker-ready\n');
+// A standby process (the test's next replacement) is fully loaded but polls only once told to.
+if (process.env.LIFEBOAT_TEST_STANDBY === '1') {
+  await new Promise<void>((resolve) => process.stdin.once('data', () => resolve()));
+}
 await worker.run();
 await connection.close();
 await db.close();

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
+import { buildSync } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
 import type { RecoveryResult } from '../../workflows/recovery/types';
@@ -15,36 +16,82 @@ import {
 } from '../helpers/recovery';
 import { createTestDatabase, temporalClient, uniqueId } from '../helpers/stack';
 
-const ENTRY = path.resolve(import.meta.dirname, '..', 'helpers', 'control-worker-process.ts');
+const SOURCE_ENTRY = path.resolve(import.meta.dirname, '..', 'helpers', 'control-worker-process.ts');
 
-/** The control worker in a child process, started and SIGKILLed by the test. */
+/**
+ * The worker entry compiled once to one ESM file (npm packages stay external): a restart then
+ * costs Node's start-up, not a TypeScript compile of the whole tree through tsx (seconds on a
+ * busy machine, times ~15 restarts). The file lives under the project so node_modules resolve.
+ */
+function compileWorkerEntry(): string {
+  const out = path.join(
+    process.env.LIFEBOAT_DATA_DIR ?? '.data',
+    'test',
+    `control-worker-${process.pid}.mjs`,
+  );
+  buildSync({
+    entryPoints: [SOURCE_ENTRY],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    outfile: out,
+    logLevel: 'error',
+  });
+  return out;
+}
+
+/**
+ * The control worker in a child process, SIGKILLed and restarted by the test. The replacement
+ * process is loaded ahead (`spare`: modules, bundle, connection) but starts polling only when it
+ * takes over, so exactly one worker serves the task queue at any time and the test does not wait
+ * out Node + bundle start-up at every kill.
+ */
 function workerProcess(env: NodeJS.ProcessEnv) {
-  let child: ChildProcess | undefined;
+  const entry = compileWorkerEntry();
+  let current: ChildProcess | undefined;
+  let spare: Promise<ChildProcess> | undefined;
   let starts = 0;
+  const launch = async () => {
+    starts++;
+    const c = spawn(process.execPath, [entry], {
+      env: { ...process.env, ...env, NODE_NO_WARNINGS: '1', LIFEBOAT_TEST_STANDBY: '1' },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve, reject) => {
+      c.stdout!.on('data', (d: Buffer) => {
+        if (d.toString().includes('worker-ready')) resolve();
+      });
+      c.once('exit', (code) => reject(new Error(`worker exited ${code} before ready`)));
+    });
+    return c;
+  };
+  const kill = async (c: ChildProcess | undefined) => {
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await exited;
+  };
   return {
     get starts() {
       return starts;
     },
     async start() {
-      starts++;
-      const c = spawn(process.execPath, ['--import', 'tsx', ENTRY], {
-        env: { ...process.env, ...env, NODE_NO_WARNINGS: '1' },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      child = c;
-      await new Promise<void>((resolve, reject) => {
-        c.stdout!.on('data', (d: Buffer) => {
-          if (d.toString().includes('worker-ready')) resolve();
-        });
-        c.once('exit', (code) => reject(new Error(`worker exited ${code} before ready`)));
-      });
+      current = await launch();
+      current.stdin!.write('go\n');
+      spare = launch();
     },
-    async kill() {
-      const c = child;
-      if (!c || c.exitCode !== null) return;
-      const exited = new Promise((r) => c.once('exit', r));
-      c.kill('SIGKILL');
-      await exited;
+    /** SIGKILL the running worker; its replacement takes over. */
+    async killAndReplace() {
+      await kill(current);
+      current = await spare!;
+      current.stdin!.write('go\n');
+      spare = launch();
+    },
+    async stopAll() {
+      await kill(current);
+      if (spare) await kill(await spare.catch(() => undefined));
     },
   };
 }
@@ -86,10 +133,14 @@ describe('recovery durability: the control worker is SIGKILLed at every step bou
     const worker = workerProcess({ DATABASE_URL: testDb.url, LIFEBOAT_CONTROL_TASK_QUEUE: taskQueue });
     await worker.start();
     const svc = recoveryJobsService({ db: testDb.db, temporal: client, taskQueue });
-    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', {
-      heartbeatTimeoutSeconds: 2,
-      runningPollSeconds: 0.2,
-    });
+    // A 2 s workflow task timeout: a task handed to a poll of the killed process is retried soon.
+    const job = await svc.startRecovery(
+      planId,
+      { mode: 'test', runScripts: true },
+      'test',
+      { heartbeatTimeoutSeconds: 2, runningPollSeconds: 0.2 },
+      '2 seconds',
+    );
     const handle = client.workflow.getHandle(job.workflowId);
 
     let kills = 0;
@@ -104,25 +155,22 @@ describe('recovery durability: the control worker is SIGKILLed at every step bou
         if (done.length) {
           // A step boundary: a step just completed (its row is written before Temporal hears of it).
           for (const s of done) seenCompleted.add(s.key);
-          await worker.kill();
+          await worker.killAndReplace();
           kills++;
-          await worker.start();
         } else if (!midStepKilled && health?.status === 'running') {
           // Mid-step: the health check is polling a closed port.
           await new Promise((r) => setTimeout(r, 1500));
-          await worker.kill();
+          await worker.killAndReplace();
           kills++;
           midStepKilled = true;
-          await new Promise((r) => setTimeout(r, 500));
           await new Promise<void>((r) => gate.listen(port, '127.0.0.1', () => r()));
-          await worker.start();
         }
         await new Promise((r) => setTimeout(r, 50));
       }
       const result = (await handle.result()) as RecoveryResult;
       expect(result.status, result.message).toBe('completed');
     } finally {
-      await worker.kill();
+      await worker.stopAll();
       await new Promise<void>((r) => (gate.listening ? gate.close(() => r()) : r()));
     }
     expect(midStepKilled).toBe(true);

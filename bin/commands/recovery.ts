@@ -1,0 +1,239 @@
+import type { Command } from 'commander';
+import {
+  type ApiClient,
+  type Cli,
+  CliError,
+  EXIT,
+  intOption,
+  moreHint,
+  query,
+  resolveId,
+  table,
+} from '../cli';
+
+interface Step {
+  key: string;
+  seq: number;
+  name: string;
+  status: string;
+  message: string | null;
+  startedAt: string | null;
+  endedAt: string | null;
+}
+interface Job {
+  id: string;
+  kind: string;
+  status: string;
+  planId: string | null;
+  workflowId: string;
+  error: string | null;
+  remediation: string | null;
+  result: { message?: string; failedScripts?: string[] } | null;
+  createdAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  steps?: Step[];
+}
+
+/** Exit codes of a watched job, beyond the API's (bin/cli.ts EXIT). */
+export const JOB_EXIT = { failed: 6, partial: 7 } as const;
+const FINAL = ['completed', 'partially-completed', 'failed', 'cancelled'];
+const MARK: Record<string, string> = {
+  pending: '·',
+  running: '▶',
+  completed: '✓',
+  failed: '✗',
+  skipped: '-',
+  cancelled: '⊘',
+};
+const time = (iso: string | null) => (iso ? iso.slice(11, 19) : '--:--:--');
+
+function exitFor(job: Job): number {
+  if (job.status === 'completed') return EXIT.ok;
+  if (job.status === 'partially-completed') return JOB_EXIT.partial;
+  return JOB_EXIT.failed;
+}
+
+function summary(job: Job): string {
+  const lines = [`job ${job.id} (${job.kind}): ${job.status}`];
+  if (job.result?.message) lines.push(`  ${job.result.message}`);
+  else if (job.error) lines.push(`  ${job.error}`);
+  if (job.remediation) lines.push(`  what to do: ${job.remediation}`);
+  return lines.join('\n');
+}
+
+/**
+ * Follow a job until it ends: one line per step change (time, mark, step, message) with the
+ * overall progress; returns the final job.
+ */
+async function watch(api: ApiClient, id: string, json: boolean, intervalMs = 1000): Promise<Job> {
+  const seen = new Map<string, string>();
+  for (;;) {
+    const { body: job } = await api.request<Job>('GET', `/v1/jobs/${id}`);
+    const steps = job.steps ?? [];
+    const done = steps.filter((s) =>
+      ['completed', 'failed', 'skipped', 'cancelled'].includes(s.status),
+    ).length;
+    for (const s of steps) {
+      const sig = `${s.status}|${s.message ?? ''}`;
+      if (seen.get(s.key) === sig || s.status === 'pending') continue;
+      seen.set(s.key, sig);
+      if (json)
+        process.stdout.write(`${JSON.stringify({ step: s.key, status: s.status, message: s.message })}\n`);
+      else
+        process.stdout.write(
+          `${time(s.status === 'running' ? s.startedAt : s.endedAt)} ${MARK[s.status] ?? '?'} [${done}/${steps.length}] ${s.name}${s.message ? ` — ${s.message}` : ''}\n`,
+        );
+    }
+    if (FINAL.includes(job.status)) return job;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** `lifeboat recover PLAN` and `lifeboat jobs list|get|cancel|cleanup` */
+export function recoveryCommands(program: Command, cli: Cli) {
+  program
+    .command('recover <plan>')
+    .description(
+      'Recover a plan (name or id): a test recovery (drill), a full recovery (failover) or a migration',
+    )
+    .option('--mode <mode>', 'test, full or migration', 'test')
+    .option('--point <id>', 'recover from this recovery point (default: the latest)')
+    .option('--before <time>', 'the latest recovery point at or before this ISO 8601 time')
+    .option('--vms <names>', 'comma-separated VM names (default: all)')
+    .option('--no-scripts', 'do not run the pre/post scripts')
+    .option('--confirm <plan-name>', 'full recovery and migration: the plan name, to confirm')
+    .option(
+      '-w, --watch',
+      'follow the steps live; exit 0 completed, 6 failed/cancelled, 7 partially completed',
+    )
+    .action(async (planRef: string, o) => {
+      const api = cli.api();
+      if (o.point && o.before) throw new CliError(EXIT.usage, 'give --point or --before, not both');
+      const planId = await resolveId(api, 'plans', planRef);
+      const body = {
+        mode: o.mode,
+        runScripts: o.scripts !== false,
+        ...(o.point
+          ? { recoveryPoint: { id: o.point } }
+          : o.before
+            ? { recoveryPoint: { before: o.before } }
+            : {}),
+        ...(o.vms
+          ? {
+              vms: String(o.vms)
+                .split(',')
+                .map((v: string) => v.trim())
+                .filter(Boolean),
+            }
+          : {}),
+        ...(o.confirm ? { confirm: o.confirm } : {}),
+      };
+      const { body: started } = await api.request<{ jobId: string }>(
+        'POST',
+        `/v1/plans/${planId}/recoveries`,
+        { body },
+      );
+      if (!o.watch) {
+        cli.print(
+          started,
+          () => `started job ${started.jobId} (follow it: lifeboat jobs get ${started.jobId} --watch)`,
+        );
+        return;
+      }
+      if (!cli.json()) process.stdout.write(`started job ${started.jobId}\n`);
+      const job = await watch(api, started.jobId, cli.json());
+      cli.print(job, () => summary(job));
+      process.exitCode = exitFor(job);
+    });
+
+  const jobs = program.command('jobs').description('Recovery, cleanup and replication jobs');
+  jobs
+    .command('list', { isDefault: true })
+    .description('List jobs, newest first')
+    .option('--plan <plan>', 'jobs of this plan (name or id)')
+    .option('--kind <kind>', 'test-recovery, full-recovery, migration, cleanup, replication…')
+    .option('--status <status>', 'pending, running, completed, partially-completed, failed, cancelled')
+    .option('--limit <n>', 'page size', intOption)
+    .option('--offset <n>', 'skip this many', intOption)
+    .action(async (o) => {
+      const api = cli.api();
+      const plan = o.plan ? await resolveId(api, 'plans', o.plan) : undefined;
+      const page = await api.request<{ items: Job[]; nextOffset: number | null }>(
+        'GET',
+        `/v1/jobs${query({ plan, kind: o.kind, status: o.status, limit: o.limit, offset: o.offset })}`,
+      );
+      cli.print(
+        page.body,
+        () =>
+          table(
+            ['ID', 'KIND', 'STATUS', 'CREATED', 'ENDED', 'MESSAGE'],
+            page.body.items.map((j) => [
+              j.id,
+              j.kind,
+              j.status,
+              j.createdAt,
+              j.endedAt,
+              j.error ?? j.result?.message,
+            ]),
+          ) + moreHint(page.body),
+      );
+    });
+
+  jobs
+    .command('get <id>')
+    .description('Show a job and its steps')
+    .option('-w, --watch', 'follow it until it ends (exit codes as for recover --watch)')
+    .action(async (id: string, o) => {
+      const api = cli.api();
+      if (o.watch) {
+        const job = await watch(api, id, cli.json());
+        cli.print(job, () => summary(job));
+        process.exitCode = exitFor(job);
+        return;
+      }
+      const { body: job } = await api.request<Job>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
+      cli.print(
+        job,
+        () =>
+          `${summary(job)}\n\n${table(
+            ['#', 'STEP', 'STATUS', 'START', 'END', 'MESSAGE'],
+            (job.steps ?? []).map((s) => [
+              s.seq,
+              s.name,
+              s.status,
+              time(s.startedAt),
+              time(s.endedAt),
+              s.message,
+            ]),
+          )}`,
+      );
+    });
+
+  jobs
+    .command('cancel <id>')
+    .description('Cancel a running job (it stops cleanly and lists what it created)')
+    .action(async (id: string) => {
+      const { body } = await cli.api().request<Job>('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`);
+      cli.print(body, () => `cancellation requested for job ${id}`);
+    });
+
+  jobs
+    .command('cleanup <id>')
+    .description('Remove everything a finished recovery job created (found by its tags)')
+    .option('-w, --watch', 'follow the cleanup job until it ends')
+    .action(async (id: string, o) => {
+      const api = cli.api();
+      const { body } = await api.request<{ jobId: string }>(
+        'POST',
+        `/v1/jobs/${encodeURIComponent(id)}/cleanup`,
+      );
+      if (!o.watch) {
+        cli.print(body, () => `started cleanup job ${body.jobId}`);
+        return;
+      }
+      const job = await watch(api, body.jobId, cli.json());
+      cli.print(job, () => summary(job));
+      process.exitCode = exitFor(job);
+    });
+}

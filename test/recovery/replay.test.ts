@@ -1,0 +1,103 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { Worker } from '@temporalio/worker';
+import { describe, expect, it } from 'vitest';
+import { createControlActivities } from '../../activities/control';
+import { recoveryJobsService } from '../../api/services/recovery-jobs';
+import { ec2Client } from '../../lib/aws';
+import type { RecoveryResult } from '../../workflows/recovery/types';
+import { createPlan, createRecoveryPoint, testVm } from '../helpers/recovery';
+import {
+  createTestDatabase,
+  createTestWorker,
+  temporalClient,
+  testAwsTarget,
+  uniqueId,
+  workflowBundle,
+} from '../helpers/stack';
+
+/**
+ * The recorded history of one complete recovery (plan pre/post-scripts, two boot groups with a
+ * boot delay, an EC2-status health check, a Windows guest validated with a prep node, VM scripts)
+ * replayed against the current workflow bundle: a non-deterministic change fails here.
+ * Regenerate after an intended change: LIFEBOAT_RECORD_HISTORIES=1 npm test -- test/recovery/replay.test.ts
+ */
+const HISTORY = path.resolve(import.meta.dirname, '..', 'histories', 'recovery-complete.json');
+const RECORD = process.env.LIFEBOAT_RECORD_HISTORIES === '1';
+
+describe('recorded recovery history', () => {
+  it.runIf(RECORD)('records a complete recovery into test/histories/', async () => {
+    const testDb = await createTestDatabase();
+    const taskQueue = uniqueId('record');
+    const { worker, connection } = await createTestWorker({
+      taskQueue,
+      workflowBundle: workflowBundle(),
+      activities: createControlActivities({ db: testDb.db }),
+    });
+    const prep = await ec2Client(testAwsTarget()).send(
+      new RunInstancesCommand({ ImageId: 'ami-12c6146b', MinCount: 1, MaxCount: 1 }),
+    );
+    const { planId } = await createPlan(
+      testDb.db,
+      [
+        testVm('db-01', {
+          bootOrder: 1,
+          bootDelaySeconds: 1,
+          healthCheck: { type: 'ec2-status', timeoutSeconds: 30, intervalSeconds: 1 },
+          preScript: { runtime: 'sh', inline: 'echo pre db-01' },
+        }),
+        testVm('win-01', {
+          bootOrder: 2,
+          guestOs: 'windows',
+          postScript: {
+            runtime: 'python3',
+            inline: 'import json,sys; print(json.load(sys.stdin)["vm"]["name"])',
+          },
+        }),
+      ],
+      {
+        preScript: { runtime: 'bash', inline: 'echo plan pre' },
+        postScript: { runtime: 'sh', inline: 'cat > /dev/null; echo plan post' },
+        targetDefaults: { prepNodeInstanceId: prep.Instances![0]!.InstanceId },
+      },
+    );
+    await createRecoveryPoint(testDb.db, planId);
+    const { client, connection: cc } = await temporalClient();
+    const svc = recoveryJobsService({ db: testDb.db, temporal: client, taskQueue });
+    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'recorder', {
+      runningPollSeconds: 0.2,
+    });
+    const handle = client.workflow.getHandle(job.workflowId);
+    const result = (await worker.runUntil(handle.result())) as RecoveryResult;
+    expect(result.status, result.message).toBe('completed');
+    writeFileSync(HISTORY, `${historyToJSON(await handle.fetchHistory())}\n`);
+    await Promise.all([cc.close(), connection.close()]);
+    await testDb.drop();
+  });
+
+  it('replays the recorded complete recovery against the current workflow code', async () => {
+    expect(existsSync(HISTORY), `${HISTORY} is missing: record it (see this file's comment)`).toBe(true);
+    const history = historyFromJSON(JSON.parse(readFileSync(HISTORY, 'utf8')));
+    const types = new Set(
+      (history.events ?? [])
+        .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
+        .filter(Boolean),
+    );
+    // The recording covers the whole sequence, so the replay exercises all of it.
+    for (const t of [
+      'validateRecoveryPoint',
+      'runRecoveryScript',
+      'createVmImage',
+      'launchVm',
+      'waitVmRunning',
+      'checkVmHealth',
+      'validateWindowsGuest',
+      'recoveryJobFinished',
+    ])
+      expect(types).toContain(t);
+    expect((history.events ?? []).some((e) => e.timerStartedEventAttributes)).toBe(true);
+    await Worker.runReplayHistory({ workflowBundle: workflowBundle() }, history, 'recovery-recorded');
+  });
+});

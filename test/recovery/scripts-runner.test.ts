@@ -1,0 +1,130 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { redact, secretValues } from '../../activities/control/scripts/redact';
+import {
+  runScript,
+  ScriptRuntimeMissingError,
+  type ScriptSpec,
+} from '../../activities/control/scripts/runner';
+
+const spec = (s: Partial<ScriptSpec> & Pick<ScriptSpec, 'runtime'>): ScriptSpec => ({
+  args: [],
+  timeoutSeconds: 10,
+  onFailure: 'fail',
+  ...s,
+});
+const hasBinary = (bin: string) => {
+  try {
+    execFileSync('sh', ['-c', `command -v ${bin}`]);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe('scripts runner (real processes)', () => {
+  it('runs sh inline with args; a zero exit is success and output is captured', async () => {
+    const r = await runScript(
+      spec({ runtime: 'sh', inline: 'echo "hello $1 $2"; echo oops >&2', args: ['a', 'b c'] }),
+    );
+    expect(r.ok).toBe(true);
+    expect(r.exitCode).toBe(0);
+    expect(r.log).toContain('hello a b c');
+    expect(r.log).toContain('oops');
+  });
+
+  it('runs a bash script by path, and a non-zero exit is a failure naming the code', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'lb-script-'));
+    const file = path.join(dir, 'fail.sh');
+    writeFileSync(file, 'set -e\n[[ 1 == 1 ]] && echo bashism\nexit 4\n');
+    const r = await runScript(spec({ runtime: 'bash', path: file }));
+    expect(r.ok).toBe(false);
+    expect(r.exitCode).toBe(4);
+    expect(r.log).toContain('bashism');
+    expect(r.summary).toBe(`${file} exited 4`);
+  });
+
+  it('gives python3 the JSON document on stdin', async () => {
+    const r = await runScript(
+      spec({
+        runtime: 'python3',
+        inline: 'import json,sys\nd=json.load(sys.stdin)\nprint(d["vm"]["instanceId"])',
+      }),
+      { stdin: JSON.stringify({ vm: { instanceId: 'i-0abc' } }) },
+    );
+    expect(r.ok, r.log).toBe(true);
+    expect(r.log.trim()).toBe('i-0abc');
+  });
+
+  it('kills the whole process group on timeout', async () => {
+    const marker = path.join(mkdtempSync(path.join(tmpdir(), 'lb-script-')), 'survived');
+    const t0 = Date.now();
+    const r = await runScript(
+      spec({ runtime: 'sh', inline: `(sleep 3; touch ${marker}) & sleep 30`, timeoutSeconds: 1 }),
+    );
+    expect(r.ok).toBe(false);
+    expect(r.timedOut).toBe(true);
+    expect(r.summary).toMatch(/timed out after 1 s/);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    await new Promise((res) => setTimeout(res, 3500));
+    // The background child was in the group: it died too and never touched the marker.
+    expect(() => execFileSync('test', ['-e', marker])).toThrow();
+  });
+
+  it('runs with a minimal environment: no credentials of the control plane leak in', async () => {
+    process.env.AWS_SECRET_ACCESS_KEY = 'control-plane-secret-value';
+    try {
+      const r = await runScript(spec({ runtime: 'sh', inline: 'env | sort' }), {
+        env: { LIFEBOAT_JOB_ID: 'j1' },
+      });
+      expect(r.log).toContain('LIFEBOAT_JOB_ID=j1');
+      expect(r.log).toContain('PATH=');
+      expect(r.log).not.toContain('AWS_SECRET_ACCESS_KEY');
+      expect(r.log).not.toContain('DATABASE_URL');
+    } finally {
+      delete process.env.AWS_SECRET_ACCESS_KEY;
+    }
+  });
+
+  it('redacts secrets from the log: secret env values and token patterns', async () => {
+    const r = await runScript(
+      spec({
+        runtime: 'sh',
+        inline:
+          'echo "db pass is $DB_PASSWORD"; echo AKIAABCDEFGHIJKLMNOP; echo "Authorization: Bearer abc.def"; echo api_key=xyz123; echo lb_abcdefghijklmnopqrstuvwxyz',
+      }),
+      { env: { DB_PASSWORD: 'hunter2-very-secret' } },
+    );
+    expect(r.log).not.toContain('hunter2-very-secret');
+    expect(r.log).not.toContain('AKIAABCDEFGHIJKLMNOP');
+    expect(r.log).not.toContain('abc.def');
+    expect(r.log).not.toContain('xyz123');
+    expect(r.log).not.toContain('lb_abcdefghijklmnopqrstuvwxyz');
+    expect(r.log).toContain('db pass is ***');
+    expect(redact('plain words stay', secretValues({ TOKEN: 'zzzz' }))).toBe('plain words stay');
+  });
+
+  it.runIf(!hasBinary('go'))('errors clearly when the go runtime is not installed', async () => {
+    await expect(
+      runScript(spec({ runtime: 'go', inline: 'package main\nfunc main() {}\n' })),
+    ).rejects.toThrow(ScriptRuntimeMissingError);
+    await expect(
+      runScript(spec({ runtime: 'go', inline: 'package main\nfunc main() {}\n' })),
+    ).rejects.toThrow(/go runtime is not installed.*"go" was not found in PATH/);
+  });
+
+  it.runIf(hasBinary('go'))('runs go with `go run`', async () => {
+    const r = await runScript(
+      spec({
+        runtime: 'go',
+        inline: 'package main\nimport "fmt"\nfunc main() { fmt.Println("from go") }\n',
+        timeoutSeconds: 120,
+      }),
+    );
+    expect(r.ok, r.log).toBe(true);
+    expect(r.log).toContain('from go');
+  });
+});
