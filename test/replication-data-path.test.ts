@@ -133,6 +133,40 @@ describe('replication data path (file source → EBS snapshots on moto)', () => 
     expect(h.strict.violations).toEqual([]);
   });
 
+  it('a cancelled transfer resumes from its last heartbeat into the same snapshot', async () => {
+    const h = harness();
+    const slow = new CountingEbsLayer({ delayMs: 40 });
+    h.deps.clients = new AwsClients(layerHooks({ strict: h.strict, counting: slow }));
+    h.deps.perSnapshotConcurrency = 4;
+    h.deps.heartbeatEveryBlocks = 4;
+    const size = 32 * MiB;
+    const total = blockCount(size);
+    const image = path.join(dir, 'disk-c.img');
+    makeSparseImage(image, size, everyKth(total, 1));
+    const diskId = uniqueId('disk');
+    const inp = input(diskId, image, size, 'rp-1');
+    const abort = new AbortController();
+    const beats: TransferProgress[] = [];
+    const first = transferDisk(inp, h.deps, { signal: abort.signal, heartbeat: (p) => beats.push(p) });
+    while ((beats.at(-1)?.nextBlockIndex ?? 0) < 20) await new Promise((r) => setTimeout(r, 10));
+    abort.abort(new Error('cancelled by the test'));
+    await expect(first).rejects.toThrow();
+    const last = beats.at(-1)!;
+    expect(last.nextBlockIndex).toBeGreaterThanOrEqual(20);
+    expect(last.nextBlockIndex).toBeLessThan(total);
+    const writtenBefore = slow.putsTo(last.snapshotId);
+
+    const resumed = await transferDisk(inp, h.deps, { ...h.env(), resumeFrom: last });
+    expect(resumed.snapshotId).toBe(last.snapshotId);
+    expect(resumed.resumedFromBlock).toBe(last.nextBlockIndex);
+    // Only the blocks from the watermark on were written again.
+    expect(slow.putsTo(last.snapshotId) - writtenBefore).toBe(total - last.nextBlockIndex);
+    expect(resumed.changedBlocks).toBe(total);
+    const v = await h.verify(diskId, 'rp-1', [resumed.snapshotId]);
+    expect(v.mismatches).toEqual([]);
+    expect(h.strict.violations).toEqual([]);
+  });
+
   it('the strict layer rejects requests AWS would reject and moto accepts', async () => {
     const target = testAwsTarget();
     const strict = new StrictEbsLayer(target);

@@ -1,4 +1,4 @@
-import { GetSnapshotBlockCommand } from '@aws-sdk/client-ebs';
+import { type EBSClient, GetSnapshotBlockCommand } from '@aws-sdk/client-ebs';
 import { CreateSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import type { LimitFunction } from 'p-limit';
 import type { AwsTarget } from '../../../../lib/aws';
@@ -32,10 +32,31 @@ const ITERATION_TAG = 'lifeboat:source-iteration';
  * and GetSnapshotBlock reads exactly those blocks.
  */
 export async function openAwsSource(p: AwsSourceParams, signal: AbortSignal): Promise<BlockSource> {
-  const ebs = p.clients.ebs(p.target);
   const snapshotId = await findOrCreateSourceSnapshot(p, signal);
   const volumeSize = await waitSourceSnapshot(p, snapshotId, signal);
-  const sizeBytes = volumeSize * GIB;
+  return openSnapshotSource(
+    { ...p, ebs: p.clients.ebs(p.target), snapshotId, sizeBytes: volumeSize * GIB },
+    signal,
+  );
+}
+
+/**
+ * The blocks of a completed source snapshot: the changed ones against the previous source
+ * snapshot (when the baseline index is there), else every block it lists; nothing else is read.
+ */
+export async function openSnapshotSource(
+  p: {
+    ebs: EBSClient;
+    snapshotId: string;
+    sizeBytes: number;
+    previousSourceSnapshotId?: string | undefined;
+    baseline?: BlockHashIndex | undefined;
+    nodeLimit: LimitFunction;
+    readAhead?: number;
+  },
+  signal: AbortSignal,
+): Promise<BlockSource> {
+  const { ebs, snapshotId, sizeBytes } = p;
   const tokens: BlockTokens =
     p.previousSourceSnapshotId && p.baseline
       ? await listChangedBlocks(ebs, p.previousSourceSnapshotId, snapshotId, signal)
@@ -111,7 +132,7 @@ export async function openAwsSource(p: AwsSourceParams, signal: AbortSignal): Pr
   };
 }
 
-async function findOrCreateSourceSnapshot(p: AwsSourceParams, signal: AbortSignal): Promise<string> {
+export async function findOrCreateSourceSnapshot(p: AwsSourceParams, signal: AbortSignal): Promise<string> {
   const ec2 = p.clients.ec2(p.target);
   const existing = await ec2.send(
     new DescribeSnapshotsCommand({
