@@ -9,6 +9,7 @@ import { loadConfig } from '../lib/config';
 import { temporalConnectionOptions } from '../lib/temporal';
 import { createDb } from '../schema/db';
 import { nodeTaskQueue } from '../workers/node/worker';
+import { DEMO, ensureDemoPlan } from './demo-plan';
 import { StackError } from './stack/errors';
 import { startStack } from './stack/index';
 import { startLifeboatProcess } from './stack/lifeboat-processes';
@@ -23,6 +24,20 @@ try {
   const env = { ...process.env, ...stack.env };
   const config = loadConfig(env);
   const firstAdminToken = await bootstrapAdminToken(stack.env.DATABASE_URL!);
+  // The demo plan (scripts/demo-plan.ts) exists before the node worker starts, so the local
+  // node can register as serving the demo source site. LIFEBOAT_DEMO=0 skips it.
+  if (process.env.LIFEBOAT_DEMO !== '0') {
+    try {
+      const demo = await setUpDemoPlan(stack.env.DATABASE_URL!, config);
+      say(
+        `demo plan "${DEMO.plan}" ${demo.result} (${demo.imagesCreated} disk images created in ${demo.dir})`,
+      );
+    } catch (e) {
+      // Not fatal: e.g. an operator changed the demo plan and a recovery of it runs (409).
+      say(`demo plan left as it is: ${(e as Error).message}`);
+    }
+    env.LIFEBOAT_NODE_SITE ??= DEMO.sourceSite;
+  }
 
   const crashed = (name: string) => (code: number | null) => {
     console.error(
@@ -67,6 +82,15 @@ async function bootstrapAdminToken(url: string) {
   const db = createDb(url, { max: 1 });
   try {
     return await ensureBootstrapAdmin(db);
+  } finally {
+    await db.close();
+  }
+}
+
+async function setUpDemoPlan(url: string, config: ReturnType<typeof loadConfig>) {
+  const db = createDb(url, { max: 1 });
+  try {
+    return await ensureDemoPlan(db, config);
   } finally {
     await db.close();
   }

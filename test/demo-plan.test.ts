@@ -1,0 +1,37 @@
+import { mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { plansService } from '../api/services/plans';
+import { DEMO, ensureDemoPlan } from '../scripts/demo-plan';
+import { createTestDatabase, testConfig } from './helpers/stack';
+
+let testDb: Awaited<ReturnType<typeof createTestDatabase>>;
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+});
+afterAll(async () => {
+  await testDb?.drop();
+});
+
+describe('the npm start demo plan', () => {
+  it('creates sites, sparse disk images and a two-VM plan once, then changes nothing', async () => {
+    const config = { ...testConfig(), LIFEBOAT_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'lifeboat-demo-')) };
+    const first = await ensureDemoPlan(testDb.db, config);
+    expect(first).toMatchObject({ result: 'created', imagesCreated: 3 });
+    const second = await ensureDemoPlan(testDb.db, config);
+    expect(second).toMatchObject({ result: 'unchanged', imagesCreated: 0, planId: first.planId });
+
+    const plan = await plansService(testDb.db).get(first.planId);
+    expect(plan.name).toBe(DEMO.plan);
+    expect(plan.version).toBe(1);
+    expect(plan.vms.map((v) => v.name)).toEqual(['demo-db-01', 'demo-web-01']);
+    for (const disk of plan.vms.flatMap((v) => v.disks)) {
+      const st = statSync(disk.sourceRef);
+      expect(st.size).toBe(disk.sizeBytes);
+      // Sparse: far fewer 512-byte blocks allocated than the size.
+      expect(st.blocks * 512).toBeLessThan(disk.sizeBytes / 4);
+      expect(path.dirname(disk.sourceRef)).toBe(path.resolve(config.LIFEBOAT_DATA_DIR, 'demo'));
+    }
+  });
+});
