@@ -26,7 +26,6 @@ const ApplyResult = z
   .openapi('ApplyResult');
 
 const list = createRoute({
-  operationId: 'listPlans',
   method: 'get',
   path: '/plans',
   tags,
@@ -45,7 +44,6 @@ const list = createRoute({
 });
 
 const get = createRoute({
-  operationId: 'getPlan',
   method: 'get',
   path: '/plans/{id}',
   tags,
@@ -59,7 +57,6 @@ const get = createRoute({
 });
 
 const getByName = createRoute({
-  operationId: 'getPlanByName',
   method: 'get',
   path: '/plans/by-name/{name}',
   tags,
@@ -73,7 +70,6 @@ const getByName = createRoute({
 });
 
 const create = createRoute({
-  operationId: 'createPlan',
   method: 'post',
   path: '/plans',
   tags,
@@ -87,7 +83,6 @@ const create = createRoute({
 });
 
 const replace = createRoute({
-  operationId: 'replacePlan',
   method: 'put',
   path: '/plans/{id}',
   tags,
@@ -103,7 +98,6 @@ const replace = createRoute({
 });
 
 const apply = createRoute({
-  operationId: 'applyPlan',
   method: 'put',
   path: '/plans/by-name/{name}',
   tags,
@@ -120,7 +114,6 @@ const apply = createRoute({
 });
 
 const remove = createRoute({
-  operationId: 'deletePlan',
   method: 'delete',
   path: '/plans/{id}',
   tags,

@@ -11,15 +11,13 @@ import type { VerifyDiskResult } from '../../activities/node/replication/types';
 import { JobKindAttr, PlanIdAttr } from '../search-attributes';
 import { controlActivities, failureMessage, type NodeReplicationActivities } from './iteration';
 import { dispatchToNodes, forEachBounded } from './node-dispatch';
+import type { VerifyRecoveryPointInput } from './verify-types';
 
-export const VERIFY_RECOVERY_POINT_WORKFLOW = 'verifyRecoveryPointWorkflow';
-export const verifyWorkflowId = (recoveryPointId: string, nonce: string) =>
-  `verify-${recoveryPointId}-${nonce}`;
-
-export interface VerifyRecoveryPointInput {
-  recoveryPointId: string;
-  requestedBy?: string;
-}
+export {
+  VERIFY_RECOVERY_POINT_WORKFLOW,
+  type VerifyRecoveryPointInput,
+  verifyWorkflowId,
+} from './verify-types';
 
 export interface VerifyRecoveryPointResult {
   recoveryPointId: string;
@@ -46,7 +44,7 @@ export async function verifyRecoveryPointWorkflow(
   input: VerifyRecoveryPointInput,
 ): Promise<VerifyRecoveryPointResult> {
   const { workflowId } = workflowInfo();
-  const jobId = uuid4();
+  const jobId = input.jobId ?? uuid4();
   const rp: VerifyPlan = await controlActivities(
     'Load the recovery point, its disks and snapshot chains',
   ).loadRecoveryPointForVerify({

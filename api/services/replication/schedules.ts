@@ -1,0 +1,359 @@
+import {
+  type Client,
+  type ScheduleDescription,
+  ScheduleNotFoundError,
+  type ScheduleOptions,
+  ScheduleOverlapPolicy,
+} from '@temporalio/client';
+import { asc, eq } from 'drizzle-orm';
+import type { Config } from '../../../lib/config';
+import type { Db } from '../../../schema/db';
+import { plans, vms } from '../../../schema/index';
+import {
+  planScheduleId,
+  REPLICATION_ITERATION_WORKFLOW,
+  type ReplicationIterationInput,
+  vmScheduleId,
+} from '../../../workflows/replication/types';
+import { JobKindAttr, PlanIdAttr, VmIdsAttr } from '../../../workflows/search-attributes';
+import { ApiError } from '../../errors';
+
+export interface ScheduleDeps {
+  db: Db;
+  temporal: Client;
+  config: Config;
+}
+
+/** Why a schedule is paused, kept in its note: a plan-wide resume must not undo a per-VM pause. */
+const PAUSED_BY_PLAN = 'paused with the plan (lifeboat replication pause PLAN)';
+const PAUSED_BY_VM = 'paused for this VM (lifeboat replication pause PLAN --vm VM)';
+
+type PlanRow = typeof plans.$inferSelect;
+type VmRow = typeof vms.$inferSelect;
+
+interface WantedSchedule {
+  scheduleId: string;
+  vmId?: string;
+  vmIds: string[];
+  summary: string;
+}
+
+/** The schedules a plan should have: one for the plan (synchronize all VMs) or one per VM; none without VMs. */
+export function wantedSchedules(plan: PlanRow, vmRows: VmRow[]): WantedSchedule[] {
+  if (vmRows.length === 0) return [];
+  if (plan.replication.synchronizeAllVms !== false)
+    return [
+      {
+        scheduleId: planScheduleId(plan.id),
+        vmIds: vmRows.map((v) => v.id),
+        summary: `Replicate every VM of plan "${plan.name}" together, every ${plan.replication.intervalMinutes} min`,
+      },
+    ];
+  return vmRows.map((v) => ({
+    scheduleId: vmScheduleId(v.id),
+    vmId: v.id,
+    vmIds: [v.id],
+    summary: `Replicate VM "${v.name}" of plan "${plan.name}", every ${plan.replication.intervalMinutes} min`,
+  }));
+}
+
+/**
+ * The Temporal spec of a plan's RPO: an interval of `intervalMinutes` phased on `startTime`
+ * (Temporal fires at epoch + n·every + offset, so offset = startTime mod every), starting at
+ * `startTime`. Fractional minutes are honoured here; the API refuses less than 1 minute.
+ */
+export function scheduleSpecOf(replication: PlanRow['replication']) {
+  const everyMs = Math.round(replication.intervalMinutes * 60_000);
+  const start = new Date(replication.startTime);
+  return {
+    spec: {
+      intervals: [{ every: everyMs, offset: ((start.getTime() % everyMs) + everyMs) % everyMs }],
+      startAt: start,
+    },
+    // Missed runs (server down) are caught up for at most one interval, at most an hour: never a burst.
+    catchupWindowMs: Math.max(10_000, Math.min(everyMs, 3_600_000)),
+  };
+}
+
+/**
+ * The plan's replication schedules in Temporal, kept in step with its row: created, updated
+ * or deleted by `sync` (idempotent), paused/resumed/triggered per plan or per VM.
+ */
+export function replicationSchedules(deps: ScheduleDeps) {
+  const { temporal, db } = deps;
+
+  async function loadPlan(planId: string) {
+    const [plan] = await db.select().from(plans).where(eq(plans.id, planId));
+    if (!plan) throw new ApiError(404, 'not_found', `No plan with id ${planId}`);
+    const vmRows = await db.select().from(vms).where(eq(vms.planId, planId)).orderBy(asc(vms.name));
+    return { plan, vmRows };
+  }
+
+  function optionsOf(plan: PlanRow, w: WantedSchedule, paused: boolean, note?: string): ScheduleOptions {
+    const { spec, catchupWindowMs } = scheduleSpecOf(plan.replication);
+    const args: ReplicationIterationInput = {
+      planId: plan.id,
+      ...(w.vmId ? { vmId: w.vmId } : {}),
+      trigger: 'schedule',
+    };
+    const searchAttributes = [
+      { key: PlanIdAttr, value: plan.id },
+      { key: VmIdsAttr, value: w.vmIds },
+      { key: JobKindAttr, value: 'replication' },
+    ];
+    return {
+      scheduleId: w.scheduleId,
+      spec,
+      action: {
+        type: 'startWorkflow',
+        workflowType: REPLICATION_ITERATION_WORKFLOW,
+        // The schedule appends the scheduled time: one workflow id per firing.
+        workflowId: `replication-${w.vmId ? `vm-${w.vmId}` : `plan-${plan.id}`}`,
+        taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
+        args: [args],
+        typedSearchAttributes: searchAttributes,
+        staticSummary: w.summary,
+      },
+      policies: {
+        overlap: ScheduleOverlapPolicy.SKIP,
+        catchupWindow: catchupWindowMs,
+        pauseOnFailure: false,
+      },
+      typedSearchAttributes: searchAttributes,
+      memo: { planId: plan.id, ...(w.vmId ? { vmId: w.vmId } : {}) },
+      state: { paused, ...(note ? { note } : {}) },
+    };
+  }
+
+  async function describeOrUndefined(scheduleId: string): Promise<ScheduleDescription | undefined> {
+    try {
+      return await temporal.schedule.getHandle(scheduleId).describe();
+    } catch (e) {
+      if (e instanceof ScheduleNotFoundError) return undefined;
+      throw e;
+    }
+  }
+
+  /** Schedule ids that belong to a plan: visibility (by search attribute) plus the ids we can compute. */
+  async function existingScheduleIds(planId: string, knownVmIds: string[]): Promise<Set<string>> {
+    const ids = new Set<string>();
+    for await (const s of temporal.schedule.list({ query: `${PlanIdAttr.name} = '${planId}'` }))
+      ids.add(s.scheduleId);
+    // Visibility is eventually consistent: also look at the ids derived from the plan and its VMs.
+    for (const id of [planScheduleId(planId), ...knownVmIds.map(vmScheduleId)]) {
+      if (!ids.has(id) && (await describeOrUndefined(id))) ids.add(id);
+    }
+    return ids;
+  }
+
+  async function deleteQuietly(scheduleId: string) {
+    try {
+      await temporal.schedule.getHandle(scheduleId).delete();
+    } catch (e) {
+      if (!(e instanceof ScheduleNotFoundError)) throw e;
+    }
+  }
+
+  async function schedulesFor(planId: string, vmRef?: string) {
+    const { plan, vmRows } = await loadPlan(planId);
+    const wanted = wantedSchedules(plan, vmRows);
+    if (!vmRef) return { plan, vmRows, targets: wanted };
+    const vm = vmRows.find((v) => v.id === vmRef || v.name.toLowerCase() === vmRef.toLowerCase());
+    if (!vm) throw new ApiError(404, 'not_found', `Plan "${plan.name}" has no VM "${vmRef}"`);
+    if (plan.replication.synchronizeAllVms !== false)
+      throw new ApiError(
+        409,
+        'conflict',
+        `Plan "${plan.name}" replicates all its VMs together (synchronizeAllVms): pause, resume or replicate the whole plan, or turn synchronizeAllVms off for per-VM schedules`,
+      );
+    return { plan, vmRows, vm, targets: wanted.filter((w) => w.vmId === vm.id) };
+  }
+
+  const api = {
+    /** Create, update or delete the plan's schedules so they match its row. Idempotent. */
+    async sync(planId: string): Promise<{ created: string[]; updated: string[]; deleted: string[] }> {
+      const { plan, vmRows } = await loadPlan(planId);
+      const wanted = wantedSchedules(plan, vmRows);
+      const existing = await existingScheduleIds(
+        plan.id,
+        vmRows.map((v) => v.id),
+      );
+      const out = { created: [] as string[], updated: [] as string[], deleted: [] as string[] };
+      for (const w of wanted) {
+        const current = existing.has(w.scheduleId) ? await describeOrUndefined(w.scheduleId) : undefined;
+        if (!current) {
+          const byPlan = plan.replicationPaused;
+          await temporal.schedule.create(optionsOf(plan, w, byPlan, byPlan ? PAUSED_BY_PLAN : undefined));
+          out.created.push(w.scheduleId);
+          continue;
+        }
+        // Keep a per-VM pause; the plan's paused flag wins when set.
+        const vmPaused = current.state.paused && current.state.note === PAUSED_BY_VM;
+        const paused = plan.replicationPaused || vmPaused;
+        const note = plan.replicationPaused ? PAUSED_BY_PLAN : vmPaused ? PAUSED_BY_VM : undefined;
+        const { scheduleId: _id, ...next } = optionsOf(plan, w, paused, note);
+        await temporal.schedule.getHandle(w.scheduleId).update(() => ({
+          ...next,
+          state: { paused, ...(note ? { note } : {}) },
+        }));
+        out.updated.push(w.scheduleId);
+      }
+      const keep = new Set(wanted.map((w) => w.scheduleId));
+      for (const id of existing) {
+        if (!keep.has(id)) {
+          await deleteQuietly(id);
+          out.deleted.push(id);
+        }
+      }
+      return out;
+    },
+
+    /** Delete every schedule of a plan (after the plan is deleted; pass its VM ids if known). */
+    async deletePlan(planId: string, vmIds: string[] = []): Promise<string[]> {
+      const ids = await existingScheduleIds(planId, vmIds);
+      for (const id of ids) await deleteQuietly(id);
+      return [...ids];
+    },
+
+    /** Pause replication of a plan (mirrored in plans.replication_paused) or of one VM. */
+    async pause(planId: string, vmRef?: string) {
+      const { plan, targets, vm } = await schedulesFor(planId, vmRef);
+      if (!vm) await db.update(plans).set({ replicationPaused: true }).where(eq(plans.id, plan.id));
+      await api.sync(plan.id);
+      for (const t of targets)
+        await temporal.schedule.getHandle(t.scheduleId).pause(vm ? PAUSED_BY_VM : PAUSED_BY_PLAN);
+      return {
+        planId: plan.id,
+        ...(vm ? { vmId: vm.id } : {}),
+        paused: true,
+        schedules: targets.map((t) => t.scheduleId),
+      };
+    },
+
+    /** Resume a plan (its VMs paused one by one stay paused) or one VM (refused while the plan is paused). */
+    async resume(planId: string, vmRef?: string) {
+      const { plan, targets, vm } = await schedulesFor(planId, vmRef);
+      if (vm && plan.replicationPaused)
+        throw new ApiError(409, 'conflict', `Plan "${plan.name}" is paused: resume the plan first`);
+      if (!vm) await db.update(plans).set({ replicationPaused: false }).where(eq(plans.id, plan.id));
+      await api.sync(plan.id);
+      for (const t of targets) {
+        const d = await describeOrUndefined(t.scheduleId);
+        if (d?.state.paused && (vm || d.state.note !== PAUSED_BY_VM))
+          await temporal.schedule.getHandle(t.scheduleId).unpause('resumed');
+      }
+      return {
+        planId: plan.id,
+        ...(vm ? { vmId: vm.id } : {}),
+        paused: false,
+        schedules: targets.map((t) => t.scheduleId),
+      };
+    },
+
+    /**
+     * "Replicate now": trigger the schedule (its overlap policy applies: an iteration already
+     * running is reported instead of starting a second one) and return the run's workflow id.
+     */
+    async replicateNow(planId: string, vmRef?: string) {
+      const { plan, targets } = await schedulesFor(planId, vmRef);
+      if (targets.length === 0)
+        throw new ApiError(409, 'conflict', `Plan "${plan.name}" has no VMs to replicate`);
+      const runs: { scheduleId: string; workflowId: string; alreadyRunning: boolean }[] = [];
+      for (const t of targets) {
+        let d = await describeOrUndefined(t.scheduleId);
+        if (!d) {
+          await api.sync(plan.id);
+          d = await describeOrUndefined(t.scheduleId);
+        }
+        const running = d?.info.runningActions[0];
+        if (running) {
+          runs.push({
+            scheduleId: t.scheduleId,
+            workflowId: running.workflow.workflowId,
+            alreadyRunning: true,
+          });
+          continue;
+        }
+        const before = new Set((d?.info.recentActions ?? []).map((a) => a.action.workflow.workflowId));
+        const handle = temporal.schedule.getHandle(t.scheduleId);
+        await handle.trigger(ScheduleOverlapPolicy.SKIP);
+        // The scheduler starts the run asynchronously: wait (briefly) to learn its workflow id.
+        const until = Date.now() + 10_000;
+        let workflowId: string | undefined;
+        while (!workflowId && Date.now() < until) {
+          const now = await handle.describe();
+          workflowId = [...now.info.runningActions, ...now.info.recentActions.map((a) => a.action)]
+            .map((a) => a.workflow.workflowId)
+            .find((id) => !before.has(id));
+          if (!workflowId) await new Promise((r) => setTimeout(r, 200));
+        }
+        if (!workflowId)
+          throw new ApiError(
+            503,
+            'unavailable',
+            `Schedule ${t.scheduleId} was triggered but its run did not start within 10 s; check the Temporal server`,
+          );
+        runs.push({ scheduleId: t.scheduleId, workflowId, alreadyRunning: false });
+      }
+      return { planId: plan.id, runs };
+    },
+
+    /** The paused state and next runs of each schedule of a plan. */
+    async describePlan(planId: string) {
+      const { plan, vmRows } = await loadPlan(planId);
+      const out = [];
+      for (const w of wantedSchedules(plan, vmRows)) {
+        const d = await describeOrUndefined(w.scheduleId);
+        out.push({
+          scheduleId: w.scheduleId,
+          vmIds: w.vmIds,
+          exists: Boolean(d),
+          paused: d?.state.paused ?? false,
+          note: d?.state.note,
+          nextRuns: (d?.info.nextActionTimes ?? []).slice(0, 3).map((t) => t.toISOString()),
+          running: (d?.info.runningActions ?? []).map((a) => a.workflow.workflowId),
+        });
+      }
+      return out;
+    },
+  };
+  return api;
+}
+
+export type ReplicationSchedules = ReturnType<typeof replicationSchedules>;
+
+/**
+ * What the plan routes call so a plan's schedules follow its row: after every create, update
+ * or apply, and around a delete. A Temporal failure answers 503 naming what to do — the plan
+ * is saved, and repeating the request (idempotent) syncs the schedules.
+ */
+export function planScheduleHooks(deps: ScheduleDeps) {
+  const schedules = replicationSchedules(deps);
+  const unavailable = (e: unknown) =>
+    new ApiError(
+      503,
+      'schedules_not_synced',
+      `The plan was saved, but its replication schedules could not be updated in Temporal (${(e as Error).message}). Repeat the same request once Temporal is reachable: it is idempotent.`,
+    );
+  return {
+    async afterWrite(planId: string) {
+      try {
+        await schedules.sync(planId);
+      } catch (e) {
+        if (e instanceof ApiError) throw e;
+        throw unavailable(e);
+      }
+    },
+    /** The VM ids of the plan, read before it is deleted (its per-VM schedules are named after them). */
+    async beforeDelete(planId: string): Promise<string[]> {
+      return (await deps.db.select({ id: vms.id }).from(vms).where(eq(vms.planId, planId))).map((v) => v.id);
+    },
+    async afterDelete(planId: string, vmIds: string[]) {
+      try {
+        await schedules.deletePlan(planId, vmIds);
+      } catch (e) {
+        throw unavailable(e);
+      }
+    },
+  };
+}

@@ -1,0 +1,270 @@
+import { z } from '@hono/zod-openapi';
+import { and, asc, desc, eq, inArray, sql } from 'drizzle-orm';
+import type { Db } from '../../../schema/db';
+import { jobs, plans, recoveryPointDisks, recoveryPoints, vms } from '../../../schema/index';
+import { ApiError } from '../../errors';
+import { type Page, toPage } from '../common';
+import type { ReplicationSchedules } from './schedules';
+
+export const ReplicationState = z
+  .enum(['initial-sync', 'in-sync', 'exceeded-interval', 'paused', 'error'])
+  .describe(
+    'initial-sync: no recovery point yet; in-sync: last point within the RPO; exceeded-interval: last point older than the RPO; paused: by an operator; error: the last iteration failed (see remediation)',
+  );
+
+export const VmReplicationStatus = z
+  .object({
+    vmId: z.uuid(),
+    vmName: z.string(),
+    state: ReplicationState,
+    paused: z.boolean(),
+    rpoMinutes: z.number(),
+    lastSuccessAt: z
+      .string()
+      .nullable()
+      .describe('Point in time of the newest recovery point holding this VM'),
+    lagSeconds: z.number().nullable().describe('Now minus lastSuccessAt'),
+    rpoBreached: z.boolean().describe('lagSeconds > RPO (true when there is no recovery point yet)'),
+    lastIteration: z
+      .object({
+        recoveryPointId: z.uuid(),
+        bytesWritten: z.number().describe("This VM's disks"),
+        changedBlocks: z.number(),
+        durationMs: z.number(),
+      })
+      .nullable(),
+    running: z.object({ workflowId: z.string(), startedAt: z.string().nullable() }).nullable(),
+    error: z.string().nullable(),
+    remediation: z.string().nullable(),
+  })
+  .openapi('VmReplicationStatus');
+export type VmReplicationStatus = z.infer<typeof VmReplicationStatus>;
+
+export const PlanReplicationStatus = z
+  .object({
+    planId: z.uuid(),
+    planName: z.string(),
+    paused: z.boolean(),
+    synchronizeAllVms: z.boolean(),
+    schedules: z.array(
+      z.object({
+        scheduleId: z.string(),
+        vmIds: z.array(z.uuid()),
+        exists: z.boolean(),
+        paused: z.boolean(),
+        nextRuns: z.array(z.string()),
+        running: z.array(z.string()),
+      }),
+    ),
+    vms: z.array(VmReplicationStatus),
+  })
+  .openapi('PlanReplicationStatus');
+
+export const RecoveryPointDisk = z.object({
+  diskId: z.uuid(),
+  vmId: z.uuid(),
+  snapshotId: z.string(),
+  parentSnapshotId: z.string().nullable(),
+  volumeSizeGiB: z.number(),
+  totalBlocks: z.number(),
+  changedBlocks: z.number(),
+  bytesWritten: z.number(),
+  durationMs: z.number(),
+  nodeId: z.string(),
+});
+
+export const RecoveryPoint = z
+  .object({
+    id: z.uuid(),
+    planId: z.uuid(),
+    vmId: z
+      .uuid()
+      .nullable()
+      .describe('Set for per-VM replication; null when the point covers the whole plan'),
+    workflowId: z.string(),
+    pointInTime: z.string(),
+    completedAt: z.string(),
+    bytesWritten: z.number(),
+    changedBlocks: z.number(),
+    durationMs: z.number(),
+    preserved: z.boolean(),
+    disks: z.array(RecoveryPointDisk),
+  })
+  .openapi('RecoveryPoint');
+export type RecoveryPoint = z.infer<typeof RecoveryPoint>;
+
+type Reader = Db;
+
+/** Resolve a plan given by id or by name. */
+export async function findPlan(db: Reader, ref: string) {
+  const isUuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(ref);
+  const [row] = await db
+    .select()
+    .from(plans)
+    .where(isUuid ? eq(plans.id, ref) : sql`lower(${plans.name}) = lower(${ref})`);
+  if (!row) throw new ApiError(404, 'not_found', `No plan ${isUuid ? 'with id' : 'named'} "${ref}"`);
+  return row;
+}
+
+export async function findVm(db: Reader, planId: string, ref: string) {
+  const rows = await db.select().from(vms).where(eq(vms.planId, planId));
+  const vm = rows.find((v) => v.id === ref || v.name.toLowerCase() === ref.toLowerCase());
+  if (!vm) throw new ApiError(404, 'not_found', `The plan has no VM "${ref}"`);
+  return vm;
+}
+
+/** Recovery points and replication status, as the API and the CLI show them. */
+export function replicationStatusService(db: Db, schedules: ReplicationSchedules) {
+  async function withDisks(rows: (typeof recoveryPoints.$inferSelect)[]): Promise<RecoveryPoint[]> {
+    if (rows.length === 0) return [];
+    const diskRows = await db
+      .select()
+      .from(recoveryPointDisks)
+      .where(
+        inArray(
+          recoveryPointDisks.recoveryPointId,
+          rows.map((r) => r.id),
+        ),
+      );
+    return rows.map((r) => ({
+      id: r.id,
+      planId: r.planId,
+      vmId: r.vmId,
+      workflowId: r.workflowId,
+      pointInTime: r.pointInTime.toISOString(),
+      completedAt: r.completedAt.toISOString(),
+      bytesWritten: r.bytesWritten,
+      changedBlocks: r.changedBlocks,
+      durationMs: r.durationMs,
+      preserved: r.preserved,
+      disks: diskRows
+        .filter((d) => d.recoveryPointId === r.id)
+        .map(({ recoveryPointId: _r, sourceSnapshotId: _s, ...d }) => d),
+    }));
+  }
+
+  return {
+    /** Newest first; with `vmId`, only the points that hold that VM's disks. */
+    async listRecoveryPoints(planRef: string, page: Page, vmRef?: string) {
+      const plan = await findPlan(db, planRef);
+      const vm = vmRef ? await findVm(db, plan.id, vmRef) : undefined;
+      const rows = await db
+        .select()
+        .from(recoveryPoints)
+        .where(
+          and(
+            eq(recoveryPoints.planId, plan.id),
+            vm
+              ? sql`exists (select 1 from recovery_point_disks d where d.recovery_point_id = ${recoveryPoints.id} and d.vm_id = ${vm.id})`
+              : undefined,
+          ),
+        )
+        .orderBy(desc(recoveryPoints.pointInTime), desc(recoveryPoints.id))
+        .limit(page.limit + 1)
+        .offset(page.offset);
+      const { items, ...rest } = toPage(rows, page);
+      return { ...rest, items: await withDisks(items) };
+    },
+
+    async getRecoveryPoint(id: string) {
+      const rows = await db.select().from(recoveryPoints).where(eq(recoveryPoints.id, id));
+      if (!rows[0]) throw new ApiError(404, 'not_found', `No recovery point with id ${id}`);
+      return (await withDisks(rows))[0]!;
+    },
+
+    /** Per VM: last success, lag against the RPO, the last iteration's figures, and a state with remediation. */
+    async planStatus(planRef: string, vmRef?: string) {
+      const plan = await findPlan(db, planRef);
+      const vmRows = (
+        await db.select().from(vms).where(eq(vms.planId, plan.id)).orderBy(asc(vms.name))
+      ).filter((v) => !vmRef || v.id === vmRef || v.name.toLowerCase() === vmRef.toLowerCase());
+      if (vmRef && vmRows.length === 0)
+        throw new ApiError(404, 'not_found', `Plan "${plan.name}" has no VM "${vmRef}"`);
+      const scheduleInfo = await schedules.describePlan(plan.id);
+      const rpoMinutes = plan.replication.intervalMinutes;
+      const now = Date.now();
+      const out: VmReplicationStatus[] = [];
+      for (const vm of vmRows) {
+        const [last] = await db
+          .select({
+            recoveryPointId: recoveryPoints.id,
+            pointInTime: recoveryPoints.pointInTime,
+            durationMs: recoveryPoints.durationMs,
+            bytesWritten: sql<number>`sum(${recoveryPointDisks.bytesWritten})::float8`,
+            changedBlocks: sql<number>`sum(${recoveryPointDisks.changedBlocks})::int`,
+          })
+          .from(recoveryPoints)
+          .innerJoin(recoveryPointDisks, eq(recoveryPointDisks.recoveryPointId, recoveryPoints.id))
+          .where(and(eq(recoveryPoints.planId, plan.id), eq(recoveryPointDisks.vmId, vm.id)))
+          .groupBy(recoveryPoints.id)
+          .orderBy(desc(recoveryPoints.pointInTime))
+          .limit(1);
+        const [job] = await db
+          .select()
+          .from(jobs)
+          .where(
+            and(
+              eq(jobs.planId, plan.id),
+              eq(jobs.kind, 'replication'),
+              sql`${jobs.params} -> 'vmIds' ? ${vm.id}`,
+            ),
+          )
+          .orderBy(desc(jobs.createdAt))
+          .limit(1);
+        const schedule = scheduleInfo.find((s) => s.vmIds.includes(vm.id));
+        const paused = plan.replicationPaused || Boolean(schedule?.paused);
+        const lagSeconds = last ? Math.max(0, Math.round((now - last.pointInTime.getTime()) / 1000)) : null;
+        const rpoBreached = lagSeconds === null || lagSeconds > rpoMinutes * 60;
+        const failedSince = job?.status === 'failed' && (!last || job.createdAt > last.pointInTime);
+        const state: VmReplicationStatus['state'] = paused
+          ? 'paused'
+          : failedSince
+            ? 'error'
+            : !last
+              ? 'initial-sync'
+              : rpoBreached
+                ? 'exceeded-interval'
+                : 'in-sync';
+        out.push({
+          vmId: vm.id,
+          vmName: vm.name,
+          state,
+          paused,
+          rpoMinutes,
+          lastSuccessAt: last ? last.pointInTime.toISOString() : null,
+          lagSeconds,
+          rpoBreached,
+          lastIteration: last
+            ? {
+                recoveryPointId: last.recoveryPointId,
+                bytesWritten: Number(last.bytesWritten),
+                changedBlocks: Number(last.changedBlocks),
+                durationMs: last.durationMs,
+              }
+            : null,
+          running:
+            job && (job.status === 'running' || job.status === 'pending')
+              ? { workflowId: job.workflowId, startedAt: job.startedAt?.toISOString() ?? null }
+              : null,
+          error: failedSince ? (job?.error ?? 'The last replication iteration failed') : null,
+          remediation: failedSince
+            ? (job?.remediation ??
+              'See the job in the Temporal UI, fix the cause, then `lifeboat replication now`.')
+            : state === 'paused'
+              ? 'Replication is paused: `lifeboat replication resume PLAN` (add --vm VM for a VM paused alone).'
+              : state === 'exceeded-interval'
+                ? 'The last recovery point is older than the RPO: check that iterations run (schedule not paused, node workers online, snapshot budget not exhausted) or run `lifeboat replication now`.'
+                : null,
+        });
+      }
+      return {
+        planId: plan.id,
+        planName: plan.name,
+        paused: plan.replicationPaused,
+        synchronizeAllVms: plan.replication.synchronizeAllVms !== false,
+        schedules: scheduleInfo.map(({ note: _n, ...s }) => s),
+        vms: out,
+      };
+    },
+  };
+}
