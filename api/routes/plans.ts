@@ -26,6 +26,7 @@ const ApplyResult = z
   .openapi('ApplyResult');
 
 const list = createRoute({
+  operationId: 'listPlans',
   method: 'get',
   path: '/plans',
   tags,
@@ -44,6 +45,7 @@ const list = createRoute({
 });
 
 const get = createRoute({
+  operationId: 'getPlan',
   method: 'get',
   path: '/plans/{id}',
   tags,
@@ -57,6 +59,7 @@ const get = createRoute({
 });
 
 const getByName = createRoute({
+  operationId: 'getPlanByName',
   method: 'get',
   path: '/plans/by-name/{name}',
   tags,
@@ -70,6 +73,7 @@ const getByName = createRoute({
 });
 
 const create = createRoute({
+  operationId: 'createPlan',
   method: 'post',
   path: '/plans',
   tags,
@@ -83,6 +87,7 @@ const create = createRoute({
 });
 
 const replace = createRoute({
+  operationId: 'replacePlan',
   method: 'put',
   path: '/plans/{id}',
   tags,
@@ -98,6 +103,7 @@ const replace = createRoute({
 });
 
 const apply = createRoute({
+  operationId: 'applyPlan',
   method: 'put',
   path: '/plans/by-name/{name}',
   tags,
@@ -114,6 +120,7 @@ const apply = createRoute({
 });
 
 const remove = createRoute({
+  operationId: 'deletePlan',
   method: 'delete',
   path: '/plans/{id}',
   tags,
