@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import net from 'node:net';
+import path from 'node:path';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createControlActivities } from '../../activities/control';
@@ -141,6 +143,14 @@ describe('recovery API: /v1/plans/{id}/recoveries and /v1/jobs', () => {
       token: api.tokens.operator,
     });
     expect(early.status).toBe(409);
+    // Both drills are polling their health check: their instances exist.
+    for (const id of [first.body.jobId, second.body.jobId])
+      await waitFor(`job ${id} in its health check`, async () => {
+        const r = await api.call('GET', `/v1/jobs/${id}`, { token: api.tokens.viewer });
+        return r.body.steps?.some(
+          (s: { key: string; status: string }) => s.key === 'vm:slow-01:health' && s.status === 'running',
+        );
+      });
     for (const id of [first.body.jobId, second.body.jobId]) {
       expect((await api.call('POST', `/v1/jobs/${id}/cancel`, { token: api.tokens.viewer })).status).toBe(
         403,
@@ -159,5 +169,51 @@ describe('recovery API: /v1/plans/{id}/recoveries and /v1/jobs', () => {
     expect(c.status).toBe('completed');
     expect(c.kind).toBe('cleanup');
     expect(c.result.message).toMatch(/Deleted 1 instances/);
+  });
+
+  it('CLI: `lifeboat recover PLAN --mode test --watch` shows the steps live and exits non-zero on failure', async () => {
+    const ROOT = path.resolve(import.meta.dirname, '..', '..');
+    const lifeboat = (args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          ['--import', 'tsx', path.join(ROOT, 'bin/lifeboat.ts'), ...args],
+          {
+            cwd: ROOT,
+            env: { ...process.env, LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.operator },
+            timeout: 90_000,
+          },
+          (err, stdout, stderr) =>
+            resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+    const { planName } = await createPlan(api.db, [testVm('cli-01')]);
+    const { planId } = await createPlan(api.db, [testVm('cli-02')]); // no recovery point: validation fails
+    await createRecoveryPoint(api.db, (await api.call('GET', `/v1/plans?name=${planName}`)).body.items[0].id);
+
+    const ok = await lifeboat(['recover', planName, '--mode', 'test', '--watch']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/✓ \[\d+\/4\] Validate the recovery point/);
+    expect(ok.stdout).toMatch(/✓ \[4\/4\] Wait for cli-01 to run — i-[0-9a-f]+ is running/);
+    expect(ok.stdout).toMatch(/: completed/);
+
+    const bad = await lifeboat(['recover', planId, '--watch']);
+    expect(bad.code).toBe(6);
+    expect(bad.stdout).toMatch(/✗ .*Validate the recovery point — .*has no recovery point yet/);
+    expect(bad.stdout).toMatch(/what to do: /);
+
+    const full = await lifeboat(['recover', planName, '--mode', 'full']);
+    expect(full.code).toBe(1);
+    expect(full.stderr).toMatch(/confirm: must be the plan name/);
+
+    const listed = await lifeboat(['jobs', 'list', '--plan', planName, '--json']);
+    expect(listed.code).toBe(0);
+    const jobs = JSON.parse(listed.stdout).items;
+    expect(jobs).toHaveLength(1);
+    const got = await lifeboat(['jobs', 'get', jobs[0].id]);
+    expect(got.stdout).toMatch(/Start cli-01\s+completed/);
+    const clean = await lifeboat(['jobs', 'cleanup', jobs[0].id, '--watch']);
+    expect(clean.code, clean.stderr).toBe(0);
+    expect(clean.stdout).toMatch(/Deleted 1 instances/);
   });
 });

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { DescribeImagesCommand, RunInstancesCommand } from '@aws-sdk/client-ec2';
 import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
@@ -36,9 +36,10 @@ describe('recorded recovery history', () => {
       workflowBundle: workflowBundle(),
       activities: createControlActivities({ db: testDb.db }),
     });
-    const prep = await ec2Client(testAwsTarget()).send(
-      new RunInstancesCommand({ ImageId: 'ami-12c6146b', MinCount: 1, MaxCount: 1 }),
-    );
+    // The Windows prep node: any instance in the target, powered on and off by the validation.
+    const ec2 = ec2Client(testAwsTarget());
+    const anyImage = (await ec2.send(new DescribeImagesCommand({}))).Images![0]!.ImageId!;
+    const prep = await ec2.send(new RunInstancesCommand({ ImageId: anyImage, MinCount: 1, MaxCount: 1 }));
     const { planId } = await createPlan(
       testDb.db,
       [

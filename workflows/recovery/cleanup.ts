@@ -13,7 +13,7 @@ export const cleanupProgressQuery = defineQuery<JobProgress>(PROGRESS_QUERY);
 export async function cleanupWorkflow(input: CleanupInput): Promise<RecoveryResult> {
   const acts = proxyActivities<RecoveryActivities>({
     startToCloseTimeout: '30 minutes',
-    heartbeatTimeout: `${input.tuning?.heartbeatTimeoutSeconds ?? 30} seconds`,
+    heartbeatTimeout: `${input.tuning?.heartbeatTimeoutSeconds ?? 10} seconds`,
     retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
   });
   const book = new StepBook(input.jobId);

@@ -64,7 +64,7 @@ export async function recoveryWorkflow(input: RecoveryInput): Promise<RecoveryRe
   const wfId = workflowInfo().workflowId;
   const acts = proxyActivities<RecoveryActivities>({
     startToCloseTimeout: '2 hours',
-    heartbeatTimeout: `${tuning.heartbeatTimeoutSeconds ?? 30} seconds`,
+    heartbeatTimeout: `${tuning.heartbeatTimeoutSeconds ?? 10} seconds`,
     retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
     // On cancel, wait for a running step to stop: what it created is then visible to the final listing.
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,

@@ -39,7 +39,7 @@ export interface RecoveryInput {
 }
 
 export interface RecoveryTuning {
-  /** Heartbeat timeout of every activity: how fast a dead worker is noticed (default 30 s). */
+  /** Heartbeat timeout of every activity: how fast a dead worker (and a cancel) is noticed (default 10 s). */
   heartbeatTimeoutSeconds?: number;
   /** Poll interval while waiting for an instance to run (default 5 s). */
   runningPollSeconds?: number;
