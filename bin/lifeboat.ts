@@ -11,6 +11,7 @@ import { auditCommands } from './commands/audit';
 import { nodeCommands } from './commands/nodes';
 import { applyCommand, planCommands } from './commands/plans';
 import { recoveryCommands } from './commands/recovery';
+import { replicationCommands } from './commands/replication';
 import { siteCommands } from './commands/sites';
 import { tokenCommands } from './commands/tokens';
 
@@ -37,6 +38,7 @@ nodeCommands(program, cli);
 tokenCommands(program, cli);
 auditCommands(program, cli);
 recoveryCommands(program, cli);
+replicationCommands(program, cli);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -39,6 +40,8 @@ let closeClient: () => Promise<void>;
 let dir: string;
 const workers: { worker: Worker; connection: NativeConnection; running: Promise<void> }[] = [];
 let sourceSiteId: string;
+/** The synchronized plan of the first test and its second recovery point, for the CLI test. */
+let syncPlan: { name: string; recoveryPointId: string } | undefined;
 let targetSiteId: string;
 
 // biome-ignore lint/suspicious/noExplicitAny: test bodies
@@ -209,6 +212,7 @@ describe('replication iteration', () => {
     });
     expect(byName.db).toMatchObject({ state: 'in-sync', lastIteration: { changedBlocks: 1 } });
     expect(byName.db.lagSeconds).toBeLessThan(60);
+    syncPlan = { name: plan.name, recoveryPointId: second.result.recoveryPointId };
   }, 120_000);
 
   it('dispatches to the next node when the least loaded one does not pick up the transfer', async () => {
@@ -240,6 +244,44 @@ describe('replication iteration', () => {
     expect(row!.nodeId).toBe(busy);
     const [silentRow] = await api.db.select().from(nodes).where(eq(nodes.id, silent));
     expect(silentRow!.state).toBe('suspect');
+  }, 60_000);
+});
+
+describe('replication CLI', () => {
+  const ROOT = path.resolve(import.meta.dirname, '..');
+  const lifeboat = (args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        ['--import', 'tsx', path.join(ROOT, 'bin/lifeboat.ts'), ...args],
+        {
+          cwd: ROOT,
+          env: { ...process.env, LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.operator },
+          timeout: 60_000,
+        },
+        (err, stdout, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+
+  it('shows status and recovery points, verifies a point, and explains a refused per-VM pause', async () => {
+    expect(syncPlan).toBeDefined();
+    const { name, recoveryPointId } = syncPlan!;
+    const [status, points, verified, vmPause] = await Promise.all([
+      lifeboat(['replication', 'status', name]),
+      lifeboat(['recovery-points', 'list', name, '--json']),
+      lifeboat(['verify', recoveryPointId]),
+      lifeboat(['replication', 'pause', name, '--vm', 'web']),
+    ]);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(/web\s+in-sync/);
+    expect(status.stdout).toMatch(/db\s+in-sync/);
+    expect(points.code).toBe(0);
+    expect(JSON.parse(points.stdout).items.map((p: { id: string }) => p.id)[0]).toBe(recoveryPointId);
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toContain('0 mismatches');
+    expect(vmPause.code).toBe(3); // 409: the plan replicates all VMs together
+    expect(vmPause.stderr).toContain('synchronizeAllVms');
   }, 60_000);
 });
 

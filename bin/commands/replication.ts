@@ -1,0 +1,172 @@
+import type { Command } from 'commander';
+import { type Cli, CliError, intOption, moreHint, query, table } from '../cli';
+
+interface VmStatus {
+  vmName: string;
+  state: string;
+  paused: boolean;
+  rpoMinutes: number;
+  lastSuccessAt: string | null;
+  lagSeconds: number | null;
+  rpoBreached: boolean;
+  lastIteration: { bytesWritten: number; changedBlocks: number; durationMs: number } | null;
+  running: { workflowId: string } | null;
+  error: string | null;
+  remediation: string | null;
+}
+interface PlanStatus {
+  planName: string;
+  paused: boolean;
+  schedules: { scheduleId: string; paused: boolean; nextRuns: string[] }[];
+  vms: VmStatus[];
+}
+interface RecoveryPoint {
+  id: string;
+  pointInTime: string;
+  bytesWritten: number;
+  changedBlocks: number;
+  durationMs: number;
+  disks: unknown[];
+}
+
+const MiB = (b: number) => `${(b / 1024 ** 2).toFixed(1)} MiB`;
+const lag = (s: number | null) =>
+  s === null ? '—' : s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`;
+const enc = encodeURIComponent;
+/** `/v1/plans/{plan}` or `/v1/plans/{plan}/vms/{vm}`: the API takes names or ids. */
+const scope = (plan: string, vm?: string) => `/v1/plans/${enc(plan)}${vm ? `/vms/${enc(vm)}` : ''}`;
+
+/** `lifeboat replication status|pause|resume|now`, `lifeboat recovery-points list`, `lifeboat verify`. */
+export function replicationCommands(program: Command, cli: Cli) {
+  const repl = program
+    .command('replication')
+    .description('Replication of a plan: status, pause, resume, replicate now');
+
+  repl
+    .command('status <plan>')
+    .description(
+      'Per VM: state, last success, lag against the RPO, last iteration; with remediation on error',
+    )
+    .option('--vm <vm>', 'only this VM (name or id)')
+    .action(async (plan: string, o) => {
+      const { body } = await cli.api().request<PlanStatus>('GET', `${scope(plan, o.vm)}/replication`);
+      cli.print(body, () => {
+        const rows = body.vms.map((v) => [
+          v.vmName,
+          v.state,
+          v.lastSuccessAt,
+          `${lag(v.lagSeconds)} / ${v.rpoMinutes}m${v.rpoBreached ? ' BREACH' : ''}`,
+          v.lastIteration ? MiB(v.lastIteration.bytesWritten) : '—',
+          v.lastIteration ? `${(v.lastIteration.durationMs / 1000).toFixed(1)}s` : '—',
+          v.running ? v.running.workflowId : '',
+        ]);
+        const notes = body.vms
+          .filter((v) => v.remediation)
+          .map((v) => `\n${v.vmName}: ${v.error ? `${v.error}\n  ` : ''}what to do: ${v.remediation}`)
+          .join('');
+        const next = body.schedules
+          .map((s) => `${s.scheduleId}: ${s.paused ? 'paused' : `next ${s.nextRuns[0] ?? '—'}`}`)
+          .join('\n');
+        return `${table(['VM', 'STATE', 'LAST SUCCESS', 'LAG / RPO', 'LAST BYTES', 'LAST TIME', 'RUNNING'], rows)}\n\n${next}${notes}`;
+      });
+    });
+
+  for (const [action, what] of [
+    ['pause', 'Pause the schedule of a plan (or of one VM, for plans with per-VM schedules)'],
+    ['resume', 'Resume the schedule of a plan (or of one VM)'],
+    ['now', 'Replicate now: start an iteration at once (an iteration already running is reported instead)'],
+  ] as const) {
+    repl
+      .command(`${action} <plan>`)
+      .description(what)
+      .option('--vm <vm>', 'only this VM (name or id)')
+      .action(async (plan: string, o) => {
+        const { body } = await cli
+          .api()
+          .request<{ paused?: boolean; runs?: { workflowId: string; alreadyRunning: boolean }[] }>(
+            'POST',
+            `${scope(plan, o.vm)}/replication/${action}`,
+          );
+        cli.print(body, () =>
+          body.runs
+            ? body.runs
+                .map((r) => `${r.alreadyRunning ? 'already running' : 'started'}: ${r.workflowId}`)
+                .join('\n')
+            : `replication ${body.paused ? 'paused' : 'resumed'}${o.vm ? ` for VM ${o.vm}` : ''}`,
+        );
+      });
+  }
+
+  program
+    .command('recovery-points')
+    .description('Recovery points of a plan')
+    .command('list <plan>', { isDefault: true })
+    .description('Recovery points of a plan (or of one VM), newest first')
+    .option('--vm <vm>', 'only the points holding this VM (name or id)')
+    .option('--limit <n>', 'page size', intOption)
+    .option('--offset <n>', 'skip this many', intOption)
+    .action(async (plan: string, o) => {
+      const { body } = await cli
+        .api()
+        .request<{ items: RecoveryPoint[]; nextOffset: number | null }>(
+          'GET',
+          `${scope(plan, o.vm)}/recovery-points${query({ limit: o.limit, offset: o.offset })}`,
+        );
+      cli.print(
+        body,
+        () =>
+          table(
+            ['ID', 'POINT IN TIME', 'DISKS', 'CHANGED BLOCKS', 'BYTES', 'DURATION'],
+            body.items.map((p) => [
+              p.id,
+              p.pointInTime,
+              p.disks.length,
+              p.changedBlocks,
+              MiB(p.bytesWritten),
+              `${(p.durationMs / 1000).toFixed(1)}s`,
+            ]),
+          ) + moreHint(body),
+      );
+    });
+
+  program
+    .command('verify <recovery-point>')
+    .description('Read a recovery point back from the target and compare every block with the source index')
+    .option('--no-wait', 'start the verification and return its job id')
+    .option('--timeout <seconds>', 'give up waiting after this long', intOption, 3600)
+    .action(async (rp: string, o) => {
+      const api = cli.api();
+      const { body: started } = await api.request<{ jobId: string; workflowId: string }>(
+        'POST',
+        `/v1/recovery-points/${enc(rp)}/verify`,
+      );
+      if (o.wait === false) {
+        cli.print(started, () => `started verify job ${started.jobId} (lifeboat jobs get ${started.jobId})`);
+        return;
+      }
+      const until = Date.now() + o.timeout * 1000;
+      for (;;) {
+        const { body: jobs } = await api.request<
+          {
+            jobId: string;
+            status: string;
+            error: string | null;
+            result: { blocksChecked?: number; mismatches?: number } | null;
+          }[]
+        >('GET', `/v1/recovery-points/${enc(rp)}/verifications`);
+        const job = jobs.find((j) => j.jobId === started.jobId);
+        if (job && ['completed', 'failed', 'cancelled'].includes(job.status)) {
+          cli.print(job, () =>
+            job.status === 'completed'
+              ? `recovery point ${rp} verified: ${job.result?.blocksChecked ?? 0} blocks checked, 0 mismatches`
+              : `recovery point ${rp} FAILED verification: ${job.error ?? job.status}`,
+          );
+          if (job.status !== 'completed') process.exitCode = 6;
+          return;
+        }
+        if (Date.now() > until)
+          throw new CliError(5, `verify job ${started.jobId} still running after ${o.timeout} s`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    });
+}
