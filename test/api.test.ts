@@ -250,6 +250,42 @@ describe('concurrent edits', () => {
     expect(staleSite.status).toBe(412);
   });
 
+  it('patches a plan and a site (merge patch), honouring If-Match', async () => {
+    const created = await api.call('POST', '/v1/plans', { body: fixtures.plan(sourceId, targetId) });
+    const id = created.body.id;
+    const patched = await api.call('PATCH', `/v1/plans/${id}`, {
+      body: { description: 'patched', replication: { intervalMinutes: 5 } },
+      headers: { 'if-match': '"1"' },
+    });
+    expect(patched.status, JSON.stringify(patched.body)).toBe(200);
+    expect(patched.body).toMatchObject({
+      version: 2,
+      description: 'patched',
+      replication: { intervalMinutes: 5 },
+    });
+    expect(patched.body.replication.startTime).toBe('2026-01-01T02:00:00Z');
+    expect(patched.body.vms.map((v: { id: string }) => v.id).sort()).toEqual(
+      created.body.vms.map((v: { id: string }) => v.id).sort(),
+    );
+    const removed = await api.call('PATCH', `/v1/plans/${id}`, { body: { description: null } });
+    expect(removed.body.description).toBeUndefined();
+    const stale = await api.call('PATCH', `/v1/plans/${id}`, {
+      body: { description: 'x' },
+      headers: { 'if-match': '"1"' },
+    });
+    expect(stale.status).toBe(412);
+    const invalid = await api.call('PATCH', `/v1/plans/${id}`, {
+      body: { replication: { intervalMinutes: 0 } },
+    });
+    expect(invalid.status).toBe(400);
+    expect(paths(invalid.body)).toEqual(['replication.intervalMinutes']);
+    const site = await api.call('PATCH', `/v1/sites/${targetId}`, {
+      body: { aws: { accountAlias: 'dr-2' } },
+    });
+    expect(site.status, JSON.stringify(site.body)).toBe(200);
+    expect(site.body.aws).toMatchObject({ accountAlias: 'dr-2', region: 'us-east-1' });
+  });
+
   it('keeps VM and disk ids across updates (matched by name) and writes all or nothing', async () => {
     const created = await api.call('POST', '/v1/plans', { body: fixtures.plan(sourceId, targetId) });
     const id = created.body.id;

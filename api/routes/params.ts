@@ -22,3 +22,10 @@ export const jsonContent = <T extends z.ZodType>(schema: T, description: string)
 export const EtagHeader = z.object({
   ETag: z.string().openapi({ description: 'The version, quoted; send it back in If-Match' }),
 });
+
+/** A JSON Merge Patch document (RFC 7396). */
+export const PatchDocument = z
+  .record(z.string(), z.unknown())
+  .openapi('MergePatch', {
+    description: 'JSON Merge Patch (RFC 7396): the fields to change; null removes one',
+  });

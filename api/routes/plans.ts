@@ -7,7 +7,7 @@ import { ApiError, errorResponses } from '../errors';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
 import { Plan, PlanApplyInput, PlanSummary, plansService } from '../services/plans';
 import { planScheduleHooks } from '../services/replication/schedules';
-import { EtagHeader, jsonBody, jsonContent, UuidParam } from './params';
+import { EtagHeader, jsonBody, jsonContent, PatchDocument, UuidParam } from './params';
 
 const tags = ['plans'];
 const PlanPage = pageOf(PlanSummary, 'PlanPage');
@@ -119,6 +119,26 @@ const apply = createRoute({
   },
 });
 
+const patch = createRoute({
+  operationId: 'patchPlan',
+  method: 'patch',
+  path: '/plans/{id}',
+  tags,
+  summary: 'Change some fields of a plan (JSON Merge Patch; If-Match: the version you read)',
+  description:
+    'Objects merge key by key, `null` removes a field, arrays (e.g. `vms`) are replaced whole. The result is validated like a full write.',
+  middleware: [requireRole('admin')],
+  request: {
+    params: UuidParam,
+    headers: IfMatchHeader,
+    body: jsonBody(PatchDocument, 'The fields to change'),
+  },
+  responses: {
+    200: { ...jsonContent(Plan, 'Updated (or unchanged)'), headers: EtagHeader },
+    ...errorResponses(400, 401, 403, 404, 409, 412, 422),
+  },
+});
+
 const remove = createRoute({
   operationId: 'deletePlan',
   method: 'delete',
@@ -176,6 +196,15 @@ export function planRoutes(deps: AppDeps) {
       await schedules.afterWrite(out.plan.id);
       c.header('ETag', etagOf(out.plan.version));
       return out.result === 'created' ? c.json(out, 201) : c.json(out, 200);
+    })
+    .openapi(patch, async (c) => {
+      const { plan } = await svc.patch(
+        c.req.valid('param').id,
+        c.req.valid('json'),
+        c.req.valid('header')['if-match'],
+      );
+      c.header('ETag', etagOf(plan.version));
+      return c.json(plan, 200);
     })
     .openapi(remove, async (c) => {
       const vmIds = await schedules.beforeDelete(c.req.valid('param').id);

@@ -6,7 +6,7 @@ import { requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
 import { Site, sitesService } from '../services/sites';
-import { EtagHeader, jsonBody, jsonContent, UuidParam } from './params';
+import { EtagHeader, jsonBody, jsonContent, PatchDocument, UuidParam } from './params';
 
 const tags = ['sites'];
 const SitePage = pageOf(Site, 'SitePage');
@@ -71,6 +71,26 @@ const replace = createRoute({
   },
 });
 
+const patch = createRoute({
+  operationId: 'patchSite',
+  method: 'patch',
+  path: '/sites/{id}',
+  tags,
+  summary: 'Change some fields of a site (JSON Merge Patch; If-Match: the version you read)',
+  description:
+    'Objects merge key by key, `null` removes a field, arrays (e.g. `vms`) are replaced whole. The result is validated like a full write.',
+  middleware: [requireRole('admin')],
+  request: {
+    params: UuidParam,
+    headers: IfMatchHeader,
+    body: jsonBody(PatchDocument, 'The fields to change'),
+  },
+  responses: {
+    200: { ...jsonContent(Site, 'Updated (or unchanged)'), headers: EtagHeader },
+    ...errorResponses(400, 401, 403, 404, 409, 412),
+  },
+});
+
 const remove = createRoute({
   operationId: 'deleteSite',
   method: 'delete',
@@ -101,6 +121,15 @@ export function siteRoutes(deps: AppDeps) {
     })
     .openapi(replace, async (c) => {
       const site = await svc.update(
+        c.req.valid('param').id,
+        c.req.valid('json'),
+        c.req.valid('header')['if-match'],
+      );
+      c.header('ETag', etagOf(site.version));
+      return c.json(site, 200);
+    })
+    .openapi(patch, async (c) => {
+      const site = await svc.patch(
         c.req.valid('param').id,
         c.req.valid('json'),
         c.req.valid('header')['if-match'],

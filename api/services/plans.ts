@@ -7,7 +7,8 @@ import { PlanInput } from '../../schema/domain/plan';
 import { Disk, Vm } from '../../schema/domain/vm';
 import { disks, jobs, plans, sites, vms } from '../../schema/index';
 import { ApiError, zodIssues } from '../errors';
-import { checkIfMatch, clientErrorFromDb, type Page, toPage } from './common';
+import { checkIfMatch, clientErrorFromDb, etagOf, type Page, toPage } from './common';
+import { mergePatch } from './merge-patch';
 
 // ---- API shapes -------------------------------------------------------------------------
 
@@ -144,6 +145,26 @@ function canonical(p: PlanInput | Plan): unknown {
     }),
   );
   return plain;
+}
+
+/** A stored plan as the input that would produce it (for merge patches). */
+function inputOf(plan: Plan): Record<string, unknown> {
+  const {
+    id: _id,
+    version: _v,
+    createdAt: _c,
+    updatedAt: _u,
+    replicationPaused: _p,
+    vms: planVms,
+    ...rest
+  } = plan;
+  return {
+    ...rest,
+    vms: planVms.map(({ id: _vmId, disks: vmDisks, ...vm }) => ({
+      ...vm,
+      disks: vmDisks.map(({ id: _diskId, ...d }) => d),
+    })),
+  };
 }
 
 const vmSpec = (vm: Vm) => {
@@ -393,6 +414,32 @@ export function plansService(db: Db) {
           return { plan: await loadPlan(tx, updated!), changed: true };
         }),
       );
+    },
+
+    /**
+     * Change some fields of a plan (JSON Merge Patch on its input form; arrays such as `vms`
+     * are replaced whole, VMs still matched by name). Without If-Match, the version read here
+     * guards the write, so a concurrent change is never overwritten silently (retried).
+     */
+    async patch(id: string, patchDoc: Record<string, unknown>, ifMatch?: string) {
+      for (let attempt = 0; ; attempt++) {
+        const current = await service.get(id);
+        const merged = mergePatch(inputOf(current), patchDoc);
+        const parsed = PlanInput.safeParse(merged);
+        if (!parsed.success)
+          throw new ApiError(
+            400,
+            'validation_failed',
+            'The patched plan is invalid',
+            zodIssues(parsed.error),
+          );
+        try {
+          return await service.update(id, parsed.data, ifMatch ?? etagOf(current.version));
+        } catch (e) {
+          const lostRace = ifMatch === undefined && e instanceof ApiError && e.status === 412;
+          if (!lostRace || attempt >= 2) throw e;
+        }
+      }
     },
 
     /** Delete a plan with its VMs, disks and recovery points; refused while a recovery runs. */

@@ -2,10 +2,11 @@ import { isDeepStrictEqual } from 'node:util';
 import { z } from '@hono/zod-openapi';
 import { and, asc, eq, or, sql } from 'drizzle-orm';
 import type { Db } from '../../schema/db';
-import type { SiteInput } from '../../schema/domain/site';
+import { SiteInput } from '../../schema/domain/site';
 import { plans, sites } from '../../schema/index';
-import { ApiError } from '../errors';
-import { checkIfMatch, clientErrorFromDb, type Page, toPage } from './common';
+import { ApiError, zodIssues } from '../errors';
+import { checkIfMatch, clientErrorFromDb, etagOf, type Page, toPage } from './common';
+import { mergePatch } from './merge-patch';
 
 /** A site as the API returns it: the operator's input plus id, version and timestamps. */
 export const Site = z
@@ -77,7 +78,7 @@ export function sitesService(db: Db) {
       .orderBy(asc(plans.name));
   }
 
-  return {
+  const service = {
     async list(filter: SiteFilter, page: Page) {
       const where = and(
         filter.role ? eq(sites.role, filter.role) : undefined,
@@ -164,6 +165,28 @@ export function sitesService(db: Db) {
       }
     },
 
+    /** Change some fields of a site (JSON Merge Patch); guarded like plans' patch. */
+    async patch(id: string, patchDoc: Record<string, unknown>, ifMatch?: string) {
+      for (let attempt = 0; ; attempt++) {
+        const current = await service.get(id);
+        const { id: _id, version: _v, createdAt: _c, updatedAt: _u, ...input } = current;
+        const parsed = SiteInput.safeParse(mergePatch(input, patchDoc));
+        if (!parsed.success)
+          throw new ApiError(
+            400,
+            'validation_failed',
+            'The patched site is invalid',
+            zodIssues(parsed.error),
+          );
+        try {
+          return await service.update(id, parsed.data, ifMatch ?? etagOf(current.version));
+        } catch (e) {
+          const lostRace = ifMatch === undefined && e instanceof ApiError && e.status === 412;
+          if (!lostRace || attempt >= 2) throw e;
+        }
+      }
+    },
+
     /** Delete a site no plan uses. */
     async remove(id: string, ifMatch?: string) {
       try {
@@ -186,5 +209,6 @@ export function sitesService(db: Db) {
       }
     },
   };
+  return service;
 }
 export type SitesService = ReturnType<typeof sitesService>;

@@ -1,0 +1,30 @@
+import { Client, Connection } from '@temporalio/client';
+import type { Config } from '../../../lib/config';
+import { temporalConnectionOptions } from '../../../lib/temporal';
+import { createDb } from '../../../schema/db';
+import { plans } from '../../../schema/index';
+import { replicationSchedules } from './schedules';
+
+/**
+ * Bring every plan's replication schedules in line with its row (idempotent). Run at start:
+ * it repairs plans written while Temporal was unreachable and plans created outside the API
+ * (the demo plan), and it follows a changed control task queue.
+ */
+export async function reconcileReplicationSchedules(databaseUrl: string, config: Config) {
+  const db = createDb(databaseUrl, { max: 1 });
+  const connection = await Connection.connect(await temporalConnectionOptions(config));
+  try {
+    const schedules = replicationSchedules({
+      db,
+      config,
+      temporal: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }),
+    });
+    const rows = await db.select({ id: plans.id }).from(plans);
+    let created = 0;
+    for (const p of rows) created += (await schedules.sync(p.id)).created.length;
+    return { plans: rows.length, created };
+  } finally {
+    await connection.close();
+    await db.close();
+  }
+}
