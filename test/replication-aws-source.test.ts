@@ -18,7 +18,7 @@ import {
 } from '../activities/node/replication/sources/aws';
 import type { SourceBlock } from '../activities/node/replication/sources/source';
 import { AwsClients } from '../activities/node/replication/target/clients';
-import { layerHooks, StrictEbsLayer } from './helpers/aws-layers';
+import { layerHooks, PagingEbsLayer, StrictEbsLayer } from './helpers/aws-layers';
 import { testAwsTarget, uniqueId } from './helpers/stack';
 
 // What moto can stand in for of an `aws` source: the tag-idempotent CreateSnapshot, and the EBS
@@ -72,7 +72,8 @@ describe('aws source (what moto can back)', () => {
   it('reads every listed block the first time, then only ListChangedBlocks against the previous source snapshot', async () => {
     const target = testAwsTarget();
     const strict = new StrictEbsLayer(target);
-    const clients = new AwsClients(layerHooks({ strict }));
+    const paging = new PagingEbsLayer(2); // AWS may page any listing: follow NextToken to the end
+    const clients = new AwsClients(layerHooks({ strict, paging }));
     const ebs = clients.ebs(target);
     const blocks = new Map([0, 3, 7, 100, 2047].map((i) => [i, randomBytes(BLOCK_SIZE)] as const));
     const first = await writeSnapshot(ebs, blocks);

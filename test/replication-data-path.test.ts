@@ -16,7 +16,13 @@ import { type TransferDeps, type TransferEnv, transferDisk } from '../activities
 import type { DiskTransferInput, TransferProgress } from '../activities/node/replication/types';
 import { verifyDiskBlocks } from '../activities/node/replication/verify';
 import { ebsClient } from '../lib/aws';
-import { CountingEbsLayer, FaultEbsLayer, layerHooks, StrictEbsLayer } from './helpers/aws-layers';
+import {
+  CountingEbsLayer,
+  FaultEbsLayer,
+  layerHooks,
+  PagingEbsLayer,
+  StrictEbsLayer,
+} from './helpers/aws-layers';
 import { everyKth, makeSparseImage, touchBlock, zeroBlock } from './helpers/disk-images';
 import { testAwsTarget, uniqueId } from './helpers/stack';
 
@@ -37,7 +43,8 @@ function harness(extra: { fault?: FaultEbsLayer } = {}) {
   const deps: TransferDeps = {
     nodeId,
     dataDir: path.join(dir, 'data'),
-    clients: new AwsClients(layerHooks({ strict, counting, ...extra })),
+    // Listings come back in pages of 7 (as AWS may): verify must follow NextToken.
+    clients: new AwsClients(layerHooks({ strict, counting, paging: new PagingEbsLayer(7), ...extra })),
     nodeLimit: pLimit(128),
     perSnapshotConcurrency: 16,
     heartbeatIntervalMs: 200,

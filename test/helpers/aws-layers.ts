@@ -268,14 +268,53 @@ export class CountingEbsLayer {
   }
 }
 
+/**
+ * Pages EBS listings the way AWS may (fewer results than MaxResults, a NextToken to continue),
+ * which moto never does: proves the callers follow NextToken to the end.
+ */
+export class PagingEbsLayer {
+  pagesServed = 0;
+  constructor(private readonly pageSize: number) {}
+  readonly middleware: Mw = (next, context) => async (args) => {
+    const cmd = (context as { commandName?: string }).commandName;
+    const key =
+      cmd === 'ListSnapshotBlocksCommand'
+        ? 'Blocks'
+        : cmd === 'ListChangedBlocksCommand'
+          ? 'ChangedBlocks'
+          : undefined;
+    if (!key) return next(args);
+    // biome-ignore lint/suspicious/noExplicitAny: listing input
+    const input = args.input as any;
+    const offset = input.NextToken ? Number(String(input.NextToken).replace(/^page:/, '')) : 0;
+    const out = await next({ ...args, input: { ...input, NextToken: undefined } });
+    // biome-ignore lint/suspicious/noExplicitAny: listing output
+    const o = out.output as any;
+    const all = o[key] ?? [];
+    o[key] = all.slice(offset, offset + this.pageSize);
+    o.NextToken = offset + this.pageSize < all.length ? `page:${offset + this.pageSize}` : undefined;
+    this.pagesServed++;
+    return out;
+  };
+  install(ebs: EBSClient) {
+    ebs.middlewareStack.add(this.middleware as never, {
+      step: 'initialize',
+      name: 'lifeboatPagingLayer',
+      priority: 'high',
+    });
+  }
+}
+
 /** Hooks for the data path with the given layers (outermost first: counting, strict, then faults per attempt). */
 export function layerHooks(layers: {
   strict?: StrictEbsLayer;
   fault?: FaultEbsLayer;
   counting?: CountingEbsLayer;
+  paging?: PagingEbsLayer;
 }): AwsClientHooks {
   return {
     ebs: (c) => {
+      layers.paging?.install(c);
       layers.counting?.install(c);
       layers.strict?.install(c);
       layers.fault?.install(c);

@@ -184,7 +184,18 @@ export async function transferDisk(
       const h = index.get(i);
       if (!h.equals(baseline(i))) written.push(h);
     }
-    const status = await completeSnapshot(ebs, snapshotId, written.length, linearAggregate(written), signal);
+    const status = await completeSnapshot(
+      ebs,
+      snapshotId,
+      written.length,
+      linearAggregate(written),
+      signal,
+    ).catch(async (e) => {
+      // A resumed attempt may find the snapshot already completed by the attempt that crashed.
+      if (env.resumeFrom && (await snapshotState(deps.clients, input, snapshotId, signal)) === 'completed')
+        return 'completed';
+      throw e;
+    });
     if (status === 'error') throw new Error(`CompleteSnapshot put ${snapshotId} in state error`);
     await waitCompleted(deps.clients, input, snapshotId, signal, () => env.heartbeat(progress));
 
@@ -235,6 +246,18 @@ async function openSource(
     },
     signal,
   );
+}
+
+async function snapshotState(
+  clients: AwsClients,
+  input: DiskTransferInput,
+  snapshotId: string,
+  signal: AbortSignal,
+) {
+  const out = await clients
+    .ec2(input.target)
+    .send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }), { abortSignal: signal });
+  return out.Snapshots?.[0]?.State;
 }
 
 /** CompleteSnapshot is asynchronous on AWS: wait until EC2 reports the snapshot completed. */
