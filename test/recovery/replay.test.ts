@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DescribeImagesCommand, RunInstancesCommand } from '@aws-sdk/client-ec2';
-import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
 import { createControlActivities } from '../../activities/control';
@@ -26,6 +26,15 @@ import {
  */
 const HISTORY = path.resolve(import.meta.dirname, '..', 'histories', 'recovery-complete.json');
 const RECORD = process.env.LIFEBOAT_RECORD_HISTORIES === '1';
+/**
+ * Stored as protobufjs' plain-object JSON (int64 and bytes as strings, enums by name), not the
+ * canonical proto3 JSON of `temporal workflow show`: this install holds two protobufjs majors
+ * (7 hoisted, 8 under @temporalio/common), and the SDK's historyFromJSON/historyToJSON throw
+ * "type must be a Type" across them. fromObject/toObject of @temporalio/proto round-trip exactly.
+ */
+const History = temporal.api.history.v1.History;
+const historyToObject = (h: temporal.api.history.v1.IHistory) =>
+  History.toObject(History.fromObject(h), { longs: String, enums: String, bytes: String });
 
 describe('recorded recovery history', () => {
   it.runIf(RECORD)('records a complete recovery into test/histories/', async () => {
@@ -73,14 +82,14 @@ describe('recorded recovery history', () => {
     const handle = client.workflow.getHandle(job.workflowId);
     const result = (await worker.runUntil(handle.result())) as RecoveryResult;
     expect(result.status, result.message).toBe('completed');
-    writeFileSync(HISTORY, `${historyToJSON(await handle.fetchHistory())}\n`);
+    writeFileSync(HISTORY, `${JSON.stringify(historyToObject(await handle.fetchHistory()), null, 1)}\n`);
     await Promise.all([cc.close(), connection.close()]);
     await testDb.drop();
   });
 
   it('replays the recorded complete recovery against the current workflow code', async () => {
     expect(existsSync(HISTORY), `${HISTORY} is missing: record it (see this file's comment)`).toBe(true);
-    const history = historyFromJSON(JSON.parse(readFileSync(HISTORY, 'utf8')));
+    const history = History.fromObject(JSON.parse(readFileSync(HISTORY, 'utf8')));
     const types = new Set(
       (history.events ?? [])
         .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
