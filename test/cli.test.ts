@@ -103,11 +103,14 @@ describe('lifeboat CLI', () => {
     expect(second.code).toBe(0);
     expect(JSON.parse(second.stdout)).toMatchObject({ result: 'unchanged', plan: { version: 1 } });
 
-    const list = await lifeboat(['plans', 'list']);
+    const [list, get, asJson] = await Promise.all([
+      lifeboat(['plans', 'list']),
+      lifeboat(['plans', 'get', 'erp']),
+      lifeboat(['plans', 'get', 'erp', '--json']),
+    ]);
     expect(list.stdout).toMatch(/erp\s+2\s+active\s+1/);
-    const get = await lifeboat(['plans', 'get', 'erp']);
     expect(get.stdout).toMatch(/web-01\s+linux\s+1\s+30s\s+1/);
-    const json = JSON.parse((await lifeboat(['plans', 'get', 'erp', '--json'])).stdout);
+    const json = JSON.parse(asJson.stdout);
     expect(json.vms.map((v: { name: string }) => v.name)).toEqual(['db-01', 'web-01']);
   });
 
@@ -122,25 +125,31 @@ describe('lifeboat CLI', () => {
     expect(res.stderr).toMatch(/ {2}vms\[1\]\.name: duplicate VM name/);
     expect(res.stderr).toMatch(/ {2}vms\[1\]\.network\.privateIp: 10\.0\.2\.20 is outside the subnet/);
     expect(res.stderr).not.toMatch(/\n\s+at /);
-    const notYaml = await lifeboat(['apply', '-f', file('x.yaml', 'name: [unclosed')]);
+    const [notYaml, usage] = await Promise.all([
+      lifeboat(['apply', '-f', file('x.yaml', 'name: [unclosed')]),
+      lifeboat(['plans', 'apply']),
+    ]);
     expect(notYaml.code).toBe(1);
-    const usage = await lifeboat(['plans', 'apply']);
     expect(usage.code).toBe(1);
     expect(usage.stderr).toMatch(/required option/);
   });
 
   it('exits 2 not found, 3 conflict, 4 auth, 5 unreachable', async () => {
-    expect((await lifeboat(['plans', 'get', 'no-such-plan'])).code).toBe(2);
-    const inUse = await lifeboat(['sites', 'delete', 'dc-east']);
+    // Independent invocations: run them side by side.
+    const [missing, inUse, viewer, anonymous, down] = await Promise.all([
+      lifeboat(['plans', 'get', 'no-such-plan']),
+      lifeboat(['sites', 'delete', 'dc-east']),
+      lifeboat(['apply', '-f', path.join(dir, 'plan.yaml')], { LIFEBOAT_TOKEN: api.tokens.viewer }),
+      lifeboat(['nodes'], { LIFEBOAT_TOKEN: '' }),
+      lifeboat(['--server', 'http://127.0.0.1:9', 'nodes']),
+    ]);
+    expect(missing.code).toBe(2);
     expect(inUse.code).toBe(3);
     expect(inUse.stderr).toMatch(/used by plan/);
-    const viewer = await lifeboat(['apply', '-f', path.join(dir, 'plan.yaml')], {
-      LIFEBOAT_TOKEN: api.tokens.viewer,
-    });
     expect(viewer.code).toBe(4);
     expect(viewer.stderr).toMatch(/needs the admin role/);
-    expect((await lifeboat(['nodes'], { LIFEBOAT_TOKEN: '' })).code).toBe(4);
-    const down = await lifeboat(['--server', 'http://127.0.0.1:9', 'nodes']);
+    expect(anonymous.code).toBe(4);
+    expect(anonymous.stderr).toMatch(/LIFEBOAT_TOKEN/);
     expect(down.code).toBe(5);
     expect(down.stderr).toMatch(/Cannot reach the Lifeboat API/);
   });
