@@ -7,6 +7,7 @@ import {
   PutSnapshotBlockCommand,
   StartSnapshotCommand,
 } from '@aws-sdk/client-ebs';
+import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
 import pLimit from 'p-limit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE, blockCount, sha256 } from '../activities/node/replication/blocks';
@@ -15,7 +16,7 @@ import { AwsClients } from '../activities/node/replication/target/clients';
 import { type TransferDeps, type TransferEnv, transferDisk } from '../activities/node/replication/transfer';
 import type { DiskTransferInput, TransferProgress } from '../activities/node/replication/types';
 import { verifyDiskBlocks } from '../activities/node/replication/verify';
-import { ebsClient } from '../lib/aws';
+import { ebsClient, ec2Client } from '../lib/aws';
 import {
   CountingEbsLayer,
   FaultEbsLayer,
@@ -171,6 +172,32 @@ describe('replication data path (file source → EBS snapshots on moto)', () => 
     expect(resumed.changedBlocks).toBe(total);
     const v = await h.verify(diskId, 'rp-1', [resumed.snapshotId]);
     expect(v.mismatches).toEqual([]);
+    expect(h.strict.violations).toEqual([]);
+  });
+
+  it('a resume whose snapshot AWS cancelled (gone) starts over in a new snapshot', async () => {
+    const h = harness();
+    const size = 8 * MiB;
+    const total = blockCount(size);
+    const image = path.join(dir, 'disk-d.img');
+    makeSparseImage(image, size, everyKth(total, 1));
+    const diskId = uniqueId('disk');
+    const inp = input(diskId, image, size, 'rp-1');
+    const gone = await transferDisk(inp, h.deps, h.env());
+    await ec2Client(h.target).send(new DeleteSnapshotCommand({ SnapshotId: gone.snapshotId }));
+    const r = await transferDisk(inp, h.deps, {
+      ...h.env(),
+      resumeFrom: {
+        snapshotId: gone.snapshotId,
+        nextBlockIndex: 5,
+        blocksWritten: 5,
+        bytesWritten: 5 * BLOCK_SIZE,
+      },
+    });
+    expect(r.snapshotId).not.toBe(gone.snapshotId);
+    expect(r.resumedFromBlock).toBe(0);
+    expect(h.counting.putsTo(r.snapshotId)).toBe(total);
+    expect((await h.verify(diskId, 'rp-1', [r.snapshotId])).mismatches).toEqual([]);
     expect(h.strict.violations).toEqual([]);
   });
 

@@ -80,7 +80,18 @@ export async function transferDisk(
 
     // Resume: same snapshot, from the heartbeat's watermark, with the hashes flushed before it.
     let progress: TransferProgress;
-    const r = env.resumeFrom;
+    let r = env.resumeFrom;
+    let restarts = 0;
+    if (r?.snapshotId) {
+      // AWS cancels a snapshot left idle past its Timeout (state error): start over in a new one.
+      const state = await snapshotState(deps.clients, input, r.snapshotId, signal);
+      if (state === 'error' || state === 'missing') {
+        restarts = (r.restarts ?? 0) + 1;
+        r = undefined;
+      } else {
+        restarts = r.restarts ?? 0;
+      }
+    }
     partial = r?.snapshotId ? await PartialIndexFile.resume(partialPath, index, r.nextBlockIndex) : undefined;
     if (r?.snapshotId && partial) {
       progress = { ...r };
@@ -92,7 +103,11 @@ export async function transferDisk(
           {
             volumeSizeGiB: volumeSizeGiB(sizeBytes),
             parentSnapshotId,
-            clientToken: snapshotClientToken(input.workflowId, input.diskId),
+            // A restart needs a new token, or AWS would hand back the cancelled snapshot.
+            clientToken: snapshotClientToken(
+              input.workflowId,
+              restarts ? `${input.diskId}#${restarts}` : input.diskId,
+            ),
             timeoutMinutes: snapshotTimeoutMinutes(sizeBytes),
             description: `Lifeboat recovery point ${input.recoveryPointId} of disk ${input.diskId}`,
             tags: {
@@ -110,6 +125,7 @@ export async function transferDisk(
         nextBlockIndex: 0,
         blocksWritten: r?.blocksWritten ?? 0,
         bytesWritten: r?.bytesWritten ?? 0,
+        ...(restarts ? { restarts } : {}),
       };
       partial = await PartialIndexFile.create(partialPath, index);
       env.heartbeat(progress); // record the snapshot id at once: a crash now must not start another
@@ -248,16 +264,22 @@ async function openSource(
   );
 }
 
+/** The EC2 state of a snapshot, or 'missing' when it does not exist (other errors are thrown: retry). */
 async function snapshotState(
   clients: AwsClients,
   input: DiskTransferInput,
   snapshotId: string,
   signal: AbortSignal,
 ) {
-  const out = await clients
-    .ec2(input.target)
-    .send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }), { abortSignal: signal });
-  return out.Snapshots?.[0]?.State;
+  try {
+    const out = await clients
+      .ec2(input.target)
+      .send(new DescribeSnapshotsCommand({ SnapshotIds: [snapshotId] }), { abortSignal: signal });
+    return out.Snapshots?.[0]?.State ?? 'missing';
+  } catch (e) {
+    if ((e as Error).name === 'InvalidSnapshot.NotFound') return 'missing';
+    throw e;
+  }
 }
 
 /** CompleteSnapshot is asynchronous on AWS: wait until EC2 reports the snapshot completed. */

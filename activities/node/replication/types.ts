@@ -37,6 +37,8 @@ export interface TransferProgress {
   nextBlockIndex: number;
   blocksWritten: number;
   bytesWritten: number;
+  /** How often the transfer had to start over in a new snapshot (the previous one was cancelled by AWS). */
+  restarts?: number;
 }
 
 export interface DiskTransferResult {
