@@ -24,8 +24,18 @@ export const EtagHeader = z.object({
 });
 
 /** A JSON Merge Patch document (RFC 7396). */
-export const PatchDocument = z
-  .record(z.string(), z.unknown())
-  .openapi('MergePatch', {
-    description: 'JSON Merge Patch (RFC 7396): the fields to change; null removes one',
-  });
+export const PatchDocument = z.record(z.string(), z.unknown()).openapi('MergePatch', {
+  description: 'JSON Merge Patch (RFC 7396): the fields to change; null removes one',
+});
+
+/**
+ * OpenAPI links from a create answer to the operations on the created resource (read, replace,
+ * patch, delete): clients and schemathesis' stateful phase follow them with the new id.
+ */
+export const idLinks = (kind: 'Plan' | 'Site') =>
+  Object.fromEntries(
+    (['get', 'replace', 'patch', 'delete'] as const).map((verb) => [
+      `${verb}${kind}`,
+      { operationId: `${verb}${kind}`, parameters: { id: '$response.body#/id' } },
+    ]),
+  );

@@ -7,7 +7,7 @@ import { ApiError, errorResponses } from '../errors';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
 import { Plan, PlanApplyInput, PlanSummary, plansService } from '../services/plans';
 import { planScheduleHooks } from '../services/replication/schedules';
-import { EtagHeader, jsonBody, jsonContent, PatchDocument, UuidParam } from './params';
+import { EtagHeader, idLinks, jsonBody, jsonContent, PatchDocument, UuidParam } from './params';
 
 const tags = ['plans'];
 const PlanPage = pageOf(PlanSummary, 'PlanPage');
@@ -81,7 +81,7 @@ const create = createRoute({
   middleware: [requireRole('admin')],
   request: { body: jsonBody(PlanInput, 'The plan, VMs nested') },
   responses: {
-    201: { ...jsonContent(Plan, 'Created'), headers: EtagHeader },
+    201: { ...jsonContent(Plan, 'Created'), headers: EtagHeader, links: idLinks('Plan') },
     ...errorResponses(400, 401, 403, 409, 422),
   },
 });

@@ -6,7 +6,7 @@ import { requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
 import { Site, sitesService } from '../services/sites';
-import { EtagHeader, jsonBody, jsonContent, PatchDocument, UuidParam } from './params';
+import { EtagHeader, idLinks, jsonBody, jsonContent, PatchDocument, UuidParam } from './params';
 
 const tags = ['sites'];
 const SitePage = pageOf(Site, 'SitePage');
@@ -52,7 +52,7 @@ const create = createRoute({
   middleware: [requireRole('admin')],
   request: { body: jsonBody(SiteInput, 'The site') },
   responses: {
-    201: { ...jsonContent(Site, 'Created'), headers: EtagHeader },
+    201: { ...jsonContent(Site, 'Created'), headers: EtagHeader, links: idLinks('Site') },
     ...errorResponses(400, 401, 403, 409),
   },
 });
