@@ -5,6 +5,7 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { ensureBootstrapAdmin } from '../api/auth/tokens';
+import { reconcileReplicationSchedules } from '../api/services/replication/reconcile';
 import { loadConfig } from '../lib/config';
 import { temporalConnectionOptions } from '../lib/temporal';
 import { createDb } from '../schema/db';
@@ -55,6 +56,11 @@ try {
   const selfCheck = await runSelfCheck(config);
   say(
     `self-check workflow ${selfCheck.workflowId}: database ${selfCheck.result.database.serverVersion}, EBS round trip ${selfCheck.result.ebs.checksumMatched ? 'verified' : 'MISMATCH'}`,
+  );
+  // Every plan's replication schedules in step with its row (issue 4): repairs and the demo plan.
+  await reconcileReplicationSchedules(stack.env.DATABASE_URL!, config).then(
+    (r) => say(`replication schedules of ${r.plans} plan(s) in sync (${r.created} created)`),
+    (e) => say(`replication schedules not synced: ${(e as Error).message}`),
   );
 
   console.log(`

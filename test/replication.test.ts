@@ -9,8 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createControlActivities } from '../activities/control';
 import { createNodeActivities } from '../activities/node';
 import { BLOCK_SIZE } from '../activities/node/replication/blocks';
+import { reconcileReplicationSchedules } from '../api/services/replication/reconcile';
 import { replicationSchedules } from '../api/services/replication/schedules';
 import { nodes, plans, recoveryPointDisks } from '../schema';
+import {
+  snapshotBudgetStateQuery,
+  snapshotBudgetWorkflowId,
+} from '../workflows/replication/snapshot-budget-api';
 import {
   planScheduleId,
   type ReplicationIterationResult,
@@ -99,6 +104,8 @@ beforeAll(async () => {
   sourceSiteId = (await call('POST', '/v1/sites', { body: fixtures.fileSourceSite() })).id;
   const tgt = fixtures.awsTargetSite();
   tgt.aws.endpoint = testAwsTarget().endpoint!;
+  // A small per-site snapshot budget: the three disks of the first test queue for two slots.
+  (tgt.aws as Record<string, unknown>).snapshotBudget = 2;
   targetSiteId = (await call('POST', '/v1/sites', { body: tgt })).id;
   await startNode(sourceSiteId);
 }, 60_000);
@@ -213,6 +220,12 @@ describe('replication iteration', () => {
     expect(byName.db).toMatchObject({ state: 'in-sync', lastIteration: { changedBlocks: 1 } });
     expect(byName.db.lagSeconds).toBeLessThan(60);
     syncPlan = { name: plan.name, recoveryPointId: second.result.recoveryPointId };
+
+    // The target site's budget (2) held: never more than 2 disks copying at once, all slots back.
+    const budget = await client.workflow
+      .getHandle(snapshotBudgetWorkflowId(targetSiteId))
+      .query(snapshotBudgetStateQuery);
+    expect(budget).toMatchObject({ budget: 2, highWater: 2, grantedTotal: 6, inUse: 0, queued: 0 });
   }, 120_000);
 
   it('dispatches to the next node when the least loaded one does not pick up the transfer', async () => {
@@ -318,6 +331,12 @@ describe('replication schedules', () => {
     expect(
       (await client.schedule.getHandle(planScheduleId(plan.id)).describe()).spec.intervals?.[0]?.every,
     ).toBe(60_000);
+
+    // A schedule lost while Temporal was away is recreated by the reconcile `npm start` runs.
+    await client.schedule.getHandle(planScheduleId(plan.id)).delete();
+    const reconciled = await reconcileReplicationSchedules(api.dbUrl, config);
+    expect(reconciled.created).toBeGreaterThanOrEqual(1);
+    await client.schedule.getHandle(planScheduleId(plan.id)).describe();
 
     await call('DELETE', `/v1/plans/${plan.id}`);
     await expect(client.schedule.getHandle(planScheduleId(plan.id)).describe()).rejects.toThrow();

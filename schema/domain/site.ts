@@ -22,6 +22,15 @@ export const AwsSiteSettings = z.object({
   region: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, 'must be an AWS region like us-east-1'),
   endpoint: z.url().optional().describe('Endpoint override (a local moto, a VPC endpoint)'),
   credentials: CredentialsRef.default({ type: 'default-chain' }),
+  snapshotBudget: z
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .optional()
+    .describe(
+      'Target sites: pending EBS snapshots Lifeboat may hold at once in this account+region (AWS allows 100; default 80 or LIFEBOAT_SNAPSHOT_BUDGET)',
+    ),
 });
 
 export const FileSiteSettings = z.object({

@@ -113,7 +113,11 @@ export async function replicationIterationWorkflow(
   const requestSlot = controlActivities(
     'Ask the snapshot budget of the target for a slot',
   ).requestSnapshotSlot;
-  const slots = snapshotSlots(it.targetSiteId, requestSlot);
+  const slots = snapshotSlots(
+    it.targetSiteId,
+    requestSlot,
+    it.snapshotBudget ? { budget: it.snapshotBudget } : {},
+  );
   const assigned = new Map<string, number>();
   const results: (DiskTransferResult & { disk: IterationDisk })[] = [];
   const failures: { disk: IterationDisk; message: string }[] = [];

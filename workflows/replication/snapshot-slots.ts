@@ -6,6 +6,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import {
+  type BudgetSettings,
   releaseSnapshotSlotSignal,
   type SlotRequest,
   snapshotBudgetWorkflowId,
@@ -14,7 +15,11 @@ import {
 
 const REASK_AFTER_MS = 15 * 60_000;
 
-export type RequestSlot = (input: { targetSiteId: string; request: SlotRequest }) => Promise<void>;
+export type RequestSlot = (input: {
+  targetSiteId: string;
+  request: SlotRequest;
+  settings?: Partial<BudgetSettings>;
+}) => Promise<void>;
 
 /**
  * The holder side of the snapshot budget, for use inside a workflow (the replication iteration):
@@ -22,7 +27,12 @@ export type RequestSlot = (input: { targetSiteId: string; request: SlotRequest }
  * scope. Nothing to renew: the budget checks that this workflow still runs.
  * `requestSlot` is the control activity that sends the request with signal-with-start.
  */
-export function snapshotSlots(targetSiteId: string, requestSlot: RequestSlot) {
+export function snapshotSlots(
+  targetSiteId: string,
+  requestSlot: RequestSlot,
+  /** The target site's budget setting, if any: the latest request's value wins in the budget. */
+  settings: Partial<BudgetSettings> = {},
+) {
   const budgetId = snapshotBudgetWorkflowId(targetSiteId);
   const holderWorkflowId = workflowInfo().workflowId;
   const granted = new Map<string, number>();
@@ -38,7 +48,7 @@ export function snapshotSlots(targetSiteId: string, requestSlot: RequestSlot) {
       const t0 = Date.now();
       const request: SlotRequest = { ...req, holderWorkflowId, requestedAt: t0 };
       for (;;) {
-        await requestSlot({ targetSiteId, request });
+        await requestSlot({ targetSiteId, request, settings });
         // Re-ask after a long silence: harmless (idempotent), and survives a reset budget workflow.
         if (await condition(() => granted.has(req.leaseId), REASK_AFTER_MS)) break;
       }
