@@ -112,6 +112,11 @@ describe('lifeboat CLI', () => {
     expect(get.stdout).toMatch(/web-01\s+linux\s+1\s+30s\s+1/);
     const json = JSON.parse(asJson.stdout);
     expect(json.vms.map((v: { name: string }) => v.name)).toEqual(['db-01', 'web-01']);
+
+    // `plans get --yaml` prints a document that applies back to the same plan, unchanged.
+    const yaml = await lifeboat(['plans', 'get', 'erp', '--yaml']);
+    const roundTrip = await lifeboat(['apply', '-f', file('exported.yaml', yaml.stdout)]);
+    expect(roundTrip.stdout, roundTrip.stderr).toContain('plan "erp" unchanged (version 1, 2 VMs)');
   });
 
   it('prints the field list and exits 1 on an invalid plan, without a stack trace', async () => {
