@@ -203,6 +203,7 @@ export function planRoutes(deps: AppDeps) {
         c.req.valid('json'),
         c.req.valid('header')['if-match'],
       );
+      await schedules.afterWrite(plan.id);
       c.header('ETag', etagOf(plan.version));
       return c.json(plan, 200);
     })
