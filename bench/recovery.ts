@@ -138,15 +138,15 @@ export async function run(args: string[]) {
       runningPollSeconds: 0.2,
     });
     const handle = client.workflow.getHandle(job.workflowId);
-    const result = (await worker.runUntil(async () => {
+    // The step list with each step's EC2 time comes from the workflow's progress query (answered
+    // by this worker, so asked before it stops).
+    const [result, totalMs, progress] = await worker.runUntil(async () => {
       const r = (await handle.result()) as RecoveryResult;
-      return r;
-    })) as RecoveryResult;
-    const totalMs = performance.now() - t0;
+      const ms = performance.now() - t0;
+      return [r, ms, await handle.query<JobProgress>('progress')] as const;
+    });
     if (result.status !== 'completed') throw new Error(`recovery ${result.status}: ${result.message}`);
 
-    // The step list with each step's EC2 time (the query is answered from history by a replay worker-less? no: ask the closed workflow).
-    const progress = await worker.runUntil(handle.query<JobProgress>('progress'));
     const ec2Of = new Map<string, number>();
     let validateMs = 0;
     for (const s of progress.steps) {

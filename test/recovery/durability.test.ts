@@ -6,14 +6,7 @@ import { buildSync } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
 import type { RecoveryResult } from '../../workflows/recovery/types';
-import {
-  countTagged,
-  createPlan,
-  createRecoveryPoint,
-  jobWithSteps,
-  testVm,
-  waitFor,
-} from '../helpers/recovery';
+import { countTagged, createPlan, createRecoveryPoint, jobWithSteps, testVm } from '../helpers/recovery';
 import { createTestDatabase, temporalClient, uniqueId } from '../helpers/stack';
 
 const SOURCE_ENTRY = path.resolve(import.meta.dirname, '..', 'helpers', 'control-worker-process.ts');

@@ -1,9 +1,11 @@
 import net from 'node:net';
+import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
 import type { Client } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createControlActivities } from '../../activities/control';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
+import { ec2Client } from '../../lib/aws';
 import type { RecoveryResult } from '../../workflows/recovery/types';
 import {
   countTagged,
@@ -17,6 +19,7 @@ import {
   createTestDatabase,
   createTestWorker,
   temporalClient,
+  testAwsTarget,
   uniqueId,
   workflowBundle,
 } from '../helpers/stack';
@@ -264,5 +267,39 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
     expect([left.instances.length, left.volumes.length, left.images.length, left.enis.length]).toEqual([
       0, 0, 0, 0,
     ]);
+  });
+
+  it('validates the recovery point: picks by time, and stops before creating anything when a snapshot is missing', async () => {
+    const { planId } = await createPlan(testDb.db, [testVm('v-01'), testVm('v-02', { bootOrder: 2 })]);
+    const older = await createRecoveryPoint(testDb.db, planId, {
+      pointInTime: new Date('2026-01-01T00:00:00Z'),
+    });
+    const newer = await createRecoveryPoint(testDb.db, planId, {
+      pointInTime: new Date('2026-01-02T00:00:00Z'),
+    });
+    // The newest point loses a snapshot in the target account.
+    await ec2Client(testAwsTarget()).send(new DeleteSnapshotCommand({ SnapshotId: newer.snapshotIds[1]! }));
+
+    const latest = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    const r = await result(latest.id);
+    expect(r.status).toBe('failed');
+    expect(r.failedStep).toBe('validate');
+    expect(r.message).toContain(`Recovery point ${newer.recoveryPointId} is not usable`);
+    expect(r.message).toContain(newer.snapshotIds[1]!);
+    expect(r.remediation).toMatch(/choose another recovery point/);
+    expect((await countTagged(latest.id)).instances).toHaveLength(0);
+    const { steps } = await jobWithSteps(testDb.db, latest.id);
+    expect(steps.map((s) => [s.key, s.status])).toEqual([['validate', 'failed']]);
+
+    const byTime = await svc.startRecovery(
+      planId,
+      { mode: 'test', runScripts: true, recoveryPoint: { before: '2026-01-01T12:00:00Z' }, vms: ['v-02'] },
+      'test',
+      TUNING,
+    );
+    const ok = await result(byTime.id);
+    expect(ok.status, ok.message).toBe('completed');
+    expect(ok.recoveryPointId).toBe(older.recoveryPointId);
+    expect(ok.recovered.map((v) => v.vm)).toEqual(['v-02']);
   });
 });

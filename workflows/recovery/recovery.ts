@@ -48,6 +48,7 @@ export function bootGroups(vms: RecoveryVm[]): { order: number; vms: RecoveryVm[
 }
 
 const vmKey = (vm: string, what: string) => `vm:${vm}:${what}`;
+const MAX_VM_IDS_ATTR = 40;
 
 /**
  * One recovery job (test, full or migration), step by step:
@@ -345,7 +346,8 @@ export async function recoveryWorkflow(input: RecoveryInput): Promise<RecoveryRe
     );
     plan = p;
     addEc2('validate', p.ec2Ms);
-    upsertSearchAttributes([{ key: VmIdsAttr, value: p.vms.map((v) => v.id) }]);
+    // Temporal caps a search attribute value at 2 KB (~50 uuids): large plans list their first VMs.
+    upsertSearchAttributes([{ key: VmIdsAttr, value: p.vms.slice(0, MAX_VM_IDS_ATTR).map((v) => v.id) }]);
 
     // The whole step list, now that the plan is known: the API shows it from the start.
     const groups = bootGroups(p.vms);

@@ -374,7 +374,7 @@ export function createRecoveryActivities(db: Db) {
           );
         const [plan] = await db.select().from(plans).where(eq(plans.id, job.planId));
         const [site] = plan ? await db.select().from(sites).where(eq(sites.id, plan.targetSiteId)) : [];
-        if (!site || site.kind !== 'aws')
+        if (site?.kind !== 'aws')
           throw ApplicationFailure.nonRetryable(
             `The plan of job ${targetJobId} has no AWS target site`,
             'CleanupTargetMissing',
