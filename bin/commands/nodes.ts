@@ -32,13 +32,23 @@ export function nodeCommands(program: Command, cli: Cli) {
         'GET',
         `/v1/nodes${query({ siteId, state: o.state, limit: o.limit, offset: o.offset })}`,
       );
+      // Site names for the table (the API returns ids).
+      const siteNames = new Map<string, string>();
+      if (!cli.json() && page.body.items.some((n) => n.siteId)) {
+        const sites = await api.request<{ items: { id: string; name: string }[] }>(
+          'GET',
+          '/v1/sites?limit=500',
+        );
+        for (const s of sites.body.items) siteNames.set(s.id, s.name);
+      }
       cli.print(
         page.body,
         () =>
           table(
-            ['ID', 'KIND', 'STATE', 'JOBS', 'CPU %', 'HEARTBEAT', 'VERSION'],
+            ['ID', 'SITE', 'KIND', 'STATE', 'JOBS', 'CPU %', 'HEARTBEAT', 'VERSION'],
             page.body.items.map((n) => [
               n.id,
+              n.siteId ? (siteNames.get(n.siteId) ?? n.siteId) : null,
               n.kind,
               n.state,
               n.activeJobs,
