@@ -195,23 +195,25 @@ export async function transferDisk(
     if (failure) throw failure;
 
     // Complete with the count and LINEAR checksum of every block this snapshot holds (all attempts).
-    const written: Buffer[] = [];
-    for (let i = 0; i < total; i++) {
-      const h = index.get(i);
-      if (!h.equals(baseline(i))) written.push(h);
+    let changedBlocks = 0;
+    function* writtenHashes() {
+      for (let i = 0; i < total; i++) {
+        const h = index.get(i);
+        if (!h.equals(baseline(i))) {
+          changedBlocks++;
+          yield h;
+        }
+      }
     }
-    const status = await completeSnapshot(
-      ebs,
-      snapshotId,
-      written.length,
-      linearAggregate(written),
-      signal,
-    ).catch(async (e) => {
-      // A resumed attempt may find the snapshot already completed by the attempt that crashed.
-      if (env.resumeFrom && (await snapshotState(deps.clients, input, snapshotId, signal)) === 'completed')
-        return 'completed';
-      throw e;
-    });
+    const aggregate = linearAggregate(writtenHashes());
+    const status = await completeSnapshot(ebs, snapshotId, changedBlocks, aggregate, signal).catch(
+      async (e) => {
+        // A resumed attempt may find the snapshot already completed by the attempt that crashed.
+        if (env.resumeFrom && (await snapshotState(deps.clients, input, snapshotId, signal)) === 'completed')
+          return 'completed';
+        throw e;
+      },
+    );
     if (status === 'error') throw new Error(`CompleteSnapshot put ${snapshotId} in state error`);
     await waitCompleted(deps.clients, input, snapshotId, signal, () => env.heartbeat(progress));
 
@@ -225,7 +227,7 @@ export async function transferDisk(
       ...(source.sourceSnapshotId ? { sourceSnapshotId: source.sourceSnapshotId } : {}),
       volumeSizeGiB: volumeSizeGiB(sizeBytes),
       totalBlocks: total,
-      changedBlocks: written.length,
+      changedBlocks,
       bytesWritten: progress.bytesWritten,
       durationMs: Date.now() - started,
       resumedFromBlock,

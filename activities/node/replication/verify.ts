@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { GetSnapshotBlockCommand } from '@aws-sdk/client-ebs';
-import pLimit, { type LimitFunction } from 'p-limit';
+import type { LimitFunction } from 'p-limit';
 import { blockCount, sha256, ZERO_HASH } from './blocks';
 import { listSnapshotBlocks } from './ebs-listing';
 import { indexPath, readIndex } from './hash-index';
@@ -55,36 +55,50 @@ export async function verifyDiskBlocks(
       env.heartbeat(checked);
     }
   };
-  const limit = pLimit(deps.concurrency ?? 32);
-  const reads = [...owner.entries()].map(([i, o]) =>
-    limit(async () => {
-      const out = await deps.nodeLimit(() =>
-        withBackoff(
-          () =>
-            ebs.send(
-              new GetSnapshotBlockCommand({ SnapshotId: o.snapshotId, BlockIndex: i, BlockToken: o.token }),
-              {
-                abortSignal: env.signal,
-              },
-            ),
-          { signal: env.signal },
-        ),
-      );
-      const data = await out.BlockData!.transformToByteArray();
-      const actual = sha256(data);
-      const want = expected(i);
-      if (!actual.equals(want))
-        mismatches.push({ blockIndex: i, expected: want.toString('hex'), actual: actual.toString('hex') });
-      tick();
-    }),
-  );
-  for (let i = 0; i < total; i++) {
-    if (owner.has(i)) continue;
-    if (!index.get(i).equals(ZERO_HASH))
-      mismatches.push({ blockIndex: i, expected: index.get(i).toString('hex'), actual: null });
+  // Blocks in index order, at most `concurrency` reads in flight (no promise per block up front).
+  const concurrency = deps.concurrency ?? 32;
+  const inFlight = new Set<Promise<void>>();
+  const check = async (i: number, o: { snapshotId: string; token: string }) => {
+    const out = await deps.nodeLimit(() =>
+      withBackoff(
+        () =>
+          ebs.send(
+            new GetSnapshotBlockCommand({ SnapshotId: o.snapshotId, BlockIndex: i, BlockToken: o.token }),
+            {
+              abortSignal: env.signal,
+            },
+          ),
+        { signal: env.signal },
+      ),
+    );
+    const actual = sha256(await out.BlockData!.transformToByteArray());
+    const want = expected(i);
+    if (!actual.equals(want))
+      mismatches.push({ blockIndex: i, expected: want.toString('hex'), actual: actual.toString('hex') });
     tick();
+  };
+  let failure: unknown;
+  let last = total; // blocks listed past the disk's end (volume rounded up to GiB) must be zero too
+  for (const i of owner.keys()) if (i >= last) last = i + 1;
+  for (let i = 0; i < last && !failure; i++) {
+    const o = owner.get(i);
+    if (!o) {
+      // Found in no snapshot of the chain: reads as zeros.
+      if (!expected(i).equals(ZERO_HASH))
+        mismatches.push({ blockIndex: i, expected: expected(i).toString('hex'), actual: null });
+      if (i < total) tick();
+      continue;
+    }
+    while (inFlight.size >= concurrency) await Promise.race(inFlight);
+    const p: Promise<void> = check(i, o)
+      .catch((e) => {
+        failure ??= e;
+      })
+      .finally(() => inFlight.delete(p));
+    inFlight.add(p);
   }
-  await Promise.all(reads);
+  await Promise.all(inFlight);
+  if (failure) throw failure;
   mismatches.sort((a, b) => a.blockIndex - b.blockIndex);
   return { nodeId: deps.nodeId, diskId: input.diskId, blocksChecked: checked, mismatches };
 }
