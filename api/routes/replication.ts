@@ -76,6 +76,7 @@ const VerifyJob = z
   .openapi('VerifyJob');
 
 const status = createRoute({
+  operationId: 'getPlanReplicationStatus',
   method: 'get',
   path: '/plans/{plan}/replication',
   tags,
@@ -85,6 +86,7 @@ const status = createRoute({
   responses: { 200: jsonContent(PlanReplicationStatus, 'Status'), ...errorResponses(400, 401, 403, 404) },
 });
 const vmStatus = createRoute({
+  operationId: 'getVmReplicationStatus',
   method: 'get',
   path: '/plans/{plan}/vms/{vm}/replication',
   tags,
@@ -94,6 +96,7 @@ const vmStatus = createRoute({
   responses: { 200: jsonContent(PlanReplicationStatus, 'Status'), ...errorResponses(400, 401, 403, 404) },
 });
 const planAction = createRoute({
+  operationId: 'controlPlanReplication',
   method: 'post',
   path: '/plans/{plan}/replication/{action}',
   tags,
@@ -109,6 +112,7 @@ const planAction = createRoute({
   },
 });
 const vmAction = createRoute({
+  operationId: 'controlVmReplication',
   method: 'post',
   path: '/plans/{plan}/vms/{vm}/replication/{action}',
   tags,
@@ -122,6 +126,7 @@ const vmAction = createRoute({
   },
 });
 const listPoints = createRoute({
+  operationId: 'listPlanRecoveryPoints',
   method: 'get',
   path: '/plans/{plan}/recovery-points',
   tags,
@@ -131,6 +136,7 @@ const listPoints = createRoute({
   responses: { 200: jsonContent(RecoveryPointPage, 'A page'), ...errorResponses(400, 401, 403, 404) },
 });
 const listVmPoints = createRoute({
+  operationId: 'listVmRecoveryPoints',
   method: 'get',
   path: '/plans/{plan}/vms/{vm}/recovery-points',
   tags,
@@ -140,6 +146,7 @@ const listVmPoints = createRoute({
   responses: { 200: jsonContent(RecoveryPointPage, 'A page'), ...errorResponses(400, 401, 403, 404) },
 });
 const getPoint = createRoute({
+  operationId: 'getRecoveryPoint',
   method: 'get',
   path: '/recovery-points/{id}',
   tags,
@@ -149,6 +156,7 @@ const getPoint = createRoute({
   responses: { 200: jsonContent(RecoveryPoint, 'The recovery point'), ...errorResponses(400, 401, 403, 404) },
 });
 const verify = createRoute({
+  operationId: 'verifyRecoveryPoint',
   method: 'post',
   path: '/recovery-points/{id}/verify',
   tags,
@@ -163,6 +171,7 @@ const verify = createRoute({
   },
 });
 const verifications = createRoute({
+  operationId: 'listRecoveryPointVerifications',
   method: 'get',
   path: '/recovery-points/{id}/verifications',
   tags,
