@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nodes } from '../schema';
 import { startTestApi, type TestApi } from './helpers/api';
 
 // The CLI end to end: the real bin/lifeboat.ts spawned against the real API server.
@@ -159,7 +160,7 @@ describe('lifeboat CLI', () => {
     expect(down.stderr).toMatch(/Cannot reach the Lifeboat API/);
   });
 
-  it('manages tokens and reads the audit log', async () => {
+  it('manages tokens, lists nodes and reads the audit log', async () => {
     const created = await lifeboat(['--json', 'tokens', 'create', 'robot', '--role', 'viewer']);
     expect(created.code, created.stderr).toBe(0);
     const secret = JSON.parse(created.stdout).token as string;
@@ -167,6 +168,17 @@ describe('lifeboat CLI', () => {
     expect((await lifeboat(['tokens', 'list'])).stdout).toMatch(/robot\s+viewer/);
     expect((await lifeboat(['tokens', 'revoke', 'robot'])).code).toBe(0);
     expect((await lifeboat(['plans', 'list'], { LIFEBOAT_TOKEN: secret })).code).toBe(4);
+    const site = await api.call('GET', '/v1/sites?name=dc-east');
+    await api.db.insert(nodes).values({
+      id: 'appliance-7',
+      siteId: site.body.items[0].id,
+      kind: 'replication-appliance',
+      version: '1.2.3',
+      taskQueue: 'node-appliance-7',
+      lastHeartbeatAt: new Date(Date.now() - 120_000),
+    });
+    const listed = await lifeboat(['nodes', '--site', 'dc-east']);
+    expect(listed.stdout).toMatch(/appliance-7\s+dc-east\s+replication-appliance\s+offline/);
     const audit = await lifeboat(['audit', '--limit', '50']);
     expect(audit.stdout).toMatch(/test-admin\s+201\s+PUT \/v1\/plans\/by-name\/erp/);
   });
