@@ -5,12 +5,13 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pLimit from 'p-limit';
 import { afterAll, describe, expect, it } from 'vitest';
+import { createNodeActivities } from '../activities/node';
 import { blockCount } from '../activities/node/replication/blocks';
 import { AwsClients } from '../activities/node/replication/target/clients';
 import type { TransferOutcome } from '../activities/node/replication/transfer';
 import type { DiskTransferInput } from '../activities/node/replication/types';
 import { verifyDiskBlocks } from '../activities/node/replication/verify';
-import { layerHooks, StrictEbsLayer } from './helpers/aws-layers';
+import { CountingEbsLayer, layerHooks, StrictEbsLayer } from './helpers/aws-layers';
 import { everyKth, makeSparseImage } from './helpers/disk-images';
 import { RESUME_TEST_TUNING } from './helpers/replication-node-worker-tuning';
 import { createTestWorker, temporalClient, testAwsTarget, uniqueId } from './helpers/stack';
@@ -136,6 +137,67 @@ describe('replicateDisk in a real Temporal worker', () => {
     const started = history.events?.filter((e) => e.activityTaskStartedEventAttributes);
     expect(started?.[0]?.activityTaskStartedEventAttributes?.attempt).toBe(2);
     await connection.close();
+    await control.connection.close();
+  });
+
+  it('stops writing when the workflow is cancelled (cancellation reaches the activity through its heartbeats)', async () => {
+    const size = 40 * MiB;
+    const image = path.join(dir, 'disk-cancel.img');
+    makeSparseImage(image, size, everyKth(blockCount(size), 1));
+    const nodeQueue = uniqueId('node-cancel');
+    const controlQueue = uniqueId('control-cancel');
+    const target = testAwsTarget();
+    const counting = new CountingEbsLayer({ delayMs: 60 });
+    const node = await createTestWorker({
+      taskQueue: nodeQueue,
+      activities: createNodeActivities({
+        nodeId: 'cancel-node',
+        aws: target,
+        dataDir: path.join(dir, 'data-cancel'),
+        replication: {
+          perSnapshotConcurrency: 2,
+          heartbeatEveryBlocks: 2,
+          heartbeatIntervalMs: 200,
+          awsClientHooks: layerHooks({ counting }),
+        },
+      }),
+      maxHeartbeatThrottleInterval: '100 ms',
+    });
+    const control = await createTestWorker({
+      taskQueue: controlQueue,
+      workflowsPath: path.resolve(import.meta.dirname, 'workflows', 'replicate-disk.ts'),
+    });
+    const { client, connection } = await temporalClient();
+    const input: DiskTransferInput = {
+      workflowId: uniqueId('iteration'),
+      planId: 'plan-c',
+      vmId: 'vm-c',
+      diskId: uniqueId('disk'),
+      recoveryPointId: 'rp-1',
+      source: { kind: 'file', path: image, sizeBytes: size },
+      target,
+      tags: {},
+    };
+    const total = () => [...counting.puts.values()].reduce((a, b) => a + b, 0);
+    await node.worker.runUntil(
+      control.worker.runUntil(async () => {
+        const handle = await client.workflow.start('replicateOneDiskWorkflow', {
+          taskQueue: controlQueue,
+          workflowId: input.workflowId,
+          args: [input, nodeQueue],
+        });
+        while (total() < 6) await sleep(20);
+        await handle.cancel();
+        await expect(handle.result()).rejects.toThrow();
+        await sleep(1500); // the activity sees the cancellation on its next heartbeat and stops
+        const stoppedAt = total();
+        await sleep(1000);
+        expect(total()).toBe(stoppedAt);
+        expect(stoppedAt).toBeLessThan(80);
+      }),
+    );
+    await connection.close();
+    await node.connection.close();
     await control.connection.close();
   });
 });
