@@ -1,6 +1,7 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { Scalar } from '@scalar/hono-api-reference';
 import type { Client } from '@temporalio/client';
+import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import type { Config } from '../lib/config';
 import type { Db } from '../schema/db';
@@ -39,6 +40,14 @@ export function createApp(deps: AppDeps) {
 
   const v1 = v1Router();
   v1.use('*', authenticate(deps.db), auditMutations(deps.db));
+  // A plan of 500 VMs fits well within this; anything bigger is refused before it is buffered.
+  v1.use(
+    '*',
+    bodyLimit({
+      maxSize: 8 * 1024 * 1024,
+      onError: (c) => c.json({ error: 'too_large', message: 'The request body exceeds 8 MiB' }, 413),
+    }),
+  );
   // Concern routers are mounted here (one line each).
   v1.route('/', siteRoutes(deps));
   v1.route('/', planRoutes(deps));

@@ -179,6 +179,11 @@ describe('plan validation', () => {
     expect(text.status).toBe(415);
     expect((await api.call('GET', '/v1/plans/not-a-uuid')).status).toBe(400);
     expect((await api.call('GET', '/v1/plans/00000000-0000-4000-8000-000000000000')).status).toBe(404);
+    const huge = await api.call('POST', '/v1/plans', {
+      rawBody: JSON.stringify({ description: 'x'.repeat(9 * 1024 * 1024) }),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(huge.status).toBe(413);
     const nul = await api.call('POST', '/v1/plans', {
       body: { ...fixtures.plan(sourceId, targetId), description: 'a\u0000b' },
     });
