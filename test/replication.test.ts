@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import { temporal } from '@temporalio/proto';
+import { type NativeConnection, Worker } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createControlActivities } from '../activities/control';
@@ -37,6 +38,11 @@ import {
 // bundled workflows, node workers running the real data path (behind the strict AWS layer)
 // against moto, Temporal Schedules on the dev server.
 const MiB = 1024 ** 2;
+const ITERATION_HISTORY = path.resolve(import.meta.dirname, 'histories', 'replication-iteration.json');
+// Same storage as test/recovery/replay.test.ts (protobufjs plain objects; see its comment).
+const History = temporal.api.history.v1.History;
+const historyToObject = (h: temporal.api.history.v1.IHistory) =>
+  History.toObject(History.fromObject(h), { longs: String, enums: String, bytes: String });
 const controlQueue = uniqueId('control');
 const config = testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: controlQueue });
 let api: TestApi;
@@ -197,6 +203,15 @@ describe('replication iteration', () => {
       rp1.disks.map((d: { diskId: string; snapshotId: string }) => [d.diskId, d.snapshotId]),
     );
     for (const r of rows) expect(r.parentSnapshotId).toBe(parents.get(r.diskId));
+    // The incremental iteration's history replays against the current bundle (determinism);
+    // LIFEBOAT_RECORD_HISTORIES=1 stores it for test/replication-replay.test.ts.
+    const history = await client.workflow.getHandle(second.workflowId).fetchHistory();
+    await Worker.runReplayHistory({ workflowBundle: workflowBundle() }, history, second.workflowId);
+    if (process.env.LIFEBOAT_RECORD_HISTORIES === '1')
+      writeFileSync(
+        ITERATION_HISTORY,
+        `${JSON.stringify({ workflowId: second.workflowId, history: historyToObject(history) }, null, 1)}\n`,
+      );
     const v2 = await verify(second.result.recoveryPointId);
     expect(v2).toMatchObject({ ok: true, mismatches: 0 });
     expect(v2.blocksChecked).toBeGreaterThan(0);

@@ -1,0 +1,38 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { temporal } from '@temporalio/proto';
+import { Worker } from '@temporalio/worker';
+import { describe, expect, it } from 'vitest';
+import { workflowBundle } from './helpers/stack';
+
+/**
+ * The recorded history of an incremental replication iteration (3 disks, snapshot slots granted
+ * by signal, node dispatch, recovery point and job rows) replayed against the current workflow
+ * bundle: a non-deterministic change to the iteration fails here.
+ * Regenerate after an intended change: LIFEBOAT_RECORD_HISTORIES=1 npm test -- test/replication.test.ts
+ */
+const HISTORY = path.resolve(import.meta.dirname, 'histories', 'replication-iteration.json');
+const History = temporal.api.history.v1.History;
+
+describe('recorded replication iteration', () => {
+  it('replays against the current workflow code', async () => {
+    expect(existsSync(HISTORY), `${HISTORY} is missing: record it (see this file's comment)`).toBe(true);
+    // The workflow id is stored too: lease ids derive from it, so the replay must use the same one.
+    const recorded = JSON.parse(readFileSync(HISTORY, 'utf8')) as { workflowId: string; history: object };
+    const history = History.fromObject(recorded.history);
+    const activities = (history.events ?? [])
+      .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
+      .filter(Boolean);
+    for (const t of [
+      'loadReplicationIteration',
+      'requestSnapshotSlot',
+      'listTransferNodes',
+      'replicateDisk',
+      'recordRecoveryPoint',
+    ])
+      expect(activities).toContain(t);
+    expect(activities.filter((a) => a === 'replicateDisk')).toHaveLength(3);
+    expect((history.events ?? []).some((e) => e.workflowExecutionSignaledEventAttributes)).toBe(true);
+    await Worker.runReplayHistory({ workflowBundle: workflowBundle() }, history, recorded.workflowId);
+  });
+});
