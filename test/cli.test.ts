@@ -123,13 +123,17 @@ describe('lifeboat CLI', () => {
   it('prints the field list and exits 1 on an invalid plan, without a stack trace', async () => {
     const bad = file(
       'bad.yaml',
-      PLAN_YAML.replace('name: web-01', 'name: db-01').replace('10.0.1.20', '10.0.2.20'),
+      PLAN_YAML.replace('name: web-01', 'name: db-01')
+        .replace('10.0.1.20', '10.0.2.20')
+        .replace('intervalMinutes: 15', 'intervalMinutes: 0'),
     );
     const res = await lifeboat(['apply', '-f', bad]);
     expect(res.code).toBe(1);
     expect(res.stderr).toContain('error: ');
     expect(res.stderr).toMatch(/ {2}vms\[1\]\.name: duplicate VM name/);
     expect(res.stderr).toMatch(/ {2}vms\[1\]\.network\.privateIp: 10\.0\.2\.20 is outside the subnet/);
+    // Field errors and document-level rules are reported together.
+    expect(res.stderr).toMatch(/ {2}replication\.intervalMinutes: RPO must be at least 1 minute/);
     expect(res.stderr).not.toMatch(/\n\s+at /);
     const [notYaml, usage] = await Promise.all([
       lifeboat(['apply', '-f', file('x.yaml', 'name: [unclosed')]),

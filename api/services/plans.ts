@@ -56,6 +56,18 @@ export const PlanApplyInput = z
     sourceSite: Name.optional().describe('Source site by name, instead of sourceSiteId'),
     targetSite: Name.optional().describe('Target site by name, instead of targetSiteId'),
   })
+  .superRefine((doc, ctx) => {
+    // The document-level rules of PlanInput (duplicate names, IPs vs CIDRs…), reported together
+    // with any field errors. Placeholder ids stand in for sites given by name.
+    const probe = PlanInput.safeParse({
+      ...doc,
+      sourceSiteId: doc.sourceSiteId ?? '00000000-0000-4000-8000-00000000000a',
+      targetSiteId: doc.targetSiteId ?? '00000000-0000-4000-8000-00000000000b',
+    });
+    if (probe.success) return;
+    for (const issue of probe.error.issues)
+      if (issue.code === 'custom') ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+  })
   .openapi('PlanApplyInput');
 export type PlanApplyInput = z.infer<typeof PlanApplyInput>;
 
