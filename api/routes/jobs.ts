@@ -14,6 +14,7 @@ const Started = z.object({ jobId: z.uuid(), workflowId: z.string() }).openapi('C
 const list = createRoute({
   method: 'get',
   path: '/jobs',
+  operationId: 'listJobs',
   tags,
   summary: 'List jobs, newest first (filter by plan, kind, status)',
   middleware: [requireRole('viewer')],
@@ -24,6 +25,7 @@ const list = createRoute({
 const get = createRoute({
   method: 'get',
   path: '/jobs/{id}',
+  operationId: 'getJob',
   tags,
   summary: 'Read a job with its steps (status, start, end, actor, message, log)',
   middleware: [requireRole('viewer')],
@@ -34,6 +36,7 @@ const get = createRoute({
 const cancel = createRoute({
   method: 'post',
   path: '/jobs/{id}/cancel',
+  operationId: 'cancelJob',
   tags,
   summary: 'Cancel a running job: it stops cleanly and lists what it created (for cleanup)',
   middleware: [requireRole('operator')],
@@ -44,6 +47,7 @@ const cancel = createRoute({
 const cleanup = createRoute({
   method: 'post',
   path: '/jobs/{id}/cleanup',
+  operationId: 'cleanupJob',
   tags,
   summary: 'Remove everything a finished recovery job created (found by its tags), and nothing else',
   middleware: [requireRole('operator')],

@@ -12,6 +12,7 @@ const Started = z.object({ jobId: z.uuid(), workflowId: z.string() }).openapi('J
 const recover = createRoute({
   method: 'post',
   path: '/plans/{id}/recoveries',
+  operationId: 'startRecovery',
   tags,
   summary: 'Recover a plan: test recovery (drill), full recovery (failover) or migration',
   description:

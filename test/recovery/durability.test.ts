@@ -173,10 +173,10 @@ describe('recovery durability: the control worker is SIGKILLed at every step bou
     const history = await handle.fetchHistory();
     const scheduled = (history.events ?? [])
       .map((e) => e.activityTaskScheduledEventAttributes?.activityId)
-      .filter((id): id is string => Boolean(id) && id!.startsWith('vm:'));
+      .filter((id): id is string => Boolean(id) && (id!.startsWith('vm:') || id === 'validate'));
     const perKey = new Map<string, number>();
     for (const id of scheduled) perKey.set(id, (perKey.get(id) ?? 0) + 1);
-    expect(perKey.size).toBe(16);
+    expect(perKey.size).toBe(17);
     expect([...perKey.values()].every((n) => n === 1)).toBe(true);
     const { steps } = await jobWithSteps(testDb.db, job.id);
     expect(steps.every((s) => s.status === 'completed')).toBe(true);
@@ -187,6 +187,7 @@ describe('recovery durability: the control worker is SIGKILLed at every step bou
     expect(tagged.instances).toHaveLength(5);
     expect(tagged.images).toHaveLength(5);
     expect(tagged.volumes).toHaveLength(5);
+    expect(tagged.enis).toHaveLength(5);
     expect(tagged.volumes.every((v) => v.State === 'in-use' && (v.Attachments?.length ?? 0) === 1)).toBe(
       true,
     );

@@ -440,7 +440,17 @@ export async function recoveryWorkflow(input: RecoveryInput): Promise<RecoveryRe
           ...(created ? { created } : {}),
         });
       }
-      throw err;
+      // Anything else (e.g. the job projection unreachable after all retries): still a clear end.
+      return finish({
+        status: 'failed',
+        message: `The recovery stopped: ${explainFailure(err, '').message}${createdText}`,
+        remediation:
+          'Read the workflow in the Temporal UI for the cause; clean up this job, then recover again',
+        failedScripts,
+        recovered,
+        ...(plan ? { recoveryPointId: plan.recoveryPointId } : {}),
+        ...(created ? { created } : {}),
+      });
     });
   }
 }
