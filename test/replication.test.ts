@@ -319,7 +319,8 @@ describe('replication schedules', () => {
       replication: { intervalMinutes: 1, startTime: '2026-01-01T00:00:20Z', synchronizeAllVms: false },
     });
     const plan = await call('POST', '/v1/plans', { body });
-    const [a, b] = plan.vms.map((v: { id: string }) => v.id);
+    // a = web-01, b = db-01 (the API lists VMs by boot order: db-01 boots first).
+    const [a, b] = ['web-01', 'db-01'].map((n) => plan.vms.find((v: { name: string }) => v.name === n).id);
     const d = await client.schedule.getHandle(vmScheduleId(a)).describe();
     expect(d.spec.intervals?.[0]).toEqual({ every: 60_000, offset: 20_000 });
     expect(d.spec.startAt?.toISOString()).toBe('2026-01-01T00:00:20.000Z');
@@ -330,6 +331,41 @@ describe('replication schedules', () => {
       args: [{ planId: plan.id, vmId: a, trigger: 'schedule' }],
     });
     await client.schedule.getHandle(vmScheduleId(b)).describe();
+
+    // Per-VM controls. A VM paused alone stays paused when the plan is paused and resumed.
+    const op = { token: api.tokens.operator };
+    const vmPaused = async (id: string) =>
+      (await client.schedule.getHandle(vmScheduleId(id)).describe()).state.paused;
+    await call('POST', `/v1/plans/${plan.id}/vms/web-01/replication/pause`, op);
+    expect([await vmPaused(a), await vmPaused(b)]).toEqual([true, false]);
+    await call('POST', `/v1/plans/${plan.name}/replication/pause`, op);
+    expect([await vmPaused(a), await vmPaused(b)]).toEqual([true, true]);
+    // A VM cannot be resumed while its plan is paused.
+    expect((await api.call('POST', `/v1/plans/${plan.id}/vms/web-01/replication/resume`, op)).status).toBe(
+      409,
+    );
+    await call('POST', `/v1/plans/${plan.id}/replication/resume`, op);
+    expect([await vmPaused(a), await vmPaused(b)]).toEqual([true, false]);
+    await call('POST', `/v1/plans/${plan.id}/vms/web-01/replication/resume`, op);
+    expect(await vmPaused(a)).toBe(false);
+
+    // A VM whose disk cannot be read: replicate-now of that VM fails naming the disk, and its
+    // status says error with what to do; the other VM is untouched (initial sync).
+    const now = await api.call('POST', `/v1/plans/${plan.id}/vms/web-01/replication/now`, op);
+    expect(now.status).toBe(202);
+    const failure = await client.workflow
+      .getHandle(now.body.runs[0].workflowId)
+      .result()
+      .catch((e: Error) => e);
+    expect(String((failure as { cause?: Error }).cause?.message ?? failure)).toMatch(
+      /disk "root" of VM "web-01"/,
+    );
+    const st = await call('GET', `/v1/plans/${plan.id}/replication`);
+    const web = st.vms.find((v: { vmName: string }) => v.vmName === 'web-01');
+    expect(web).toMatchObject({ state: 'error', rpoBreached: true });
+    expect(web.error).toContain('root');
+    expect(web.remediation).toContain('lifeboat replication now');
+    expect(st.vms.find((v: { vmName: string }) => v.vmName === 'db-01').state).toBe('initial-sync');
 
     // Below the 1-minute minimum RPO is refused by the API, naming the field.
     const bad = await api.call('PUT', `/v1/plans/${plan.id}`, {

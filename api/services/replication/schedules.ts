@@ -190,7 +190,7 @@ export function replicationSchedules(deps: ScheduleDeps) {
         // Keep a per-VM pause; the plan's paused flag wins when set.
         const vmPaused = current.state.paused && current.state.note === PAUSED_BY_VM;
         const paused = plan.replicationPaused || vmPaused;
-        const note = plan.replicationPaused ? PAUSED_BY_PLAN : vmPaused ? PAUSED_BY_VM : undefined;
+        const note = vmPaused ? PAUSED_BY_VM : plan.replicationPaused ? PAUSED_BY_PLAN : undefined;
         const { scheduleId: _id, ...next } = optionsOf(plan, w, paused, note);
         await temporal.schedule.getHandle(w.scheduleId).update(() => ({
           ...next,
@@ -220,8 +220,12 @@ export function replicationSchedules(deps: ScheduleDeps) {
       const { plan, targets, vm } = await schedulesFor(planId, vmRef);
       if (!vm) await db.update(plans).set({ replicationPaused: true }).where(eq(plans.id, plan.id));
       await api.sync(plan.id);
-      for (const t of targets)
+      for (const t of targets) {
+        // A VM already paused on its own keeps that reason (a plan resume must leave it paused).
+        const d = await describeOrUndefined(t.scheduleId);
+        if (!vm && d?.state.paused && d.state.note === PAUSED_BY_VM) continue;
         await temporal.schedule.getHandle(t.scheduleId).pause(vm ? PAUSED_BY_VM : PAUSED_BY_PLAN);
+      }
       return {
         planId: plan.id,
         ...(vm ? { vmId: vm.id } : {}),
