@@ -3,6 +3,7 @@ import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { and, asc, desc, eq, inArray, type SQL } from 'drizzle-orm';
 import type { Db } from '../../schema/db';
+import { Name } from '../../schema/domain/common';
 import { jobSteps, jobs, plans } from '../../schema/index';
 import {
   CLEANUP_WORKFLOW,
@@ -28,10 +29,11 @@ export const RecoveryRequest = z
       ])
       .optional()
       .describe('Omitted: the latest recovery point. `{id}` or `{before: ISO date-time}`'),
-    vms: z.array(z.string().min(1).max(128)).min(1).max(500).optional().describe('VM names; omitted: all'),
+    vms: z.array(Name).min(1).max(500).optional().describe('VM names; omitted: all'),
     runScripts: z.boolean().default(true),
     confirm: z
       .string()
+      .max(256)
       .optional()
       .describe(
         'Required for full recovery and migration: the plan name, typed to confirm a production failover',
