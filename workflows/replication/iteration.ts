@@ -216,7 +216,7 @@ export async function replicationIterationWorkflow(
     const error = failures.map((f) => `${diskLabel(f.disk)} (${f.disk.diskId}): ${f.message}`).join('; ');
     const remediation =
       'Fix the cause named for each disk (node worker running and able to read the source, target reachable, ' +
-      'AWS limits), then run `lifeboat replication now` for the plan; the next scheduled iteration also retries. ' +
+      `AWS limits), then run \`lifeboat replication now ${it.planName}${input.vmId ? ` --vm ${it.disks[0]?.vmName ?? input.vmId}` : ''}\`; the next scheduled iteration also retries. ` +
       'Disks that succeeded are copied again incrementally.';
     await controlActivities('Record the replication job as failed').upsertReplicationJob({
       ...jobBase,

@@ -251,9 +251,9 @@ export function replicationStatusService(db: Db, schedules: ReplicationSchedules
             ? (job?.remediation ??
               'See the job in the Temporal UI, fix the cause, then `lifeboat replication now`.')
             : state === 'paused'
-              ? 'Replication is paused: `lifeboat replication resume PLAN` (add --vm VM for a VM paused alone).'
+              ? `Replication is paused: \`lifeboat replication resume ${plan.name}\`${plan.replicationPaused ? '' : ` --vm ${vm.name}`}.`
               : state === 'exceeded-interval'
-                ? 'The last recovery point is older than the RPO: check that iterations run (schedule not paused, node workers online, snapshot budget not exhausted) or run `lifeboat replication now`.'
+                ? `The last recovery point is older than the RPO: check that iterations run (node workers online, snapshot budget not exhausted; see the replication jobs) or run \`lifeboat replication now ${plan.name}\`.`
                 : null,
         });
       }
