@@ -69,7 +69,8 @@ export async function replicationIterationWorkflow(
   ).loadReplicationIteration({ planId: input.planId, ...(input.vmId ? { vmId: input.vmId } : {}) });
   upsertSearchAttributes([
     { key: PlanIdAttr, value: it.planId },
-    { key: VmIdsAttr, value: it.vmIds },
+    // Keyword lists are capped (about 2 KB): the first 40 VM ids, like recovery jobs.
+    { key: VmIdsAttr, value: it.vmIds.slice(0, 40) },
     { key: JobKindAttr, value: 'replication' },
   ]);
 

@@ -98,7 +98,8 @@ export function replicationSchedules(deps: ScheduleDeps) {
     };
     const searchAttributes = [
       { key: PlanIdAttr, value: plan.id },
-      { key: VmIdsAttr, value: w.vmIds },
+      // Keyword lists are capped (about 2 KB): the first 40 VM ids.
+      { key: VmIdsAttr, value: w.vmIds.slice(0, 40) },
       { key: JobKindAttr, value: 'replication' },
     ];
     return {
