@@ -87,14 +87,6 @@ describe('snapshot budget workflow', () => {
     });
     const budget = client.workflow.getHandle(budgetId);
     const state = () => budget.query(snapshotBudgetStateQuery);
-    let maxInUse = 0;
-    const poll = setInterval(() => {
-      state()
-        .then((s) => {
-          maxInUse = Math.max(maxInUse, s.inUse);
-        })
-        .catch(() => {});
-    }, 1000);
 
     const start = (name: string, input: Omit<SlotHolderInput, 'targetSiteId' | 'leaseId'>) =>
       client.workflow.start('slotHolderWorkflow', {
@@ -109,17 +101,18 @@ describe('snapshot budget workflow', () => {
     ) => {
       const until = Date.now() + ms;
       for (;;) {
-        const s = await state();
-        if (ok(s)) return s;
+        // A query can be refused while the busy workflow catches up (query buffer full): ask again.
+        const s = await state().catch(() => undefined);
+        if (s && ok(s)) return s;
         if (Date.now() > until)
           throw new Error(
-            `timed out waiting for ${what}: ${JSON.stringify({ ...s, leases: s.leases.length, queue: s.queue.length })}`,
+            `timed out waiting for ${what}: ${s ? JSON.stringify({ ...s, leases: s.leases.length, queue: s.queue.length }) : 'no answer to the query'}`,
           );
         await new Promise((r) => setTimeout(r, 500));
       }
     };
 
-    // 80 holders that keep their slots (renewing the leases) until told to finish.
+    // 80 holders that keep their slots until told to finish.
     const blockers = await Promise.all(
       Array.from({ length: 80 }, (_, i) =>
         start(`blocker-${i}`, { planPriority: 50, vmPriority: 50, holdUntilSignal: true }),
@@ -162,7 +155,6 @@ describe('snapshot budget workflow', () => {
     const lowSeq = await Promise.all(low.map((h) => h.result() as Promise<{ grantSeq: number }>));
     const highSeq = await Promise.all(high.map((h) => h.result() as Promise<{ grantSeq: number }>));
     await Promise.all(blockers.slice(1).map((b) => b.result()));
-    clearInterval(poll);
     expect(Math.max(...highSeq.map((r) => r.grantSeq))).toBeLessThan(
       Math.min(...lowSeq.map((r) => r.grantSeq)),
     );
@@ -170,8 +162,8 @@ describe('snapshot budget workflow', () => {
     expect(lowSeq.map((r) => r.grantSeq)).toEqual([...lowSeq.map((r) => r.grantSeq)].sort((a, b) => a - b));
 
     const end = await waitFor('all slots returned', (s) => s.inUse === 0 && s.queued === 0);
+    // The workflow's own high-water mark (exact, carried across continue-as-new): never above 80.
     expect(end.highWater).toBe(80);
-    expect(maxInUse).toBeLessThanOrEqual(80);
     expect(end.grantedTotal).toBe(120);
     expect(end.expiredTotal).toBe(1);
     // The history limit was hit and the state survived continue-as-new.
