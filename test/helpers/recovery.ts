@@ -71,15 +71,27 @@ export async function createPlan(
 export async function createRecoveryPoint(
   db: Db,
   planId: string,
-  opts: { pointInTime?: Date; target?: AwsTarget } = {},
+  opts: {
+    pointInTime?: Date;
+    target?: AwsTarget /** per-VM replication: a point of this VM only */;
+    vmId?: string;
+  } = {},
 ) {
   const target = opts.target ?? testAwsTarget();
   const ebs = ebsClient(target);
-  const vmRows = await db.select().from(vms).where(eq(vms.planId, planId)).orderBy(asc(vms.name));
+  const vmRows = (await db.select().from(vms).where(eq(vms.planId, planId)).orderBy(asc(vms.name))).filter(
+    (v) => !opts.vmId || v.id === opts.vmId,
+  );
   const rpId = crypto.randomUUID();
   const [rp] = await db
     .insert(recoveryPoints)
-    .values({ id: rpId, planId, workflowId: `test-rp-${rpId}`, pointInTime: opts.pointInTime ?? new Date() })
+    .values({
+      id: rpId,
+      planId,
+      workflowId: `test-rp-${rpId}`,
+      pointInTime: opts.pointInTime ?? new Date(),
+      ...(opts.vmId ? { vmId: opts.vmId } : {}),
+    })
     .returning();
   const snapshotIds: string[] = [];
   for (const vm of vmRows) {

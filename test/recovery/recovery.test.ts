@@ -2,10 +2,12 @@ import net from 'node:net';
 import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
 import type { Client } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
+import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createControlActivities } from '../../activities/control';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
 import { ec2Client } from '../../lib/aws';
+import { vms } from '../../schema/index';
 import type { RecoveryResult } from '../../workflows/recovery/types';
 import {
   countTagged,
@@ -301,5 +303,41 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
     expect(ok.status, ok.message).toBe('completed');
     expect(ok.recoveryPointId).toBe(older.recoveryPointId);
     expect(ok.recovered.map((v) => v.vm)).toEqual(['v-02']);
+  });
+
+  it('per-VM replication: each VM recovers from its own newest point', async () => {
+    const { planId } = await createPlan(testDb.db, [testVm('p-01'), testVm('p-02')], {
+      replication: { intervalMinutes: 15, startTime: '2026-01-01T02:00:00Z', synchronizeAllVms: false },
+    });
+    const vmIds = Object.fromEntries(
+      (await testDb.db.select().from(vms).where(eq(vms.planId, planId))).map((v) => [v.name, v.id]),
+    );
+    const a = await createRecoveryPoint(testDb.db, planId, {
+      vmId: vmIds['p-01'],
+      pointInTime: new Date('2026-01-01T00:00:00Z'),
+    });
+    const b = await createRecoveryPoint(testDb.db, planId, {
+      vmId: vmIds['p-02'],
+      pointInTime: new Date('2026-01-01T00:05:00Z'),
+    });
+    // An id names one VM's point: recovering both VMs from it is refused before anything is created.
+    const one = await svc.startRecovery(
+      planId,
+      { mode: 'test', runScripts: true, recoveryPoint: { id: a.recoveryPointId } },
+      'test',
+      TUNING,
+    );
+    const refused = await result(one.id);
+    expect(refused.status).toBe('failed');
+    expect(refused.message).toMatch(/covers one VM only; it has nothing for p-02/);
+    const both = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    const r = await result(both.id);
+    expect(r.status, r.message).toBe('completed');
+    expect(r.recovered.map((v) => v.vm).sort()).toEqual(['p-01', 'p-02']);
+    const { steps } = await jobWithSteps(testDb.db, both.id);
+    expect(steps.find((s) => s.key === 'validate')?.message).toMatch(/2 per-VM recovery points, newest/);
+    // The volumes were created from each VM's own point's snapshots.
+    const volumes = (await countTagged(both.id)).volumes;
+    expect(volumes.map((v) => v.SnapshotId).sort()).toEqual([...a.snapshotIds, ...b.snapshotIds].sort());
   });
 });

@@ -140,18 +140,26 @@ export async function ensureImage(
   let imageId = alive(byName.Images)?.ImageId;
   const reused = Boolean(imageId);
   if (!imageId) {
-    const res = await ec2.send<{ ImageId?: string }>(
-      new RegisterImageCommand({
-        Name: name,
-        Description: `Lifeboat recovery of VM ${vm.name} (job ${l.jobId})`,
-        Architecture: 'x86_64',
-        VirtualizationType: 'hvm',
-        EnaSupport: true,
-        RootDeviceName: rootDisk(vm).deviceName,
-        BlockDeviceMappings: blockDevices(vm),
-        TagSpecifications: [{ ResourceType: 'image', Tags: resourceTags(l) }],
-      }),
-    );
+    const res = await ec2
+      .send<{ ImageId?: string }>(
+        new RegisterImageCommand({
+          Name: name,
+          Description: `Lifeboat recovery of VM ${vm.name} (job ${l.jobId})`,
+          Architecture: 'x86_64',
+          VirtualizationType: 'hvm',
+          EnaSupport: true,
+          RootDeviceName: rootDisk(vm).deviceName,
+          BlockDeviceMappings: blockDevices(vm),
+          TagSpecifications: [{ ResourceType: 'image', Tags: resourceTags(l) }],
+        }),
+      )
+      .catch((e: Error) => {
+        // AWS: the name is taken, i.e. an earlier attempt registered it but DescribeImages (eventually
+        // consistent) did not show it yet. Failing lets the retry's look-up find it.
+        if (e.name === 'InvalidAMIName.Duplicate')
+          throw new Error(`Image ${name} exists but is not visible yet; the retry will find it`);
+        throw e;
+      });
     imageId = res.ImageId!;
   }
   // Tag (again): moto ignores TagSpecifications on RegisterImage; a crash may have hit between the two.

@@ -125,43 +125,75 @@ export async function loadAndValidate(
   const vmIds = vmRows.map((v) => v.id);
   const diskRows = await db.select().from(disks).where(inArray(disks.vmId, vmIds)).orderBy(asc(disks.name));
 
-  // The recovery point: by id, latest before a time, or latest. Per-VM points (vmId set) count
-  // only when every selected VM is covered by the same point; the plan-wide points are the norm.
+  // The recovery point(s): by id, latest at or before a time, or latest. A plan that synchronizes
+  // all VMs has plan-wide points (vmId null); per-VM replication has one point per VM, so each
+  // VM takes the newest point covering it.
   const sel = input.recoveryPoint ?? { latest: true };
-  const where = [eq(recoveryPoints.planId, plan.id)];
-  if ('id' in sel) where.push(eq(recoveryPoints.id, sel.id));
-  if ('before' in sel) where.push(lte(recoveryPoints.pointInTime, new Date(sel.before)));
-  if (vmIds.length > 1) where.push(isNull(recoveryPoints.vmId));
-  else where.push(or(isNull(recoveryPoints.vmId), eq(recoveryPoints.vmId, vmIds[0]!))!);
-  const [rp] = await db
-    .select()
-    .from(recoveryPoints)
-    .where(and(...where))
-    .orderBy(desc(recoveryPoints.pointInTime))
-    .limit(1);
-  if (!rp) {
-    const what =
-      'id' in sel
-        ? `Recovery point ${sel.id} does not exist for plan "${plan.name}"`
-        : 'before' in sel
-          ? `Plan "${plan.name}" has no recovery point at or before ${sel.before}`
-          : `Plan "${plan.name}" has no recovery point yet`;
-    throw invalid(
-      what,
-      'List the recovery points (GET /v1/plans/{id}/recovery-points), pick one that exists, or let a replication iteration complete first',
-    );
+  type Rp = typeof recoveryPoints.$inferSelect;
+  const pointOfVm = new Map<string, Rp>();
+  const covers = (rp: Rp, vmId: string) => rp.vmId === null || rp.vmId === vmId;
+  if ('id' in sel) {
+    const [rp] = await db
+      .select()
+      .from(recoveryPoints)
+      .where(and(eq(recoveryPoints.planId, plan.id), eq(recoveryPoints.id, sel.id)));
+    if (!rp)
+      throw invalid(
+        `Recovery point ${sel.id} does not exist for plan "${plan.name}"`,
+        'List the recovery points (GET /v1/plans/{id}/recovery-points) and pick one that exists',
+      );
+    const uncovered = vmRows.filter((v) => !covers(rp, v.id)).map((v) => v.name);
+    if (uncovered.length)
+      throw invalid(
+        `Recovery point ${rp.id} covers one VM only; it has nothing for ${uncovered.join(', ')}`,
+        'Name the VM it covers in `vms`, or recover by time (`before`) so each VM takes its own point',
+      );
+    for (const v of vmRows) pointOfVm.set(v.id, rp);
+  } else {
+    const where = [eq(recoveryPoints.planId, plan.id)];
+    if ('before' in sel) where.push(lte(recoveryPoints.pointInTime, new Date(sel.before)));
+    where.push(or(isNull(recoveryPoints.vmId), inArray(recoveryPoints.vmId, vmIds))!);
+    const candidates = await db
+      .select()
+      .from(recoveryPoints)
+      .where(and(...where))
+      .orderBy(desc(recoveryPoints.pointInTime))
+      .limit(5000);
+    for (const v of vmRows) {
+      const rp = candidates.find((c) => covers(c, v.id));
+      if (rp) pointOfVm.set(v.id, rp);
+    }
+    const without = vmRows.filter((v) => !pointOfVm.has(v.id)).map((v) => v.name);
+    if (without.length) {
+      const when = 'before' in sel ? ` at or before ${sel.before}` : ' yet';
+      throw invalid(
+        `Plan "${plan.name}" has no recovery point${when} for ${without.length === vmRows.length ? 'any VM' : `VM(s) ${without.join(', ')}`}`,
+        'List the recovery points (GET /v1/plans/{id}/recovery-points), pick a later time, or let a replication iteration complete first',
+      );
+    }
   }
+  const chosen = [...new Map([...pointOfVm.values()].map((r) => [r.id, r])).values()].sort(
+    (x, y) => y.pointInTime.getTime() - x.pointInTime.getTime(),
+  );
+  const rp = chosen[0]!;
 
   const rpDisks = await db
     .select()
     .from(recoveryPointDisks)
-    .where(eq(recoveryPointDisks.recoveryPointId, rp.id));
-  const snapOfDisk = new Map(rpDisks.map((d) => [d.diskId, d]));
+    .where(
+      inArray(
+        recoveryPointDisks.recoveryPointId,
+        chosen.map((c) => c.id),
+      ),
+    );
+  const snapOfDisk = new Map(
+    rpDisks.filter((d) => pointOfVm.get(d.vmId)?.id === d.recoveryPointId).map((d) => [d.diskId, d]),
+  );
   const missingInPoint = diskRows.filter((d) => !snapOfDisk.has(d.id));
   if (missingInPoint.length) {
     const names = missingInPoint.map((d) => `${vmRows.find((v) => v.id === d.vmId)?.name}/${d.name}`);
     throw invalid(
-      `Recovery point ${rp.id} has no snapshot for disk(s) ${names.join(', ')}`,
+      `Recovery point ${pointOfVm.get(missingInPoint[0]!.vmId)!.id} has no snapshot for disk(s) ${names.join(', ')}`,
       'The disks were added after this point: replicate the plan again, or choose a later recovery point',
     );
   }
@@ -187,7 +219,7 @@ export async function loadAndValidate(
     if (incomplete.length)
       parts.push(`not completed: ${incomplete.map((s) => `${s} (${found.get(s)!.State})`).join(', ')}`);
     throw invalid(
-      `Recovery point ${rp.id} is not usable: snapshots ${parts.join('; ')}`,
+      `Recovery point ${chosen.map((c) => c.id).join(', ')} is not usable: snapshots ${parts.join('; ')}`,
       incomplete.length && !missing.length
         ? 'Wait for the snapshots to complete, or choose an earlier recovery point'
         : 'The snapshots were deleted in the target account: choose another recovery point, or replicate again',
@@ -234,7 +266,7 @@ export async function loadAndValidate(
     ...(post ? { postScript: post } : {}),
     ...(d.prepNodeInstanceId ? { prepNodeInstanceId: d.prepNodeInstanceId } : {}),
     vms: out,
-    summary: `Recovery point ${rp.id} (${rp.pointInTime.toISOString()}): ${wantedSnaps.length} snapshot(s) present and completed for ${out.length} VM(s)`,
+    summary: `${chosen.length === 1 ? `Recovery point ${rp.id} (${rp.pointInTime.toISOString()})` : `${chosen.length} per-VM recovery points, newest ${rp.id} (${rp.pointInTime.toISOString()})`}: ${wantedSnaps.length} snapshot(s) present and completed for ${out.length} VM(s)`,
     ec2Ms,
   };
 }
