@@ -1,5 +1,11 @@
 import net from 'node:net';
-import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
+import {
+  DeleteSnapshotCommand,
+  DescribeImagesCommand,
+  DescribeInstancesCommand,
+  RunInstancesCommand,
+  StopInstancesCommand,
+} from '@aws-sdk/client-ec2';
 import type { Client } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
@@ -339,5 +345,37 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
     // The volumes were created from each VM's own point's snapshots.
     const volumes = (await countTagged(both.id)).volumes;
     expect(volumes.map((v) => v.SnapshotId).sort()).toEqual([...a.snapshotIds, ...b.snapshotIds].sort());
+  });
+
+  it('validates a Windows guest with the prep node powered on only for it, and off after', async () => {
+    const ec2 = ec2Client(testAwsTarget());
+    const image = (await ec2.send(new DescribeImagesCommand({}))).Images![0]!.ImageId!;
+    const prep = (await ec2.send(new RunInstancesCommand({ ImageId: image, MinCount: 1, MaxCount: 1 })))
+      .Instances![0]!;
+    await ec2.send(new StopInstancesCommand({ InstanceIds: [prep.InstanceId!] }));
+    const { planId } = await createPlan(
+      testDb.db,
+      [testVm('win-01', { guestOs: 'windows' }), testVm('win-02', { guestOs: 'windows' })],
+      {
+        targetDefaults: { prepNodeInstanceId: prep.InstanceId },
+      },
+    );
+    await createRecoveryPoint(testDb.db, planId);
+    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    const r = await result(job.id);
+    expect(r.status, r.message).toBe('completed');
+    const { steps } = await jobWithSteps(testDb.db, job.id);
+    const win = steps.filter((s) => s.key.endsWith(':windows'));
+    expect(win).toHaveLength(2);
+    for (const s of win)
+      expect(s.message).toMatch(
+        /prep node i-[0-9a-f]+ powered on; status checks ok, \d+ bytes of console output; prep node powered off/,
+      );
+    // The two validations took turns on the one prep node.
+    const [w1, w2] = win.sort((x, y) => x.startedAt!.getTime() - y.startedAt!.getTime());
+    expect(w2!.startedAt!.getTime()).toBeGreaterThanOrEqual(w1!.endedAt!.getTime());
+    const state = (await ec2.send(new DescribeInstancesCommand({ InstanceIds: [prep.InstanceId!] })))
+      .Reservations?.[0]?.Instances?.[0]?.State?.Name;
+    expect(state).toBe('stopped');
   });
 });
