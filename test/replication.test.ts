@@ -151,7 +151,8 @@ describe('replication iteration', () => {
   it('copies a synchronized plan (2 VMs, 3 sparse file disks) fully, then only the changed blocks; both verify', async () => {
     const images = ['web-root', 'web-data', 'db-root'].map((n) => path.join(dir, `${n}.img`));
     const sizes = [64 * MiB, 32 * MiB, 32 * MiB];
-    sizes.forEach((size, i) => makeSparseImage(images[i]!, size, everyKth(size / BLOCK_SIZE, 4, i)));
+    for (const [i, size] of sizes.entries())
+      makeSparseImage(images[i]!, size, everyKth(size / BLOCK_SIZE, 4, i));
     const dataBlocks = sizes.map((s) => s / BLOCK_SIZE / 4);
     const plan = await call('POST', '/v1/plans', {
       body: fixtures.plan(sourceSiteId, targetSiteId, {
@@ -190,7 +191,8 @@ describe('replication iteration', () => {
     expect(desc.searchAttributes.LifeboatJobKind).toEqual(['replication']);
 
     // Change about 1 % of the blocks: one block in each disk (3 of 256).
-    images.forEach((img, i) => touchBlock(img, i)); // blocks 0, 1, 2 are data blocks of disks 0, 1, 2
+    // blocks 0, 1, 2 are data blocks of disks 0, 1, 2
+    for (const [i, img] of images.entries()) touchBlock(img, i);
     const second = await replicateNow(plan.id);
     expect(second.result.changedBlocks).toBe(3);
     expect(second.result.bytesWritten).toBe(3 * BLOCK_SIZE);
