@@ -37,7 +37,11 @@ export function healthProbes(deps: { db: Db; temporal: Connection; ec2: EC2Clien
       await deps.db.execute(sql`select 1`);
     },
     temporal: async () => {
-      await deps.temporal.workflowService.getSystemInfo({});
+      // A deadline on the call itself: without it the client keeps retrying after the probe
+      // gave up, and every /healthz during an outage would leave another call behind.
+      await deps.temporal.withDeadline(Date.now() + PROBE_TIMEOUT_MS - 500, () =>
+        deps.temporal.workflowService.getSystemInfo({}),
+      );
     },
     aws: async () => {
       await deps.ec2.send(new DescribeRegionsCommand({ RegionNames: [await deps.ec2.config.region()] }));
