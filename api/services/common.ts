@@ -1,5 +1,6 @@
 import { z } from '@hono/zod-openapi';
-import { ApiError } from '../errors';
+import { ApiError, zodIssues } from '../errors';
+import { mergePatch } from './merge-patch';
 
 /** Query parameters every list endpoint takes. */
 export const PageQuery = {
@@ -112,4 +113,40 @@ export function clientErrorFromDb(e: unknown): ApiError | undefined {
       'A value cannot be stored (e.g. a NUL character or a number out of range)',
     );
   return undefined;
+}
+
+/**
+ * JSON Merge Patch of a resource, validated as a whole and written with optimistic
+ * concurrency: with If-Match the caller's version guards the write; without it the version
+ * read here does, and a write that lost a race is retried on the fresh state (twice at most),
+ * so a concurrent change is never overwritten silently.
+ */
+export async function patchWithRetry<Current extends { version: number }, Input, Out>(opts: {
+  what: string;
+  ifMatch: string | undefined;
+  load: () => Promise<Current>;
+  /** The resource in its input form, before the patch. */
+  inputOf: (current: Current) => unknown;
+  patchDoc: Record<string, unknown>;
+  schema: z.ZodType<Input>;
+  update: (input: Input, ifMatch: string) => Promise<Out>;
+}): Promise<Out> {
+  for (let attempt = 0; ; attempt++) {
+    const current = await opts.load();
+    const parsed = opts.schema.safeParse(mergePatch(opts.inputOf(current), opts.patchDoc));
+    if (!parsed.success) {
+      throw new ApiError(
+        400,
+        'validation_failed',
+        `The patched ${opts.what} is invalid`,
+        zodIssues(parsed.error),
+      );
+    }
+    try {
+      return await opts.update(parsed.data, opts.ifMatch ?? etagOf(current.version));
+    } catch (e) {
+      const lostRace = opts.ifMatch === undefined && e instanceof ApiError && e.status === 412;
+      if (!lostRace || attempt >= 2) throw e;
+    }
+  }
 }

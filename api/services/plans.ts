@@ -7,8 +7,7 @@ import { PlanInput } from '../../schema/domain/plan';
 import { Disk, Vm } from '../../schema/domain/vm';
 import { disks, jobs, plans, sites, vms } from '../../schema/index';
 import { ApiError, zodIssues } from '../errors';
-import { checkIfMatch, clientErrorFromDb, etagOf, type Page, toPage } from './common';
-import { mergePatch } from './merge-patch';
+import { checkIfMatch, clientErrorFromDb, type Page, patchWithRetry, toPage } from './common';
 
 // ---- API shapes -------------------------------------------------------------------------
 
@@ -434,24 +433,15 @@ export function plansService(db: Db) {
      * guards the write, so a concurrent change is never overwritten silently (retried).
      */
     async patch(id: string, patchDoc: Record<string, unknown>, ifMatch?: string) {
-      for (let attempt = 0; ; attempt++) {
-        const current = await service.get(id);
-        const merged = mergePatch(inputOf(current), patchDoc);
-        const parsed = PlanInput.safeParse(merged);
-        if (!parsed.success)
-          throw new ApiError(
-            400,
-            'validation_failed',
-            'The patched plan is invalid',
-            zodIssues(parsed.error),
-          );
-        try {
-          return await service.update(id, parsed.data, ifMatch ?? etagOf(current.version));
-        } catch (e) {
-          const lostRace = ifMatch === undefined && e instanceof ApiError && e.status === 412;
-          if (!lostRace || attempt >= 2) throw e;
-        }
-      }
+      return patchWithRetry({
+        what: 'plan',
+        ifMatch,
+        load: () => service.get(id),
+        inputOf,
+        patchDoc,
+        schema: PlanInput,
+        update: (input, version) => service.update(id, input, version),
+      });
     },
 
     /** Delete a plan with its VMs, disks and recovery points; refused while a recovery runs. */

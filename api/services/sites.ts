@@ -4,9 +4,8 @@ import { and, asc, eq, or, sql } from 'drizzle-orm';
 import type { Db } from '../../schema/db';
 import { SiteInput } from '../../schema/domain/site';
 import { plans, sites } from '../../schema/index';
-import { ApiError, zodIssues } from '../errors';
-import { checkIfMatch, clientErrorFromDb, etagOf, type Page, toPage } from './common';
-import { mergePatch } from './merge-patch';
+import { ApiError } from '../errors';
+import { checkIfMatch, clientErrorFromDb, type Page, patchWithRetry, toPage } from './common';
 
 /** A site as the API returns it: the operator's input plus id, version and timestamps. */
 export const Site = z
@@ -167,24 +166,15 @@ export function sitesService(db: Db) {
 
     /** Change some fields of a site (JSON Merge Patch); guarded like plans' patch. */
     async patch(id: string, patchDoc: Record<string, unknown>, ifMatch?: string) {
-      for (let attempt = 0; ; attempt++) {
-        const current = await service.get(id);
-        const { id: _id, version: _v, createdAt: _c, updatedAt: _u, ...input } = current;
-        const parsed = SiteInput.safeParse(mergePatch(input, patchDoc));
-        if (!parsed.success)
-          throw new ApiError(
-            400,
-            'validation_failed',
-            'The patched site is invalid',
-            zodIssues(parsed.error),
-          );
-        try {
-          return await service.update(id, parsed.data, ifMatch ?? etagOf(current.version));
-        } catch (e) {
-          const lostRace = ifMatch === undefined && e instanceof ApiError && e.status === 412;
-          if (!lostRace || attempt >= 2) throw e;
-        }
-      }
+      return patchWithRetry({
+        what: 'site',
+        ifMatch,
+        load: () => service.get(id),
+        inputOf: ({ id: _id, version: _v, createdAt: _c, updatedAt: _u, ...input }) => input,
+        patchDoc,
+        schema: SiteInput,
+        update: (input, version) => service.update(id, input, version),
+      });
     },
 
     /** Delete a site no plan uses. */
