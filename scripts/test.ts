@@ -4,7 +4,7 @@
  * run vitest against them, then stop everything and drop the database. Extra arguments go to
  * vitest (e.g. `npm test -- test/stack.test.ts`).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { buildWorkflowBundle } from '../workers/bundle';
 import { StackError } from './stack/errors';
@@ -37,13 +37,20 @@ try {
     NODE_NO_WARNINGS: '1',
   };
   const vitestBin = path.join(PROJECT_ROOT, 'node_modules', 'vitest', 'vitest.mjs');
+  // A JSON report beside the usual output, for the plain closing line below.
+  const reportPath = path.join(bundleDir, `vitest-report-${process.pid}.json`);
+  const reportArgs = ['--reporter=default', '--reporter=json', `--outputFile.json=${reportPath}`];
   const code = await new Promise<number>((resolve) => {
     stack!.group
-      .start('vitest', process.execPath, [vitestBin, 'run', ...process.argv.slice(2)], { env, inherit: true })
+      .start('vitest', process.execPath, [vitestBin, 'run', ...reportArgs, ...process.argv.slice(2)], {
+        env,
+        inherit: true,
+      })
       .on('exit', (c) => resolve(c ?? 1));
   });
   await stack.stop();
   say(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  printClosingLine(reportPath);
   process.exit(code);
 } catch (e) {
   await stack?.stop();
@@ -52,4 +59,19 @@ try {
     process.exit(1);
   }
   throw e;
+}
+
+/** `N passed, N failed, N skipped` alone on the last line: the summary any CI can read. */
+function printClosingLine(reportPath: string) {
+  if (!existsSync(reportPath)) return;
+  const r = JSON.parse(readFileSync(reportPath, 'utf8')) as {
+    numPassedTests: number;
+    numFailedTests: number;
+    numPendingTests: number;
+    numTodoTests: number;
+  };
+  rmSync(reportPath, { force: true });
+  console.log(
+    `${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`,
+  );
 }
