@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { type Config, DEFAULT_DATABASE_URL, loadConfig } from '../../lib/config';
+import { temporalConnectionOptions } from '../../lib/temporal';
 import { runMigrations } from '../../schema/migrate';
 import { StackError } from './errors';
 import { startMoto } from './moto';
@@ -62,7 +63,8 @@ export async function startStack(mode: StackMode, log: (m: string) => void = con
       env.TEMPORAL_UI_PORT = String(uiPort);
       temporalUiUrl = `http://127.0.0.1:${uiPort}/namespaces/${config.TEMPORAL_NAMESPACE}/workflows`;
     }
-    await registerSearchAttributes({ ...config, ...configOverrides(env) });
+    // The config as the stack's processes will see it (the dev server may be on a free port).
+    await registerSearchAttributes(loadConfig({ ...process.env, ...env }));
 
     // AWS endpoint
     if (config.LIFEBOAT_AWS_ENDPOINT === 'moto') {
@@ -82,12 +84,7 @@ export async function startStack(mode: StackMode, log: (m: string) => void = con
   }
 }
 
-function configOverrides(env: Record<string, string>): Partial<Config> {
-  return env.TEMPORAL_PORT ? { TEMPORAL_PORT: Number(env.TEMPORAL_PORT) } : {};
-}
-
 async function registerSearchAttributes(config: Config) {
-  const { temporalConnectionOptions } = await import('../../lib/temporal');
   const connection = await Connection.connect(await temporalConnectionOptions(config));
   try {
     await ensureSearchAttributes(connection, config.TEMPORAL_NAMESPACE);
