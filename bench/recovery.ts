@@ -18,6 +18,7 @@ import { createControlActivities } from '../activities/control';
 import { plansService } from '../api/services/plans';
 import { recoveryJobsService } from '../api/services/recovery-jobs';
 import { sitesService } from '../api/services/sites';
+import type { JobProgress, RecoveryResult } from '../contracts';
 import { awsTargetFromConfig, ebsClient } from '../lib/aws';
 import { loadConfig } from '../lib/config';
 import { temporalConnectionOptions } from '../lib/temporal';
@@ -28,7 +29,6 @@ import { SiteInput } from '../schema/domain/site';
 import { disks, recoveryPointDisks, recoveryPoints, vms } from '../schema/index';
 import { startStack } from '../scripts/stack/index';
 import { buildWorkflowBundle } from '../workers/bundle';
-import type { JobProgress, RecoveryResult } from '../workflows/recovery/types';
 
 function arg(args: string[], name: string, dflt: number): number {
   const i = args.indexOf(name);

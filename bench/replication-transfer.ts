@@ -5,7 +5,7 @@
 import pLimit from 'p-limit';
 import { AwsClients } from '../activities/node/replication/target/clients';
 import { transferDisk } from '../activities/node/replication/transfer';
-import type { DiskTransferInput } from '../activities/node/replication/types';
+import type { DiskTransferInput } from '../contracts';
 
 const { input, dataDir } = JSON.parse(process.argv[2]!) as { input: DiskTransferInput; dataDir: string };
 const baseRssMiB = process.memoryUsage.rss() / 1024 ** 2;

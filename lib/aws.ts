@@ -1,16 +1,13 @@
 import { EBSClient, type EBSClientConfig } from '@aws-sdk/client-ebs';
 import { EC2Client } from '@aws-sdk/client-ec2';
+import type { AwsTarget } from '../contracts/aws';
 import { awsEndpoint, type Config } from './config';
 
 /**
- * Where an AWS client points. Credentials come from the SDK's default chain (environment,
- * profile, instance role) so no secret is ever stored by Lifeboat; against a local moto
- * endpoint, dummy credentials are supplied when none are configured.
+ * AWS SDK clients for a target (contracts/aws.ts). Credentials come from the SDK's default chain
+ * (environment, profile, instance role) so no secret is ever stored by Lifeboat; against a local
+ * moto endpoint, dummy credentials are supplied when none are configured.
  */
-export interface AwsTarget {
-  region: string;
-  endpoint?: string | undefined;
-}
 
 export function awsTargetFromConfig(config: Config): AwsTarget {
   return { region: config.AWS_REGION, endpoint: awsEndpoint(config) };

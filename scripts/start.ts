@@ -113,7 +113,7 @@ async function runSelfCheck(config: ReturnType<typeof loadConfig>) {
       args: [nodeTaskQueue(config.LIFEBOAT_NODE_ID)],
       staticSummary: 'Stack self-check: database and EBS direct-API round trip',
     });
-    return { workflowId, result: result as import('../workflows/self-check').SelfCheckResult };
+    return { workflowId, result: result as import('../contracts').SelfCheckResult };
   } finally {
     await connection.close();
   }

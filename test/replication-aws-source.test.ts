@@ -11,13 +11,10 @@ import { describe, expect, it } from 'vitest';
 import { BLOCK_SIZE, GIB, sha256, ZERO_HASH } from '../activities/node/replication/blocks';
 import { listChangedBlocks, listSnapshotBlocks } from '../activities/node/replication/ebs-listing';
 import { BlockHashIndex } from '../activities/node/replication/hash-index';
-import {
-  findOrCreateSourceSnapshot,
-  openSnapshotSource,
-  SOURCE_ITERATION_TAG,
-} from '../activities/node/replication/sources/aws';
+import { findOrCreateSourceSnapshot, openSnapshotSource } from '../activities/node/replication/sources/aws';
 import type { SourceBlock } from '../activities/node/replication/sources/source';
 import { AwsClients } from '../activities/node/replication/target/clients';
+import { TAG } from '../contracts';
 import { layerHooks, PagingEbsLayer, StrictEbsLayer } from './helpers/aws-layers';
 import { testAwsTarget, uniqueId } from './helpers/stack';
 
@@ -66,7 +63,7 @@ describe('aws source (what moto can back)', () => {
     const again = await findOrCreateSourceSnapshot(params, signal);
     expect(again).toBe(first);
     const d = await clients.ec2(target).send(new DescribeSnapshotsCommand({ SnapshotIds: [first] }));
-    expect(d.Snapshots?.[0]?.Tags).toContainEqual({ Key: SOURCE_ITERATION_TAG, Value: params.iterationTag });
+    expect(d.Snapshots?.[0]?.Tags).toContainEqual({ Key: TAG.sourceIteration, Value: params.iterationTag });
   });
 
   it('reads every listed block the first time, then only ListChangedBlocks against the previous source snapshot', async () => {

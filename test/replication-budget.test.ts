@@ -4,13 +4,13 @@ import type { Client } from '@temporalio/client';
 import { bundleWorkflowCode, type NativeConnection, type Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSnapshotSlotActivities } from '../activities/control/replication/snapshot-slots';
-import { compareSlotRequests, insertSorted, type QueuedRequest } from '../workflows/replication/slot-queue';
 import {
   initialBudgetState,
   SNAPSHOT_BUDGET_WORKFLOW,
   snapshotBudgetStateQuery,
   snapshotBudgetWorkflowId,
-} from '../workflows/replication/snapshot-budget-api';
+} from '../contracts';
+import { compareSlotRequests, insertSorted, type QueuedRequest } from '../workflows/replication/slot-queue';
 import { createTestWorker, temporalClient, uniqueId } from './helpers/stack';
 import type { SlotHolderInput } from './workflows/slot-holders';
 

@@ -14,8 +14,8 @@ import { BLOCK_SIZE, blockCount, sha256 } from '../activities/node/replication/b
 import { indexPath, readIndex } from '../activities/node/replication/hash-index';
 import { AwsClients } from '../activities/node/replication/target/clients';
 import { type TransferDeps, type TransferEnv, transferDisk } from '../activities/node/replication/transfer';
-import type { DiskTransferInput, TransferProgress } from '../activities/node/replication/types';
 import { verifyDiskBlocks } from '../activities/node/replication/verify';
+import type { DiskTransferInput, TransferProgress } from '../contracts';
 import { ebsClient, ec2Client } from '../lib/aws';
 import {
   CountingEbsLayer,

@@ -12,16 +12,14 @@ import { createNodeActivities } from '../activities/node';
 import { BLOCK_SIZE } from '../activities/node/replication/blocks';
 import { reconcileReplicationSchedules } from '../api/services/replication/reconcile';
 import { replicationSchedules } from '../api/services/replication/schedules';
-import { nodes, plans, recoveryPointDisks } from '../schema';
-import {
-  snapshotBudgetStateQuery,
-  snapshotBudgetWorkflowId,
-} from '../workflows/replication/snapshot-budget-api';
 import {
   planScheduleId,
   type ReplicationIterationResult,
+  snapshotBudgetStateQuery,
+  snapshotBudgetWorkflowId,
   vmScheduleId,
-} from '../workflows/replication/types';
+} from '../contracts';
+import { nodes, plans, recoveryPointDisks } from '../schema';
 import { type ApiCall, fixtures, startTestApi, type TestApi } from './helpers/api';
 import { layerHooks, StrictEbsLayer } from './helpers/aws-layers';
 import { everyKth, makeSparseImage, touchBlock } from './helpers/disk-images';

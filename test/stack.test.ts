@@ -4,10 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createControlActivities } from '../activities/control';
 import { createNodeActivities } from '../activities/node';
 import { ebsRoundTrip } from '../activities/node/ebs-probe';
+import type { SelfCheckResult } from '../contracts';
+import { ALL_SEARCH_ATTRIBUTES } from '../contracts';
 import { ec2Client } from '../lib/aws';
 import { nodes } from '../schema';
-import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
-import type { SelfCheckResult } from '../workflows/self-check';
 import {
   createTestDatabase,
   createTestWorker,

@@ -1,11 +1,7 @@
 import { proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities/control';
 import type { NodeActivities } from '../activities/node';
-
-export interface SelfCheckResult {
-  database: { serverVersion: string; registeredNodes: number };
-  ebs: { nodeId: string; snapshotId: string; blockBytes: number; checksumMatched: boolean };
-}
+import type { SelfCheckResult } from '../contracts';
 
 const control = proxyActivities<ControlActivities>({
   startToCloseTimeout: '30 seconds',

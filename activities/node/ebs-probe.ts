@@ -6,8 +6,11 @@ import {
   PutSnapshotBlockCommand,
   StartSnapshotCommand,
 } from '@aws-sdk/client-ebs';
+
 import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
-import { type AwsTarget, ebsClient, ec2Client } from '../../lib/aws';
+import type { AwsTarget } from '../../contracts';
+import { TAG } from '../../contracts';
+import { ebsClient, ec2Client } from '../../lib/aws';
 
 export const EBS_BLOCK_SIZE = 524_288;
 
@@ -35,7 +38,7 @@ export async function ebsRoundTrip(target: AwsTarget, clientToken: string): Prom
       ClientToken: clientToken,
       Description: 'lifeboat self-check',
       Timeout: 10,
-      Tags: [{ Key: 'lifeboat:purpose', Value: 'self-check' }],
+      Tags: [{ Key: TAG.purpose, Value: 'self-check' }],
     }),
   );
   const snapshotId = snap.SnapshotId!;

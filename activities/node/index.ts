@@ -1,4 +1,4 @@
-import type { AwsTarget } from '../../lib/aws';
+import type { AwsTarget } from '../../contracts';
 import { ebsRoundTrip } from './ebs-probe';
 import { createReplicationActivities, type ReplicationActivityOptions } from './replication/activities';
 

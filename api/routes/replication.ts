@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { createRoute, z } from '@hono/zod-openapi';
 import { and, desc, eq, sql } from 'drizzle-orm';
-import { jobs, recoveryPoints } from '../../schema/index';
 import {
+  JobKindAttr,
+  PlanIdAttr,
   VERIFY_RECOVERY_POINT_WORKFLOW,
   type VerifyRecoveryPointInput,
   verifyWorkflowId,
-} from '../../workflows/replication/verify-types';
-import { JobKindAttr, PlanIdAttr } from '../../workflows/search-attributes';
+} from '../../contracts';
+import { jobs, recoveryPoints } from '../../schema/index';
 import type { AppDeps } from '../app';
 import { v1Router } from '../app';
 import { requireRole } from '../auth/middleware';

@@ -2,20 +2,22 @@ import { z } from '@hono/zod-openapi';
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { and, asc, desc, eq, inArray, type SQL } from 'drizzle-orm';
-import type { Db } from '../../schema/db';
-import { Name } from '../../schema/domain/common';
-import { jobSteps, jobs, plans } from '../../schema/index';
 import {
   CLEANUP_WORKFLOW,
   type CleanupInput,
   cleanupWorkflowId,
   JOB_KIND_OF_MODE,
+  JobKindAttr,
+  PlanIdAttr,
   RECOVERY_WORKFLOW,
   type RecoveryInput,
+  RecoveryModeAttr,
   type RecoveryTuning,
   recoveryWorkflowId,
-} from '../../workflows/recovery/types';
-import { JobKindAttr, PlanIdAttr, RecoveryModeAttr } from '../../workflows/search-attributes';
+} from '../../contracts';
+import type { Db } from '../../schema/db';
+import { Name } from '../../schema/domain/common';
+import { jobSteps, jobs, plans } from '../../schema/index';
 import { ApiError } from '../errors';
 import { type Page, toPage } from './common';
 

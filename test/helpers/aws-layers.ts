@@ -4,7 +4,8 @@ import { type EBSClient, GetSnapshotBlockCommand, ListSnapshotBlocksCommand } fr
 import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import { BLOCK_SIZE, BLOCKS_PER_GIB } from '../../activities/node/replication/blocks';
 import type { AwsClientHooks } from '../../activities/node/replication/target/clients';
-import { type AwsTarget, ebsClient, ec2Client } from '../../lib/aws';
+import type { AwsTarget } from '../../contracts';
+import { ebsClient, ec2Client } from '../../lib/aws';
 
 /**
  * Test-only layers of SDK middleware for the EBS client, installed through the data path's

@@ -10,12 +10,13 @@ import type { Client } from '@temporalio/client';
 import { asc, eq } from 'drizzle-orm';
 import { plansService } from '../../api/services/plans';
 import { sitesService } from '../../api/services/sites';
-import { type AwsTarget, ebsClient, ec2Client } from '../../lib/aws';
+import type { AwsTarget } from '../../contracts';
+import { TAG } from '../../contracts';
+import { ebsClient, ec2Client } from '../../lib/aws';
 import type { Db } from '../../schema/db';
 import { PlanInput } from '../../schema/domain/plan';
 import { SiteInput } from '../../schema/domain/site';
 import { disks, jobSteps, jobs, recoveryPointDisks, recoveryPoints, vms } from '../../schema/index';
-import { TAG } from '../../workflows/recovery/types';
 import { testAwsTarget, uniqueId } from './stack';
 
 const BLOCK = 524_288;

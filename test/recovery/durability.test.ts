@@ -5,7 +5,7 @@ import type { Client } from '@temporalio/client';
 import { buildSync } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
-import type { RecoveryResult } from '../../workflows/recovery/types';
+import type { RecoveryResult } from '../../contracts';
 import { countTagged, createPlan, createRecoveryPoint, jobWithSteps, testVm } from '../helpers/recovery';
 import { createTestDatabase, temporalClient, uniqueId } from '../helpers/stack';
 

@@ -12,9 +12,9 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createControlActivities } from '../../activities/control';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
+import type { RecoveryResult } from '../../contracts';
 import { ec2Client } from '../../lib/aws';
 import { vms } from '../../schema/index';
-import type { RecoveryResult } from '../../workflows/recovery/types';
 import {
   countTagged,
   createPlan,

@@ -6,8 +6,8 @@ import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
 import { createControlActivities } from '../../activities/control';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
+import type { RecoveryResult } from '../../contracts';
 import { ec2Client } from '../../lib/aws';
-import type { RecoveryResult } from '../../workflows/recovery/types';
 import { createPlan, createRecoveryPoint, testVm } from '../helpers/recovery';
 import {
   createTestDatabase,

@@ -1,5 +1,5 @@
 import { proxyActivities } from '@temporalio/workflow';
-import type { DiskTransferInput, DiskTransferResult } from '../../activities/node/replication/types';
+import type { DiskTransferInput, DiskTransferResult } from '../../contracts';
 
 /**
  * Test workflow: one replicateDisk on a node's task queue with a short heartbeat timeout, so a

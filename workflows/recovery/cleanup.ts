@@ -1,9 +1,7 @@
-import { defineQuery, proxyActivities, setHandler } from '@temporalio/workflow';
+import { proxyActivities, setHandler } from '@temporalio/workflow';
 import type { RecoveryActivities } from '../../activities/control/recovery';
+import { type CleanupInput, progressQuery, type RecoveryResult } from '../../contracts';
 import { explainFailure, StepBook } from './steps';
-import { type CleanupInput, type JobProgress, PROGRESS_QUERY, type RecoveryResult } from './types';
-
-export const cleanupProgressQuery = defineQuery<JobProgress>(PROGRESS_QUERY);
 
 /**
  * Cleanup of a test recovery (or a recovered copy an operator names): remove every instance,
@@ -17,7 +15,7 @@ export async function cleanupWorkflow(input: CleanupInput): Promise<RecoveryResu
     retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
   });
   const book = new StepBook(input.jobId);
-  setHandler(cleanupProgressQuery, () => book.progress);
+  setHandler(progressQuery, () => book.progress);
   book.add('resolve', 'Find the recovery job and its target');
   book.add('delete', 'Delete the resources tagged with the job');
   await acts.recoveryJobStarted(input.jobId, book.progress.steps);

@@ -12,24 +12,22 @@ import {
 } from '@temporalio/workflow';
 import type { RecoveryActivities } from '../../activities/control/recovery';
 import {
-  REPLICATION_ITERATION_WORKFLOW,
-  type ReplicationIterationInput,
-  type ReplicationIterationResult,
-} from '../replication/types';
-import { VmIdsAttr } from '../search-attributes';
-import { explainFailure, StepBook, StepFailed } from './steps';
-import {
   JOB_KIND_OF_MODE,
   type JobProgress,
   PROGRESS_QUERY,
+  REPLICATION_ITERATION_WORKFLOW,
   type RecoveredVm,
   type RecoveryInput,
   type RecoveryPlanSnapshot,
   type RecoveryResult,
   type RecoveryVm,
+  type ReplicationIterationInput,
+  type ReplicationIterationResult,
   type ScriptRef,
   type StepRef,
-} from './types';
+  VmIdsAttr,
+} from '../../contracts';
+import { explainFailure, StepBook, StepFailed } from './steps';
 
 export const progressQuery = defineQuery<JobProgress>(PROGRESS_QUERY);
 

@@ -5,7 +5,7 @@ import {
   isCancellation,
   TimeoutFailure,
 } from '@temporalio/workflow';
-import type { JobProgress, StepRef, StepState, StepStatus } from './types';
+import type { JobProgress, StepRef, StepState, StepStatus } from '../../contracts';
 
 /**
  * The job's step list as the workflow keeps it: the query answers from here, and every change

@@ -7,24 +7,19 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { ReplicationControlActivities } from '../../activities/control/replication';
-import type { IterationDisk, IterationPlan } from '../../activities/control/replication/iteration-data';
-import type { TransferNode } from '../../activities/control/replication/nodes';
 import type {
   DiskTransferInput,
   DiskTransferResult,
-  VerifyDiskInput,
-  VerifyDiskResult,
-} from '../../activities/node/replication/types';
-import { JobKindAttr, PlanIdAttr, VmIdsAttr } from '../search-attributes';
+  IterationDisk,
+  IterationPlan,
+  NodeReplicationActivities,
+  ReplicationIterationInput,
+  ReplicationIterationResult,
+  TransferNode,
+} from '../../contracts';
+import { JobKindAttr, PlanIdAttr, replicationSnapshotTags, VmIdsAttr } from '../../contracts';
 import { dispatchToNodes, forEachBounded, rankNodes } from './node-dispatch';
 import { snapshotSlots } from './snapshot-slots';
-import type { ReplicationIterationInput, ReplicationIterationResult } from './types';
-
-/** The data-path contract on node workers (activities/node/replication/types.ts). */
-export interface NodeReplicationActivities {
-  replicateDisk(input: DiskTransferInput): Promise<DiskTransferResult>;
-  verifyDisk(input: VerifyDiskInput): Promise<VerifyDiskResult>;
-}
 
 /** Disks copied at once by one iteration; the snapshot budget bounds all iterations together. */
 const PARALLEL_DISKS = 8;
@@ -156,12 +151,13 @@ export async function replicationIterationWorkflow(
               ...(disk.previous ? { previous: disk.previous } : {}),
               source: disk.source,
               target: it.target,
-              tags: {
-                'lifeboat:plan': it.planName,
-                'lifeboat:vm': disk.vmName,
-                'lifeboat:disk': disk.diskName,
-                'lifeboat:recovery-point': recoveryPointId,
-              },
+              tags: replicationSnapshotTags({
+                planId: it.planId,
+                vmId: disk.vmId,
+                diskId: disk.diskId,
+                recoveryPointId,
+                iterationWorkflowId: workflowId,
+              }),
             };
             return nodeActivities(
               node,

@@ -1,6 +1,6 @@
 import { TimeoutType } from '@temporalio/common';
 import { ActivityFailure, ApplicationFailure, TimeoutFailure } from '@temporalio/workflow';
-import type { TransferNode } from '../../activities/control/replication/nodes';
+import type { TransferNode } from '../../contracts';
 
 /** True when an activity failed because no worker picked it up within scheduleToStartTimeout. */
 export function isPickupTimeout(e: unknown): boolean {

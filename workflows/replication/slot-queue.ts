@@ -1,4 +1,6 @@
-import type { SlotRequest } from './snapshot-budget-api';
+import type { QueuedRequest } from '../../contracts';
+
+export type { QueuedRequest };
 
 /**
  * Grant order of queued slot requests: plan priority, then VM priority (higher first), then
@@ -11,11 +13,6 @@ export function compareSlotRequests(a: QueuedRequest, b: QueuedRequest): number 
     a.requestedAt - b.requestedAt ||
     a.arrival - b.arrival
   );
-}
-
-export interface QueuedRequest extends SlotRequest {
-  /** Arrival sequence number in the budget workflow: the final tie-break. */
-  arrival: number;
 }
 
 /** Insert keeping the queue sorted (binary search: the queue may hold thousands of disks). */

@@ -8,7 +8,6 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { createSnapshotSlotActivities } from '../../activities/control/replication/snapshot-slots';
-import { insertSorted, type QueuedRequest } from './slot-queue';
 import {
   type BudgetSnapshot,
   type Lease,
@@ -17,9 +16,8 @@ import {
   type SnapshotBudgetState,
   snapshotBudgetStateQuery,
   snapshotSlotGrantedSignal,
-} from './snapshot-budget-api';
-
-export { initialBudgetState, type SnapshotBudgetState } from './snapshot-budget-api';
+} from '../../contracts';
+import { insertSorted, type QueuedRequest } from './slot-queue';
 
 /**
  * The snapshot budget of one target account+region: an entity workflow that grants slots

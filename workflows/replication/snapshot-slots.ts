@@ -11,7 +11,7 @@ import {
   type SlotRequest,
   snapshotBudgetWorkflowId,
   snapshotSlotGrantedSignal,
-} from './snapshot-budget-api';
+} from '../../contracts';
 
 const REASK_AFTER_MS = 15 * 60_000;
 

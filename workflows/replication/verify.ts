@@ -5,19 +5,16 @@ import {
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { TransferNode } from '../../activities/control/replication/nodes';
-import type { VerifyPlan } from '../../activities/control/replication/verify-data';
-import type { VerifyDiskResult } from '../../activities/node/replication/types';
-import { JobKindAttr, PlanIdAttr } from '../search-attributes';
-import { controlActivities, failureMessage, type NodeReplicationActivities } from './iteration';
+import type {
+  NodeReplicationActivities,
+  TransferNode,
+  VerifyDiskResult,
+  VerifyPlan,
+  VerifyRecoveryPointInput,
+} from '../../contracts';
+import { JobKindAttr, PlanIdAttr } from '../../contracts';
+import { controlActivities, failureMessage } from './iteration';
 import { dispatchToNodes, forEachBounded } from './node-dispatch';
-import type { VerifyRecoveryPointInput } from './verify-types';
-
-export {
-  VERIFY_RECOVERY_POINT_WORKFLOW,
-  type VerifyRecoveryPointInput,
-  verifyWorkflowId,
-} from './verify-types';
 
 export interface VerifyRecoveryPointResult {
   recoveryPointId: string;

@@ -23,14 +23,14 @@ import {
   type Tag,
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
-import { ec2Client } from '../../../lib/aws';
 import {
+  type AwsTarget,
   type CreatedResources,
   type RecoveryMode,
   type RecoveryVm,
   TAG,
-  type TargetAws,
-} from '../../../workflows/recovery/types';
+} from '../../../contracts';
+import { ec2Client } from '../../../lib/aws';
 
 /**
  * A deterministic EC2 ClientToken (max 64 ASCII chars) from the workflow id and the step key:
@@ -71,7 +71,7 @@ const tagFilters = (l: { jobId: string; vmId?: string; stepKey?: string }): Filt
 export class TimedEc2 {
   readonly client: EC2Client;
   ms = 0;
-  constructor(target: TargetAws) {
+  constructor(target: AwsTarget) {
     this.client = clientFor(target);
   }
   // biome-ignore lint/suspicious/noExplicitAny: forwards any EC2 command
@@ -87,7 +87,7 @@ export class TimedEc2 {
 
 // One client per target (sockets are reused across activities).
 const clients = new Map<string, EC2Client>();
-function clientFor(target: TargetAws): EC2Client {
+function clientFor(target: AwsTarget): EC2Client {
   const key = `${target.region}|${target.endpoint ?? ''}`;
   let c = clients.get(key);
   if (!c) {

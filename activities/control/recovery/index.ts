@@ -1,9 +1,8 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { ScheduleNotFoundError } from '@temporalio/client';
 import { eq } from 'drizzle-orm';
-import type { Db } from '../../../schema/db';
-import { jobs, plans, sites, vms } from '../../../schema/index';
 import type {
+  AwsTarget,
   CreatedResources,
   RecoveryInput,
   RecoveryPlanSnapshot,
@@ -12,9 +11,10 @@ import type {
   ScriptRef,
   StepRef,
   StepState,
-  TargetAws,
-} from '../../../workflows/recovery/types';
-import { planScheduleId, vmScheduleId } from '../../../workflows/replication/types';
+} from '../../../contracts';
+import { planScheduleId, vmScheduleId } from '../../../contracts';
+import type { Db } from '../../../schema/db';
+import { jobs, plans, sites, vms } from '../../../schema/index';
 import { runScript, ScriptRuntimeMissingError } from '../scripts/runner';
 import {
   clientToken,
@@ -130,7 +130,7 @@ export function createRecoveryActivities(db: Db) {
       });
     },
 
-    async createVmImage(step: StepRef, labels: VmLabels, target: TargetAws, vm: RecoveryVm) {
+    async createVmImage(step: StepRef, labels: VmLabels, target: AwsTarget, vm: RecoveryVm) {
       return asStep(store, step, async () => {
         const ec2 = new TimedEc2(target);
         const r = await ensureImage(ec2, labels, vm);
@@ -142,7 +142,7 @@ export function createRecoveryActivities(db: Db) {
       });
     },
 
-    async launchVm(step: StepRef, labels: VmLabels, target: TargetAws, vm: RecoveryVm, imageId: string) {
+    async launchVm(step: StepRef, labels: VmLabels, target: AwsTarget, vm: RecoveryVm, imageId: string) {
       return asStep(store, step, async () => {
         const ec2 = new TimedEc2(target);
         const token = clientToken(
@@ -162,7 +162,7 @@ export function createRecoveryActivities(db: Db) {
     /** Poll DescribeInstances until running; heartbeats each poll (a dead worker is noticed fast). */
     async waitVmRunning(
       step: StepRef,
-      target: TargetAws,
+      target: AwsTarget,
       instanceId: string,
       pollMs: number,
       timeoutMs: number,
@@ -205,7 +205,7 @@ export function createRecoveryActivities(db: Db) {
      */
     async checkVmHealth(
       step: StepRef,
-      target: TargetAws,
+      target: AwsTarget,
       vm: RecoveryVm,
       instanceId: string,
       privateIp?: string,
@@ -274,7 +274,7 @@ export function createRecoveryActivities(db: Db) {
      */
     async validateWindowsGuest(
       step: StepRef,
-      target: TargetAws,
+      target: AwsTarget,
       vmName: string,
       instanceId: string,
       prepNodeInstanceId?: string,
@@ -356,7 +356,7 @@ export function createRecoveryActivities(db: Db) {
       }
     },
 
-    async listRecoveryResources(target: TargetAws, jobId: string): Promise<CreatedResources> {
+    async listRecoveryResources(target: AwsTarget, jobId: string): Promise<CreatedResources> {
       const stop = keepAlive();
       try {
         return await listJobResources(new TimedEc2(target), jobId);
@@ -384,7 +384,7 @@ export function createRecoveryActivities(db: Db) {
             'CleanupTargetMissing',
           );
         const aws = site.settings as { region: string; endpoint?: string };
-        const target: TargetAws = { region: aws.region, ...(aws.endpoint ? { endpoint: aws.endpoint } : {}) };
+        const target: AwsTarget = { region: aws.region, ...(aws.endpoint ? { endpoint: aws.endpoint } : {}) };
         return {
           target,
           kind: job.kind,
@@ -393,7 +393,7 @@ export function createRecoveryActivities(db: Db) {
       });
     },
 
-    async cleanupRecoveryResources(step: StepRef, target: TargetAws, targetJobId: string, pollMs: number) {
+    async cleanupRecoveryResources(step: StepRef, target: AwsTarget, targetJobId: string, pollMs: number) {
       return asStep(store, step, async () => {
         const ctx = Context.current();
         const deleted = await deleteJobResources(new TimedEc2(target), targetJobId, {

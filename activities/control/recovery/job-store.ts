@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
 import { eq, sql } from 'drizzle-orm';
+import type { JobStatus, RecoveryResult, StepRef, StepState } from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import { jobSteps, jobs } from '../../../schema/index';
-import type { JobStatus, RecoveryResult, StepRef, StepState } from '../../../workflows/recovery/types';
 
 /** Who ran a step: this worker process. */
 export const ACTOR = `${hostname()}:${process.pid}`;

@@ -1,21 +1,21 @@
 import { DescribeSnapshotsCommand, type Snapshot } from '@aws-sdk/client-ec2';
 import { ApplicationFailure } from '@temporalio/activity';
 import { and, asc, desc, eq, inArray, isNull, lte, or } from 'drizzle-orm';
-import { ec2Client } from '../../../lib/aws';
-import type { Db } from '../../../schema/db';
-import type { Script } from '../../../schema/domain/script';
-import type { AwsSiteSettings } from '../../../schema/domain/site';
-import type { NetworkSettings } from '../../../schema/domain/vm';
-import { disks, plans, recoveryPointDisks, recoveryPoints, sites, vms } from '../../../schema/index';
 import type {
+  AwsTarget,
   NetworkPlacement,
   RecoveryInput,
   RecoveryMode,
   RecoveryPlanSnapshot,
   RecoveryVm,
   ScriptRef,
-  TargetAws,
-} from '../../../workflows/recovery/types';
+} from '../../../contracts';
+import { ec2Client } from '../../../lib/aws';
+import type { Db } from '../../../schema/db';
+import type { Script } from '../../../schema/domain/script';
+import type { AwsSiteSettings } from '../../../schema/domain/site';
+import type { NetworkSettings } from '../../../schema/domain/vm';
+import { disks, plans, recoveryPointDisks, recoveryPoints, sites, vms } from '../../../schema/index';
 
 const GiB = 2 ** 30;
 const DEFAULT_INSTANCE_TYPE = 't3.medium';
@@ -81,7 +81,7 @@ export function placementFor(mode: RecoveryMode, net: NetworkSettings, d: Defaul
   return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as NetworkPlacement;
 }
 
-function targetOf(site: { name: string; kind: string; settings: Record<string, unknown> }): TargetAws {
+function targetOf(site: { name: string; kind: string; settings: Record<string, unknown> }): AwsTarget {
   if (site.kind !== 'aws') {
     throw invalid(
       `The plan's target site "${site.name}" is a ${site.kind} site; recovery needs an AWS target site`,

@@ -1,39 +1,10 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { and, desc, eq, inArray, sql } from 'drizzle-orm';
-import type { DiskSource } from '../../../activities/node/replication/types';
-import type { AwsTarget } from '../../../lib/aws';
+import type { AwsTarget, DiskSource, IterationDisk, IterationPlan } from '../../../contracts';
 import { awsEndpoint, loadConfig } from '../../../lib/config';
 import type { Db } from '../../../schema/db';
 import { disks, plans, recoveryPointDisks, recoveryPoints, sites, vms } from '../../../schema/index';
 import { nodePickupTimeoutMs } from './nodes';
-
-/** One disk of an iteration, with everything the workflow needs to copy it. */
-export interface IterationDisk {
-  diskId: string;
-  diskName: string;
-  vmId: string;
-  vmName: string;
-  vmPriority: number;
-  source: DiskSource;
-  previous?: { recoveryPointId: string; snapshotId: string };
-}
-
-export interface IterationPlan {
-  planId: string;
-  planName: string;
-  planPriority: number;
-  intervalMinutes: number;
-  sourceSiteId: string;
-  sourceSiteName: string;
-  targetSiteId: string;
-  target: AwsTarget;
-  vmIds: string[];
-  disks: IterationDisk[];
-  /** Snapshot budget of the target account+region (site setting, else LIFEBOAT_SNAPSHOT_BUDGET, else 80). */
-  snapshotBudget?: number;
-  /** scheduleToStartTimeout of a transfer on a node's task queue. */
-  nodePickupTimeoutMs: number;
-}
 
 /** The AWS account+region of a target site (its settings are the `aws` block of the site input). */
 export function awsTargetOfSite(site: {

@@ -1,15 +1,8 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { and, asc, eq, inArray, isNull, or, sql } from 'drizzle-orm';
+import type { TransferNode } from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import { nodes } from '../../../schema/index';
-
-export interface TransferNode {
-  nodeId: string;
-  taskQueue: string;
-  state: 'online' | 'suspect';
-  activeJobs: number;
-  cpuPercent: number;
-}
 
 /**
  * Node selection for the data path: the nodes that can read a site's disks. Online nodes of the

@@ -8,7 +8,7 @@ import {
   type SlotRequest,
   SNAPSHOT_BUDGET_WORKFLOW,
   snapshotBudgetWorkflowId,
-} from '../../../workflows/replication/snapshot-budget-api';
+} from '../../../contracts';
 
 const positive = (v: string | undefined) => {
   const n = Number(v);

@@ -1,29 +1,10 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { eq, inArray } from 'drizzle-orm';
-import type { AwsTarget } from '../../../lib/aws';
+import type { VerifyPlan } from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import { disks, plans, recoveryPointDisks, recoveryPoints, sites, vms } from '../../../schema/index';
 import { awsTargetOfSite } from './iteration-data';
 import { nodePickupTimeoutMs } from './nodes';
-
-export interface VerifyPlan {
-  recoveryPointId: string;
-  planId: string;
-  planName: string;
-  sourceSiteId: string;
-  sourceSiteName: string;
-  target: AwsTarget;
-  nodePickupTimeoutMs: number;
-  disks: {
-    diskId: string;
-    diskName: string;
-    vmName: string;
-    /** The node that wrote this disk's snapshot: it keeps the block-hash index to compare with. */
-    nodeId: string;
-    /** This recovery point's snapshot, then its ancestors, newest first. */
-    snapshotChain: string[];
-  }[];
-}
 
 /** Reads for the verify workflow: a recovery point's disks and each one's snapshot chain. */
 export function createVerifyDataActivities(db: Db) {

@@ -1,9 +1,14 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
+import type {
+  DiskTransferInput,
+  TransferProgress,
+  VerifyDiskInput,
+  VerifyDiskResult,
+} from '../../../contracts';
 import type { AwsClientHooks } from './target/clients';
 import { AwsClients } from './target/clients';
 import { type TransferOutcome, transferDisk } from './transfer';
-import type { DiskTransferInput, TransferProgress, VerifyDiskInput, VerifyDiskResult } from './types';
 import { MissingIndexError, verifyDiskBlocks } from './verify';
 
 export interface ReplicationActivityOptions {

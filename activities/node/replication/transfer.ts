@@ -1,6 +1,12 @@
 import { setMaxListeners } from 'node:events';
 import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import type { LimitFunction } from 'p-limit';
+import {
+  type DiskTransferInput,
+  type DiskTransferResult,
+  TAG,
+  type TransferProgress,
+} from '../../../contracts';
 import { BLOCK_SIZE, blockCount, linearAggregate, volumeSizeGiB, ZERO_BLOCK, ZERO_HASH } from './blocks';
 import { BlockHashIndex, indexPath, PartialIndexFile, readIndex, writeIndexAtomic } from './hash-index';
 import { openAwsSource } from './sources/aws';
@@ -14,7 +20,6 @@ import {
   snapshotTimeoutMinutes,
   startSnapshot,
 } from './target/ebs-snapshot';
-import type { DiskTransferInput, DiskTransferResult, TransferProgress } from './types';
 
 export interface TransferDeps {
   nodeId: string;
@@ -110,11 +115,12 @@ export async function transferDisk(
             ),
             timeoutMinutes: snapshotTimeoutMinutes(sizeBytes),
             description: `Lifeboat recovery point ${input.recoveryPointId} of disk ${input.diskId}`,
+            // Ids from the input win over the workflow's tags (iterations started before tags held ids).
             tags: {
               ...input.tags,
-              'lifeboat:disk-id': input.diskId,
-              'lifeboat:recovery-point-id': input.recoveryPointId,
-              'lifeboat:iteration': input.workflowId,
+              [TAG.disk]: input.diskId,
+              [TAG.recoveryPoint]: input.recoveryPointId,
+              [TAG.iteration]: input.workflowId,
             },
           },
           signal,

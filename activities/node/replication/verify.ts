@@ -1,12 +1,12 @@
 import { setMaxListeners } from 'node:events';
 import { GetSnapshotBlockCommand } from '@aws-sdk/client-ebs';
 import type { LimitFunction } from 'p-limit';
+import type { VerifyDiskInput, VerifyDiskResult } from '../../../contracts';
 import { blockCount, sha256, ZERO_HASH } from './blocks';
 import { listSnapshotBlocks } from './ebs-listing';
 import { indexPath, readIndex } from './hash-index';
 import { withBackoff } from './target/backoff';
 import type { AwsClients } from './target/clients';
-import type { VerifyDiskInput, VerifyDiskResult } from './types';
 
 export class MissingIndexError extends Error {
   override name = 'MissingIndexError';

@@ -6,16 +6,18 @@ import {
   ScheduleOverlapPolicy,
 } from '@temporalio/client';
 import { asc, eq } from 'drizzle-orm';
-import type { Config } from '../../../lib/config';
-import type { Db } from '../../../schema/db';
-import { plans, vms } from '../../../schema/index';
 import {
+  JobKindAttr,
+  PlanIdAttr,
   planScheduleId,
   REPLICATION_ITERATION_WORKFLOW,
   type ReplicationIterationInput,
+  VmIdsAttr,
   vmScheduleId,
-} from '../../../workflows/replication/types';
-import { JobKindAttr, PlanIdAttr, VmIdsAttr } from '../../../workflows/search-attributes';
+} from '../../../contracts';
+import type { Config } from '../../../lib/config';
+import type { Db } from '../../../schema/db';
+import { plans, vms } from '../../../schema/index';
 import { ApiError } from '../../errors';
 
 export interface ScheduleDeps {

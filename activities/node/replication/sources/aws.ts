@@ -1,7 +1,8 @@
 import { type EBSClient, GetSnapshotBlockCommand } from '@aws-sdk/client-ebs';
 import { CreateSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import type { LimitFunction } from 'p-limit';
-import type { AwsTarget } from '../../../../lib/aws';
+import type { AwsTarget } from '../../../../contracts';
+import { TAG } from '../../../../contracts';
 import { BLOCK_SIZE, blockCount, GIB, sha256, ZERO_HASH } from '../blocks';
 import { type BlockTokens, listChangedBlocks, listSnapshotBlocks } from '../ebs-listing';
 import type { BlockHashIndex } from '../hash-index';
@@ -22,8 +23,6 @@ export interface AwsSourceParams {
   /** Block reads in flight ahead of the writer. */
   readAhead?: number;
 }
-
-const ITERATION_TAG = 'lifeboat:source-iteration';
 
 /**
  * An EBS volume in a source AWS account: EC2 CreateSnapshot (looked up by tag first, so a retry
@@ -139,7 +138,7 @@ export async function findOrCreateSourceSnapshot(p: AwsSourceParams, signal: Abo
       OwnerIds: ['self'],
       Filters: [
         { Name: 'volume-id', Values: [p.volumeId] },
-        { Name: `tag:${ITERATION_TAG}`, Values: [p.iterationTag] },
+        { Name: `tag:${TAG.sourceIteration}`, Values: [p.iterationTag] },
       ],
     }),
     { abortSignal: signal },
@@ -151,7 +150,7 @@ export async function findOrCreateSourceSnapshot(p: AwsSourceParams, signal: Abo
       VolumeId: p.volumeId,
       Description: `Lifeboat replication source ${p.iterationTag}`,
       TagSpecifications: [
-        { ResourceType: 'snapshot', Tags: [{ Key: ITERATION_TAG, Value: p.iterationTag }] },
+        { ResourceType: 'snapshot', Tags: [{ Key: TAG.sourceIteration, Value: p.iterationTag }] },
       ],
     }),
     { abortSignal: signal },
@@ -178,5 +177,3 @@ async function waitSourceSnapshot(
     await new Promise((r) => setTimeout(r, delay));
   }
 }
-
-export const SOURCE_ITERATION_TAG = ITERATION_TAG;

@@ -2,7 +2,8 @@ import http from 'node:http';
 import https from 'node:https';
 import type { EBSClient } from '@aws-sdk/client-ebs';
 import type { EC2Client } from '@aws-sdk/client-ec2';
-import { type AwsTarget, ebsClient, ec2Client } from '../../../../lib/aws';
+import type { AwsTarget } from '../../../../contracts';
+import { ebsClient, ec2Client } from '../../../../lib/aws';
 
 /**
  * Hooks that may add SDK middleware to every client the data path creates. Production passes

@@ -1,9 +1,8 @@
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import type { QueuedRequest } from './slot-queue';
 
 /**
- * The messages of the snapshot-budget entity workflow (one per target account+region), kept
- * apart from the workflow so activities and the API can import them without workflow code.
+ * The contract of the snapshot-budget entity workflow (one per target account+region): its id,
+ * signals, query and state, shared by the workflow, the acquiring activity and the API.
  *
  * Why slots at all: AWS caps the snapshots that are "pending" (started, not completed) per
  * account and region at about 100. Every disk transfer holds one from StartSnapshot to
@@ -30,6 +29,11 @@ export interface SlotRequest {
   requestedAt: number;
   /** Human label for the query / UI, e.g. `plan web / vm web-01 / disk root`. */
   label: string;
+}
+
+export interface QueuedRequest extends SlotRequest {
+  /** Arrival sequence number in the budget workflow: the final tie-break. */
+  arrival: number;
 }
 
 export interface BudgetSettings {

@@ -1,13 +1,14 @@
 /**
- * The recovery job model, shared by the workflows (pure: safe in the bundle), the activities,
- * the API and the CLI. A job is a list of steps; each step has a stable key (the activity id and
- * the job_steps primary key), so progress, idempotency and the API all speak of the same thing.
+ * The contract of the recovery and cleanup workflows: names, ids, inputs, results and the plan
+ * snapshot their activities pass around. Shared by the workflows (pure: safe in the bundle), the
+ * activities, the API and the CLI.
  */
-import type { HealthCheck } from '../../schema/domain/vm';
+import type { HealthCheck } from '../schema/domain/vm';
+import type { AwsTarget } from './aws';
+import type { EndedJobStatus, JobKind } from './jobs';
 
 export type RecoveryMode = 'test' | 'full' | 'migration';
-/** Reverse replication will reuse the job/step model (kind 'reverse-replication'). */
-export type RecoveryJobKind = 'test-recovery' | 'full-recovery' | 'migration' | 'cleanup';
+export type RecoveryJobKind = Extract<JobKind, 'test-recovery' | 'full-recovery' | 'migration' | 'cleanup'>;
 
 export const JOB_KIND_OF_MODE: Record<RecoveryMode, RecoveryJobKind> = {
   test: 'test-recovery',
@@ -17,7 +18,6 @@ export const JOB_KIND_OF_MODE: Record<RecoveryMode, RecoveryJobKind> = {
 
 export const RECOVERY_WORKFLOW = 'recoveryWorkflow';
 export const CLEANUP_WORKFLOW = 'cleanupWorkflow';
-export const PROGRESS_QUERY = 'progress';
 
 export const recoveryWorkflowId = (jobId: string) => `recovery-${jobId}`;
 export const cleanupWorkflowId = (jobId: string) => `cleanup-${jobId}`;
@@ -58,33 +58,6 @@ export interface CleanupInput {
   tuning?: RecoveryTuning;
 }
 
-export type StepStatus = 'pending' | 'running' | 'completed' | 'failed' | 'skipped' | 'cancelled';
-export type JobStatus = 'pending' | 'running' | 'completed' | 'partially-completed' | 'failed' | 'cancelled';
-
-export interface StepRef {
-  jobId: string;
-  key: string;
-  seq: number;
-  name: string;
-}
-
-export interface StepState extends StepRef {
-  status: StepStatus;
-  vm?: string;
-  group?: number;
-  message?: string;
-  startedAt?: string;
-  endedAt?: string;
-  /** Time spent inside EC2 calls and waits (ms), for the benchmark's overhead figure. */
-  ec2Ms?: number;
-}
-
-/** Where EC2 calls go: the target site's account and region. */
-export interface TargetAws {
-  region: string;
-  endpoint?: string;
-}
-
 export interface ScriptRef {
   runtime: 'sh' | 'bash' | 'python3' | 'go';
   path?: string;
@@ -119,7 +92,7 @@ export interface RecoveryVm {
 export interface RecoveryPlanSnapshot {
   planId: string;
   planName: string;
-  target: TargetAws;
+  target: AwsTarget;
   recoveryPointId: string;
   pointInTime: string;
   preScript?: ScriptRef;
@@ -146,7 +119,7 @@ export interface RecoveredVm {
 }
 
 export interface RecoveryResult {
-  status: Exclude<JobStatus, 'pending' | 'running'>;
+  status: EndedJobStatus;
   message: string;
   failedStep?: string;
   remediation?: string;
@@ -157,20 +130,3 @@ export interface RecoveryResult {
   /** Cancelled or failed jobs: what exists in the target, for cleanup. */
   created?: CreatedResources;
 }
-
-export interface JobProgress {
-  jobId: string;
-  status: JobStatus;
-  steps: StepState[];
-  result?: RecoveryResult;
-}
-
-/** Resource tags (the look-up key of every idempotent create and of cleanup). */
-export const TAG = {
-  job: 'lifeboat:job',
-  vm: 'lifeboat:vm',
-  step: 'lifeboat:step',
-  mode: 'lifeboat:mode',
-  testCopy: 'lifeboat:test-copy',
-  plan: 'lifeboat:plan',
-} as const;

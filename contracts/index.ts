@@ -1,0 +1,14 @@
+/**
+ * The contracts module: everything workflows, activities, the API and the CLI agree on —
+ * workflow names, ids, inputs and results; signals, queries and updates; tag keys; search
+ * attributes; activity inputs and outputs. Only deterministic code: it is bundled into the
+ * workflow sandbox.
+ */
+export * from './aws';
+export * from './jobs';
+export * from './recovery';
+export * from './replication';
+export * from './search-attributes';
+export * from './self-check';
+export * from './snapshot-budget';
+export * from './tags';

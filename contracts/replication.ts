@@ -1,0 +1,175 @@
+/**
+ * The contract of replication: the iteration and verify workflows (names, ids, inputs, results),
+ * their schedules, what the control activities load for them, and the data-path calls on a node
+ * (one call copies or verifies one disk). Shared by the workflows (pure: safe in the bundle), the
+ * control and node activities, the API and the CLI.
+ */
+import type { AwsTarget } from './aws';
+
+// ---- iteration workflow -----------------------------------------------------------------
+
+export const REPLICATION_ITERATION_WORKFLOW = 'replicationIterationWorkflow';
+
+export interface ReplicationIterationInput {
+  planId: string;
+  /** Per-VM replication: the VM this iteration covers; omitted when the plan synchronizes all VMs. */
+  vmId?: string;
+  trigger: 'schedule' | 'manual' | 'migration';
+}
+
+export interface ReplicationIterationResult {
+  recoveryPointId: string;
+  changedBlocks: number;
+  bytesWritten: number;
+}
+
+/** Temporal Schedule ids: one per plan (synchronize all VMs) or one per VM. */
+export const planScheduleId = (planId: string) => `replication-plan-${planId}`;
+export const vmScheduleId = (vmId: string) => `replication-vm-${vmId}`;
+
+/** One disk of an iteration, with everything the workflow needs to copy it. */
+export interface IterationDisk {
+  diskId: string;
+  diskName: string;
+  vmId: string;
+  vmName: string;
+  vmPriority: number;
+  source: DiskSource;
+  previous?: { recoveryPointId: string; snapshotId: string };
+}
+
+/** What `loadReplicationIteration` gives the iteration workflow. */
+export interface IterationPlan {
+  planId: string;
+  planName: string;
+  planPriority: number;
+  intervalMinutes: number;
+  sourceSiteId: string;
+  sourceSiteName: string;
+  targetSiteId: string;
+  target: AwsTarget;
+  vmIds: string[];
+  disks: IterationDisk[];
+  /** Snapshot budget of the target account+region (site setting, else LIFEBOAT_SNAPSHOT_BUDGET, else 80). */
+  snapshotBudget?: number;
+  /** scheduleToStartTimeout of a transfer on a node's task queue. */
+  nodePickupTimeoutMs: number;
+}
+
+/** A node that can take a transfer, as node selection ranks it. */
+export interface TransferNode {
+  nodeId: string;
+  taskQueue: string;
+  state: 'online' | 'suspect';
+  activeJobs: number;
+  cpuPercent: number;
+}
+
+// ---- the data path on a node --------------------------------------------------------------
+
+/** Where a disk's blocks are read: a raw image on the node, or an EBS volume (via its snapshots). */
+export type DiskSource =
+  | { kind: 'file'; path: string; sizeBytes: number }
+  | {
+      kind: 'aws';
+      volumeId: string;
+      target: AwsTarget;
+      /** Source-side snapshot of the previous iteration: changed blocks are listed against it. */
+      previousSourceSnapshotId?: string;
+    };
+
+/**
+ * One disk into one EBS snapshot (`replicateDisk`). It heartbeats {@link TransferProgress} and,
+ * retried after a crash, resumes from the last heartbeat's block index.
+ */
+export interface DiskTransferInput {
+  /** Iteration workflow id: with diskId it makes the StartSnapshot ClientToken deterministic. */
+  workflowId: string;
+  planId: string;
+  vmId: string;
+  diskId: string;
+  /** The recovery point this transfer belongs to (names the node's block-hash index). */
+  recoveryPointId: string;
+  /** The previous recovery point of this disk, if any: its index and snapshot are the base of the diff. */
+  previous?: { recoveryPointId: string; snapshotId: string };
+  source: DiskSource;
+  target: AwsTarget;
+  /** Tags put on the target snapshot (`replicationSnapshotTags`: ids of plan, VM, disk, point, iteration). */
+  tags: Record<string, string>;
+}
+
+export interface TransferProgress {
+  snapshotId: string;
+  /** Every block below this index is durably written (or known unchanged). */
+  nextBlockIndex: number;
+  blocksWritten: number;
+  bytesWritten: number;
+  /** How often the transfer had to start over in a new snapshot (the previous one was cancelled by AWS). */
+  restarts?: number;
+}
+
+export interface DiskTransferResult {
+  nodeId: string;
+  snapshotId: string;
+  parentSnapshotId?: string;
+  sourceSnapshotId?: string;
+  volumeSizeGiB: number;
+  totalBlocks: number;
+  changedBlocks: number;
+  bytesWritten: number;
+  durationMs: number;
+}
+
+export interface VerifyDiskInput {
+  diskId: string;
+  recoveryPointId: string;
+  /** The recovery point's snapshot of this disk and its ancestors, newest first (resolve blocks through the chain). */
+  snapshotChain: string[];
+  target: AwsTarget;
+}
+
+export interface VerifyDiskResult {
+  nodeId: string;
+  diskId: string;
+  blocksChecked: number;
+  mismatches: { blockIndex: number; expected: string; actual: string | null }[];
+}
+
+/** The data-path activities every node worker registers (activities/node/replication). */
+export interface NodeReplicationActivities {
+  replicateDisk(input: DiskTransferInput): Promise<DiskTransferResult>;
+  verifyDisk(input: VerifyDiskInput): Promise<VerifyDiskResult>;
+}
+
+// ---- verify workflow ----------------------------------------------------------------------
+
+export const VERIFY_RECOVERY_POINT_WORKFLOW = 'verifyRecoveryPointWorkflow';
+export const verifyWorkflowId = (recoveryPointId: string, nonce: string) =>
+  `verify-${recoveryPointId}-${nonce}`;
+
+export interface VerifyRecoveryPointInput {
+  recoveryPointId: string;
+  /** The job row the API created (pending) before starting; generated by the workflow when absent. */
+  jobId?: string;
+  requestedBy?: string;
+}
+
+/** What `loadRecoveryPointForVerify` gives the verify workflow. */
+export interface VerifyPlan {
+  recoveryPointId: string;
+  planId: string;
+  planName: string;
+  sourceSiteId: string;
+  sourceSiteName: string;
+  target: AwsTarget;
+  nodePickupTimeoutMs: number;
+  disks: {
+    diskId: string;
+    diskName: string;
+    vmName: string;
+    /** The node that wrote this disk's snapshot: it keeps the block-hash index to compare with. */
+    nodeId: string;
+    /** This recovery point's snapshot, then its ancestors, newest first. */
+    snapshotChain: string[];
+  }[];
+}
