@@ -127,7 +127,7 @@ export async function run(args: string[]) {
       namespace: config.TEMPORAL_NAMESPACE,
       taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
       workflowBundle: { code: (await buildWorkflowBundle()).code },
-      activities: createControlActivities({ db }),
+      activities: createControlActivities({ db, config }),
     });
     const clientConn = await Connection.connect(await temporalConnectionOptions(config));
     const client = new Client({ connection: clientConn, namespace: config.TEMPORAL_NAMESPACE });

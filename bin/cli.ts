@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
+import { loadCliConfig } from '../lib/config';
 
 /**
  * What every command module gets: the API client (server and token from the global options or
@@ -110,8 +111,8 @@ export function createCli(program: Command): Cli {
   return {
     api: () =>
       new ApiClient(
-        opts().server ?? process.env.LIFEBOAT_URL ?? 'http://127.0.0.1:8080',
-        opts().token ?? process.env.LIFEBOAT_TOKEN,
+        opts().server ?? loadCliConfig().LIFEBOAT_URL,
+        opts().token ?? loadCliConfig().LIFEBOAT_TOKEN,
       ),
     json: () => Boolean(opts().json),
     print(value, human) {

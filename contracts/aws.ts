@@ -1,7 +1,4 @@
-import type { z } from 'zod';
 import type { CredentialsRef } from '../schema/domain/site';
-
-type CredentialsReference = z.infer<typeof CredentialsRef>;
 
 /**
  * Where an AWS call goes: a target (or `aws` source) site's account and region. Credentials are
@@ -11,5 +8,5 @@ export interface AwsTarget {
   region: string;
   /** Endpoint override (a local moto, a VPC endpoint); undefined = the real AWS endpoints. */
   endpoint?: string | undefined;
-  credentials?: CredentialsReference | undefined;
+  credentials?: CredentialsRef | undefined;
 }

@@ -1,7 +1,7 @@
 import { EBSClient, type EBSClientConfig } from '@aws-sdk/client-ebs';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import type { AwsTarget } from '../contracts/aws';
-import { awsEndpoint, type Config } from './config';
+import { awsEndpoint, awsEnvCredentials, type Config, loadConfig } from './config';
 
 /**
  * AWS SDK clients for a target (contracts/aws.ts). Credentials come from the SDK's default chain
@@ -16,7 +16,7 @@ export function awsTargetFromConfig(config: Config): AwsTarget {
 function commonOptions(target: AwsTarget) {
   const local =
     target.endpoint !== undefined && /^https?:\/\/(127\.|localhost|\[::1\])/.test(target.endpoint);
-  const hasEnvCreds = Boolean(process.env.AWS_ACCESS_KEY_ID || process.env.AWS_PROFILE);
+  const hasEnvCreds = awsEnvCredentials(loadConfig());
   return {
     region: target.region,
     ...(target.endpoint ? { endpoint: target.endpoint } : {}),

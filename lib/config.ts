@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import pkg from '../package.json' with { type: 'json' };
+import { secretValues } from './redact';
 
 /**
  * Every setting Lifeboat reads from the environment, validated once.
@@ -9,10 +11,13 @@ const boolish = z
   .transform((v) => v === '1' || v === 'true' || v === 'yes');
 
 const port = z.coerce.number().int().min(1).max(65535);
+const positiveInt = z.coerce.number().int().positive();
 
 export const configSchema = z.object({
   LIFEBOAT_DATA_DIR: z.string().default('.data'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  // PATH of the operator scripts' minimal environment (they inherit nothing else).
+  PATH: z.string().default('/usr/local/bin:/usr/bin:/bin'),
 
   // Temporal. Unset TEMPORAL_ADDRESS = the main command starts the embedded dev server.
   TEMPORAL_ADDRESS: z.string().optional(),
@@ -26,7 +31,10 @@ export const configSchema = z.object({
   TEMPORAL_TLS_CA_PATH: z.string().optional(),
   TEMPORAL_TLS_SERVER_NAME: z.string().optional(),
   TEMPORAL_API_KEY: z.string().optional(),
+  TEMPORAL_LOG_LEVEL: z.enum(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR']).default('WARN'),
   LIFEBOAT_CONTROL_TASK_QUEUE: z.string().default('lifeboat-control'),
+  // A workflow bundle built ahead (npm test builds one per run); unset = bundle at worker start.
+  LIFEBOAT_WORKFLOW_BUNDLE: z.string().optional(),
 
   // Postgres. Unset = the local server on 127.0.0.1:5432, else an embedded PGlite (npm start only).
   DATABASE_URL: z.string().optional(),
@@ -36,6 +44,15 @@ export const configSchema = z.object({
   LIFEBOAT_AWS_ENDPOINT: z.string().default('moto'),
   MOTO_PORT: port.default(5055),
   AWS_REGION: z.string().default('us-east-1'),
+  // Only whether they are set matters: without them a loopback endpoint gets dummy credentials.
+  AWS_ACCESS_KEY_ID: z.string().optional(),
+  AWS_PROFILE: z.string().optional(),
+  // Pending EBS snapshots per target account+region (AWS allows 100); a target site's own setting wins.
+  LIFEBOAT_SNAPSHOT_BUDGET: positiveInt.max(100).optional(),
+  // A snapshot-slot lease is re-checked this often: a dead holder's slot returns within it.
+  LIFEBOAT_SNAPSHOT_LEASE_TTL_SECONDS: positiveInt.optional(),
+  // A transfer not picked up by a node this fast marks the node suspect and goes to the next.
+  LIFEBOAT_NODE_PICKUP_TIMEOUT_SECONDS: z.coerce.number().positive().default(60),
 
   // API
   API_HOST: z.string().default('127.0.0.1'),
@@ -43,6 +60,10 @@ export const configSchema = z.object({
 
   // Node worker (Replication Appliance / Cloud Connector)
   LIFEBOAT_NODE_ID: z.string().default('node-local-1'),
+  LIFEBOAT_NODE_KIND: z.enum(['replication-appliance', 'cloud-connector']).default('replication-appliance'),
+  // The site whose disks this node reads (by name); unset = a node of any site (single-node install).
+  LIFEBOAT_NODE_SITE: z.string().min(1).optional(),
+  LIFEBOAT_NODE_VERSION: z.string().default(pkg.version),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -52,12 +73,17 @@ let cached: Config | undefined;
 /** Parse the environment; a bad value fails fast with the variable's name. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (env === process.env && cached) return cached;
-  const parsed = configSchema.safeParse(env);
+  const config = parseEnv(configSchema, env);
+  if (env === process.env) cached = config;
+  return config;
+}
+
+function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv): z.infer<S> {
+  const parsed = schema.safeParse(env);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
-  if (env === process.env) cached = parsed.data;
   return parsed.data;
 }
 
@@ -75,6 +101,31 @@ export function awsEndpoint(config: Config): string | undefined {
   if (config.LIFEBOAT_AWS_ENDPOINT === 'aws') return undefined;
   if (config.LIFEBOAT_AWS_ENDPOINT === 'moto') return `http://127.0.0.1:${config.MOTO_PORT}`;
   return config.LIFEBOAT_AWS_ENDPOINT;
+}
+
+/** Whether the AWS SDK will find credentials in the environment (else loopback endpoints get dummy ones). */
+export function awsEnvCredentials(config: Config): boolean {
+  return Boolean(config.AWS_ACCESS_KEY_ID || config.AWS_PROFILE);
+}
+
+/**
+ * Values of this process's environment variables whose names look secret (AWS_SECRET_ACCESS_KEY,
+ * TEMPORAL_API_KEY…): operator scripts' output is redacted of them. Read here, once, so the
+ * environment has one door.
+ */
+export function environmentSecretValues(env: NodeJS.ProcessEnv = process.env): string[] {
+  return secretValues(env);
+}
+
+/** The CLI's settings: where the API is and the token to use (flags win over these). */
+export const cliConfigSchema = z.object({
+  LIFEBOAT_URL: z.url().default('http://127.0.0.1:8080'),
+  LIFEBOAT_TOKEN: z.string().optional(),
+});
+export type CliConfig = z.infer<typeof cliConfigSchema>;
+
+export function loadCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
+  return parseEnv(cliConfigSchema, env);
 }
 
 export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/lifeboat';

@@ -1,4 +1,5 @@
 import pino from 'pino';
+import { loadConfig } from './config';
 
 /**
  * One structured logger for every process. Secrets are redacted by key wherever they appear,
@@ -17,7 +18,7 @@ export const REDACTED_KEYS = [
 
 const paths = REDACTED_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`]);
 
-export function createLogger(name: string, level = process.env.LOG_LEVEL ?? 'info') {
+export function createLogger(name: string, level: string = loadConfig().LOG_LEVEL) {
   return pino({ name, level, redact: { paths, censor: '[redacted]' } });
 }
 

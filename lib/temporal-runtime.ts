@@ -3,9 +3,7 @@ import { DefaultLogger, type LogLevel, Runtime } from '@temporalio/worker';
 let installed = false;
 
 /** Install the worker runtime once per process with a quieter logger than the SDK's INFO default. */
-export function installTemporalRuntime(
-  level: LogLevel = (process.env.TEMPORAL_LOG_LEVEL as LogLevel) ?? 'WARN',
-) {
+export function installTemporalRuntime(level: LogLevel = 'WARN') {
   if (installed) return;
   installed = true;
   Runtime.install({ logger: new DefaultLogger(level) });

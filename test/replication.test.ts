@@ -93,7 +93,6 @@ const disk = (name: string, file: string, sizeBytes: number, deviceName: string)
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-repl-'));
-  process.env.LIFEBOAT_NODE_PICKUP_TIMEOUT_SECONDS = '3';
   api = await startTestApi({ config });
   const tc = await temporalClient(config);
   client = tc.client;
@@ -102,7 +101,10 @@ beforeAll(async () => {
     config,
     taskQueue: controlQueue,
     workflowBundle: workflowBundle(),
-    activities: createControlActivities({ db: api.db }),
+    activities: createControlActivities({
+      db: api.db,
+      config: testConfig({ LIFEBOAT_NODE_PICKUP_TIMEOUT_SECONDS: '3' }),
+    }),
   });
   workers.push({ ...control, running: control.worker.run() });
   sourceSiteId = (await call('POST', '/v1/sites', { body: fixtures.fileSourceSite() })).id;

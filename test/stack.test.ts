@@ -49,7 +49,7 @@ describe('the real stack', () => {
     const control = await createTestWorker({
       taskQueue: controlQueue,
       workflowBundle: workflowBundle(),
-      activities: createControlActivities({ db: testDb.db }),
+      activities: createControlActivities({ db: testDb.db, config: testConfig() }),
     });
     const node = await createTestWorker({
       taskQueue: nodeQueue,

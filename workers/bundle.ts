@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { Config } from '../lib/config';
 
 export const WORKFLOWS_PATH = path.resolve(import.meta.dirname, '..', 'workflows', 'index.ts');
 
@@ -13,8 +14,8 @@ export async function buildWorkflowBundle(): Promise<WorkflowBundleWithSourceMap
  * The bundle a worker should load: a prebuilt one named by LIFEBOAT_WORKFLOW_BUNDLE (the test
  * command bundles once for the whole run), else a fresh bundle.
  */
-export async function loadWorkflowBundle(): Promise<{ code: string }> {
-  const prebuilt = process.env.LIFEBOAT_WORKFLOW_BUNDLE;
+export async function loadWorkflowBundle(config: Config): Promise<{ code: string }> {
+  const prebuilt = config.LIFEBOAT_WORKFLOW_BUNDLE;
   if (prebuilt) return { code: await readFile(prebuilt, 'utf8') };
   return buildWorkflowBundle();
 }

@@ -48,3 +48,5 @@ export const SiteInput = z
 
 export type SiteInput = z.infer<typeof SiteInput>;
 export type AwsSiteSettings = z.infer<typeof AwsSiteSettings>;
+export type FileSiteSettings = z.infer<typeof FileSiteSettings>;
+export type CredentialsRef = z.infer<typeof CredentialsRef>;

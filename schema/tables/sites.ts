@@ -1,4 +1,5 @@
 import { integer, jsonb, pgEnum, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import type { AwsSiteSettings, FileSiteSettings } from '../domain/site';
 
 export const siteRole = pgEnum('site_role', ['source', 'target']);
 export const siteKind = pgEnum('site_kind', ['aws', 'file']);
@@ -13,7 +14,7 @@ export const sites = pgTable('sites', {
   name: text('name').notNull().unique(),
   role: siteRole('role').notNull(),
   kind: siteKind('kind').notNull(),
-  settings: jsonb('settings').$type<Record<string, unknown>>().notNull().default({}),
+  settings: jsonb('settings').$type<AwsSiteSettings | FileSiteSettings>().notNull().default({}),
   /** Increases on every write; the ETag for If-Match (like plans.version). */
   version: integer('version').notNull().default(1),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),

@@ -15,14 +15,14 @@ import { loadWorkflowBundle } from '../../workers/bundle';
 
 const config = loadConfig();
 const db = createDb(databaseUrl(config), { max: 4 });
-installTemporalRuntime();
+installTemporalRuntime(config.TEMPORAL_LOG_LEVEL);
 const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
 const worker = await Worker.create({
   connection,
   namespace: config.TEMPORAL_NAMESPACE,
   taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
-  workflowBundle: await loadWorkflowBundle(),
-  activities: createControlActivities({ db }),
+  workflowBundle: await loadWorkflowBundle(config),
+  activities: createControlActivities({ db, config }),
   maxCachedWorkflows: 0,
 });
 process.stdout.write('worker-ready\n');

@@ -20,7 +20,7 @@ describe('recovery API: /v1/plans/{id}/recoveries and /v1/jobs', () => {
     const w = await createTestWorker({
       taskQueue,
       workflowBundle: workflowBundle(),
-      activities: createControlActivities({ db: api.db }),
+      activities: createControlActivities({ db: api.db, config: testConfig() }),
     });
     worker = w.worker;
     conn = w.connection;

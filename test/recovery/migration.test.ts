@@ -39,7 +39,7 @@ describe('migration', () => {
       config,
       taskQueue: controlQueue,
       workflowBundle: workflowBundle(),
-      activities: createControlActivities({ db: api.db }),
+      activities: createControlActivities({ db: api.db, config: testConfig() }),
     });
     workers.push({ ...control, running: control.worker.run() });
   });

@@ -28,6 +28,7 @@ import {
   createTestWorker,
   temporalClient,
   testAwsTarget,
+  testConfig,
   uniqueId,
   workflowBundle,
 } from '../helpers/stack';
@@ -79,7 +80,7 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
     const w = await createTestWorker({
       taskQueue,
       workflowBundle: workflowBundle(),
-      activities: createControlActivities({ db: testDb.db }),
+      activities: createControlActivities({ db: testDb.db, config: testConfig() }),
     });
     worker = w.worker;
     workerConn = w.connection;

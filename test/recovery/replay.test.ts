@@ -14,6 +14,7 @@ import {
   createTestWorker,
   temporalClient,
   testAwsTarget,
+  testConfig,
   uniqueId,
   workflowBundle,
 } from '../helpers/stack';
@@ -43,7 +44,7 @@ describe('recorded recovery history', () => {
     const { worker, connection } = await createTestWorker({
       taskQueue,
       workflowBundle: workflowBundle(),
-      activities: createControlActivities({ db: testDb.db }),
+      activities: createControlActivities({ db: testDb.db, config: testConfig() }),
     });
     // The Windows prep node: any instance in the target, powered on and off by the validation.
     const ec2 = ec2Client(testAwsTarget());

@@ -3,12 +3,12 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { redact, secretValues } from '../../activities/control/scripts/redact';
 import {
   runScript,
   ScriptRuntimeMissingError,
   type ScriptSpec,
 } from '../../activities/control/scripts/runner';
+import { redact, secretValues } from '../../lib/redact';
 
 const spec = (s: Partial<ScriptSpec> & Pick<ScriptSpec, 'runtime'>): ScriptSpec => ({
   args: [],

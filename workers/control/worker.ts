@@ -8,14 +8,14 @@ import { loadWorkflowBundle } from '../bundle';
 
 /** The control-plane worker: every workflow, plus the light activities (database, EC2, scripts). */
 export async function createControlWorker(config: Config, db: Db, workflowBundle?: { code: string }) {
-  installTemporalRuntime();
+  installTemporalRuntime(config.TEMPORAL_LOG_LEVEL);
   const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
   const worker = await Worker.create({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
-    workflowBundle: workflowBundle ?? (await loadWorkflowBundle()),
-    activities: createControlActivities({ db }),
+    workflowBundle: workflowBundle ?? (await loadWorkflowBundle(config)),
+    activities: createControlActivities({ db, config }),
   });
   return { worker, connection };
 }

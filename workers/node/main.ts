@@ -14,10 +14,10 @@ const { worker, connection, taskQueue } = await createNodeWorker(config, nodeId)
 
 await registerNode(db, {
   id: nodeId,
-  kind: (process.env.LIFEBOAT_NODE_KIND as 'cloud-connector' | undefined) ?? 'replication-appliance',
-  version: process.env.npm_package_version ?? '0.1.0',
+  kind: config.LIFEBOAT_NODE_KIND,
+  version: config.LIFEBOAT_NODE_VERSION,
   taskQueue,
-  siteName: process.env.LIFEBOAT_NODE_SITE,
+  siteName: config.LIFEBOAT_NODE_SITE,
 });
 const cpu = cpuSampler();
 const beat = setInterval(() => {

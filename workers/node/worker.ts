@@ -9,7 +9,7 @@ export const nodeTaskQueue = (nodeId: string) => `node-${nodeId}`;
 
 /** A node worker (Replication Appliance / Cloud Connector): data-path activities on `node-<id>`. */
 export async function createNodeWorker(config: Config, nodeId = config.LIFEBOAT_NODE_ID) {
-  installTemporalRuntime();
+  installTemporalRuntime(config.TEMPORAL_LOG_LEVEL);
   const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
   const worker = await Worker.create({
     connection,

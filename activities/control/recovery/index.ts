@@ -12,10 +12,12 @@ import type {
   StepRef,
   StepState,
 } from '../../../contracts';
-import { planScheduleId, vmScheduleId } from '../../../contracts';
+import { planScheduleId, TAG, vmScheduleId } from '../../../contracts';
 import type { Db } from '../../../schema/db';
-import { jobs, plans, sites, vms } from '../../../schema/index';
+import { jobs, plans, vms } from '../../../schema/index';
+import { loadPlanModel } from '../../../schema/read/plan';
 import { runScript, ScriptRuntimeMissingError } from '../scripts/runner';
+import type { ControlSettings } from '../settings';
 import {
   clientToken,
   consoleOutput,
@@ -31,7 +33,7 @@ import {
   TimedEc2,
 } from './ec2';
 import { createJobStore } from './job-store';
-import { loadAndValidate } from './plan-snapshot';
+import { loadAndValidate, recoveryTarget } from './plan-snapshot';
 import { httpProbe, tcpProbe } from './probes';
 
 type VmLabels = ResourceLabels & { vmId: string; stepKey: string };
@@ -71,7 +73,7 @@ async function asStep<T extends { message: string }>(
  * the job/VM/step tags first and carry a ClientToken from workflow id + step key; Postgres writes
  * are upserts keyed by (job, step).
  */
-export function createRecoveryActivities(db: Db) {
+export function createRecoveryActivities(db: Db, settings: ControlSettings) {
   const store = createJobStore(db);
 
   return {
@@ -99,7 +101,7 @@ export function createRecoveryActivities(db: Db) {
       input: Pick<RecoveryInput, 'planId' | 'mode' | 'recoveryPoint' | 'vms'>,
     ): Promise<RecoveryPlanSnapshot & { message: string; ec2Ms: number }> {
       return asStep(store, step, async () => {
-        const r = await loadAndValidate(db, input);
+        const r = await loadAndValidate(db, input, settings);
         return { ...r, message: r.summary };
       });
     },
@@ -334,6 +336,7 @@ export function createRecoveryActivities(db: Db) {
           env: context.env,
           ...(context.stdin !== undefined ? { stdin: context.stdin } : {}),
           onTick: () => ctx.heartbeat(),
+          host: settings.scripts,
         });
         await store.upsertSteps([
           {
@@ -371,24 +374,23 @@ export function createRecoveryActivities(db: Db) {
         const [job] = await db.select().from(jobs).where(eq(jobs.id, targetJobId));
         if (!job)
           throw ApplicationFailure.nonRetryable(`Job ${targetJobId} does not exist`, 'CleanupTargetMissing');
-        if (!job.planId)
-          throw ApplicationFailure.nonRetryable(
-            `Job ${targetJobId} has no plan any more`,
-            'CleanupTargetMissing',
-          );
-        const [plan] = await db.select().from(plans).where(eq(plans.id, job.planId));
-        const [site] = plan ? await db.select().from(sites).where(eq(sites.id, plan.targetSiteId)) : [];
-        if (site?.kind !== 'aws')
-          throw ApplicationFailure.nonRetryable(
-            `The plan of job ${targetJobId} has no AWS target site`,
-            'CleanupTargetMissing',
-          );
-        const aws = site.settings as { region: string; endpoint?: string };
-        const target: AwsTarget = { region: aws.region, ...(aws.endpoint ? { endpoint: aws.endpoint } : {}) };
+        const plan = job.planId ? await loadPlanModel(db, job.planId, { withVms: false }) : undefined;
+        if (!plan)
+          throw ApplicationFailure.create({
+            type: 'CleanupTargetMissing',
+            nonRetryable: true,
+            message: `The plan of job ${targetJobId} was deleted, so its target account is unknown to Lifeboat`,
+            details: [
+              {
+                remediation: `Delete what the job created by hand in the target account: every instance, volume, AMI, snapshot and network interface tagged ${TAG.job}=${targetJobId} (EC2 console, filter by that tag). A retry of this cleanup cannot succeed.`,
+              },
+            ],
+          });
+        const target = recoveryTarget(plan.targetSite, settings);
         return {
           target,
           kind: job.kind,
-          message: `Cleaning up what ${job.kind} job ${targetJobId} created in ${aws.region}`,
+          message: `Cleaning up what ${job.kind} job ${targetJobId} created in ${target.region}`,
         };
       });
     },

@@ -1,124 +1,116 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { and, desc, eq, inArray, sql } from 'drizzle-orm';
-import type { AwsTarget, DiskSource, IterationDisk, IterationPlan } from '../../../contracts';
-import { awsEndpoint, loadConfig } from '../../../lib/config';
+import { desc, eq, inArray, sql } from 'drizzle-orm';
+import type { DiskSource, IterationDisk, IterationPlan } from '../../../contracts';
 import type { Db } from '../../../schema/db';
-import { disks, plans, recoveryPointDisks, recoveryPoints, sites, vms } from '../../../schema/index';
-import { nodePickupTimeoutMs } from './nodes';
+import { recoveryPointDisks, recoveryPoints } from '../../../schema/index';
+import { loadPlanModel, type PlanModel } from '../../../schema/read/plan';
+import {
+  awsTargetOfSite,
+  NotAnAwsSiteError,
+  type SiteAwsTarget,
+  type SiteModel,
+} from '../../../schema/read/site';
+import type { ControlSettings } from '../settings';
 
-/** The AWS account+region of a target site (its settings are the `aws` block of the site input). */
-export function awsTargetOfSite(site: {
-  name: string;
-  kind: string;
-  settings: Record<string, unknown>;
-}): AwsTarget {
-  if (site.kind !== 'aws') {
+/** The target of a site for replication: an ApplicationFailure (not retried) when it is not an AWS site. */
+export function replicationTarget(site: SiteModel, settings: ControlSettings): SiteAwsTarget {
+  try {
+    return awsTargetOfSite(site, settings.aws);
+  } catch (e) {
+    if (!(e instanceof NotAnAwsSiteError)) throw e;
     throw ApplicationFailure.nonRetryable(
       `Target site "${site.name}" is not an AWS site: replication writes EBS snapshots, so the plan's target must be an aws site.`,
     );
   }
-  const region = String(site.settings.region ?? '');
-  const endpoint = (site.settings.endpoint as string | undefined) ?? awsEndpoint(loadConfig());
-  return { region, ...(endpoint ? { endpoint } : {}) };
 }
 
+/** Where a disk's blocks are read: the image on a file site's node, or the volume of an aws site. */
 export function sourceOfDisk(
-  site: { name: string; kind: string; settings: Record<string, unknown> },
+  site: SiteModel,
   disk: { sourceRef: string; sizeBytes: number },
+  settings: ControlSettings,
 ): DiskSource {
   if (site.kind === 'file') return { kind: 'file', path: disk.sourceRef, sizeBytes: disk.sizeBytes };
-  return { kind: 'aws', volumeId: disk.sourceRef, target: awsTargetOfSite(site) };
+  return { kind: 'aws', volumeId: disk.sourceRef, target: replicationTarget(site, settings).target };
+}
+
+/** The previous recovery point of each disk: the newest one that holds it (the base of the diff). */
+async function previousPoints(db: Db, diskIds: string[]) {
+  if (diskIds.length === 0) return new Map<string, PreviousPoint>();
+  const rows = await db
+    .selectDistinctOn([recoveryPointDisks.diskId], {
+      diskId: recoveryPointDisks.diskId,
+      recoveryPointId: recoveryPointDisks.recoveryPointId,
+      snapshotId: recoveryPointDisks.snapshotId,
+      sourceSnapshotId: recoveryPointDisks.sourceSnapshotId,
+    })
+    .from(recoveryPointDisks)
+    .innerJoin(recoveryPoints, eq(recoveryPoints.id, recoveryPointDisks.recoveryPointId))
+    .where(inArray(recoveryPointDisks.diskId, diskIds))
+    .orderBy(recoveryPointDisks.diskId, desc(recoveryPoints.pointInTime));
+  return new Map(rows.map((p) => [p.diskId, p]));
+}
+type PreviousPoint = { recoveryPointId: string; snapshotId: string; sourceSnapshotId: string | null };
+
+/**
+ * The iteration's view of a plan (pure): every disk of the loaded VMs with its source and its
+ * previous point, highest VM priority first.
+ */
+export function iterationPlanOf(
+  plan: PlanModel,
+  previous: Map<string, PreviousPoint>,
+  settings: ControlSettings,
+): IterationPlan {
+  const target = replicationTarget(plan.targetSite, settings);
+  return {
+    planId: plan.id,
+    planName: plan.name,
+    planPriority: plan.replication.priority ?? 50,
+    intervalMinutes: plan.replication.intervalMinutes,
+    sourceSiteId: plan.sourceSite.id,
+    sourceSiteName: plan.sourceSite.name,
+    targetSiteId: target.siteId,
+    target: target.target,
+    vmIds: plan.vms.map((v) => v.id),
+    nodePickupTimeoutMs: settings.nodePickupTimeoutMs,
+    ...(target.snapshotBudget ? { snapshotBudget: target.snapshotBudget } : {}),
+    disks: plan.vms
+      .flatMap((vm) =>
+        vm.disks.map((d): IterationDisk => {
+          const p = previous.get(d.id);
+          const src = sourceOfDisk(plan.sourceSite, d, settings);
+          if (src.kind === 'aws' && p?.sourceSnapshotId) src.previousSourceSnapshotId = p.sourceSnapshotId;
+          return {
+            diskId: d.id,
+            diskName: d.name,
+            vmId: vm.id,
+            vmName: vm.name,
+            vmPriority: vm.replicationPriority,
+            source: src,
+            ...(p ? { previous: { recoveryPointId: p.recoveryPointId, snapshotId: p.snapshotId } } : {}),
+          };
+        }),
+      )
+      .sort((a, b) => b.vmPriority - a.vmPriority || a.vmName.localeCompare(b.vmName)),
+  };
 }
 
 /** Reads for the replication iteration workflow (control worker). */
-export function createIterationDataActivities(db: Db) {
+export function createIterationDataActivities(db: Db, settings: ControlSettings) {
   return {
     /** The plan, its VMs (one VM for per-VM replication), their disks and each disk's previous recovery point. */
     async loadReplicationIteration(input: { planId: string; vmId?: string }): Promise<IterationPlan> {
-      const [plan] = await db.select().from(plans).where(eq(plans.id, input.planId));
+      const plan = await loadPlanModel(db, input.planId, input.vmId ? { vmIds: [input.vmId] } : {});
       if (!plan)
         throw ApplicationFailure.nonRetryable(
           `Plan ${input.planId} no longer exists; its replication schedule should have been deleted with it (delete schedule replication-plan-${input.planId}).`,
         );
-      const siteRows = await db
-        .select()
-        .from(sites)
-        .where(inArray(sites.id, [plan.sourceSiteId, plan.targetSiteId]));
-      const source = siteRows.find((s) => s.id === plan.sourceSiteId)!;
-      const target = siteRows.find((s) => s.id === plan.targetSiteId)!;
-      const vmRows = await db
-        .select()
-        .from(vms)
-        .where(and(eq(vms.planId, plan.id), input.vmId ? eq(vms.id, input.vmId) : undefined));
-      if (input.vmId && vmRows.length === 0)
+      if (input.vmId && plan.vms.length === 0)
         throw ApplicationFailure.nonRetryable(
           `VM ${input.vmId} is no longer in plan "${plan.name}"; re-save the plan to remove its schedule.`,
         );
-      const diskRows = vmRows.length
-        ? await db
-            .select()
-            .from(disks)
-            .where(
-              inArray(
-                disks.vmId,
-                vmRows.map((v) => v.id),
-              ),
-            )
-        : [];
-      // The newest recovery point that holds each disk: the base of this iteration's diff.
-      const prevRows = diskRows.length
-        ? await db
-            .selectDistinctOn([recoveryPointDisks.diskId], {
-              diskId: recoveryPointDisks.diskId,
-              recoveryPointId: recoveryPointDisks.recoveryPointId,
-              snapshotId: recoveryPointDisks.snapshotId,
-              sourceSnapshotId: recoveryPointDisks.sourceSnapshotId,
-            })
-            .from(recoveryPointDisks)
-            .innerJoin(recoveryPoints, eq(recoveryPoints.id, recoveryPointDisks.recoveryPointId))
-            .where(
-              inArray(
-                recoveryPointDisks.diskId,
-                diskRows.map((d) => d.id),
-              ),
-            )
-            .orderBy(recoveryPointDisks.diskId, desc(recoveryPoints.pointInTime))
-        : [];
-      const prev = new Map(prevRows.map((p) => [p.diskId, p]));
-      const vmById = new Map(vmRows.map((v) => [v.id, v]));
-      const siteBudget = Number((target.settings as Record<string, unknown>).snapshotBudget);
-      const envBudget = Number(process.env.LIFEBOAT_SNAPSHOT_BUDGET);
-      const budget = siteBudget > 0 ? siteBudget : envBudget > 0 ? envBudget : undefined;
-      return {
-        planId: plan.id,
-        planName: plan.name,
-        planPriority: plan.replication.priority ?? 50,
-        intervalMinutes: plan.replication.intervalMinutes,
-        sourceSiteId: source.id,
-        sourceSiteName: source.name,
-        targetSiteId: target.id,
-        target: awsTargetOfSite(target),
-        vmIds: vmRows.map((v) => v.id),
-        nodePickupTimeoutMs: nodePickupTimeoutMs(),
-        ...(budget ? { snapshotBudget: Math.floor(budget) } : {}),
-        disks: diskRows
-          .map((d): IterationDisk => {
-            const vm = vmById.get(d.vmId)!;
-            const p = prev.get(d.id);
-            const src = sourceOfDisk(source, d);
-            if (src.kind === 'aws' && p?.sourceSnapshotId) src.previousSourceSnapshotId = p.sourceSnapshotId;
-            return {
-              diskId: d.id,
-              diskName: d.name,
-              vmId: vm.id,
-              vmName: vm.name,
-              vmPriority: vm.replicationPriority,
-              source: src,
-              ...(p ? { previous: { recoveryPointId: p.recoveryPointId, snapshotId: p.snapshotId } } : {}),
-            };
-          })
-          .sort((a, b) => b.vmPriority - a.vmPriority || a.vmName.localeCompare(b.vmName)),
-      };
+      const diskIds = plan.vms.flatMap((v) => v.disks.map((d) => d.id));
+      return iterationPlanOf(plan, await previousPoints(db, diskIds), settings);
     },
 
     /** One recovery point per iteration: insert keyed by the workflow id, so a retried call changes nothing. */

@@ -59,12 +59,3 @@ export function createNodeSelectionActivities(db: Db) {
     },
   };
 }
-
-/**
- * How long a transfer may wait on a node's task queue before that node is deemed silent
- * (scheduleToStartTimeout): LIFEBOAT_NODE_PICKUP_TIMEOUT_SECONDS, default 60.
- */
-export function nodePickupTimeoutMs(env = process.env): number {
-  const s = Number(env.LIFEBOAT_NODE_PICKUP_TIMEOUT_SECONDS);
-  return Number.isFinite(s) && s > 0 ? Math.round(s * 1000) : 60_000;
-}

@@ -10,24 +10,12 @@ import {
   snapshotBudgetWorkflowId,
 } from '../../../contracts';
 
-const positive = (v: string | undefined) => {
-  const n = Number(v);
-  return Number.isFinite(n) && n > 0 ? Math.floor(n) : undefined;
-};
-
-/** Budget settings from the environment of the control worker (LIFEBOAT_SNAPSHOT_BUDGET, …_LEASE_TTL_SECONDS). */
-export function budgetSettingsFromEnv(env = process.env): Partial<BudgetSettings> {
-  const budget = positive(env.LIFEBOAT_SNAPSHOT_BUDGET);
-  const ttl = positive(env.LIFEBOAT_SNAPSHOT_LEASE_TTL_SECONDS);
-  return { ...(budget ? { budget } : {}), ...(ttl ? { leaseTtlMs: ttl * 1000 } : {}) };
-}
-
 /**
  * The acquirer's side of the snapshot budget: one signal-with-start to the budget workflow of
  * the target site (started on first use, on this worker's task queue). The grant comes back as
  * a signal to the holder workflow. Idempotent by lease id.
  */
-export function createSnapshotSlotActivities() {
+export function createSnapshotSlotActivities(defaults: Partial<BudgetSettings> = {}) {
   return {
     async requestSnapshotSlot(input: {
       targetSiteId: string;
@@ -35,7 +23,7 @@ export function createSnapshotSlotActivities() {
       settings?: Partial<BudgetSettings>;
     }): Promise<void> {
       const ctx = Context.current();
-      const settings = { ...budgetSettingsFromEnv(), ...input.settings };
+      const settings = { ...defaults, ...input.settings };
       const workflowId = snapshotBudgetWorkflowId(input.targetSiteId);
       await ctx.client.workflow.signalWithStart(SNAPSHOT_BUDGET_WORKFLOW, {
         signal: requestSnapshotSlotSignal,

@@ -1,24 +1,21 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { eq, inArray } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import type { VerifyPlan } from '../../../contracts';
 import type { Db } from '../../../schema/db';
-import { disks, plans, recoveryPointDisks, recoveryPoints, sites, vms } from '../../../schema/index';
-import { awsTargetOfSite } from './iteration-data';
-import { nodePickupTimeoutMs } from './nodes';
+import { disks, recoveryPointDisks, recoveryPoints, vms } from '../../../schema/index';
+import { loadPlanModel } from '../../../schema/read/plan';
+import type { ControlSettings } from '../settings';
+import { replicationTarget } from './iteration-data';
 
 /** Reads for the verify workflow: a recovery point's disks and each one's snapshot chain. */
-export function createVerifyDataActivities(db: Db) {
+export function createVerifyDataActivities(db: Db, settings: ControlSettings) {
   return {
     async loadRecoveryPointForVerify(input: { recoveryPointId: string }): Promise<VerifyPlan> {
       const [rp] = await db.select().from(recoveryPoints).where(eq(recoveryPoints.id, input.recoveryPointId));
       if (!rp) throw ApplicationFailure.nonRetryable(`No recovery point ${input.recoveryPointId}`);
-      const [plan] = await db.select().from(plans).where(eq(plans.id, rp.planId));
-      const siteRows = await db
-        .select()
-        .from(sites)
-        .where(inArray(sites.id, [plan!.sourceSiteId, plan!.targetSiteId]));
-      const source = siteRows.find((s) => s.id === plan!.sourceSiteId)!;
-      const target = siteRows.find((s) => s.id === plan!.targetSiteId)!;
+      const plan = await loadPlanModel(db, rp.planId, { withVms: false });
+      if (!plan)
+        throw ApplicationFailure.nonRetryable(`The plan of recovery point ${rp.id} no longer exists`);
       const rows = await db
         .select({
           diskId: recoveryPointDisks.diskId,
@@ -56,12 +53,12 @@ export function createVerifyDataActivities(db: Db) {
       }
       return {
         recoveryPointId: rp.id,
-        planId: plan!.id,
-        planName: plan!.name,
-        sourceSiteId: source.id,
-        sourceSiteName: source.name,
-        target: awsTargetOfSite(target),
-        nodePickupTimeoutMs: nodePickupTimeoutMs(),
+        planId: plan.id,
+        planName: plan.name,
+        sourceSiteId: plan.sourceSite.id,
+        sourceSiteName: plan.sourceSite.name,
+        target: replicationTarget(plan.targetSite, settings).target,
+        nodePickupTimeoutMs: settings.nodePickupTimeoutMs,
         disks: out,
       };
     },

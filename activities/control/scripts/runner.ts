@@ -2,8 +2,8 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { redact, secretValues } from '../../../lib/redact';
 import type { Script } from '../../../schema/domain/script';
-import { redact, secretValues } from './redact';
 
 /** What the runner needs of a script (the domain Script, with defaults applied). */
 export type ScriptSpec = Pick<Script, 'runtime' | 'args' | 'timeoutSeconds' | 'onFailure'> & {
@@ -20,7 +20,19 @@ export interface ScriptRunOptions {
   maxLogBytes?: number;
   /** Called while the script runs (the activity heartbeats from here). */
   onTick?: () => void;
+  /** The worker's settings for scripts (lib/config.ts): their PATH, and the values to redact. */
+  host?: ScriptHost;
 }
+
+/** What the runner takes from the worker's configuration, handed down by the activity factory. */
+export interface ScriptHost {
+  /** PATH of the script's minimal environment. */
+  path: string;
+  /** Values of the worker's own secret-looking environment variables: redacted from every log. */
+  secrets: readonly string[];
+}
+
+export const DEFAULT_SCRIPT_HOST: ScriptHost = { path: '/usr/local/bin:/usr/bin:/bin', secrets: [] };
 
 export interface ScriptRunResult {
   ok: boolean;
@@ -46,9 +58,9 @@ const INLINE_FILE = { sh: 'script.sh', bash: 'script.sh', python3: 'script.py', 
  * PATH lets them find their tools; HOME/TMPDIR point at a scratch directory of this run; Go gets
  * its caches there too (it refuses to run without them).
  */
-function minimalEnv(workDir: string, extra: Record<string, string>): Record<string, string> {
+function minimalEnv(workDir: string, pathVar: string, extra: Record<string, string>): Record<string, string> {
   return {
-    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    PATH: pathVar,
     HOME: workDir,
     TMPDIR: workDir,
     LANG: 'C.UTF-8',
@@ -68,7 +80,10 @@ function minimalEnv(workDir: string, extra: Record<string, string>): Record<stri
 export async function runScript(script: ScriptSpec, opts: ScriptRunOptions = {}): Promise<ScriptRunResult> {
   const started = Date.now();
   const workDir = await mkdtemp(path.join(tmpdir(), 'lifeboat-script-'));
-  const secrets = secretValues(process.env, opts.env);
+  const host = opts.host ?? DEFAULT_SCRIPT_HOST;
+  const secrets = [...new Set([...host.secrets, ...secretValues(opts.env)])].sort(
+    (a, b) => b.length - a.length,
+  );
   try {
     let file = script.path;
     if (!file) {
@@ -77,7 +92,7 @@ export async function runScript(script: ScriptSpec, opts: ScriptRunOptions = {})
     }
     const bin = RUNTIME_BINARY[script.runtime];
     const argv = script.runtime === 'go' ? ['run', file, ...script.args] : [file, ...script.args];
-    const env = minimalEnv(workDir, opts.env ?? {});
+    const env = minimalEnv(workDir, host.path, opts.env ?? {});
     const maxLog = opts.maxLogBytes ?? 256 * 1024;
 
     return await new Promise<ScriptRunResult>((resolve, reject) => {

@@ -1,0 +1,35 @@
+import type { BudgetSettings } from '../../contracts';
+import { awsEndpoint, type Config, environmentSecretValues } from '../../lib/config';
+import type { ScriptHost } from './scripts/runner';
+
+/**
+ * What the control-plane activities take from the configuration (lib/config.ts is the only
+ * door to the environment): built once by the worker and handed to every activity factory.
+ */
+export interface ControlSettings {
+  /** Defaults of an AWS site: its endpoint when it names none, its snapshot budget when it sets none. */
+  aws: { endpoint?: string | undefined; snapshotBudget?: number | undefined };
+  /** scheduleToStartTimeout of a transfer on a node's task queue before the node is deemed silent. */
+  nodePickupTimeoutMs: number;
+  /** The snapshot budget's own knobs (lease re-check period). */
+  budget: Partial<BudgetSettings>;
+  scripts: ScriptHost;
+}
+
+export function controlSettings(config: Config): ControlSettings {
+  return {
+    aws: {
+      endpoint: awsEndpoint(config),
+      // Unset: the budget workflow keeps its own (DEFAULT_SNAPSHOT_BUDGET at its first start).
+      snapshotBudget: config.LIFEBOAT_SNAPSHOT_BUDGET,
+    },
+    nodePickupTimeoutMs: Math.round(config.LIFEBOAT_NODE_PICKUP_TIMEOUT_SECONDS * 1000),
+    budget: {
+      ...(config.LIFEBOAT_SNAPSHOT_BUDGET ? { budget: config.LIFEBOAT_SNAPSHOT_BUDGET } : {}),
+      ...(config.LIFEBOAT_SNAPSHOT_LEASE_TTL_SECONDS
+        ? { leaseTtlMs: config.LIFEBOAT_SNAPSHOT_LEASE_TTL_SECONDS * 1000 }
+        : {}),
+    },
+    scripts: { path: config.PATH, secrets: environmentSecretValues() },
+  };
+}
