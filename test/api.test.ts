@@ -145,6 +145,52 @@ describe('plan validation', () => {
     expect(typeof res.body.message).toBe('string');
   });
 
+  it('refuses a boot delay on the last boot group, naming each field, on every kind of write', async () => {
+    const LAST_GROUP =
+      'the last boot group has no next group to wait for; a boot delay is waited after a group is healthy, before the next group starts';
+    const groups = [
+      vm('db-01', { bootOrder: 0, bootDelaySeconds: 5 }),
+      vm('app-01', { bootOrder: 1 }),
+      vm('web-01', { bootOrder: 2, bootDelaySeconds: 10 }),
+      vm('web-02', { bootOrder: 2, bootDelaySeconds: 20 }),
+    ];
+    const expected = [
+      { path: 'vms[2].bootDelaySeconds', message: LAST_GROUP },
+      { path: 'vms[3].bootDelaySeconds', message: LAST_GROUP },
+    ];
+    const plan = { ...fixtures.plan(sourceId, targetId), vms: groups };
+    const created = await api.call('POST', '/v1/plans', { body: plan });
+    expect(created.status, JSON.stringify(created.body)).toBe(400);
+    expect(created.body.error).toBe('validation_failed');
+    expect(created.body.issues).toEqual(expected);
+
+    // `lifeboat apply` (sites by name) gets the same answer.
+    const { sourceSiteId: _s, targetSiteId: _t, ...doc } = plan;
+    const applied = await api.call('PUT', `/v1/plans/by-name/${plan.name}`, {
+      body: { ...doc, sourceSite: 'dc-east', targetSite: 'aws-dr' },
+    });
+    expect(applied.status, JSON.stringify(applied.body)).toBe(400);
+    expect(applied.body.issues).toEqual(expected);
+
+    // A single group is the last group too; a delay between groups is fine.
+    const single = await api.call('POST', '/v1/plans', {
+      body: { ...plan, vms: [vm('solo', { bootOrder: 0, bootDelaySeconds: 1 })] },
+    });
+    expect(single.body.issues).toEqual([{ path: 'vms[0].bootDelaySeconds', message: LAST_GROUP }]);
+    const ok = await api.call('POST', '/v1/plans', { body: { ...plan, vms: groups.slice(0, 2) } });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(201);
+    // PUT and PATCH are held to it as well.
+    const { id, version: _v, createdAt: _c, updatedAt: _u, replicationPaused: _p, ...input } = ok.body;
+    const put = await api.call('PUT', `/v1/plans/${id}`, { body: { ...input, vms: groups } });
+    expect(put.status).toBe(400);
+    expect(put.body.issues).toEqual(expected);
+    const patched = await api.call('PATCH', `/v1/plans/${id}`, {
+      body: { vms: [groups[0], vm('app-01', { bootOrder: 1, bootDelaySeconds: 3 })] },
+    });
+    expect(patched.status).toBe(400);
+    expect(paths(patched.body)).toEqual(['vms[1].bootDelaySeconds']);
+  });
+
   it('accepts the valid plan and keeps nothing of the rejected ones', async () => {
     const [{ n }] = (await api.db.execute<{ n: number }>(
       sql`select count(*)::int as n from plans`,
@@ -307,7 +353,7 @@ describe('concurrent edits', () => {
       ...input,
       vms: [
         { ...fixtures.vm('web-01'), bootDelaySeconds: 30 },
-        fixtures.vm('app-01', { network: { privateIp: '10.0.0.9' } }),
+        fixtures.vm('app-01', { bootOrder: 2, network: { privateIp: '10.0.0.9' } }),
       ],
     };
     const updated = await api.call('PUT', `/v1/plans/${id}`, { body: next });

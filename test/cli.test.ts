@@ -56,13 +56,13 @@ vms:
     sourceRef: vm-db-01
     guestOs: linux
     bootOrder: 0
+    bootDelaySeconds: 30
     disks:
       - { name: root, sourceRef: /data/db-01.img, sizeBytes: 1048576, deviceName: /dev/sda1 }
   - name: web-01
     sourceRef: vm-web-01
     guestOs: linux
     bootOrder: 1
-    bootDelaySeconds: 30
     network: { subnetCidr: 10.0.1.0/24, privateIp: 10.0.1.20 }
     disks:
       - { name: root, sourceRef: /data/web-01.img, sizeBytes: 1048576, deviceName: /dev/sda1 }
@@ -110,7 +110,8 @@ describe('lifeboat CLI', () => {
       lifeboat(['plans', 'get', 'erp', '--json']),
     ]);
     expect(list.stdout).toMatch(/erp\s+2\s+active\s+1/);
-    expect(get.stdout).toMatch(/web-01\s+linux\s+1\s+30s\s+1/);
+    expect(get.stdout).toMatch(/db-01\s+linux\s+0\s+30s\s+1/);
+    expect(get.stdout).toMatch(/web-01\s+linux\s+1\s+0s\s+1/);
     const json = JSON.parse(asJson.stdout);
     expect(json.vms.map((v: { name: string }) => v.name)).toEqual(['db-01', 'web-01']);
 
@@ -135,6 +136,19 @@ describe('lifeboat CLI', () => {
     // Field errors and document-level rules are reported together.
     expect(res.stderr).toMatch(/ {2}replication\.intervalMinutes: RPO must be at least 1 minute/);
     expect(res.stderr).not.toMatch(/\n\s+at /);
+    // A boot delay on the last boot group would never be waited: refused, naming the field.
+    const lastDelay = await lifeboat([
+      'apply',
+      '-f',
+      file(
+        'last-delay.yaml',
+        PLAN_YAML.replace('bootOrder: 1\n', 'bootOrder: 1\n    bootDelaySeconds: 15\n'),
+      ),
+    ]);
+    expect(lastDelay.code).toBe(1);
+    expect(lastDelay.stderr).toContain(
+      '  vms[1].bootDelaySeconds: the last boot group has no next group to wait for; a boot delay is waited after a group is healthy, before the next group starts',
+    );
     const [notYaml, usage] = await Promise.all([
       lifeboat(['apply', '-f', file('x.yaml', 'name: [unclosed')]),
       lifeboat(['plans', 'apply']),
