@@ -478,6 +478,17 @@ describe('tokens and audit', () => {
     const revoked = await api.call('GET', '/v1/plans', { token: created.body.token });
     expect(revoked.status).toBe(401);
     expect(revoked.body.message).toMatch(/revoked/);
+    // The list shows revoked tokens too, marked; status=active (or the old includeRevoked=false) hides them.
+    const all = await api.call('GET', '/v1/tokens');
+    const bot = all.body.items.find((t: { name: string }) => t.name === 'ci-bot');
+    expect(bot).toMatchObject({ status: 'revoked', revokedAt: expect.any(String) });
+    expect(all.body.items.find((t: { name: string }) => t.name === 'test-admin').status).toBe('active');
+    for (const q of ['status=active', 'includeRevoked=false']) {
+      const active = await api.call('GET', `/v1/tokens?${q}`);
+      expect(active.body.items.map((t: { name: string }) => t.name)).not.toContain('ci-bot');
+    }
+    const onlyRevoked = await api.call('GET', '/v1/tokens?status=revoked');
+    expect(onlyRevoked.body.items.map((t: { name: string }) => t.name)).toEqual(['ci-bot']);
   });
 
   it('refuses to revoke the last admin token', async () => {

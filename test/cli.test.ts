@@ -183,9 +183,19 @@ describe('lifeboat CLI', () => {
     expect(created.code, created.stderr).toBe(0);
     const secret = JSON.parse(created.stdout).token as string;
     expect((await lifeboat(['plans', 'list'], { LIFEBOAT_TOKEN: secret })).code).toBe(0);
-    expect((await lifeboat(['tokens', 'list'])).stdout).toMatch(/robot\s+viewer/);
+    expect((await lifeboat(['tokens', 'list'])).stdout).toMatch(/robot\s+viewer\s+active/);
     expect((await lifeboat(['tokens', 'revoke', 'robot'])).code).toBe(0);
     expect((await lifeboat(['plans', 'list'], { LIFEBOAT_TOKEN: secret })).code).toBe(4);
+    // Revoked tokens stay listed, marked; --active leaves them out.
+    const listedAll = await lifeboat(['tokens', 'list']);
+    expect(listedAll.stdout).toMatch(/^NAME\s+ROLE\s+STATUS\s/);
+    expect(listedAll.stdout).toMatch(/robot\s+viewer\s+REVOKED\s/);
+    expect(listedAll.stdout).toMatch(/test-admin\s+admin\s+active\s/);
+    const activeOnly = await lifeboat(['tokens', 'list', '--active']);
+    expect(activeOnly.stdout).not.toContain('robot');
+    expect(activeOnly.stdout).toContain('test-admin');
+    const asJson = JSON.parse((await lifeboat(['--json', 'tokens', 'list'])).stdout);
+    expect(asJson.items.find((t: { name: string }) => t.name === 'robot').status).toBe('revoked');
     const site = await api.call('GET', '/v1/sites?name=dc-east');
     await api.db.insert(nodes).values({
       id: 'appliance-7',
