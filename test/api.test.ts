@@ -223,7 +223,9 @@ describe('plan validation', () => {
       headers: { 'content-type': 'text/yaml' },
     });
     expect(text.status).toBe(415);
-    expect((await api.call('GET', '/v1/plans/not-a-uuid')).status).toBe(400);
+    // {id} takes an id or a name: a name nobody has is 404, a string no name can be is 400.
+    expect((await api.call('GET', '/v1/plans/not-a-uuid')).status).toBe(404);
+    expect((await api.call('GET', '/v1/plans/-bad')).status).toBe(400);
     expect((await api.call('GET', '/v1/plans/00000000-0000-4000-8000-000000000000')).status).toBe(404);
     const huge = await api.call('POST', '/v1/plans', {
       rawBody: JSON.stringify({ description: 'x'.repeat(9 * 1024 * 1024) }),
@@ -370,6 +372,28 @@ describe('concurrent edits', () => {
     expect(bad.status).toBe(422);
     const vmRows = await api.db.select({ name: vms.name }).from(vms).where(eq(vms.planId, id));
     expect(vmRows.map((v) => v.name).sort()).toEqual(['app-01', 'web-01']);
+  });
+});
+
+describe('plans by name', () => {
+  it('reads, patches and deletes /v1/plans/{id} given the plan name', async () => {
+    const plan = fixtures.plan(sourceId, targetId);
+    const created = await api.call('POST', '/v1/plans', { body: plan });
+    expect(created.status).toBe(201);
+    const got = await api.call('GET', `/v1/plans/${plan.name.toUpperCase()}`);
+    expect(got.status).toBe(200);
+    expect(got.body.id).toBe(created.body.id);
+    const patched = await api.call('PATCH', `/v1/plans/${plan.name}`, { body: { description: 'by name' } });
+    expect(patched.body).toMatchObject({ id: created.body.id, version: 2, description: 'by name' });
+    const stale = await api.call('DELETE', `/v1/plans/${plan.name}`, { headers: { 'if-match': '"1"' } });
+    expect(stale.status).toBe(412);
+    const removed = await api.call('DELETE', `/v1/plans/${plan.name}`, { headers: { 'if-match': '"2"' } });
+    expect(removed.status, JSON.stringify(removed.body)).toBe(204);
+    const gone = await api.call('DELETE', `/v1/plans/${plan.name}`);
+    expect(gone.status).toBe(404);
+    expect(gone.body.message).toBe(`No plan named "${plan.name}"`);
+    expect((await api.call('GET', `/v1/plans/${created.body.id}`)).status).toBe(404);
+    expect((await api.call('DELETE', '/v1/plans/-bad')).status).toBe(400);
   });
 });
 
