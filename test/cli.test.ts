@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nodes } from '../schema';
+import { jobSteps, jobs, nodes } from '../schema';
 import { startTestApi, type TestApi } from './helpers/api';
 
 // The CLI end to end: the real bin/lifeboat.ts spawned against the real API server.
@@ -209,5 +210,85 @@ describe('lifeboat CLI', () => {
     expect(listed.stdout).toMatch(/appliance-7\s+dc-east\s+replication-appliance\s+offline/);
     const audit = await lifeboat(['audit', '--limit', '50']);
     expect(audit.stdout).toMatch(/test-admin\s+201\s+PUT \/v1\/plans\/by-name\/erp/);
+  });
+
+  it('deletes a plan by name', async () => {
+    const doc = file('old.yaml', PLAN_YAML.replace('name: erp\n', 'name: erp-old\n'));
+    expect((await lifeboat(['apply', '-f', doc])).code).toBe(0);
+    const stale = await lifeboat(['plans', 'delete', 'erp-old', '--if-match', '7']);
+    expect(stale.code).toBe(3);
+    const removed = await lifeboat(['plans', 'delete', 'erp-old', '--if-match', '1']);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(removed.stdout).toContain('plan "erp-old" deleted');
+    expect((await lifeboat(['plans', 'get', 'erp-old'])).code).toBe(2);
+    expect((await lifeboat(['plans', 'delete', 'erp-old'])).code).toBe(2);
+  });
+
+  describe('jobs', () => {
+    // Finished and running jobs as the workflows leave them in the database (the API's projection).
+    const jobOf = async (status: (typeof jobs.$inferInsert)['status']) => {
+      const [job] = await api.db
+        .insert(jobs)
+        .values({
+          kind: 'test-recovery',
+          status,
+          workflowId: `recovery-cli-${randomUUID()}`,
+          error: status === 'failed' ? 'vm:web-01:health: port 80 never answered' : null,
+          startedAt: new Date(),
+          endedAt: ['pending', 'running'].includes(status!) ? null : new Date(),
+        })
+        .returning();
+      const stepStatus: (typeof jobSteps.$inferInsert)['status'] =
+        status === 'completed' ? 'completed' : status === 'failed' ? 'failed' : 'running';
+      await api.db.insert(jobSteps).values(
+        ['Validate the recovery point', 'Create the image of web-01', 'Start web-01'].map((name, i) => ({
+          jobId: job!.id,
+          key: `step-${i}`,
+          seq: i * 10,
+          name,
+          status: i < 2 ? ('completed' as const) : stepStatus,
+          startedAt: new Date(),
+          endedAt: i < 2 || stepStatus !== 'running' ? new Date() : null,
+        })),
+      );
+      return job!.id;
+    };
+
+    it('`jobs get` exits 6 failed/cancelled, 7 partially completed, 0 completed or running, with or without --watch', async () => {
+      const cases = [
+        ['completed', 0],
+        ['failed', 6],
+        ['cancelled', 6],
+        ['partially-completed', 7],
+      ] as const;
+      for (const [status, code] of cases) {
+        const id = await jobOf(status);
+        const [plain, watched] = await Promise.all([
+          lifeboat(['jobs', 'get', id]),
+          lifeboat(['jobs', 'get', id, '--watch']),
+        ]);
+        expect(plain.code, `${status}: ${plain.stderr}`).toBe(code);
+        expect(plain.stdout).toContain(`: ${status}`);
+        expect(watched.code, `${status} --watch: ${watched.stderr}`).toBe(code);
+      }
+      const running = await lifeboat(['jobs', 'get', await jobOf('running')]);
+      expect(running.code, running.stderr).toBe(0);
+      expect(running.stdout).toContain(': running');
+      const help = await lifeboat(['jobs', 'get', '--help']);
+      expect(help.stdout).toMatch(
+        /Exit codes: 0 completed .*6 failed or cancelled,\s+7 partially completed/s,
+      );
+    });
+
+    it('`--watch` numbers each step by its own position', async () => {
+      const watched = await lifeboat(['jobs', 'get', await jobOf('completed'), '--watch']);
+      expect(watched.code, watched.stderr).toBe(0);
+      const lines = watched.stdout.split('\n').filter((l) => l.includes('] '));
+      expect(lines.map((l) => l.replace(/^\S+ /, ''))).toEqual([
+        '✓ [1/3] Validate the recovery point',
+        '✓ [2/3] Create the image of web-01',
+        '✓ [3/3] Start web-01',
+      ]);
+    });
   });
 });
