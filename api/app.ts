@@ -1,11 +1,11 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
-import { Scalar } from '@scalar/hono-api-reference';
 import type { Client } from '@temporalio/client';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import type { Config } from '../lib/config';
 import type { Db } from '../schema/db';
 import { type AuthEnv, auditMutations, authenticate } from './auth/middleware';
+import { docsRoutes } from './docs';
 import { ApiError, errorResponse, validationHook } from './errors';
 import type { DependencyName, HealthProbe } from './health';
 import { auditRoutes } from './routes/audit';
@@ -74,7 +74,7 @@ export function createApp(deps: AppDeps) {
     },
     security: [{ bearerAuth: [] }],
   });
-  app.get('/docs', Scalar({ url: '/openapi.json', pageTitle: 'Lifeboat API' }));
+  app.route('/', docsRoutes());
   app.notFound((c) => c.json({ error: 'not_found', message: `No route ${c.req.method} ${c.req.path}` }, 404));
   app.onError((err, c) => {
     if (err instanceof ApiError) return errorResponse(c, err);

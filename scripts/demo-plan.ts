@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { plansService } from '../api/services/plans';
+import { PlanApplyInput, plansService } from '../api/services/plans';
 import { sitesService } from '../api/services/sites';
 import { awsEndpoint, type Config } from '../lib/config';
 import type { Db } from '../schema/db';
@@ -74,7 +74,9 @@ export async function ensureDemoPlan(db: Db, config: Config) {
     sourceRef: `demo/${vm.name}`,
     guestOs: 'linux' as const,
     bootOrder: vm.bootOrder,
-    bootDelaySeconds: vm.bootOrder === 0 ? 0 : 10,
+    // The database group is healthy, then 10 s pass before the web group starts (the last group
+    // has no delay: there is no next group to wait for).
+    bootDelaySeconds: vm.bootOrder === 0 ? 10 : 0,
     disks: vm.disks.map((d) => {
       const file = path.join(dir, `${vm.name}-${d.name}.img`);
       if (ensureSparseImage(file, d.sizeBytes, d.dataBlocks)) imagesCreated++;
@@ -111,7 +113,8 @@ export async function ensureDemoPlan(db: Db, config: Config) {
     siteIds.push(site.id);
   }
 
-  const applied = await plansService(db).apply(DEMO.plan, {
+  // Validated like `lifeboat apply` would: the demo obeys every rule an operator's plan does.
+  const document = PlanApplyInput.parse({
     description:
       'Demo plan created by npm start: two VMs on sparse raw images, replicated to the local AWS endpoint',
     sourceSiteId: siteIds[0]!,
@@ -131,5 +134,6 @@ export async function ensureDemoPlan(db: Db, config: Config) {
       replicationPriority: 50,
     })),
   });
+  const applied = await plansService(db).apply(DEMO.plan, document);
   return { planId: applied.plan.id, result: applied.result, imagesCreated, dir };
 }

@@ -7,6 +7,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { buildWorkflowBundle } from '../workers/bundle';
+import { type ChromiumState, ensureChromium, selectsBrowserTest } from './stack/chromium';
 import { StackError } from './stack/errors';
 import { startStack } from './stack/index';
 import { PROJECT_ROOT } from './stack/venv';
@@ -16,6 +17,10 @@ const t0 = Date.now();
 let stack: Awaited<ReturnType<typeof startStack>> | undefined;
 
 try {
+  // The docs page test drives a real headless Chromium (Debian's package), installed on first use.
+  const wantsBrowser = selectsBrowserTest(process.argv.slice(2));
+  const chromium: ChromiumState = ensureChromium(say, { install: wantsBrowser });
+  if (wantsBrowser && 'missing' in chromium) say(`no browser for the docs page test: ${chromium.missing}`);
   stack = await startStack('test', say);
   const stopping = stack;
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
@@ -33,6 +38,9 @@ try {
     ...stack.env,
     LIFEBOAT_WORKFLOW_BUNDLE: bundlePath,
     LIFEBOAT_VENV_BIN: path.join(PROJECT_ROOT, '.venv', 'bin'),
+    ...('path' in chromium
+      ? { LIFEBOAT_CHROMIUM: chromium.path }
+      : { LIFEBOAT_CHROMIUM_MISSING: chromium.missing }),
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     NODE_NO_WARNINGS: '1',
   };

@@ -145,6 +145,52 @@ describe('plan validation', () => {
     expect(typeof res.body.message).toBe('string');
   });
 
+  it('refuses a boot delay on the last boot group, naming each field, on every kind of write', async () => {
+    const LAST_GROUP =
+      'the last boot group has no next group to wait for; a boot delay is waited after a group is healthy, before the next group starts';
+    const groups = [
+      vm('db-01', { bootOrder: 0, bootDelaySeconds: 5 }),
+      vm('app-01', { bootOrder: 1 }),
+      vm('web-01', { bootOrder: 2, bootDelaySeconds: 10 }),
+      vm('web-02', { bootOrder: 2, bootDelaySeconds: 20 }),
+    ];
+    const expected = [
+      { path: 'vms[2].bootDelaySeconds', message: LAST_GROUP },
+      { path: 'vms[3].bootDelaySeconds', message: LAST_GROUP },
+    ];
+    const plan = { ...fixtures.plan(sourceId, targetId), vms: groups };
+    const created = await api.call('POST', '/v1/plans', { body: plan });
+    expect(created.status, JSON.stringify(created.body)).toBe(400);
+    expect(created.body.error).toBe('validation_failed');
+    expect(created.body.issues).toEqual(expected);
+
+    // `lifeboat apply` (sites by name) gets the same answer.
+    const { sourceSiteId: _s, targetSiteId: _t, ...doc } = plan;
+    const applied = await api.call('PUT', `/v1/plans/by-name/${plan.name}`, {
+      body: { ...doc, sourceSite: 'dc-east', targetSite: 'aws-dr' },
+    });
+    expect(applied.status, JSON.stringify(applied.body)).toBe(400);
+    expect(applied.body.issues).toEqual(expected);
+
+    // A single group is the last group too; a delay between groups is fine.
+    const single = await api.call('POST', '/v1/plans', {
+      body: { ...plan, vms: [vm('solo', { bootOrder: 0, bootDelaySeconds: 1 })] },
+    });
+    expect(single.body.issues).toEqual([{ path: 'vms[0].bootDelaySeconds', message: LAST_GROUP }]);
+    const ok = await api.call('POST', '/v1/plans', { body: { ...plan, vms: groups.slice(0, 2) } });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(201);
+    // PUT and PATCH are held to it as well.
+    const { id, version: _v, createdAt: _c, updatedAt: _u, replicationPaused: _p, ...input } = ok.body;
+    const put = await api.call('PUT', `/v1/plans/${id}`, { body: { ...input, vms: groups } });
+    expect(put.status).toBe(400);
+    expect(put.body.issues).toEqual(expected);
+    const patched = await api.call('PATCH', `/v1/plans/${id}`, {
+      body: { vms: [groups[0], vm('app-01', { bootOrder: 1, bootDelaySeconds: 3 })] },
+    });
+    expect(patched.status).toBe(400);
+    expect(paths(patched.body)).toEqual(['vms[1].bootDelaySeconds']);
+  });
+
   it('accepts the valid plan and keeps nothing of the rejected ones', async () => {
     const [{ n }] = (await api.db.execute<{ n: number }>(
       sql`select count(*)::int as n from plans`,
@@ -177,7 +223,9 @@ describe('plan validation', () => {
       headers: { 'content-type': 'text/yaml' },
     });
     expect(text.status).toBe(415);
-    expect((await api.call('GET', '/v1/plans/not-a-uuid')).status).toBe(400);
+    // {id} takes an id or a name: a name nobody has is 404, a string no name can be is 400.
+    expect((await api.call('GET', '/v1/plans/not-a-uuid')).status).toBe(404);
+    expect((await api.call('GET', '/v1/plans/-bad')).status).toBe(400);
     expect((await api.call('GET', '/v1/plans/00000000-0000-4000-8000-000000000000')).status).toBe(404);
     const huge = await api.call('POST', '/v1/plans', {
       rawBody: JSON.stringify({ description: 'x'.repeat(9 * 1024 * 1024) }),
@@ -307,7 +355,7 @@ describe('concurrent edits', () => {
       ...input,
       vms: [
         { ...fixtures.vm('web-01'), bootDelaySeconds: 30 },
-        fixtures.vm('app-01', { network: { privateIp: '10.0.0.9' } }),
+        fixtures.vm('app-01', { bootOrder: 2, network: { privateIp: '10.0.0.9' } }),
       ],
     };
     const updated = await api.call('PUT', `/v1/plans/${id}`, { body: next });
@@ -324,6 +372,28 @@ describe('concurrent edits', () => {
     expect(bad.status).toBe(422);
     const vmRows = await api.db.select({ name: vms.name }).from(vms).where(eq(vms.planId, id));
     expect(vmRows.map((v) => v.name).sort()).toEqual(['app-01', 'web-01']);
+  });
+});
+
+describe('plans by name', () => {
+  it('reads, patches and deletes /v1/plans/{id} given the plan name', async () => {
+    const plan = fixtures.plan(sourceId, targetId);
+    const created = await api.call('POST', '/v1/plans', { body: plan });
+    expect(created.status).toBe(201);
+    const got = await api.call('GET', `/v1/plans/${plan.name.toUpperCase()}`);
+    expect(got.status).toBe(200);
+    expect(got.body.id).toBe(created.body.id);
+    const patched = await api.call('PATCH', `/v1/plans/${plan.name}`, { body: { description: 'by name' } });
+    expect(patched.body).toMatchObject({ id: created.body.id, version: 2, description: 'by name' });
+    const stale = await api.call('DELETE', `/v1/plans/${plan.name}`, { headers: { 'if-match': '"1"' } });
+    expect(stale.status).toBe(412);
+    const removed = await api.call('DELETE', `/v1/plans/${plan.name}`, { headers: { 'if-match': '"2"' } });
+    expect(removed.status, JSON.stringify(removed.body)).toBe(204);
+    const gone = await api.call('DELETE', `/v1/plans/${plan.name}`);
+    expect(gone.status).toBe(404);
+    expect(gone.body.message).toBe(`No plan named "${plan.name}"`);
+    expect((await api.call('GET', `/v1/plans/${created.body.id}`)).status).toBe(404);
+    expect((await api.call('DELETE', '/v1/plans/-bad')).status).toBe(400);
   });
 });
 
@@ -432,6 +502,17 @@ describe('tokens and audit', () => {
     const revoked = await api.call('GET', '/v1/plans', { token: created.body.token });
     expect(revoked.status).toBe(401);
     expect(revoked.body.message).toMatch(/revoked/);
+    // The list shows revoked tokens too, marked; status=active (or the old includeRevoked=false) hides them.
+    const all = await api.call('GET', '/v1/tokens');
+    const bot = all.body.items.find((t: { name: string }) => t.name === 'ci-bot');
+    expect(bot).toMatchObject({ status: 'revoked', revokedAt: expect.any(String) });
+    expect(all.body.items.find((t: { name: string }) => t.name === 'test-admin').status).toBe('active');
+    for (const q of ['status=active', 'includeRevoked=false']) {
+      const active = await api.call('GET', `/v1/tokens?${q}`);
+      expect(active.body.items.map((t: { name: string }) => t.name)).not.toContain('ci-bot');
+    }
+    const onlyRevoked = await api.call('GET', '/v1/tokens?status=revoked');
+    expect(onlyRevoked.body.items.map((t: { name: string }) => t.name)).toEqual(['ci-bot']);
   });
 
   it('refuses to revoke the last admin token', async () => {

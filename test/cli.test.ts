@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nodes } from '../schema';
+import { jobSteps, jobs, nodes } from '../schema';
 import { startTestApi, type TestApi } from './helpers/api';
 
 // The CLI end to end: the real bin/lifeboat.ts spawned against the real API server.
@@ -56,13 +57,13 @@ vms:
     sourceRef: vm-db-01
     guestOs: linux
     bootOrder: 0
+    bootDelaySeconds: 30
     disks:
       - { name: root, sourceRef: /data/db-01.img, sizeBytes: 1048576, deviceName: /dev/sda1 }
   - name: web-01
     sourceRef: vm-web-01
     guestOs: linux
     bootOrder: 1
-    bootDelaySeconds: 30
     network: { subnetCidr: 10.0.1.0/24, privateIp: 10.0.1.20 }
     disks:
       - { name: root, sourceRef: /data/web-01.img, sizeBytes: 1048576, deviceName: /dev/sda1 }
@@ -110,7 +111,8 @@ describe('lifeboat CLI', () => {
       lifeboat(['plans', 'get', 'erp', '--json']),
     ]);
     expect(list.stdout).toMatch(/erp\s+2\s+active\s+1/);
-    expect(get.stdout).toMatch(/web-01\s+linux\s+1\s+30s\s+1/);
+    expect(get.stdout).toMatch(/db-01\s+linux\s+0\s+30s\s+1/);
+    expect(get.stdout).toMatch(/web-01\s+linux\s+1\s+0s\s+1/);
     const json = JSON.parse(asJson.stdout);
     expect(json.vms.map((v: { name: string }) => v.name)).toEqual(['db-01', 'web-01']);
 
@@ -135,6 +137,19 @@ describe('lifeboat CLI', () => {
     // Field errors and document-level rules are reported together.
     expect(res.stderr).toMatch(/ {2}replication\.intervalMinutes: RPO must be at least 1 minute/);
     expect(res.stderr).not.toMatch(/\n\s+at /);
+    // A boot delay on the last boot group would never be waited: refused, naming the field.
+    const lastDelay = await lifeboat([
+      'apply',
+      '-f',
+      file(
+        'last-delay.yaml',
+        PLAN_YAML.replace('bootOrder: 1\n', 'bootOrder: 1\n    bootDelaySeconds: 15\n'),
+      ),
+    ]);
+    expect(lastDelay.code).toBe(1);
+    expect(lastDelay.stderr).toContain(
+      '  vms[1].bootDelaySeconds: the last boot group has no next group to wait for; a boot delay is waited after a group is healthy, before the next group starts',
+    );
     const [notYaml, usage] = await Promise.all([
       lifeboat(['apply', '-f', file('x.yaml', 'name: [unclosed')]),
       lifeboat(['plans', 'apply']),
@@ -169,9 +184,19 @@ describe('lifeboat CLI', () => {
     expect(created.code, created.stderr).toBe(0);
     const secret = JSON.parse(created.stdout).token as string;
     expect((await lifeboat(['plans', 'list'], { LIFEBOAT_TOKEN: secret })).code).toBe(0);
-    expect((await lifeboat(['tokens', 'list'])).stdout).toMatch(/robot\s+viewer/);
+    expect((await lifeboat(['tokens', 'list'])).stdout).toMatch(/robot\s+viewer\s+active/);
     expect((await lifeboat(['tokens', 'revoke', 'robot'])).code).toBe(0);
     expect((await lifeboat(['plans', 'list'], { LIFEBOAT_TOKEN: secret })).code).toBe(4);
+    // Revoked tokens stay listed, marked; --active leaves them out.
+    const listedAll = await lifeboat(['tokens', 'list']);
+    expect(listedAll.stdout).toMatch(/^NAME\s+ROLE\s+STATUS\s/);
+    expect(listedAll.stdout).toMatch(/robot\s+viewer\s+REVOKED\s/);
+    expect(listedAll.stdout).toMatch(/test-admin\s+admin\s+active\s/);
+    const activeOnly = await lifeboat(['tokens', 'list', '--active']);
+    expect(activeOnly.stdout).not.toContain('robot');
+    expect(activeOnly.stdout).toContain('test-admin');
+    const asJson = JSON.parse((await lifeboat(['--json', 'tokens', 'list'])).stdout);
+    expect(asJson.items.find((t: { name: string }) => t.name === 'robot').status).toBe('revoked');
     const site = await api.call('GET', '/v1/sites?name=dc-east');
     await api.db.insert(nodes).values({
       id: 'appliance-7',
@@ -185,5 +210,85 @@ describe('lifeboat CLI', () => {
     expect(listed.stdout).toMatch(/appliance-7\s+dc-east\s+replication-appliance\s+offline/);
     const audit = await lifeboat(['audit', '--limit', '50']);
     expect(audit.stdout).toMatch(/test-admin\s+201\s+PUT \/v1\/plans\/by-name\/erp/);
+  });
+
+  it('deletes a plan by name', async () => {
+    const doc = file('old.yaml', PLAN_YAML.replace('name: erp\n', 'name: erp-old\n'));
+    expect((await lifeboat(['apply', '-f', doc])).code).toBe(0);
+    const stale = await lifeboat(['plans', 'delete', 'erp-old', '--if-match', '7']);
+    expect(stale.code).toBe(3);
+    const removed = await lifeboat(['plans', 'delete', 'erp-old', '--if-match', '1']);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(removed.stdout).toContain('plan "erp-old" deleted');
+    expect((await lifeboat(['plans', 'get', 'erp-old'])).code).toBe(2);
+    expect((await lifeboat(['plans', 'delete', 'erp-old'])).code).toBe(2);
+  });
+
+  describe('jobs', () => {
+    // Finished and running jobs as the workflows leave them in the database (the API's projection).
+    const jobOf = async (status: (typeof jobs.$inferInsert)['status']) => {
+      const [job] = await api.db
+        .insert(jobs)
+        .values({
+          kind: 'test-recovery',
+          status,
+          workflowId: `recovery-cli-${randomUUID()}`,
+          error: status === 'failed' ? 'vm:web-01:health: port 80 never answered' : null,
+          startedAt: new Date(),
+          endedAt: ['pending', 'running'].includes(status!) ? null : new Date(),
+        })
+        .returning();
+      const stepStatus: (typeof jobSteps.$inferInsert)['status'] =
+        status === 'completed' ? 'completed' : status === 'failed' ? 'failed' : 'running';
+      await api.db.insert(jobSteps).values(
+        ['Validate the recovery point', 'Create the image of web-01', 'Start web-01'].map((name, i) => ({
+          jobId: job!.id,
+          key: `step-${i}`,
+          seq: i * 10,
+          name,
+          status: i < 2 ? ('completed' as const) : stepStatus,
+          startedAt: new Date(),
+          endedAt: i < 2 || stepStatus !== 'running' ? new Date() : null,
+        })),
+      );
+      return job!.id;
+    };
+
+    it('`jobs get` exits 6 failed/cancelled, 7 partially completed, 0 completed or running, with or without --watch', async () => {
+      const cases = [
+        ['completed', 0],
+        ['failed', 6],
+        ['cancelled', 6],
+        ['partially-completed', 7],
+      ] as const;
+      for (const [status, code] of cases) {
+        const id = await jobOf(status);
+        const [plain, watched] = await Promise.all([
+          lifeboat(['jobs', 'get', id]),
+          lifeboat(['jobs', 'get', id, '--watch']),
+        ]);
+        expect(plain.code, `${status}: ${plain.stderr}`).toBe(code);
+        expect(plain.stdout).toContain(`: ${status}`);
+        expect(watched.code, `${status} --watch: ${watched.stderr}`).toBe(code);
+      }
+      const running = await lifeboat(['jobs', 'get', await jobOf('running')]);
+      expect(running.code, running.stderr).toBe(0);
+      expect(running.stdout).toContain(': running');
+      const help = await lifeboat(['jobs', 'get', '--help']);
+      expect(help.stdout).toMatch(
+        /Exit codes: 0 completed .*6 failed or cancelled,\s+7 partially completed/s,
+      );
+    });
+
+    it('`--watch` numbers each step by its own position', async () => {
+      const watched = await lifeboat(['jobs', 'get', await jobOf('completed'), '--watch']);
+      expect(watched.code, watched.stderr).toBe(0);
+      const lines = watched.stdout.split('\n').filter((l) => l.includes('] '));
+      expect(lines.map((l) => l.replace(/^\S+ /, ''))).toEqual([
+        '✓ [1/3] Validate the recovery point',
+        '✓ [2/3] Create the image of web-01',
+        '✓ [3/3] Start web-01',
+      ]);
+    });
   });
 });

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { plansService } from '../api/services/plans';
+import { PlanInput } from '../schema/domain/plan';
 import { DEMO, ensureDemoPlan } from '../scripts/demo-plan';
 import { createTestDatabase, testConfig } from './helpers/stack';
 
@@ -26,6 +27,12 @@ describe('the npm start demo plan', () => {
     expect(plan.name).toBe(DEMO.plan);
     expect(plan.version).toBe(1);
     expect(plan.vms.map((v) => v.name)).toEqual(['demo-db-01', 'demo-web-01']);
+    // The boot delay sits between the groups (after the database), never on the last group.
+    expect(plan.vms.map((v) => [v.bootOrder, v.bootDelaySeconds])).toEqual([
+      [0, 10],
+      [1, 0],
+    ]);
+    expect(PlanInput.safeParse(plan).success).toBe(true);
     for (const disk of plan.vms.flatMap((v) => v.disks)) {
       const st = statSync(disk.sourceRef);
       expect(st.size).toBe(disk.sizeBytes);

@@ -7,6 +7,19 @@ export const UuidParam = z.object({
     .openapi({ param: { name: 'id', in: 'path' }, example: '0b6f9a1e-6c1d-4a55-9a2e-2f8d2b0f4c11' }),
 });
 
+/**
+ * Path parameter `{id}` holding a uuid or a name (a uuid-shaped value is taken as the id). The
+ * pattern is the one names follow, so nothing else reaches the database.
+ */
+export const IdOrNameParam = z.object({
+  id: z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]*$/, 'must be an id or a name')
+    .openapi({ param: { name: 'id', in: 'path' }, description: 'Id or name', example: 'erp-production' }),
+});
+
 /** The JSON body of a write; `required` makes a missing or non-JSON body a 400, not an empty object. */
 export const jsonBody = <T extends z.ZodType>(schema: T, description: string) => ({
   required: true,

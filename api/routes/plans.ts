@@ -7,7 +7,7 @@ import { ApiError, errorResponses } from '../errors';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
 import { Plan, PlanApplyInput, PlanSummary, plansService } from '../services/plans';
 import { planScheduleHooks } from '../services/replication/schedules';
-import { EtagHeader, idLinks, jsonBody, jsonContent, PatchDocument, UuidParam } from './params';
+import { EtagHeader, IdOrNameParam, idLinks, jsonBody, jsonContent, PatchDocument } from './params';
 
 const tags = ['plans'];
 const PlanPage = pageOf(PlanSummary, 'PlanPage');
@@ -49,9 +49,9 @@ const get = createRoute({
   method: 'get',
   path: '/plans/{id}',
   tags,
-  summary: 'Read a plan with its VMs and disks (ETag = version)',
+  summary: 'Read a plan (by id or name) with its VMs and disks (ETag = version)',
   middleware: [requireRole('viewer')],
-  request: { params: UuidParam },
+  request: { params: IdOrNameParam },
   responses: {
     200: { ...jsonContent(Plan, 'The plan'), headers: EtagHeader },
     ...errorResponses(400, 401, 403, 404),
@@ -91,11 +91,11 @@ const replace = createRoute({
   method: 'put',
   path: '/plans/{id}',
   tags,
-  summary: 'Replace a plan (If-Match: the version you read); 409 while a recovery of it runs',
+  summary: 'Replace a plan (by id or name; If-Match: the version you read); 409 while a recovery of it runs',
   description:
     'VMs and disks are matched by name: their ids stay, so recovery points keep referring to them. Sending the same content changes nothing and keeps the version.',
   middleware: [requireRole('admin')],
-  request: { params: UuidParam, headers: IfMatchHeader, body: jsonBody(PlanInput, 'The whole plan') },
+  request: { params: IdOrNameParam, headers: IfMatchHeader, body: jsonBody(PlanInput, 'The whole plan') },
   responses: {
     200: { ...jsonContent(Plan, 'Updated (or unchanged)'), headers: EtagHeader },
     ...errorResponses(400, 401, 403, 404, 409, 412, 422),
@@ -124,12 +124,12 @@ const patch = createRoute({
   method: 'patch',
   path: '/plans/{id}',
   tags,
-  summary: 'Change some fields of a plan (JSON Merge Patch; If-Match: the version you read)',
+  summary: 'Change some fields of a plan (by id or name; JSON Merge Patch; If-Match: the version you read)',
   description:
     'Objects merge key by key, `null` removes a field, arrays (e.g. `vms`) are replaced whole. The result is validated like a full write.',
   middleware: [requireRole('admin')],
   request: {
-    params: UuidParam,
+    params: IdOrNameParam,
     headers: IfMatchHeader,
     body: jsonBody(PatchDocument, 'The fields to change'),
   },
@@ -144,9 +144,9 @@ const remove = createRoute({
   method: 'delete',
   path: '/plans/{id}',
   tags,
-  summary: 'Delete a plan, its VMs and recovery points; 409 while a recovery of it runs',
+  summary: 'Delete a plan (by id or name), its VMs and recovery points; 409 while a recovery of it runs',
   middleware: [requireRole('admin')],
-  request: { params: UuidParam, headers: IfMatchHeader },
+  request: { params: IdOrNameParam, headers: IfMatchHeader },
   responses: { 204: { description: 'Deleted' }, ...errorResponses(400, 401, 403, 404, 409, 412) },
 });
 
@@ -160,7 +160,7 @@ export function planRoutes(deps: AppDeps) {
       return c.json(await svc.list(filter, { limit, offset }), 200);
     })
     .openapi(get, async (c) => {
-      const plan = await svc.get(c.req.valid('param').id);
+      const plan = await svc.get(await svc.idOf(c.req.valid('param').id));
       c.header('ETag', etagOf(plan.version));
       return c.json(plan, 200);
     })
@@ -179,7 +179,7 @@ export function planRoutes(deps: AppDeps) {
     })
     .openapi(replace, async (c) => {
       const { plan } = await svc.update(
-        c.req.valid('param').id,
+        await svc.idOf(c.req.valid('param').id),
         c.req.valid('json'),
         c.req.valid('header')['if-match'],
       );
@@ -199,7 +199,7 @@ export function planRoutes(deps: AppDeps) {
     })
     .openapi(patch, async (c) => {
       const { plan } = await svc.patch(
-        c.req.valid('param').id,
+        await svc.idOf(c.req.valid('param').id),
         c.req.valid('json'),
         c.req.valid('header')['if-match'],
       );
@@ -208,9 +208,10 @@ export function planRoutes(deps: AppDeps) {
       return c.json(plan, 200);
     })
     .openapi(remove, async (c) => {
-      const vmIds = await schedules.beforeDelete(c.req.valid('param').id);
-      await svc.remove(c.req.valid('param').id, c.req.valid('header')['if-match']);
-      await schedules.afterDelete(c.req.valid('param').id, vmIds);
+      const id = await svc.idOf(c.req.valid('param').id);
+      const vmIds = await schedules.beforeDelete(id);
+      await svc.remove(id, c.req.valid('header')['if-match']);
+      await schedules.afterDelete(id, vmIds);
       return c.body(null, 204);
     });
 }

@@ -4,7 +4,7 @@ import { v1Router } from '../app';
 import { requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { PageQuery, pageOf } from '../services/common';
-import { CreatedToken, Token, TokenInput, TokenRole, tokensService } from '../services/tokens';
+import { CreatedToken, Token, TokenInput, TokenRole, TokenStatus, tokensService } from '../services/tokens';
 import { jsonBody, jsonContent, UuidParam } from './params';
 
 const tags = ['tokens'];
@@ -15,16 +15,17 @@ const list = createRoute({
   method: 'get',
   path: '/tokens',
   tags,
-  summary: 'List API tokens (never their secrets)',
+  summary: 'List API tokens, revoked ones included (never their secrets)',
   middleware: [requireRole('admin')],
   request: {
     query: z.object({
       ...PageQuery,
       role: TokenRole.optional(),
+      status: TokenStatus.optional().describe('Only active or only revoked tokens (default: both)'),
       includeRevoked: z
         .enum(['true', 'false'])
         .optional()
-        .transform((v) => v === 'true'),
+        .describe('Deprecated: `false` is `status=active`; revoked tokens are listed by default'),
     }),
   },
   responses: { 200: jsonContent(TokenPage, 'A page of tokens'), ...errorResponses(400, 401, 403) },
@@ -56,8 +57,9 @@ export function tokenRoutes(deps: AppDeps) {
   const svc = tokensService(deps.db);
   return v1Router()
     .openapi(list, async (c) => {
-      const { limit, offset, ...filter } = c.req.valid('query');
-      return c.json(await svc.list(filter, { limit, offset }), 200);
+      const { limit, offset, role, status, includeRevoked } = c.req.valid('query');
+      const only = status ?? (includeRevoked === 'false' ? 'active' : undefined);
+      return c.json(await svc.list({ role, status: only }, { limit, offset }), 200);
     })
     .openapi(create, async (c) => c.json(await svc.create(c.req.valid('json')), 201))
     .openapi(revoke, async (c) => c.json(await svc.revoke(c.req.valid('param').id), 200));

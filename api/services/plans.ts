@@ -382,6 +382,18 @@ export function plansService(db: Db) {
       return loadPlan(db, row);
     },
 
+    /** The id of a plan given by id (uuid-shaped) or by name; 404 when there is none. */
+    async idOf(ref: string): Promise<string> {
+      const isUuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(ref);
+      const [row] = await db
+        .select({ id: plans.id })
+        .from(plans)
+        .where(isUuid ? eq(plans.id, ref) : sql`lower(${plans.name}) = lower(${ref})`);
+      if (!row)
+        throw new ApiError(404, 'not_found', isUuid ? `No plan with id ${ref}` : `No plan named "${ref}"`);
+      return row.id;
+    },
+
     async findByName(name: string) {
       const [row] = await db.select().from(plans).where(sql`lower(${plans.name}) = lower(${name})`);
       return row ? loadPlan(db, row) : undefined;

@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi';
-import { and, asc, eq, isNull, ne } from 'drizzle-orm';
+import { and, asc, eq, isNotNull, isNull, ne } from 'drizzle-orm';
 import type { Db } from '../../schema/db';
 import { apiTokens } from '../../schema/index';
 import { createToken, type Role } from '../auth/tokens';
@@ -19,12 +19,15 @@ export const TokenInput = z
   })
   .openapi('TokenInput');
 
+export const TokenStatus = z.enum(['active', 'revoked']);
+
 /** A token as listed: never the secret (only its first characters, to tell tokens apart). */
 export const Token = z
   .object({
     id: z.uuid(),
     name: z.string(),
     role: TokenRole,
+    status: TokenStatus.describe('revoked: refused with 401 since revokedAt'),
     prefix: z.string(),
     createdAt: z.string(),
     lastUsedAt: z.string().nullable(),
@@ -46,6 +49,7 @@ const toToken = (r: Row) => ({
   id: r.id,
   name: r.name,
   role: r.role,
+  status: r.revokedAt ? ('revoked' as const) : ('active' as const),
   prefix: r.prefix,
   createdAt: r.createdAt.toISOString(),
   lastUsedAt: r.lastUsedAt?.toISOString() ?? null,
@@ -54,13 +58,21 @@ const toToken = (r: Row) => ({
 
 export function tokensService(db: Db) {
   return {
-    async list(filter: { includeRevoked?: boolean | undefined; role?: Role | undefined }, page: Page) {
+    /** Every token, revoked ones included (status tells), unless filtered by status. */
+    async list(
+      filter: { status?: z.infer<typeof TokenStatus> | undefined; role?: Role | undefined },
+      page: Page,
+    ) {
       const rows = await db
         .select()
         .from(apiTokens)
         .where(
           and(
-            filter.includeRevoked ? undefined : isNull(apiTokens.revokedAt),
+            filter.status === 'active'
+              ? isNull(apiTokens.revokedAt)
+              : filter.status === 'revoked'
+                ? isNotNull(apiTokens.revokedAt)
+                : undefined,
             filter.role ? eq(apiTokens.role, filter.role) : undefined,
           ),
         )

@@ -48,11 +48,19 @@ const MARK: Record<string, string> = {
 };
 const time = (iso: string | null) => (iso ? iso.slice(11, 19) : '--:--:--');
 
+/**
+ * One rule for every job command (`recover --watch`, `jobs get [--watch]`, `jobs cleanup --watch`):
+ * failed or cancelled → 6, partially completed → 7, completed or still pending/running → 0.
+ */
 function exitFor(job: Job): number {
-  if (job.status === 'completed') return EXIT.ok;
+  if (job.status === 'failed' || job.status === 'cancelled') return JOB_EXIT.failed;
   if (job.status === 'partially-completed') return JOB_EXIT.partial;
-  return JOB_EXIT.failed;
+  return EXIT.ok;
 }
+
+const JOB_EXIT_HELP = `
+Exit codes: 0 completed (or, without --watch, still pending/running), 6 failed or cancelled,
+7 partially completed; 2 no such job, 4 unauthorized/forbidden, 5 API unreachable.`;
 
 function summary(job: Job): string {
   const lines = [`job ${job.id} (${job.kind}): ${job.status}`];
@@ -70,11 +78,9 @@ async function watch(api: ApiClient, id: string, json: boolean, intervalMs = 100
   const seen = new Map<string, string>();
   for (;;) {
     const { body: job } = await api.request<Job>('GET', `/v1/jobs/${id}`);
+    // Steps come ordered by seq: a step's position is its own place in that list.
     const steps = job.steps ?? [];
-    const done = steps.filter((s) =>
-      ['completed', 'failed', 'skipped', 'cancelled'].includes(s.status),
-    ).length;
-    for (const s of steps) {
+    for (const [i, s] of steps.entries()) {
       const sig = `${s.status}|${s.message ?? ''}`;
       if (seen.get(s.key) === sig || s.status === 'pending') continue;
       seen.set(s.key, sig);
@@ -82,7 +88,7 @@ async function watch(api: ApiClient, id: string, json: boolean, intervalMs = 100
         process.stdout.write(`${JSON.stringify({ step: s.key, status: s.status, message: s.message })}\n`);
       else
         process.stdout.write(
-          `${time(s.status === 'running' ? s.startedAt : s.endedAt)} ${MARK[s.status] ?? '?'} [${done}/${steps.length}] ${s.name}${s.message ? ` — ${s.message}` : ''}\n`,
+          `${time(s.status === 'running' ? s.startedAt : s.endedAt)} ${MARK[s.status] ?? '?'} [${i + 1}/${steps.length}] ${s.name}${s.message ? ` — ${s.message}` : ''}\n`,
         );
     }
     if (FINAL.includes(job.status)) return job;
@@ -106,6 +112,10 @@ export function recoveryCommands(program: Command, cli: Cli) {
     .option(
       '-w, --watch',
       'follow the steps live; exit 0 completed, 6 failed/cancelled, 7 partially completed',
+    )
+    .addHelpText(
+      'after',
+      JOB_EXIT_HELP.replace('without --watch, still pending/running', 'without --watch, started'),
     )
     .action(async (planRef: string, o) => {
       const api = cli.api();
@@ -182,8 +192,9 @@ export function recoveryCommands(program: Command, cli: Cli) {
 
   jobs
     .command('get <id>')
-    .description('Show a job and its steps')
-    .option('-w, --watch', 'follow it until it ends (exit codes as for recover --watch)')
+    .description('Show a job and its steps; the exit code tells how it ended (below)')
+    .option('-w, --watch', 'follow it until it ends')
+    .addHelpText('after', JOB_EXIT_HELP)
     .action(async (id: string, o) => {
       const api = cli.api();
       if (o.watch) {
@@ -208,6 +219,7 @@ export function recoveryCommands(program: Command, cli: Cli) {
             ]),
           )}`,
       );
+      process.exitCode = exitFor(job);
     });
 
   jobs
@@ -222,6 +234,10 @@ export function recoveryCommands(program: Command, cli: Cli) {
     .command('cleanup <id>')
     .description('Remove everything a finished recovery job created (found by its tags)')
     .option('-w, --watch', 'follow the cleanup job until it ends')
+    .addHelpText(
+      'after',
+      JOB_EXIT_HELP.replace('without --watch, still pending/running', 'without --watch, started'),
+    )
     .action(async (id: string, o) => {
       const api = cli.api();
       const { body } = await api.request<{ jobId: string }>(

@@ -5,6 +5,7 @@ interface Token {
   id: string;
   name: string;
   role: string;
+  status: 'active' | 'revoked';
   prefix: string;
   createdAt: string;
   lastUsedAt: string | null;
@@ -17,8 +18,9 @@ export function tokenCommands(program: Command, cli: Cli) {
 
   tokens
     .command('list', { isDefault: true })
-    .description('List tokens (never their secrets)')
-    .option('--all', 'include revoked tokens')
+    .description('List tokens, revoked ones included and marked REVOKED (never their secrets)')
+    .option('--active', 'only the tokens still valid')
+    .option('--all', 'every token, revoked ones included (the default; kept for old scripts)')
     .option('--limit <n>', 'page size', intOption)
     .option('--offset <n>', 'skip this many', intOption)
     .action(async (o) => {
@@ -26,16 +28,17 @@ export function tokenCommands(program: Command, cli: Cli) {
         .api()
         .request<{ items: Token[]; nextOffset: number | null }>(
           'GET',
-          `/v1/tokens${query({ includeRevoked: o.all ? 'true' : undefined, limit: o.limit, offset: o.offset })}`,
+          `/v1/tokens${query({ status: o.active ? 'active' : undefined, limit: o.limit, offset: o.offset })}`,
         );
       cli.print(
         page.body,
         () =>
           table(
-            ['NAME', 'ROLE', 'PREFIX', 'CREATED', 'LAST USED', 'REVOKED', 'ID'],
+            ['NAME', 'ROLE', 'STATUS', 'PREFIX', 'CREATED', 'LAST USED', 'REVOKED', 'ID'],
             page.body.items.map((t) => [
               t.name,
               t.role,
+              t.revokedAt ? 'REVOKED' : 'active',
               `${t.prefix}…`,
               t.createdAt.slice(0, 19),
               t.lastUsedAt?.slice(0, 19),
@@ -67,7 +70,7 @@ export function tokenCommands(program: Command, cli: Cli) {
       const api = cli.api();
       let id = ref;
       if (!UUID.test(ref)) {
-        const page = await api.request<{ items: Token[] }>('GET', '/v1/tokens?limit=500');
+        const page = await api.request<{ items: Token[] }>('GET', '/v1/tokens?status=active&limit=500');
         const hit = page.body.items.find((t) => t.name === ref);
         if (!hit) throw new CliError(EXIT.notFound, `No active token named "${ref}"`);
         id = hit.id;

@@ -62,6 +62,10 @@ export const TargetDefaults = z
   })
   .openapi('TargetDefaults');
 
+/** Why a boot delay on the highest boot order is refused (it would never be waited). */
+export const LAST_GROUP_DELAY =
+  'the last boot group has no next group to wait for; a boot delay is waited after a group is healthy, before the next group starts';
+
 /**
  * A protection plan as an operator writes it (API body, YAML for `lifeboat apply`). Rules that
  * need only the document are checked here; rules that need the database (site ids exist, roles
@@ -137,6 +141,18 @@ export const PlanInput = z
             message: `${ip} is already the private IP of VM "${other}"`,
           });
         } else privateIps.set(ip, vm.name);
+      }
+    });
+
+    // A group's boot delay is a wait between it and the next group: the last group has none.
+    const lastGroup = Math.max(...plan.vms.map((vm) => vm.bootOrder));
+    plan.vms.forEach((vm, i) => {
+      if (vm.bootOrder === lastGroup && vm.bootDelaySeconds > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['vms', i, 'bootDelaySeconds'],
+          message: LAST_GROUP_DELAY,
+        });
       }
     });
   })

@@ -193,7 +193,9 @@ describe('recovery API: /v1/plans/{id}/recoveries and /v1/jobs', () => {
 
     const ok = await lifeboat(['recover', planName, '--mode', 'test', '--watch']);
     expect(ok.code, ok.stderr).toBe(0);
-    expect(ok.stdout).toMatch(/✓ \[\d+\/4\] Validate the recovery point/);
+    // Each step line carries that step's own position, not the count of finished steps.
+    expect(ok.stdout).toMatch(/✓ \[1\/4\] Validate the recovery point/);
+    expect(ok.stdout).toMatch(/✓ \[2\/4\] .*cli-01/);
     expect(ok.stdout).toMatch(/✓ \[4\/4\] Wait for cli-01 to run — i-[0-9a-f]+ is running/);
     expect(ok.stdout).toMatch(/: completed/);
 
@@ -211,7 +213,12 @@ describe('recovery API: /v1/plans/{id}/recoveries and /v1/jobs', () => {
     const jobs = JSON.parse(listed.stdout).items;
     expect(jobs).toHaveLength(1);
     const got = await lifeboat(['jobs', 'get', jobs[0].id]);
+    expect(got.code).toBe(0);
     expect(got.stdout).toMatch(/Start cli-01\s+completed/);
+    // A failed job: the same exit code with or without --watch.
+    const failedId = JSON.parse((await lifeboat(['jobs', 'list', '--plan', planId, '--json'])).stdout)
+      .items[0].id;
+    expect((await lifeboat(['jobs', 'get', failedId])).code).toBe(6);
     const clean = await lifeboat(['jobs', 'cleanup', jobs[0].id, '--watch']);
     expect(clean.code, clean.stderr).toBe(0);
     expect(clean.stdout).toMatch(/Deleted 1 instances/);

@@ -95,6 +95,9 @@ export type RecoveryPoint = z.infer<typeof RecoveryPoint>;
 
 type Reader = Db;
 
+/** A name as one shell word in a hint's command (names may hold spaces, never quotes). */
+const shellWord = (name: string) => (/^[A-Za-z0-9._-]+$/.test(name) ? name : `"${name}"`);
+
 /** Resolve a plan given by id or by name. */
 export async function findPlan(db: Reader, ref: string) {
   const isUuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(ref);
@@ -251,9 +254,9 @@ export function replicationStatusService(db: Db, schedules: ReplicationSchedules
             ? (job?.remediation ??
               'See the job in the Temporal UI, fix the cause, then `lifeboat replication now`.')
             : state === 'paused'
-              ? `Replication is paused: \`lifeboat replication resume ${plan.name}\`${plan.replicationPaused ? '' : ` --vm ${vm.name}`}.`
+              ? `Replication is paused: \`lifeboat replication resume ${shellWord(plan.name)}${plan.replicationPaused ? '' : ` --vm ${shellWord(vm.name)}`}\`.`
               : state === 'exceeded-interval'
-                ? `The last recovery point is older than the RPO: check that iterations run (node workers online, snapshot budget not exhausted; see the replication jobs) or run \`lifeboat replication now ${plan.name}\`.`
+                ? `The last recovery point is older than the RPO: check that iterations run (node workers online, snapshot budget not exhausted; see the replication jobs) or run \`lifeboat replication now ${shellWord(plan.name)}\`.`
                 : null,
         });
       }
