@@ -1,5 +1,6 @@
 import type { Config } from '../../lib/config';
 import type { Db } from '../../schema/db';
+import { createJobActivities } from './jobs/activities';
 import { createRecoveryActivities } from './recovery';
 import { createReplicationControlActivities } from './replication';
 import { createSelfCheckActivities } from './self-check';
@@ -15,6 +16,7 @@ export function createControlActivities(deps: ControlActivityDeps) {
   const settings = controlSettings(deps.config);
   return {
     ...createSelfCheckActivities(deps.db),
+    ...createJobActivities(deps.db),
     ...createReplicationControlActivities(deps.db, settings),
     ...createRecoveryActivities(deps.db, settings),
   };

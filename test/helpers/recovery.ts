@@ -21,8 +21,12 @@ import { testAwsTarget, uniqueId } from './stack';
 
 const BLOCK = 524_288;
 
-/** A target AWS site pointing at the test run's moto, and a file source site. */
-export async function createSites(db: Db) {
+/**
+ * A target AWS site pointing at the test run's moto, and a file source site. With
+ * `targetEndpoint: false` the target site names no endpoint: every consumer must then use the
+ * configured one (LIFEBOAT_AWS_ENDPOINT), which is the same moto.
+ */
+export async function createSites(db: Db, opts: { targetEndpoint?: boolean } = {}) {
   const target = testAwsTarget();
   const svc = sitesService(db);
   const src = await svc.create(
@@ -33,7 +37,11 @@ export async function createSites(db: Db) {
       name: uniqueId('tgt'),
       role: 'target',
       kind: 'aws',
-      aws: { accountAlias: 'dr', region: target.region, endpoint: target.endpoint },
+      aws: {
+        accountAlias: 'dr',
+        region: target.region,
+        ...(opts.targetEndpoint === false ? {} : { endpoint: target.endpoint }),
+      },
     }),
   );
   return { sourceSiteId: src.id as string, targetSiteId: tgt.id as string };
@@ -52,8 +60,9 @@ export async function createPlan(
   db: Db,
   vmsIn: Record<string, unknown>[],
   extra: Record<string, unknown> = {},
+  siteOpts: { targetEndpoint?: boolean } = {},
 ) {
-  const sites = await createSites(db);
+  const sites = await createSites(db, siteOpts);
   const input = PlanInput.parse({
     name: uniqueId('plan'),
     ...sites,

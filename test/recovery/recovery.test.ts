@@ -14,7 +14,7 @@ import { createControlActivities } from '../../activities/control';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
 import type { RecoveryResult } from '../../contracts';
 import { ec2Client } from '../../lib/aws';
-import { vms } from '../../schema/index';
+import { sites, vms } from '../../schema/index';
 import {
   countTagged,
   createPlan,
@@ -100,6 +100,30 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
 
   const result = (jobId: string) =>
     client.workflow.getHandle(`recovery-${jobId}`).result() as Promise<RecoveryResult>;
+
+  it('recovers and cleans up through the configured endpoint when the target site names none (as replication writes there)', async () => {
+    const { planId, targetSiteId } = await createPlan(
+      testDb.db,
+      [testVm('solo-01')],
+      {},
+      { targetEndpoint: false },
+    );
+    const [site] = await testDb.db.select().from(sites).where(eq(sites.id, targetSiteId));
+    expect(site!.settings).not.toHaveProperty('endpoint');
+    // The point's snapshots are written where replication writes: the configured endpoint.
+    await createRecoveryPoint(testDb.db, planId);
+    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    const r = await result(job.id);
+    expect(r.status, r.message).toBe('completed');
+    expect((await countTagged(job.id)).instances).toHaveLength(1);
+    const cleanup = await svc.startCleanup(job.id, 'test', TUNING);
+    const c = (await client.workflow.getHandle(`cleanup-${cleanup.id}`).result()) as RecoveryResult;
+    expect(c.status, c.message).toBe('completed');
+    const left = await countTagged(job.id);
+    expect([left.instances.length, left.volumes.length, left.images.length, left.enis.length]).toEqual([
+      0, 0, 0, 0,
+    ]);
+  });
 
   it('boots 5 VMs in 3 groups in order, with boot delays, each group gated by its health checks', async () => {
     const ports = await Promise.all([latePort(), latePort(), latePort(), latePort(), latePort()]);

@@ -6,16 +6,16 @@ import type {
   CreatedResources,
   RecoveryInput,
   RecoveryPlanSnapshot,
-  RecoveryResult,
   RecoveryVm,
   ScriptRef,
   StepRef,
-  StepState,
 } from '../../../contracts';
 import { planScheduleId, TAG, vmScheduleId } from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import { jobs, plans, vms } from '../../../schema/index';
 import { loadPlanModel } from '../../../schema/read/plan';
+import type { JobActivities } from '../jobs/activities';
+import { createJobProjection, type JobProjection } from '../jobs/projection';
 import { runScript, ScriptRuntimeMissingError } from '../scripts/runner';
 import type { ControlSettings } from '../settings';
 import {
@@ -32,7 +32,6 @@ import {
   stopInstance,
   TimedEc2,
 } from './ec2';
-import { createJobStore } from './job-store';
 import { loadAndValidate, recoveryTarget } from './plan-snapshot';
 import { httpProbe, tcpProbe } from './probes';
 
@@ -48,7 +47,7 @@ function keepAlive(details?: () => unknown): () => void {
 
 /** Run `fn` as the activity of one job step: row running → work → row completed (upserts). */
 async function asStep<T extends { message: string }>(
-  store: ReturnType<typeof createJobStore>,
+  store: JobProjection,
   step: StepRef,
   fn: () => Promise<T>,
   extra?: (r: T) => { log?: string; progress?: Record<string, unknown> },
@@ -74,28 +73,9 @@ async function asStep<T extends { message: string }>(
  * are upserts keyed by (job, step).
  */
 export function createRecoveryActivities(db: Db, settings: ControlSettings) {
-  const store = createJobStore(db);
+  const store = createJobProjection(db);
 
   return {
-    async recoveryJobStarted(jobId: string, steps: StepState[]): Promise<void> {
-      await store.jobStarted(jobId);
-      // Pending rows: only insert those not there yet (a replayed start must not reset progress).
-      const existing = await db.query.jobSteps.findMany({
-        where: (s, { eq: e }) => e(s.jobId, jobId),
-        columns: { key: true },
-      });
-      const have = new Set(existing.map((s) => s.key));
-      await store.upsertSteps(steps.filter((s) => !have.has(s.key)));
-    },
-
-    async recordSteps(steps: StepState[]): Promise<void> {
-      await store.upsertSteps(steps);
-    },
-
-    async recoveryJobFinished(jobId: string, result: RecoveryResult): Promise<void> {
-      await store.jobFinished(jobId, result);
-    },
-
     async validateRecoveryPoint(
       step: StepRef,
       input: Pick<RecoveryInput, 'planId' | 'mode' | 'recoveryPoint' | 'vms'>,
@@ -413,4 +393,5 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
   };
 }
 
-export type RecoveryActivities = ReturnType<typeof createRecoveryActivities>;
+/** What recovery and cleanup workflows call on the control worker: their own activities and the job projection. */
+export type RecoveryActivities = ReturnType<typeof createRecoveryActivities> & JobActivities;

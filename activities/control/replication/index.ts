@@ -1,7 +1,7 @@
 import type { Db } from '../../../schema/db';
+import type { JobActivities } from '../jobs/activities';
 import type { ControlSettings } from '../settings';
 import { createIterationDataActivities } from './iteration-data';
-import { createReplicationJobActivities } from './job-projection';
 import { createNodeSelectionActivities } from './nodes';
 import { createSnapshotSlotActivities } from './snapshot-slots';
 import { createVerifyDataActivities } from './verify-data';
@@ -10,11 +10,12 @@ import { createVerifyDataActivities } from './verify-data';
 export function createReplicationControlActivities(db: Db, settings: ControlSettings) {
   return {
     ...createIterationDataActivities(db, settings),
-    ...createReplicationJobActivities(db),
     ...createNodeSelectionActivities(db),
     ...createSnapshotSlotActivities(settings.budget),
     ...createVerifyDataActivities(db, settings),
   };
 }
 
-export type ReplicationControlActivities = ReturnType<typeof createReplicationControlActivities>;
+/** What replication and verify workflows call on the control worker: their own activities and the job projection. */
+export type ReplicationControlActivities = ReturnType<typeof createReplicationControlActivities> &
+  JobActivities;
