@@ -6,10 +6,12 @@
 import { Client, Connection } from '@temporalio/client';
 import { ensureBootstrapAdmin } from '../api/auth/tokens';
 import { reconcileReplicationSchedules } from '../api/services/replication/reconcile';
+import { SELF_CHECK_WORKFLOW } from '../contracts';
 import { loadConfig } from '../lib/config';
 import { temporalConnectionOptions } from '../lib/temporal';
 import { createDb } from '../schema/db';
 import { nodeTaskQueue } from '../workers/node/worker';
+import type { selfCheckWorkflow } from '../workflows/self-check';
 import { DEMO, ensureDemoPlan } from './demo-plan';
 import { StackError } from './stack/errors';
 import { startStack } from './stack/index';
@@ -107,13 +109,13 @@ async function runSelfCheck(config: ReturnType<typeof loadConfig>) {
   try {
     const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
     const workflowId = `self-check-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-    const result = await client.workflow.execute('selfCheckWorkflow', {
+    const result = await client.workflow.execute<typeof selfCheckWorkflow>(SELF_CHECK_WORKFLOW, {
       taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
       workflowId,
       args: [nodeTaskQueue(config.LIFEBOAT_NODE_ID)],
       staticSummary: 'Stack self-check: database and EBS direct-API round trip',
     });
-    return { workflowId, result: result as import('../contracts').SelfCheckResult };
+    return { workflowId, result };
   } finally {
     await connection.close();
   }

@@ -5,9 +5,10 @@ import { createControlActivities } from '../activities/control';
 import { createNodeActivities } from '../activities/node';
 import { ebsRoundTrip } from '../activities/node/ebs-probe';
 import type { SelfCheckResult } from '../contracts';
-import { ALL_SEARCH_ATTRIBUTES } from '../contracts';
+import { ALL_SEARCH_ATTRIBUTES, SELF_CHECK_WORKFLOW } from '../contracts';
 import { ec2Client } from '../lib/aws';
 import { nodes } from '../schema';
+import type { selfCheckWorkflow } from '../workflows/self-check';
 import {
   createTestDatabase,
   createTestWorker,
@@ -57,15 +58,15 @@ describe('the real stack', () => {
     });
     const { client, connection } = await temporalClient(config);
     const workflowId = uniqueId('self-check');
-    const result = (await control.worker.runUntil(
+    const result: SelfCheckResult = await control.worker.runUntil(
       node.worker.runUntil(
-        client.workflow.execute('selfCheckWorkflow', {
+        client.workflow.execute<typeof selfCheckWorkflow>(SELF_CHECK_WORKFLOW, {
           taskQueue: controlQueue,
           workflowId,
           args: [nodeQueue],
         }),
       ),
-    )) as SelfCheckResult;
+    );
     expect(result.database.registeredNodes).toBe(1);
     expect(result.ebs).toMatchObject({ nodeId: nodeQueue, blockBytes: 524_288, checksumMatched: true });
 

@@ -9,6 +9,7 @@ import {
   SNAPSHOT_BUDGET_WORKFLOW,
   snapshotBudgetWorkflowId,
 } from '../../../contracts';
+import type { snapshotBudgetWorkflow } from '../../../workflows/replication/snapshot-budget';
 
 /**
  * The acquirer's side of the snapshot budget: one signal-with-start to the budget workflow of
@@ -25,7 +26,10 @@ export function createSnapshotSlotActivities(defaults: Partial<BudgetSettings> =
       const ctx = Context.current();
       const settings = { ...defaults, ...input.settings };
       const workflowId = snapshotBudgetWorkflowId(input.targetSiteId);
-      await ctx.client.workflow.signalWithStart(SNAPSHOT_BUDGET_WORKFLOW, {
+      await ctx.client.workflow.signalWithStart<
+        typeof snapshotBudgetWorkflow,
+        [SlotRequest & Partial<BudgetSettings>]
+      >(SNAPSHOT_BUDGET_WORKFLOW, {
         signal: requestSnapshotSlotSignal,
         signalArgs: [{ ...input.request, ...settings }],
         workflowId,
