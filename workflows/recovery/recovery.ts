@@ -1,5 +1,6 @@
 import {
   ActivityCancellationType,
+  type ActivityInterfaceFor,
   CancellationScope,
   defineQuery,
   executeChild,
@@ -19,6 +20,7 @@ import {
   type RecoveredVm,
   type RecoveryInput,
   type RecoveryPlanSnapshot,
+  type RecoveryPointSelector,
   type RecoveryResult,
   type RecoveryVm,
   type ReplicationIterationInput,
@@ -31,8 +33,10 @@ import { explainFailure, StepBook, StepFailed } from './steps';
 
 export const progressQuery = defineQuery<JobProgress>(PROGRESS_QUERY);
 
+type BootGroup = { order: number; vms: RecoveryVm[]; delaySeconds: number };
+
 /** Boot groups: VMs with the same boot order, lowest first. */
-export function bootGroups(vms: RecoveryVm[]): { order: number; vms: RecoveryVm[]; delaySeconds: number }[] {
+export function bootGroups(vms: RecoveryVm[]): BootGroup[] {
   const byOrder = new Map<number, RecoveryVm[]>();
   for (const vm of vms) byOrder.set(vm.bootOrder, [...(byOrder.get(vm.bootOrder) ?? []), vm]);
   return [...byOrder.entries()]
@@ -45,8 +49,26 @@ export function bootGroups(vms: RecoveryVm[]): { order: number; vms: RecoveryVm[
     }));
 }
 
+/** A group's delay is waited only before another group: never after the last one. */
+const waitsAfter = (groups: BootGroup[], i: number) => i < groups.length - 1 && groups[i]!.delaySeconds > 0;
+
 const vmKey = (vm: string, what: string) => `vm:${vm}:${what}`;
 const MAX_VM_IDS_ATTR = 40;
+
+/** What every phase of one recovery job shares. */
+interface RecoveryJob {
+  jobId: string;
+  input: RecoveryInput;
+  acts: ActivityInterfaceFor<RecoveryActivities>;
+  book: StepBook;
+  recovered: RecoveredVm[];
+  failedScripts: string[];
+  /** Known once the recovery point is validated. */
+  plan?: RecoveryPlanSnapshot;
+}
+
+/** Windows validations take turns on the one prep node: each waits for the previous one. */
+type WindowsLock = { chain: Promise<unknown> };
 
 /**
  * One recovery job (test, full or migration), step by step:
@@ -58,9 +80,26 @@ const MAX_VM_IDS_ATTR = 40;
  * step it was in, and the activity's own look-ups make a re-run of that step create nothing twice.
  */
 export async function recoveryWorkflow(input: RecoveryInput): Promise<RecoveryResult> {
-  const { jobId, mode } = input;
+  const job = newJob(input);
+  setHandler(progressQuery, () => job.book.progress);
+  await declareFirstSteps(job);
+  try {
+    const selector = input.mode === 'migration' ? await migrationPhase(job) : input.recoveryPoint;
+    const plan = await validatePhase(job, selector);
+    const groups = bootGroups(plan.vms);
+    await declareSteps(job, plan, groups);
+    await planPreScript(job, plan);
+    const windowsLock: WindowsLock = { chain: Promise.resolve() };
+    for (const i of groups.keys()) await runBootGroup(job, plan, groups, i, windowsLock);
+    await planPostScript(job, plan);
+    return await finishCompleted(job, plan);
+  } catch (err) {
+    return await finishAfterError(job, err);
+  }
+}
+
+function newJob(input: RecoveryInput): RecoveryJob {
   const tuning = input.tuning ?? {};
-  const wfId = workflowInfo().workflowId;
   const acts = proxyActivities<RecoveryActivities>({
     startToCloseTimeout: '2 hours',
     heartbeatTimeout: `${tuning.heartbeatTimeoutSeconds ?? 10} seconds`,
@@ -68,389 +107,468 @@ export async function recoveryWorkflow(input: RecoveryInput): Promise<RecoveryRe
     // On cancel, wait for a running step to stop: what it created is then visible to the final listing.
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   });
-  const book = new StepBook(jobId);
-  setHandler(progressQuery, () => book.progress);
-  const recovered: RecoveredVm[] = [];
-  const failedScripts: string[] = [];
-  let plan: RecoveryPlanSnapshot | undefined;
-
-  /** Run one step's activity with its key as activity id and a sentence as its summary. */
-  async function step<T extends { message?: string }>(
-    key: string,
-    summary: string,
-    run: (ref: StepRef, opts: { activityId: string; summary: string }) => Promise<T>,
-    remediation: string,
-  ): Promise<T> {
-    book.set(key, 'running');
-    try {
-      const r = await run(book.ref(key), { activityId: key, summary });
-      book.set(key, 'completed', r.message);
-      return r;
-    } catch (err) {
-      if (isCancellation(err)) throw err;
-      const why = explainFailure(err, remediation);
-      book.set(key, 'failed', why.message);
-      await acts.recordSteps([book.get(key)]);
-      throw new StepFailed(key, book.get(key).name, why.message, why.remediation);
-    }
-  }
-
-  /** Timer steps (boot delays) are the workflow's own: it mirrors them itself. */
-  async function timerStep(key: string, seconds: number) {
-    book.set(key, 'running');
-    await acts.recordSteps([book.get(key)]);
-    await sleep(seconds * 1000);
-    book.set(key, 'completed', `Waited ${seconds} s`);
-    await acts.recordSteps([book.get(key)]);
-  }
-
-  async function script(
-    key: string,
-    s: ScriptRef,
-    what: string,
-    env: Record<string, string>,
-    stdin?: string,
-  ) {
-    const r = await step(
-      key,
-      `${what}: run ${s.path ?? `inline ${s.runtime} script`}`,
-      (ref, o) =>
-        acts.runRecoveryScript.executeWithOptions(
-          { ...o, startToCloseTimeout: `${s.timeoutSeconds + 60} seconds` },
-          [ref, s, { env, ...(stdin !== undefined ? { stdin } : {}) }],
-        ),
-      'Fix the script or its runtime',
-    );
-    if (!r.ok) {
-      if (s.onFailure === 'partial') {
-        failedScripts.push(`${what} (${r.message})`);
-        book.set(key, 'failed', r.message);
-      } else {
-        book.set(key, 'failed', r.message);
-        throw new StepFailed(
-          key,
-          book.get(key).name,
-          `${what} failed: ${r.message}`,
-          'Fix the script (its log is on the step), clean up, and recover again',
-        );
-      }
-    }
-  }
-
-  const baseEnv = () => ({
-    LIFEBOAT_JOB_ID: jobId,
-    LIFEBOAT_PLAN_ID: input.planId,
-    LIFEBOAT_PLAN_NAME: plan?.planName ?? '',
-    LIFEBOAT_RECOVERY_MODE: mode,
-    LIFEBOAT_RECOVERY_POINT_ID: plan?.recoveryPointId ?? '',
-  });
-
-  async function recoverVm(
-    p: RecoveryPlanSnapshot,
-    vm: RecoveryVm,
-    group: number,
-    windowsLock: { chain: Promise<unknown> },
-  ) {
-    const labels = { jobId, planId: p.planId, mode, vmId: vm.id };
-    const out: RecoveredVm = { vm: vm.name, vmId: vm.id };
-    recovered.push(out);
-    const g = `Boot group ${group}`;
-    const env = { ...baseEnv(), LIFEBOAT_VM_NAME: vm.name, LIFEBOAT_VM_ID: vm.id };
-    if (input.runScripts && vm.preScript)
-      await script(vmKey(vm.name, 'pre-script'), vm.preScript, `${g}: pre-script of ${vm.name}`, env);
-
-    const k = (w: string) => vmKey(vm.name, w);
-    const image = await step(
-      k('image'),
-      `${g}: register the image of ${vm.name} from the recovery point's snapshots`,
-      (ref, o) =>
-        acts.createVmImage.executeWithOptions(o, [ref, { ...labels, stepKey: ref.key }, p.target, vm]),
-      'Check that the recovery point snapshots are shared with the target account and that EC2 image quotas allow another AMI',
-    );
-    addEc2(k('image'), image.ec2Ms);
-    const launched = await step(
-      k('launch'),
-      `${g}: start ${vm.name}`,
-      (ref, o) =>
-        acts.launchVm.executeWithOptions(o, [
-          ref,
-          { ...labels, stepKey: ref.key },
-          p.target,
-          vm,
-          image.imageId,
-        ]),
-      `Check the network settings of ${vm.name} (subnet, private IP free, security groups) and the EC2 instance quota`,
-    );
-    addEc2(k('launch'), launched.ec2Ms);
-    out.instanceId = launched.instanceId;
-    const running = await step(
-      k('running'),
-      `${g}: wait for ${vm.name} (${launched.instanceId}) to run`,
-      (ref, o) =>
-        acts.waitVmRunning.executeWithOptions(o, [
-          ref,
-          p.target,
-          launched.instanceId,
-          (tuning.runningPollSeconds ?? 5) * 1000,
-          (tuning.runningTimeoutSeconds ?? 600) * 1000,
-        ]),
-      `Look at ${launched.instanceId} in the EC2 console (state reason); clean up and recover again`,
-    );
-    addEc2(k('running'), running.ec2Ms);
-    if (running.privateIp) out.privateIp = running.privateIp;
-    if (running.publicIp) out.publicIp = running.publicIp;
-    if (vm.healthCheck.type !== 'none') {
-      const h = await step(
-        k('health'),
-        `${g}: health-check ${vm.name} (${vm.healthCheck.type})`,
-        (ref, o) =>
-          acts.checkVmHealth.executeWithOptions(
-            {
-              ...o,
-              startToCloseTimeout: `${('timeoutSeconds' in vm.healthCheck ? vm.healthCheck.timeoutSeconds : 300) + 120} seconds`,
-            },
-            [ref, p.target, vm, launched.instanceId, running.privateIp],
-          ),
-        `Check that ${vm.name} boots and answers its health check`,
-      );
-      addEc2(k('health'), h.ec2Ms);
-    }
-    if (vm.guestOs === 'windows') {
-      // One prep node: Windows validations take turns (it is powered on and off around each).
-      const prev = windowsLock.chain;
-      let release = () => {};
-      windowsLock.chain = new Promise<void>((r) => {
-        release = r;
-      });
-      await prev;
-      try {
-        const w = await step(
-          k('windows'),
-          `${g}: validate Windows guest ${vm.name}`,
-          (ref, o) =>
-            acts.validateWindowsGuest.executeWithOptions(o, [
-              ref,
-              p.target,
-              vm.name,
-              launched.instanceId,
-              p.prepNodeInstanceId,
-            ]),
-          `Check the boot of ${vm.name} on its console screenshot; check the prep node`,
-        );
-        addEc2(k('windows'), w.ec2Ms);
-      } finally {
-        release();
-      }
-    }
-    if (input.runScripts && vm.postScript) {
-      const doc = {
-        jobId,
-        planId: p.planId,
-        mode,
-        vm: {
-          id: vm.id,
-          name: vm.name,
-          instanceId: out.instanceId,
-          privateIp: out.privateIp ?? null,
-          publicIp: out.publicIp ?? null,
-        },
-        // A reference to resolve in your secret store, never a secret.
-        credentials: { ref: `lifeboat:vm/${vm.id}/guest-credentials` },
-      };
-      await script(
-        k('post-script'),
-        vm.postScript,
-        `${g}: post-script of ${vm.name}`,
-        { ...env, LIFEBOAT_INSTANCE_ID: out.instanceId ?? '' },
-        JSON.stringify(doc),
-      );
-    }
-  }
-
-  function addEc2(key: string, ms: number | undefined) {
-    book.get(key).ec2Ms = Math.round(ms ?? 0);
-  }
-
-  const finish = async (result: RecoveryResult) => {
-    book.progress.status = result.status;
-    book.progress.result = result;
-    await acts.recoveryJobFinished(jobId, result);
-    return result;
+  return {
+    jobId: input.jobId,
+    input,
+    acts,
+    book: new StepBook(input.jobId),
+    recovered: [],
+    failedScripts: [],
   };
+}
 
-  // Steps known before the plan is loaded.
-  if (mode === 'migration') {
+/** The steps known before the plan is loaded. */
+async function declareFirstSteps({ input, book, acts, jobId }: RecoveryJob) {
+  if (input.mode === 'migration') {
     book.add('migration:pause-replication', 'Stop replication (pause schedules)');
     book.add('migration:final-iteration', 'Final incremental replication');
   }
   book.add('validate', 'Validate the recovery point');
   await acts.recoveryJobStarted(jobId, book.progress.steps);
+}
 
+/** Migration: stop replication, then one last iteration (a child workflow); its point is recovered. */
+async function migrationPhase(job: RecoveryJob): Promise<RecoveryPointSelector> {
+  const { input, book, acts } = job;
+  await step(
+    job,
+    'migration:pause-replication',
+    'Migration: stop replication of the plan',
+    (ref, o) => acts.pauseReplicationSchedules.executeWithOptions(o, [ref, input.planId]),
+    'Pause the schedules by hand (Temporal UI) and retry',
+  );
+  book.set('migration:final-iteration', 'running');
+  await acts.recordSteps([book.get('migration:final-iteration')]);
   try {
-    let selector = input.recoveryPoint;
-    if (mode === 'migration') {
-      await step(
-        'migration:pause-replication',
-        'Migration: stop replication of the plan',
-        (ref, o) => acts.pauseReplicationSchedules.executeWithOptions(o, [ref, input.planId]),
-        'Pause the schedules by hand (Temporal UI) and retry',
-      );
-      book.set('migration:final-iteration', 'running');
-      await acts.recordSteps([book.get('migration:final-iteration')]);
-      try {
-        const it = (await executeChild(REPLICATION_ITERATION_WORKFLOW, {
-          args: [{ planId: input.planId, trigger: 'migration' } satisfies ReplicationIterationInput],
-          workflowId: `${wfId}-final-iteration`,
-          staticSummary: 'Migration: final incremental replication of the plan',
-        })) as ReplicationIterationResult;
-        selector = { id: it.recoveryPointId };
-        book.set(
-          'migration:final-iteration',
-          'completed',
-          `Recovery point ${it.recoveryPointId}: ${it.changedBlocks} changed block(s)`,
-        );
-        await acts.recordSteps([book.get('migration:final-iteration')]);
-      } catch (err) {
-        if (isCancellation(err)) throw err;
-        const why = explainFailure(
-          err,
-          'Check the replication job of the plan; resume replication if you abandon the migration',
-        );
-        book.set('migration:final-iteration', 'failed', why.message);
-        await acts.recordSteps([book.get('migration:final-iteration')]);
-        throw new StepFailed(
-          'migration:final-iteration',
-          'Final incremental replication',
-          why.message,
-          why.remediation,
-        );
-      }
-    }
-
-    const p = await step(
-      'validate',
-      'Validate the recovery point and its snapshots',
-      (ref, o) =>
-        acts.validateRecoveryPoint.executeWithOptions(o, [
-          ref,
-          {
-            planId: input.planId,
-            mode,
-            ...(selector ? { recoveryPoint: selector } : {}),
-            ...(input.vms ? { vms: input.vms } : {}),
-          },
-        ]),
-      'Choose another recovery point',
+    const it = (await executeChild(REPLICATION_ITERATION_WORKFLOW, {
+      args: [{ planId: input.planId, trigger: 'migration' } satisfies ReplicationIterationInput],
+      workflowId: `${workflowInfo().workflowId}-final-iteration`,
+      staticSummary: 'Migration: final incremental replication of the plan',
+    })) as ReplicationIterationResult;
+    book.set(
+      'migration:final-iteration',
+      'completed',
+      `Recovery point ${it.recoveryPointId}: ${it.changedBlocks} changed block(s)`,
     );
-    plan = p;
-    addEc2('validate', p.ec2Ms);
-    // Temporal caps a search attribute value at 2 KB (~50 uuids): large plans list their first VMs.
-    upsertSearchAttributes([{ key: VmIdsAttr, value: p.vms.slice(0, MAX_VM_IDS_ATTR).map((v) => v.id) }]);
-
-    // The whole step list, now that the plan is known: the API shows it from the start.
-    const groups = bootGroups(p.vms);
-    if (input.runScripts && p.preScript) book.add('plan:pre-script', 'Plan pre-script');
-    groups.forEach((grp, i) => {
-      for (const vm of grp.vms) {
-        const meta = { vm: vm.name, group: i + 1 };
-        if (input.runScripts && vm.preScript)
-          book.add(vmKey(vm.name, 'pre-script'), `Pre-script of ${vm.name}`, meta);
-        book.add(vmKey(vm.name, 'image'), `Image of ${vm.name} from the recovery point`, meta);
-        book.add(vmKey(vm.name, 'launch'), `Start ${vm.name}`, meta);
-        book.add(vmKey(vm.name, 'running'), `Wait for ${vm.name} to run`, meta);
-        if (vm.healthCheck.type !== 'none')
-          book.add(vmKey(vm.name, 'health'), `Health check of ${vm.name}`, meta);
-        if (vm.guestOs === 'windows')
-          book.add(vmKey(vm.name, 'windows'), `Windows validation of ${vm.name}`, meta);
-        if (input.runScripts && vm.postScript)
-          book.add(vmKey(vm.name, 'post-script'), `Post-script of ${vm.name}`, meta);
-      }
-      if (i < groups.length - 1 && grp.delaySeconds > 0)
-        book.add(`group:${i + 1}:delay`, `Boot delay: ${grp.delaySeconds} s after group ${i + 1}`, {
-          group: i + 1,
-        });
-    });
-    if (input.runScripts && p.postScript) book.add('plan:post-script', 'Plan post-script');
-    await acts.recoveryJobStarted(jobId, book.progress.steps);
-
-    if (input.runScripts && p.preScript)
-      await script('plan:pre-script', p.preScript, 'Plan pre-script', baseEnv());
-
-    const windowsLock = { chain: Promise.resolve() as Promise<unknown> };
-    for (const [i, grp] of groups.entries()) {
-      const results = await Promise.allSettled(grp.vms.map((vm) => recoverVm(p, vm, i + 1, windowsLock)));
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw failed.reason;
-      if (i < groups.length - 1 && grp.delaySeconds > 0)
-        await timerStep(`group:${i + 1}:delay`, grp.delaySeconds);
-    }
-
-    if (input.runScripts && p.postScript) {
-      const doc = {
-        jobId,
-        planId: p.planId,
-        mode,
-        recoveryPointId: p.recoveryPointId,
-        vms: recovered,
-        credentials: { ref: `lifeboat:plan/${p.planId}/guest-credentials` },
-      };
-      await script('plan:post-script', p.postScript, 'Plan post-script', baseEnv(), JSON.stringify(doc));
-    }
-
-    const partial = failedScripts.length > 0;
-    return await finish({
-      status: partial ? 'partially-completed' : 'completed',
-      message: partial
-        ? `Recovered ${recovered.length} VM(s); failed script(s): ${failedScripts.join('; ')}`
-        : `Recovered ${recovered.length} VM(s) from recovery point ${p.recoveryPointId}`,
-      failedScripts,
-      recoveryPointId: p.recoveryPointId,
-      recovered,
-    });
+    await acts.recordSteps([book.get('migration:final-iteration')]);
+    return { id: it.recoveryPointId };
   } catch (err) {
-    return await CancellationScope.nonCancellable(async () => {
-      const cancelled = isCancellation(err);
-      const closed = book.closeOpen(cancelled ? 'cancelled' : 'skipped');
-      if (closed.length) await acts.recordSteps(closed);
-      const created = plan ? await acts.listRecoveryResources(plan.target, jobId) : undefined;
-      const createdText = created
-        ? `; created so far: ${created.instances.length} instance(s), ${created.volumes.length} volume(s), ${created.images.length} image(s) — run a cleanup of this job to remove them`
-        : '';
-      if (cancelled) {
-        return finish({
-          status: 'cancelled',
-          message: `Cancelled by an operator${createdText}`,
-          failedScripts,
-          recovered,
-          ...(plan ? { recoveryPointId: plan.recoveryPointId } : {}),
-          ...(created ? { created } : {}),
-        });
-      }
-      if (err instanceof StepFailed) {
-        return finish({
-          status: 'failed',
-          message: `${err.stepName} failed: ${err.message}${createdText}`,
-          failedStep: err.stepKey,
-          remediation: err.remediation,
-          failedScripts,
-          recovered,
-          ...(plan ? { recoveryPointId: plan.recoveryPointId } : {}),
-          ...(created ? { created } : {}),
-        });
-      }
-      // Anything else (e.g. the job projection unreachable after all retries): still a clear end.
-      return finish({
-        status: 'failed',
-        message: `The recovery stopped: ${explainFailure(err, '').message}${createdText}`,
-        remediation:
-          'Read the workflow in the Temporal UI for the cause; clean up this job, then recover again',
+    if (isCancellation(err)) throw err;
+    const why = explainFailure(
+      err,
+      'Check the replication job of the plan; resume replication if you abandon the migration',
+    );
+    book.set('migration:final-iteration', 'failed', why.message);
+    await acts.recordSteps([book.get('migration:final-iteration')]);
+    throw new StepFailed(
+      'migration:final-iteration',
+      'Final incremental replication',
+      why.message,
+      why.remediation,
+    );
+  }
+}
+
+/** The recovery point and its snapshots, resolved into the plan as this job recovers it. */
+async function validatePhase(
+  job: RecoveryJob,
+  selector: RecoveryPointSelector | undefined,
+): Promise<RecoveryPlanSnapshot> {
+  const { input, acts } = job;
+  const p = await step(
+    job,
+    'validate',
+    'Validate the recovery point and its snapshots',
+    (ref, o) =>
+      acts.validateRecoveryPoint.executeWithOptions(o, [
+        ref,
+        {
+          planId: input.planId,
+          mode: input.mode,
+          ...(selector ? { recoveryPoint: selector } : {}),
+          ...(input.vms ? { vms: input.vms } : {}),
+        },
+      ]),
+    'Choose another recovery point',
+  );
+  job.plan = p;
+  addEc2(job, 'validate', p.ec2Ms);
+  // Temporal caps a search attribute value at 2 KB (~50 uuids): large plans list their first VMs.
+  upsertSearchAttributes([{ key: VmIdsAttr, value: p.vms.slice(0, MAX_VM_IDS_ATTR).map((v) => v.id) }]);
+  return p;
+}
+
+/** The whole step list, now that the plan is known: the API shows it from the start. */
+async function declareSteps(
+  { input, book, acts, jobId }: RecoveryJob,
+  p: RecoveryPlanSnapshot,
+  groups: BootGroup[],
+) {
+  if (input.runScripts && p.preScript) book.add('plan:pre-script', 'Plan pre-script');
+  groups.forEach((grp, i) => {
+    for (const vm of grp.vms) {
+      const meta = { vm: vm.name, group: i + 1 };
+      if (input.runScripts && vm.preScript)
+        book.add(vmKey(vm.name, 'pre-script'), `Pre-script of ${vm.name}`, meta);
+      book.add(vmKey(vm.name, 'image'), `Image of ${vm.name} from the recovery point`, meta);
+      book.add(vmKey(vm.name, 'launch'), `Start ${vm.name}`, meta);
+      book.add(vmKey(vm.name, 'running'), `Wait for ${vm.name} to run`, meta);
+      if (vm.healthCheck.type !== 'none')
+        book.add(vmKey(vm.name, 'health'), `Health check of ${vm.name}`, meta);
+      if (vm.guestOs === 'windows')
+        book.add(vmKey(vm.name, 'windows'), `Windows validation of ${vm.name}`, meta);
+      if (input.runScripts && vm.postScript)
+        book.add(vmKey(vm.name, 'post-script'), `Post-script of ${vm.name}`, meta);
+    }
+    if (waitsAfter(groups, i))
+      book.add(`group:${i + 1}:delay`, `Boot delay: ${grp.delaySeconds} s after group ${i + 1}`, {
+        group: i + 1,
+      });
+  });
+  if (input.runScripts && p.postScript) book.add('plan:post-script', 'Plan post-script');
+  await acts.recoveryJobStarted(jobId, book.progress.steps);
+}
+
+async function planPreScript(job: RecoveryJob, p: RecoveryPlanSnapshot) {
+  if (job.input.runScripts && p.preScript)
+    await runScript(job, 'plan:pre-script', p.preScript, 'Plan pre-script', baseEnv(job));
+}
+
+/** One boot group: its VMs in parallel, all of them recovered before its boot delay and the next group. */
+async function runBootGroup(
+  job: RecoveryJob,
+  p: RecoveryPlanSnapshot,
+  groups: BootGroup[],
+  i: number,
+  windowsLock: WindowsLock,
+) {
+  const grp = groups[i]!;
+  const results = await Promise.allSettled(grp.vms.map((vm) => recoverVm(job, p, vm, i + 1, windowsLock)));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  if (waitsAfter(groups, i)) await timerStep(job, `group:${i + 1}:delay`, grp.delaySeconds);
+}
+
+/** The plan post-script reads every recovered VM on stdin. */
+async function planPostScript(job: RecoveryJob, p: RecoveryPlanSnapshot) {
+  if (!(job.input.runScripts && p.postScript)) return;
+  const doc = {
+    jobId: job.jobId,
+    planId: p.planId,
+    mode: job.input.mode,
+    recoveryPointId: p.recoveryPointId,
+    vms: job.recovered,
+    credentials: { ref: `lifeboat:plan/${p.planId}/guest-credentials` },
+  };
+  await runScript(
+    job,
+    'plan:post-script',
+    p.postScript,
+    'Plan post-script',
+    baseEnv(job),
+    JSON.stringify(doc),
+  );
+}
+
+/**
+ * One VM, step by step. Its VMs' steps interleave within a group: keep the awaits of this
+ * function as they are, since their order decides the order of commands in a recorded history.
+ */
+async function recoverVm(
+  job: RecoveryJob,
+  p: RecoveryPlanSnapshot,
+  vm: RecoveryVm,
+  group: number,
+  windowsLock: WindowsLock,
+) {
+  const { jobId, input, acts } = job;
+  const { mode } = input;
+  const tuning = input.tuning ?? {};
+  const labels = { jobId, planId: p.planId, mode, vmId: vm.id };
+  const out: RecoveredVm = { vm: vm.name, vmId: vm.id };
+  job.recovered.push(out);
+  const g = `Boot group ${group}`;
+  const env = { ...baseEnv(job), LIFEBOAT_VM_NAME: vm.name, LIFEBOAT_VM_ID: vm.id };
+  if (input.runScripts && vm.preScript)
+    await runScript(job, vmKey(vm.name, 'pre-script'), vm.preScript, `${g}: pre-script of ${vm.name}`, env);
+
+  const k = (w: string) => vmKey(vm.name, w);
+  const image = await step(
+    job,
+    k('image'),
+    `${g}: register the image of ${vm.name} from the recovery point's snapshots`,
+    (ref, o) =>
+      acts.createVmImage.executeWithOptions(o, [ref, { ...labels, stepKey: ref.key }, p.target, vm]),
+    'Check that the recovery point snapshots are shared with the target account and that EC2 image quotas allow another AMI',
+  );
+  addEc2(job, k('image'), image.ec2Ms);
+  const launched = await step(
+    job,
+    k('launch'),
+    `${g}: start ${vm.name}`,
+    (ref, o) =>
+      acts.launchVm.executeWithOptions(o, [
+        ref,
+        { ...labels, stepKey: ref.key },
+        p.target,
+        vm,
+        image.imageId,
+      ]),
+    `Check the network settings of ${vm.name} (subnet, private IP free, security groups) and the EC2 instance quota`,
+  );
+  addEc2(job, k('launch'), launched.ec2Ms);
+  out.instanceId = launched.instanceId;
+  const running = await step(
+    job,
+    k('running'),
+    `${g}: wait for ${vm.name} (${launched.instanceId}) to run`,
+    (ref, o) =>
+      acts.waitVmRunning.executeWithOptions(o, [
+        ref,
+        p.target,
+        launched.instanceId,
+        (tuning.runningPollSeconds ?? 5) * 1000,
+        (tuning.runningTimeoutSeconds ?? 600) * 1000,
+      ]),
+    `Look at ${launched.instanceId} in the EC2 console (state reason); clean up and recover again`,
+  );
+  addEc2(job, k('running'), running.ec2Ms);
+  if (running.privateIp) out.privateIp = running.privateIp;
+  if (running.publicIp) out.publicIp = running.publicIp;
+  if (vm.healthCheck.type !== 'none') {
+    const h = await step(
+      job,
+      k('health'),
+      `${g}: health-check ${vm.name} (${vm.healthCheck.type})`,
+      (ref, o) =>
+        acts.checkVmHealth.executeWithOptions({ ...o, startToCloseTimeout: healthCheckTimeout(vm) }, [
+          ref,
+          p.target,
+          vm,
+          launched.instanceId,
+          running.privateIp,
+        ]),
+      `Check that ${vm.name} boots and answers its health check`,
+    );
+    addEc2(job, k('health'), h.ec2Ms);
+  }
+  if (vm.guestOs === 'windows') {
+    // One prep node: Windows validations take turns (it is powered on and off around each).
+    const prev = windowsLock.chain;
+    let release = () => {};
+    windowsLock.chain = new Promise<void>((r) => {
+      release = r;
+    });
+    await prev;
+    try {
+      const w = await step(
+        job,
+        k('windows'),
+        `${g}: validate Windows guest ${vm.name}`,
+        (ref, o) =>
+          acts.validateWindowsGuest.executeWithOptions(o, [
+            ref,
+            p.target,
+            vm.name,
+            launched.instanceId,
+            p.prepNodeInstanceId,
+          ]),
+        `Check the boot of ${vm.name} on its console screenshot; check the prep node`,
+      );
+      addEc2(job, k('windows'), w.ec2Ms);
+    } finally {
+      release();
+    }
+  }
+  if (input.runScripts && vm.postScript) {
+    await runScript(
+      job,
+      k('post-script'),
+      vm.postScript,
+      `${g}: post-script of ${vm.name}`,
+      { ...env, LIFEBOAT_INSTANCE_ID: out.instanceId ?? '' },
+      JSON.stringify(vmScriptDoc(job, p, vm, out)),
+    );
+  }
+}
+
+/** The health check's activity outlives the check's own timeout by two minutes. */
+const healthCheckTimeout = (vm: RecoveryVm) =>
+  `${('timeoutSeconds' in vm.healthCheck ? vm.healthCheck.timeoutSeconds : 300) + 120} seconds`;
+
+/** What a VM post-script reads on stdin. */
+function vmScriptDoc(
+  { jobId, input }: RecoveryJob,
+  p: RecoveryPlanSnapshot,
+  vm: RecoveryVm,
+  out: RecoveredVm,
+) {
+  return {
+    jobId,
+    planId: p.planId,
+    mode: input.mode,
+    vm: {
+      id: vm.id,
+      name: vm.name,
+      instanceId: out.instanceId,
+      privateIp: out.privateIp ?? null,
+      publicIp: out.publicIp ?? null,
+    },
+    // A reference to resolve in your secret store, never a secret.
+    credentials: { ref: `lifeboat:vm/${vm.id}/guest-credentials` },
+  };
+}
+
+/** Run one step's activity with its key as activity id and a sentence as its summary. */
+async function step<T extends { message?: string }>(
+  { book, acts }: RecoveryJob,
+  key: string,
+  summary: string,
+  run: (ref: StepRef, opts: { activityId: string; summary: string }) => Promise<T>,
+  remediation: string,
+): Promise<T> {
+  book.set(key, 'running');
+  try {
+    const r = await run(book.ref(key), { activityId: key, summary });
+    book.set(key, 'completed', r.message);
+    return r;
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    const why = explainFailure(err, remediation);
+    book.set(key, 'failed', why.message);
+    await acts.recordSteps([book.get(key)]);
+    throw new StepFailed(key, book.get(key).name, why.message, why.remediation);
+  }
+}
+
+/** Timer steps (boot delays) are the workflow's own: it mirrors them itself. */
+async function timerStep({ book, acts }: RecoveryJob, key: string, seconds: number) {
+  book.set(key, 'running');
+  await acts.recordSteps([book.get(key)]);
+  await sleep(seconds * 1000);
+  book.set(key, 'completed', `Waited ${seconds} s`);
+  await acts.recordSteps([book.get(key)]);
+}
+
+/** An operator script: a failure fails the job, or with onFailure 'partial' is only named in the result. */
+async function runScript(
+  job: RecoveryJob,
+  key: string,
+  s: ScriptRef,
+  what: string,
+  env: Record<string, string>,
+  stdin?: string,
+) {
+  const { book, acts } = job;
+  const r = await step(
+    job,
+    key,
+    `${what}: run ${s.path ?? `inline ${s.runtime} script`}`,
+    (ref, o) =>
+      acts.runRecoveryScript.executeWithOptions(
+        { ...o, startToCloseTimeout: `${s.timeoutSeconds + 60} seconds` },
+        [ref, s, { env, ...(stdin !== undefined ? { stdin } : {}) }],
+      ),
+    'Fix the script or its runtime',
+  );
+  if (!r.ok) {
+    if (s.onFailure === 'partial') {
+      job.failedScripts.push(`${what} (${r.message})`);
+      book.set(key, 'failed', r.message);
+    } else {
+      book.set(key, 'failed', r.message);
+      throw new StepFailed(
+        key,
+        book.get(key).name,
+        `${what} failed: ${r.message}`,
+        'Fix the script (its log is on the step), clean up, and recover again',
+      );
+    }
+  }
+}
+
+const baseEnv = ({ jobId, input, plan }: RecoveryJob) => ({
+  LIFEBOAT_JOB_ID: jobId,
+  LIFEBOAT_PLAN_ID: input.planId,
+  LIFEBOAT_PLAN_NAME: plan?.planName ?? '',
+  LIFEBOAT_RECOVERY_MODE: input.mode,
+  LIFEBOAT_RECOVERY_POINT_ID: plan?.recoveryPointId ?? '',
+});
+
+function addEc2({ book }: RecoveryJob, key: string, ms: number | undefined) {
+  book.get(key).ec2Ms = Math.round(ms ?? 0);
+}
+
+async function finish({ book, acts, jobId }: RecoveryJob, result: RecoveryResult) {
+  book.progress.status = result.status;
+  book.progress.result = result;
+  await acts.recoveryJobFinished(jobId, result);
+  return result;
+}
+
+/** Completed, or partially completed when a script with onFailure 'partial' failed. */
+function finishCompleted(job: RecoveryJob, p: RecoveryPlanSnapshot) {
+  const { recovered, failedScripts } = job;
+  const partial = failedScripts.length > 0;
+  return finish(job, {
+    status: partial ? 'partially-completed' : 'completed',
+    message: partial
+      ? `Recovered ${recovered.length} VM(s); failed script(s): ${failedScripts.join('; ')}`
+      : `Recovered ${recovered.length} VM(s) from recovery point ${p.recoveryPointId}`,
+    failedScripts,
+    recoveryPointId: p.recoveryPointId,
+    recovered,
+  });
+}
+
+/**
+ * Cancelled, or failed (a step's failure with its remediation, or anything else): close the
+ * open steps, list what the job created so far (for a cleanup), and end with that.
+ */
+function finishAfterError(job: RecoveryJob, err: unknown) {
+  const { book, acts, jobId, failedScripts, recovered, plan } = job;
+  return CancellationScope.nonCancellable(async () => {
+    const cancelled = isCancellation(err);
+    const closed = book.closeOpen(cancelled ? 'cancelled' : 'skipped');
+    if (closed.length) await acts.recordSteps(closed);
+    const created = plan ? await acts.listRecoveryResources(plan.target, jobId) : undefined;
+    const createdText = created
+      ? `; created so far: ${created.instances.length} instance(s), ${created.volumes.length} volume(s), ${created.images.length} image(s) — run a cleanup of this job to remove them`
+      : '';
+    if (cancelled) {
+      return finish(job, {
+        status: 'cancelled',
+        message: `Cancelled by an operator${createdText}`,
         failedScripts,
         recovered,
         ...(plan ? { recoveryPointId: plan.recoveryPointId } : {}),
         ...(created ? { created } : {}),
       });
+    }
+    if (err instanceof StepFailed) {
+      return finish(job, {
+        status: 'failed',
+        message: `${err.stepName} failed: ${err.message}${createdText}`,
+        failedStep: err.stepKey,
+        remediation: err.remediation,
+        failedScripts,
+        recovered,
+        ...(plan ? { recoveryPointId: plan.recoveryPointId } : {}),
+        ...(created ? { created } : {}),
+      });
+    }
+    // Anything else (e.g. the job projection unreachable after all retries): still a clear end.
+    return finish(job, {
+      status: 'failed',
+      message: `The recovery stopped: ${explainFailure(err, '').message}${createdText}`,
+      remediation:
+        'Read the workflow in the Temporal UI for the cause; clean up this job, then recover again',
+      failedScripts,
+      recovered,
+      ...(plan ? { recoveryPointId: plan.recoveryPointId } : {}),
+      ...(created ? { created } : {}),
     });
-  }
+  });
 }
 
 export { JOB_KIND_OF_MODE };
