@@ -1,7 +1,8 @@
 import { proxyActivities, setHandler } from '@temporalio/workflow';
 import type { RecoveryActivities } from '../../activities/control/recovery';
 import { type CleanupInput, progressQuery, type RecoveryResult } from '../../contracts';
-import { explainFailure, StepBook } from './steps';
+import { explainFailure } from '../jobs/failures';
+import { StepBook } from '../jobs/step-book';
 
 /**
  * Cleanup of a test recovery (or a recovered copy an operator names): remove every instance,

@@ -2,7 +2,6 @@ import {
   ActivityCancellationType,
   type ActivityInterfaceFor,
   CancellationScope,
-  defineQuery,
   executeChild,
   isCancellation,
   proxyActivities,
@@ -14,8 +13,7 @@ import {
 import type { RecoveryActivities } from '../../activities/control/recovery';
 import {
   JOB_KIND_OF_MODE,
-  type JobProgress,
-  PROGRESS_QUERY,
+  progressQuery,
   REPLICATION_ITERATION_WORKFLOW,
   type RecoveredVm,
   type RecoveryInput,
@@ -23,15 +21,13 @@ import {
   type RecoveryPointSelector,
   type RecoveryResult,
   type RecoveryVm,
-  type ReplicationIterationInput,
-  type ReplicationIterationResult,
   type ScriptRef,
   type StepRef,
   VmIdsAttr,
 } from '../../contracts';
-import { explainFailure, StepBook, StepFailed } from './steps';
-
-export const progressQuery = defineQuery<JobProgress>(PROGRESS_QUERY);
+import { explainFailure } from '../jobs/failures';
+import { StepBook, StepFailed } from '../jobs/step-book';
+import type { replicationIterationWorkflow } from '../replication/iteration';
 
 type BootGroup = { order: number; vms: RecoveryVm[]; delaySeconds: number };
 
@@ -140,11 +136,12 @@ async function migrationPhase(job: RecoveryJob): Promise<RecoveryPointSelector> 
   book.set('migration:final-iteration', 'running');
   await acts.recordSteps([book.get('migration:final-iteration')]);
   try {
-    const it = (await executeChild(REPLICATION_ITERATION_WORKFLOW, {
-      args: [{ planId: input.planId, trigger: 'migration' } satisfies ReplicationIterationInput],
+    // By name, typed by the workflow's signature (the stub in test/workflows stands in for it there).
+    const it = await executeChild<typeof replicationIterationWorkflow>(REPLICATION_ITERATION_WORKFLOW, {
+      args: [{ planId: input.planId, trigger: 'migration' }],
       workflowId: `${workflowInfo().workflowId}-final-iteration`,
       staticSummary: 'Migration: final incremental replication of the plan',
-    })) as ReplicationIterationResult;
+    });
     book.set(
       'migration:final-iteration',
       'completed',

@@ -18,6 +18,7 @@ import type {
   TransferNode,
 } from '../../contracts';
 import { JobKindAttr, PlanIdAttr, replicationSnapshotTags, VmIdsAttr } from '../../contracts';
+import { failureMessage } from '../jobs/failures';
 import { dispatchToNodes, forEachBounded, rankNodes } from './node-dispatch';
 import { snapshotSlots } from './snapshot-slots';
 
@@ -260,15 +261,4 @@ export async function replicationIterationWorkflow(
     result: { ...summary, durationMs, disks: results.length },
   });
   return summary;
-}
-
-/** The innermost cause of a failure, as a sentence for the job row and the workflow error. */
-export function failureMessage(e: unknown): string {
-  let cur = e as { message?: string; cause?: unknown } | undefined;
-  const parts: string[] = [];
-  while (cur) {
-    if (cur.message && !parts.includes(cur.message)) parts.push(cur.message);
-    cur = cur.cause as typeof cur;
-  }
-  return parts.slice(-2).join(': ') || String(e);
 }

@@ -13,7 +13,8 @@ import type {
   VerifyRecoveryPointInput,
 } from '../../contracts';
 import { JobKindAttr, PlanIdAttr } from '../../contracts';
-import { controlActivities, failureMessage } from './iteration';
+import { failureMessage } from '../jobs/failures';
+import { controlActivities } from './iteration';
 import { dispatchToNodes, forEachBounded } from './node-dispatch';
 
 export interface VerifyRecoveryPointResult {

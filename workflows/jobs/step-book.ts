@@ -1,16 +1,10 @@
-import {
-  ActivityFailure,
-  ApplicationFailure,
-  ChildWorkflowFailure,
-  isCancellation,
-  TimeoutFailure,
-} from '@temporalio/workflow';
 import type { JobProgress, StepRef, StepState, StepStatus } from '../../contracts';
 
 /**
- * The job's step list as the workflow keeps it: the query answers from here, and every change
- * is mirrored to Postgres by the activities (each step's own activity writes running/completed;
- * the workflow writes pending, failed, skipped, cancelled and timer steps).
+ * A job's step list as its workflow keeps it (every job workflow): the `progress` query answers
+ * from here, and every change is mirrored to Postgres by the activities (each step's own
+ * activity writes running/completed; the workflow writes pending, failed, skipped, cancelled
+ * and timer steps).
  */
 export class StepBook {
   readonly progress: JobProgress;
@@ -83,25 +77,3 @@ export class StepFailed extends Error {
     this.name = 'StepFailed';
   }
 }
-
-/** The operator-facing reason and remediation of an activity / child failure. */
-export function explainFailure(
-  err: unknown,
-  fallbackRemediation: string,
-): { message: string; remediation: string } {
-  let cause: unknown = err;
-  while (cause instanceof ActivityFailure || cause instanceof ChildWorkflowFailure) cause = cause.cause;
-  if (cause instanceof ApplicationFailure) {
-    const details = cause.details?.[0] as { remediation?: string } | undefined;
-    return { message: cause.message, remediation: details?.remediation ?? fallbackRemediation };
-  }
-  if (cause instanceof TimeoutFailure) {
-    return {
-      message: `timed out (${String(cause.timeoutType).includes('HEARTBEAT') || cause.timeoutType === undefined ? 'no heartbeat from the worker' : 'activity timeout'})`,
-      remediation: `Check that the control-plane worker is running and can reach AWS; ${fallbackRemediation}`,
-    };
-  }
-  return { message: (cause as Error)?.message ?? String(cause), remediation: fallbackRemediation };
-}
-
-export { isCancellation };
