@@ -9,10 +9,9 @@ import {
   verifyWorkflowId,
 } from '../../contracts';
 import { jobs, recoveryPoints } from '../../schema/index';
-import type { AppDeps } from '../app';
-import { v1Router } from '../app';
 import { requireRole } from '../auth/middleware';
 import { ApiError, errorResponses } from '../errors';
+import { type AppDeps, v1Router } from '../router';
 import { PageQuery, pageOf } from '../services/common';
 import { replicationSchedules } from '../services/replication/schedules';
 import {
