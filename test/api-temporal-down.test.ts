@@ -81,7 +81,7 @@ describe('job starts while Temporal is unreachable', () => {
     const row = rows.find((r) => answer.body.message.includes(r.id));
     expect(row, `the answer names a ${kind} job: ${answer.body.message}`).toBeDefined();
     expect(row!.status).toBe('failed');
-    expect(row!.error).toMatch(/Could not start the workflow/);
+    expect(row!.error).toMatch(/^Could not start the workflow: ./);
     expect(row!.endedAt).not.toBeNull();
     return row!;
   }

@@ -187,7 +187,9 @@ export function jobsService(deps: JobsDeps) {
       try {
         await temporal.workflow.start<W>(spec.workflowType, options);
       } catch (e) {
-        const reason = (e as Error).message;
+        // The client's error says "Failed to start Workflow"; its cause says why (e.g. 14 UNAVAILABLE).
+        const err = e as Error;
+        const reason = err.cause instanceof Error ? `${err.message}: ${err.cause.message}` : err.message;
         await db
           .update(jobs)
           .set({ status: 'failed', error: `Could not start the workflow: ${reason}`, endedAt: new Date() })
