@@ -1,13 +1,10 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
-import type { Client } from '@temporalio/client';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
-import type { Config } from '../lib/config';
-import type { Db } from '../schema/db';
-import { type AuthEnv, auditMutations, authenticate } from './auth/middleware';
+import { auditMutations, authenticate } from './auth/middleware';
 import { docsRoutes } from './docs';
 import { ApiError, errorResponse, validationHook } from './errors';
-import type { DependencyName, HealthProbe } from './health';
+import { type AppDeps, v1Router } from './router';
 import { auditRoutes } from './routes/audit';
 import { healthRoutes } from './routes/health';
 import { jobRoutes } from './routes/jobs';
@@ -18,17 +15,6 @@ import { replicationRoutes } from './routes/replication';
 import { siteRoutes } from './routes/sites';
 import { tokenRoutes } from './routes/tokens';
 import { clientErrorFromDb } from './services/common';
-
-export interface AppDeps {
-  config: Config;
-  db: Db;
-  /** Temporal client for schedules, workflow starts, queries (lazy connection). */
-  temporal: Client;
-  probes: Record<DependencyName, HealthProbe>;
-}
-
-/** A router for one concern under /v1; every one gets the same validation hook. */
-export const v1Router = () => new OpenAPIHono<AuthEnv>({ defaultHook: validationHook });
 
 /**
  * The hono app. Every route is declared with zod schemas, so `/openapi.json` and `/docs` follow

@@ -1,8 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import type { AppDeps } from '../app';
-import { v1Router } from '../app';
 import { requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
+import { type AppDeps, v1Router } from '../router';
 import { AuditEntry, auditService } from '../services/audit';
 import { PageQuery, pageOf } from '../services/common';
 import { jsonContent } from './params';

@@ -1,10 +1,10 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import type { AppDeps } from '../app';
-import { v1Router } from '../app';
 import { requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
+import { type AppDeps, v1Router } from '../router';
 import { PageQuery, pageOf } from '../services/common';
-import { Job, JobFilterQuery, JobWithSteps, recoveryJobsService } from '../services/recovery-jobs';
+import { Job, JobFilterQuery, JobWithSteps, jobsService } from '../services/jobs';
+import { recoveryJobsService } from '../services/recovery-jobs';
 import { jsonContent, UuidParam } from './params';
 
 const tags = ['jobs'];
@@ -59,11 +59,13 @@ const cleanup = createRoute({
 });
 
 export function jobRoutes(deps: AppDeps) {
-  const svc = recoveryJobsService({
+  const jobDeps = {
     db: deps.db,
     temporal: deps.temporal,
     taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
-  });
+  };
+  const svc = jobsService(jobDeps);
+  const recovery = recoveryJobsService(jobDeps);
   return v1Router()
     .openapi(list, async (c) => {
       const { limit, offset, ...filter } = c.req.valid('query');
@@ -72,7 +74,7 @@ export function jobRoutes(deps: AppDeps) {
     .openapi(get, async (c) => c.json(await svc.get(c.req.valid('param').id), 200))
     .openapi(cancel, async (c) => c.json(await svc.cancel(c.req.valid('param').id), 202))
     .openapi(cleanup, async (c) => {
-      const job = await svc.startCleanup(c.req.valid('param').id, c.get('principal').name);
+      const job = await recovery.startCleanup(c.req.valid('param').id, c.get('principal').name);
       return c.json({ jobId: job.id, workflowId: job.workflowId }, 202);
     });
 }

@@ -1,9 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { PlanInput } from '../../schema/domain/plan';
-import type { AppDeps } from '../app';
-import { v1Router } from '../app';
 import { requireRole } from '../auth/middleware';
 import { ApiError, errorResponses } from '../errors';
+import { type AppDeps, v1Router } from '../router';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
 import { Plan, PlanApplyInput, PlanSummary, plansService } from '../services/plans';
 import { planScheduleHooks } from '../services/replication/schedules';

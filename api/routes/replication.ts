@@ -1,18 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { createRoute, z } from '@hono/zod-openapi';
-import { and, desc, eq, sql } from 'drizzle-orm';
-import {
-  JobKindAttr,
-  PlanIdAttr,
-  VERIFY_RECOVERY_POINT_WORKFLOW,
-  type VerifyRecoveryPointInput,
-  verifyWorkflowId,
-} from '../../contracts';
-import { jobs, recoveryPoints } from '../../schema/index';
-import type { AppDeps } from '../app';
-import { v1Router } from '../app';
 import { requireRole } from '../auth/middleware';
-import { ApiError, errorResponses } from '../errors';
+import { errorResponses } from '../errors';
+import { type AppDeps, v1Router } from '../router';
 import { PageQuery, pageOf } from '../services/common';
 import { replicationSchedules } from '../services/replication/schedules';
 import {
@@ -21,6 +10,7 @@ import {
   RecoveryPoint,
   replicationStatusService,
 } from '../services/replication/status';
+import { verifyJobsService } from '../services/replication/verify';
 import { jsonContent, UuidParam } from './params';
 
 const tags = ['replication'];
@@ -186,6 +176,11 @@ const verifications = createRoute({
 export function replicationRoutes(deps: AppDeps) {
   const schedules = replicationSchedules(deps);
   const svc = replicationStatusService(deps.db, schedules);
+  const verifies = verifyJobsService({
+    db: deps.db,
+    temporal: deps.temporal,
+    taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
+  });
 
   async function act(planRef: string, action: 'pause' | 'resume' | 'now', vmRef?: string) {
     const plan = await findPlan(deps.db, planRef);
@@ -225,55 +220,8 @@ export function replicationRoutes(deps: AppDeps) {
     })
     .openapi(getPoint, async (c) => c.json(await svc.getRecoveryPoint(c.req.valid('param').id), 200))
     .openapi(verify, async (c) => {
-      const rp = await svc.getRecoveryPoint(c.req.valid('param').id);
-      const jobId = randomUUID();
-      const workflowId = verifyWorkflowId(rp.id, jobId.slice(0, 8));
-      const requestedBy = c.get('principal').name;
-      await deps.db.insert(jobs).values({
-        id: jobId,
-        kind: 'verify',
-        status: 'pending',
-        planId: rp.planId,
-        workflowId,
-        requestedBy,
-        params: { recoveryPointId: rp.id },
-      });
-      const input: VerifyRecoveryPointInput = { recoveryPointId: rp.id, jobId, requestedBy };
-      await deps.temporal.workflow.start(VERIFY_RECOVERY_POINT_WORKFLOW, {
-        taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
-        workflowId,
-        args: [input],
-        typedSearchAttributes: [
-          { key: PlanIdAttr, value: rp.planId },
-          { key: JobKindAttr, value: 'verify' },
-        ],
-        staticSummary: `Verify recovery point ${rp.id} block by block against the source index`,
-      });
-      return c.json({ jobId, workflowId }, 202);
+      const job = await verifies.start(c.req.valid('param').id, c.get('principal').name);
+      return c.json({ jobId: job.id, workflowId: job.workflowId }, 202);
     })
-    .openapi(verifications, async (c) => {
-      const { id } = c.req.valid('param');
-      const [rp] = await deps.db
-        .select({ id: recoveryPoints.id })
-        .from(recoveryPoints)
-        .where(eq(recoveryPoints.id, id));
-      if (!rp) throw new ApiError(404, 'not_found', `No recovery point with id ${id}`);
-      const rows = await deps.db
-        .select()
-        .from(jobs)
-        .where(and(eq(jobs.kind, 'verify'), sql`${jobs.params} ->> 'recoveryPointId' = ${id}`))
-        .orderBy(desc(jobs.createdAt));
-      return c.json(
-        rows.map((j) => ({
-          jobId: j.id,
-          workflowId: j.workflowId,
-          status: j.status,
-          createdAt: j.createdAt.toISOString(),
-          endedAt: j.endedAt?.toISOString() ?? null,
-          result: j.result ?? null,
-          error: j.error ?? null,
-        })),
-        200,
-      );
-    });
+    .openapi(verifications, async (c) => c.json(await verifies.list(c.req.valid('param').id), 200));
 }

@@ -1,9 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { SiteInput, SiteRole } from '../../schema/domain/site';
-import type { AppDeps } from '../app';
-import { v1Router } from '../app';
 import { requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
+import { type AppDeps, v1Router } from '../router';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
 import { Site, sitesService } from '../services/sites';
 import { EtagHeader, idLinks, jsonBody, jsonContent, PatchDocument, UuidParam } from './params';

@@ -1,8 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import type { AppDeps } from '../app';
-import { v1Router } from '../app';
 import { requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
+import { type AppDeps, v1Router } from '../router';
 import { PageQuery, pageOf } from '../services/common';
 import { CreatedToken, Token, TokenInput, TokenRole, TokenStatus, tokensService } from '../services/tokens';
 import { jsonBody, jsonContent, UuidParam } from './params';

@@ -1,6 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { z } from '@hono/zod-openapi';
 import { and, asc, eq, inArray, or, sql } from 'drizzle-orm';
+import { ACTIVE_JOB_STATUSES, RECOVERY_JOB_KINDS } from '../../contracts';
 import type { Db } from '../../schema/db';
 import { Id, Name } from '../../schema/domain/common';
 import { PlanInput } from '../../schema/domain/plan';
@@ -69,9 +70,6 @@ export const PlanApplyInput = z
   })
   .openapi('PlanApplyInput');
 export type PlanApplyInput = z.infer<typeof PlanApplyInput>;
-
-/** Job kinds that recover a plan's VMs: while one is pending or running the plan is frozen. */
-export const RECOVERY_JOB_KINDS = ['test-recovery', 'full-recovery', 'migration'] as const;
 
 // ---- mapping ------------------------------------------------------------------------------
 
@@ -254,7 +252,7 @@ export function plansService(db: Db) {
         and(
           eq(jobs.planId, plan.id),
           inArray(jobs.kind, [...RECOVERY_JOB_KINDS]),
-          inArray(jobs.status, ['pending', 'running']),
+          inArray(jobs.status, [...ACTIVE_JOB_STATUSES]),
         ),
       )
       .limit(1);

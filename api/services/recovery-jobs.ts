@@ -1,25 +1,25 @@
 import { z } from '@hono/zod-openapi';
-import type { Client } from '@temporalio/client';
-import { WorkflowNotFoundError } from '@temporalio/client';
-import { and, asc, desc, eq, inArray, type SQL } from 'drizzle-orm';
+import { and, eq, inArray } from 'drizzle-orm';
 import {
+  ACTIVE_JOB_STATUSES,
   CLEANUP_WORKFLOW,
   type CleanupInput,
   cleanupWorkflowId,
+  isJobEnded,
   JOB_KIND_OF_MODE,
-  JobKindAttr,
-  PlanIdAttr,
+  RECOVERY_JOB_KINDS,
   RECOVERY_WORKFLOW,
   type RecoveryInput,
   RecoveryModeAttr,
   type RecoveryTuning,
   recoveryWorkflowId,
 } from '../../contracts';
-import type { Db } from '../../schema/db';
 import { Name } from '../../schema/domain/common';
-import { jobSteps, jobs, plans } from '../../schema/index';
+import { jobs, plans } from '../../schema/index';
+import type { cleanupWorkflow } from '../../workflows/recovery/cleanup';
+import type { recoveryWorkflow } from '../../workflows/recovery/recovery';
 import { ApiError } from '../errors';
-import { type Page, toPage } from './common';
+import { type JobsDeps, jobsService } from './jobs';
 
 export const RecoveryRequest = z
   .object({
@@ -45,104 +45,21 @@ export const RecoveryRequest = z
   .openapi('RecoveryRequest');
 export type RecoveryRequest = z.infer<typeof RecoveryRequest>;
 
-export const JobStep = z
-  .object({
-    key: z.string(),
-    seq: z.number().int(),
-    name: z.string(),
-    status: z.enum(['pending', 'running', 'completed', 'failed', 'skipped', 'cancelled']),
-    actor: z.string().nullable(),
-    message: z.string().nullable(),
-    log: z.string().nullable(),
-    progress: z.record(z.string(), z.unknown()).nullable(),
-    startedAt: z.string().nullable(),
-    endedAt: z.string().nullable(),
-  })
-  .openapi('JobStep');
-
-const JobStatus = z.enum(['pending', 'running', 'completed', 'partially-completed', 'failed', 'cancelled']);
-const JobKind = z.enum([
-  'replication',
-  'test-recovery',
-  'full-recovery',
-  'migration',
-  'cleanup',
-  'verify',
-  'reverse-replication',
-]);
-export const Job = z
-  .object({
-    id: z.uuid(),
-    kind: JobKind,
-    status: JobStatus,
-    planId: z.uuid().nullable(),
-    workflowId: z.string(),
-    requestedBy: z.string().nullable(),
-    params: z.record(z.string(), z.unknown()),
-    result: z.record(z.string(), z.unknown()).nullable(),
-    error: z.string().nullable(),
-    remediation: z.string().nullable(),
-    createdAt: z.string(),
-    startedAt: z.string().nullable(),
-    endedAt: z.string().nullable(),
-  })
-  .openapi('Job');
-export const JobWithSteps = Job.extend({ steps: z.array(JobStep) }).openapi('JobWithSteps');
-export const JobFilterQuery = {
-  plan: z
-    .uuid()
-    .optional()
-    .openapi({ param: { name: 'plan', in: 'query' }, description: 'Plan id' }),
-  kind: JobKind.optional().openapi({ param: { name: 'kind', in: 'query' } }),
-  status: JobStatus.optional().openapi({ param: { name: 'status', in: 'query' } }),
-};
-
-const RECOVERY_KINDS = ['test-recovery', 'full-recovery', 'migration'] as const;
-const ACTIVE = ['pending', 'running'] as const;
-
-const iso = (d: Date | null) => (d ? d.toISOString() : null);
-type JobRow = typeof jobs.$inferSelect;
-type StepRow = typeof jobSteps.$inferSelect;
-export const jobOut = (j: JobRow) => ({
-  ...j,
-  createdAt: j.createdAt.toISOString(),
-  startedAt: iso(j.startedAt),
-  endedAt: iso(j.endedAt),
-});
-const stepOut = (s: StepRow) => ({
-  key: s.key,
-  seq: s.seq,
-  name: s.name,
-  status: s.status,
-  actor: s.actor,
-  message: s.message,
-  log: s.log,
-  progress: s.progress,
-  startedAt: iso(s.startedAt),
-  endedAt: iso(s.endedAt),
-});
-
-export interface RecoveryJobDeps {
-  db: Db;
-  temporal: Client;
-  taskQueue: string;
-}
+export type RecoveryJobDeps = JobsDeps;
 
 /**
- * Jobs of recovery and cleanup: start (one job row + one workflow), read, list, cancel. The
- * job row is written first (pending) so the API can answer at once; the workflow then keeps it
- * current. Starts of a plan are serialized on the plan row (select … for update).
+ * The rules of recovery and cleanup jobs; the start itself (job row, workflow, failure) is the
+ * jobs service's. Starts of a plan's recoveries are serialized on the plan row (select … for
+ * update). Also answers the generic job calls (get, list, cancel) for its callers' convenience.
  */
 export function recoveryJobsService(deps: RecoveryJobDeps) {
-  const { db, temporal } = deps;
-
-  async function getJob(id: string) {
-    const [job] = await db.select().from(jobs).where(eq(jobs.id, id));
-    if (!job) throw new ApiError(404, 'not_found', `No job ${id}`);
-    return job;
-  }
+  const jobsSvc = jobsService(deps);
 
   return {
+    get: jobsSvc.get,
+    list: jobsSvc.list,
+    cancel: jobsSvc.cancel,
+
     /** `tuning` and `workflowTaskTimeout` are for tests and the benchmark (fast failure detection). */
     async startRecovery(
       planId: string,
@@ -152,7 +69,7 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
       workflowTaskTimeout?: string,
     ) {
       const kind = JOB_KIND_OF_MODE[req.mode];
-      const job = await db.transaction(async (tx) => {
+      return jobsSvc.start<typeof recoveryWorkflow>(async (tx, jobId) => {
         const [plan] = await tx.select().from(plans).where(eq(plans.id, planId)).for('update');
         if (!plan) throw new ApiError(404, 'not_found', `No plan ${planId}`);
         if (req.mode !== 'test' && req.confirm !== plan.name) {
@@ -169,8 +86,8 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
           .where(
             and(
               eq(jobs.planId, planId),
-              inArray(jobs.kind, [...RECOVERY_KINDS]),
-              inArray(jobs.status, [...ACTIVE]),
+              inArray(jobs.kind, [...RECOVERY_JOB_KINDS]),
+              inArray(jobs.status, [...ACTIVE_JOB_STATUSES]),
             ),
           );
         // Test drills may overlap each other; anything else excludes any other recovery of the plan.
@@ -182,148 +99,66 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
             `Plan "${plan.name}" already has a ${blocking[0]!.kind} running (job ${blocking[0]!.id}); wait for it or cancel it`,
           );
         }
-        const id = crypto.randomUUID();
-        const [row] = await tx
-          .insert(jobs)
-          .values({
-            id,
-            kind,
-            planId,
-            workflowId: recoveryWorkflowId(id),
-            requestedBy,
-            params: {
-              mode: req.mode,
-              recoveryPoint: req.recoveryPoint ?? null,
-              vms: req.vms ?? null,
-              runScripts: req.runScripts,
-            },
-          })
-          .returning();
-        return { row: row!, planName: plan.name };
-      });
-      const input: RecoveryInput = {
-        jobId: job.row.id,
-        planId,
-        mode: req.mode,
-        runScripts: req.runScripts,
-        requestedBy,
-        ...(req.recoveryPoint ? { recoveryPoint: req.recoveryPoint } : {}),
-        ...(req.vms ? { vms: req.vms } : {}),
-        ...(tuning ? { tuning } : {}),
-      };
-      try {
-        await temporal.workflow.start(RECOVERY_WORKFLOW, {
-          taskQueue: deps.taskQueue,
-          workflowId: job.row.workflowId,
+        const input: RecoveryInput = {
+          jobId,
+          planId,
+          mode: req.mode,
+          runScripts: req.runScripts,
+          requestedBy,
+          ...(req.recoveryPoint ? { recoveryPoint: req.recoveryPoint } : {}),
+          ...(req.vms ? { vms: req.vms } : {}),
+          ...(tuning ? { tuning } : {}),
+        };
+        return {
+          kind,
+          planId,
+          requestedBy,
+          params: {
+            mode: req.mode,
+            recoveryPoint: req.recoveryPoint ?? null,
+            vms: req.vms ?? null,
+            runScripts: req.runScripts,
+          },
+          workflowType: RECOVERY_WORKFLOW,
+          workflowId: recoveryWorkflowId(jobId),
           args: [input],
+          searchAttributes: [{ key: RecoveryModeAttr, value: req.mode }],
+          summary: `${kind} of plan ${plan.name}`,
           ...(workflowTaskTimeout ? { workflowTaskTimeout } : {}),
-          typedSearchAttributes: [
-            { key: PlanIdAttr, value: planId },
-            { key: JobKindAttr, value: kind },
-            { key: RecoveryModeAttr, value: req.mode },
-          ],
-          staticSummary: `${kind} of plan ${job.planName}`,
-          staticDetails: `Requested by ${requestedBy}; job ${job.row.id}`,
-        });
-      } catch (e) {
-        await db
-          .update(jobs)
-          .set({ status: 'failed', error: `Could not start the workflow: ${(e as Error).message}` })
-          .where(eq(jobs.id, job.row.id));
-        throw new ApiError(
-          503 as never,
-          'temporal_unavailable',
-          `Could not start the recovery workflow: ${(e as Error).message}`,
-        );
-      }
-      return job.row;
+        };
+      });
     },
 
     /** Cleanup of what a recovery job created (found by its tag). Refused while that job still runs. */
     async startCleanup(targetJobId: string, requestedBy: string, tuning?: RecoveryTuning) {
-      const target = await getJob(targetJobId);
-      if (!(RECOVERY_KINDS as readonly string[]).includes(target.kind))
+      const target = await jobsSvc.getJob(targetJobId);
+      if (!(RECOVERY_JOB_KINDS as readonly string[]).includes(target.kind))
         throw new ApiError(
           409,
           'conflict',
           `Job ${targetJobId} is a ${target.kind} job; only recovery jobs can be cleaned up`,
         );
-      if ((ACTIVE as readonly string[]).includes(target.status))
+      if (!isJobEnded(target.status))
         throw new ApiError(409, 'conflict', `Job ${targetJobId} is still ${target.status}; cancel it first`);
-      const id = crypto.randomUUID();
-      const [row] = await db
-        .insert(jobs)
-        .values({
-          id,
+      return jobsSvc.start<typeof cleanupWorkflow>((_tx, jobId) => {
+        const input: CleanupInput = {
+          jobId,
+          targetJobId,
+          planId: target.planId,
+          requestedBy,
+          ...(tuning ? { tuning } : {}),
+        };
+        return {
           kind: 'cleanup',
           planId: target.planId,
-          workflowId: cleanupWorkflowId(id),
           requestedBy,
           params: { targetJobId },
-        })
-        .returning();
-      const input: CleanupInput = {
-        jobId: id,
-        targetJobId,
-        planId: target.planId,
-        requestedBy,
-        ...(tuning ? { tuning } : {}),
-      };
-      await temporal.workflow.start(CLEANUP_WORKFLOW, {
-        taskQueue: deps.taskQueue,
-        workflowId: row!.workflowId,
-        args: [input],
-        typedSearchAttributes: [
-          ...(target.planId ? [{ key: PlanIdAttr, value: target.planId }] : []),
-          { key: JobKindAttr, value: 'cleanup' },
-        ],
-        staticSummary: `Cleanup of ${target.kind} job ${targetJobId}`,
+          workflowType: CLEANUP_WORKFLOW,
+          workflowId: cleanupWorkflowId(jobId),
+          args: [input],
+          summary: `Cleanup of ${target.kind} job ${targetJobId}`,
+        };
       });
-      return row!;
-    },
-
-    async cancel(id: string) {
-      const job = await getJob(id);
-      if (!(ACTIVE as readonly string[]).includes(job.status))
-        throw new ApiError(
-          409,
-          'conflict',
-          `Job ${id} is ${job.status}; only a pending or running job can be cancelled`,
-        );
-      try {
-        await temporal.workflow.getHandle(job.workflowId).cancel();
-      } catch (e) {
-        if (!(e instanceof WorkflowNotFoundError)) throw e;
-      }
-      return jobOut(job);
-    },
-
-    async get(id: string) {
-      const job = await getJob(id);
-      const steps = await db.select().from(jobSteps).where(eq(jobSteps.jobId, id)).orderBy(asc(jobSteps.seq));
-      return { ...jobOut(job), steps: steps.map(stepOut) };
-    },
-
-    async list(
-      filter: {
-        plan?: string | undefined;
-        kind?: JobRow['kind'] | undefined;
-        status?: JobRow['status'] | undefined;
-      },
-      page: Page,
-    ) {
-      const where: SQL[] = [];
-      if (filter.plan) where.push(eq(jobs.planId, filter.plan));
-      if (filter.kind) where.push(eq(jobs.kind, filter.kind));
-      if (filter.status) where.push(eq(jobs.status, filter.status));
-      const rows = await db
-        .select()
-        .from(jobs)
-        .where(where.length ? and(...where) : undefined)
-        .orderBy(desc(jobs.createdAt), desc(jobs.id))
-        .limit(page.limit + 1)
-        .offset(page.offset);
-      return toPage(rows.map(jobOut), page);
     },
   };
 }

@@ -1,15 +1,9 @@
 import { relations } from 'drizzle-orm';
 import { integer, jsonb, pgEnum, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { STEP_STATUSES } from '../../contracts/jobs';
 import { jobs } from './jobs';
 
-export const stepStatus = pgEnum('step_status', [
-  'pending',
-  'running',
-  'completed',
-  'failed',
-  'skipped',
-  'cancelled',
-]);
+export const stepStatus = pgEnum('step_status', STEP_STATUSES);
 
 /** A step of a job (validate, pre-script, boot VM web-01, …). Keyed by (job, key) so writes are upserts. */
 export const jobSteps = pgTable(

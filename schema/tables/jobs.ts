@@ -1,25 +1,12 @@
 import { relations } from 'drizzle-orm';
 import { index, jsonb, pgEnum, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { JOB_KINDS, JOB_STATUSES } from '../../contracts/jobs';
 import { jobSteps } from './job-steps';
 import { plans } from './plans';
 
-export const jobKind = pgEnum('job_kind', [
-  'replication',
-  'test-recovery',
-  'full-recovery',
-  'migration',
-  'cleanup',
-  'verify',
-  'reverse-replication',
-]);
-export const jobStatus = pgEnum('job_status', [
-  'pending',
-  'running',
-  'completed',
-  'partially-completed',
-  'failed',
-  'cancelled',
-]);
+// The values and their order come from the job model (contracts/jobs.ts); appending is a migration.
+export const jobKind = pgEnum('job_kind', JOB_KINDS);
+export const jobStatus = pgEnum('job_status', JOB_STATUSES);
 
 /**
  * One run of any workflow, as the API shows it. Temporal holds the execution; this row is the

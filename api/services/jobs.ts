@@ -1,0 +1,251 @@
+import { randomUUID } from 'node:crypto';
+import { z } from '@hono/zod-openapi';
+import type { Client, WorkflowStartOptions } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import type { Duration, SearchAttributePair, Workflow } from '@temporalio/common';
+import { and, asc, desc, eq, type SQL } from 'drizzle-orm';
+import {
+  isJobEnded,
+  JOB_KINDS,
+  JOB_STATUSES,
+  type JobKind,
+  JobKindAttr,
+  PlanIdAttr,
+  STEP_STATUSES,
+} from '../../contracts';
+import type { Db } from '../../schema/db';
+import { jobSteps, jobs } from '../../schema/index';
+import { ApiError } from '../errors';
+import { type Page, toPage } from './common';
+
+// ---- API shapes (the enums are the job model's: contracts/jobs.ts) ----------------------------
+
+export const JobKindSchema = z.enum(JOB_KINDS);
+export const JobStatusSchema = z.enum(JOB_STATUSES);
+
+export const JobStep = z
+  .object({
+    key: z.string(),
+    seq: z.number().int(),
+    name: z.string(),
+    status: z.enum(STEP_STATUSES),
+    actor: z.string().nullable(),
+    message: z.string().nullable(),
+    log: z.string().nullable(),
+    progress: z.record(z.string(), z.unknown()).nullable(),
+    startedAt: z.string().nullable(),
+    endedAt: z.string().nullable(),
+  })
+  .openapi('JobStep');
+
+export const Job = z
+  .object({
+    id: z.uuid(),
+    kind: JobKindSchema,
+    status: JobStatusSchema,
+    planId: z.uuid().nullable(),
+    workflowId: z.string(),
+    requestedBy: z.string().nullable(),
+    params: z.record(z.string(), z.unknown()),
+    result: z.record(z.string(), z.unknown()).nullable(),
+    error: z.string().nullable(),
+    remediation: z.string().nullable(),
+    createdAt: z.string(),
+    startedAt: z.string().nullable(),
+    endedAt: z.string().nullable(),
+  })
+  .openapi('Job');
+export const JobWithSteps = Job.extend({ steps: z.array(JobStep) }).openapi('JobWithSteps');
+export const JobFilterQuery = {
+  plan: z
+    .uuid()
+    .optional()
+    .openapi({ param: { name: 'plan', in: 'query' }, description: 'Plan id' }),
+  kind: JobKindSchema.optional().openapi({ param: { name: 'kind', in: 'query' } }),
+  status: JobStatusSchema.optional().openapi({ param: { name: 'status', in: 'query' } }),
+};
+
+// ---- mapping ------------------------------------------------------------------------------------
+
+export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+export type JobRow = typeof jobs.$inferSelect;
+type StepRow = typeof jobSteps.$inferSelect;
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+export const jobOut = (j: JobRow) => ({
+  ...j,
+  createdAt: j.createdAt.toISOString(),
+  startedAt: iso(j.startedAt),
+  endedAt: iso(j.endedAt),
+});
+const stepOut = (s: StepRow) => ({
+  key: s.key,
+  seq: s.seq,
+  name: s.name,
+  status: s.status,
+  actor: s.actor,
+  message: s.message,
+  log: s.log,
+  progress: s.progress,
+  startedAt: iso(s.startedAt),
+  endedAt: iso(s.endedAt),
+});
+
+// ---- the service ----------------------------------------------------------------------------------
+
+export interface JobsDeps {
+  db: Db;
+  temporal: Client;
+  /** The control-plane task queue every job workflow runs on. */
+  taskQueue: string;
+}
+
+/**
+ * One job to start: its row and its workflow. `W` is the workflow function's type (imported
+ * with `import type`, so no workflow code reaches the API), which type-checks `args`.
+ */
+export interface JobStart<W extends Workflow> {
+  kind: JobKind;
+  planId: string | null;
+  requestedBy: string;
+  /** What the job was asked to do, as the API shows it. */
+  params: Record<string, unknown>;
+  /** The registered workflow name (contracts), e.g. RECOVERY_WORKFLOW. */
+  workflowType: string;
+  workflowId: string;
+  args: Parameters<W>;
+  /** Search attributes beyond the plan and the job kind, which every job carries. */
+  searchAttributes?: SearchAttributePair[];
+  /** The one-line summary the Temporal UI shows. */
+  summary: string;
+  /** Longer details for the Temporal UI; default: who asked for it and the job id. */
+  details?: string;
+  workflowTaskTimeout?: Duration;
+}
+
+/**
+ * Jobs as the API sees them: start (one job row + one workflow), read, list, cancel. Every job
+ * kind the API starts goes through `start`.
+ */
+export function jobsService(deps: JobsDeps) {
+  const { db, temporal, taskQueue } = deps;
+
+  async function getJob(id: string) {
+    const [job] = await db.select().from(jobs).where(eq(jobs.id, id));
+    if (!job) throw new ApiError(404, 'not_found', `No job ${id}`);
+    return job;
+  }
+
+  return {
+    /** The job row, or 404. */
+    getJob,
+
+    /**
+     * Start a job. `build` runs inside a transaction with the new job's id: it checks the
+     * caller's rules there (and may lock rows, e.g. the plan, `select … for update`) and returns
+     * what to start. The job row is inserted `pending` in the same transaction, so the API can
+     * answer at once and the workflow keeps the row current; the workflow starts after the commit.
+     * When Temporal refuses or cannot be reached the row is marked failed with the reason and the
+     * call answers 503 `temporal_unavailable` naming the job.
+     *
+     * `W` has no inferable default: name the workflow's type, `start<typeof recoveryWorkflow>(…)`.
+     */
+    async start<W extends Workflow = never>(
+      build: (tx: Tx, jobId: string) => Promise<JobStart<W>> | JobStart<W>,
+    ): Promise<JobRow> {
+      const id = randomUUID();
+      const { row, spec } = await db.transaction(async (tx) => {
+        const spec = await build(tx, id);
+        const [row] = await tx
+          .insert(jobs)
+          .values({
+            id,
+            kind: spec.kind,
+            status: 'pending',
+            planId: spec.planId,
+            workflowId: spec.workflowId,
+            requestedBy: spec.requestedBy,
+            params: spec.params,
+          })
+          .returning();
+        return { row: row!, spec };
+      });
+      // The SDK's conditional `args` type cannot be resolved for a generic W: JobStart<W> checked them.
+      const options = {
+        taskQueue,
+        workflowId: row.workflowId,
+        args: spec.args,
+        ...(spec.workflowTaskTimeout ? { workflowTaskTimeout: spec.workflowTaskTimeout } : {}),
+        typedSearchAttributes: [
+          ...(row.planId ? [{ key: PlanIdAttr, value: row.planId }] : []),
+          { key: JobKindAttr, value: row.kind },
+          ...(spec.searchAttributes ?? []),
+        ],
+        staticSummary: spec.summary,
+        staticDetails: spec.details ?? `Requested by ${row.requestedBy}; job ${row.id}`,
+      } as unknown as WorkflowStartOptions<W>;
+      try {
+        await temporal.workflow.start<W>(spec.workflowType, options);
+      } catch (e) {
+        // The client's error says "Failed to start Workflow"; its cause says why (e.g. 14 UNAVAILABLE).
+        const err = e as Error;
+        const reason = err.cause instanceof Error ? `${err.message}: ${err.cause.message}` : err.message;
+        await db
+          .update(jobs)
+          .set({ status: 'failed', error: `Could not start the workflow: ${reason}`, endedAt: new Date() })
+          .where(eq(jobs.id, row.id));
+        throw new ApiError(
+          503,
+          'temporal_unavailable',
+          `Could not start the ${row.kind} workflow of job ${row.id} (the job is marked failed): ${reason}`,
+        );
+      }
+      return row;
+    },
+
+    async cancel(id: string) {
+      const job = await getJob(id);
+      if (isJobEnded(job.status))
+        throw new ApiError(
+          409,
+          'conflict',
+          `Job ${id} is ${job.status}; only a pending or running job can be cancelled`,
+        );
+      try {
+        await temporal.workflow.getHandle(job.workflowId).cancel();
+      } catch (e) {
+        if (!(e instanceof WorkflowNotFoundError)) throw e;
+      }
+      return jobOut(job);
+    },
+
+    async get(id: string) {
+      const job = await getJob(id);
+      const steps = await db.select().from(jobSteps).where(eq(jobSteps.jobId, id)).orderBy(asc(jobSteps.seq));
+      return { ...jobOut(job), steps: steps.map(stepOut) };
+    },
+
+    async list(
+      filter: {
+        plan?: string | undefined;
+        kind?: JobRow['kind'] | undefined;
+        status?: JobRow['status'] | undefined;
+      },
+      page: Page,
+    ) {
+      const where: SQL[] = [];
+      if (filter.plan) where.push(eq(jobs.planId, filter.plan));
+      if (filter.kind) where.push(eq(jobs.kind, filter.kind));
+      if (filter.status) where.push(eq(jobs.status, filter.status));
+      const rows = await db
+        .select()
+        .from(jobs)
+        .where(where.length ? and(...where) : undefined)
+        .orderBy(desc(jobs.createdAt), desc(jobs.id))
+        .limit(page.limit + 1)
+        .offset(page.offset);
+      return toPage(rows.map(jobOut), page);
+    },
+  };
+}
+export type JobsService = ReturnType<typeof jobsService>;
