@@ -9,6 +9,10 @@ export const ErrorBody = z
     error: z.string().describe('Machine-readable code, e.g. validation_failed, not_found, conflict'),
     message: z.string(),
     issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+    jobId: z
+      .uuid()
+      .optional()
+      .describe('The job the error is about (e.g. a job whose workflow could not start)'),
   })
   .openapi('Error');
 export type ErrorBody = z.infer<typeof ErrorBody>;
@@ -19,6 +23,7 @@ export class ApiError extends Error {
     readonly code: string,
     message: string,
     readonly issues?: { path: string; message: string }[],
+    readonly jobId?: string,
   ) {
     super(message);
   }
@@ -58,12 +63,13 @@ export function errorResponse(c: Context<any>, err: ApiError) {
     error: err.code,
     message: err.message,
     ...(err.issues ? { issues: err.issues } : {}),
+    ...(err.jobId ? { jobId: err.jobId } : {}),
   };
   return c.json(body, err.status);
 }
 
 /** OpenAPI response entries for the common errors, to spread into a route's `responses`. */
-export const errorResponses = (...codes: (400 | 401 | 403 | 404 | 409 | 412 | 422)[]) =>
+export const errorResponses = (...codes: (400 | 401 | 403 | 404 | 409 | 412 | 422 | 503)[]) =>
   Object.fromEntries(
     codes.map((code) => [
       code,
@@ -79,4 +85,5 @@ const ERROR_DESCRIPTIONS = {
   409: 'Conflicts with the current state',
   412: 'If-Match does not match the current version',
   422: 'Valid syntax but not acceptable (e.g. references something unusable)',
+  503: 'Temporal is unreachable: nothing was started (a job created for it is marked failed)',
 } as const;

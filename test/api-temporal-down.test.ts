@@ -64,13 +64,16 @@ describe('job starts while Temporal is unreachable', () => {
       },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
-    return { status: res.status, body: (await res.json()) as { error: string; message: string } };
+    return {
+      status: res.status,
+      body: (await res.json()) as { error: string; message: string; jobId?: string },
+    };
   };
 
   /** The one job row of this kind the call wrote: failed, with the reason, and named in the answer. */
   async function expectFailedJob(
     kind: string,
-    answer: { status: number; body: { error: string; message: string } },
+    answer: { status: number; body: { error: string; message: string; jobId?: string } },
   ) {
     expect(answer.status, JSON.stringify(answer.body)).toBe(503);
     expect(answer.body.error).toBe('temporal_unavailable');
@@ -80,6 +83,7 @@ describe('job starts while Temporal is unreachable', () => {
       .where(eq(jobs.kind, kind as 'verify'));
     const row = rows.find((r) => answer.body.message.includes(r.id));
     expect(row, `the answer names a ${kind} job: ${answer.body.message}`).toBeDefined();
+    expect(answer.body.jobId).toBe(row!.id);
     expect(row!.status).toBe('failed');
     expect(row!.error).toMatch(/^Could not start the workflow: ./);
     expect(row!.endedAt).not.toBeNull();

@@ -54,7 +54,7 @@ const cleanup = createRoute({
   request: { params: UuidParam },
   responses: {
     202: jsonContent(Started, 'The cleanup job started'),
-    ...errorResponses(400, 401, 403, 404, 409),
+    ...errorResponses(400, 401, 403, 404, 409, 503),
   },
 });
 

@@ -81,7 +81,7 @@ const create = createRoute({
   request: { body: jsonBody(PlanInput, 'The plan, VMs nested') },
   responses: {
     201: { ...jsonContent(Plan, 'Created'), headers: EtagHeader, links: idLinks('Plan') },
-    ...errorResponses(400, 401, 403, 409, 422),
+    ...errorResponses(400, 401, 403, 409, 422, 503),
   },
 });
 
@@ -97,7 +97,7 @@ const replace = createRoute({
   request: { params: IdOrNameParam, headers: IfMatchHeader, body: jsonBody(PlanInput, 'The whole plan') },
   responses: {
     200: { ...jsonContent(Plan, 'Updated (or unchanged)'), headers: EtagHeader },
-    ...errorResponses(400, 401, 403, 404, 409, 412, 422),
+    ...errorResponses(400, 401, 403, 404, 409, 412, 422, 503),
   },
 });
 
@@ -114,7 +114,7 @@ const apply = createRoute({
   responses: {
     200: { ...jsonContent(ApplyResult, 'Updated or unchanged'), headers: EtagHeader },
     201: { ...jsonContent(ApplyResult, 'Created'), headers: EtagHeader },
-    ...errorResponses(400, 401, 403, 409, 412, 422),
+    ...errorResponses(400, 401, 403, 409, 412, 422, 503),
   },
 });
 
@@ -134,7 +134,7 @@ const patch = createRoute({
   },
   responses: {
     200: { ...jsonContent(Plan, 'Updated (or unchanged)'), headers: EtagHeader },
-    ...errorResponses(400, 401, 403, 404, 409, 412, 422),
+    ...errorResponses(400, 401, 403, 404, 409, 412, 422, 503),
   },
 });
 
@@ -146,7 +146,7 @@ const remove = createRoute({
   summary: 'Delete a plan (by id or name), its VMs and recovery points; 409 while a recovery of it runs',
   middleware: [requireRole('admin')],
   request: { params: IdOrNameParam, headers: IfMatchHeader },
-  responses: { 204: { description: 'Deleted' }, ...errorResponses(400, 401, 403, 404, 409, 412) },
+  responses: { 204: { description: 'Deleted' }, ...errorResponses(400, 401, 403, 404, 409, 412, 503) },
 });
 
 export function planRoutes(deps: AppDeps) {

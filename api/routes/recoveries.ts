@@ -23,7 +23,7 @@ const recover = createRoute({
   },
   responses: {
     202: jsonContent(Started, 'The job started'),
-    ...errorResponses(400, 401, 403, 404, 409),
+    ...errorResponses(400, 401, 403, 404, 409, 503),
   },
 });
 

@@ -99,7 +99,7 @@ const planAction = createRoute({
   responses: {
     200: jsonContent(PauseState, 'Paused or resumed'),
     202: jsonContent(NowStarted, 'Iteration started (or already running)'),
-    ...errorResponses(400, 401, 403, 404, 409),
+    ...errorResponses(400, 401, 403, 404, 409, 503),
   },
 });
 const vmAction = createRoute({
@@ -113,7 +113,7 @@ const vmAction = createRoute({
   responses: {
     200: jsonContent(PauseState, 'Paused or resumed'),
     202: jsonContent(NowStarted, 'Iteration started (or already running)'),
-    ...errorResponses(400, 401, 403, 404, 409),
+    ...errorResponses(400, 401, 403, 404, 409, 503),
   },
 });
 const listPoints = createRoute({
@@ -158,7 +158,7 @@ const verify = createRoute({
   request: { params: UuidParam },
   responses: {
     202: jsonContent(VerifyStarted, 'Verification started'),
-    ...errorResponses(400, 401, 403, 404),
+    ...errorResponses(400, 401, 403, 404, 503),
   },
 });
 const verifications = createRoute({

@@ -18,6 +18,9 @@ import { jobSteps, jobs } from '../../schema/index';
 import { ApiError } from '../errors';
 import { type Page, toPage } from './common';
 
+/** How long a workflow start may take before the API gives up and answers 503. */
+const START_DEADLINE_MS = 10_000;
+
 // ---- API shapes (the enums are the job model's: contracts/jobs.ts) ----------------------------
 
 export const JobKindSchema = z.enum(JOB_KINDS);
@@ -185,7 +188,10 @@ export function jobsService(deps: JobsDeps) {
         staticDetails: spec.details ?? `Requested by ${row.requestedBy}; job ${row.id}`,
       } as unknown as WorkflowStartOptions<W>;
       try {
-        await temporal.workflow.start<W>(spec.workflowType, options);
+        // A bounded wait: an unreachable Temporal answers 503 in seconds, not after the SDK's retries.
+        await temporal.withDeadline(Date.now() + START_DEADLINE_MS, () =>
+          temporal.workflow.start<W>(spec.workflowType, options),
+        );
       } catch (e) {
         // The client's error says "Failed to start Workflow"; its cause says why (e.g. 14 UNAVAILABLE).
         const err = e as Error;
@@ -198,6 +204,8 @@ export function jobsService(deps: JobsDeps) {
           503,
           'temporal_unavailable',
           `Could not start the ${row.kind} workflow of job ${row.id} (the job is marked failed): ${reason}`,
+          undefined,
+          row.id,
         );
       }
       return row;
