@@ -28,6 +28,7 @@ import { PlanInput } from '../schema/domain/plan';
 import { SiteInput } from '../schema/domain/site';
 import { disks, recoveryPointDisks, recoveryPoints, vms } from '../schema/index';
 import { startStack } from '../scripts/stack/index';
+import { childEnv } from '../scripts/stack/test-env';
 import { buildWorkflowBundle } from '../workers/bundle';
 
 function arg(args: string[], name: string, dflt: number): number {
@@ -41,11 +42,7 @@ export async function run(args: string[]) {
   const say = (m: string) => console.log(`[bench recovery] ${m}`);
   const stack = await startStack('test', () => {});
   try {
-    const config = loadConfig({
-      ...process.env,
-      ...stack.env,
-      LIFEBOAT_CONTROL_TASK_QUEUE: 'bench-recovery',
-    });
+    const config = loadConfig(childEnv({ ...stack.env, LIFEBOAT_CONTROL_TASK_QUEUE: 'bench-recovery' }));
     const db = createDb(stack.env.DATABASE_URL!, { max: 20 });
     const target = awsTargetFromConfig(config);
     installTemporalRuntime();

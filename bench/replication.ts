@@ -24,6 +24,7 @@ import type { DiskTransferInput } from '../contracts';
 import { startMoto } from '../scripts/stack/moto';
 import { freePort } from '../scripts/stack/ports';
 import { ProcessGroup } from '../scripts/stack/processes';
+import { childEnv } from '../scripts/stack/test-env';
 import { ensureVenv, PROJECT_ROOT } from '../scripts/stack/venv';
 
 const MiB = 1024 ** 2;
@@ -122,7 +123,7 @@ function transferInChild(
       ],
       {
         stdio: ['ignore', 'pipe', 'inherit'],
-        env: { ...process.env, NODE_NO_WARNINGS: '1' },
+        env: childEnv({ NODE_NO_WARNINGS: '1' }),
       },
     );
     let out = '';

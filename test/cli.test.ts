@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jobSteps, jobs, nodes } from '../schema';
+import { childEnv } from '../scripts/stack/test-env';
 import { startTestApi, type TestApi } from './helpers/api';
 
 // The CLI end to end: the real bin/lifeboat.ts spawned against the real API server.
@@ -27,7 +28,7 @@ function lifeboat(args: string[], env: Record<string, string> = {}) {
       ['--import', 'tsx', path.join(ROOT, 'bin/lifeboat.ts'), ...args],
       {
         cwd: ROOT,
-        env: { ...process.env, LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.admin, ...env },
+        env: childEnv({ LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.admin, ...env }),
         timeout: 60_000,
       },
       (err, stdout, stderr) =>

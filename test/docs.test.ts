@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runVar } from '../scripts/stack/test-env';
 import { startTestApi, type TestApi } from './helpers/api';
 
 // The interactive docs at /docs must work at an air-gapped site: every asset from the API itself.
@@ -35,11 +36,11 @@ describe('/docs', () => {
 
   // A real browser: every request to a host other than loopback is refused, and the page must
   // still render the API's operations.
-  const chromium = process.env.LIFEBOAT_CHROMIUM;
+  const chromium = runVar('LIFEBOAT_CHROMIUM');
   const title = 'renders the operations in headless Chromium with every non-loopback request blocked';
   if (!chromium)
     it.skip(
-      `${title} (skipped: ${process.env.LIFEBOAT_CHROMIUM_MISSING ?? 'LIFEBOAT_CHROMIUM is not set; run through npm test'})`,
+      `${title} (skipped: ${runVar('LIFEBOAT_CHROMIUM_MISSING') ?? 'LIFEBOAT_CHROMIUM is not set; run through npm test'})`,
     );
   else
     it(title, async () => {

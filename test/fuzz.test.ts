@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { childEnv, runVar } from '../scripts/stack/test-env';
 import { fixtures, startTestApi, type TestApi } from './helpers/api';
 
 /**
@@ -12,10 +13,10 @@ import { fixtures, startTestApi, type TestApi } from './helpers/api';
  * (coverage + fuzzing phases, 10 examples per operation, at most 50 s); `npm run test:fuzz`
  * (LIFEBOAT_FUZZ_DEEP=1) runs every phase, stateful included, with 50 examples and no time cap.
  */
-const DEEP = process.env.LIFEBOAT_FUZZ_DEEP === '1';
-const EXAMPLES = Number(process.env.LIFEBOAT_FUZZ_EXAMPLES ?? (DEEP ? 50 : 10));
+const DEEP = runVar('LIFEBOAT_FUZZ_DEEP') === '1';
+const EXAMPLES = Number(runVar('LIFEBOAT_FUZZ_EXAMPLES') ?? (DEEP ? 50 : 10));
 const PHASES =
-  process.env.LIFEBOAT_FUZZ_PHASES ?? (DEEP ? 'examples,coverage,fuzzing,stateful' : 'coverage,fuzzing');
+  runVar('LIFEBOAT_FUZZ_PHASES') ?? (DEEP ? 'examples,coverage,fuzzing,stateful' : 'coverage,fuzzing');
 
 let api: TestApi;
 beforeAll(async () => {
@@ -32,12 +33,12 @@ afterAll(async () => {
 });
 
 function schemathesis(args: string[]) {
-  const bin = path.join(process.env.LIFEBOAT_VENV_BIN ?? '.venv/bin', 'schemathesis');
+  const bin = path.join(runVar('LIFEBOAT_VENV_BIN') ?? '.venv/bin', 'schemathesis');
   return new Promise<{ code: number; output: string }>((resolve) => {
     const child = spawn(bin, args, {
       // Its caches and reports go to a scratch directory, not the repo.
       cwd: mkdtempSync(path.join(tmpdir(), 'lifeboat-fuzz-')),
-      env: { ...process.env, NO_COLOR: '1', SCHEMATHESIS_HOOKS: '' },
+      env: childEnv({ NO_COLOR: '1', SCHEMATHESIS_HOOKS: '' }),
     });
     let output = '';
     child.stdout.on('data', (d) => {
@@ -74,7 +75,7 @@ describe('fuzzing the API with schemathesis', () => {
         '--generation-database',
         'none',
         '--seed',
-        process.env.LIFEBOAT_FUZZ_SEED ?? String(Date.now() % 100_000),
+        runVar('LIFEBOAT_FUZZ_SEED') ?? String(Date.now() % 100_000),
         // /healthz answers 503 by design when a dependency is down; it takes no input.
         '--exclude-path',
         '/healthz',
@@ -85,7 +86,8 @@ describe('fuzzing the API with schemathesis', () => {
         '--no-color',
       ]);
       const seconds = (Date.now() - started) / 1000;
-      if (process.env.LIFEBOAT_FUZZ_LOG) writeFileSync(process.env.LIFEBOAT_FUZZ_LOG, res.output);
+      const log = runVar('LIFEBOAT_FUZZ_LOG');
+      if (log) writeFileSync(log, res.output);
       expect(res.code, res.output.slice(-6000)).toBe(0);
       expect(res.output).toMatch(/\d+ generated, \d+ passed/);
       console.log(

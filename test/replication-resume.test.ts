@@ -11,6 +11,7 @@ import { AwsClients } from '../activities/node/replication/target/clients';
 import type { TransferOutcome } from '../activities/node/replication/transfer';
 import { verifyDiskBlocks } from '../activities/node/replication/verify';
 import type { DiskTransferInput } from '../contracts';
+import { childEnv } from '../scripts/stack/test-env';
 import { CountingEbsLayer, layerHooks, StrictEbsLayer } from './helpers/aws-layers';
 import { everyKth, makeSparseImage } from './helpers/disk-images';
 import { RESUME_TEST_TUNING } from './helpers/replication-node-worker-tuning';
@@ -29,7 +30,7 @@ function startNodeWorker(taskQueue: string, putLog: string): Promise<ChildProces
     process.execPath,
     ['--import', 'tsx', path.resolve(import.meta.dirname, 'helpers', 'replication-node-worker.ts')],
     {
-      env: { ...process.env, NODE_TASK_QUEUE: taskQueue, DATA_DIR: path.join(dir, 'data'), PUT_LOG: putLog },
+      env: childEnv({ NODE_TASK_QUEUE: taskQueue, DATA_DIR: path.join(dir, 'data'), PUT_LOG: putLog }),
       stdio: ['ignore', 'pipe', 'inherit'],
     },
   );

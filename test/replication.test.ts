@@ -20,6 +20,7 @@ import {
   vmScheduleId,
 } from '../contracts';
 import { nodes, plans, recoveryPointDisks } from '../schema';
+import { childEnv, runVar } from '../scripts/stack/test-env';
 import { type ApiCall, fixtures, startTestApi, type TestApi } from './helpers/api';
 import { layerHooks, StrictEbsLayer } from './helpers/aws-layers';
 import { everyKth, makeSparseImage, touchBlock } from './helpers/disk-images';
@@ -209,7 +210,7 @@ describe('replication iteration', () => {
     // LIFEBOAT_RECORD_HISTORIES=1 stores it for test/replication-replay.test.ts.
     const history = await client.workflow.getHandle(second.workflowId).fetchHistory();
     await Worker.runReplayHistory({ workflowBundle: workflowBundle() }, history, second.workflowId);
-    if (process.env.LIFEBOAT_RECORD_HISTORIES === '1')
+    if (runVar('LIFEBOAT_RECORD_HISTORIES') === '1')
       writeFileSync(
         ITERATION_HISTORY,
         `${JSON.stringify({ workflowId: second.workflowId, history: historyToObject(history) }, null, 1)}\n`,
@@ -286,7 +287,7 @@ describe('replication CLI', () => {
         ['--import', 'tsx', path.join(ROOT, 'bin/lifeboat.ts'), ...args],
         {
           cwd: ROOT,
-          env: { ...process.env, LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.operator },
+          env: childEnv({ LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.operator }),
           timeout: 60_000,
         },
         (err, stdout, stderr) =>

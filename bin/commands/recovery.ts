@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { isJobEnded, JOB_STATUSES, type JobStatus, type StepStatus } from '../../contracts';
 import {
   type ApiClient,
   type Cli,
@@ -37,8 +38,7 @@ interface Job {
 
 /** Exit codes of a watched job, beyond the API's (bin/cli.ts EXIT). */
 export const JOB_EXIT = { failed: 6, partial: 7 } as const;
-const FINAL = ['completed', 'partially-completed', 'failed', 'cancelled'];
-const MARK: Record<string, string> = {
+const MARK: Record<StepStatus, string> & Record<string, string | undefined> = {
   pending: '·',
   running: '▶',
   completed: '✓',
@@ -91,7 +91,7 @@ async function watch(api: ApiClient, id: string, json: boolean, intervalMs = 100
           `${time(s.status === 'running' ? s.startedAt : s.endedAt)} ${MARK[s.status] ?? '?'} [${i + 1}/${steps.length}] ${s.name}${s.message ? ` — ${s.message}` : ''}\n`,
         );
     }
-    if (FINAL.includes(job.status)) return job;
+    if (isJobEnded(job.status as JobStatus)) return job;
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
@@ -163,7 +163,7 @@ export function recoveryCommands(program: Command, cli: Cli) {
     .description('List jobs, newest first')
     .option('--plan <plan>', 'jobs of this plan (name or id)')
     .option('--kind <kind>', 'test-recovery, full-recovery, migration, cleanup, replication…')
-    .option('--status <status>', 'pending, running, completed, partially-completed, failed, cancelled')
+    .option('--status <status>', JOB_STATUSES.join(', '))
     .option('--limit <n>', 'page size', intOption)
     .option('--offset <n>', 'skip this many', intOption)
     .action(async (o) => {

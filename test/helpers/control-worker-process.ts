@@ -11,6 +11,7 @@ import { databaseUrl, loadConfig } from '../../lib/config';
 import { temporalConnectionOptions } from '../../lib/temporal';
 import { installTemporalRuntime } from '../../lib/temporal-runtime';
 import { createDb } from '../../schema/db';
+import { runVar } from '../../scripts/stack/test-env';
 import { loadWorkflowBundle } from '../../workers/bundle';
 
 const config = loadConfig();
@@ -27,7 +28,7 @@ const worker = await Worker.create({
 });
 process.stdout.write('worker-ready\n');
 // A standby process (the test's next replacement) is fully loaded but polls only once told to.
-if (process.env.LIFEBOAT_TEST_STANDBY === '1') {
+if (runVar('LIFEBOAT_TEST_STANDBY') === '1') {
   await new Promise<void>((resolve) => process.stdin.once('data', () => resolve()));
 }
 await worker.run();

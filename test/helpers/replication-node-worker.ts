@@ -10,6 +10,7 @@ import { awsTargetFromConfig } from '../../lib/aws';
 import { loadConfig } from '../../lib/config';
 import { temporalConnectionOptions } from '../../lib/temporal';
 import { installTemporalRuntime } from '../../lib/temporal-runtime';
+import { runVar } from '../../scripts/stack/test-env';
 import { CountingEbsLayer, layerHooks, StrictEbsLayer } from './aws-layers';
 import { RESUME_TEST_TUNING } from './replication-node-worker-tuning';
 
@@ -20,16 +21,16 @@ const connection = await NativeConnection.connect(await temporalConnectionOption
 const worker = await Worker.create({
   connection,
   namespace: config.TEMPORAL_NAMESPACE,
-  taskQueue: process.env.NODE_TASK_QUEUE!,
+  taskQueue: runVar('NODE_TASK_QUEUE')!,
   activities: createNodeActivities({
     nodeId: 'resume-node',
     aws,
-    dataDir: process.env.DATA_DIR!,
+    dataDir: runVar('DATA_DIR')!,
     replication: {
       ...RESUME_TEST_TUNING,
       awsClientHooks: layerHooks({
         strict: new StrictEbsLayer(aws),
-        counting: new CountingEbsLayer({ logFile: process.env.PUT_LOG!, delayMs: 60 }),
+        counting: new CountingEbsLayer({ logFile: runVar('PUT_LOG')!, delayMs: 60 }),
       }),
     },
   }),

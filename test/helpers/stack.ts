@@ -8,23 +8,24 @@ import { installTemporalRuntime } from '../../lib/temporal-runtime';
 import { createDb } from '../../schema/db';
 import { runMigrations } from '../../schema/migrate';
 import { dropDatabase, ensureDatabase } from '../../scripts/stack/postgres';
+import { childEnv, runVar } from '../../scripts/stack/test-env';
 
 /**
  * Helpers over the real stack that `npm test` started (scripts/test.ts): it exports the
  * ports, DATABASE_URL and the prebuilt workflow bundle through the environment.
  */
 export function testConfig(overrides: Partial<Record<keyof Config, string>> = {}): Config {
-  if (!process.env.LIFEBOAT_WORKFLOW_BUNDLE) {
+  if (!runVar('LIFEBOAT_WORKFLOW_BUNDLE')) {
     throw new Error('Run the tests with `npm test`: it starts Temporal, moto and Postgres for them.');
   }
-  return loadConfig({ ...process.env, ...overrides });
+  return loadConfig(childEnv(overrides));
 }
 
 export const uniqueId = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
 
 /** A fresh, migrated database for one test file; `drop()` removes it. */
 export async function createTestDatabase() {
-  const base = new URL(process.env.DATABASE_URL!);
+  const base = new URL(runVar('DATABASE_URL')!);
   const name = `${base.pathname.slice(1)}_${randomUUID().slice(0, 8)}`.slice(0, 63);
   base.pathname = `/${name}`;
   const url = base.toString();
@@ -47,7 +48,7 @@ export async function temporalClient(config = testConfig()) {
 }
 
 /** The workflow bundle built once per test run. */
-export const workflowBundle = () => ({ codePath: process.env.LIFEBOAT_WORKFLOW_BUNDLE! });
+export const workflowBundle = () => ({ codePath: runVar('LIFEBOAT_WORKFLOW_BUNDLE')! });
 
 /** A real worker on the test run's Temporal server; run your test inside `worker.runUntil(...)`. */
 export async function createTestWorker(

@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createControlActivities } from '../../activities/control';
+import { childEnv } from '../../scripts/stack/test-env';
 import { startTestApi, type TestApi } from '../helpers/api';
 import { createPlan, createRecoveryPoint, testVm, waitFor } from '../helpers/recovery';
 import { createTestWorker, temporalClient, testConfig, uniqueId, workflowBundle } from '../helpers/stack';
@@ -180,7 +181,7 @@ describe('recovery API: /v1/plans/{id}/recoveries and /v1/jobs', () => {
           ['--import', 'tsx', path.join(ROOT, 'bin/lifeboat.ts'), ...args],
           {
             cwd: ROOT,
-            env: { ...process.env, LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.operator },
+            env: childEnv({ LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.operator }),
             timeout: 90_000,
           },
           (err, stdout, stderr) =>

@@ -6,6 +6,7 @@ import { buildSync } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
 import type { RecoveryResult } from '../../contracts';
+import { childEnv, runVar } from '../../scripts/stack/test-env';
 import { countTagged, createPlan, createRecoveryPoint, jobWithSteps, testVm } from '../helpers/recovery';
 import { createTestDatabase, temporalClient, uniqueId } from '../helpers/stack';
 
@@ -17,11 +18,7 @@ const SOURCE_ENTRY = path.resolve(import.meta.dirname, '..', 'helpers', 'control
  * busy machine, times ~15 restarts). The file lives under the project so node_modules resolve.
  */
 function compileWorkerEntry(): string {
-  const out = path.join(
-    process.env.LIFEBOAT_DATA_DIR ?? '.data',
-    'test',
-    `control-worker-${process.pid}.mjs`,
-  );
+  const out = path.join(runVar('LIFEBOAT_DATA_DIR') ?? '.data', 'test', `control-worker-${process.pid}.mjs`);
   buildSync({
     entryPoints: [SOURCE_ENTRY],
     bundle: true,
@@ -49,7 +46,7 @@ function workerProcess(env: NodeJS.ProcessEnv) {
   const launch = async () => {
     starts++;
     const c = spawn(process.execPath, [entry], {
-      env: { ...process.env, ...env, NODE_NO_WARNINGS: '1', LIFEBOAT_TEST_STANDBY: '1' },
+      env: childEnv({ ...env, NODE_NO_WARNINGS: '1', LIFEBOAT_TEST_STANDBY: '1' }),
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     await new Promise<void>((resolve, reject) => {

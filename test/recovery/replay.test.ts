@@ -8,6 +8,7 @@ import { createControlActivities } from '../../activities/control';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
 import type { RecoveryResult } from '../../contracts';
 import { ec2Client } from '../../lib/aws';
+import { runVar } from '../../scripts/stack/test-env';
 import { createPlan, createRecoveryPoint, testVm } from '../helpers/recovery';
 import {
   createTestDatabase,
@@ -26,7 +27,7 @@ import {
  * Regenerate after an intended change: LIFEBOAT_RECORD_HISTORIES=1 npm test -- test/recovery/replay.test.ts
  */
 const HISTORY = path.resolve(import.meta.dirname, '..', 'histories', 'recovery-complete.json');
-const RECORD = process.env.LIFEBOAT_RECORD_HISTORIES === '1';
+const RECORD = runVar('LIFEBOAT_RECORD_HISTORIES') === '1';
 /**
  * Stored as protobufjs' plain-object JSON (int64 and bytes as strings, enums by name), not the
  * canonical proto3 JSON of `temporal workflow show`: this install holds two protobufjs majors

@@ -9,6 +9,7 @@ import {
   type ScriptSpec,
 } from '../../activities/control/scripts/runner';
 import { redact, secretValues } from '../../lib/redact';
+import { setRunVar } from '../../scripts/stack/test-env';
 
 const spec = (s: Partial<ScriptSpec> & Pick<ScriptSpec, 'runtime'>): ScriptSpec => ({
   args: [],
@@ -75,7 +76,7 @@ describe('scripts runner (real processes)', () => {
   });
 
   it('runs with a minimal environment: no credentials of the control plane leak in', async () => {
-    process.env.AWS_SECRET_ACCESS_KEY = 'control-plane-secret-value';
+    setRunVar('AWS_SECRET_ACCESS_KEY', 'control-plane-secret-value');
     try {
       const r = await runScript(spec({ runtime: 'sh', inline: 'env | sort' }), {
         env: { LIFEBOAT_JOB_ID: 'j1' },
@@ -85,7 +86,7 @@ describe('scripts runner (real processes)', () => {
       expect(r.log).not.toContain('AWS_SECRET_ACCESS_KEY');
       expect(r.log).not.toContain('DATABASE_URL');
     } finally {
-      delete process.env.AWS_SECRET_ACCESS_KEY;
+      setRunVar('AWS_SECRET_ACCESS_KEY', undefined);
     }
   });
 
