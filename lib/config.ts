@@ -15,6 +15,9 @@ const positiveInt = z.coerce.number().int().positive();
 
 export const configSchema = z.object({
   LIFEBOAT_DATA_DIR: z.string().default('.data'),
+  // The keyring of payload and secret encryption keys (JSON file); unset = <data dir>/keyring.json,
+  // generated at first start.
+  LIFEBOAT_KEYRING: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   // PATH of the operator scripts' minimal environment (they inherit nothing else).
   PATH: z.string().default('/usr/local/bin:/usr/bin:/bin'),
