@@ -120,6 +120,24 @@ export interface DiskTransferResult {
   durationMs: number;
 }
 
+/** One disk's snapshot in a recovery point: its transfer's result, for the disk and VM it belongs to. */
+export interface RecoveryPointDiskRecord extends DiskTransferResult {
+  diskId: string;
+  vmId: string;
+}
+
+/** What `recordRecoveryPoint` stores at the end of an iteration (once per iteration workflow id). */
+export interface RecoveryPointRecord {
+  recoveryPointId: string;
+  workflowId: string;
+  planId: string;
+  vmId?: string;
+  /** When the iteration started (epoch ms): the point in time the point stands for. */
+  pointInTime: number;
+  durationMs: number;
+  disks: RecoveryPointDiskRecord[];
+}
+
 export interface VerifyDiskInput {
   diskId: string;
   recoveryPointId: string;

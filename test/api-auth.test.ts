@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Role } from '../api/auth/tokens';
-import { startTestApi, type TestApi } from './helpers/api';
+import { useTestApi } from './helpers/api';
 
 // The auth matrix: each route of sites, plans, nodes, tokens and audit × no token / each role.
 // "Allowed" means authentication and the role check passed: the answer is neither 401 nor 403
@@ -31,13 +31,7 @@ const routes: [method: string, path: string, openapiPath: string, role: Role, bo
 const ROLES: Role[] = ['viewer', 'operator', 'admin'];
 const RANK: Record<Role, number> = { viewer: 1, operator: 2, admin: 3 };
 
-let api: TestApi;
-beforeAll(async () => {
-  api = await startTestApi();
-});
-afterAll(async () => {
-  await api?.close();
-});
+const api = useTestApi();
 
 describe('auth matrix', () => {
   it('covers every operation of the sites, plans, nodes, tokens and audit tags', async () => {

@@ -1,19 +1,13 @@
 import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { plansService } from '../api/services/plans';
 import { PlanInput } from '../schema/domain/plan';
 import { DEMO, ensureDemoPlan } from '../scripts/demo-plan';
-import { createTestDatabase, testConfig } from './helpers/stack';
+import { testConfig, useTestDatabase } from './helpers/stack';
 
-let testDb: Awaited<ReturnType<typeof createTestDatabase>>;
-beforeAll(async () => {
-  testDb = await createTestDatabase();
-});
-afterAll(async () => {
-  await testDb?.drop();
-});
+const testDb = useTestDatabase();
 
 describe('the npm start demo plan', () => {
   it('creates sites, sparse disk images and a two-VM plan once, then changes nothing', async () => {

@@ -1,15 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runVar } from '../scripts/stack/test-env';
-import { startTestApi, type TestApi } from './helpers/api';
+import { useTestApi } from './helpers/api';
 
 // The interactive docs at /docs must work at an air-gapped site: every asset from the API itself.
-let api: TestApi;
-beforeAll(async () => {
-  api = await startTestApi();
-});
-afterAll(async () => {
-  await api?.close();
-});
+const api = useTestApi();
 
 describe('/docs', () => {
   it('references only same-origin scripts and styles, each served with its content type', async () => {

@@ -1,14 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixtures, startTestApi, type TestApi } from './helpers/api';
+import { describe, expect, it } from 'vitest';
+import { fixtures, useTestApi } from './helpers/api';
 
 // The remediation hints of GET /v1/plans/{plan}/replication, exactly: the command is one code span.
-let api: TestApi;
-beforeAll(async () => {
-  api = await startTestApi();
-});
-afterAll(async () => {
-  await api?.close();
-});
+const api = useTestApi();
 
 describe('replication status hints', () => {
   it('tells how to resume a paused VM or plan with one whole command in backticks', async () => {

@@ -7,7 +7,6 @@ import { temporal } from '@temporalio/proto';
 import { type NativeConnection, Worker } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createControlActivities } from '../activities/control';
 import { createNodeActivities } from '../activities/node';
 import { BLOCK_SIZE } from '../activities/node/replication/blocks';
 import { reconcileReplicationSchedules } from '../api/services/replication/reconcile';
@@ -25,6 +24,7 @@ import { type ApiCall, fixtures, startTestApi, type TestApi } from './helpers/ap
 import { layerHooks, StrictEbsLayer } from './helpers/aws-layers';
 import { everyKth, makeSparseImage, touchBlock } from './helpers/disk-images';
 import {
+  createControlTestWorker,
   createTestWorker,
   temporalClient,
   testAwsTarget,
@@ -98,14 +98,11 @@ beforeAll(async () => {
   const tc = await temporalClient(config);
   client = tc.client;
   closeClient = () => tc.connection.close();
-  const control = await createTestWorker({
-    config,
+  const control = await createControlTestWorker({
+    db: api.db,
     taskQueue: controlQueue,
-    workflowBundle: workflowBundle(),
-    activities: createControlActivities({
-      db: api.db,
-      config: testConfig({ LIFEBOAT_NODE_PICKUP_TIMEOUT_SECONDS: '3' }),
-    }),
+    // A silent node is given up on after 3 s (the fallback test).
+    config: { ...config, LIFEBOAT_NODE_PICKUP_TIMEOUT_SECONDS: 3 },
   });
   workers.push({ ...control, running: control.worker.run() });
   sourceSiteId = (await call('POST', '/v1/sites', { body: fixtures.fileSourceSite() })).id;

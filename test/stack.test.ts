@@ -1,7 +1,6 @@
 import { CreateVolumeCommand, DeleteVolumeCommand, DescribeVolumesCommand } from '@aws-sdk/client-ec2';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createControlActivities } from '../activities/control';
 import { createNodeActivities } from '../activities/node';
 import { ebsRoundTrip } from '../activities/node/ebs-probe';
 import type { SelfCheckResult } from '../contracts';
@@ -10,13 +9,13 @@ import { ec2Client } from '../lib/aws';
 import { nodes } from '../schema';
 import type { selfCheckWorkflow } from '../workflows/self-check';
 import {
+  createControlTestWorker,
   createTestDatabase,
   createTestWorker,
   temporalClient,
   testAwsTarget,
   testConfig,
   uniqueId,
-  workflowBundle,
 } from './helpers/stack';
 
 // The stack `npm test` starts is real: these tests fail if any piece of it is faked.
@@ -47,10 +46,9 @@ describe('the real stack', () => {
     await testDb.db
       .insert(nodes)
       .values({ id: nodeQueue, kind: 'replication-appliance', version: 't', taskQueue: nodeQueue });
-    const control = await createTestWorker({
+    const control = await createControlTestWorker({
+      db: testDb.db,
       taskQueue: controlQueue,
-      workflowBundle: workflowBundle(),
-      activities: createControlActivities({ db: testDb.db, config: testConfig() }),
     });
     const node = await createTestWorker({
       taskQueue: nodeQueue,

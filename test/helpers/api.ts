@@ -7,7 +7,7 @@ import { healthProbes } from '../../api/health';
 import { awsTargetFromConfig, ec2Client } from '../../lib/aws';
 import type { Config } from '../../lib/config';
 import { temporalConnectionOptions } from '../../lib/temporal';
-import { createTestDatabase, testConfig, uniqueId } from './stack';
+import { createTestDatabase, perTestFile, testConfig, uniqueId } from './stack';
 
 export interface ApiCall {
   token?: string | undefined;
@@ -89,6 +89,13 @@ export async function startTestApi(opts: { config?: Config } = {}) {
   };
 }
 export type TestApi = Awaited<ReturnType<typeof startTestApi>>;
+
+/** The real API for this test file: started before its tests, closed after them. */
+export const useTestApi = (opts: { config?: Config } = {}) =>
+  perTestFile(
+    () => startTestApi(opts),
+    (api) => api.close(),
+  );
 
 /** Minimal valid inputs to build on in tests. */
 export const fixtures = {

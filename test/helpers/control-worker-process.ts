@@ -5,27 +5,15 @@
  * No sticky cache: after a kill, the next workflow task goes to the new process at once instead
  * of waiting out the dead worker's sticky queue timeout.
  */
-import { NativeConnection, Worker } from '@temporalio/worker';
-import { createControlActivities } from '../../activities/control';
+
 import { databaseUrl, loadConfig } from '../../lib/config';
-import { temporalConnectionOptions } from '../../lib/temporal';
-import { installTemporalRuntime } from '../../lib/temporal-runtime';
 import { createDb } from '../../schema/db';
 import { runVar } from '../../scripts/stack/test-env';
-import { loadWorkflowBundle } from '../../workers/bundle';
+import { createControlWorker } from '../../workers/control/worker';
 
 const config = loadConfig();
 const db = createDb(databaseUrl(config), { max: 4 });
-installTemporalRuntime(config.TEMPORAL_LOG_LEVEL);
-const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
-const worker = await Worker.create({
-  connection,
-  namespace: config.TEMPORAL_NAMESPACE,
-  taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
-  workflowBundle: await loadWorkflowBundle(config),
-  activities: createControlActivities({ db, config }),
-  maxCachedWorkflows: 0,
-});
+const { worker, connection } = await createControlWorker(config, db, { worker: { maxCachedWorkflows: 0 } });
 process.stdout.write('worker-ready\n');
 // A standby process (the test's next replacement) is fully loaded but polls only once told to.
 if (runVar('LIFEBOAT_TEST_STANDBY') === '1') {

@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { afterAll, beforeAll } from 'vitest';
+import { createControlActivities } from '../../activities/control';
 import { awsTargetFromConfig } from '../../lib/aws';
 import { type Config, loadConfig } from '../../lib/config';
 import { temporalConnectionOptions } from '../../lib/temporal';
 import { installTemporalRuntime } from '../../lib/temporal-runtime';
-import { createDb } from '../../schema/db';
+import { createDb, type Db } from '../../schema/db';
 import { runMigrations } from '../../schema/migrate';
 import { dropDatabase, ensureDatabase } from '../../scripts/stack/postgres';
 import { childEnv, runVar } from '../../scripts/stack/test-env';
@@ -63,3 +65,41 @@ export async function createTestWorker(
 }
 
 export const testAwsTarget = () => awsTargetFromConfig(testConfig());
+
+/** A control-plane worker for tests: the run's workflow bundle and the control activities over `db`. */
+export function createControlTestWorker(opts: { db: Db; taskQueue: string; config?: Config }) {
+  const config = opts.config ?? testConfig();
+  return createTestWorker({
+    config,
+    taskQueue: opts.taskQueue,
+    workflowBundle: workflowBundle(),
+    activities: createControlActivities({ db: opts.db, config }),
+  });
+}
+
+/**
+ * A resource made once for a test file (beforeAll) and disposed after it (afterAll), read
+ * through the returned object inside the tests and later hooks.
+ */
+export function perTestFile<T extends object>(
+  create: () => Promise<T>,
+  dispose: (t: T) => Promise<unknown>,
+): T {
+  let value: T | undefined;
+  beforeAll(async () => {
+    value = await create();
+  });
+  afterAll(async () => {
+    if (value) await dispose(value);
+  });
+  return new Proxy({} as T, {
+    get(_target, key) {
+      if (!value) throw new Error(`used before beforeAll made it (reading ${String(key)})`);
+      const v = Reflect.get(value, key);
+      return typeof v === 'function' ? v.bind(value) : v;
+    },
+  });
+}
+
+/** A fresh migrated database for this test file, dropped after it. */
+export const useTestDatabase = () => perTestFile(createTestDatabase, (d) => d.drop());

@@ -3,11 +3,10 @@ import net from 'node:net';
 import path from 'node:path';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createControlActivities } from '../../activities/control';
 import { childEnv } from '../../scripts/stack/test-env';
 import { startTestApi, type TestApi } from '../helpers/api';
 import { createPlan, createRecoveryPoint, testVm, waitFor } from '../helpers/recovery';
-import { createTestWorker, temporalClient, testConfig, uniqueId, workflowBundle } from '../helpers/stack';
+import { createControlTestWorker, temporalClient, testConfig, uniqueId } from '../helpers/stack';
 
 describe('recovery API: /v1/plans/{id}/recoveries and /v1/jobs', () => {
   let api: TestApi;
@@ -18,10 +17,9 @@ describe('recovery API: /v1/plans/{id}/recoveries and /v1/jobs', () => {
 
   beforeAll(async () => {
     api = await startTestApi({ config: testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: taskQueue }) });
-    const w = await createTestWorker({
+    const w = await createControlTestWorker({
+      db: api.db,
       taskQueue,
-      workflowBundle: workflowBundle(),
-      activities: createControlActivities({ db: api.db, config: testConfig() }),
     });
     worker = w.worker;
     conn = w.connection;

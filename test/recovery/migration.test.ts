@@ -4,7 +4,6 @@ import path from 'node:path';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createControlActivities } from '../../activities/control';
 import { createNodeActivities } from '../../activities/node';
 import { BLOCK_SIZE } from '../../activities/node/replication/blocks';
 import type { RecoveryResult } from '../../contracts';
@@ -14,12 +13,12 @@ import { fixtures, startTestApi, type TestApi } from '../helpers/api';
 import { makeSparseImage } from '../helpers/disk-images';
 import { countTagged, waitFor } from '../helpers/recovery';
 import {
+  createControlTestWorker,
   createTestWorker,
   temporalClient,
   testAwsTarget,
   testConfig,
   uniqueId,
-  workflowBundle,
 } from '../helpers/stack';
 
 // Migration end to end: the plan's replication schedule is paused, one final incremental
@@ -35,11 +34,10 @@ describe('migration', () => {
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-migration-'));
     api = await startTestApi({ config });
-    const control = await createTestWorker({
+    const control = await createControlTestWorker({
       config,
+      db: api.db,
       taskQueue: controlQueue,
-      workflowBundle: workflowBundle(),
-      activities: createControlActivities({ db: api.db, config: testConfig() }),
     });
     workers.push({ ...control, running: control.worker.run() });
   });

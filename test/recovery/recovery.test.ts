@@ -10,7 +10,6 @@ import type { Client } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createControlActivities } from '../../activities/control';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
 import type { RecoveryResult } from '../../contracts';
 import { ec2Client } from '../../lib/aws';
@@ -24,13 +23,11 @@ import {
   waitFor,
 } from '../helpers/recovery';
 import {
+  createControlTestWorker,
   createTestDatabase,
-  createTestWorker,
   temporalClient,
   testAwsTarget,
-  testConfig,
   uniqueId,
-  workflowBundle,
 } from '../helpers/stack';
 
 const TUNING = { heartbeatTimeoutSeconds: 10, runningPollSeconds: 0.2 };
@@ -77,10 +74,9 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
 
   beforeAll(async () => {
     testDb = await createTestDatabase();
-    const w = await createTestWorker({
+    const w = await createControlTestWorker({
+      db: testDb.db,
       taskQueue,
-      workflowBundle: workflowBundle(),
-      activities: createControlActivities({ db: testDb.db, config: testConfig() }),
     });
     worker = w.worker;
     workerConn = w.connection;

@@ -4,18 +4,16 @@ import { DescribeImagesCommand, RunInstancesCommand } from '@aws-sdk/client-ec2'
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
-import { createControlActivities } from '../../activities/control';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
 import type { RecoveryResult } from '../../contracts';
 import { ec2Client } from '../../lib/aws';
 import { runVar } from '../../scripts/stack/test-env';
 import { createPlan, createRecoveryPoint, testVm } from '../helpers/recovery';
 import {
+  createControlTestWorker,
   createTestDatabase,
-  createTestWorker,
   temporalClient,
   testAwsTarget,
-  testConfig,
   uniqueId,
   workflowBundle,
 } from '../helpers/stack';
@@ -42,10 +40,9 @@ describe('recorded recovery history', () => {
   it.runIf(RECORD)('records a complete recovery into test/histories/', async () => {
     const testDb = await createTestDatabase();
     const taskQueue = uniqueId('record');
-    const { worker, connection } = await createTestWorker({
+    const { worker, connection } = await createControlTestWorker({
+      db: testDb.db,
       taskQueue,
-      workflowBundle: workflowBundle(),
-      activities: createControlActivities({ db: testDb.db, config: testConfig() }),
     });
     // The Windows prep node: any instance in the target, powered on and off by the validation.
     const ec2 = ec2Client(testAwsTarget());

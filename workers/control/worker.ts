@@ -1,4 +1,4 @@
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createControlActivities } from '../../activities/control';
 import type { Config } from '../../lib/config';
 import { temporalConnectionOptions } from '../../lib/temporal';
@@ -7,15 +7,20 @@ import type { Db } from '../../schema/db';
 import { loadWorkflowBundle } from '../bundle';
 
 /** The control-plane worker: every workflow, plus the light activities (database, EC2, scripts). */
-export async function createControlWorker(config: Config, db: Db, workflowBundle?: { code: string }) {
+export async function createControlWorker(
+  config: Config,
+  db: Db,
+  opts: { workflowBundle?: { code: string }; worker?: Partial<WorkerOptions> } = {},
+) {
   installTemporalRuntime(config.TEMPORAL_LOG_LEVEL);
   const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
   const worker = await Worker.create({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
-    workflowBundle: workflowBundle ?? (await loadWorkflowBundle(config)),
+    workflowBundle: opts.workflowBundle ?? (await loadWorkflowBundle(config)),
     activities: createControlActivities({ db, config }),
+    ...opts.worker,
   });
   return { worker, connection };
 }

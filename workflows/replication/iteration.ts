@@ -236,19 +236,7 @@ export async function replicationIterationWorkflow(
     ...(input.vmId ? { vmId: input.vmId } : {}),
     pointInTime,
     durationMs,
-    disks: results.map((r) => ({
-      diskId: r.disk.diskId,
-      vmId: r.disk.vmId,
-      snapshotId: r.snapshotId,
-      ...(r.parentSnapshotId ? { parentSnapshotId: r.parentSnapshotId } : {}),
-      ...(r.sourceSnapshotId ? { sourceSnapshotId: r.sourceSnapshotId } : {}),
-      volumeSizeGiB: r.volumeSizeGiB,
-      totalBlocks: r.totalBlocks,
-      changedBlocks: r.changedBlocks,
-      bytesWritten: r.bytesWritten,
-      durationMs: r.durationMs,
-      nodeId: r.nodeId,
-    })),
+    disks: results.map(({ disk, ...r }) => ({ ...r, diskId: disk.diskId, vmId: disk.vmId })),
   });
   const summary: ReplicationIterationResult = {
     recoveryPointId,

@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { desc, eq, inArray, sql } from 'drizzle-orm';
-import type { DiskSource, IterationDisk, IterationPlan } from '../../../contracts';
+import type { DiskSource, IterationDisk, IterationPlan, RecoveryPointRecord } from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import { recoveryPointDisks, recoveryPoints } from '../../../schema/index';
 import { loadPlanModel, type PlanModel } from '../../../schema/read/plan';
@@ -114,27 +114,7 @@ export function createIterationDataActivities(db: Db, settings: ControlSettings)
     },
 
     /** One recovery point per iteration: insert keyed by the workflow id, so a retried call changes nothing. */
-    async recordRecoveryPoint(input: {
-      recoveryPointId: string;
-      workflowId: string;
-      planId: string;
-      vmId?: string;
-      pointInTime: number;
-      durationMs: number;
-      disks: {
-        diskId: string;
-        vmId: string;
-        snapshotId: string;
-        parentSnapshotId?: string;
-        sourceSnapshotId?: string;
-        volumeSizeGiB: number;
-        totalBlocks: number;
-        changedBlocks: number;
-        bytesWritten: number;
-        durationMs: number;
-        nodeId: string;
-      }[];
-    }): Promise<{ recoveryPointId: string }> {
+    async recordRecoveryPoint(input: RecoveryPointRecord): Promise<{ recoveryPointId: string }> {
       return db.transaction(async (tx) => {
         const [existing] = await tx
           .select({ id: recoveryPoints.id })
@@ -155,18 +135,11 @@ export function createIterationDataActivities(db: Db, settings: ControlSettings)
         if (input.disks.length)
           await tx.insert(recoveryPointDisks).values(
             input.disks.map((d) => ({
+              ...d,
               recoveryPointId: input.recoveryPointId,
-              diskId: d.diskId,
-              vmId: d.vmId,
-              snapshotId: d.snapshotId,
               parentSnapshotId: d.parentSnapshotId ?? null,
               sourceSnapshotId: d.sourceSnapshotId ?? null,
-              volumeSizeGiB: d.volumeSizeGiB,
-              totalBlocks: d.totalBlocks,
-              changedBlocks: d.changedBlocks,
-              bytesWritten: d.bytesWritten,
               durationMs: Math.round(d.durationMs),
-              nodeId: d.nodeId,
             })),
           );
         return { recoveryPointId: input.recoveryPointId };
