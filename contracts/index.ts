@@ -5,6 +5,7 @@
  * workflow sandbox.
  */
 export * from './aws';
+export * from './events';
 export * from './jobs';
 export * from './recovery';
 export * from './replication';

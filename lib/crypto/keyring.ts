@@ -60,7 +60,7 @@ const newKeyId = () =>
 export class Keyring {
   private keys = new Map<string, Buffer>();
   private currentId = '';
-  private mtimeMs = 0;
+  private stamp = { mtimeMs: 0, ino: 0 };
 
   private constructor(
     readonly file: string,
@@ -88,16 +88,17 @@ export class Keyring {
     return [...this.keys.keys()];
   }
 
-  /** The key with this id; re-reads the file first when it changed (another process rotated). */
+  /** The key with this id; an id not held re-reads the file first (another process may have rotated). */
   async key(id: string): Promise<Buffer | undefined> {
-    if (!this.keys.has(id)) await this.reloadIfChanged();
+    if (!this.keys.has(id)) await this.load();
     return this.keys.get(id);
   }
 
-  /** Re-read the file if it changed on disk since it was loaded. */
+  /** Re-read the file if it changed on disk since it was loaded (a rotation by another process). */
   async reloadIfChanged(): Promise<void> {
     const s = await stat(this.file).catch(() => undefined);
-    if (s && s.mtimeMs !== this.mtimeMs) await this.load();
+    // mtime alone can miss a change within one clock tick; the rename gives a new inode too.
+    if (s && (s.mtimeMs !== this.stamp.mtimeMs || s.ino !== this.stamp.ino)) await this.load();
   }
 
   /** AES-256-GCM with the current key: `iv (12) | ciphertext | tag (16)`, and the key id to store beside it. */
@@ -214,7 +215,8 @@ export class Keyring {
     }
     this.keys = keys;
     this.currentId = file.current;
-    this.mtimeMs = (await stat(this.file)).mtimeMs;
+    const st = await stat(this.file);
+    this.stamp = { mtimeMs: st.mtimeMs, ino: st.ino };
   }
 }
 

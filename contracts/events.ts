@@ -1,0 +1,62 @@
+/**
+ * The event vocabulary: what happened, how bad, and to what. Activities append events (the
+ * `events` table, idempotent per key); alerts, notification channels, the API's live tail and
+ * the CLI read them. Pure: safe in the workflow bundle.
+ */
+export const EVENT_TYPES = [
+  // job lifecycle (every job kind)
+  'job.started',
+  'job.completed',
+  'job.partially-completed',
+  'job.failed',
+  'job.cancelled',
+  'step.failed',
+  // replication
+  'replication.rpo-breached',
+  'replication.within-rpo',
+  'recovery-point.created',
+  'snapshot-budget.saturated',
+  // nodes
+  'node.offline',
+  'node.online',
+  'node.suspect',
+  // alerts (their lifecycle, for channels such as PagerDuty)
+  'alert.opened',
+  'alert.acknowledged',
+  'alert.resolved',
+  // channels
+  'channel.test',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** Ordered: a channel's minimum severity lets through this one and every later one. */
+export const SEVERITIES = ['info', 'warning', 'error', 'critical'] as const;
+export type Severity = (typeof SEVERITIES)[number];
+export const severityRank = (s: Severity) => SEVERITIES.indexOf(s);
+
+/** An event as an activity records it. */
+export interface EventInput {
+  type: EventType;
+  severity: Severity;
+  /** One sentence an operator reads (in the CLI, a Slack message, an email subject). */
+  message: string;
+  planId?: string | null;
+  vmId?: string | null;
+  jobId?: string | null;
+  nodeId?: string | null;
+  /** What to do about it, when something went wrong. */
+  remediation?: string;
+  /** Anything else worth keeping (ids, figures); never a secret. */
+  data?: Record<string, unknown>;
+  /**
+   * Idempotency key: the same key is recorded once, so a retried activity adds no duplicate
+   * (e.g. `<workflow id>/<step key>/failed`). Omitted: every call records a new event.
+   */
+  key?: string;
+}
+
+/** An event as stored and served (GET /v1/events). */
+export interface LifeboatEvent extends Omit<EventInput, 'key'> {
+  id: number;
+  time: string;
+}
