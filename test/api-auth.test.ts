@@ -1,6 +1,11 @@
+import { randomBytes } from 'node:crypto';
+import { eq, gte, sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
-import type { Role } from '../api/auth/tokens';
+import { hashToken, type Role } from '../api/auth/tokens';
+import { AUTH_FAILURE_ROWS_PER_WINDOW } from '../api/services/audit';
+import { apiTokens, authFailures } from '../schema';
 import { useTestApi } from './helpers/api';
+import { uniqueId } from './helpers/stack';
 
 // The auth matrix: each route of sites, plans, nodes, tokens and audit × no token / each role.
 // "Allowed" means authentication and the role check passed: the answer is neither 401 nor 403
@@ -27,6 +32,7 @@ const routes: [method: string, path: string, openapiPath: string, role: Role, bo
   ['POST', '/v1/tokens', '/v1/tokens', 'admin', {}],
   ['DELETE', `/v1/tokens/${NO_ID}`, '/v1/tokens/{id}', 'admin'],
   ['GET', '/v1/audit', '/v1/audit', 'admin'],
+  ['GET', '/v1/audit/auth-failures', '/v1/audit/auth-failures', 'admin'],
 ];
 const ROLES: Role[] = ['viewer', 'operator', 'admin'];
 const RANK: Record<Role, number> = { viewer: 1, operator: 2, admin: 3 };
@@ -56,7 +62,7 @@ describe('auth matrix', () => {
     });
     const bogus = await api.call(method, path, { token: 'lb_not-a-token', body });
     expect(bogus.status).toBe(401);
-    expect(bogus.body.message).toMatch(/unknown or revoked/);
+    expect(bogus.body.message).toBe('The bearer token is unknown');
     for (const r of ROLES) {
       const res = await api.call(method, path, { token: api.tokens[r], body });
       if (RANK[r] < RANK[role]) {
@@ -86,5 +92,140 @@ describe('auth matrix', () => {
     for (const [method, path] of ops) {
       expect((await api.call(method, path, { token: '' })).status, `${method} ${path}`).toBe(401);
     }
+  });
+});
+
+describe('token expiry', () => {
+  it('refuses an expiry in the past, naming the field', async () => {
+    for (const expiresAt of ['2020-01-01T00:00:00Z', 'tomorrow']) {
+      const res = await api.call('POST', '/v1/tokens', {
+        body: { name: uniqueId('past'), role: 'viewer', expiresAt },
+      });
+      expect(res.status, expiresAt).toBe(400);
+      expect(res.body.issues.map((i: { path: string }) => i.path)).toEqual(['expiresAt']);
+    }
+    expect(
+      (await api.call('GET', `/v1/tokens?status=active`)).body.items.map((t: { name: string }) => t.name),
+    ).not.toEqual(expect.arrayContaining([expect.stringMatching(/^past/)]));
+  });
+
+  it('an expiring token works until its expiry, then answers 401 saying it expired', async () => {
+    const name = uniqueId('short-lived');
+    const expiresAt = new Date(Date.now() + 3_600_000).toISOString();
+    const created = await api.call('POST', '/v1/tokens', { body: { name, role: 'viewer', expiresAt } });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    expect(created.body.expiresAt).toBe(expiresAt);
+    expect((await api.call('GET', '/v1/plans', { token: created.body.token })).status).toBe(200);
+    // Time passes: the expiry is now behind us.
+    const past = new Date(Date.now() - 1000);
+    await api.db.update(apiTokens).set({ expiresAt: past }).where(eq(apiTokens.name, name));
+    const refused = await api.call('GET', '/v1/plans', { token: created.body.token });
+    expect(refused.status).toBe(401);
+    expect(refused.body.message).toBe(`token "${name}" expired at ${past.toISOString()}`);
+    const listed = await api.call('GET', '/v1/tokens?status=expired');
+    expect(listed.body.items).toEqual([
+      expect.objectContaining({ name, status: 'expired', expiresAt: past.toISOString() }),
+    ]);
+    expect(
+      (await api.call('GET', '/v1/tokens?status=active')).body.items.map((t: { name: string }) => t.name),
+    ).not.toContain(name);
+  });
+
+  it('a revoked token answers 401 saying when it was revoked', async () => {
+    const name = uniqueId('gone');
+    const created = await api.call('POST', '/v1/tokens', { body: { name, role: 'viewer' } });
+    expect(created.body.expiresAt).toBeNull();
+    const revoked = await api.call('DELETE', `/v1/tokens/${created.body.id}`);
+    const res = await api.call('GET', '/v1/plans', { token: created.body.token });
+    expect(res.status).toBe(401);
+    expect(res.body.message).toBe(`token "${name}" was revoked at ${revoked.body.revokedAt}`);
+  });
+});
+
+describe('failed authentications are audited', () => {
+  const failuresOf = async (query: string) =>
+    (await api.call('GET', `/v1/audit/auth-failures?${query}`)).body.items as {
+      source: string;
+      reason: string;
+      token: string;
+      method: string;
+      path: string;
+      count: number;
+    }[];
+
+  it('a revoked token and a random token leave distinguishable rows, never the secret', async () => {
+    const name = uniqueId('revoked-probe');
+    const created = await api.call('POST', '/v1/tokens', { body: { name, role: 'viewer' } });
+    await api.call('DELETE', `/v1/tokens/${created.body.id}`);
+    const random = `lb_${randomBytes(32).toString('base64url')}`;
+    expect((await api.call('GET', '/v1/sites', { token: created.body.token })).status).toBe(401);
+    expect((await api.call('GET', '/v1/sites', { token: created.body.token })).status).toBe(401);
+    expect(
+      (await api.call('DELETE', '/v1/sites/00000000-0000-4000-8000-000000000000', { token: random })).status,
+    ).toBe(401);
+
+    const revokedRows = await failuresOf(`token=${encodeURIComponent(name)}`);
+    expect(revokedRows).toEqual([
+      expect.objectContaining({ reason: 'revoked', token: name, method: 'GET', path: '/v1/sites', count: 2 }),
+    ]);
+    expect(revokedRows[0]!.source).toMatch(/127\.0\.0\.1/);
+    const unknownRows = await failuresOf(`token=${encodeURIComponent(random.slice(0, 7))}&reason=unknown`);
+    expect(unknownRows).toEqual([
+      expect.objectContaining({
+        reason: 'unknown',
+        token: random.slice(0, 7),
+        method: 'DELETE',
+        path: '/v1/sites/00000000-0000-4000-8000-000000000000',
+        count: 1,
+      }),
+    ]);
+    // Neither secret nor its hash is stored or served anywhere in the failure log.
+    const everything = JSON.stringify(await api.db.select().from(authFailures));
+    const served = JSON.stringify(await failuresOf('limit=500'));
+    for (const secret of [random, created.body.token as string]) {
+      for (const text of [everything, served]) {
+        expect(text).not.toContain(secret);
+        expect(text).not.toContain(secret.slice(0, 12));
+        expect(text).not.toContain(hashToken(secret));
+      }
+    }
+    // Admins only.
+    expect((await api.call('GET', '/v1/audit/auth-failures', { token: api.tokens.operator })).status).toBe(
+      403,
+    );
+  });
+
+  it('500 random tokens from one address make a bounded number of rows whose counts add up to 500', async () => {
+    const total = async () =>
+      (
+        await api.db
+          .select({ n: sql<number>`coalesce(sum(${authFailures.count}), 0)::int` })
+          .from(authFailures)
+      )[0]!.n;
+    await api.call('GET', '/v1/audit/auth-failures?limit=1'); // writes anything still buffered
+    const before = await total();
+    const started = new Date();
+    for (let batch = 0; batch < 10; batch++) {
+      const answers = await Promise.all(
+        Array.from({ length: 50 }, () =>
+          api.call('GET', '/v1/nodes/flood', { token: `lb_${randomBytes(24).toString('base64url')}` }),
+        ),
+      );
+      expect(answers.every((a) => a.status === 401)).toBe(true);
+    }
+    await api.call('GET', '/v1/audit/auth-failures?limit=1');
+    expect((await total()) - before).toBe(500);
+    // Bounded: per one-minute window, at most the cap of distinct rows plus one "other" row.
+    const windows = await api.db
+      .select({ start: authFailures.windowStart, rows: sql<number>`count(*)::int` })
+      .from(authFailures)
+      .where(gte(authFailures.lastSeen, new Date(started.getTime() - 60_000)))
+      .groupBy(authFailures.windowStart);
+    for (const w of windows) expect(w.rows).toBeLessThanOrEqual(AUTH_FAILURE_ROWS_PER_WINDOW + 1);
+    const flood = await failuresOf(`limit=500&since=${encodeURIComponent(started.toISOString())}`);
+    const other = flood.filter((f) => f.reason === 'other');
+    expect(other.length).toBeGreaterThanOrEqual(1);
+    expect(other.every((o) => o.token === '*' && o.source === '*')).toBe(true);
+    expect(flood.filter((f) => f.path === '/v1/nodes/flood').every((f) => f.reason === 'unknown')).toBe(true);
   });
 });

@@ -527,7 +527,11 @@ describe('tokens and audit', () => {
     await api.call('POST', '/v1/sites', { body: fixtures.fileSourceSite(name) });
     await api.call('POST', '/v1/sites', { body: fixtures.fileSourceSite(name) }); // 409
     await api.call('POST', '/v1/sites', { token: api.tokens.viewer, body: fixtures.fileSourceSite() }); // 403
-    const rows = await api.db.select().from(auditLog).where(eq(auditLog.action, 'POST /v1/sites'));
+    const rows = await api.db
+      .select()
+      .from(auditLog)
+      .where(eq(auditLog.action, 'POST /v1/sites'))
+      .orderBy(auditLog.id);
     expect(rows.slice(-3).map((r) => [r.actor, r.status])).toEqual([
       ['test-admin', 201],
       ['test-admin', 409],
@@ -538,6 +542,85 @@ describe('tokens and audit', () => {
     const failed = await api.call('GET', '/v1/audit?failedOnly=true&actor=test-viewer');
     expect(failed.body.items.every((r: { status: number }) => r.status >= 400)).toBe(true);
     expect((await api.call('GET', '/v1/audit', { token: api.tokens.operator })).status).toBe(403);
+  });
+});
+
+describe('audit rows record what a mutation changed', () => {
+  const lastAudit = async (action: string) => {
+    const rows = await api.db
+      .select()
+      .from(auditLog)
+      .where(eq(auditLog.action, action))
+      .orderBy(sql`${auditLog.id} desc`)
+      .limit(1);
+    return rows[0]!;
+  };
+
+  it('a plan PATCH of the interval and one VM boot order records exactly those paths, never values', async () => {
+    const input = fixtures.plan(sourceId, targetId, {
+      preScript: { runtime: 'sh', inline: 'echo MARKER-not-in-audit' },
+    });
+    const created = await api.call('POST', '/v1/plans', { body: input });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    expect((await lastAudit('POST /v1/plans')).detail).toEqual({ created: true });
+
+    const webBoot = created.body.vms.find((v: { name: string }) => v.name === 'web-01').bootOrder;
+    const patched = await api.call('PATCH', `/v1/plans/${created.body.id}`, {
+      body: {
+        replication: { intervalMinutes: 30 },
+        vms: [fixtures.vm('web-01', { bootOrder: webBoot + 3 }), fixtures.vm('db-01', { bootOrder: 0 })],
+      },
+    });
+    expect(patched.status, JSON.stringify(patched.body)).toBe(200);
+    const row = await lastAudit('PATCH /v1/plans/:id');
+    expect(row.status).toBe(200);
+    expect(row.detail).toEqual({ changed: ['replication.intervalMinutes', 'vms[web-01].bootOrder'] });
+    expect(JSON.stringify(row.detail)).not.toContain('30');
+
+    // The same patch again changes nothing; a VM added and a script changed name paths only.
+    await api.call('PATCH', `/v1/plans/${created.body.id}`, {
+      body: { replication: { intervalMinutes: 30 } },
+    });
+    expect((await lastAudit('PATCH /v1/plans/:id')).detail).toEqual({ changed: [] });
+    const grown = await api.call('PATCH', `/v1/plans/${created.body.id}`, {
+      body: {
+        preScript: { runtime: 'sh', inline: 'echo OTHER-SECRET-ish' },
+        vms: [
+          fixtures.vm('web-01', { bootOrder: webBoot + 3 }),
+          fixtures.vm('db-01', { bootOrder: 0 }),
+          fixtures.vm('app-01'),
+        ],
+      },
+    });
+    expect(grown.status, JSON.stringify(grown.body)).toBe(200);
+    const grownRow = await lastAudit('PATCH /v1/plans/:id');
+    expect(grownRow.detail).toEqual({ changed: ['preScript.inline', 'vms[app-01]'] });
+    expect(JSON.stringify(grownRow)).not.toMatch(/MARKER|OTHER-SECRET/);
+
+    // Readable through the API; refused calls record nothing as changed.
+    const listed = await api.call('GET', '/v1/audit?method=PATCH&limit=3');
+    expect(listed.body.items[0].detail).toEqual({ changed: ['preScript.inline', 'vms[app-01]'] });
+    const refused = await api.call('PATCH', `/v1/plans/${created.body.id}`, {
+      body: { replication: { intervalMinutes: -1 } },
+    });
+    expect(refused.status).toBe(400);
+    expect((await lastAudit('PATCH /v1/plans/:id')).detail).toBeNull();
+
+    expect((await api.call('DELETE', `/v1/plans/${created.body.id}`)).status).toBe(204);
+    expect((await lastAudit('DELETE /v1/plans/:id')).detail).toEqual({ deleted: true });
+  });
+
+  it('site updates and token revocations record their changed paths', async () => {
+    const site = await api.call('POST', '/v1/sites', { body: fixtures.fileSourceSite() });
+    const put = await api.call('PUT', `/v1/sites/${site.body.id}`, {
+      body: { ...fixtures.fileSourceSite(site.body.name), file: { description: 'moved racks' } },
+    });
+    expect(put.status, JSON.stringify(put.body)).toBe(200);
+    expect((await lastAudit('PUT /v1/sites/:id')).detail).toEqual({ changed: ['file.description'] });
+    const token = await api.call('POST', '/v1/tokens', { body: { name: uniqueId('tmp'), role: 'viewer' } });
+    expect((await lastAudit('POST /v1/tokens')).detail).toEqual({ created: true });
+    await api.call('DELETE', `/v1/tokens/${token.body.id}`);
+    expect((await lastAudit('DELETE /v1/tokens/:id')).detail).toEqual({ changed: ['revokedAt'] });
   });
 });
 

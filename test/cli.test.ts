@@ -3,8 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jobSteps, jobs, nodes } from '../schema';
+import { apiTokens, jobSteps, jobs, nodes } from '../schema';
 import { childEnv } from '../scripts/stack/test-env';
 import { startTestApi, type TestApi } from './helpers/api';
 
@@ -210,7 +211,56 @@ describe('lifeboat CLI', () => {
     const listed = await lifeboat(['nodes', '--site', 'dc-east']);
     expect(listed.stdout).toMatch(/appliance-7\s+dc-east\s+replication-appliance\s+offline/);
     const audit = await lifeboat(['audit', '--limit', '50']);
-    expect(audit.stdout).toMatch(/test-admin\s+201\s+PUT \/v1\/plans\/by-name\/erp/);
+    expect(audit.stdout).toMatch(/^AT\s+ACTOR\s+STATUS\s+CALL\s+CHANGED/);
+    expect(audit.stdout).toMatch(/test-admin\s+201\s+PUT \/v1\/plans\/by-name\/erp\s+created/);
+    expect(audit.stdout).toMatch(/test-admin\s+200\s+DELETE \/v1\/tokens\/\S+\s+revokedAt/);
+  });
+
+  it('creates expiring tokens, lists them EXPIRED once past, and reads failed authentications', async () => {
+    const bad = await lifeboat(['tokens', 'create', 'x', '--role', 'viewer', '--expires-in', 'soon']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--expires-in/);
+    const past = await lifeboat([
+      'tokens',
+      'create',
+      'x',
+      '--role',
+      'viewer',
+      '--expires-at',
+      '2020-01-01T00:00:00Z',
+    ]);
+    expect(past.code).toBe(1);
+    expect(past.stderr).toMatch(/expiresAt.*must be in the future/);
+    const made = await lifeboat([
+      '--json',
+      'tokens',
+      'create',
+      'temp-bot',
+      '--role',
+      'viewer',
+      '--expires-in',
+      '30d',
+    ]);
+    expect(made.code, made.stderr).toBe(0);
+    const { token: secret, expiresAt } = JSON.parse(made.stdout) as { token: string; expiresAt: string };
+    expect(Math.abs(Date.parse(expiresAt) - Date.now() - 30 * 86_400_000)).toBeLessThan(120_000);
+    expect((await lifeboat(['tokens', 'list'])).stdout).toMatch(
+      new RegExp(`temp-bot\\s+viewer\\s+active\\s+\\S+\\s+\\S+\\s+${expiresAt.slice(0, 19)}`),
+    );
+    await api.db
+      .update(apiTokens)
+      .set({ expiresAt: new Date(Date.now() - 1000) })
+      .where(eq(apiTokens.name, 'temp-bot'));
+    const refused = await lifeboat(['plans', 'list'], { LIFEBOAT_TOKEN: secret });
+    expect(refused.code).toBe(4);
+    expect(refused.stderr).toMatch(/token "temp-bot" expired at/);
+    expect((await lifeboat(['tokens', 'list'])).stdout).toMatch(/temp-bot\s+viewer\s+EXPIRED\s/);
+    expect((await lifeboat(['tokens', 'list', '--expired'])).stdout).toMatch(/temp-bot/);
+    const failures = await lifeboat(['audit', 'failures', '--reason', 'expired']);
+    expect(failures.code, failures.stderr).toBe(0);
+    expect(failures.stdout).toMatch(/^LAST SEEN\s+SOURCE\s+REASON\s+TOKEN\s+COUNT\s+CALL/);
+    expect(failures.stdout).toMatch(/expired\s+temp-bot\s+1\s+GET \/v1\/plans/);
+    expect(failures.stdout).not.toContain(secret);
   });
 
   it('deletes a plan by name', async () => {

@@ -2,11 +2,12 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
-import { AuditEntry, auditService } from '../services/audit';
+import { AuditEntry, AuthFailure, AuthFailureReasonSchema, auditService } from '../services/audit';
 import { PageQuery, pageOf } from '../services/common';
 import { jsonContent } from './params';
 
 const AuditPage = pageOf(AuditEntry, 'AuditPage');
+const AuthFailurePage = pageOf(AuthFailure, 'AuthFailurePage');
 
 const list = createRoute({
   operationId: 'listAudit',
@@ -31,10 +32,42 @@ const list = createRoute({
   responses: { 200: jsonContent(AuditPage, 'A page of audit entries'), ...errorResponses(400, 401, 403) },
 });
 
+const failures = createRoute({
+  operationId: 'listAuthFailures',
+  method: 'get',
+  path: '/audit/auth-failures',
+  tags: ['audit'],
+  summary: 'Read failed authentications (401s), aggregated per minute, most recent first',
+  description:
+    'One row per (minute, source address, token, reason, method, path) with a count. A minute holds at most 100 distinct rows; further failures of that minute are counted in its one `other` row. `token` is the name of a revoked or expired token, else the first 7 characters sent: never the secret.',
+  middleware: [requireRole('admin')],
+  request: {
+    query: z.object({
+      ...PageQuery,
+      since: z.iso
+        .datetime({ offset: true })
+        .optional()
+        .describe('Rows whose last failure is at or after this'),
+      source: z.string().max(64).optional().describe('Source address, exactly'),
+      reason: AuthFailureReasonSchema.optional(),
+      token: z.string().max(128).optional().describe('Token name or first characters, exactly'),
+    }),
+  },
+  responses: {
+    200: jsonContent(AuthFailurePage, 'A page of aggregated failed authentications'),
+    ...errorResponses(400, 401, 403),
+  },
+});
+
 export function auditRoutes(deps: AppDeps) {
   const svc = auditService(deps.db);
-  return v1Router().openapi(list, async (c) => {
-    const { limit, offset, ...filter } = c.req.valid('query');
-    return c.json(await svc.list(filter, { limit, offset }), 200);
-  });
+  return v1Router()
+    .openapi(list, async (c) => {
+      const { limit, offset, ...filter } = c.req.valid('query');
+      return c.json(await svc.list(filter, { limit, offset }), 200);
+    })
+    .openapi(failures, async (c) => {
+      const { limit, offset, ...filter } = c.req.valid('query');
+      return c.json(await svc.failures(filter, { limit, offset }), 200);
+    });
 }

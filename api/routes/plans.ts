@@ -1,6 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { PlanInput } from '../../schema/domain/plan';
-import { requireRole } from '../auth/middleware';
+import { recordChanges, requireRole } from '../auth/middleware';
 import { ApiError, errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
@@ -177,11 +177,12 @@ export function planRoutes(deps: AppDeps) {
       return c.json(plan, 201);
     })
     .openapi(replace, async (c) => {
-      const { plan } = await svc.update(
+      const { plan, paths } = await svc.update(
         await svc.idOf(c.req.valid('param').id),
         c.req.valid('json'),
         c.req.valid('header')['if-match'],
       );
+      recordChanges(c, { changed: paths });
       await schedules.afterWrite(plan.id);
       c.header('ETag', etagOf(plan.version));
       return c.json(plan, 200);
@@ -192,16 +193,19 @@ export function planRoutes(deps: AppDeps) {
         c.req.valid('json'),
         c.req.valid('header')['if-match'],
       );
+      recordChanges(c, out.result === 'created' ? { created: true } : { changed: out.paths ?? [] });
       await schedules.afterWrite(out.plan.id);
       c.header('ETag', etagOf(out.plan.version));
-      return out.result === 'created' ? c.json(out, 201) : c.json(out, 200);
+      const body = { result: out.result, plan: out.plan };
+      return out.result === 'created' ? c.json(body, 201) : c.json(body, 200);
     })
     .openapi(patch, async (c) => {
-      const { plan } = await svc.patch(
+      const { plan, paths } = await svc.patch(
         await svc.idOf(c.req.valid('param').id),
         c.req.valid('json'),
         c.req.valid('header')['if-match'],
       );
+      recordChanges(c, { changed: paths });
       await schedules.afterWrite(plan.id);
       c.header('ETag', etagOf(plan.version));
       return c.json(plan, 200);

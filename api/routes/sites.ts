@@ -1,6 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { SiteInput, SiteRole } from '../../schema/domain/site';
-import { requireRole } from '../auth/middleware';
+import { recordChanges, requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
@@ -119,20 +119,22 @@ export function siteRoutes(deps: AppDeps) {
       return c.json(site, 201);
     })
     .openapi(replace, async (c) => {
-      const site = await svc.update(
+      const { site, paths } = await svc.updateWithChanges(
         c.req.valid('param').id,
         c.req.valid('json'),
         c.req.valid('header')['if-match'],
       );
+      recordChanges(c, { changed: paths });
       c.header('ETag', etagOf(site.version));
       return c.json(site, 200);
     })
     .openapi(patch, async (c) => {
-      const site = await svc.patch(
+      const { site, paths } = await svc.patch(
         c.req.valid('param').id,
         c.req.valid('json'),
         c.req.valid('header')['if-match'],
       );
+      recordChanges(c, { changed: paths });
       c.header('ETag', etagOf(site.version));
       return c.json(site, 200);
     })

@@ -1,5 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { requireRole } from '../auth/middleware';
+import { recordChanges, requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { PageQuery, pageOf } from '../services/common';
@@ -14,13 +14,15 @@ const list = createRoute({
   method: 'get',
   path: '/tokens',
   tags,
-  summary: 'List API tokens, revoked ones included (never their secrets)',
+  summary: 'List API tokens, revoked and expired ones included (never their secrets)',
   middleware: [requireRole('admin')],
   request: {
     query: z.object({
       ...PageQuery,
       role: TokenRole.optional(),
-      status: TokenStatus.optional().describe('Only active or only revoked tokens (default: both)'),
+      status: TokenStatus.optional().describe(
+        'Only active, only revoked or only expired tokens (default: all)',
+      ),
       includeRevoked: z
         .enum(['true', 'false'])
         .optional()
@@ -35,9 +37,9 @@ const create = createRoute({
   method: 'post',
   path: '/tokens',
   tags,
-  summary: 'Create an API token; its secret is in this answer only',
+  summary: 'Create an API token (optionally expiring); its secret is in this answer only',
   middleware: [requireRole('admin')],
-  request: { body: jsonBody(TokenInput, 'Name and role') },
+  request: { body: jsonBody(TokenInput, 'Name, role and optional expiry') },
   responses: { 201: jsonContent(CreatedToken, 'Created'), ...errorResponses(400, 401, 403, 409) },
 });
 
@@ -61,5 +63,10 @@ export function tokenRoutes(deps: AppDeps) {
       return c.json(await svc.list({ role, status: only }, { limit, offset }), 200);
     })
     .openapi(create, async (c) => c.json(await svc.create(c.req.valid('json')), 201))
-    .openapi(revoke, async (c) => c.json(await svc.revoke(c.req.valid('param').id), 200));
+    .openapi(revoke, async (c) => {
+      const { token, wasRevoked } = await svc.revoke(c.req.valid('param').id);
+      // The token stays listed (revoked): the audit row says what changed, not "deleted".
+      recordChanges(c, { changed: wasRevoked ? [] : ['revokedAt'] });
+      return c.json(token, 200);
+    });
 }

@@ -8,6 +8,7 @@ import { PlanInput } from '../../schema/domain/plan';
 import { Disk, Vm } from '../../schema/domain/vm';
 import { disks, jobs, plans, sites, vms } from '../../schema/index';
 import { ApiError, zodIssues } from '../errors';
+import { changedPaths } from './audit';
 import { checkIfMatch, clientErrorFromDb, type Page, patchWithRetry, toPage } from './common';
 
 // ---- API shapes -------------------------------------------------------------------------
@@ -421,8 +422,9 @@ export function plansService(db: Db) {
           if (!row) throw notFound(id);
           checkIfMatch(ifMatch, row.version, `plan "${row.name}"`);
           const current = await loadPlan(tx, row);
-          if (isDeepStrictEqual(canonical(current), canonical(input)))
-            return { plan: current, changed: false };
+          const before = canonical(current);
+          const after = canonical(input);
+          if (isDeepStrictEqual(before, after)) return { plan: current, changed: false, paths: [] };
           await checkNoRecoveryRunning(tx, row, 'change');
           await checkSites(tx, input);
           await checkNameFree(tx, input.name, id);
@@ -432,7 +434,8 @@ export function plansService(db: Db) {
             .where(eq(plans.id, id))
             .returning();
           await syncVms(tx, id, input.vms);
-          return { plan: await loadPlan(tx, updated!), changed: true };
+          // For the audit log: which fields changed (paths only, never values).
+          return { plan: await loadPlan(tx, updated!), changed: true, paths: changedPaths(before, after) };
         }),
       );
     },
@@ -507,8 +510,8 @@ export function plansService(db: Db) {
           );
         return { result: 'created' as const, plan: await service.create(parsed.data) };
       }
-      const { plan, changed } = await service.update(existing.id, parsed.data, ifMatch);
-      return { result: changed ? ('updated' as const) : ('unchanged' as const), plan };
+      const { plan, changed, paths } = await service.update(existing.id, parsed.data, ifMatch);
+      return { result: changed ? ('updated' as const) : ('unchanged' as const), plan, paths };
     },
   };
   return service;

@@ -5,6 +5,7 @@ import type { Db } from '../../schema/db';
 import { SiteInput } from '../../schema/domain/site';
 import { plans, sites } from '../../schema/index';
 import { ApiError } from '../errors';
+import { changedPaths } from './audit';
 import { checkIfMatch, clientErrorFromDb, type Page, patchWithRetry, toPage } from './common';
 
 /** A site as the API returns it: the operator's input plus id, version and timestamps. */
@@ -120,6 +121,15 @@ export function sitesService(db: Db) {
 
     /** Replace a site. An identical input changes nothing (the version stays). */
     async update(id: string, input: SiteInput, ifMatch?: string) {
+      return (await service.updateWithChanges(id, input, ifMatch)).site;
+    },
+
+    /** `update`, also telling which fields changed (paths only, for the audit log). */
+    async updateWithChanges(
+      id: string,
+      input: SiteInput,
+      ifMatch?: string,
+    ): Promise<{ site: Site; paths: string[] }> {
       try {
         return await db.transaction(async (tx) => {
           const [row] = await tx.select().from(sites).where(eq(sites.id, id)).for('update');
@@ -131,7 +141,9 @@ export function sitesService(db: Db) {
             kind: input.kind,
             [input.kind]: settingsOf(input),
           };
-          if (isDeepStrictEqual(JSON.parse(JSON.stringify(next)), toInput(row))) return toSite(row);
+          const after = JSON.parse(JSON.stringify(next));
+          const before = toInput(row);
+          if (isDeepStrictEqual(after, before)) return { site: toSite(row), paths: [] };
           if (input.name.toLowerCase() !== row.name.toLowerCase() && (await nameTaken(input.name, id)))
             throw duplicate(input.name);
           if (input.role !== row.role || input.kind !== row.kind) {
@@ -157,7 +169,7 @@ export function sitesService(db: Db) {
             })
             .where(eq(sites.id, id))
             .returning();
-          return toSite(updated!);
+          return { site: toSite(updated!), paths: changedPaths(before, after) };
         });
       } catch (e) {
         throw clientErrorFromDb(e) ?? e;
@@ -173,7 +185,7 @@ export function sitesService(db: Db) {
         inputOf: ({ id: _id, version: _v, createdAt: _c, updatedAt: _u, ...input }) => input,
         patchDoc,
         schema: SiteInput,
-        update: (input, version) => service.update(id, input, version),
+        update: (input, version) => service.updateWithChanges(id, input, version),
       });
     },
 

@@ -1,8 +1,8 @@
 import { z } from '@hono/zod-openapi';
-import { and, asc, eq, isNotNull, isNull, ne } from 'drizzle-orm';
+import { and, asc, eq, isNotNull, isNull, lte, ne, sql } from 'drizzle-orm';
 import type { Db } from '../../schema/db';
 import { apiTokens } from '../../schema/index';
-import { createToken, type Role } from '../auth/tokens';
+import { createToken, type Role, tokenUsable } from '../auth/tokens';
 import { ApiError } from '../errors';
 import { clientErrorFromDb, type Page, toPage } from './common';
 
@@ -16,10 +16,16 @@ export const TokenInput = z
       .max(128)
       .regex(/^[A-Za-z0-9][A-Za-z0-9 ._@-]*$/, 'letters, digits, space, dot, underscore, @ and dash'),
     role: TokenRole,
+    expiresAt: z.iso
+      .datetime({ offset: true })
+      // A value that is no date-time at all is reported once, by the format check.
+      .refine((v) => !(Date.parse(v) <= Date.now()), 'must be in the future')
+      .optional()
+      .describe('When the token stops working (ISO 8601 date-time, in the future); absent = never'),
   })
   .openapi('TokenInput');
 
-export const TokenStatus = z.enum(['active', 'revoked']);
+export const TokenStatus = z.enum(['active', 'revoked', 'expired']);
 
 /** A token as listed: never the secret (only its first characters, to tell tokens apart). */
 export const Token = z
@@ -27,11 +33,14 @@ export const Token = z
     id: z.uuid(),
     name: z.string(),
     role: TokenRole,
-    status: TokenStatus.describe('revoked: refused with 401 since revokedAt'),
+    status: TokenStatus.describe(
+      'revoked: refused with 401 since revokedAt; expired: refused with 401 since expiresAt',
+    ),
     prefix: z.string(),
     createdAt: z.string(),
     lastUsedAt: z.string().nullable(),
     revokedAt: z.string().nullable(),
+    expiresAt: z.string().nullable().describe('null: never expires'),
   })
   .openapi('Token');
 export const CreatedToken = z
@@ -40,25 +49,35 @@ export const CreatedToken = z
     name: z.string(),
     role: TokenRole,
     createdAt: z.string(),
+    expiresAt: z.string().nullable(),
     token: z.string().describe('The secret: shown this once, only its hash is stored'),
   })
   .openapi('CreatedToken');
 
 type Row = typeof apiTokens.$inferSelect;
+const statusOf = (r: Row, now = new Date()) =>
+  r.revokedAt
+    ? ('revoked' as const)
+    : r.expiresAt && r.expiresAt <= now
+      ? ('expired' as const)
+      : ('active' as const);
 const toToken = (r: Row) => ({
   id: r.id,
   name: r.name,
   role: r.role,
-  status: r.revokedAt ? ('revoked' as const) : ('active' as const),
+  status: statusOf(r),
   prefix: r.prefix,
   createdAt: r.createdAt.toISOString(),
   lastUsedAt: r.lastUsedAt?.toISOString() ?? null,
   revokedAt: r.revokedAt?.toISOString() ?? null,
+  expiresAt: r.expiresAt?.toISOString() ?? null,
 });
+const expired = () =>
+  and(isNull(apiTokens.revokedAt), isNotNull(apiTokens.expiresAt), lte(apiTokens.expiresAt, sql`now()`));
 
 export function tokensService(db: Db) {
   return {
-    /** Every token, revoked ones included (status tells), unless filtered by status. */
+    /** Every token, revoked and expired ones included (status tells), unless filtered by status. */
     async list(
       filter: { status?: z.infer<typeof TokenStatus> | undefined; role?: Role | undefined },
       page: Page,
@@ -69,10 +88,12 @@ export function tokensService(db: Db) {
         .where(
           and(
             filter.status === 'active'
-              ? isNull(apiTokens.revokedAt)
+              ? tokenUsable()
               : filter.status === 'revoked'
                 ? isNotNull(apiTokens.revokedAt)
-                : undefined,
+                : filter.status === 'expired'
+                  ? expired()
+                  : undefined,
             filter.role ? eq(apiTokens.role, filter.role) : undefined,
           ),
         )
@@ -92,31 +113,39 @@ export function tokensService(db: Db) {
           { path: 'name', message: 'already used by another token' },
         ]);
       try {
-        const created = await createToken(db, input.name, input.role);
-        return { ...created, createdAt: created.createdAt.toISOString() };
+        const expiresAt = input.expiresAt ? new Date(input.expiresAt) : undefined;
+        const created = await createToken(db, input.name, input.role, expiresAt);
+        return {
+          ...created,
+          createdAt: created.createdAt.toISOString(),
+          expiresAt: created.expiresAt?.toISOString() ?? null,
+        };
       } catch (e) {
         throw clientErrorFromDb(e) ?? e;
       }
     },
 
-    /** Revoke a token. The last active admin token cannot be revoked (nobody could manage tokens after). */
+    /**
+     * Revoke a token; `wasRevoked` tells whether it was revoked already (nothing changed). The
+     * last usable admin token cannot be revoked (nobody could manage tokens after).
+     */
     async revoke(id: string) {
       return db.transaction(async (tx) => {
         const [row] = await tx.select().from(apiTokens).where(eq(apiTokens.id, id)).for('update');
         if (!row) throw new ApiError(404, 'not_found', `No token with id ${id}`);
-        if (row.revokedAt) return toToken(row);
-        if (row.role === 'admin') {
+        if (row.revokedAt) return { token: toToken(row), wasRevoked: true };
+        if (row.role === 'admin' && statusOf(row) === 'active') {
           const others = await tx
             .select({ id: apiTokens.id })
             .from(apiTokens)
-            .where(and(eq(apiTokens.role, 'admin'), isNull(apiTokens.revokedAt), ne(apiTokens.id, id)))
+            .where(and(eq(apiTokens.role, 'admin'), tokenUsable(), ne(apiTokens.id, id)))
             .limit(1)
             .for('update');
           if (others.length === 0)
             throw new ApiError(
               409,
               'conflict',
-              `Token "${row.name}" is the last active admin token; create another admin token first`,
+              `Token "${row.name}" is the last usable admin token; create another admin token first`,
             );
         }
         const [updated] = await tx
@@ -124,7 +153,7 @@ export function tokensService(db: Db) {
           .set({ revokedAt: new Date() })
           .where(eq(apiTokens.id, id))
           .returning();
-        return toToken(updated!);
+        return { token: toToken(updated!), wasRevoked: false };
       });
     },
   };

@@ -7,13 +7,43 @@ interface AuditEntry {
   action: string;
   path: string;
   status: number;
+  detail: { changed?: string[]; created?: boolean; deleted?: boolean } | null;
 }
 
-/** `lifeboat audit` (admin): who changed what, when, with which result. */
+interface AuthFailure {
+  windowStart: string;
+  source: string;
+  reason: string;
+  token: string;
+  method: string;
+  path: string;
+  count: number;
+  firstSeen: string;
+  lastSeen: string;
+}
+
+const CHANGED_WIDTH = 60;
+
+/** The CHANGED column: created / deleted / the changed paths, cut to a readable width. */
+export function changedColumn(detail: AuditEntry['detail']): string | undefined {
+  if (!detail) return undefined;
+  if (detail.created) return 'created';
+  if (detail.deleted) return 'deleted';
+  if (!detail.changed) return undefined;
+  if (detail.changed.length === 0) return '(nothing)';
+  const all = detail.changed.join(', ');
+  return all.length <= CHANGED_WIDTH ? all : `${all.slice(0, CHANGED_WIDTH - 1)}…`;
+}
+
+/** `lifeboat audit [list]` and `lifeboat audit failures` (admin). */
 export function auditCommands(program: Command, cli: Cli) {
-  program
+  const audit = program
     .command('audit')
-    .description('Show the audit log of mutating calls, newest first (admin)')
+    .description('The audit log: mutating calls (default) and failed authentications (admin)');
+
+  audit
+    .command('list', { isDefault: true })
+    .description('Show the audit log of mutating calls, newest first, with the fields each one changed')
     .option('--actor <name>', 'token name')
     .option('--method <method>', 'POST, PUT, PATCH or DELETE')
     .option('--since <time>', 'ISO 8601 with offset')
@@ -36,12 +66,52 @@ export function auditCommands(program: Command, cli: Cli) {
         page.body,
         () =>
           table(
-            ['AT', 'ACTOR', 'STATUS', 'CALL'],
+            ['AT', 'ACTOR', 'STATUS', 'CALL', 'CHANGED'],
             page.body.items.map((a) => [
               a.at.slice(0, 19),
               a.actor,
               a.status,
               `${a.action.split(' ')[0]} ${a.path}`,
+              changedColumn(a.detail),
+            ]),
+          ) + moreHint(page.body),
+      );
+    });
+
+  audit
+    .command('failures')
+    .description('Show failed authentications (401s), aggregated per minute, most recent first')
+    .option('--since <time>', 'ISO 8601 with offset')
+    .option('--source <address>', 'source address')
+    .option('--reason <reason>', 'missing, unknown, revoked, expired or other')
+    .option('--token <ref>', 'token name (revoked, expired) or first characters (unknown)')
+    .option('--limit <n>', 'page size', intOption)
+    .option('--offset <n>', 'skip this many', intOption)
+    .action(async (o) => {
+      const page = await cli.api().request<{ items: AuthFailure[]; nextOffset: number | null }>(
+        'GET',
+        `/v1/audit/auth-failures${query({
+          since: o.since,
+          source: o.source,
+          reason: o.reason,
+          token: o.token,
+          limit: o.limit,
+          offset: o.offset,
+        })}`,
+      );
+      cli.print(
+        page.body,
+        () =>
+          table(
+            ['LAST SEEN', 'SOURCE', 'REASON', 'TOKEN', 'COUNT', 'CALL', 'FIRST SEEN'],
+            page.body.items.map((f) => [
+              f.lastSeen.slice(0, 19),
+              f.source,
+              f.reason,
+              f.token || '-',
+              f.count,
+              `${f.method} ${f.path}`,
+              f.firstSeen.slice(0, 19),
             ]),
           ) + moreHint(page.body),
       );
