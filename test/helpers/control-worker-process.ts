@@ -8,6 +8,7 @@
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createControlActivities } from '../../activities/control';
 import { databaseUrl, loadConfig } from '../../lib/config';
+import { lifeboatDataConverter } from '../../lib/crypto';
 import { temporalConnectionOptions } from '../../lib/temporal';
 import { installTemporalRuntime } from '../../lib/temporal-runtime';
 import { createDb } from '../../schema/db';
@@ -22,6 +23,7 @@ const worker = await Worker.create({
   connection,
   namespace: config.TEMPORAL_NAMESPACE,
   taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
+  dataConverter: await lifeboatDataConverter(config),
   workflowBundle: await loadWorkflowBundle(config),
   activities: createControlActivities({ db, config }),
   maxCachedWorkflows: 0,

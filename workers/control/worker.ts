@@ -1,6 +1,7 @@
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createControlActivities } from '../../activities/control';
 import type { Config } from '../../lib/config';
+import { lifeboatDataConverter } from '../../lib/crypto';
 import { temporalConnectionOptions } from '../../lib/temporal';
 import { installTemporalRuntime } from '../../lib/temporal-runtime';
 import type { Db } from '../../schema/db';
@@ -9,11 +10,13 @@ import { loadWorkflowBundle } from '../bundle';
 /** The control-plane worker: every workflow, plus the light activities (database, EC2, scripts). */
 export async function createControlWorker(config: Config, db: Db, workflowBundle?: { code: string }) {
   installTemporalRuntime(config.TEMPORAL_LOG_LEVEL);
+  const dataConverter = await lifeboatDataConverter(config);
   const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
   const worker = await Worker.create({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
+    dataConverter,
     workflowBundle: workflowBundle ?? (await loadWorkflowBundle(config)),
     activities: createControlActivities({ db, config }),
   });
