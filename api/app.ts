@@ -6,6 +6,7 @@ import { docsRoutes } from './docs';
 import { ApiError, errorResponse, validationHook } from './errors';
 import { type AppDeps, v1Router } from './router';
 import { auditRoutes } from './routes/audit';
+import { codecRoutes } from './routes/codec';
 import { healthRoutes } from './routes/health';
 import { jobRoutes } from './routes/jobs';
 import { nodeRoutes } from './routes/nodes';
@@ -23,6 +24,8 @@ import { clientErrorFromDb } from './services/common';
 export function createApp(deps: AppDeps) {
   const app = new OpenAPIHono({ defaultHook: validationHook });
   app.route('/', healthRoutes(deps.probes));
+  // Temporal's remote codec for the UI (outside /v1: the protocol fixes the paths).
+  app.route('/', codecRoutes(deps));
 
   const v1 = v1Router();
   v1.use('*', authenticate(deps.db), auditMutations(deps.db));

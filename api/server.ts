@@ -2,7 +2,9 @@ import { serve } from '@hono/node-server';
 import { Client, Connection } from '@temporalio/client';
 import { awsTargetFromConfig, ec2Client } from '../lib/aws';
 import { databaseUrl, loadConfig } from '../lib/config';
+import { lifeboatDataConverter } from '../lib/crypto';
 import { createLogger } from '../lib/logger';
+import { refuseToStart } from '../lib/startup';
 import { temporalConnectionOptions } from '../lib/temporal';
 import { createDb } from '../schema/db';
 import { createApp } from './app';
@@ -11,10 +13,12 @@ import { healthProbes } from './health';
 
 const log = createLogger('api');
 const config = loadConfig();
+// The keyring first: a malformed one ends the process here with one line naming the file.
+const dataConverter = await lifeboatDataConverter(config).catch(refuseToStart);
 const db = createDb(databaseUrl(config));
 // Lazy: the API starts (and /healthz reports temporal down) even if Temporal is not up yet.
 const connection = Connection.lazy(await temporalConnectionOptions(config));
-const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter });
 const ec2 = ec2Client(awsTargetFromConfig(config));
 
 const firstAdmin = await ensureBootstrapAdmin(db);

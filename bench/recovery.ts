@@ -21,6 +21,7 @@ import { sitesService } from '../api/services/sites';
 import type { JobProgress, RecoveryResult } from '../contracts';
 import { awsTargetFromConfig, ebsClient } from '../lib/aws';
 import { loadConfig } from '../lib/config';
+import { lifeboatDataConverter } from '../lib/crypto';
 import { temporalConnectionOptions } from '../lib/temporal';
 import { installTemporalRuntime } from '../lib/temporal-runtime';
 import { createDb } from '../schema/db';
@@ -118,16 +119,23 @@ export async function run(args: string[]) {
     );
     say(`inventory ready: ${nVms} VMs in ${nGroups} groups, recovery point ${rpId}`);
 
+    // Lifeboat's data converter: the benchmark pays for payload encryption like production does.
+    const dataConverter = await lifeboatDataConverter(config);
     const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
     const worker = await Worker.create({
       connection,
       namespace: config.TEMPORAL_NAMESPACE,
+      dataConverter,
       taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
       workflowBundle: { code: (await buildWorkflowBundle()).code },
       activities: createControlActivities({ db, config }),
     });
     const clientConn = await Connection.connect(await temporalConnectionOptions(config));
-    const client = new Client({ connection: clientConn, namespace: config.TEMPORAL_NAMESPACE });
+    const client = new Client({
+      connection: clientConn,
+      namespace: config.TEMPORAL_NAMESPACE,
+      dataConverter,
+    });
     const svc = recoveryJobsService({ db, temporal: client, taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE });
 
     const t0 = performance.now();

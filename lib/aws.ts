@@ -1,5 +1,6 @@
 import { EBSClient, type EBSClientConfig } from '@aws-sdk/client-ebs';
 import { EC2Client } from '@aws-sdk/client-ec2';
+import { KMSClient } from '@aws-sdk/client-kms';
 import type { AwsTarget } from '../contracts/aws';
 import { awsEndpoint, awsEnvCredentials, type Config, loadConfig } from './config';
 
@@ -29,6 +30,11 @@ function commonOptions(target: AwsTarget) {
 
 export function ec2Client(target: AwsTarget): EC2Client {
   return new EC2Client(commonOptions(target));
+}
+
+/** KMS (envelope mode of the keyring, lib/crypto/kms.ts). */
+export function kmsClient(target: AwsTarget): KMSClient {
+  return new KMSClient(commonOptions(target));
 }
 
 /** `overrides` lets the data path tune the HTTP handler (sockets for 64+ parallel block writes). */

@@ -18,6 +18,9 @@ export const configSchema = z.object({
   // The keyring of payload and secret encryption keys (JSON file); unset = <data dir>/keyring.json,
   // generated at first start.
   LIFEBOAT_KEYRING: z.string().min(1).optional(),
+  // Envelope mode: the keyring's data keys are wrapped by this AWS KMS key (id, ARN or alias),
+  // reached at the configured AWS endpoint.
+  LIFEBOAT_KMS_KEY_ID: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   // PATH of the operator scripts' minimal environment (they inherit nothing else).
   PATH: z.string().default('/usr/local/bin:/usr/bin:/bin'),
@@ -60,6 +63,12 @@ export const configSchema = z.object({
   // API
   API_HOST: z.string().default('127.0.0.1'),
   API_PORT: port.default(8080),
+  // Origins allowed to call the codec endpoints (/codec/*) from a browser, comma-separated;
+  // unset = the local dev server's UI (http://127.0.0.1:<TEMPORAL_UI_PORT>, http://localhost:<port>).
+  LIFEBOAT_CODEC_CORS_ORIGINS: z.string().min(1).optional(),
+  // The codec endpoints need a viewer token unless the API listens on loopback only; set to 1
+  // to require it on loopback too (e.g. a reverse proxy on this host forwards to the API).
+  LIFEBOAT_CODEC_REQUIRE_TOKEN: boolish.optional(),
 
   // Node worker (Replication Appliance / Cloud Connector)
   LIFEBOAT_NODE_ID: z.string().default('node-local-1'),

@@ -3,11 +3,14 @@
  * Postgres (local server or embedded), the control-plane worker, one node worker and the API.
  * Ctrl-C stops everything it started.
  */
+import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { ensureBootstrapAdmin } from '../api/auth/tokens';
 import { reconcileReplicationSchedules } from '../api/services/replication/reconcile';
 import { SELF_CHECK_WORKFLOW } from '../contracts';
 import { loadConfig } from '../lib/config';
+import { lifeboatDataConverter, loadKeyring } from '../lib/crypto';
+import { refuseToStart } from '../lib/startup';
 import { temporalConnectionOptions } from '../lib/temporal';
 import { createDb } from '../schema/db';
 import { nodeTaskQueue } from '../workers/node/worker';
@@ -17,9 +20,24 @@ import { StackError } from './stack/errors';
 import { startStack } from './stack/index';
 import { startLifeboatProcess } from './stack/lifeboat-processes';
 import { waitFor } from './stack/ports';
+import { PROJECT_ROOT } from './stack/venv';
 
 const started = Date.now();
 const say = (m: string) => console.log(`[lifeboat] ${m}`);
+
+// The keyring before anything starts: a malformed one ends `npm start` here with one line
+// naming the file and the problem (each process would refuse it anyway). A first start creates it.
+{
+  const config = (() => {
+    try {
+      return loadConfig();
+    } catch (e) {
+      return refuseToStart(e);
+    }
+  })();
+  const dataDir = path.resolve(PROJECT_ROOT, config.LIFEBOAT_DATA_DIR);
+  await loadKeyring({ ...config, LIFEBOAT_DATA_DIR: dataDir }).catch(refuseToStart);
+}
 
 try {
   const stack = await startStack('dev', say);
@@ -105,9 +123,10 @@ async function setUpDemoPlan(url: string, config: ReturnType<typeof loadConfig>)
 }
 
 async function runSelfCheck(config: ReturnType<typeof loadConfig>) {
+  const dataConverter = await lifeboatDataConverter(config);
   const connection = await Connection.connect(await temporalConnectionOptions(config));
   try {
-    const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+    const client = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter });
     const workflowId = `self-check-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     const result = await client.workflow.execute<typeof selfCheckWorkflow>(SELF_CHECK_WORKFLOW, {
       taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
-import { workflowBundle } from './helpers/stack';
+import { lifeboatDataConverter } from '../lib/crypto';
+import { testConfig, workflowBundle } from './helpers/stack';
 
 /**
  * The recorded history of an incremental replication iteration (3 disks, snapshot slots granted
@@ -33,6 +34,12 @@ describe('recorded replication iteration', () => {
       expect(activities).toContain(t);
     expect(activities.filter((a) => a === 'replicateDisk')).toHaveLength(3);
     expect((history.events ?? []).some((e) => e.workflowExecutionSignaledEventAttributes)).toBe(true);
-    await Worker.runReplayHistory({ workflowBundle: workflowBundle() }, history, recorded.workflowId);
+    // Recorded before encryption: Lifeboat's data converter passes its plain payloads through.
+    const dataConverter = await lifeboatDataConverter(testConfig());
+    await Worker.runReplayHistory(
+      { workflowBundle: workflowBundle(), dataConverter },
+      history,
+      recorded.workflowId,
+    );
   });
 });

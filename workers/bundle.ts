@@ -2,12 +2,21 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { Config } from '../lib/config';
+import { FAILURE_CONVERTER_PATH } from '../lib/crypto';
 
 export const WORKFLOWS_PATH = path.resolve(import.meta.dirname, '..', 'workflows', 'index.ts');
 
-/** Bundle the workflow code (webpack) once; every worker of the process or test run shares it. */
+/**
+ * Bundle the workflow code (webpack) once; every worker of the process or test run shares it.
+ * The failure converter runs inside the sandbox: it is bundled here (failure messages and stack
+ * traces encoded, so the payload codec encrypts them).
+ */
 export async function buildWorkflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
+  return bundleWorkflowCode({
+    workflowsPath: WORKFLOWS_PATH,
+    failureConverterPath: FAILURE_CONVERTER_PATH,
+    logger: quietLogger,
+  });
 }
 
 /**

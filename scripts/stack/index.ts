@@ -57,7 +57,9 @@ export async function startStack(mode: StackMode, log: (m: string) => void = con
         port,
         uiPort,
         namespace: config.TEMPORAL_NAMESPACE,
-        ...(mode === 'dev' ? { dbFile: path.join(dataDir, 'temporal', 'dev.sqlite') } : {}),
+        ...(mode === 'dev'
+          ? { dbFile: path.join(dataDir, 'temporal', 'dev.sqlite'), codecEndpoint: codecEndpoint(config) }
+          : {}),
       });
       env.TEMPORAL_PORT = String(port);
       env.TEMPORAL_UI_PORT = String(uiPort);
@@ -136,4 +138,10 @@ export function redactUrl(url: string): string {
   const u = new URL(url);
   if (u.password) u.password = '***';
   return u.toString();
+}
+
+/** The API's codec endpoint as the browser on this machine reaches it (a wildcard host = loopback). */
+function codecEndpoint(config: Config): string {
+  const host = ['0.0.0.0', '::', '[::]'].includes(config.API_HOST) ? '127.0.0.1' : config.API_HOST;
+  return `http://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${config.API_PORT}/codec`;
 }

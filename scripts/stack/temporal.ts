@@ -14,6 +14,8 @@ export interface DevServerOptions {
   /** SQLite file for a persistent server; omitted = in memory (tests). */
   dbFile?: string;
   namespace: string;
+  /** The UI's remote codec endpoint (the API's /codec): the UI shows decrypted payloads. */
+  codecEndpoint?: string;
 }
 
 /** Start the Temporal CLI's dev server from .venv on loopback and wait until it answers. */
@@ -32,6 +34,7 @@ export async function startTemporalDevServer(group: ProcessGroup, opts: DevServe
     '--namespace',
     opts.namespace,
   ];
+  if (opts.codecEndpoint) args.push('--ui-codec-endpoint', opts.codecEndpoint);
   if (opts.dbFile) {
     mkdirSync(path.dirname(opts.dbFile), { recursive: true });
     args.push('--db-filename', opts.dbFile);

@@ -6,6 +6,7 @@ import { createToken, type Role } from '../../api/auth/tokens';
 import { healthProbes } from '../../api/health';
 import { awsTargetFromConfig, ec2Client } from '../../lib/aws';
 import type { Config } from '../../lib/config';
+import { lifeboatDataConverter } from '../../lib/crypto';
 import { temporalConnectionOptions } from '../../lib/temporal';
 import { createTestDatabase, perTestFile, testConfig, uniqueId } from './stack';
 
@@ -31,7 +32,11 @@ export async function startTestApi(opts: { config?: Config } = {}) {
   const config = opts.config ?? testConfig();
   const testDb = await createTestDatabase();
   const connection = Connection.lazy(await temporalConnectionOptions(config));
-  const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const temporal = new Client({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    dataConverter: await lifeboatDataConverter(config),
+  });
   const ec2 = ec2Client(awsTargetFromConfig(config));
   const app = createApp({
     config,

@@ -8,6 +8,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { createNodeActivities } from '../../activities/node';
 import { awsTargetFromConfig } from '../../lib/aws';
 import { loadConfig } from '../../lib/config';
+import { lifeboatDataConverter } from '../../lib/crypto';
 import { temporalConnectionOptions } from '../../lib/temporal';
 import { installTemporalRuntime } from '../../lib/temporal-runtime';
 import { runVar } from '../../scripts/stack/test-env';
@@ -22,6 +23,7 @@ const worker = await Worker.create({
   connection,
   namespace: config.TEMPORAL_NAMESPACE,
   taskQueue: runVar('NODE_TASK_QUEUE')!,
+  dataConverter: await lifeboatDataConverter(config),
   activities: createNodeActivities({
     nodeId: 'resume-node',
     aws,

@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { afterAll, beforeAll } from 'vitest';
 import { createControlActivities } from '../../activities/control';
 import { awsTargetFromConfig } from '../../lib/aws';
 import { type Config, loadConfig } from '../../lib/config';
+import { lifeboatDataConverter } from '../../lib/crypto';
 import { temporalConnectionOptions } from '../../lib/temporal';
 import { installTemporalRuntime } from '../../lib/temporal-runtime';
 import { createDb, type Db } from '../../schema/db';
@@ -44,15 +46,26 @@ export async function createTestDatabase() {
   };
 }
 
-export async function temporalClient(config = testConfig()) {
+/**
+ * A client with Lifeboat's data converter (payloads encrypted with the config's keyring), or the
+ * given one (`{}` = the SDK's plain converter, e.g. to record a pre-encryption history).
+ */
+export async function temporalClient(config = testConfig(), opts: { dataConverter?: DataConverter } = {}) {
+  const dataConverter = opts.dataConverter ?? (await lifeboatDataConverter(config));
   const connection = await Connection.connect(await temporalConnectionOptions(config));
-  return { client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }), connection };
+  return {
+    client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }),
+    connection,
+  };
 }
 
 /** The workflow bundle built once per test run. */
 export const workflowBundle = () => ({ codePath: runVar('LIFEBOAT_WORKFLOW_BUNDLE')! });
 
-/** A real worker on the test run's Temporal server; run your test inside `worker.runUntil(...)`. */
+/**
+ * A real worker on the test run's Temporal server; run your test inside `worker.runUntil(...)`.
+ * It has Lifeboat's data converter (the config's keyring) unless `dataConverter` is given.
+ */
 export async function createTestWorker(
   opts: Omit<WorkerOptions, 'connection' | 'namespace'> & { config?: Config },
 ): Promise<{ worker: Worker; connection: NativeConnection }> {
@@ -60,20 +73,32 @@ export async function createTestWorker(
   const config = opts.config ?? testConfig();
   const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
   const { config: _ignored, ...workerOpts } = opts;
-  const worker = await Worker.create({ connection, namespace: config.TEMPORAL_NAMESPACE, ...workerOpts });
+  const worker = await Worker.create({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    dataConverter: await lifeboatDataConverter(config),
+    ...workerOpts,
+  });
   return { worker, connection };
 }
 
 export const testAwsTarget = () => awsTargetFromConfig(testConfig());
 
 /** A control-plane worker for tests: the run's workflow bundle and the control activities over `db`. */
-export function createControlTestWorker(opts: { db: Db; taskQueue: string; config?: Config }) {
+export function createControlTestWorker(opts: {
+  db: Db;
+  taskQueue: string;
+  config?: Config;
+  /** Worker options over the defaults (e.g. a plain dataConverter to record an unencrypted history). */
+  worker?: Partial<WorkerOptions>;
+}) {
   const config = opts.config ?? testConfig();
   return createTestWorker({
     config,
     taskQueue: opts.taskQueue,
     workflowBundle: workflowBundle(),
     activities: createControlActivities({ db: opts.db, config }),
+    ...opts.worker,
   });
 }
 

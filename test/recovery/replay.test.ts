@@ -7,13 +7,16 @@ import { describe, expect, it } from 'vitest';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
 import type { RecoveryResult } from '../../contracts';
 import { ec2Client } from '../../lib/aws';
+import { isEncryptedPayload, lifeboatDataConverter } from '../../lib/crypto';
 import { runVar } from '../../scripts/stack/test-env';
+import { plainPayloadPaths } from '../helpers/history';
 import { createPlan, createRecoveryPoint, testVm } from '../helpers/recovery';
 import {
   createControlTestWorker,
   createTestDatabase,
   temporalClient,
   testAwsTarget,
+  testConfig,
   uniqueId,
   workflowBundle,
 } from '../helpers/stack';
@@ -25,7 +28,16 @@ import {
  * Regenerate after an intended change: LIFEBOAT_RECORD_HISTORIES=1 npm test -- test/recovery/replay.test.ts
  */
 const HISTORY = path.resolve(import.meta.dirname, '..', 'histories', 'recovery-complete.json');
+/**
+ * A recovery recorded with Lifeboat's data converter: every payload and failure sealed with the
+ * committed TEST keyring (test/histories/test-keyring.json, test-only key material).
+ */
+const ENCRYPTED_HISTORY = path.resolve(import.meta.dirname, '..', 'histories', 'recovery-encrypted.json');
+const TEST_KEYRING = path.resolve(import.meta.dirname, '..', 'histories', 'test-keyring.json');
+const ENCRYPTED_MARKER = 'ENCRYPTED-HISTORY-MARKER-4b1d';
 const RECORD = runVar('LIFEBOAT_RECORD_HISTORIES') === '1';
+// The encrypted history alone: LIFEBOAT_RECORD_HISTORIES=encrypted.
+const RECORD_ENCRYPTED = RECORD || runVar('LIFEBOAT_RECORD_HISTORIES') === 'encrypted';
 /**
  * Stored as protobufjs' plain-object JSON (int64 and bytes as strings, enums by name), not the
  * canonical proto3 JSON of `temporal workflow show`: this install holds two protobufjs majors
@@ -43,6 +55,8 @@ describe('recorded recovery history', () => {
     const { worker, connection } = await createControlTestWorker({
       db: testDb.db,
       taskQueue,
+      // This history stands for the ones recorded before encryption: plain payloads.
+      worker: { dataConverter: {} },
     });
     // The Windows prep node: any instance in the target, powered on and off by the validation.
     const ec2 = ec2Client(testAwsTarget());
@@ -73,7 +87,7 @@ describe('recorded recovery history', () => {
       },
     );
     await createRecoveryPoint(testDb.db, planId);
-    const { client, connection: cc } = await temporalClient();
+    const { client, connection: cc } = await temporalClient(testConfig(), { dataConverter: {} });
     const svc = recoveryJobsService({ db: testDb.db, temporal: client, taskQueue });
     const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'recorder', {
       runningPollSeconds: 0.2,
@@ -84,6 +98,71 @@ describe('recorded recovery history', () => {
     writeFileSync(HISTORY, `${JSON.stringify(historyToObject(await handle.fetchHistory()), null, 1)}\n`);
     await Promise.all([cc.close(), connection.close()]);
     await testDb.drop();
+  });
+
+  it.runIf(RECORD_ENCRYPTED)(
+    'records an encrypted recovery (test keyring) into test/histories/',
+    async () => {
+      const config = testConfig({ LIFEBOAT_KEYRING: TEST_KEYRING });
+      const testDb = await createTestDatabase();
+      const taskQueue = uniqueId('record-enc');
+      const { worker, connection } = await createControlTestWorker({ db: testDb.db, taskQueue, config });
+      const { planId } = await createPlan(
+        testDb.db,
+        [
+          testVm('enc-01', {
+            bootOrder: 1,
+            preScript: { runtime: 'sh', inline: `echo ${ENCRYPTED_MARKER} pre` },
+          }),
+        ],
+        {
+          // A failing plan post-script: its failure is part of the history too.
+          postScript: {
+            runtime: 'sh',
+            inline: `cat > /dev/null; echo ${ENCRYPTED_MARKER} post >&2; exit 4`,
+            onFailure: 'partial',
+          },
+        },
+      );
+      await createRecoveryPoint(testDb.db, planId);
+      const { client, connection: cc } = await temporalClient(config);
+      const svc = recoveryJobsService({ db: testDb.db, temporal: client, taskQueue });
+      const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'recorder', {
+        runningPollSeconds: 0.2,
+      });
+      const handle = client.workflow.getHandle(job.workflowId);
+      const result = (await worker.runUntil(handle.result())) as RecoveryResult;
+      expect(result.status, result.message).toBe('partially-completed');
+      writeFileSync(
+        ENCRYPTED_HISTORY,
+        `${JSON.stringify(historyToObject(await handle.fetchHistory()), null, 1)}\n`,
+      );
+      await Promise.all([cc.close(), connection.close()]);
+      await testDb.drop();
+    },
+  );
+
+  it('replays the recorded ENCRYPTED recovery with the test keyring; nothing in it is in clear', async () => {
+    expect(existsSync(ENCRYPTED_HISTORY), `${ENCRYPTED_HISTORY} is missing: record it`).toBe(true);
+    const history = History.fromObject(JSON.parse(readFileSync(ENCRYPTED_HISTORY, 'utf8')));
+    const started = history.events![0]!.workflowExecutionStartedEventAttributes!;
+    expect(started.input!.payloads!.every((p) => isEncryptedPayload(p))).toBe(true);
+    // Raw protobuf bytes: a plain payload's data would hold the marker verbatim.
+    const raw = Buffer.from(History.encode(history).finish());
+    expect(raw.includes(ENCRYPTED_MARKER)).toBe(false);
+    // Every payload (inputs, results, summaries, failures' encoded attributes) is sealed; only
+    // search attributes and ids (e.g. activity ids naming VMs) are metadata the server reads.
+    expect(plainPayloadPaths(history)).toEqual([]);
+    const dataConverter = await lifeboatDataConverter(testConfig({ LIFEBOAT_KEYRING: TEST_KEYRING }));
+    await Worker.runReplayHistory(
+      { workflowBundle: workflowBundle(), dataConverter },
+      history,
+      'recovery-encrypted-recorded',
+    );
+    // Without the key the same history cannot be replayed: the payloads really are sealed.
+    await expect(
+      Worker.runReplayHistory({ workflowBundle: workflowBundle() }, history, 'recovery-encrypted-nokey'),
+    ).rejects.toThrow();
   });
 
   it('replays the recorded complete recovery against the current workflow code', async () => {
@@ -107,6 +186,12 @@ describe('recorded recovery history', () => {
     ])
       expect(types).toContain(t);
     expect((history.events ?? []).some((e) => e.timerStartedEventAttributes)).toBe(true);
-    await Worker.runReplayHistory({ workflowBundle: workflowBundle() }, history, 'recovery-recorded');
+    // Recorded before encryption: Lifeboat's data converter passes its plain payloads through.
+    const dataConverter = await lifeboatDataConverter(testConfig());
+    await Worker.runReplayHistory(
+      { workflowBundle: workflowBundle(), dataConverter },
+      history,
+      'recovery-recorded',
+    );
   });
 });

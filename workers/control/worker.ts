@@ -1,6 +1,7 @@
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createControlActivities } from '../../activities/control';
 import type { Config } from '../../lib/config';
+import { lifeboatDataConverter } from '../../lib/crypto';
 import { temporalConnectionOptions } from '../../lib/temporal';
 import { installTemporalRuntime } from '../../lib/temporal-runtime';
 import type { Db } from '../../schema/db';
@@ -13,11 +14,13 @@ export async function createControlWorker(
   opts: { workflowBundle?: { code: string }; worker?: Partial<WorkerOptions> } = {},
 ) {
   installTemporalRuntime(config.TEMPORAL_LOG_LEVEL);
+  const dataConverter = await lifeboatDataConverter(config);
   const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
   const worker = await Worker.create({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
+    dataConverter,
     workflowBundle: opts.workflowBundle ?? (await loadWorkflowBundle(config)),
     activities: createControlActivities({ db, config }),
     ...opts.worker,

@@ -1,5 +1,6 @@
 import { databaseUrl, loadConfig } from '../../lib/config';
 import { createLogger } from '../../lib/logger';
+import { refuseToStart } from '../../lib/startup';
 import { createDb } from '../../schema/db';
 import { cpuSampler } from './load';
 import { markOffline, registerNode, reportLoad } from './registration';
@@ -10,7 +11,7 @@ const log = createLogger('node-worker');
 const config = loadConfig();
 const db = createDb(databaseUrl(config), { max: 2 });
 const nodeId = config.LIFEBOAT_NODE_ID;
-const { worker, connection, taskQueue } = await createNodeWorker(config, nodeId);
+const { worker, connection, taskQueue } = await createNodeWorker(config, nodeId).catch(refuseToStart);
 
 await registerNode(db, {
   id: nodeId,

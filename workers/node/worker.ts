@@ -2,6 +2,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { createNodeActivities } from '../../activities/node';
 import { awsTargetFromConfig } from '../../lib/aws';
 import type { Config } from '../../lib/config';
+import { lifeboatDataConverter } from '../../lib/crypto';
 import { temporalConnectionOptions } from '../../lib/temporal';
 import { installTemporalRuntime } from '../../lib/temporal-runtime';
 
@@ -10,11 +11,13 @@ export const nodeTaskQueue = (nodeId: string) => `node-${nodeId}`;
 /** A node worker (Replication Appliance / Cloud Connector): data-path activities on `node-<id>`. */
 export async function createNodeWorker(config: Config, nodeId = config.LIFEBOAT_NODE_ID) {
   installTemporalRuntime(config.TEMPORAL_LOG_LEVEL);
+  const dataConverter = await lifeboatDataConverter(config);
   const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
   const worker = await Worker.create({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: nodeTaskQueue(nodeId),
+    dataConverter,
     activities: createNodeActivities({
       nodeId,
       aws: awsTargetFromConfig(config),

@@ -1,5 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import type { Config } from '../../../lib/config';
+import { lifeboatDataConverter } from '../../../lib/crypto';
 import { temporalConnectionOptions } from '../../../lib/temporal';
 import { createDb } from '../../../schema/db';
 import { plans } from '../../../schema/index';
@@ -11,13 +12,14 @@ import { replicationSchedules } from './schedules';
  * (the demo plan), and it follows a changed control task queue.
  */
 export async function reconcileReplicationSchedules(databaseUrl: string, config: Config) {
+  const dataConverter = await lifeboatDataConverter(config);
   const db = createDb(databaseUrl, { max: 1 });
   const connection = await Connection.connect(await temporalConnectionOptions(config));
   try {
     const schedules = replicationSchedules({
       db,
       config,
-      temporal: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }),
+      temporal: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }),
     });
     const rows = await db.select({ id: plans.id }).from(plans);
     let created = 0;

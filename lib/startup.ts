@@ -1,0 +1,15 @@
+import { ConfigError } from './config';
+import { KeyringError } from './crypto/keyring';
+
+/**
+ * For entry points (API, workers, `npm start`): a bad setting or an unusable keyring ends the
+ * process with one line naming the problem (the error already names the variable or the file),
+ * exit code 1, no stack trace. Anything else is rethrown as it is.
+ */
+export function refuseToStart(e: unknown): never {
+  if (e instanceof KeyringError || e instanceof ConfigError) {
+    process.stderr.write(`${e.message}\n`);
+    process.exit(1);
+  }
+  throw e;
+}
