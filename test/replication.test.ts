@@ -18,6 +18,7 @@ import {
   snapshotBudgetWorkflowId,
   vmScheduleId,
 } from '../contracts';
+import { lifeboatDataConverter } from '../lib/crypto';
 import { nodes, plans, recoveryPointDisks } from '../schema';
 import { childEnv, runVar } from '../scripts/stack/test-env';
 import { type ApiCall, fixtures, startTestApi, type TestApi } from './helpers/api';
@@ -206,7 +207,11 @@ describe('replication iteration', () => {
     // The incremental iteration's history replays against the current bundle (determinism);
     // LIFEBOAT_RECORD_HISTORIES=1 stores it for test/replication-replay.test.ts.
     const history = await client.workflow.getHandle(second.workflowId).fetchHistory();
-    await Worker.runReplayHistory({ workflowBundle: workflowBundle() }, history, second.workflowId);
+    await Worker.runReplayHistory(
+      { workflowBundle: workflowBundle(), dataConverter: await lifeboatDataConverter(config) },
+      history,
+      second.workflowId,
+    );
     if (runVar('LIFEBOAT_RECORD_HISTORIES') === '1')
       writeFileSync(
         ITERATION_HISTORY,

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { copyFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
@@ -6,6 +7,7 @@ import { buildSync } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
 import type { RecoveryResult } from '../../contracts';
+import { FAILURE_CONVERTER_PATH } from '../../lib/crypto';
 import { childEnv, runVar } from '../../scripts/stack/test-env';
 import { countTagged, createPlan, createRecoveryPoint, jobWithSteps, testVm } from '../helpers/recovery';
 import { createTestDatabase, temporalClient, uniqueId } from '../helpers/stack';
@@ -29,6 +31,9 @@ function compileWorkerEntry(): string {
     outfile: out,
     logLevel: 'error',
   });
+  // lib/crypto names its failure converter beside itself (import.meta.dirname): in the one-file
+  // build that is the output's folder, so the converter goes there too.
+  copyFileSync(FAILURE_CONVERTER_PATH, path.join(path.dirname(out), path.basename(FAILURE_CONVERTER_PATH)));
   return out;
 }
 
