@@ -7,6 +7,7 @@ import { ApiError, errorResponse, validationHook } from './errors';
 import { type AppDeps, v1Router } from './router';
 import { auditRoutes } from './routes/audit';
 import { codecRoutes } from './routes/codec';
+import { eventRoutes } from './routes/events';
 import { healthRoutes } from './routes/health';
 import { jobRoutes } from './routes/jobs';
 import { nodeRoutes } from './routes/nodes';
@@ -46,6 +47,7 @@ export function createApp(deps: AppDeps) {
   v1.route('/', recoveryRoutes(deps));
   v1.route('/', jobRoutes(deps));
   v1.route('/', replicationRoutes(deps));
+  v1.route('/', eventRoutes(deps));
   app.route('/v1', v1);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {

@@ -89,6 +89,59 @@ export class ApiClient {
     }
     return { status: res.status, etag: res.headers.get('etag'), body: body as T };
   }
+
+  /**
+   * Follow a Server-Sent Events stream: calls `onEvent` with each message's data until the
+   * stream ends or `signal` aborts (Ctrl-C). An error answer is a CliError like `request`'s.
+   */
+  async follow(path: string, onEvent: (data: string) => void, signal?: AbortSignal): Promise<void> {
+    const headers: Record<string, string> = { accept: 'text/event-stream' };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    const url = `${this.baseUrl.replace(/\/+$/, '')}${path}`;
+    let res: Response;
+    try {
+      res = await fetch(url, { headers, ...(signal ? { signal } : {}) });
+    } catch (e) {
+      if (signal?.aborted) return;
+      const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+      throw new CliError(EXIT.server, `Cannot reach the Lifeboat API at ${this.baseUrl} (${cause})`);
+    }
+    if (!res.ok || !res.body) {
+      const text = await res.text();
+      let body: { message?: string; issues?: { path: string; message: string }[] } = {};
+      try {
+        body = JSON.parse(text);
+      } catch {}
+      throw new CliError(
+        exitCodeFor(res.status),
+        body.message ?? `HTTP ${res.status}`,
+        body.issues ?? [],
+        body,
+      );
+    }
+    const decoder = new TextDecoder();
+    let buffer = '';
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let end = buffer.indexOf('\n\n');
+        while (end >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const data = block
+            .split('\n')
+            .filter((l) => l.startsWith('data:'))
+            .map((l) => l.slice(5).replace(/^ /, ''))
+            .join('\n');
+          if (data) onEvent(data);
+          end = buffer.indexOf('\n\n');
+        }
+      }
+    } catch (e) {
+      if (!signal?.aborted)
+        throw new CliError(EXIT.server, `The event stream broke: ${(e as Error).message}`);
+    }
+  }
 }
 
 export interface GlobalOptions {

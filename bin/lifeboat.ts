@@ -8,6 +8,7 @@
 import { Command, CommanderError } from 'commander';
 import { CliError, createCli, EXIT } from './cli';
 import { auditCommands } from './commands/audit';
+import { eventCommands } from './commands/events';
 import { nodeCommands } from './commands/nodes';
 import { applyCommand, planCommands } from './commands/plans';
 import { recoveryCommands } from './commands/recovery';
@@ -39,6 +40,7 @@ tokenCommands(program, cli);
 auditCommands(program, cli);
 recoveryCommands(program, cli);
 replicationCommands(program, cli);
+eventCommands(program, cli);
 
 try {
   await program.parseAsync(process.argv);

@@ -69,6 +69,8 @@ export interface StepWrite extends StepRef, Partial<Omit<StepState, keyof StepRe
   /** The node (or worker) that ran it; defaults to this worker process. */
   actor?: string;
   log?: string;
+  /** What to do about a failed step (carried by its step.failed event). */
+  remediation?: string;
   progress?: Record<string, unknown>;
 }
 

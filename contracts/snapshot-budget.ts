@@ -100,6 +100,10 @@ export interface SnapshotBudgetState {
   grantedTotal: number;
   expiredTotal: number;
   runsSoFar: number;
+  /** Requests wait because every slot is held (the current saturation episode). */
+  saturated?: boolean;
+  /** Saturation episodes so far: each one records one snapshot-budget.saturated event. */
+  saturationEpisodes?: number;
   /** Continue-as-new after this many history events even if the server does not suggest it yet (tests use a small value). */
   maxHistoryEvents?: number;
 }

@@ -60,6 +60,11 @@ export const configSchema = z.object({
   // A transfer not picked up by a node this fast marks the node suspect and goes to the next.
   LIFEBOAT_NODE_PICKUP_TIMEOUT_SECONDS: z.coerce.number().positive().default(60),
 
+  // Monitor: how often the monitor schedule evaluates RPO lag and node liveness (the seeds' 30 s).
+  LIFEBOAT_MONITOR_INTERVAL_SECONDS: positiveInt.default(30),
+  // A node is deemed offline after this many missed heartbeats (its own heartbeat interval each).
+  LIFEBOAT_NODE_OFFLINE_AFTER_HEARTBEATS: positiveInt.default(3),
+
   // API
   API_HOST: z.string().default('127.0.0.1'),
   API_PORT: port.default(8080),
@@ -76,6 +81,8 @@ export const configSchema = z.object({
   // The site whose disks this node reads (by name); unset = a node of any site (single-node install).
   LIFEBOAT_NODE_SITE: z.string().min(1).optional(),
   LIFEBOAT_NODE_VERSION: z.string().default(pkg.version),
+  // How often the node reports its heartbeat and load (stored with the node, for the monitor).
+  LIFEBOAT_NODE_HEARTBEAT_SECONDS: positiveInt.default(10),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -1,4 +1,5 @@
 // Every drizzle table, one file per concept under tables/.
+export * from './tables/alerts';
 export * from './tables/api-tokens';
 export * from './tables/audit-log';
 export * from './tables/disks';

@@ -14,6 +14,8 @@ export interface ControlSettings {
   /** The snapshot budget's own knobs (lease re-check period). */
   budget: Partial<BudgetSettings>;
   scripts: ScriptHost;
+  /** The monitor: a node is offline after this many of its heartbeat intervals without one. */
+  monitor: { offlineAfterHeartbeats: number };
 }
 
 export function controlSettings(config: Config): ControlSettings {
@@ -31,5 +33,6 @@ export function controlSettings(config: Config): ControlSettings {
         : {}),
     },
     scripts: { path: config.PATH, secrets: environmentSecretValues() },
+    monitor: { offlineAfterHeartbeats: config.LIFEBOAT_NODE_OFFLINE_AFTER_HEARTBEATS },
   };
 }

@@ -17,6 +17,8 @@ export const nodes = pgTable('nodes', {
   taskQueue: text('task_queue').notNull(),
   activeJobs: integer('active_jobs').notNull().default(0),
   cpuPercent: doublePrecision('cpu_percent').notNull().default(0),
+  /** How often the node reports (s): it is deemed offline after a few missed heartbeats. */
+  heartbeatSeconds: integer('heartbeat_seconds').notNull().default(10),
   lastHeartbeatAt: timestamp('last_heartbeat_at', { withTimezone: true }).notNull().defaultNow(),
   registeredAt: timestamp('registered_at', { withTimezone: true }).notNull().defaultNow(),
 });

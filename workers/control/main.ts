@@ -1,6 +1,10 @@
+import { Client, Connection } from '@temporalio/client';
+import { ensureMonitorSchedule } from '../../activities/control/monitor-schedule';
 import { databaseUrl, loadConfig } from '../../lib/config';
+import { lifeboatDataConverter } from '../../lib/crypto';
 import { createLogger } from '../../lib/logger';
 import { refuseToStart } from '../../lib/startup';
+import { temporalConnectionOptions } from '../../lib/temporal';
 import { createDb } from '../../schema/db';
 import { createControlWorker } from './worker';
 
@@ -8,6 +12,29 @@ const log = createLogger('control-worker');
 const config = loadConfig();
 const db = createDb(databaseUrl(config));
 const { worker, connection } = await createControlWorker(config, db).catch(refuseToStart);
+
+// The monitor's schedule (RPO lag, node liveness), created or brought to the configured interval.
+const clientConnection = await Connection.connect(await temporalConnectionOptions(config));
+try {
+  const monitor = await ensureMonitorSchedule(
+    new Client({
+      connection: clientConnection,
+      namespace: config.TEMPORAL_NAMESPACE,
+      dataConverter: await lifeboatDataConverter(config),
+    }),
+    {
+      taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
+      intervalSeconds: config.LIFEBOAT_MONITOR_INTERVAL_SECONDS,
+    },
+  );
+  log.info(
+    { ...monitor, intervalSeconds: config.LIFEBOAT_MONITOR_INTERVAL_SECONDS },
+    'monitor schedule ready',
+  );
+} finally {
+  await clientConnection.close();
+}
+
 log.info({ taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE }, 'control-plane worker polling');
 // Worker.run() stops gracefully on SIGINT/SIGTERM.
 await worker.run();

@@ -6,11 +6,11 @@ import { cpuSampler } from './load';
 import { markOffline, registerNode, reportLoad } from './registration';
 import { createNodeWorker } from './worker';
 
-const HEARTBEAT_MS = 10_000;
 const log = createLogger('node-worker');
 const config = loadConfig();
 const db = createDb(databaseUrl(config), { max: 2 });
 const nodeId = config.LIFEBOAT_NODE_ID;
+const HEARTBEAT_MS = config.LIFEBOAT_NODE_HEARTBEAT_SECONDS * 1000;
 const { worker, connection, taskQueue } = await createNodeWorker(config, nodeId).catch(refuseToStart);
 
 await registerNode(db, {
@@ -19,6 +19,7 @@ await registerNode(db, {
   version: config.LIFEBOAT_NODE_VERSION,
   taskQueue,
   siteName: config.LIFEBOAT_NODE_SITE,
+  heartbeatSeconds: config.LIFEBOAT_NODE_HEARTBEAT_SECONDS,
 });
 const cpu = cpuSampler();
 const beat = setInterval(() => {

@@ -9,6 +9,8 @@ export interface NodeIdentity {
   taskQueue: string;
   /** Name of the site the node serves, when it is known. */
   siteName?: string | undefined;
+  /** How often it reports (s); the monitor deems it offline after a few missed heartbeats. */
+  heartbeatSeconds?: number;
 }
 
 /** Upsert the node's row: registration at start and every heartbeat after. */
@@ -25,6 +27,7 @@ export async function registerNode(db: Db, node: NodeIdentity): Promise<void> {
       taskQueue: node.taskQueue,
       siteId,
       state: 'online',
+      ...(node.heartbeatSeconds ? { heartbeatSeconds: node.heartbeatSeconds } : {}),
     })
     .onConflictDoUpdate({
       target: nodes.id,
@@ -34,13 +37,18 @@ export async function registerNode(db: Db, node: NodeIdentity): Promise<void> {
         taskQueue: node.taskQueue,
         siteId,
         state: 'online',
+        ...(node.heartbeatSeconds ? { heartbeatSeconds: node.heartbeatSeconds } : {}),
         lastHeartbeatAt: sql`now()`,
       },
     });
 }
 
+/**
+ * A heartbeat: load and time. A node the monitor marked offline (stale heartbeat) is online again
+ * (the monitor then resolves its alert and records node.online); one the control plane marked
+ * suspect or draining keeps that state until it is cleared.
+ */
 export async function reportLoad(db: Db, id: string, load: { activeJobs: number; cpuPercent: number }) {
-  // A node the control plane marked suspect or draining keeps that state until it is cleared.
   await db
     .update(nodes)
     .set({

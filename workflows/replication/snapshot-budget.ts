@@ -3,6 +3,7 @@ import {
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -41,6 +42,12 @@ const { checkSlotHolders: checkHolders } = proxyActivities<ReturnType<typeof cre
   startToCloseTimeout: '1 minute',
   retry: { maximumAttempts: 3 },
   summary: 'Check which slot holders are still running',
+});
+
+const { snapshotBudgetSaturated } = proxyActivities<ReturnType<typeof createSnapshotSlotActivities>>({
+  startToCloseTimeout: '30 seconds',
+  retry: { maximumAttempts: 3 },
+  summary: 'Record that the snapshot budget is saturated',
 });
 
 export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Promise<never> {
@@ -165,8 +172,39 @@ export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Prom
     );
   };
 
+  /**
+   * Saturation: requests wait because every slot is held. One event per episode — when it
+   * becomes saturated, not on every request; the episode ends when the queue is empty again.
+   */
+  const watchSaturation = () => {
+    if (s.queue.length === 0) {
+      s.saturated = false;
+      return;
+    }
+    if (s.saturated) return;
+    s.saturated = true;
+    s.saturationEpisodes = (s.saturationEpisodes ?? 0) + 1;
+    if (!patched('budget-saturation-event')) return;
+    const info = workflowInfo();
+    notifying++;
+    snapshotBudgetSaturated({
+      targetSiteId: s.targetSiteId,
+      budget: s.budget,
+      inUse: leases.size,
+      queued: s.queue.length,
+      episodeKey: `${info.workflowId}/${info.firstExecutionRunId}/saturated/${s.saturationEpisodes}`,
+    })
+      .catch(() => {
+        // An event is never worth failing the budget for.
+      })
+      .finally(() => {
+        notifying--;
+      });
+  };
+
   for (;;) {
     grantFromQueue();
+    watchSaturation();
     dirty = false;
     if (historyTooLong()) break;
     if ([...leases.values()].some((l) => l.expiresAt <= Date.now())) {

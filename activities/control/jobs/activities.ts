@@ -1,30 +1,53 @@
-import type { RecoveryResult, StepState, StepWrite } from '../../../contracts';
+import type { EventInput, RecoveryResult, StepState, StepWrite } from '../../../contracts';
 import type { Db } from '../../../schema/db';
+import type { Reporter } from '../events/alerts';
+import { failedStepEvents, jobEvent, jobFacts } from './events';
 import { createJobProjection, type JobWrite } from './projection';
 
 /**
  * The job-projection activities the workflows call. Their names are part of the recorded
  * histories (test/histories): replication and verify write their own job row by workflow id
- * (`upsertReplicationJob`), recovery and cleanup update the row the API created.
+ * (`upsertReplicationJob`), recovery and cleanup update the row the API created. Each also
+ * records the job's events (lifecycle, failed steps), idempotent by job id + status / step.
  */
-export function createJobActivities(db: Db) {
+export function createJobActivities(db: Db, reporter: Reporter) {
   const projection = createJobProjection(db);
+  const report = async (...events: (EventInput | undefined)[]) => {
+    const defined = events.filter((e): e is EventInput => e !== undefined);
+    if (defined.length) await reporter.report(...defined);
+  };
   return {
     async upsertReplicationJob(job: JobWrite): Promise<void> {
       await projection.upsertJob(job);
+      await report(await jobEvent(db, job));
     },
     async upsertReplicationSteps(steps: StepWrite[]): Promise<void> {
       await projection.upsertSteps(steps);
+      await report(...(await failedStepEvents(db, steps)));
     },
     async recoveryJobStarted(jobId: string, steps: StepState[]): Promise<void> {
       await projection.jobStarted(jobId);
       await projection.addPendingSteps(jobId, steps);
+      const row = await jobFacts(db, jobId);
+      if (row) await report(await jobEvent(db, { ...row, jobId, status: 'running' }));
     },
     async recordSteps(steps: StepState[]): Promise<void> {
       await projection.upsertSteps(steps);
+      await report(...(await failedStepEvents(db, steps)));
     },
     async recoveryJobFinished(jobId: string, result: RecoveryResult): Promise<void> {
       await projection.jobFinished(jobId, result);
+      const row = await jobFacts(db, jobId);
+      if (row)
+        await report(
+          await jobEvent(db, {
+            ...row,
+            jobId,
+            status: result.status,
+            error: result.status === 'completed' ? null : result.message,
+            remediation: result.remediation ?? null,
+          }),
+        );
     },
   };
 }

@@ -1,4 +1,5 @@
 import type { Db } from '../../../schema/db';
+import type { Reporter } from '../events/alerts';
 import type { JobActivities } from '../jobs/activities';
 import type { ControlSettings } from '../settings';
 import { createIterationDataActivities } from './iteration-data';
@@ -7,11 +8,11 @@ import { createSnapshotSlotActivities } from './snapshot-slots';
 import { createVerifyDataActivities } from './verify-data';
 
 /** The control-plane activities of replication: reads, projections, node selection, budget. */
-export function createReplicationControlActivities(db: Db, settings: ControlSettings) {
+export function createReplicationControlActivities(db: Db, settings: ControlSettings, reporter: Reporter) {
   return {
-    ...createIterationDataActivities(db, settings),
-    ...createNodeSelectionActivities(db),
-    ...createSnapshotSlotActivities(settings.budget),
+    ...createIterationDataActivities(db, settings, reporter),
+    ...createNodeSelectionActivities(db, reporter),
+    ...createSnapshotSlotActivities(settings.budget, reporter),
     ...createVerifyDataActivities(db, settings),
   };
 }

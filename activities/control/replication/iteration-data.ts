@@ -2,7 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { desc, eq, inArray, sql } from 'drizzle-orm';
 import type { DiskSource, IterationDisk, IterationPlan, RecoveryPointRecord } from '../../../contracts';
 import type { Db } from '../../../schema/db';
-import { recoveryPointDisks, recoveryPoints } from '../../../schema/index';
+import { plans, recoveryPointDisks, recoveryPoints } from '../../../schema/index';
 import { loadPlanModel, type PlanModel } from '../../../schema/read/plan';
 import {
   awsTargetOfSite,
@@ -10,6 +10,7 @@ import {
   type SiteAwsTarget,
   type SiteModel,
 } from '../../../schema/read/site';
+import type { Reporter } from '../events/alerts';
 import type { ControlSettings } from '../settings';
 
 /** The target of a site for replication: an ApplicationFailure (not retried) when it is not an AWS site. */
@@ -96,7 +97,7 @@ export function iterationPlanOf(
 }
 
 /** Reads for the replication iteration workflow (control worker). */
-export function createIterationDataActivities(db: Db, settings: ControlSettings) {
+export function createIterationDataActivities(db: Db, settings: ControlSettings, reporter: Reporter) {
   return {
     /** The plan, its VMs (one VM for per-VM replication), their disks and each disk's previous recovery point. */
     async loadReplicationIteration(input: { planId: string; vmId?: string }): Promise<IterationPlan> {
@@ -115,7 +116,7 @@ export function createIterationDataActivities(db: Db, settings: ControlSettings)
 
     /** One recovery point per iteration: insert keyed by the workflow id, so a retried call changes nothing. */
     async recordRecoveryPoint(input: RecoveryPointRecord): Promise<{ recoveryPointId: string }> {
-      return db.transaction(async (tx) => {
+      const recorded = await db.transaction(async (tx) => {
         const [existing] = await tx
           .select({ id: recoveryPoints.id })
           .from(recoveryPoints)
@@ -144,6 +145,24 @@ export function createIterationDataActivities(db: Db, settings: ControlSettings)
           );
         return { recoveryPointId: input.recoveryPointId };
       });
+      const [plan] = await db.select({ name: plans.name }).from(plans).where(eq(plans.id, input.planId));
+      const bytes = input.disks.reduce((n, d) => n + d.bytesWritten, 0);
+      await reporter.report({
+        type: 'recovery-point.created',
+        severity: 'info',
+        message: `Recovery point of plan "${plan?.name ?? input.planId}" at ${new Date(input.pointInTime).toISOString()}: ${input.disks.length} disk(s), ${bytes} bytes written`,
+        planId: input.planId,
+        vmId: input.vmId ?? null,
+        data: {
+          recoveryPointId: recorded.recoveryPointId,
+          pointInTime: input.pointInTime,
+          bytesWritten: bytes,
+          disks: input.disks.length,
+          durationMs: input.durationMs,
+        },
+        key: `${input.workflowId}/recovery-point/created`,
+      });
+      return recorded;
     },
   };
 }

@@ -1,15 +1,27 @@
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { and, asc, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import type { TransferNode } from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import { nodes } from '../../../schema/index';
+import type { Reporter } from '../events/alerts';
 
 /**
  * Node selection for the data path: the nodes that can read a site's disks. Online nodes of the
  * site first, least loaded first (active jobs, then CPU); then nodes registered without a site
  * (a single-node install); suspect nodes last, as a fallback, since they may have recovered.
  */
-export function createNodeSelectionActivities(db: Db) {
+/** The calling activity's workflow id and activity id (an idempotency key), or a fresh one outside an activity. */
+function activityKey(): string {
+  try {
+    const info = Context.current().info;
+    return `${info.workflowExecution?.workflowId ?? 'activity'}/${info.activityId}`;
+  } catch {
+    return `direct-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+  }
+}
+
+export function createNodeSelectionActivities(db: Db, reporter: Reporter) {
   return {
     async listTransferNodes(input: { siteId: string; siteName: string }): Promise<TransferNode[]> {
       const rows = await db
@@ -44,18 +56,38 @@ export function createNodeSelectionActivities(db: Db) {
 
     /** A node did not pick up work on its task queue in time: skip it until it proves alive again. */
     async markNodeSuspect(input: { nodeId: string; reason: string }): Promise<void> {
-      await db
+      const changed = await db
         .update(nodes)
         .set({ state: 'suspect' })
-        .where(and(eq(nodes.id, input.nodeId), eq(nodes.state, 'online')));
+        .where(and(eq(nodes.id, input.nodeId), eq(nodes.state, 'online')))
+        .returning({ id: nodes.id });
+      if (changed.length)
+        await reporter.report({
+          type: 'node.suspect',
+          severity: 'warning',
+          message: `Node ${input.nodeId} is suspect: ${input.reason}`,
+          nodeId: input.nodeId,
+          remediation: `Check that the node worker ${input.nodeId} runs and polls its task queue (node-${input.nodeId}); work goes to other nodes meanwhile.`,
+          data: { reason: input.reason },
+          key: `${activityKey()}/node-suspect`,
+        });
     },
 
     /** A suspect node completed work: it is alive, back to online. */
     async markNodeOnline(input: { nodeId: string }): Promise<void> {
-      await db
+      const changed = await db
         .update(nodes)
         .set({ state: 'online' })
-        .where(and(eq(nodes.id, input.nodeId), eq(nodes.state, 'suspect')));
+        .where(and(eq(nodes.id, input.nodeId), eq(nodes.state, 'suspect')))
+        .returning({ id: nodes.id });
+      if (changed.length)
+        await reporter.report({
+          type: 'node.online',
+          severity: 'info',
+          message: `Node ${input.nodeId} is online again (it completed work)`,
+          nodeId: input.nodeId,
+          key: `${activityKey()}/node-online`,
+        });
     },
   };
 }

@@ -10,14 +10,42 @@ import {
   snapshotBudgetWorkflowId,
 } from '../../../contracts';
 import type { snapshotBudgetWorkflow } from '../../../workflows/replication/snapshot-budget';
+import type { Reporter } from '../events/alerts';
 
 /**
  * The acquirer's side of the snapshot budget: one signal-with-start to the budget workflow of
  * the target site (started on first use, on this worker's task queue). The grant comes back as
  * a signal to the holder workflow. Idempotent by lease id.
  */
-export function createSnapshotSlotActivities(defaults: Partial<BudgetSettings> = {}) {
+export function createSnapshotSlotActivities(defaults: Partial<BudgetSettings> = {}, reporter?: Reporter) {
   return {
+    /**
+     * The budget became saturated: every slot is held and requests wait. Called by the budget
+     * workflow once per saturation episode (keyed by the budget's workflow chain and episode).
+     */
+    async snapshotBudgetSaturated(input: {
+      targetSiteId: string;
+      budget: number;
+      inUse: number;
+      queued: number;
+      episodeKey: string;
+    }): Promise<void> {
+      await reporter?.report({
+        type: 'snapshot-budget.saturated',
+        severity: 'warning',
+        message: `Snapshot budget of target site ${input.targetSiteId} is saturated: all ${input.budget} slots are held and ${input.queued} disk transfer(s) wait`,
+        remediation:
+          "Transfers wait for a pending EBS snapshot to complete; if this lasts, raise the site's snapshotBudget (at most 100 per account and region) or spread the plans' schedules.",
+        data: {
+          targetSiteId: input.targetSiteId,
+          budget: input.budget,
+          inUse: input.inUse,
+          queued: input.queued,
+        },
+        key: input.episodeKey,
+      });
+    },
+
     async requestSnapshotSlot(input: {
       targetSiteId: string;
       request: SlotRequest;

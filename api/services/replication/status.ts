@@ -2,6 +2,7 @@ import { z } from '@hono/zod-openapi';
 import { and, asc, desc, eq, inArray, sql } from 'drizzle-orm';
 import type { Db } from '../../../schema/db';
 import { jobs, plans, recoveryPointDisks, recoveryPoints, vms } from '../../../schema/index';
+import { lastPointsOfVms, replicationLag } from '../../../schema/read/replication-status';
 import { ApiError } from '../../errors';
 import { type Page, toPage } from '../common';
 import type { ReplicationSchedules } from './schedules';
@@ -186,22 +187,10 @@ export function replicationStatusService(db: Db, schedules: ReplicationSchedules
       const scheduleInfo = await schedules.describePlan(plan.id);
       const rpoMinutes = plan.replication.intervalMinutes;
       const now = Date.now();
+      const lastPoints = await lastPointsOfVms(db, { planId: plan.id, vmIds: vmRows.map((v) => v.id) });
       const out: VmReplicationStatus[] = [];
       for (const vm of vmRows) {
-        const [last] = await db
-          .select({
-            recoveryPointId: recoveryPoints.id,
-            pointInTime: recoveryPoints.pointInTime,
-            durationMs: recoveryPoints.durationMs,
-            bytesWritten: sql<number>`sum(${recoveryPointDisks.bytesWritten})::float8`,
-            changedBlocks: sql<number>`sum(${recoveryPointDisks.changedBlocks})::int`,
-          })
-          .from(recoveryPoints)
-          .innerJoin(recoveryPointDisks, eq(recoveryPointDisks.recoveryPointId, recoveryPoints.id))
-          .where(and(eq(recoveryPoints.planId, plan.id), eq(recoveryPointDisks.vmId, vm.id)))
-          .groupBy(recoveryPoints.id)
-          .orderBy(desc(recoveryPoints.pointInTime))
-          .limit(1);
+        const last = lastPoints.get(vm.id);
         const [job] = await db
           .select()
           .from(jobs)
@@ -216,8 +205,7 @@ export function replicationStatusService(db: Db, schedules: ReplicationSchedules
           .limit(1);
         const schedule = scheduleInfo.find((s) => s.vmIds.includes(vm.id));
         const paused = plan.replicationPaused || Boolean(schedule?.paused);
-        const lagSeconds = last ? Math.max(0, Math.round((now - last.pointInTime.getTime()) / 1000)) : null;
-        const rpoBreached = lagSeconds === null || lagSeconds > rpoMinutes * 60;
+        const { lagSeconds, rpoBreached } = replicationLag(last?.pointInTime ?? null, rpoMinutes, now);
         const failedSince = job?.status === 'failed' && (!last || job.createdAt > last.pointInTime);
         const state: VmReplicationStatus['state'] = paused
           ? 'paused'

@@ -1,0 +1,64 @@
+import {
+  type Client,
+  ScheduleNotFoundError,
+  type ScheduleOptions,
+  ScheduleOverlapPolicy,
+} from '@temporalio/client';
+import { MONITOR_SCHEDULE_ID, MONITOR_WORKFLOW } from '../../contracts';
+
+export interface MonitorScheduleOptions {
+  taskQueue: string;
+  intervalSeconds: number;
+  /** Tests use their own id (schedules are per namespace); default `lifeboat-monitor`. */
+  scheduleId?: string;
+}
+
+/**
+ * Create the monitor's schedule, or bring an existing one to the wanted interval and task queue:
+ * idempotent, called by the control worker at every start. Overlap SKIP: a tick still running
+ * when the next is due makes that one skip, never pile up.
+ */
+export async function ensureMonitorSchedule(client: Client, opts: MonitorScheduleOptions) {
+  const scheduleId = opts.scheduleId ?? MONITOR_SCHEDULE_ID;
+  const every = opts.intervalSeconds * 1000;
+  const summary = `Lifeboat monitor: every ${opts.intervalSeconds} s, check replication lag against each VM's RPO and node heartbeats; raise or resolve their alerts`;
+  const options: ScheduleOptions = {
+    scheduleId,
+    spec: { intervals: [{ every }] },
+    action: {
+      type: 'startWorkflow',
+      workflowType: MONITOR_WORKFLOW,
+      taskQueue: opts.taskQueue,
+      workflowId: `${scheduleId}-tick`,
+      workflowExecutionTimeout: Math.max(every * 4, 120_000),
+      staticSummary: 'Monitor tick: RPO lag and node liveness',
+    },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: Math.max(every, 10_000) },
+    memo: { summary },
+    state: { note: summary },
+  };
+  const handle = client.schedule.getHandle(scheduleId);
+  try {
+    const d = await handle.describe();
+    const current = d.spec.intervals?.[0]?.every;
+    const queue = d.action.type === 'startWorkflow' ? d.action.taskQueue : undefined;
+    if (current === every && queue === opts.taskQueue) return { scheduleId, created: false };
+    await handle.update((prev) => ({
+      ...prev,
+      spec: options.spec,
+      action: { ...prev.action, ...options.action } as typeof prev.action,
+      policies: { ...prev.policies, overlap: ScheduleOverlapPolicy.SKIP },
+      state: { ...prev.state, note: summary },
+    }));
+    return { scheduleId, created: false };
+  } catch (e) {
+    if (!(e instanceof ScheduleNotFoundError)) throw e;
+  }
+  try {
+    await client.schedule.create(options);
+  } catch (e) {
+    // Another control worker created it meanwhile: fine.
+    if (!(e as Error).name?.includes('ScheduleAlreadyRunning')) throw e;
+  }
+  return { scheduleId, created: true };
+}
