@@ -17,7 +17,9 @@ import { siteCommands } from './commands/sites';
 import { tokenCommands } from './commands/tokens';
 
 const program = new Command('lifeboat')
-  .description('Lifeboat disaster recovery: sites, protection plans, nodes, tokens, audit')
+  .description(
+    'Lifeboat disaster recovery: sites, protection plans, replication, recovery, jobs, nodes, tokens, audit',
+  )
   .option('-s, --server <url>', 'API URL (env LIFEBOAT_URL, default http://127.0.0.1:8080)')
   .option('-t, --token <token>', 'API token (env LIFEBOAT_TOKEN)')
   .option('--json', 'print JSON for scripts instead of tables')
@@ -26,7 +28,8 @@ const program = new Command('lifeboat')
     'after',
     `
 Exit codes: 0 ok, 1 usage or validation error, 2 not found, 3 conflict (409, stale 412),
-            4 unauthorized or forbidden, 5 server error or API unreachable.`,
+            4 unauthorized or forbidden, 5 server error or API unreachable,
+            6 a job failed or was cancelled, 7 a job partially completed (recover, jobs).`,
   );
 program.exitOverride();
 

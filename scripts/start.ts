@@ -93,8 +93,8 @@ Lifeboat is up (${((Date.now() - started) / 1000).toFixed(1)} s).
 Press Ctrl-C to stop everything.`);
   if (firstAdminToken) {
     console.log(`
-First admin API token (shown once; store it now, e.g. export LIFEBOAT_TOKEN=...):
-  ${firstAdminToken}`);
+First admin API token (shown once; store it now):
+  export LIFEBOAT_TOKEN=${firstAdminToken}${apiUrl === 'http://127.0.0.1:8080' ? '' : `\n  export LIFEBOAT_URL=${apiUrl}`}`);
   }
 } catch (e) {
   if (e instanceof StackError) {

@@ -3,7 +3,8 @@ import { requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { RecoveryRequest, recoveryJobsService } from '../services/recovery-jobs';
-import { jsonBody, jsonContent, UuidParam } from './params';
+import { findPlan } from '../services/replication/status';
+import { IdOrNameParam, jsonBody, jsonContent } from './params';
 
 const tags = ['recovery'];
 const Started = z.object({ jobId: z.uuid(), workflowId: z.string() }).openapi('JobStarted');
@@ -18,12 +19,12 @@ const recover = createRoute({
     'Starts a recovery job and answers 202 with its id; follow it with GET /v1/jobs/{id}. Full recovery and migration need `confirm` set to the plan name. A second recovery of a plan while one runs is refused (409), except a test recovery while other test recoveries run.',
   middleware: [requireRole('operator')],
   request: {
-    params: UuidParam,
+    params: IdOrNameParam,
     body: jsonBody(RecoveryRequest, 'Mode, recovery point, VMs, scripts, confirmation'),
   },
   responses: {
     202: jsonContent(Started, 'The job started'),
-    ...errorResponses(400, 401, 403, 404, 409, 503),
+    ...errorResponses(400, 401, 403, 404, 409, 422, 503),
   },
 });
 
@@ -34,11 +35,8 @@ export function recoveryRoutes(deps: AppDeps) {
     taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
   });
   return v1Router().openapi(recover, async (c) => {
-    const job = await svc.startRecovery(
-      c.req.valid('param').id,
-      c.req.valid('json'),
-      c.get('principal').name,
-    );
+    const plan = await findPlan(deps.db, c.req.valid('param').id);
+    const job = await svc.startRecovery(plan.id, c.req.valid('json'), c.get('principal').name);
     return c.json({ jobId: job.id, workflowId: job.workflowId }, 202);
   });
 }

@@ -131,7 +131,7 @@ const listVmPoints = createRoute({
   method: 'get',
   path: '/plans/{plan}/vms/{vm}/recovery-points',
   tags,
-  summary: "Recovery points holding a VM's disks, newest first",
+  summary: "Recovery points holding a VM's disks, newest first, each with that VM's disk snapshots only",
   middleware: [requireRole('viewer')],
   request: { params: PlanVmParam, query: z.object(PageQuery) },
   responses: { 200: jsonContent(RecoveryPointPage, 'A page'), ...errorResponses(400, 401, 403, 404) },

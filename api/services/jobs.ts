@@ -17,6 +17,7 @@ import type { Db } from '../../schema/db';
 import { jobSteps, jobs } from '../../schema/index';
 import { ApiError } from '../errors';
 import { type Page, toPage } from './common';
+import { findPlan } from './replication/status';
 
 /** How long a workflow start may take before the API gives up and answers 503. */
 const START_DEADLINE_MS = 10_000;
@@ -61,9 +62,11 @@ export const Job = z
 export const JobWithSteps = Job.extend({ steps: z.array(JobStep) }).openapi('JobWithSteps');
 export const JobFilterQuery = {
   plan: z
-    .uuid()
+    .string()
+    .min(1)
+    .max(128)
     .optional()
-    .openapi({ param: { name: 'plan', in: 'query' }, description: 'Plan id' }),
+    .openapi({ param: { name: 'plan', in: 'query' }, description: 'Plan id or name' }),
   kind: JobKindSchema.optional().openapi({ param: { name: 'kind', in: 'query' } }),
   status: JobStatusSchema.optional().openapi({ param: { name: 'status', in: 'query' } }),
 };
@@ -242,7 +245,7 @@ export function jobsService(deps: JobsDeps) {
       page: Page,
     ) {
       const where: SQL[] = [];
-      if (filter.plan) where.push(eq(jobs.planId, filter.plan));
+      if (filter.plan) where.push(eq(jobs.planId, (await findPlan(db, filter.plan)).id));
       if (filter.kind) where.push(eq(jobs.kind, filter.kind));
       if (filter.status) where.push(eq(jobs.status, filter.status));
       const rows = await db

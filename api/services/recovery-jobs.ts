@@ -15,11 +15,11 @@ import {
   recoveryWorkflowId,
 } from '../../contracts';
 import { Name } from '../../schema/domain/common';
-import { jobs, plans } from '../../schema/index';
+import { jobs, plans, recoveryPoints, vms } from '../../schema/index';
 import type { cleanupWorkflow } from '../../workflows/recovery/cleanup';
 import type { recoveryWorkflow } from '../../workflows/recovery/recovery';
 import { ApiError } from '../errors';
-import { type JobsDeps, jobsService } from './jobs';
+import { type JobsDeps, jobsService, type Tx } from './jobs';
 
 export const RecoveryRequest = z
   .object({
@@ -46,6 +46,44 @@ export const RecoveryRequest = z
 export type RecoveryRequest = z.infer<typeof RecoveryRequest>;
 
 export type RecoveryJobDeps = JobsDeps;
+
+/**
+ * What can be refused before a job exists: VM names the plan does not have, a recovery point id
+ * that is not one of the plan's (422 naming the field). The workflow's validate step checks the
+ * rest (coverage, snapshots in the target).
+ */
+async function checkRecoveryRequest(tx: Tx, plan: { id: string; name: string }, req: RecoveryRequest) {
+  const issues: { path: string; message: string }[] = [];
+  if (req.vms) {
+    const names = new Set(
+      (await tx.select({ name: vms.name }).from(vms).where(eq(vms.planId, plan.id))).map((v) =>
+        v.name.toLowerCase(),
+      ),
+    );
+    req.vms.forEach((name, i) => {
+      if (!names.has(name.toLowerCase()))
+        issues.push({ path: `vms[${i}]`, message: `plan "${plan.name}" has no VM named "${name}"` });
+    });
+  }
+  if (req.recoveryPoint && 'id' in req.recoveryPoint) {
+    const [rp] = await tx
+      .select({ id: recoveryPoints.id })
+      .from(recoveryPoints)
+      .where(and(eq(recoveryPoints.id, req.recoveryPoint.id), eq(recoveryPoints.planId, plan.id)));
+    if (!rp)
+      issues.push({
+        path: 'recoveryPoint.id',
+        message: `is not a recovery point of plan "${plan.name}" (lifeboat recovery-points list ${plan.name})`,
+      });
+  }
+  if (issues.length)
+    throw new ApiError(
+      422,
+      'unprocessable',
+      'The recovery request names what the plan does not have',
+      issues,
+    );
+}
 
 /**
  * The rules of recovery and cleanup jobs; the start itself (job row, workflow, failure) is the
@@ -80,6 +118,7 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
             [{ path: 'confirm', message: `must be the plan name "${plan.name}"` }],
           );
         }
+        await checkRecoveryRequest(tx, plan, req);
         const running = await tx
           .select({ id: jobs.id, kind: jobs.kind })
           .from(jobs)

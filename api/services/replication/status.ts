@@ -119,15 +119,22 @@ export async function findVm(db: Reader, planId: string, ref: string) {
 
 /** Recovery points and replication status, as the API and the CLI show them. */
 export function replicationStatusService(db: Db, schedules: ReplicationSchedules) {
-  async function withDisks(rows: (typeof recoveryPoints.$inferSelect)[]): Promise<RecoveryPoint[]> {
+  /** The points with their disk snapshots (only one VM's disks when `vmId` is given). */
+  async function withDisks(
+    rows: (typeof recoveryPoints.$inferSelect)[],
+    vmId?: string,
+  ): Promise<RecoveryPoint[]> {
     if (rows.length === 0) return [];
     const diskRows = await db
       .select()
       .from(recoveryPointDisks)
       .where(
-        inArray(
-          recoveryPointDisks.recoveryPointId,
-          rows.map((r) => r.id),
+        and(
+          inArray(
+            recoveryPointDisks.recoveryPointId,
+            rows.map((r) => r.id),
+          ),
+          vmId ? eq(recoveryPointDisks.vmId, vmId) : undefined,
         ),
       );
     return rows.map((r) => ({
@@ -167,7 +174,7 @@ export function replicationStatusService(db: Db, schedules: ReplicationSchedules
         .limit(page.limit + 1)
         .offset(page.offset);
       const { items, ...rest } = toPage(rows, page);
-      return { ...rest, items: await withDisks(items) };
+      return { ...rest, items: await withDisks(items, vm?.id) };
     },
 
     async getRecoveryPoint(id: string) {
