@@ -11,7 +11,7 @@ const log = createLogger('node-worker');
 const config = loadConfig();
 const db = createDb(databaseUrl(config), { max: 2 });
 const nodeId = config.LIFEBOAT_NODE_ID;
-const { worker, connection, taskQueue } = await createNodeWorker(config, nodeId).catch(refuseToStart);
+const { worker, connection, taskQueue } = await createNodeWorker(config, nodeId, db).catch(refuseToStart);
 
 await registerNode(db, {
   id: nodeId,
