@@ -5,14 +5,14 @@ import { awsTargetFromConfig } from '../../lib/aws';
 import type { Config } from '../../lib/config';
 import { lifeboatDataConverter } from '../../lib/crypto';
 import { temporalConnectionOptions } from '../../lib/temporal';
-import { installTemporalRuntime } from '../../lib/temporal-runtime';
+import { installTemporalRuntime, workerMetricsOf } from '../../lib/temporal-runtime';
 import type { Db } from '../../schema/db';
 
 export const nodeTaskQueue = (nodeId: string) => `node-${nodeId}`;
 
 /** A node worker (Replication Appliance / Cloud Connector): data-path activities on `node-<id>`. */
 export async function createNodeWorker(config: Config, nodeId = config.LIFEBOAT_NODE_ID, db?: Db) {
-  installTemporalRuntime(config.TEMPORAL_LOG_LEVEL);
+  installTemporalRuntime(config.TEMPORAL_LOG_LEVEL, workerMetricsOf(config));
   const dataConverter = await lifeboatDataConverter(config);
   const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
   const worker = await Worker.create({
