@@ -10,6 +10,7 @@ import { codecRoutes } from './routes/codec';
 import { eventRoutes } from './routes/events';
 import { healthRoutes } from './routes/health';
 import { jobRoutes } from './routes/jobs';
+import { metricsRoutes } from './routes/metrics';
 import { nodeRoutes } from './routes/nodes';
 import { planRoutes } from './routes/plans';
 import { recoveryRoutes } from './routes/recoveries';
@@ -27,6 +28,7 @@ export function createApp(deps: AppDeps) {
   app.route('/', healthRoutes(deps.probes));
   // Temporal's remote codec for the UI (outside /v1: the protocol fixes the paths).
   app.route('/', codecRoutes(deps));
+  app.route('/', metricsRoutes(deps));
 
   const v1 = v1Router();
   v1.use('*', authenticate(deps.db), auditMutations(deps.db));

@@ -6,6 +6,7 @@
  */
 export * from './aws';
 export * from './events';
+export * from './job-logs';
 export * from './jobs';
 export * from './monitor';
 export * from './recovery';

@@ -106,6 +106,14 @@ export interface TransferProgress {
   bytesWritten: number;
   /** How often the transfer had to start over in a new snapshot (the previous one was cancelled by AWS). */
   restarts?: number;
+  /** The disk's size in blocks and bytes: with nextBlockIndex, how far the copy is. */
+  totalBlocks?: number;
+  sizeBytes?: number;
+  /** Set by the node activity on every heartbeat: who copies, and since when this attempt runs. */
+  nodeId?: string;
+  diskId?: string;
+  attemptStartedAt?: number;
+  attemptStartBlock?: number;
 }
 
 export interface DiskTransferResult {
@@ -190,4 +198,57 @@ export interface VerifyPlan {
     /** This recovery point's snapshot, then its ancestors, newest first. */
     snapshotChain: string[];
   }[];
+}
+
+/** A running disk transfer as the API shows it (GET /v1/jobs/{id} `live`), from its last heartbeat. */
+export interface TransferLive {
+  stepKey: string;
+  nodeId?: string | undefined;
+  snapshotId: string;
+  /** Bytes of the disk scanned so far (every block below the heartbeat's watermark). */
+  bytesDone: number;
+  bytesTotal: number | null;
+  /** Changed bytes written to the snapshot so far. */
+  bytesWritten: number;
+  percent: number | null;
+  mibPerSecond: number | null;
+  etaSeconds: number | null;
+  /** When the heartbeat was recorded. */
+  at: string | null;
+}
+
+const EBS_BLOCK_BYTES = 524_288;
+
+/** Bytes done, total, rate and ETA of a transfer from its heartbeat details. */
+export function transferLive(
+  stepKey: string,
+  p: TransferProgress,
+  heartbeatAt: number | undefined,
+): TransferLive {
+  const bytesTotal = p.sizeBytes ?? (p.totalBlocks !== undefined ? p.totalBlocks * EBS_BLOCK_BYTES : null);
+  const scanned = p.nextBlockIndex * EBS_BLOCK_BYTES;
+  const bytesDone = bytesTotal === null ? scanned : Math.min(scanned, bytesTotal);
+  let mibPerSecond: number | null = null;
+  let etaSeconds: number | null = null;
+  if (p.attemptStartedAt !== undefined && heartbeatAt !== undefined) {
+    const seconds = (heartbeatAt - p.attemptStartedAt) / 1000;
+    const bytes = (p.nextBlockIndex - (p.attemptStartBlock ?? 0)) * EBS_BLOCK_BYTES;
+    if (seconds > 0 && bytes > 0) {
+      const rate = bytes / seconds;
+      mibPerSecond = Math.round((rate / 1_048_576) * 100) / 100;
+      if (bytesTotal !== null) etaSeconds = Math.max(0, Math.round((bytesTotal - bytesDone) / rate));
+    }
+  }
+  return {
+    stepKey,
+    ...(p.nodeId ? { nodeId: p.nodeId } : {}),
+    snapshotId: p.snapshotId,
+    bytesDone,
+    bytesTotal,
+    bytesWritten: p.bytesWritten,
+    percent: bytesTotal ? Math.round((bytesDone / bytesTotal) * 1000) / 10 : null,
+    mibPerSecond,
+    etaSeconds,
+    at: heartbeatAt !== undefined ? new Date(heartbeatAt).toISOString() : null,
+  };
 }

@@ -9,4 +9,23 @@ export const VmIdsAttr = defineSearchAttributeKey('LifeboatVmIds', SearchAttribu
 export const JobKindAttr = defineSearchAttributeKey('LifeboatJobKind', SearchAttributeType.KEYWORD);
 export const RecoveryModeAttr = defineSearchAttributeKey('LifeboatRecoveryMode', SearchAttributeType.KEYWORD);
 
-export const ALL_SEARCH_ATTRIBUTES = [PlanIdAttr, VmIdsAttr, JobKindAttr, RecoveryModeAttr];
+/** The job's status, kept current by its workflow: running, completed, partially-completed, failed, cancelled. */
+export const JobStatusAttr = defineSearchAttributeKey('LifeboatJobStatus', SearchAttributeType.KEYWORD);
+/** The plan's name (as it was when the job started): `LifeboatPlanName="demo-app"`. */
+export const PlanNameAttr = defineSearchAttributeKey('LifeboatPlanName', SearchAttributeType.KEYWORD);
+
+export const ALL_SEARCH_ATTRIBUTES = [
+  PlanIdAttr,
+  VmIdsAttr,
+  JobKindAttr,
+  RecoveryModeAttr,
+  JobStatusAttr,
+  PlanNameAttr,
+];
+
+/**
+ * Patch ids of the workflow changes that keep the recorded histories replaying (workflows/):
+ * the job status search attribute kept current, and a failed job failing its workflow.
+ */
+export const PATCH_JOB_STATUS_ATTR = 'lifeboat-job-status-attr';
+export const PATCH_FAILED_JOB_FAILS = 'lifeboat-failed-job-fails-workflow';

@@ -74,6 +74,12 @@ export const configSchema = z.object({
   // The codec endpoints need a viewer token unless the API listens on loopback only; set to 1
   // to require it on loopback too (e.g. a reverse proxy on this host forwards to the API).
   LIFEBOAT_CODEC_REQUIRE_TOKEN: boolish.optional(),
+  // GET /metrics needs a viewer token unless the API listens on loopback only; 1 = always.
+  LIFEBOAT_METRICS_REQUIRE_TOKEN: boolish.optional(),
+  // The Temporal worker runtime's own Prometheus metrics (SDK: task latencies, slots, polls) on
+  // this port at /metrics, per worker process; unset = off. Bound to LIFEBOAT_WORKER_METRICS_HOST.
+  LIFEBOAT_WORKER_METRICS_PORT: port.optional(),
+  LIFEBOAT_WORKER_METRICS_HOST: z.string().default('127.0.0.1'),
 
   // Node worker (Replication Appliance / Cloud Connector)
   LIFEBOAT_NODE_ID: z.string().default('node-local-1'),

@@ -4,6 +4,7 @@ export * from './tables/api-tokens';
 export * from './tables/audit-log';
 export * from './tables/disks';
 export * from './tables/events';
+export * from './tables/job-logs';
 export * from './tables/job-steps';
 export * from './tables/jobs';
 export * from './tables/nodes';

@@ -1,4 +1,5 @@
 import type { AwsTarget } from '../../contracts';
+import type { JobLogSink } from '../control/jobs/log';
 import { ebsRoundTrip } from './ebs-probe';
 import { createReplicationActivities, type ReplicationActivityOptions } from './replication/activities';
 
@@ -9,7 +10,13 @@ export interface NodeActivityDeps {
   /** LIFEBOAT_DATA_DIR: the node keeps its block-hash indexes under nodes/<nodeId>/index/ (default .data). */
   dataDir?: string;
   /** Tuning and test-only AWS client hooks of the replication data path. */
-  replication?: Omit<ReplicationActivityOptions, 'nodeId' | 'dataDir'>;
+  replication?: Omit<ReplicationActivityOptions, 'nodeId' | 'dataDir' | 'jobLog'>;
+  /**
+   * The job log the node writes its transfer lines to (start, progress, end). Node workers already
+   * hold a Postgres connection (registration, load): they append to job_logs directly, so progress
+   * lines appear while the copy runs, with no extra workflow commands.
+   */
+  jobLog?: JobLogSink;
 }
 
 /** Every activity a node worker (task queue node-<id>) registers: the data path. */
@@ -18,6 +25,7 @@ export function createNodeActivities(deps: NodeActivityDeps) {
     ...createReplicationActivities({
       ...deps.replication,
       nodeId: deps.nodeId,
+      jobLog: deps.jobLog,
       dataDir: deps.dataDir ?? '.data',
     }),
     async ebsRoundTrip(clientToken: string) {

@@ -1,8 +1,11 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { streamSSE } from 'hono/streaming';
+import { isJobEnded } from '../../contracts';
 import { requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { PageQuery, pageOf } from '../services/common';
+import { JobLogLine, liveTransfers, readJobLogs, TransferLiveSchema } from '../services/job-logs';
 import { Job, JobFilterQuery, JobWithSteps, jobsService } from '../services/jobs';
 import { recoveryJobsService } from '../services/recovery-jobs';
 import { jsonContent, UuidParam } from './params';
@@ -30,8 +33,79 @@ const get = createRoute({
   summary: 'Read a job with its steps (status, start, end, actor, message, log)',
   middleware: [requireRole('viewer')],
   request: { params: UuidParam },
-  responses: { 200: jsonContent(JobWithSteps, 'The job'), ...errorResponses(400, 401, 403, 404) },
+  responses: {
+    200: jsonContent(
+      JobWithSteps.extend({
+        live: z.array(TransferLiveSchema).optional().openapi({
+          description:
+            'A running job only: its disk transfers in flight (bytes done and total, MiB/s, ETA), from their last heartbeat',
+        }),
+      }).openapi('JobWithLiveProgress'),
+      'The job',
+    ),
+    ...errorResponses(400, 401, 403, 404),
+  },
 });
+
+const LogsQuery = z.object({
+  after: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .optional()
+    .openapi({ param: { name: 'after', in: 'query' }, description: 'Only lines with a greater seq' }),
+  format: z
+    .enum(['json', 'jsonl'])
+    .optional()
+    .openapi({
+      param: { name: 'format', in: 'query' },
+      description:
+        'json (an array, the default) or jsonl (one JSON object a line); Accept: application/x-ndjson also selects jsonl',
+    }),
+  follow: z
+    .enum(['true', 'false', '1', '0'])
+    .optional()
+    .openapi({
+      param: { name: 'follow', in: 'query' },
+      description:
+        'Server-Sent Events: every line as a `log` event (id = seq) until the job ends, then an `end` event',
+    }),
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(10000)
+    .default(1000)
+    .openapi({ param: { name: 'limit', in: 'query' } }),
+});
+
+const logs = createRoute({
+  method: 'get',
+  path: '/jobs/{id}/logs',
+  operationId: 'getJobLogs',
+  tags,
+  summary: "A job's log stream: timestamped lines (level, step, node, bytes, message, error, remediation)",
+  middleware: [requireRole('viewer')],
+  request: { params: UuidParam, query: LogsQuery },
+  responses: {
+    200: {
+      description: 'The lines, oldest first',
+      content: {
+        'application/json': { schema: z.array(JobLogLine) },
+        'application/x-ndjson': { schema: z.string().openapi({ description: 'One JobLogLine per line' }) },
+        'text/event-stream': {
+          schema: z
+            .string()
+            .openapi({ description: '`log` events (JobLogLine), then one `end` event (the job)' }),
+        },
+      },
+    },
+    ...errorResponses(400, 401, 403, 404),
+  },
+});
+
+/** How often a live tail looks for new lines. */
+const FOLLOW_POLL_MS = 500;
 
 const cancel = createRoute({
   method: 'post',
@@ -71,7 +145,56 @@ export function jobRoutes(deps: AppDeps) {
       const { limit, offset, ...filter } = c.req.valid('query');
       return c.json(await svc.list(filter, { limit, offset }), 200);
     })
-    .openapi(get, async (c) => c.json(await svc.get(c.req.valid('param').id), 200))
+    .openapi(get, async (c) => {
+      const job = await svc.get(c.req.valid('param').id);
+      if (job.status !== 'running') return c.json(job, 200);
+      return c.json({ ...job, live: await liveTransfers(deps.temporal, job.workflowId) }, 200);
+    })
+    .openapi(logs, async (c) => {
+      const { id } = c.req.valid('param');
+      const q = c.req.valid('query');
+      await svc.getJob(id); // 404 for an unknown job
+      if (q.follow === 'true' || q.follow === '1') {
+        return streamSSE(c, async (stream) => {
+          let after = q.after ?? 0;
+          let closed = false;
+          stream.onAbort(() => {
+            closed = true;
+          });
+          while (!closed) {
+            // Read the job's state before the lines: lines written before it ended are all sent.
+            const job = await svc.getJob(id);
+            const lines = await readJobLogs(deps.db, id, after, 1000);
+            for (const l of lines) {
+              await stream.writeSSE({ event: 'log', id: String(l.seq), data: JSON.stringify(l) });
+              after = l.seq;
+            }
+            if (lines.length === 1000) continue;
+            if (isJobEnded(job.status)) {
+              await stream.writeSSE({
+                event: 'end',
+                data: JSON.stringify({
+                  jobId: id,
+                  status: job.status,
+                  error: job.error,
+                  remediation: job.remediation,
+                }),
+              });
+              break;
+            }
+            await stream.sleep(FOLLOW_POLL_MS);
+          }
+        }) as never;
+      }
+      const lines = await readJobLogs(deps.db, id, q.after ?? 0, q.limit);
+      const jsonl =
+        q.format === 'jsonl' || (!q.format && /application\/x-ndjson/.test(c.req.header('accept') ?? ''));
+      if (jsonl)
+        return c.body(lines.map((l) => `${JSON.stringify(l)}\n`).join(''), 200, {
+          'content-type': 'application/x-ndjson',
+        }) as never;
+      return c.json(lines, 200);
+    })
     .openapi(cancel, async (c) => c.json(await svc.cancel(c.req.valid('param').id), 202))
     .openapi(cleanup, async (c) => {
       const job = await recovery.startCleanup(c.req.valid('param').id, c.get('principal').name);

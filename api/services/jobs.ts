@@ -10,7 +10,9 @@ import {
   JOB_STATUSES,
   type JobKind,
   JobKindAttr,
+  JobStatusAttr,
   PlanIdAttr,
+  PlanNameAttr,
   STEP_STATUSES,
 } from '../../contracts';
 import type { Db } from '../../schema/db';
@@ -120,7 +122,9 @@ export interface JobStart<W extends Workflow> {
   workflowType: string;
   workflowId: string;
   args: Parameters<W>;
-  /** Search attributes beyond the plan and the job kind, which every job carries. */
+  /** The plan's name (the LifeboatPlanName search attribute). */
+  planName?: string | undefined;
+  /** Search attributes beyond the plan, the job kind and status, which every job carries. */
   searchAttributes?: SearchAttributePair[];
   /** The one-line summary the Temporal UI shows. */
   summary: string;
@@ -185,6 +189,9 @@ export function jobsService(deps: JobsDeps) {
         typedSearchAttributes: [
           ...(row.planId ? [{ key: PlanIdAttr, value: row.planId }] : []),
           { key: JobKindAttr, value: row.kind },
+          // The workflow keeps it current (workflows/jobs/status-attr.ts) until the job ends.
+          { key: JobStatusAttr, value: 'running' },
+          ...(spec.planName ? [{ key: PlanNameAttr, value: spec.planName }] : []),
           ...(spec.searchAttributes ?? []),
         ],
         staticSummary: spec.summary,

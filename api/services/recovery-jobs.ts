@@ -47,6 +47,24 @@ export type RecoveryRequest = z.infer<typeof RecoveryRequest>;
 
 export type RecoveryJobDeps = JobsDeps;
 
+const MODE_TEXT: Record<string, string> = {
+  'test-recovery': 'test recovery',
+  'full-recovery': 'full recovery',
+  migration: 'migration',
+};
+const MODE_TITLE = { test: 'Test recovery', full: 'Full recovery', migration: 'Migration' } as const;
+
+/** The Temporal UI's one-line summary: "Test recovery of demo-app: 3 VMs in 2 groups". */
+async function recoverySummary(tx: Tx, plan: { id: string; name: string }, req: RecoveryRequest) {
+  const rows = await tx
+    .select({ name: vms.name, bootOrder: vms.bootOrder })
+    .from(vms)
+    .where(eq(vms.planId, plan.id));
+  const chosen = req.vms ? rows.filter((v) => req.vms!.includes(v.name)) : rows;
+  const groups = new Set(chosen.map((v) => v.bootOrder)).size;
+  return `${MODE_TITLE[req.mode]} of ${plan.name}: ${chosen.length} VM${chosen.length === 1 ? '' : 's'} in ${groups} group${groups === 1 ? '' : 's'}`;
+}
+
 /**
  * What can be refused before a job exists: VM names the plan does not have, a recovery point id
  * that is not one of the plan's (422 naming the field). The workflow's validate step checks the
@@ -92,6 +110,7 @@ async function checkRecoveryRequest(tx: Tx, plan: { id: string; name: string }, 
  */
 export function recoveryJobsService(deps: RecoveryJobDeps) {
   const jobsSvc = jobsService(deps);
+  const { db } = deps;
 
   return {
     get: jobsSvc.get,
@@ -162,7 +181,8 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
           workflowId: recoveryWorkflowId(jobId),
           args: [input],
           searchAttributes: [{ key: RecoveryModeAttr, value: req.mode }],
-          summary: `${kind} of plan ${plan.name}`,
+          planName: plan.name,
+          summary: await recoverySummary(tx, plan, req),
           ...(workflowTaskTimeout ? { workflowTaskTimeout } : {}),
         };
       });
@@ -179,6 +199,9 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
         );
       if (!isJobEnded(target.status))
         throw new ApiError(409, 'conflict', `Job ${targetJobId} is still ${target.status}; cancel it first`);
+      const [targetPlan] = target.planId
+        ? await db.select({ name: plans.name }).from(plans).where(eq(plans.id, target.planId))
+        : [];
       return jobsSvc.start<typeof cleanupWorkflow>((_tx, jobId) => {
         const input: CleanupInput = {
           jobId,
@@ -195,7 +218,8 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
           workflowType: CLEANUP_WORKFLOW,
           workflowId: cleanupWorkflowId(jobId),
           args: [input],
-          summary: `Cleanup of ${target.kind} job ${targetJobId}`,
+          planName: targetPlan?.name,
+          summary: `Cleanup of ${MODE_TEXT[target.kind] ?? target.kind} ${targetJobId}${targetPlan ? ` of ${targetPlan.name}` : ''}`,
         };
       });
     },

@@ -1,5 +1,11 @@
 import type { Command } from 'commander';
-import { isJobEnded, JOB_STATUSES, type JobStatus, type StepStatus } from '../../contracts';
+import {
+  isJobEnded,
+  JOB_STATUSES,
+  type JobStatus,
+  type StepStatus,
+  type TransferLive,
+} from '../../contracts';
 import {
   type ApiClient,
   type Cli,
@@ -34,7 +40,28 @@ interface Job {
   startedAt: string | null;
   endedAt: string | null;
   steps?: Step[];
+  live?: TransferLive[];
 }
+
+interface LogLine {
+  seq: number;
+  time: string;
+  level: string;
+  step: string | null;
+  node: string | null;
+  bytes: number | null;
+  message: string;
+  error: string | null;
+  remediation: string | null;
+}
+
+const mib = (b: number | null) => (b === null ? '?' : `${(b / 1_048_576).toFixed(1)} MiB`);
+/** One line per running transfer: bytes done of total, MiB/s, ETA. */
+export const liveLine = (t: TransferLive) =>
+  `  ⇢ ${t.stepKey}${t.nodeId ? ` on ${t.nodeId}` : ''}: ${mib(t.bytesDone)} of ${mib(t.bytesTotal)}${t.percent !== null ? ` (${t.percent}%)` : ''}, ${mib(t.bytesWritten)} written${t.mibPerSecond !== null ? `, ${t.mibPerSecond} MiB/s` : ''}${t.etaSeconds !== null ? `, ETA ${t.etaSeconds} s` : ''}`;
+
+const logText = (l: LogLine) =>
+  `${l.time} ${l.level.toUpperCase().padEnd(5)} ${l.step ? `[${l.step}] ` : ''}${l.node ? `(${l.node}) ` : ''}${l.message}${l.bytes !== null && !/written|bytes/.test(l.message) ? ` [${l.bytes} bytes]` : ''}${l.remediation ? `\n      what to do: ${l.remediation}` : ''}`;
 
 /** Exit codes of a watched job, beyond the API's (bin/cli.ts EXIT). */
 export const JOB_EXIT = { failed: 6, partial: 7 } as const;
@@ -92,6 +119,12 @@ async function watch(api: ApiClient, id: string, json: boolean, intervalMs = 100
         );
     }
     if (isJobEnded(job.status as JobStatus)) return job;
+    for (const t of job.live ?? []) {
+      const sig = `${t.bytesDone}|${t.bytesWritten}`;
+      if (seen.get(`live:${t.stepKey}`) === sig) continue;
+      seen.set(`live:${t.stepKey}`, sig);
+      process.stdout.write(json ? `${JSON.stringify({ live: t })}\n` : `${liveLine(t)}\n`);
+    }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
@@ -217,9 +250,40 @@ export function recoveryCommands(program: Command, cli: Cli) {
               time(s.endedAt),
               s.message,
             ]),
-          )}`,
+          )}${(job.live ?? []).map((t) => `\n${liveLine(t)}`).join('')}`,
       );
       process.exitCode = exitFor(job);
+    });
+
+  jobs
+    .command('logs <id>')
+    .description("A job's log: time, level, step, node, bytes, message (and what to do on errors)")
+    .option('-f, --follow', 'keep printing new lines until the job ends')
+    .option('--after <seq>', 'only lines after this sequence number', intOption)
+    .addHelpText('after', `\nWith --json: one JSON object a line (JSON lines).${JOB_EXIT_HELP}`)
+    .action(async (id: string, o) => {
+      const api = cli.api();
+      let after: number = o.after ?? 0;
+      const path = `/v1/jobs/${encodeURIComponent(id)}`;
+      for (;;) {
+        // The job's state first: every line written before it ended is read after it.
+        const job = o.follow ? (await api.request<Job>('GET', path)).body : undefined;
+        for (;;) {
+          const { body: lines } = await api.request<LogLine[]>('GET', `${path}/logs${query({ after })}`);
+          for (const l of lines) {
+            process.stdout.write(cli.json() ? `${JSON.stringify(l)}\n` : `${logText(l)}\n`);
+            after = l.seq;
+          }
+          if (lines.length < 1000) break;
+        }
+        if (!job) return;
+        if (isJobEnded(job.status as JobStatus)) {
+          if (!cli.json()) process.stdout.write(`${summary(job)}\n`);
+          process.exitCode = exitFor(job);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 1000));
+      }
     });
 
   jobs

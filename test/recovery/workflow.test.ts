@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import { WorkflowFailedError } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, Worker } from '@temporalio/worker';
@@ -11,10 +12,12 @@ import {
   type CreatedResources,
   cleanupWorkflowId,
   type JobProgress,
+  JobStatusAttr,
   PROGRESS_QUERY,
   RECOVERY_WORKFLOW,
   type RecoveryInput,
   type RecoveryPlanSnapshot,
+  type RecoveryResult,
   type RecoveryVm,
   recoveryWorkflowId,
   type ScriptRef,
@@ -32,6 +35,36 @@ import type { cleanupWorkflow, recoveryWorkflow } from '../../workflows/recovery
  * a stub workflow (test/workflows/recovery-stub-child.ts). The end-to-end behaviour of the real
  * activities against moto and Postgres is test/recovery/recovery.test.ts's.
  */
+
+/**
+ * A failed job fails its workflow (after recording its row): the workflow failure carries the
+ * job's message and, in its details, the remediation and what was created. Returns the result
+ * the workflow recorded (its last `recoveryJobFinished` call), after checking the failure agrees.
+ */
+async function failedJob(
+  handle: { result(): Promise<unknown> },
+  log: () => { act: string; args: unknown[] }[],
+): Promise<RecoveryResult> {
+  const err = await handle.result().then(
+    () => {
+      throw new Error('the workflow completed; a failed job must fail its workflow');
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(WorkflowFailedError);
+  const cause = (err as WorkflowFailedError).cause as ApplicationFailure;
+  expect(cause).toBeInstanceOf(ApplicationFailure);
+  expect(cause.type).toBe('JobFailed');
+  const finished = log().filter((c) => c.act === 'recoveryJobFinished');
+  const result = finished.at(-1)!.args[1] as RecoveryResult;
+  expect(result.status).toBe('failed');
+  expect(cause.message).toBe(result.message);
+  expect(cause.details?.[0]).toMatchObject({
+    remediation: result.remediation,
+    ...(result.created ? { created: result.created } : {}),
+  });
+  return result;
+}
 
 // ---- stub activities --------------------------------------------------------------------------
 
@@ -422,8 +455,10 @@ describe('recoveryWorkflow (time-skipping server, stub activities)', { timeout: 
         }),
       },
     });
-    const result = await handle.result();
+    const result = await failedJob(handle, log);
     expect(result.status).toBe('failed');
+    expect((await handle.describe()).typedSearchAttributes.get(JobStatusAttr)).toBe('failed');
+    expect((await handle.describe()).status.name).toBe('FAILED');
     expect(result.failedStep).toBe('vm:db-02:launch');
     expect(result.remediation).toBe('Choose another instance type');
     expect(result.message).toBe(
@@ -452,6 +487,8 @@ describe('recoveryWorkflow (time-skipping server, stub activities)', { timeout: 
     });
     const result = await handle.result();
     expect(result.status).toBe('partially-completed');
+    expect((await handle.describe()).typedSearchAttributes.get(JobStatusAttr)).toBe('partially-completed');
+    expect((await handle.describe()).status.name).toBe('COMPLETED');
     expect(result.failedScripts).toEqual(['Boot group 1: post-script of db-01 (exit 3)']);
     expect(result.message).toBe(
       'Recovered 3 VM(s); failed script(s): Boot group 1: post-script of db-01 (exit 3)',
@@ -469,7 +506,7 @@ describe('recoveryWorkflow (time-skipping server, stub activities)', { timeout: 
       plan: plan('plan-script-fails'),
       scriptFails: { 'plan:pre-script': 'exit 1' },
     });
-    const result = await handle.result();
+    const result = await failedJob(handle, log);
     expect(result.status).toBe('failed');
     expect(result.failedStep).toBe('plan:pre-script');
     expect(result.remediation).toBe('Fix the script (its log is on the step), clean up, and recover again');
@@ -544,7 +581,7 @@ describe('recoveryWorkflow (time-skipping server, stub activities)', { timeout: 
 
   it('a failed final iteration fails the migration before anything is validated or created', async () => {
     const { handle, log } = await startRecovery({ plan: plan('plan-fail-iteration') }, { mode: 'migration' });
-    const result = await handle.result();
+    const result = await failedJob(handle, log);
     expect(result.status).toBe('failed');
     expect(result.failedStep).toBe('migration:final-iteration');
     expect(result.message).toBe('Final incremental replication failed: source site unreachable');
@@ -567,7 +604,11 @@ describe('cleanupWorkflow (time-skipping server, stub activities)', { timeout: 2
       workflowId,
       args: [{ jobId, targetJobId: 'job-x', planId: 'plan-x' }],
     });
-    return { result: await handle.result(), log: calls.get(workflowId) ?? [] };
+    const log = () => calls.get(workflowId) ?? [];
+    const result = await handle
+      .result()
+      .catch((e: unknown) => (e instanceof WorkflowFailedError ? failedJob(handle, log) : Promise.reject(e)));
+    return { result, log: log() };
   }
 
   it('resolves the target, then deletes what carries the job tag', async () => {
@@ -582,6 +623,7 @@ describe('cleanupWorkflow (time-skipping server, stub activities)', { timeout: 2
       plan: plan('plan-x'),
       fail: { delete: ApplicationFailure.nonRetryable('i-db-01 is protected from termination') },
     });
+    // failedJob (above) checked the workflow failed with the job's message and remediation.
     expect(result).toMatchObject({
       status: 'failed',
       failedStep: 'delete',

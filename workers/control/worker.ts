@@ -3,7 +3,7 @@ import { createControlActivities } from '../../activities/control';
 import type { Config } from '../../lib/config';
 import { lifeboatDataConverter } from '../../lib/crypto';
 import { temporalConnectionOptions } from '../../lib/temporal';
-import { installTemporalRuntime } from '../../lib/temporal-runtime';
+import { installTemporalRuntime, workerMetricsOf } from '../../lib/temporal-runtime';
 import type { Db } from '../../schema/db';
 import { loadWorkflowBundle } from '../bundle';
 
@@ -13,7 +13,7 @@ export async function createControlWorker(
   db: Db,
   opts: { workflowBundle?: { code: string }; worker?: Partial<WorkerOptions> } = {},
 ) {
-  installTemporalRuntime(config.TEMPORAL_LOG_LEVEL);
+  installTemporalRuntime(config.TEMPORAL_LOG_LEVEL, workerMetricsOf(config));
   const dataConverter = await lifeboatDataConverter(config);
   const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
   const worker = await Worker.create({

@@ -11,7 +11,7 @@ const config = loadConfig();
 const db = createDb(databaseUrl(config), { max: 2 });
 const nodeId = config.LIFEBOAT_NODE_ID;
 const HEARTBEAT_MS = config.LIFEBOAT_NODE_HEARTBEAT_SECONDS * 1000;
-const { worker, connection, taskQueue } = await createNodeWorker(config, nodeId).catch(refuseToStart);
+const { worker, connection, taskQueue } = await createNodeWorker(config, nodeId, db).catch(refuseToStart);
 
 await registerNode(db, {
   id: nodeId,

@@ -1,16 +1,18 @@
 import { NativeConnection, Worker } from '@temporalio/worker';
+import { createJobLog } from '../../activities/control/jobs/log';
 import { createNodeActivities } from '../../activities/node';
 import { awsTargetFromConfig } from '../../lib/aws';
 import type { Config } from '../../lib/config';
 import { lifeboatDataConverter } from '../../lib/crypto';
 import { temporalConnectionOptions } from '../../lib/temporal';
-import { installTemporalRuntime } from '../../lib/temporal-runtime';
+import { installTemporalRuntime, workerMetricsOf } from '../../lib/temporal-runtime';
+import type { Db } from '../../schema/db';
 
 export const nodeTaskQueue = (nodeId: string) => `node-${nodeId}`;
 
 /** A node worker (Replication Appliance / Cloud Connector): data-path activities on `node-<id>`. */
-export async function createNodeWorker(config: Config, nodeId = config.LIFEBOAT_NODE_ID) {
-  installTemporalRuntime(config.TEMPORAL_LOG_LEVEL);
+export async function createNodeWorker(config: Config, nodeId = config.LIFEBOAT_NODE_ID, db?: Db) {
+  installTemporalRuntime(config.TEMPORAL_LOG_LEVEL, workerMetricsOf(config));
   const dataConverter = await lifeboatDataConverter(config);
   const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
   const worker = await Worker.create({
@@ -22,6 +24,7 @@ export async function createNodeWorker(config: Config, nodeId = config.LIFEBOAT_
       nodeId,
       aws: awsTargetFromConfig(config),
       dataDir: config.LIFEBOAT_DATA_DIR,
+      ...(db ? { jobLog: createJobLog(db).append } : {}),
     }),
     // Heartbeats carry the transfer's resume point: send them promptly instead of up to 60 s late.
     maxHeartbeatThrottleInterval: '2s',

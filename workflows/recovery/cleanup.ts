@@ -1,8 +1,15 @@
-import { proxyActivities, setHandler } from '@temporalio/workflow';
+import { patched, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { RecoveryActivities } from '../../activities/control/recovery';
-import { type CleanupInput, progressQuery, type RecoveryResult } from '../../contracts';
+import {
+  type CleanupInput,
+  PATCH_FAILED_JOB_FAILS,
+  progressQuery,
+  type RecoveryResult,
+} from '../../contracts';
 import { explainFailure } from '../jobs/failures';
+import { setJobStatusAttr } from '../jobs/status-attr';
 import { StepBook } from '../jobs/step-book';
+import { failedJobFailure } from './recovery';
 
 /**
  * Cleanup of a test recovery (or a recovered copy an operator names): remove every instance,
@@ -49,6 +56,7 @@ export async function cleanupWorkflow(input: CleanupInput): Promise<RecoveryResu
     book.progress.status = 'completed';
     book.progress.result = result;
     await acts.recoveryJobFinished(input.jobId, result);
+    setJobStatusAttr('completed');
     return result;
   } catch (err) {
     const why = explainFailure(
@@ -69,6 +77,8 @@ export async function cleanupWorkflow(input: CleanupInput): Promise<RecoveryResu
     book.progress.status = 'failed';
     book.progress.result = result;
     await acts.recoveryJobFinished(input.jobId, result);
+    setJobStatusAttr('failed');
+    if (patched(PATCH_FAILED_JOB_FAILS)) throw failedJobFailure(result);
     return result;
   }
 }

@@ -1,9 +1,11 @@
 import {
   ActivityCancellationType,
   type ActivityInterfaceFor,
+  ApplicationFailure,
   CancellationScope,
   executeChild,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -13,6 +15,7 @@ import {
 import type { RecoveryActivities } from '../../activities/control/recovery';
 import {
   JOB_KIND_OF_MODE,
+  PATCH_FAILED_JOB_FAILS,
   progressQuery,
   REPLICATION_ITERATION_WORKFLOW,
   type RecoveredVm,
@@ -26,6 +29,7 @@ import {
   VmIdsAttr,
 } from '../../contracts';
 import { explainFailure } from '../jobs/failures';
+import { setJobStatusAttr } from '../jobs/status-attr';
 import { StepBook, StepFailed } from '../jobs/step-book';
 import type { replicationIterationWorkflow } from '../replication/iteration';
 
@@ -90,8 +94,30 @@ export async function recoveryWorkflow(input: RecoveryInput): Promise<RecoveryRe
     await planPostScript(job, plan);
     return await finishCompleted(job, plan);
   } catch (err) {
-    return await finishAfterError(job, err);
+    const result = await finishAfterError(job, err);
+    // The job row and steps are recorded: a failed job now fails its workflow (red in the Temporal
+    // UI, in its Failures filter), with the remediation and what it created in the failure's details.
+    if (result.status === 'failed' && patched(PATCH_FAILED_JOB_FAILS)) throw failedJobFailure(result);
+    return result;
   }
+}
+
+/** The workflow failure of a failed job: the job's message; details: remediation, created resources. */
+export function failedJobFailure(result: RecoveryResult): ApplicationFailure {
+  return ApplicationFailure.create({
+    message: result.message,
+    type: 'JobFailed',
+    nonRetryable: true,
+    details: [
+      {
+        remediation: result.remediation,
+        ...(result.failedStep ? { failedStep: result.failedStep } : {}),
+        ...(result.created ? { created: result.created } : {}),
+        recovered: result.recovered,
+        failedScripts: result.failedScripts,
+      },
+    ],
+  });
 }
 
 function newJob(input: RecoveryInput): RecoveryJob {
@@ -496,10 +522,11 @@ function addEc2({ book }: RecoveryJob, key: string, ms: number | undefined) {
   book.get(key).ec2Ms = Math.round(ms ?? 0);
 }
 
-async function finish({ book, acts, jobId }: RecoveryJob, result: RecoveryResult) {
+async function finish({ book, acts, jobId, plan }: RecoveryJob, result: RecoveryResult) {
   book.progress.status = result.status;
   book.progress.result = result;
   await acts.recoveryJobFinished(jobId, result);
+  setJobStatusAttr(result.status, plan?.planName);
   return result;
 }
 

@@ -19,6 +19,7 @@ import type {
 } from '../../contracts';
 import { JobKindAttr, PlanIdAttr, replicationSnapshotTags, VmIdsAttr } from '../../contracts';
 import { failureMessage } from '../jobs/failures';
+import { setJobStatusAttr } from '../jobs/status-attr';
 import { dispatchToNodes, forEachBounded, rankNodes } from './node-dispatch';
 import { snapshotSlots } from './snapshot-slots';
 
@@ -69,6 +70,7 @@ export async function replicationIterationWorkflow(
     { key: VmIdsAttr, value: it.vmIds.slice(0, 40) },
     { key: JobKindAttr, value: 'replication' },
   ]);
+  setJobStatusAttr('running', it.planName);
 
   const jobBase = {
     jobId,
@@ -104,6 +106,7 @@ export async function replicationIterationWorkflow(
       error: message,
       remediation: 'Add VMs with disks to the plan, then replicate again.',
     });
+    setJobStatusAttr('failed');
     throw ApplicationFailure.nonRetryable(message, 'NothingToReplicate');
   }
 
@@ -222,6 +225,7 @@ export async function replicationIterationWorkflow(
       error,
       remediation,
     });
+    setJobStatusAttr('failed');
     throw ApplicationFailure.nonRetryable(
       `Replication of plan "${it.planName}" failed for ${failures.length} of ${it.disks.length} disk(s): ${error}. ${remediation}`,
       'ReplicationDiskFailed',
@@ -248,5 +252,6 @@ export async function replicationIterationWorkflow(
     status: 'completed',
     result: { ...summary, durationMs, disks: results.length },
   });
+  setJobStatusAttr('completed');
   return summary;
 }

@@ -14,6 +14,7 @@ import type {
 } from '../../contracts';
 import { JobKindAttr, PlanIdAttr } from '../../contracts';
 import { failureMessage } from '../jobs/failures';
+import { setJobStatusAttr } from '../jobs/status-attr';
 import { controlActivities } from './iteration';
 import { dispatchToNodes, forEachBounded } from './node-dispatch';
 
@@ -52,6 +53,7 @@ export async function verifyRecoveryPointWorkflow(
     { key: PlanIdAttr, value: rp.planId },
     { key: JobKindAttr, value: 'verify' },
   ]);
+  setJobStatusAttr('running', rp.planName);
   const jobBase = {
     jobId,
     workflowId,
@@ -164,6 +166,7 @@ export async function verifyRecoveryPointWorkflow(
             'Do not recover from this recovery point; replicate again (lifeboat replication now) and verify the new point. Mismatches persisting across points mean the source changed during the copy or the target is corrupt.',
         }),
   });
+  setJobStatusAttr(result.ok ? 'completed' : 'failed');
   if (!result.ok)
     throw ApplicationFailure.nonRetryable(
       `Recovery point ${rp.recoveryPointId} failed verification: ${failures.join('; ')}`,

@@ -4,12 +4,15 @@ import {
   type EndedJobStatus,
   isStepEnded,
   type JobKind,
+  type JobLogWrite,
   type JobStatus,
   type StepRef,
+  type StepStatus,
   type StepWrite,
 } from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import { jobSteps, jobs } from '../../../schema/index';
+import { createJobLog } from './log';
 
 /** Who ran a step when the write names no node: this worker process. */
 export const ACTOR = `${hostname()}:${process.pid}`;
@@ -34,6 +37,15 @@ export interface JobOutcome {
   remediation?: string | undefined;
 }
 
+const STEP_VERB: Record<StepStatus, string> = {
+  pending: 'pending',
+  running: 'started',
+  completed: 'completed',
+  failed: 'failed',
+  skipped: 'skipped',
+  cancelled: 'cancelled',
+};
+
 const isEnded = (s: JobStatus) => ['completed', 'failed', 'cancelled', 'partially-completed'].includes(s);
 
 /**
@@ -43,8 +55,38 @@ const isEnded = (s: JobStatus) => ['completed', 'failed', 'cancelled', 'partiall
  * rows instead of adding any.
  */
 export function createJobProjection(db: Db) {
+  const jobLog = createJobLog(db);
+
+  /** A line per step state change (keyed: a retried write adds none), in the job's log stream. */
+  async function logSteps(rows: StepWrite[]) {
+    const byJob = new Map<string, JobLogWrite[]>();
+    for (const s of rows) {
+      const status = s.status ?? 'pending';
+      if (status === 'pending') continue;
+      const bytes = Number((s.progress as { bytesWritten?: unknown } | undefined)?.bytesWritten);
+      const line: JobLogWrite = {
+        level: status === 'failed' ? 'error' : status === 'cancelled' ? 'warn' : 'info',
+        message: `${s.name}: ${STEP_VERB[status]}${s.message ? ` — ${s.message}` : ''}`,
+        stepKey: s.key,
+        node: s.actor ?? (status === 'skipped' ? undefined : ACTOR),
+        ...(Number.isFinite(bytes) ? { bytes } : {}),
+        ...(status === 'failed' && s.message ? { error: s.message } : {}),
+        data: { status, ...(s.vm ? { vm: s.vm } : {}), ...(s.group ? { group: s.group } : {}) },
+        // "running" may be written again with a new message (waiting for a slot → copying): one line each.
+        key: `step:${s.key}:${status}${status === 'running' && s.message ? `:${s.message}` : ''}`,
+      };
+      byJob.set(s.jobId, [...(byJob.get(s.jobId) ?? []), line]);
+    }
+    for (const [jobId, lines] of byJob) await jobLog.append({ jobId }, lines);
+  }
+
   async function upsertSteps(rows: StepWrite[]) {
     if (rows.length === 0) return;
+    await upsertStepRows(rows);
+    await logSteps(rows);
+  }
+
+  async function upsertStepRows(rows: StepWrite[]) {
     const now = new Date();
     const values = rows.map((s) => {
       const status = s.status ?? 'pending';
@@ -84,6 +126,22 @@ export function createJobProjection(db: Db) {
           endedAt: sql`excluded.ended_at`,
         },
       });
+  }
+
+  /** The job's last line: how it ended, with the error and remediation. */
+  async function logEnd(jobId: string, outcome: JobOutcome) {
+    const ok = outcome.status === 'completed';
+    await jobLog.append({ jobId }, [
+      {
+        level: ok ? 'info' : outcome.status === 'failed' ? 'error' : 'warn',
+        message: `Job ${outcome.status}: ${outcome.message}`,
+        node: ACTOR,
+        ...(ok ? {} : { error: outcome.message }),
+        ...(outcome.remediation ? { remediation: outcome.remediation } : {}),
+        data: { status: outcome.status },
+        key: 'job:ended',
+      },
+    ]);
   }
 
   return {
@@ -145,6 +203,16 @@ export function createJobProjection(db: Db) {
             endedAt: ended ? sql`coalesce(${jobs.endedAt}, now())` : null,
           },
         });
+      if (job.status === 'running')
+        await jobLog.append({ jobId: job.jobId }, [
+          { level: 'info', message: `Job started (${job.kind})`, node: ACTOR, key: 'job:started' },
+        ]);
+      if (ended)
+        await logEnd(job.jobId, {
+          status: job.status as EndedJobStatus,
+          message: job.error ?? `${job.kind} job ${job.status}`,
+          remediation: job.remediation,
+        });
     },
 
     /** A job whose row the API wrote (pending) is now running. */
@@ -153,6 +221,9 @@ export function createJobProjection(db: Db) {
         .update(jobs)
         .set({ status: 'running', startedAt: sql`coalesce(${jobs.startedAt}, now())` })
         .where(eq(jobs.id, jobId));
+      await jobLog.append({ jobId }, [
+        { level: 'info', message: 'Job started', node: ACTOR, key: 'job:started' },
+      ]);
     },
 
     /** The job ended: its status, result, and for anything but success the error and remediation. */
@@ -167,6 +238,7 @@ export function createJobProjection(db: Db) {
           endedAt: sql`now()`,
         })
         .where(eq(jobs.id, jobId));
+      await logEnd(jobId, outcome);
     },
   };
 }

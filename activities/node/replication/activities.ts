@@ -2,10 +2,13 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
 import type {
   DiskTransferInput,
+  JobLogWrite,
   TransferProgress,
   VerifyDiskInput,
   VerifyDiskResult,
 } from '../../../contracts';
+import { transferLive } from '../../../contracts';
+import type { JobLogSink } from '../../control/jobs/log';
 import type { AwsClientHooks } from './target/clients';
 import { AwsClients } from './target/clients';
 import { type TransferOutcome, transferDisk } from './transfer';
@@ -22,7 +25,13 @@ export interface ReplicationActivityOptions {
   nodeConcurrency?: number | undefined;
   heartbeatIntervalMs?: number | undefined;
   heartbeatEveryBlocks?: number | undefined;
+  /** Where the node writes its lines of the job's log (start, progress, end); none = no lines. */
+  jobLog?: JobLogSink | undefined;
+  /** A progress line at most this often per transfer (default 5 s). */
+  progressLogIntervalMs?: number | undefined;
 }
+
+const mib = (bytes: number) => `${(bytes / 1_048_576).toFixed(1)} MiB`;
 
 function isProgress(d: unknown): d is TransferProgress {
   const p = d as TransferProgress;
@@ -52,13 +61,86 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
     async replicateDisk(input: DiskTransferInput): Promise<TransferOutcome> {
       const ctx = Context.current();
       const details = ctx.info.heartbeatDetails;
+      const resumeFrom = isProgress(details) ? details : undefined;
+      const stepKey = `disk-${input.diskId}`;
+      const attempt = ctx.info.attempt;
+      const startedAt = Date.now();
+      const startBlock = resumeFrom?.nextBlockIndex ?? 0;
+      // The job's log: best effort, never in the way of the copy.
+      const log = (lines: JobLogWrite[]) =>
+        o.jobLog?.({ workflowId: input.workflowId }, lines).catch(() => {}) ?? Promise.resolve();
+      await log([
+        {
+          level: 'info',
+          message: `Transfer of disk ${input.diskId} started on node ${o.nodeId} (attempt ${attempt}${resumeFrom ? `, resuming at block ${startBlock}` : ''}; ${input.previous ? 'changed blocks since the previous recovery point' : 'full copy'})`,
+          stepKey,
+          node: o.nodeId,
+          data: { attempt, resumedFromBlock: startBlock },
+          key: `${stepKey}:transfer:attempt-${attempt}:started`,
+        },
+      ]);
+      let lastLineAt = startedAt;
+      const progressEvery = o.progressLogIntervalMs ?? 5000;
       try {
-        return await transferDisk(input, deps, {
+        const r = await transferDisk(input, deps, {
           signal: ctx.cancellationSignal,
-          resumeFrom: isProgress(details) ? details : undefined,
-          heartbeat: (p) => ctx.heartbeat(p),
+          resumeFrom,
+          heartbeat: (p) => {
+            const beat: TransferProgress = {
+              ...p,
+              nodeId: o.nodeId,
+              diskId: input.diskId,
+              attemptStartedAt: startedAt,
+              attemptStartBlock: startBlock,
+            };
+            ctx.heartbeat(beat);
+            const now = Date.now();
+            if (now - lastLineAt < progressEvery) return;
+            lastLineAt = now;
+            const live = transferLive(stepKey, beat, now);
+            void log([
+              {
+                level: 'info',
+                message: `Disk ${input.diskId}: ${mib(live.bytesDone)}${live.bytesTotal !== null ? ` of ${mib(live.bytesTotal)} (${live.percent}%)` : ''} scanned, ${mib(p.bytesWritten)} written${live.mibPerSecond !== null ? `, ${live.mibPerSecond} MiB/s` : ''}${live.etaSeconds !== null ? `, ETA ${live.etaSeconds} s` : ''}`,
+                stepKey,
+                node: o.nodeId,
+                bytes: p.bytesWritten,
+                data: { progress: live },
+              },
+            ]);
+          },
         });
+        const seconds = Math.max(0.001, r.durationMs / 1000);
+        await log([
+          {
+            level: 'info',
+            message: `Transfer of disk ${input.diskId} done on node ${o.nodeId}: ${r.changedBlocks} of ${r.totalBlocks} blocks changed, ${mib(r.bytesWritten)} written to ${r.snapshotId} in ${seconds.toFixed(1)} s (${mib(r.bytesRead / seconds)}/s read)`,
+            stepKey,
+            node: o.nodeId,
+            bytes: r.bytesWritten,
+            data: {
+              snapshotId: r.snapshotId,
+              changedBlocks: r.changedBlocks,
+              totalBlocks: r.totalBlocks,
+              bytesRead: r.bytesRead,
+              durationMs: r.durationMs,
+            },
+            key: `${stepKey}:transfer:done`,
+          },
+        ]);
+        return r;
       } catch (e) {
+        if (!ctx.cancellationSignal.aborted)
+          await log([
+            {
+              level: 'warn',
+              message: `Transfer of disk ${input.diskId} on node ${o.nodeId} stopped (attempt ${attempt}): ${(e as Error).message}`,
+              stepKey,
+              node: o.nodeId,
+              error: (e as Error).message,
+              key: `${stepKey}:transfer:attempt-${attempt}:failed`,
+            },
+          ]);
         const err = e as NodeJS.ErrnoException;
         if (err.code === 'ENOENT' || err.code === 'EACCES') {
           throw ApplicationFailure.nonRetryable(`disk ${input.diskId}: ${err.message}`, 'SourceUnreadable');
@@ -70,11 +152,35 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
     /** Read a recovery point's disk back from the target and compare every block with the node's index. */
     async verifyDisk(input: VerifyDiskInput): Promise<VerifyDiskResult> {
       const ctx = Context.current();
+      const stepKey = `verify-${input.diskId}`;
+      const workflowId = ctx.info.workflowExecution?.workflowId ?? '';
+      const log = (lines: JobLogWrite[]) =>
+        (workflowId && o.jobLog?.({ workflowId }, lines).catch(() => {})) || Promise.resolve();
+      await log([
+        {
+          level: 'info',
+          message: `Verification of disk ${input.diskId} started on node ${o.nodeId}`,
+          stepKey,
+          node: o.nodeId,
+          key: `${stepKey}:verify:attempt-${ctx.info.attempt}:started`,
+        },
+      ]);
       try {
-        return await verifyDiskBlocks(input, deps, {
+        const r = await verifyDiskBlocks(input, deps, {
           signal: ctx.cancellationSignal,
           heartbeat: (n) => ctx.heartbeat({ blocksChecked: n }),
         });
+        await log([
+          {
+            level: r.mismatches.length ? 'error' : 'info',
+            message: `Verification of disk ${input.diskId} done on node ${o.nodeId}: ${r.blocksChecked} blocks checked, ${r.mismatches.length} mismatch(es)`,
+            stepKey,
+            node: o.nodeId,
+            data: { blocksChecked: r.blocksChecked, mismatches: r.mismatches.length },
+            key: `${stepKey}:verify:done`,
+          },
+        ]);
+        return r;
       } catch (e) {
         if (e instanceof MissingIndexError) throw ApplicationFailure.nonRetryable(e.message, 'MissingIndex');
         throw e;

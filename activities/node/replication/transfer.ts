@@ -99,7 +99,7 @@ export async function transferDisk(
     }
     partial = r?.snapshotId ? await PartialIndexFile.resume(partialPath, index, r.nextBlockIndex) : undefined;
     if (r?.snapshotId && partial) {
-      progress = { ...r };
+      progress = { ...r, totalBlocks: total, sizeBytes };
     } else {
       const snapshotId =
         r?.snapshotId ??
@@ -131,6 +131,8 @@ export async function transferDisk(
         nextBlockIndex: 0,
         blocksWritten: r?.blocksWritten ?? 0,
         bytesWritten: r?.bytesWritten ?? 0,
+        totalBlocks: total,
+        sizeBytes,
         ...(restarts ? { restarts } : {}),
       };
       partial = await PartialIndexFile.create(partialPath, index);

@@ -8,7 +8,9 @@ import {
 import { asc, eq } from 'drizzle-orm';
 import {
   JobKindAttr,
+  JobStatusAttr,
   PlanIdAttr,
+  PlanNameAttr,
   planScheduleId,
   REPLICATION_ITERATION_WORKFLOW,
   type ReplicationIterationInput,
@@ -48,14 +50,14 @@ export function wantedSchedules(plan: PlanRow, vmRows: VmRow[]): WantedSchedule[
       {
         scheduleId: planScheduleId(plan.id),
         vmIds: vmRows.map((v) => v.id),
-        summary: `Replicate every VM of plan "${plan.name}" together, every ${plan.replication.intervalMinutes} min`,
+        summary: `Replication of ${plan.name}: ${vmRows.length} VM${vmRows.length === 1 ? '' : 's'} together, every ${plan.replication.intervalMinutes} min`,
       },
     ];
   return vmRows.map((v) => ({
     scheduleId: vmScheduleId(v.id),
     vmId: v.id,
     vmIds: [v.id],
-    summary: `Replicate VM "${v.name}" of plan "${plan.name}", every ${plan.replication.intervalMinutes} min`,
+    summary: `Replication of ${plan.name}: VM ${v.name}, every ${plan.replication.intervalMinutes} min`,
   }));
 }
 
@@ -114,7 +116,12 @@ export function replicationSchedules(deps: ScheduleDeps) {
         workflowId: `replication-${w.vmId ? `vm-${w.vmId}` : `plan-${plan.id}`}`,
         taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
         args: [args],
-        typedSearchAttributes: searchAttributes,
+        typedSearchAttributes: [
+          ...searchAttributes,
+          // The iteration keeps it current (workflows/jobs/status-attr.ts).
+          { key: JobStatusAttr, value: 'running' },
+          { key: PlanNameAttr, value: plan.name },
+        ],
         staticSummary: w.summary,
       },
       policies: {

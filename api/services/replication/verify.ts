@@ -4,7 +4,7 @@ import {
   type VerifyRecoveryPointInput,
   verifyWorkflowId,
 } from '../../../contracts';
-import { jobs, recoveryPoints } from '../../../schema/index';
+import { jobs, plans, recoveryPoints } from '../../../schema/index';
 import type { verifyRecoveryPointWorkflow } from '../../../workflows/replication/verify';
 import { ApiError } from '../../errors';
 import { type JobsDeps, jobsService } from '../jobs';
@@ -27,6 +27,10 @@ export function verifyJobsService(deps: JobsDeps) {
     /** Read every block of the recovery point back from the target and compare it with the source index. */
     async start(recoveryPointId: string, requestedBy: string) {
       const rp = await findRecoveryPoint(recoveryPointId);
+      const [plan] = rp.planId
+        ? await db.select({ name: plans.name }).from(plans).where(eq(plans.id, rp.planId))
+        : [];
+      const planName = plan?.name;
       return jobsSvc.start<typeof verifyRecoveryPointWorkflow>((_tx, jobId) => {
         const input: VerifyRecoveryPointInput = { recoveryPointId: rp.id, jobId, requestedBy };
         return {
@@ -37,7 +41,8 @@ export function verifyJobsService(deps: JobsDeps) {
           workflowType: VERIFY_RECOVERY_POINT_WORKFLOW,
           workflowId: verifyWorkflowId(rp.id, jobId.slice(0, 8)),
           args: [input],
-          summary: `Verify recovery point ${rp.id} block by block against the source index`,
+          ...(planName ? { planName } : {}),
+          summary: `Verify recovery point ${rp.id}${planName ? ` of ${planName}` : ''} block by block against the source index`,
         };
       });
     },

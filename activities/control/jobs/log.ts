@@ -1,0 +1,55 @@
+import { eq } from 'drizzle-orm';
+import type { JobLogTarget, JobLogWrite } from '../../../contracts';
+import type { Db } from '../../../schema/db';
+import { jobLogs, jobs } from '../../../schema/index';
+
+/** Append log lines to a job's stream (the API's GET /v1/jobs/{id}/logs). */
+export type JobLogSink = (target: JobLogTarget, lines: JobLogWrite[]) => Promise<void>;
+
+/**
+ * The job log writer. Keyed lines are idempotent (a retried activity adds nothing: the key is
+ * stored as `<job id>:<key>`); unkeyed lines (progress) append every time. A line for a
+ * workflow whose job row does not exist yet is dropped: the job projection writes the row first.
+ */
+export function createJobLog(db: Db) {
+  const jobIdOf = new Map<string, string>();
+
+  async function resolve(target: JobLogTarget): Promise<string | undefined> {
+    if ('jobId' in target) return target.jobId;
+    const cached = jobIdOf.get(target.workflowId);
+    if (cached) return cached;
+    const [row] = await db.select({ id: jobs.id }).from(jobs).where(eq(jobs.workflowId, target.workflowId));
+    if (row) {
+      if (jobIdOf.size > 1000) jobIdOf.clear();
+      jobIdOf.set(target.workflowId, row.id);
+    }
+    return row?.id;
+  }
+
+  const append: JobLogSink = async (target, lines) => {
+    if (lines.length === 0) return;
+    const jobId = await resolve(target);
+    if (!jobId) return;
+    await db
+      .insert(jobLogs)
+      .values(
+        lines.map((l) => ({
+          jobId,
+          level: l.level,
+          message: l.message,
+          stepKey: l.stepKey ?? null,
+          node: l.node ?? null,
+          bytes: l.bytes ?? null,
+          error: l.error ?? null,
+          remediation: l.remediation ?? null,
+          data: l.data ?? null,
+          key: l.key ? `${jobId}:${l.key}` : null,
+        })),
+      )
+      .onConflictDoNothing({ target: jobLogs.key });
+  };
+
+  return { append };
+}
+
+export type JobLog = ReturnType<typeof createJobLog>;
