@@ -8,6 +8,7 @@ import { type AppDeps, v1Router } from './router';
 import { auditRoutes } from './routes/audit';
 import { codecRoutes } from './routes/codec';
 import { eventRoutes } from './routes/events';
+import { channelRoutes } from './routes/channels';
 import { healthRoutes } from './routes/health';
 import { jobRoutes } from './routes/jobs';
 import { nodeRoutes } from './routes/nodes';
@@ -48,6 +49,7 @@ export function createApp(deps: AppDeps) {
   v1.route('/', jobRoutes(deps));
   v1.route('/', replicationRoutes(deps));
   v1.route('/', eventRoutes(deps));
+  v1.route('/', channelRoutes(deps));
   app.route('/v1', v1);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {

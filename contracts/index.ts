@@ -8,6 +8,7 @@ export * from './aws';
 export * from './events';
 export * from './jobs';
 export * from './monitor';
+export * from './notifications';
 export * from './recovery';
 export * from './replication';
 export * from './search-attributes';
