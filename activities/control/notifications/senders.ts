@@ -148,7 +148,7 @@ async function sendEmail(
     const answer = err.response ? String(err.response).slice(0, 200) : undefined;
     // SMTP 5xx is a permanent refusal (bad sender, relay denied, auth failed): no retry changes it.
     const permanent = (err.responseCode ?? 0) >= 500 || err.code === 'EAUTH';
-    const reason = answer ?? err.code ?? 'SMTP error';
+    const reason = answer ?? `${err.code ?? 'error'}: ${err.message}`;
     throw new SendError(`SMTP delivery failed: ${reason}`, !permanent, undefined, answer);
   } finally {
     transport.close();
