@@ -1,6 +1,10 @@
+import { execFile } from 'node:child_process';
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
 import type { Client } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
@@ -13,6 +17,7 @@ import { recoveryJobsService } from '../api/services/recovery-jobs';
 import { deliverEventWorkflowId, type EventInput, type RecoveryResult } from '../contracts';
 import { ec2Client } from '../lib/aws';
 import { channelDeliveries } from '../schema/index';
+import { childEnv } from '../scripts/stack/test-env';
 import { useTestApi } from './helpers/api';
 import { createPlan, createRecoveryPoint, testVm, waitFor } from './helpers/recovery';
 
@@ -587,5 +592,59 @@ describe('notification channels (real Temporal, Postgres, moto, local receivers)
       sql`select secret_sealed from channels where secret_sealed is not null`,
     );
     expect(sealed.length).toBeGreaterThanOrEqual(4);
+  });
+  it('lifeboat channels: create -f, list, get, update, test, deliveries, delete', async () => {
+    const hook = await receiver();
+    const dir = mkdtempSync(path.join(tmpdir(), 'lifeboat-channels-'));
+    const run = (args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          ['--import', 'tsx', path.resolve(import.meta.dirname, '..', 'bin/lifeboat.ts'), ...args],
+          { env: childEnv({ LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.admin }), timeout: 60_000 },
+          (err, stdout, stderr) =>
+            resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+    try {
+      const yaml = path.join(dir, 'hook.yaml');
+      writeFileSync(
+        yaml,
+        `name: cli-hook\nkind: webhook\nurl: ${hook.url}/cli\nsecret: ${SECRETS.webhook}\nfilters:\n  types: [job.failed, alert.opened]\n  minSeverity: warning\n`,
+      );
+      const created = await run(['channels', 'create', '-f', yaml]);
+      expect(created.code, created.stderr).toBe(0);
+      expect(created.stdout).toContain('channel "cli-hook" created');
+      const list = await run(['channels', 'list']);
+      expect(list.stdout).toMatch(
+        /cli-hook\s+webhook\s+true\s+types=job.failed,alert.opened severity>=warning\s+set/,
+      );
+      const got = await run(['channels', 'get', 'cli-hook']);
+      expect(JSON.parse(got.stdout)).toMatchObject({ name: 'cli-hook', secretSet: true });
+      expect(got.stdout).not.toContain(SECRETS.webhook);
+      writeFileSync(yaml, `name: cli-hook\nkind: webhook\nurl: ${hook.url}/cli2\n`);
+      const updated = await run(['channels', 'update', 'cli-hook', '-f', yaml]);
+      expect(updated.code, updated.stderr).toBe(0);
+      const test = await run(['channels', 'test', 'cli-hook']);
+      expect(test.code, test.stderr).toBe(0);
+      expect(test.stdout).toMatch(/test event \d+: succeeded\nHTTP 200/);
+      expect(hook.got.at(-1)!.path).toBe('/cli2');
+      expect(verifyWebhook(SECRETS.webhook, hook.got.at(-1)!.headers, hook.got.at(-1)!.raw)).toBe(true);
+      const log = await run(['channels', 'deliveries', 'cli-hook']);
+      expect(log.stdout).toMatch(/channel\.test\s+succeeded\s+1\s+200/);
+      writeFileSync(
+        yaml,
+        `name: cli-bad\nkind: email\nhost: smtp.example.com\nport: 99999\nfrom: a@b.co\nrecipients: [c@d.co]\n`,
+      );
+      const bad = await run(['channels', 'create', '-f', yaml]);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain('port:');
+      const del = await run(['channels', 'delete', 'cli-hook']);
+      expect(del.code, del.stderr).toBe(0);
+      expect((await run(['channels', 'get', 'cli-hook'])).code).toBe(2);
+    } finally {
+      await deleteChannels();
+      await hook.close();
+    }
   });
 });
