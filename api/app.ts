@@ -6,6 +6,7 @@ import { docsRoutes } from './docs';
 import { ApiError, errorResponse, validationHook } from './errors';
 import { type AppDeps, v1Router } from './router';
 import { auditRoutes } from './routes/audit';
+import { channelRoutes } from './routes/channels';
 import { codecRoutes } from './routes/codec';
 import { eventRoutes } from './routes/events';
 import { healthRoutes } from './routes/health';
@@ -50,6 +51,7 @@ export function createApp(deps: AppDeps) {
   v1.route('/', jobRoutes(deps));
   v1.route('/', replicationRoutes(deps));
   v1.route('/', eventRoutes(deps));
+  v1.route('/', channelRoutes(deps));
   app.route('/v1', v1);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {

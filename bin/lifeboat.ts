@@ -8,6 +8,7 @@
 import { Command, CommanderError } from 'commander';
 import { CliError, createCli, EXIT } from './cli';
 import { auditCommands } from './commands/audit';
+import { channelCommands } from './commands/channels';
 import { eventCommands } from './commands/events';
 import { nodeCommands } from './commands/nodes';
 import { applyCommand, planCommands } from './commands/plans';
@@ -44,6 +45,7 @@ auditCommands(program, cli);
 recoveryCommands(program, cli);
 replicationCommands(program, cli);
 eventCommands(program, cli);
+channelCommands(program, cli);
 
 try {
   await program.parseAsync(process.argv);

@@ -9,6 +9,7 @@ export * from './events';
 export * from './job-logs';
 export * from './jobs';
 export * from './monitor';
+export * from './notifications';
 export * from './recovery';
 export * from './replication';
 export * from './search-attributes';

@@ -80,6 +80,15 @@ export const configSchema = z.object({
   // this port at /metrics, per worker process; unset = off. Bound to LIFEBOAT_WORKER_METRICS_HOST.
   LIFEBOAT_WORKER_METRICS_PORT: port.optional(),
   LIFEBOAT_WORKER_METRICS_HOST: z.string().default('127.0.0.1'),
+  // The API's address as operators reach it (links in notifications); unset = http://<API_HOST>:<API_PORT>.
+  LIFEBOAT_PUBLIC_URL: z.url().optional(),
+
+  // Notification delivery retries (exponential backoff per channel): first wait, longest wait,
+  // give up after this many hours, and an optional cap on attempts.
+  LIFEBOAT_NOTIFY_RETRY_INITIAL_SECONDS: z.coerce.number().positive().default(2),
+  LIFEBOAT_NOTIFY_RETRY_MAX_INTERVAL_SECONDS: z.coerce.number().positive().default(300),
+  LIFEBOAT_NOTIFY_RETRY_HOURS: z.coerce.number().positive().default(24),
+  LIFEBOAT_NOTIFY_MAX_ATTEMPTS: positiveInt.optional(),
 
   // Node worker (Replication Appliance / Cloud Connector)
   LIFEBOAT_NODE_ID: z.string().default('node-local-1'),
@@ -119,6 +128,21 @@ export class ConfigError extends Error {
 /** The Temporal frontend address the processes dial. */
 export function temporalAddress(config: Config): string {
   return config.TEMPORAL_ADDRESS ?? `127.0.0.1:${config.TEMPORAL_PORT}`;
+}
+
+/** The API's public base URL (no trailing slash), for links to jobs in notifications. */
+export function publicUrl(config: Config): string {
+  return (config.LIFEBOAT_PUBLIC_URL ?? `http://${config.API_HOST}:${config.API_PORT}`).replace(/\/+$/, '');
+}
+
+/** The retry policy of notification deliveries. */
+export function notifyRetry(config: Config) {
+  return {
+    initialIntervalMs: Math.round(config.LIFEBOAT_NOTIFY_RETRY_INITIAL_SECONDS * 1000),
+    maximumIntervalMs: Math.round(config.LIFEBOAT_NOTIFY_RETRY_MAX_INTERVAL_SECONDS * 1000),
+    giveUpAfterMs: Math.round(config.LIFEBOAT_NOTIFY_RETRY_HOURS * 3600_000),
+    ...(config.LIFEBOAT_NOTIFY_MAX_ATTEMPTS ? { maximumAttempts: config.LIFEBOAT_NOTIFY_MAX_ATTEMPTS } : {}),
+  };
 }
 
 /** The AWS endpoint override, or undefined for the real AWS endpoints. */

@@ -1,6 +1,7 @@
 // The workflow bundle's entry: every workflow type the control worker runs.
 
 export { acknowledgeAlertWorkflow, emitEventsWorkflow, monitorWorkflow } from './monitor';
+export { deliverEventWorkflow } from './notifications/deliver';
 export { cleanupWorkflow, recoveryWorkflow } from './recovery';
 export { replicationIterationWorkflow } from './replication/iteration';
 export { snapshotBudgetWorkflow } from './replication/snapshot-budget';

@@ -4,6 +4,7 @@ import { createReporter } from './events/alerts';
 import { createEventLog, type EventListener } from './events/log';
 import { createJobActivities } from './jobs/activities';
 import { createMonitorActivities } from './monitor';
+import { createNotificationActivities, notificationListener } from './notifications';
 import { createRecoveryActivities } from './recovery';
 import { createReplicationControlActivities } from './replication';
 import { createSelfCheckActivities } from './self-check';
@@ -13,23 +14,34 @@ export interface ControlActivityDeps {
   db: Db;
   config: Config;
   /**
-   * Told of every newly recorded event of this worker (notification channels append theirs
-   * here). Every event of the worker goes through its one event log.
+   * Told of every newly recorded event of this worker. Unset = the notification listener (it
+   * starts a delivery workflow when a channel matches). Every event of the worker goes through
+   * its one event log.
    */
   listeners?: EventListener[];
+}
+
+/** The listeners of a control worker's event log: notification channels. */
+export function defaultEventListeners(deps: Pick<ControlActivityDeps, 'db' | 'config'>): EventListener[] {
+  return [notificationListener({ db: deps.db, config: deps.config })];
 }
 
 /** Every activity the control-plane worker (task queue lifeboat-control) registers. */
 export function createControlActivities(deps: ControlActivityDeps) {
   const settings = controlSettings(deps.config);
-  // The worker's one event log, and the alert rules over it.
-  const reporter = createReporter(deps.db, createEventLog(deps.db, deps.listeners ?? []));
+  // The worker's one event log, and the alert rules over it. emit() from an activity starts the
+  // notification workflow with that worker's client (Context.current().client).
+  const reporter = createReporter(
+    deps.db,
+    createEventLog(deps.db, deps.listeners ?? defaultEventListeners(deps)),
+  );
   return {
     ...createSelfCheckActivities(deps.db),
     ...createJobActivities(deps.db, reporter),
     ...createReplicationControlActivities(deps.db, settings, reporter),
     ...createRecoveryActivities(deps.db, settings),
     ...createMonitorActivities(deps.db, reporter, settings.monitor),
+    ...createNotificationActivities(deps.db, deps.config),
   };
 }
 

@@ -59,3 +59,4 @@ export async function lifeboatDataConverter(config: Config): Promise<DataConvert
     failureConverterPath: FAILURE_CONVERTER_PATH,
   };
 }
+export { openJson, type SealedJson, sealJson } from './sealed-json';

@@ -1,0 +1,154 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { CHANNEL_KINDS } from '../../contracts/notifications';
+import { ChannelInput } from '../../schema/domain/channel';
+import { requireRole } from '../auth/middleware';
+import { errorResponses } from '../errors';
+import { type AppDeps, v1Router } from '../router';
+import { Channel, channelsService, Delivery, TestResult } from '../services/channels';
+import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
+import { EtagHeader, jsonBody, jsonContent, UuidParam } from './params';
+
+const tags = ['channels'];
+const ChannelPage = pageOf(Channel, 'ChannelPage');
+const admin = [requireRole('admin')];
+
+const list = createRoute({
+  operationId: 'listChannels',
+  method: 'get',
+  path: '/channels',
+  tags,
+  summary: 'List notification channels (never their secrets)',
+  middleware: admin,
+  request: { query: z.object({ ...PageQuery, kind: z.enum(CHANNEL_KINDS).optional() }) },
+  responses: { 200: jsonContent(ChannelPage, 'A page of channels'), ...errorResponses(400, 401, 403) },
+});
+
+const get = createRoute({
+  operationId: 'getChannel',
+  method: 'get',
+  path: '/channels/{id}',
+  tags,
+  summary: 'Read a channel (write-only fields show as secretSet)',
+  middleware: admin,
+  request: { params: UuidParam },
+  responses: {
+    200: { ...jsonContent(Channel, 'The channel'), headers: EtagHeader },
+    ...errorResponses(400, 401, 403, 404),
+  },
+});
+
+const create = createRoute({
+  operationId: 'createChannel',
+  method: 'post',
+  path: '/channels',
+  tags,
+  summary: 'Create a notification channel (webhook, slack, pagerduty, email)',
+  middleware: admin,
+  request: { body: jsonBody(ChannelInput, 'The channel') },
+  responses: {
+    201: { ...jsonContent(Channel, 'Created'), headers: EtagHeader },
+    ...errorResponses(400, 401, 403, 409),
+  },
+});
+
+const replace = createRoute({
+  operationId: 'replaceChannel',
+  method: 'put',
+  path: '/channels/{id}',
+  tags,
+  summary: 'Replace a channel (without its write-only field the stored one is kept)',
+  middleware: admin,
+  request: { params: UuidParam, headers: IfMatchHeader, body: jsonBody(ChannelInput, 'The whole channel') },
+  responses: {
+    200: { ...jsonContent(Channel, 'Updated'), headers: EtagHeader },
+    ...errorResponses(400, 401, 403, 404, 409, 412),
+  },
+});
+
+const remove = createRoute({
+  operationId: 'deleteChannel',
+  method: 'delete',
+  path: '/channels/{id}',
+  tags,
+  summary: 'Delete a channel and its delivery log',
+  middleware: admin,
+  request: { params: UuidParam, headers: IfMatchHeader },
+  responses: { 204: { description: 'Deleted' }, ...errorResponses(400, 401, 403, 404, 412) },
+});
+
+const test = createRoute({
+  operationId: 'testChannel',
+  method: 'post',
+  path: '/channels/{id}/test',
+  tags,
+  summary: 'Send a channel.test event to this channel only (one attempt) and report the delivery',
+  middleware: admin,
+  request: { params: UuidParam },
+  responses: {
+    200: jsonContent(TestResult, 'The delivery (status failed: the receiver refused or was unreachable)'),
+    ...errorResponses(400, 401, 403, 404, 503),
+  },
+});
+
+const deliveries = createRoute({
+  operationId: 'listChannelDeliveries',
+  method: 'get',
+  path: '/channels/{id}/deliveries',
+  tags,
+  summary: "The channel's last delivery attempts, newest first",
+  middleware: admin,
+  request: {
+    params: UuidParam,
+    query: z.object({
+      limit: z.coerce
+        .number()
+        .int()
+        .min(1)
+        .max(500)
+        .default(50)
+        .openapi({ param: { name: 'limit', in: 'query' }, description: 'How many attempts (1-500)' }),
+    }),
+  },
+  responses: {
+    200: jsonContent(z.object({ items: z.array(Delivery) }).openapi('ChannelDeliveries'), 'Attempts'),
+    ...errorResponses(400, 401, 403, 404),
+  },
+});
+
+export function channelRoutes(deps: AppDeps) {
+  const svc = channelsService(deps);
+  return v1Router()
+    .openapi(list, async (c) => {
+      const { limit, offset, ...filter } = c.req.valid('query');
+      return c.json(await svc.list(filter, { limit, offset }), 200);
+    })
+    .openapi(get, async (c) => {
+      const ch = await svc.get(c.req.valid('param').id);
+      c.header('ETag', etagOf(ch.version));
+      return c.json(ch, 200);
+    })
+    .openapi(create, async (c) => {
+      const ch = await svc.create(c.req.valid('json'));
+      c.header('ETag', etagOf(ch.version));
+      return c.json(ch, 201);
+    })
+    .openapi(replace, async (c) => {
+      const ch = await svc.update(
+        c.req.valid('param').id,
+        c.req.valid('json'),
+        c.req.valid('header')['if-match'],
+      );
+      c.header('ETag', etagOf(ch.version));
+      return c.json(ch, 200);
+    })
+    .openapi(remove, async (c) => {
+      await svc.remove(c.req.valid('param').id, c.req.valid('header')['if-match']);
+      return c.body(null, 204);
+    })
+    .openapi(test, async (c) => {
+      return c.json(await svc.test(c.req.valid('param').id, c.get('principal').name), 200);
+    })
+    .openapi(deliveries, async (c) => {
+      return c.json(await svc.deliveries(c.req.valid('param').id, c.req.valid('query').limit), 200);
+    });
+}
