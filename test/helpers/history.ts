@@ -6,8 +6,9 @@ const isPayload = (o: Record<string, unknown>) =>
   'metadata' in o && o.metadata !== null && typeof o.metadata === 'object' && 'data' in o;
 
 /**
- * Where a history holds payloads NOT sealed by the payload codec (search attributes excluded:
- * the server must read those to index them, so they are never encoded).
+ * Where a history holds payloads NOT sealed by the payload codec. Left out: search attributes
+ * (the server must read them to index them, so they are never encoded) and the SDK's own
+ * `patched()` markers (`patch-data`: the patch id, written by the SDK core, never user data).
  */
 export function plainPayloadPaths(history: temporal.api.history.v1.IHistory): string[] {
   const out: string[] = [];
@@ -22,7 +23,8 @@ export function plainPayloadPaths(history: temporal.api.history.v1.IHistory): st
       if (!isEncryptedPayload(rec as never)) out.push(path);
       return;
     }
-    for (const [k, v] of Object.entries(rec)) if (k !== 'searchAttributes') walk(v, `${path}.${k}`);
+    for (const [k, v] of Object.entries(rec))
+      if (k !== 'searchAttributes' && k !== 'patch-data') walk(v, `${path}.${k}`);
   };
   walk(history, 'history');
   return out;

@@ -6,11 +6,11 @@ import {
   DescribeNetworkInterfacesCommand,
   DescribeVolumesCommand,
 } from '@aws-sdk/client-ec2';
-import type { Client } from '@temporalio/client';
+import { ApplicationFailure, type Client, WorkflowFailedError } from '@temporalio/client';
 import { asc, eq } from 'drizzle-orm';
 import { plansService } from '../../api/services/plans';
 import { sitesService } from '../../api/services/sites';
-import type { AwsTarget } from '../../contracts';
+import type { AwsTarget, RecoveryResult } from '../../contracts';
 import { TAG } from '../../contracts';
 import { ebsClient, ec2Client } from '../../lib/aws';
 import type { Db } from '../../schema/db';
@@ -177,3 +177,25 @@ export async function waitFor<T>(
 }
 
 export type { Client };
+
+/**
+ * A recovery or cleanup job's outcome, from its workflow: the result when it completed (also
+ * partially completed or cancelled), or, when the job failed, the RecoveryResult its JobFailed
+ * workflow failure carries (message; details: remediation, failed step, created, recovered).
+ */
+export async function jobOutcome(client: Client, workflowId: string): Promise<RecoveryResult> {
+  try {
+    return (await client.workflow.getHandle(workflowId).result()) as RecoveryResult;
+  } catch (e) {
+    const failure = e instanceof WorkflowFailedError ? e.cause : undefined;
+    if (!(failure instanceof ApplicationFailure) || failure.type !== 'JobFailed') throw e;
+    const details = (failure.details?.[0] ?? {}) as Partial<RecoveryResult>;
+    return {
+      ...details,
+      failedScripts: details.failedScripts ?? [],
+      recovered: details.recovered ?? [],
+      status: 'failed',
+      message: failure.message,
+    };
+  }
+}
