@@ -12,11 +12,12 @@ import { nodeCommands } from './commands/nodes';
 import { applyCommand, planCommands } from './commands/plans';
 import { recoveryCommands } from './commands/recovery';
 import { replicationCommands } from './commands/replication';
+import { secretCommands } from './commands/secrets';
 import { siteCommands } from './commands/sites';
 import { tokenCommands } from './commands/tokens';
 
 const program = new Command('lifeboat')
-  .description('Lifeboat disaster recovery: sites, protection plans, nodes, tokens, audit')
+  .description('Lifeboat disaster recovery: sites, protection plans, nodes, tokens, secrets, keys, audit')
   .option('-s, --server <url>', 'API URL (env LIFEBOAT_URL, default http://127.0.0.1:8080)')
   .option('-t, --token <token>', 'API token (env LIFEBOAT_TOKEN)')
   .option('--json', 'print JSON for scripts instead of tables')
@@ -39,6 +40,7 @@ tokenCommands(program, cli);
 auditCommands(program, cli);
 recoveryCommands(program, cli);
 replicationCommands(program, cli);
+secretCommands(program, cli);
 
 try {
   await program.parseAsync(process.argv);

@@ -7,6 +7,7 @@
 export * from './aws';
 export * from './events';
 export * from './jobs';
+export * from './keys';
 export * from './recovery';
 export * from './replication';
 export * from './search-attributes';

@@ -1,5 +1,6 @@
 // The workflow bundle's entry: every workflow type the control worker runs.
 
+export { keyRotationWorkflow } from './keys/rotation';
 export { cleanupWorkflow, recoveryWorkflow } from './recovery';
 export { replicationIterationWorkflow } from './replication/iteration';
 export { snapshotBudgetWorkflow } from './replication/snapshot-budget';

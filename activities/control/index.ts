@@ -1,6 +1,7 @@
 import type { Config } from '../../lib/config';
 import type { Db } from '../../schema/db';
 import { createJobActivities } from './jobs/activities';
+import { createKeyActivities } from './keys';
 import { createRecoveryActivities } from './recovery';
 import { createReplicationControlActivities } from './replication';
 import { createSelfCheckActivities } from './self-check';
@@ -19,6 +20,7 @@ export function createControlActivities(deps: ControlActivityDeps) {
     ...createJobActivities(deps.db),
     ...createReplicationControlActivities(deps.db, settings),
     ...createRecoveryActivities(deps.db, settings),
+    ...createKeyActivities(deps.db, settings),
   };
 }
 
