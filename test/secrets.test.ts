@@ -140,6 +140,10 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     const neither = await lifeboat(['secrets', 'set', 'x2']);
     expect(neither.code).toBe(1);
     expect(neither.stderr).toContain('--from-file FILE or --from-env VAR');
+    const asArgument = await lifeboat(['secrets', 'set', 'x2', 'the-value-itself']);
+    expect(asArgument.code).toBe(1);
+    expect(asArgument.stderr).toContain('too many arguments');
+    expect((await call('GET', '/v1/secrets/x2')).status).toBe(404);
     const unset = await lifeboat(['secrets', 'set', 'x2', '--from-env', 'LIFEBOAT_TEST_UNSET_VAR']);
     expect(unset.code).toBe(1);
 

@@ -114,6 +114,21 @@ describe('scripts runner (real processes)', () => {
     expect(redact('plain words stay', secretValues({ TOKEN: 'zzzz' }))).toBe('plain words stay');
   });
 
+  it('redacts the resolved secrets it is given, also as escaped inside JSON', async () => {
+    const value = 'pa"ss\\word-42';
+    const r = await runScript(
+      spec({
+        runtime: 'python3',
+        inline: 'import json,os\nv=os.environ["V"]\nprint("raw="+v)\nprint(json.dumps({"v": v}))',
+      }),
+      { env: { V: value }, secrets: [value] },
+    );
+    expect(r.ok, r.log).toBe(true);
+    expect(r.log).toContain('raw=***');
+    expect(r.log).toContain('{"v": "***"}');
+    expect(r.log).not.toContain('word-42');
+  });
+
   it.runIf(!hasBinary('go'))('errors clearly when the go runtime is not installed', async () => {
     await expect(
       runScript(spec({ runtime: 'go', inline: 'package main\nfunc main() {}\n' })),

@@ -129,13 +129,13 @@ export async function runScript(script: ScriptSpec, opts: ScriptRunOptions = {})
   const started = Date.now();
   const workDir = await mkdtemp(path.join(tmpdir(), 'lifeboat-script-'));
   const host = opts.host ?? DEFAULT_SCRIPT_HOST;
-  const secrets = [
-    ...new Set([
-      ...host.secrets,
-      ...secretValues(opts.env),
-      ...(opts.secrets ?? []).filter((v) => v.length > 0),
-    ]),
-  ].sort((a, b) => b.length - a.length);
+  // Resolved secrets are redacted as they are and as they appear inside JSON strings (escaped).
+  const resolved = (opts.secrets ?? [])
+    .filter((v) => v.length > 0)
+    .flatMap((v) => [v, JSON.stringify(v).slice(1, -1)]);
+  const secrets = [...new Set([...host.secrets, ...secretValues(opts.env), ...resolved])].sort(
+    (a, b) => b.length - a.length,
+  );
   try {
     // Root: the script runs as the unprivileged script user, owner of its own 0700 directory.
     const who = await scriptIdentity(host);
