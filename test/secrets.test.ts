@@ -4,12 +4,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CreateSecretCommand } from '@aws-sdk/client-secrets-manager';
+import type { Payload } from '@temporalio/common';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createControlActivities } from '../activities/control';
 import { recoveryWorkflowId } from '../contracts';
 import { secretsManagerClient } from '../lib/aws';
-import { loadKeyring } from '../lib/crypto';
+import { isEncryptedPayload, KeyringPayloadCodec, loadKeyring } from '../lib/crypto';
 import { auditLog, secrets } from '../schema/index';
 import { childEnv } from '../scripts/stack/test-env';
 import { startTestApi, type TestApi } from './helpers/api';
@@ -49,6 +50,7 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     const config = testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: taskQueue, LIFEBOAT_DATA_DIR: dataDir });
     api = await startTestApi({ config });
     const w = await createTestWorker({
+      config,
       taskQueue,
       workflowBundle: workflowBundle(),
       activities: createControlActivities({ db: api.db, config }),
@@ -286,6 +288,14 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
   it('rotates keys as a job: retire is refused while a secret uses a key, accepted once re-encrypted', async () => {
     const ring = await loadKeyring(api.config);
     const k1 = ring.currentKeyId;
+    // A running workflow whose history is sealed under k1 (its input; nothing polls its queue).
+    const { client, connection } = await temporalClient(api.config);
+    const idleId = uniqueId('idle-under-k1');
+    await client.workflow.start('lifeboatIdleProbe', {
+      taskQueue: uniqueId('nobody-polls'),
+      workflowId: idleId,
+      args: ['sealed under k1'],
+    });
     // A new key that nothing was re-encrypted under yet (as a rotation interrupted after step 1).
     const k2 = await ring.rotate();
     let keys = await call('GET', '/v1/keys', { token: api.tokens.viewer });
@@ -322,6 +332,13 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
       current: true,
       secrets: 4,
     });
+
+    // No secret uses k1 any more, but a running workflow's history does: refused until it ends.
+    const busy = await call('POST', `/v1/keys/${k1}/retire`);
+    expect(busy.status).toBe(409);
+    expect(busy.body.message).toContain(idleId);
+    await client.workflow.getHandle(idleId).terminate('test: done with it');
+    await connection.close();
 
     // Nothing uses the old keys any more: retired (API and CLI).
     const retired = await call('POST', `/v1/keys/${k1}/retire`);
@@ -360,7 +377,9 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     const { client, connection } = await temporalClient(api.config);
     const history = await client.workflow.getHandle(recoveryWorkflowId(job.id)).fetchHistory();
     await connection.close();
-    const text = historyText(history);
+    // Payloads are sealed (payload codec): open every one with the keyring, as the UI's codec does.
+    const text = await historyText(history, new KeyringPayloadCodec(await loadKeyring(api.config)));
+    expect(text).toContain('binary/encrypted');
     expect(text).toContain('db-admin');
     expect(text).toContain(`aws-sm:${smName}`);
     expect(text).toContain('guest-creds');
@@ -410,15 +429,22 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
   });
 });
 
-/** Every string in a history, payload bytes decoded as UTF-8. */
-function historyText(h: unknown): string {
+/** Every string in a history, payload bytes decoded as UTF-8, encrypted payloads opened first. */
+async function historyText(h: unknown, codec: KeyringPayloadCodec): Promise<string> {
   const parts: string[] = [];
+  const payloads: Payload[] = [];
   const walk = (v: unknown) => {
     if (v instanceof Uint8Array) parts.push(Buffer.from(v).toString('utf8'));
     else if (typeof v === 'string') parts.push(v);
     else if (Array.isArray(v)) v.forEach(walk);
-    else if (v && typeof v === 'object') for (const x of Object.values(v)) walk(x);
+    else if (v && typeof v === 'object') {
+      if ('metadata' in v && 'data' in v) payloads.push(v as Payload);
+      for (const x of Object.values(v)) walk(x);
+    }
   };
   walk(h);
+  const opened = await codec.decode(payloads.filter(isEncryptedPayload));
+  expect(opened.length).toBeGreaterThan(0);
+  for (const p of opened) walk(p);
   return parts.join('\n');
 }

@@ -106,10 +106,13 @@ const retire = createRoute({
   method: 'post',
   path: '/keys/{id}/retire',
   tags: ['keys'],
-  summary: 'Retire an old key for good; 409 for the current key or while any secret still uses it',
+  summary:
+    "Retire an old key for good; 409 for the current key, while any secret still uses it, or while a running workflow's history is encrypted with it",
+  description:
+    'Temporal payloads are encrypted with the same keyring: histories of closed workflows written under a retired key can no longer be decoded (UI, codec endpoint).',
   middleware: [requireRole('admin')],
   request: { params: KeyIdParam },
-  responses: { 200: jsonContent(KeyInfo, 'Retired'), ...errorResponses(400, 401, 403, 404, 409) },
+  responses: { 200: jsonContent(KeyInfo, 'Retired'), ...errorResponses(400, 401, 403, 404, 409, 503) },
 });
 
 export function secretRoutes(deps: AppDeps) {

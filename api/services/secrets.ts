@@ -8,6 +8,7 @@ import {
 } from '../../contracts';
 import type { Config } from '../../lib/config';
 import { KeyringError, loadKeyring } from '../../lib/crypto';
+import { METADATA_KEY_ID_KEY } from '../../lib/crypto/payload-codec';
 import { secretStore } from '../../lib/secrets';
 import type { Db } from '../../schema/db';
 import { jobs, plans, vms } from '../../schema/index';
@@ -77,6 +78,28 @@ async function usersOf(db: Db, name: string) {
   return out;
 }
 
+/** Whether a raw (still encoded) history holds a payload sealed under `keyId`. */
+function historyUsesKey(history: unknown, keyId: string): boolean {
+  const want = Buffer.from(keyId, 'utf8');
+  let found = false;
+  const walk = (v: unknown): void => {
+    if (found || !v || typeof v !== 'object' || v instanceof Uint8Array) return;
+    if (Array.isArray(v)) {
+      for (const x of v) walk(x);
+      return;
+    }
+    const meta = (v as { metadata?: Record<string, unknown> }).metadata;
+    const id = meta?.[METADATA_KEY_ID_KEY];
+    if (id instanceof Uint8Array && want.equals(Buffer.from(id))) {
+      found = true;
+      return;
+    }
+    for (const x of Object.values(v)) walk(x);
+  };
+  walk(history);
+  return found;
+}
+
 export function secretsService(deps: SecretsDeps) {
   const keyring = () => loadKeyring(deps.config);
   const store = secretStore(deps.db, keyring);
@@ -134,6 +157,28 @@ export function secretsService(deps: SecretsDeps) {
           409,
           'conflict',
           `Key ${id} still seals ${using} stored secret(s): run a key rotation to re-encrypt them first (lifeboat keys rotate)`,
+        );
+      // Temporal payloads are sealed with the same keyring: a running workflow whose history uses
+      // the key would fail its next replay. (Closed workflows' histories become unreadable.)
+      const running: string[] = [];
+      try {
+        for await (const wf of deps.temporal.workflow.list({ query: 'ExecutionStatus = "Running"' })) {
+          const history = await deps.temporal.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
+          if (historyUsesKey(history, id)) running.push(wf.workflowId);
+          if (running.length >= 10) break;
+        }
+      } catch (e) {
+        throw new ApiError(
+          503,
+          'temporal_unavailable',
+          `Cannot check whether running workflows still use key ${id}: ${(e as Error).message}`,
+        );
+      }
+      if (running.length)
+        throw new ApiError(
+          409,
+          'conflict',
+          `Key ${id} still encrypts the history of running workflow(s) ${running.join(', ')}: retire it after they end (long-running ones continue as new under the current key)`,
         );
       try {
         await ring.retire(id);
