@@ -16,6 +16,7 @@ import { nodeRoutes } from './routes/nodes';
 import { planRoutes } from './routes/plans';
 import { recoveryRoutes } from './routes/recoveries';
 import { replicationRoutes } from './routes/replication';
+import { secretRoutes } from './routes/secrets';
 import { siteRoutes } from './routes/sites';
 import { tokenRoutes } from './routes/tokens';
 import { clientErrorFromDb } from './services/common';
@@ -52,6 +53,7 @@ export function createApp(deps: AppDeps) {
   v1.route('/', replicationRoutes(deps));
   v1.route('/', eventRoutes(deps));
   v1.route('/', channelRoutes(deps));
+  v1.route('/', secretRoutes(deps));
   app.route('/v1', v1);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {

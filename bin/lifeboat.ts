@@ -14,12 +14,13 @@ import { nodeCommands } from './commands/nodes';
 import { applyCommand, planCommands } from './commands/plans';
 import { recoveryCommands } from './commands/recovery';
 import { replicationCommands } from './commands/replication';
+import { secretCommands } from './commands/secrets';
 import { siteCommands } from './commands/sites';
 import { tokenCommands } from './commands/tokens';
 
 const program = new Command('lifeboat')
   .description(
-    'Lifeboat disaster recovery: sites, protection plans, replication, recovery, jobs, nodes, tokens, audit',
+    'Lifeboat disaster recovery: sites, protection plans, replication, recovery, jobs, events, alerts, channels, secrets, keys, nodes, tokens, audit',
   )
   .option('-s, --server <url>', 'API URL (env LIFEBOAT_URL, default http://127.0.0.1:8080)')
   .option('-t, --token <token>', 'API token (env LIFEBOAT_TOKEN)')
@@ -46,6 +47,7 @@ recoveryCommands(program, cli);
 replicationCommands(program, cli);
 eventCommands(program, cli);
 channelCommands(program, cli);
+secretCommands(program, cli);
 
 try {
   await program.parseAsync(process.argv);

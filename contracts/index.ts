@@ -8,6 +8,7 @@ export * from './aws';
 export * from './events';
 export * from './job-logs';
 export * from './jobs';
+export * from './keys';
 export * from './monitor';
 export * from './notifications';
 export * from './recovery';

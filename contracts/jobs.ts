@@ -15,6 +15,7 @@ export const JOB_KINDS = [
   'cleanup',
   'verify',
   'reverse-replication',
+  'key-rotation',
 ] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 

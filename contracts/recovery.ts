@@ -65,6 +65,21 @@ export interface ScriptRef {
   args: string[];
   timeoutSeconds: number;
   onFailure: 'fail' | 'partial';
+  /** Environment: plain values or secret REFERENCES (never values: the activity resolves them). */
+  env?: Record<string, string | { secretRef: string }>;
+}
+
+/** What the script activity gets beside the script: Lifeboat's variables, stdin, credential references. */
+export interface ScriptContext {
+  env: Record<string, string>;
+  /** JSON for the post-scripts; its `credentials` is filled in by the activity from the refs below. */
+  stdin?: string;
+  /** VM post-script: the VM's guest credentials reference (resolved into stdin's `credentials`). */
+  credentialsRef?: string;
+  /** Plan post-script: guest credential references by VM name (stdin's `credentials`, by VM name). */
+  credentialsRefs?: Record<string, string>;
+  /** Where aws-sm references are read (the plan's target site); default the configured endpoint and region. */
+  target?: AwsTarget;
 }
 
 export interface NetworkPlacement {
@@ -84,6 +99,8 @@ export interface RecoveryVm {
   instanceType: string;
   network: NetworkPlacement;
   healthCheck: HealthCheck;
+  /** The guest credentials' secret reference (a name, never the value). */
+  guestCredentials?: { secretRef: string };
   preScript?: ScriptRef;
   postScript?: ScriptRef;
   disks: { id: string; name: string; deviceName: string; snapshotId: string; sizeGiB: number }[];

@@ -1,6 +1,7 @@
 import { EBSClient, type EBSClientConfig } from '@aws-sdk/client-ebs';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { KMSClient } from '@aws-sdk/client-kms';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { AwsTarget } from '../contracts/aws';
 import { awsEndpoint, awsEnvCredentials, type Config, loadConfig } from './config';
 
@@ -40,4 +41,9 @@ export function kmsClient(target: AwsTarget): KMSClient {
 /** `overrides` lets the data path tune the HTTP handler (sockets for 64+ parallel block writes). */
 export function ebsClient(target: AwsTarget, overrides: Partial<EBSClientConfig> = {}): EBSClient {
   return new EBSClient({ ...commonOptions(target), ...overrides });
+}
+
+/** Secrets Manager of a target (secret references `aws-sm:<name or ARN>`, read at run time). */
+export function secretsManagerClient(target: AwsTarget): SecretsManagerClient {
+  return new SecretsManagerClient(commonOptions(target));
 }

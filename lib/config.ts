@@ -24,6 +24,11 @@ export const configSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   // PATH of the operator scripts' minimal environment (they inherit nothing else).
   PATH: z.string().default('/usr/local/bin:/usr/bin:/bin'),
+  // When the worker runs as root, operator scripts run as this unprivileged user (never root).
+  LIFEBOAT_SCRIPT_USER: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_-]{0,31}\$?$/, 'must be a user name like nobody')
+    .default('nobody'),
 
   // Temporal. Unset TEMPORAL_ADDRESS = the main command starts the embedded dev server.
   TEMPORAL_ADDRESS: z.string().optional(),
@@ -181,4 +186,12 @@ export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/lifeboat
 
 export function databaseUrl(config: Config): string {
   return config.DATABASE_URL ?? DEFAULT_DATABASE_URL;
+}
+
+/**
+ * The value of an environment variable the operator names on the command line
+ * (`lifeboat secrets set NAME --from-env VAR`): a secret handed over without shell history.
+ */
+export function operatorEnvValue(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env[name];
 }

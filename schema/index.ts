@@ -11,5 +11,6 @@ export * from './tables/jobs';
 export * from './tables/nodes';
 export * from './tables/plans';
 export * from './tables/recovery-points';
+export * from './tables/secrets';
 export * from './tables/sites';
 export * from './tables/vms';

@@ -3,6 +3,7 @@ import type { Db } from '../../schema/db';
 import { createReporter } from './events/alerts';
 import { createEventLog, type EventListener } from './events/log';
 import { createJobActivities } from './jobs/activities';
+import { createKeyActivities } from './keys';
 import { createMonitorActivities } from './monitor';
 import { createNotificationActivities, notificationListener } from './notifications';
 import { createRecoveryActivities } from './recovery';
@@ -42,6 +43,7 @@ export function createControlActivities(deps: ControlActivityDeps) {
     ...createRecoveryActivities(deps.db, settings),
     ...createMonitorActivities(deps.db, reporter, settings.monitor),
     ...createNotificationActivities(deps.db, deps.config),
+    ...createKeyActivities(deps.db, settings),
   };
 }
 

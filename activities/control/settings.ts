@@ -1,5 +1,6 @@
 import type { BudgetSettings } from '../../contracts';
 import { awsEndpoint, type Config, environmentSecretValues } from '../../lib/config';
+import { type Keyring, loadKeyring } from '../../lib/crypto';
 import type { ScriptHost } from './scripts/runner';
 
 /**
@@ -16,6 +17,10 @@ export interface ControlSettings {
   scripts: ScriptHost;
   /** The monitor: a node is offline after this many of its heartbeat intervals without one. */
   monitor: { offlineAfterHeartbeats: number };
+  /** The keyring of the secret store (LIFEBOAT_KEYRING or <data dir>/keyring.json), opened on first use. */
+  keyring: () => Promise<Keyring>;
+  /** Where aws-sm secret references go when the job names no target: the configured endpoint and region. */
+  awsRegion: string;
 }
 
 export function controlSettings(config: Config): ControlSettings {
@@ -32,7 +37,9 @@ export function controlSettings(config: Config): ControlSettings {
         ? { leaseTtlMs: config.LIFEBOAT_SNAPSHOT_LEASE_TTL_SECONDS * 1000 }
         : {}),
     },
-    scripts: { path: config.PATH, secrets: environmentSecretValues() },
     monitor: { offlineAfterHeartbeats: config.LIFEBOAT_NODE_OFFLINE_AFTER_HEARTBEATS },
+    keyring: () => loadKeyring(config),
+    awsRegion: config.AWS_REGION,
+    scripts: { path: config.PATH, secrets: environmentSecretValues(), user: config.LIFEBOAT_SCRIPT_USER },
   };
 }

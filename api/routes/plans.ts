@@ -4,7 +4,7 @@ import { recordChanges, requireRole } from '../auth/middleware';
 import { ApiError, errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
-import { Plan, PlanApplyInput, PlanSummary, plansService } from '../services/plans';
+import { Plan, PlanApplyInput, PlanSummary, planForViewer, plansService } from '../services/plans';
 import { planScheduleHooks } from '../services/replication/schedules';
 import { EtagHeader, IdOrNameParam, idLinks, jsonBody, jsonContent, PatchDocument } from './params';
 
@@ -48,7 +48,8 @@ const get = createRoute({
   method: 'get',
   path: '/plans/{id}',
   tags,
-  summary: 'Read a plan (by id or name) with its VMs and disks (ETag = version)',
+  summary:
+    'Read a plan (by id or name) with its VMs and disks (ETag = version); viewers get digests of inline scripts and arguments',
   middleware: [requireRole('viewer')],
   request: { params: IdOrNameParam },
   responses: {
@@ -62,7 +63,7 @@ const getByName = createRoute({
   method: 'get',
   path: '/plans/by-name/{name}',
   tags,
-  summary: 'Read a plan by name',
+  summary: 'Read a plan by name; viewers get digests of inline scripts and arguments',
   middleware: [requireRole('viewer')],
   request: { params: NameParam },
   responses: {
@@ -161,14 +162,14 @@ export function planRoutes(deps: AppDeps) {
     .openapi(get, async (c) => {
       const plan = await svc.get(await svc.idOf(c.req.valid('param').id));
       c.header('ETag', etagOf(plan.version));
-      return c.json(plan, 200);
+      return c.json(c.get('principal').role === 'viewer' ? planForViewer(plan) : plan, 200);
     })
     .openapi(getByName, async (c) => {
       const { name } = c.req.valid('param');
       const plan = await svc.findByName(name);
       if (!plan) throw new ApiError(404, 'not_found', `No plan named "${name}"`);
       c.header('ETag', etagOf(plan.version));
-      return c.json(plan, 200);
+      return c.json(c.get('principal').role === 'viewer' ? planForViewer(plan) : plan, 200);
     })
     .openapi(create, async (c) => {
       const plan = await svc.create(c.req.valid('json'));

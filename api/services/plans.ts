@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { z } from '@hono/zod-openapi';
 import { and, asc, eq, inArray, or, sql } from 'drizzle-orm';
@@ -6,10 +7,11 @@ import type { Db } from '../../schema/db';
 import { Id, Name } from '../../schema/domain/common';
 import { PlanInput } from '../../schema/domain/plan';
 import { Disk, Vm } from '../../schema/domain/vm';
-import { disks, jobs, plans, sites, vms } from '../../schema/index';
+import { disks, jobs, plans, secrets, sites, vms } from '../../schema/index';
 import { ApiError, zodIssues } from '../errors';
 import { changedPaths } from './audit';
 import { checkIfMatch, clientErrorFromDb, type Page, patchWithRetry, toPage } from './common';
+import { localNames, planSecretRefs } from './secret-refs';
 
 // ---- API shapes -------------------------------------------------------------------------
 
@@ -234,6 +236,30 @@ export function plansService(db: Db) {
       throw new ApiError(422, 'unprocessable', 'The plan refers to sites it cannot use', issues);
   }
 
+  /**
+   * Every stored secret a plan names exists (422 naming each field otherwise); aws-sm references
+   * are only checked for syntax here (by the schema) and read when the script runs. The secrets
+   * rows are locked (for share) so a concurrent delete cannot slip between the check and the write.
+   */
+  async function checkSecretRefs(tx: Reader, input: PlanInput) {
+    const uses = planSecretRefs(input);
+    const names = localNames(uses);
+    if (!names.length) return;
+    const rows = await tx
+      .select({ name: secrets.name })
+      .from(secrets)
+      .where(inArray(secrets.name, names))
+      .for('share');
+    const have = new Set(rows.map((r) => r.name));
+    const issues = uses
+      .filter((u) => !u.ref.startsWith('aws-sm:') && !have.has(u.ref))
+      .map((u) => ({
+        path: u.path,
+        message: `no stored secret named "${u.ref}": create it first (lifeboat secrets set ${u.ref} --from-file F)`,
+      }));
+    if (issues.length) throw new ApiError(422, 'unprocessable', 'The plan refers to unknown secrets', issues);
+  }
+
   async function checkNameFree(tx: Reader, name: string, exceptId?: string) {
     const [row] = await tx
       .select({ id: plans.id })
@@ -403,6 +429,7 @@ export function plansService(db: Db) {
       return withDbErrors(() =>
         db.transaction(async (tx) => {
           await checkSites(tx, input);
+          await checkSecretRefs(tx, input);
           await checkNameFree(tx, input.name);
           const [row] = await tx.insert(plans).values(planColumns(input)).returning();
           await syncVms(tx, row!.id, input.vms);
@@ -427,6 +454,7 @@ export function plansService(db: Db) {
           if (isDeepStrictEqual(before, after)) return { plan: current, changed: false, paths: [] };
           await checkNoRecoveryRunning(tx, row, 'change');
           await checkSites(tx, input);
+          await checkSecretRefs(tx, input);
           await checkNameFree(tx, input.name, id);
           const [updated] = await tx
             .update(plans)
@@ -517,3 +545,48 @@ export function plansService(db: Db) {
   return service;
 }
 export type PlansService = ReturnType<typeof plansService>;
+
+// ---- what a viewer reads ----------------------------------------------------------------------
+
+const digest = (text: string) => `sha256:${createHash('sha256').update(text).digest('hex')}`;
+
+/** A script as a viewer sees it: inline source, arguments and plain env values as digests. */
+function scriptForViewer<
+  S extends {
+    inline?: string | undefined;
+    args?: string[] | undefined;
+    env?: Record<string, unknown> | undefined;
+  },
+>(s: S | undefined): S | undefined {
+  if (!s) return s;
+  return {
+    ...s,
+    ...(s.inline !== undefined ? { inline: digest(s.inline) } : {}),
+    ...(s.args?.length ? { args: [digest(JSON.stringify(s.args))] } : {}),
+    ...(s.env
+      ? {
+          env: Object.fromEntries(
+            Object.entries(s.env).map(([k, v]) => [k, typeof v === 'string' ? digest(v) : v]),
+          ),
+        }
+      : {}),
+  };
+}
+
+/**
+ * Inline script sources, arguments and plain env values are for operators and admins: a viewer
+ * gets `sha256:<hex>` digests instead (the arguments as one digest of their JSON array), enough
+ * to tell whether a script changed, not to read it.
+ */
+export function planForViewer(plan: Plan): Plan {
+  return {
+    ...plan,
+    ...(plan.preScript ? { preScript: scriptForViewer(plan.preScript)! } : {}),
+    ...(plan.postScript ? { postScript: scriptForViewer(plan.postScript)! } : {}),
+    vms: plan.vms.map((v) => ({
+      ...v,
+      ...(v.preScript ? { preScript: scriptForViewer(v.preScript)! } : {}),
+      ...(v.postScript ? { postScript: scriptForViewer(v.postScript)! } : {}),
+    })),
+  };
+}

@@ -2,5 +2,6 @@
 export * from './common';
 export * from './plan';
 export * from './script';
+export * from './secret';
 export * from './site';
 export * from './vm';

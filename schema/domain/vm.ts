@@ -1,6 +1,7 @@
 import { z } from '@hono/zod-openapi';
 import { Cidr, Ipv4, Name, Priority } from './common';
 import { Script } from './script';
+import { SecretRef } from './secret';
 
 export const Disk = z
   .object({
@@ -71,6 +72,9 @@ export const Vm = z
     bootDelaySeconds: z.number().int().min(0, 'must not be negative').max(3600).default(0),
     preScript: Script.optional(),
     postScript: Script.optional(),
+    guestCredentials: SecretRef.optional().describe(
+      'The guest OS credentials, by reference: the secret holds JSON {"username","password"} or a bare password. Resolved only for the VM post-script (its stdin `credentials`)',
+    ),
     network: NetworkSettings.default({}),
     instanceType: z
       .string()

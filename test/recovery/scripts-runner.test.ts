@@ -1,13 +1,15 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
+  DEFAULT_SCRIPT_HOST,
   runScript,
   ScriptRuntimeMissingError,
   type ScriptSpec,
 } from '../../activities/control/scripts/runner';
+import { Keyring } from '../../lib/crypto';
 import { redact, secretValues } from '../../lib/redact';
 import { setRunVar } from '../../scripts/stack/test-env';
 
@@ -38,9 +40,11 @@ describe('scripts runner (real processes)', () => {
   });
 
   it('runs a bash script by path, and a non-zero exit is a failure naming the code', async () => {
+    // A script given by path must be readable by the script user (LIFEBOAT_SCRIPT_USER when root).
     const dir = mkdtempSync(path.join(tmpdir(), 'lb-script-'));
+    chmodSync(dir, 0o755);
     const file = path.join(dir, 'fail.sh');
-    writeFileSync(file, 'set -e\n[[ 1 == 1 ]] && echo bashism\nexit 4\n');
+    writeFileSync(file, 'set -e\n[[ 1 == 1 ]] && echo bashism\nexit 4\n', { mode: 0o644 });
     const r = await runScript(spec({ runtime: 'bash', path: file }));
     expect(r.ok).toBe(false);
     expect(r.exitCode).toBe(4);
@@ -61,7 +65,9 @@ describe('scripts runner (real processes)', () => {
   });
 
   it('kills the whole process group on timeout', async () => {
-    const marker = path.join(mkdtempSync(path.join(tmpdir(), 'lb-script-')), 'survived');
+    const markerDir = mkdtempSync(path.join(tmpdir(), 'lb-script-'));
+    chmodSync(markerDir, 0o777); // writable by the unprivileged script user, so the check is real
+    const marker = path.join(markerDir, 'survived');
     const t0 = Date.now();
     const r = await runScript(
       spec({ runtime: 'sh', inline: `(sleep 3; touch ${marker}) & sleep 30`, timeoutSeconds: 1 }),
@@ -108,6 +114,21 @@ describe('scripts runner (real processes)', () => {
     expect(redact('plain words stay', secretValues({ TOKEN: 'zzzz' }))).toBe('plain words stay');
   });
 
+  it('redacts the resolved secrets it is given, also as escaped inside JSON', async () => {
+    const value = 'pa"ss\\word-42';
+    const r = await runScript(
+      spec({
+        runtime: 'python3',
+        inline: 'import json,os\nv=os.environ["V"]\nprint("raw="+v)\nprint(json.dumps({"v": v}))',
+      }),
+      { env: { V: value }, secrets: [value] },
+    );
+    expect(r.ok, r.log).toBe(true);
+    expect(r.log).toContain('raw=***');
+    expect(r.log).toContain('{"v": "***"}');
+    expect(r.log).not.toContain('word-42');
+  });
+
   it.runIf(!hasBinary('go'))('errors clearly when the go runtime is not installed', async () => {
     await expect(
       runScript(spec({ runtime: 'go', inline: 'package main\nfunc main() {}\n' })),
@@ -128,4 +149,50 @@ describe('scripts runner (real processes)', () => {
     expect(r.ok, r.log).toBe(true);
     expect(r.log).toContain('from go');
   });
+
+  it.runIf(process.getuid?.() === 0)(
+    'as root, runs scripts as the unprivileged script user: the data folder and the keyring are out of reach',
+    async () => {
+      // The control plane's files as the product leaves them: a data folder and its 0600 keyring.
+      const dataDir = mkdtempSync(path.join(tmpdir(), 'lb-data-'));
+      const ring = await Keyring.open(path.join(dataDir, 'keyring.json'), { create: true });
+      writeFileSync(path.join(dataDir, 'state.txt'), 'control-plane-state', { mode: 0o644 });
+      const r = await runScript(
+        spec({
+          runtime: 'sh',
+          inline: [
+            'echo "uid=$(id -u)"',
+            'echo "home=$HOME pwd=$(pwd)"',
+            'ls -ld "$HOME" | cut -c1-10',
+            `cat ${ring.file} || echo "keyring: denied"`,
+            `cat ${path.join(dataDir, 'state.txt')} || echo "data: denied"`,
+            'echo mine > "$HOME/own-file" && echo "home writable"',
+          ].join('\n'),
+        }),
+        { host: { ...DEFAULT_SCRIPT_HOST, user: 'nobody' } },
+      );
+      expect(r.ok, r.log).toBe(true);
+      const uid = /uid=(\d+)/.exec(r.log)?.[1];
+      expect(uid).toBeDefined();
+      expect(uid).not.toBe('0');
+      expect(uid).toBe(execFileSync('id', ['-u', 'nobody']).toString().trim());
+      expect(r.log).toMatch(/drwx------/); // its own fresh home, 0700
+      expect(r.log).toMatch(/Permission denied[\s\S]*keyring: denied/);
+      expect(r.log).toMatch(/Permission denied[\s\S]*data: denied/);
+      expect(r.log).not.toContain('control-plane-state');
+      expect(r.log).not.toContain('"key"');
+      expect(r.log).toContain('home writable');
+    },
+  );
+
+  it.runIf(process.getuid?.() === 0)(
+    'refuses to run when the script user does not exist (never as root)',
+    async () => {
+      await expect(
+        runScript(spec({ runtime: 'sh', inline: 'id -u' }), {
+          host: { ...DEFAULT_SCRIPT_HOST, user: 'lifeboat-no-such-user' },
+        }),
+      ).rejects.toThrow(/script user "lifeboat-no-such-user".*does not exist/);
+    },
+  );
 });

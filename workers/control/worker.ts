@@ -1,3 +1,5 @@
+import { chmod } from 'node:fs/promises';
+import path from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createControlActivities } from '../../activities/control';
 import type { Config } from '../../lib/config';
@@ -15,6 +17,9 @@ export async function createControlWorker(
 ) {
   installTemporalRuntime(config.TEMPORAL_LOG_LEVEL, workerMetricsOf(config));
   const dataConverter = await lifeboatDataConverter(config);
+  // As root, operator scripts run as LIFEBOAT_SCRIPT_USER: the data folder (keyring, logs, state)
+  // is the control plane's alone.
+  if (process.getuid?.() === 0) await chmod(path.resolve(config.LIFEBOAT_DATA_DIR), 0o700).catch(() => {});
   const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
   const worker = await Worker.create({
     connection,

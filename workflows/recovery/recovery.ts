@@ -24,6 +24,7 @@ import {
   type RecoveryPointSelector,
   type RecoveryResult,
   type RecoveryVm,
+  type ScriptContext,
   type ScriptRef,
   type StepRef,
   VmIdsAttr,
@@ -283,6 +284,9 @@ async function planPostScript(job: RecoveryJob, p: RecoveryPlanSnapshot) {
     vms: job.recovered,
     credentials: { ref: `lifeboat:plan/${p.planId}/guest-credentials` },
   };
+  const refs = Object.fromEntries(
+    p.vms.filter((v) => v.guestCredentials).map((v) => [v.name, v.guestCredentials!.secretRef]),
+  );
   await runScript(
     job,
     'plan:post-script',
@@ -290,6 +294,7 @@ async function planPostScript(job: RecoveryJob, p: RecoveryPlanSnapshot) {
     'Plan post-script',
     baseEnv(job),
     JSON.stringify(doc),
+    Object.keys(refs).length ? { credentialsRefs: refs } : {},
   );
 }
 
@@ -411,6 +416,7 @@ async function recoverVm(
       `${g}: post-script of ${vm.name}`,
       { ...env, LIFEBOAT_INSTANCE_ID: out.instanceId ?? '' },
       JSON.stringify(vmScriptDoc(job, p, vm, out)),
+      vm.guestCredentials ? { credentialsRef: vm.guestCredentials.secretRef } : {},
     );
   }
 }
@@ -437,7 +443,8 @@ function vmScriptDoc(
       privateIp: out.privateIp ?? null,
       publicIp: out.publicIp ?? null,
     },
-    // A reference to resolve in your secret store, never a secret.
+    // A reference only: the script activity replaces it with the VM's resolved guest credentials
+    // (vm.guestCredentials), or null when the VM names none. Never a secret in the history.
     credentials: { ref: `lifeboat:vm/${vm.id}/guest-credentials` },
   };
 }
@@ -481,8 +488,11 @@ async function runScript(
   what: string,
   env: Record<string, string>,
   stdin?: string,
+  refs: Pick<ScriptContext, 'credentialsRef' | 'credentialsRefs'> = {},
 ) {
   const { book, acts } = job;
+  // References travel, values never: the activity resolves env secretRefs and credentials.
+  const target = job.plan?.target;
   const r = await step(
     job,
     key,
@@ -490,7 +500,7 @@ async function runScript(
     (ref, o) =>
       acts.runRecoveryScript.executeWithOptions(
         { ...o, startToCloseTimeout: `${s.timeoutSeconds + 60} seconds` },
-        [ref, s, { env, ...(stdin !== undefined ? { stdin } : {}) }],
+        [ref, s, { env, ...(stdin !== undefined ? { stdin } : {}), ...refs, ...(target ? { target } : {}) }],
       ),
     'Fix the script or its runtime',
   );

@@ -17,6 +17,7 @@ const KIND_NAMES: Record<JobKind, string> = {
   cleanup: 'Cleanup',
   verify: 'Verification',
   'reverse-replication': 'Reverse replication',
+  'key-rotation': 'Key rotation',
 };
 
 const LIFECYCLE: Partial<Record<JobStatus, { type: EventType; severity: Severity; verb: string }>> = {

@@ -7,16 +7,20 @@ import type {
   RecoveryInput,
   RecoveryPlanSnapshot,
   RecoveryVm,
+  ScriptContext,
   ScriptRef,
   StepRef,
 } from '../../../contracts';
 import { planScheduleId, TAG, vmScheduleId } from '../../../contracts';
+import { redact } from '../../../lib/redact';
+import { secretStore } from '../../../lib/secrets';
 import type { Db } from '../../../schema/db';
 import { jobs, plans, vms } from '../../../schema/index';
 import { loadPlanModel } from '../../../schema/read/plan';
 import type { JobActivities } from '../jobs/activities';
 import { createJobProjection, type JobProjection } from '../jobs/projection';
-import { runScript, ScriptRuntimeMissingError } from '../scripts/runner';
+import { runScript, ScriptRuntimeMissingError, ScriptUserError } from '../scripts/runner';
+import { SecretResolutionError, secretResolver } from '../secrets/resolve';
 import type { ControlSettings } from '../settings';
 import {
   clientToken,
@@ -307,16 +311,31 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
     async runRecoveryScript(
       step: StepRef,
       script: ScriptRef,
-      context: { env: Record<string, string>; stdin?: string },
+      context: ScriptContext,
     ): Promise<{ ok: boolean; message: string; exitCode: number | null }> {
       await store.stepStarted(step);
       const ctx = Context.current();
+      // Secrets are resolved here, and only here: the workflow passed their references.
+      const resolver = secretResolver(
+        secretStore(db, settings.keyring),
+        context.target ?? { region: settings.awsRegion, endpoint: settings.aws.endpoint },
+      );
+      const failStep = async (message: string) => {
+        await store.upsertSteps([{ ...step, status: 'failed', message, endedAt: new Date().toISOString() }]);
+        return { ok: false, message, exitCode: null };
+      };
       try {
+        const env: Record<string, string> = {};
+        for (const [k, v] of Object.entries(script.env ?? {}))
+          env[k] = typeof v === 'string' ? v : await resolver.resolve(v.secretRef);
+        Object.assign(env, context.env); // Lifeboat's own variables win
+        const stdin = await withCredentials(context, resolver);
         const r = await runScript(script, {
-          env: context.env,
-          ...(context.stdin !== undefined ? { stdin: context.stdin } : {}),
+          env,
+          ...(stdin !== undefined ? { stdin } : {}),
           onTick: () => ctx.heartbeat(),
           host: settings.scripts,
+          secrets: [...resolver.values],
         });
         await store.upsertSteps([
           {
@@ -329,13 +348,14 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
         ]);
         return { ok: r.ok, message: r.summary, exitCode: r.exitCode };
       } catch (e) {
-        if (e instanceof ScriptRuntimeMissingError) {
-          await store.upsertSteps([
-            { ...step, status: 'failed', message: e.message, endedAt: new Date().toISOString() },
-          ]);
-          return { ok: false, message: e.message, exitCode: null };
-        }
-        throw e;
+        if (e instanceof SecretResolutionError || e instanceof ScriptUserError)
+          return failStep(redact(e.message, [...resolver.values]));
+        if (e instanceof ScriptRuntimeMissingError) return failStep(e.message);
+        // Anything else is retried by Temporal: its message must not carry a resolved value either.
+        const err = e as Error;
+        const clean = new Error(redact(err.message ?? String(e), [...resolver.values]));
+        clean.name = err.name ?? 'Error';
+        throw clean;
       }
     },
 
@@ -395,3 +415,31 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
 
 /** What recovery and cleanup workflows call on the control worker: their own activities and the job projection. */
 export type RecoveryActivities = ReturnType<typeof createRecoveryActivities> & JobActivities;
+
+/**
+ * The post-scripts' stdin with `credentials` resolved: a VM post-script gets its VM's
+ * `{ username, password }` (null when the VM names no guestCredentials); the plan post-script gets
+ * them by VM name. Anything that is not a JSON document is passed through unchanged.
+ */
+async function withCredentials(
+  context: ScriptContext,
+  resolver: ReturnType<typeof secretResolver>,
+): Promise<string | undefined> {
+  if (context.stdin === undefined) return undefined;
+  let doc: Record<string, unknown>;
+  try {
+    doc = JSON.parse(context.stdin) as Record<string, unknown>;
+  } catch {
+    return context.stdin;
+  }
+  if (!doc || typeof doc !== 'object' || !('credentials' in doc)) return context.stdin;
+  if (context.credentialsRefs) {
+    const byVm: Record<string, unknown> = {};
+    for (const [vm, ref] of Object.entries(context.credentialsRefs))
+      byVm[vm] = await resolver.credentials(ref);
+    doc.credentials = byVm;
+  } else {
+    doc.credentials = context.credentialsRef ? await resolver.credentials(context.credentialsRef) : null;
+  }
+  return JSON.stringify(doc);
+}

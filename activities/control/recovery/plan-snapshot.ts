@@ -46,6 +46,7 @@ export function scriptRef(s: Script | null | undefined): ScriptRef | undefined {
     args: s.args ?? [],
     timeoutSeconds: s.timeoutSeconds ?? 300,
     onFailure: s.onFailure ?? 'fail',
+    ...(s.env && Object.keys(s.env).length ? { env: s.env } : {}),
   };
 }
 
@@ -245,6 +246,7 @@ export function recoveryVmOf(
     instanceType: spec.instanceType ?? defaults.instanceType ?? DEFAULT_INSTANCE_TYPE,
     network: placementFor(mode, spec.network ?? {}, defaults),
     healthCheck: spec.healthCheck ?? { type: 'none' },
+    ...(spec.guestCredentials ? { guestCredentials: { secretRef: spec.guestCredentials.secretRef } } : {}),
     ...(spec.preScript ? { preScript: scriptRef(spec.preScript)! } : {}),
     ...(spec.postScript ? { postScript: scriptRef(spec.postScript)! } : {}),
     disks: vm.disks.map((k) => {

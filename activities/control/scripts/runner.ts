@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { redact, secretValues } from '../../../lib/redact';
@@ -22,6 +22,8 @@ export interface ScriptRunOptions {
   onTick?: () => void;
   /** The worker's settings for scripts (lib/config.ts): their PATH, and the values to redact. */
   host?: ScriptHost;
+  /** Values of the secrets resolved for this run (env refs, guest credentials): redacted from the log. */
+  secrets?: readonly string[];
 }
 
 /** What the runner takes from the worker's configuration, handed down by the activity factory. */
@@ -30,9 +32,55 @@ export interface ScriptHost {
   path: string;
   /** Values of the worker's own secret-looking environment variables: redacted from every log. */
   secrets: readonly string[];
+  /**
+   * LIFEBOAT_SCRIPT_USER: when the worker runs as root, scripts run as this unprivileged user
+   * (default nobody) in a fresh 0700 directory of their own. Not root: scripts run as the
+   * worker's own user (there is no one to drop to).
+   */
+  user?: string;
 }
 
-export const DEFAULT_SCRIPT_HOST: ScriptHost = { path: '/usr/local/bin:/usr/bin:/bin', secrets: [] };
+export const DEFAULT_SCRIPT_HOST: ScriptHost = {
+  path: '/usr/local/bin:/usr/bin:/bin',
+  secrets: [],
+  user: 'nobody',
+};
+
+/** The uid and gid scripts run as, or undefined to run as this process (not root). */
+export class ScriptUserError extends Error {
+  override name = 'ScriptUserError';
+}
+const userIds = new Map<string, Promise<{ uid: number; gid: number }>>();
+const idOf = (flag: '-u' | '-g', user: string) =>
+  new Promise<number>((resolve, reject) =>
+    execFile('id', [flag, '--', user], (err, out) => {
+      const n = Number(String(out).trim());
+      if (err || !Number.isInteger(n))
+        reject(
+          new ScriptUserError(
+            `The script user "${user}" (LIFEBOAT_SCRIPT_USER) does not exist on the control host: create it or choose another; scripts never run as root`,
+          ),
+        );
+      else resolve(n);
+    }),
+  );
+export async function scriptIdentity(host: ScriptHost): Promise<{ uid: number; gid: number } | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const user = host.user ?? 'nobody';
+  let ids = userIds.get(user);
+  if (!ids) {
+    ids = Promise.all([idOf('-u', user), idOf('-g', user)]).then(([uid, gid]) => {
+      if (uid === 0)
+        throw new ScriptUserError(
+          `The script user "${user}" (LIFEBOAT_SCRIPT_USER) is root: choose an unprivileged user`,
+        );
+      return { uid, gid };
+    });
+    ids.catch(() => userIds.delete(user));
+    userIds.set(user, ids);
+  }
+  return ids;
+}
 
 export interface ScriptRunResult {
   ok: boolean;
@@ -81,14 +129,25 @@ export async function runScript(script: ScriptSpec, opts: ScriptRunOptions = {})
   const started = Date.now();
   const workDir = await mkdtemp(path.join(tmpdir(), 'lifeboat-script-'));
   const host = opts.host ?? DEFAULT_SCRIPT_HOST;
-  const secrets = [...new Set([...host.secrets, ...secretValues(opts.env)])].sort(
+  // Resolved secrets are redacted as they are and as they appear inside JSON strings (escaped).
+  const resolved = (opts.secrets ?? [])
+    .filter((v) => v.length > 0)
+    .flatMap((v) => [v, JSON.stringify(v).slice(1, -1)]);
+  const secrets = [...new Set([...host.secrets, ...secretValues(opts.env), ...resolved])].sort(
     (a, b) => b.length - a.length,
   );
   try {
+    // Root: the script runs as the unprivileged script user, owner of its own 0700 directory.
+    const who = await scriptIdentity(host);
+    if (who) {
+      await chown(workDir, who.uid, who.gid);
+      await chmod(workDir, 0o700);
+    }
     let file = script.path;
     if (!file) {
       file = path.join(workDir, INLINE_FILE[script.runtime]);
       await writeFile(file, script.inline ?? '', { mode: 0o700 });
+      if (who) await chown(file, who.uid, who.gid);
     }
     const bin = RUNTIME_BINARY[script.runtime];
     const argv = script.runtime === 'go' ? ['run', file, ...script.args] : [file, ...script.args];
@@ -97,7 +156,13 @@ export async function runScript(script: ScriptSpec, opts: ScriptRunOptions = {})
 
     return await new Promise<ScriptRunResult>((resolve, reject) => {
       // detached: the script leads its own process group, so a timeout kills its children too.
-      const child = spawn(bin, argv, { cwd: workDir, env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(bin, argv, {
+        cwd: workDir,
+        env,
+        detached: true,
+        stdio: ['pipe', 'pipe', 'pipe'],
+        ...(who ? { uid: who.uid, gid: who.gid } : {}),
+      });
       let log = '';
       const append = (chunk: Buffer) => {
         log += chunk.toString('utf8');

@@ -1,0 +1,450 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { CreateSecretCommand } from '@aws-sdk/client-secrets-manager';
+import type { Payload } from '@temporalio/common';
+import type { NativeConnection, Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createControlActivities } from '../activities/control';
+import { recoveryWorkflowId } from '../contracts';
+import { secretsManagerClient } from '../lib/aws';
+import { isEncryptedPayload, KeyringPayloadCodec, loadKeyring } from '../lib/crypto';
+import { auditLog, secrets } from '../schema/index';
+import { childEnv } from '../scripts/stack/test-env';
+import { startTestApi, type TestApi } from './helpers/api';
+import { createRecoveryPoint, createSites, testVm, waitFor } from './helpers/recovery';
+import {
+  createTestWorker,
+  temporalClient,
+  testAwsTarget,
+  testConfig,
+  uniqueId,
+  workflowBundle,
+} from './helpers/stack';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const sha = (v: string) => createHash('sha256').update(v).digest('hex');
+
+// Values that must never leave the secret store in clear, except into the script.
+const DB_PASSWORD = `db-Pa55-${crypto.randomUUID()}`;
+const API_KEY = `sm-api-key-${crypto.randomUUID()}`;
+const GUEST_PASSWORD = `guest-${crypto.randomUUID()}`;
+const FILE_VALUE = `from-file-${crypto.randomUUID()}`;
+const ENV_VALUE = `from-env-${crypto.randomUUID()}`;
+const ALL_VALUES = [DB_PASSWORD, API_KEY, GUEST_PASSWORD, FILE_VALUE, ENV_VALUE];
+
+describe('secrets: store, references, redaction, least privilege, key rotation', () => {
+  let api: TestApi;
+  let worker: Worker;
+  let conn: NativeConnection;
+  let running: Promise<void>;
+  let dataDir: string;
+  const taskQueue = uniqueId('secrets');
+  const smName = uniqueId('app/api-key');
+
+  beforeAll(async () => {
+    // A data folder (and keyring) of this test's own, as the product makes it.
+    dataDir = mkdtempSync(path.join(tmpdir(), 'lifeboat-secrets-data-'));
+    const config = testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: taskQueue, LIFEBOAT_DATA_DIR: dataDir });
+    api = await startTestApi({ config });
+    const w = await createTestWorker({
+      config,
+      taskQueue,
+      workflowBundle: workflowBundle(),
+      activities: createControlActivities({ db: api.db, config }),
+    });
+    worker = w.worker;
+    conn = w.connection;
+    running = worker.run();
+    await secretsManagerClient(testAwsTarget()).send(
+      new CreateSecretCommand({ Name: smName, SecretString: API_KEY }),
+    );
+  });
+  afterAll(async () => {
+    worker?.shutdown();
+    await running;
+    await conn?.close();
+    await api?.close();
+  });
+
+  function lifeboat(args: string[], env: Record<string, string> = {}) {
+    return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        ['--import', 'tsx', path.join(ROOT, 'bin/lifeboat.ts'), ...args],
+        {
+          cwd: ROOT,
+          env: childEnv({ LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.admin, ...env }),
+          timeout: 60_000,
+        },
+        (err, stdout, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+  }
+
+  const jobDone = (id: string) =>
+    waitFor(
+      `job ${id} finished`,
+      async () => {
+        const r = await api.call('GET', `/v1/jobs/${id}`, { token: api.tokens.viewer });
+        return !['pending', 'running'].includes(r.body.status) && r.body;
+      },
+      120_000,
+      250,
+    );
+
+  /** Everything the API answered in this test, to search for values at the end. */
+  const answers: string[] = [];
+  const call = async (...a: Parameters<TestApi['call']>) => {
+    const r = await api.call(...a);
+    answers.push(JSON.stringify(r.body ?? ''));
+    return r;
+  };
+
+  it('stores values write-only: API and CLI answer metadata, never the value; roles are enforced', async () => {
+    const put = await call('PUT', '/v1/secrets/db-admin', { body: { value: DB_PASSWORD } });
+    expect(put.status).toBe(201);
+    expect(Object.keys(put.body).sort()).toEqual(['createdAt', 'keyId', 'name', 'updatedAt', 'version']);
+    expect(put.body).toMatchObject({ name: 'db-admin', version: 1 });
+    const again = await call('PUT', '/v1/secrets/db-admin', { body: { value: DB_PASSWORD } });
+    expect(again.status).toBe(200);
+    expect(again.body.version).toBe(2);
+
+    expect(
+      (await call('PUT', '/v1/secrets/x1', { token: api.tokens.operator, body: { value: 'v' } })).status,
+    ).toBe(403);
+    const empty = await call('PUT', '/v1/secrets/x1', { body: { value: '' } });
+    expect(empty.status).toBe(400);
+    expect(empty.body.issues[0].path).toBe('value');
+    const badName = await call('PUT', '/v1/secrets/-bad', { body: { value: 'v' } });
+    expect(badName.status).toBe(400);
+    expect(badName.body.issues[0].path).toBe('name');
+
+    const guest = await call('PUT', '/v1/secrets/guest-creds', {
+      body: { value: JSON.stringify({ username: 'ops', password: GUEST_PASSWORD }) },
+    });
+    expect(guest.status).toBe(201);
+
+    // CLI: from a file and from an environment variable; never as an argument.
+    const dir = mkdtempSync(path.join(tmpdir(), 'lifeboat-secret-cli-'));
+    const f = path.join(dir, 'value.txt');
+    writeFileSync(f, `${FILE_VALUE}\n`);
+    const fromFile = await lifeboat(['secrets', 'set', 'from-file', '--from-file', f]);
+    expect(fromFile.code, fromFile.stderr).toBe(0);
+    expect(fromFile.stdout).toContain('secret "from-file" created (version 1');
+    const fromEnv = await lifeboat(['secrets', 'set', 'from-env', '--from-env', 'MY_SECRET_VALUE'], {
+      MY_SECRET_VALUE: ENV_VALUE,
+    });
+    expect(fromEnv.code, fromEnv.stderr).toBe(0);
+    const neither = await lifeboat(['secrets', 'set', 'x2']);
+    expect(neither.code).toBe(1);
+    expect(neither.stderr).toContain('--from-file FILE or --from-env VAR');
+    const asArgument = await lifeboat(['secrets', 'set', 'x2', 'the-value-itself']);
+    expect(asArgument.code).toBe(1);
+    expect(asArgument.stderr).toContain('too many arguments');
+    expect((await call('GET', '/v1/secrets/x2')).status).toBe(404);
+    const unset = await lifeboat(['secrets', 'set', 'x2', '--from-env', 'LIFEBOAT_TEST_UNSET_VAR']);
+    expect(unset.code).toBe(1);
+
+    const list = await lifeboat(['secrets', 'list']);
+    expect(list.code, list.stderr).toBe(0);
+    for (const n of ['db-admin', 'from-file', 'from-env', 'guest-creds']) expect(list.stdout).toContain(n);
+    const listJson = await lifeboat(['--json', 'secrets', 'list']);
+    const getJson = await lifeboat(['--json', 'secrets', 'get', 'from-env']);
+    expect(JSON.parse(getJson.stdout)).toMatchObject({ name: 'from-env', version: 1 });
+    for (const out of [list.stdout, listJson.stdout, getJson.stdout, fromFile.stdout, fromEnv.stdout])
+      for (const v of ALL_VALUES) expect(out).not.toContain(v);
+
+    // The values really are what was sent: the file's trailing newline dropped (read back by a script later).
+    const viewerList = await call('GET', '/v1/secrets', { token: api.tokens.viewer });
+    expect(viewerList.status).toBe(200);
+    expect(viewerList.body.items.map((s: { name: string }) => s.name)).toEqual([
+      'db-admin',
+      'from-env',
+      'from-file',
+      'guest-creds',
+    ]);
+    expect((await call('GET', '/v1/secrets/db-admin', { token: api.tokens.viewer })).body.version).toBe(2);
+    expect((await call('GET', '/v1/secrets/nope')).status).toBe(404);
+
+    // At rest: ciphertext only.
+    const rows = await api.db.select().from(secrets);
+    const atRest =
+      JSON.stringify(rows) +
+      rows.map((r) => Buffer.from(r.sealedValue, 'base64').toString('latin1')).join('');
+    for (const v of ALL_VALUES) expect(atRest).not.toContain(v);
+  });
+
+  let planId = '';
+
+  it('checks references at plan write: unknown local secret → 422 naming the field; bad aws-sm syntax → 400', async () => {
+    const sites = await createSites(api.db);
+    const base = {
+      ...sites,
+      replication: { intervalMinutes: 15, startTime: '2026-01-01T02:00:00Z' },
+    };
+    const postScript = {
+      runtime: 'sh',
+      inline: [
+        'doc=$(cat)',
+        'echo "db=$DB_PASSWORD api=$API_KEY file=$FROM_FILE env=$FROM_ENV"',
+        'echo "sha-db=$(printf %s "$DB_PASSWORD" | sha256sum | cut -c1-64)"',
+        'echo "sha-api=$(printf %s "$API_KEY" | sha256sum | cut -c1-64)"',
+        'echo "sha-file=$(printf %s "$FROM_FILE" | sha256sum | cut -c1-64)"',
+        'echo "sha-env=$(printf %s "$FROM_ENV" | sha256sum | cut -c1-64)"',
+        `printf %s "$doc" | python3 -c 'import json,sys,hashlib; c=json.load(sys.stdin)["credentials"]; print("user="+c["username"]); print("pw="+c["password"]); print("sha-pw="+hashlib.sha256(c["password"].encode()).hexdigest())'`,
+        'echo "uid=$(id -u)"',
+        'echo "marker-inline-source"',
+      ].join('\n'),
+      args: ['--flag', 'arg-value'],
+      env: {
+        DB_PASSWORD: { secretRef: 'db-admin' },
+        API_KEY: { secretRef: `aws-sm:${smName}` },
+        FROM_FILE: { secretRef: 'from-file' },
+        FROM_ENV: { secretRef: 'from-env' },
+        PLAIN: 'plain-value',
+      },
+    };
+    const vm = testVm('app-01', { postScript, guestCredentials: { secretRef: 'guest-creds' } });
+
+    const unknown = await call('POST', '/v1/plans', {
+      body: {
+        ...base,
+        name: uniqueId('plan'),
+        vms: [
+          {
+            ...vm,
+            postScript: { ...postScript, env: { ...postScript.env, DB_PASSWORD: { secretRef: 'no-such' } } },
+            guestCredentials: { secretRef: 'nor-this' },
+          },
+        ],
+      },
+    });
+    expect(unknown.status).toBe(422);
+    expect(unknown.body.issues.map((i: { path: string }) => i.path).sort()).toEqual([
+      'vms[0].guestCredentials',
+      'vms[0].postScript.env.DB_PASSWORD',
+    ]);
+    expect(unknown.body.issues[0].message).toMatch(/no stored secret named "(no-such|nor-this)"/);
+
+    const badSm = await call('POST', '/v1/plans', {
+      body: {
+        ...base,
+        name: uniqueId('plan'),
+        vms: [{ ...vm, guestCredentials: { secretRef: 'aws-sm:bad name!' } }],
+      },
+    });
+    expect(badSm.status).toBe(400);
+    expect(badSm.body.issues[0].path).toBe('vms[0].guestCredentials.secretRef');
+    const reserved = await call('POST', '/v1/plans', {
+      body: {
+        ...base,
+        name: uniqueId('plan'),
+        vms: [{ ...vm, postScript: { ...postScript, env: { PATH: '/tmp' } } }],
+      },
+    });
+    expect(reserved.status).toBe(400);
+    expect(reserved.body.issues[0].path).toBe('vms[0].postScript.env.PATH');
+
+    const created = await call('POST', '/v1/plans', {
+      body: { ...base, name: uniqueId('plan'), vms: [vm] },
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    planId = created.body.id;
+
+    // Operators read the script; a viewer reads digests of the source and the arguments.
+    const asOperator = await call('GET', `/v1/plans/${planId}`, { token: api.tokens.operator });
+    expect(asOperator.body.vms[0].postScript.inline).toContain('marker-inline-source');
+    expect(asOperator.body.vms[0].postScript.args).toEqual(['--flag', 'arg-value']);
+    const asViewer = await call('GET', `/v1/plans/${planId}`, { token: api.tokens.viewer });
+    expect(asViewer.status).toBe(200);
+    const vs = asViewer.body.vms[0].postScript;
+    expect(vs.inline).toBe(`sha256:${sha(postScript.inline)}`);
+    expect(vs.args).toEqual([`sha256:${sha(JSON.stringify(postScript.args))}`]);
+    expect(vs.env.PLAIN).toBe(`sha256:${sha('plain-value')}`);
+    expect(vs.env.DB_PASSWORD).toEqual({ secretRef: 'db-admin' });
+    const byNameViewer = await call('GET', `/v1/plans/by-name/${encodeURIComponent(created.body.name)}`, {
+      token: api.tokens.viewer,
+    });
+    expect(JSON.stringify(byNameViewer.body)).not.toContain('marker-inline-source');
+    expect(JSON.stringify(byNameViewer.body)).not.toContain('arg-value');
+
+    // A referenced secret cannot be deleted; the answer names the plan's field.
+    const del = await call('DELETE', '/v1/secrets/db-admin');
+    expect(del.status).toBe(409);
+    expect(del.body.issues[0].path).toContain('vms/app-01.postScript.env.DB_PASSWORD');
+    const delCli = await lifeboat(['secrets', 'delete', 'guest-creds']);
+    expect(delCli.code).toBe(3);
+    expect(delCli.stderr).toContain('guestCredentials');
+    // An unreferenced one can.
+    expect((await call('PUT', '/v1/secrets/temp', { body: { value: 'temporary-value' } })).status).toBe(201);
+    expect((await lifeboat(['secrets', 'delete', 'temp'])).code).toBe(0);
+    expect((await call('GET', '/v1/secrets/temp')).status).toBe(404);
+  });
+
+  it('rotates keys as a job: retire is refused while a secret uses a key, accepted once re-encrypted', async () => {
+    const ring = await loadKeyring(api.config);
+    const k1 = ring.currentKeyId;
+    // A running workflow whose history is sealed under k1 (its input; nothing polls its queue).
+    const { client, connection } = await temporalClient(api.config);
+    const idleId = uniqueId('idle-under-k1');
+    await client.workflow.start('lifeboatIdleProbe', {
+      taskQueue: uniqueId('nobody-polls'),
+      workflowId: idleId,
+      args: ['sealed under k1'],
+    });
+    // A new key that nothing was re-encrypted under yet (as a rotation interrupted after step 1).
+    const k2 = await ring.rotate();
+    let keys = await call('GET', '/v1/keys', { token: api.tokens.viewer });
+    expect(keys.body.items).toEqual([
+      expect.objectContaining({ id: k1, current: false, secrets: 4 }),
+      expect.objectContaining({ id: k2, current: true, secrets: 0 }),
+    ]);
+    const refused = await call('POST', `/v1/keys/${k1}/retire`);
+    expect(refused.status).toBe(409);
+    expect(refused.body.message).toContain('still seals 4 stored secret(s)');
+    const cliRefused = await lifeboat(['keys', 'retire', k1]);
+    expect(cliRefused.code).toBe(3);
+    const current = await call('POST', `/v1/keys/${k2}/retire`);
+    expect(current.status).toBe(409);
+    expect(current.body.message).toContain('current key');
+    expect((await call('POST', `/v1/keys/${k1}/retire`, { token: api.tokens.operator })).status).toBe(403);
+    expect((await call('POST', '/v1/keys/rotate', { token: api.tokens.operator })).status).toBe(403);
+
+    // The job: a third key, every secret re-encrypted in batches of 1.
+    const started = await call('POST', '/v1/keys/rotate', { body: { batchSize: 1 } });
+    expect(started.status).toBe(202);
+    const job = await jobDone(started.body.jobId);
+    expect(job.status, JSON.stringify(job)).toBe('completed');
+    expect(job.kind).toBe('key-rotation');
+    expect(job.result).toMatchObject({ rewrapped: 4, remaining: 0, previousKeyId: k2 });
+    expect(job.result.batches).toBeGreaterThanOrEqual(4);
+    expect(job.steps.map((s: { key: string; status: string }) => [s.key, s.status])).toEqual([
+      ['rotate', 'completed'],
+      ['rewrap', 'completed'],
+    ]);
+    const k3 = job.result.keyId as string;
+    keys = await call('GET', '/v1/keys');
+    expect(keys.body.items.find((k: { id: string }) => k.id === k3)).toMatchObject({
+      current: true,
+      secrets: 4,
+    });
+
+    // No secret uses k1 any more, but a running workflow's history does: refused until it ends.
+    const busy = await call('POST', `/v1/keys/${k1}/retire`);
+    expect(busy.status).toBe(409);
+    expect(busy.body.message).toContain(idleId);
+    await client.workflow.getHandle(idleId).terminate('test: done with it');
+    await connection.close();
+
+    // Nothing uses the old keys any more: retired (API and CLI).
+    const retired = await call('POST', `/v1/keys/${k1}/retire`);
+    expect(retired.status, JSON.stringify(retired.body)).toBe(200);
+    const cliRetired = await lifeboat(['keys', 'retire', k2]);
+    expect(cliRetired.code, cliRetired.stderr).toBe(0);
+    const cliList = await lifeboat(['keys', 'list']);
+    expect(cliList.stdout).toContain(k3);
+    expect(cliList.stdout).not.toContain(k1);
+    expect(ring.keyIds()).toEqual([k3]);
+  });
+
+  it('a recovery resolves the references only in the script activity: the script gets the values, logs and history do not', async () => {
+    await createRecoveryPoint(api.db, planId);
+    const started = await call('POST', `/v1/plans/${planId}/recoveries`, {
+      token: api.tokens.operator,
+      body: { mode: 'test' },
+    });
+    expect(started.status).toBe(202);
+    const job = await jobDone(started.body.jobId);
+    const step = job.steps.find((s: { key: string }) => s.key.endsWith('post-script'));
+    expect(job.status, JSON.stringify(job.steps)).toBe('completed');
+    const log: string = step.log;
+    // Received (proved by digests), and redacted where the script printed them.
+    expect(log).toContain(`sha-db=${sha(DB_PASSWORD)}`);
+    expect(log).toContain(`sha-api=${sha(API_KEY)}`);
+    expect(log).toContain(`sha-file=${sha(FILE_VALUE)}`);
+    expect(log).toContain(`sha-env=${sha(ENV_VALUE)}`);
+    expect(log).toContain(`sha-pw=${sha(GUEST_PASSWORD)}`);
+    expect(log).toContain('user=ops');
+    expect(log).toContain('db=*** api=*** file=*** env=***');
+    expect(log).toContain('pw=***');
+    if (process.getuid?.() === 0) expect(log).toMatch(/uid=(?!0\b)\d+/);
+
+    // The workflow's history carries names, never values (every payload decoded).
+    const { client, connection } = await temporalClient(api.config);
+    const history = await client.workflow.getHandle(recoveryWorkflowId(job.id)).fetchHistory();
+    await connection.close();
+    // Payloads are sealed (payload codec): open every one with the keyring, as the UI's codec does.
+    const text = await historyText(history, new KeyringPayloadCodec(await loadKeyring(api.config)));
+    expect(text).toContain('binary/encrypted');
+    expect(text).toContain('db-admin');
+    expect(text).toContain(`aws-sm:${smName}`);
+    expect(text).toContain('guest-creds');
+    for (const v of ALL_VALUES) expect(text).not.toContain(v);
+
+    // Nothing the API answered in this file, and no audit row, holds a value.
+    const audit = JSON.stringify(await api.db.select().from(auditLog));
+    expect(audit).toContain('/v1/secrets/db-admin');
+    const jobAnswer = JSON.stringify((await call('GET', `/v1/jobs/${job.id}`)).body);
+    for (const v of ALL_VALUES) {
+      expect(audit).not.toContain(v);
+      expect(jobAnswer).not.toContain(v);
+      for (const a of answers) expect(a).not.toContain(v);
+    }
+  });
+
+  it('an aws-sm reference that does not exist fails the script step with a clear error naming it', async () => {
+    const sites = await createSites(api.db);
+    const created = await call('POST', '/v1/plans', {
+      body: {
+        ...sites,
+        name: uniqueId('plan'),
+        replication: { intervalMinutes: 15, startTime: '2026-01-01T02:00:00Z' },
+        vms: [
+          testVm('web-01', {
+            postScript: {
+              runtime: 'sh',
+              inline: 'echo never',
+              env: { K: { secretRef: 'aws-sm:does/not-exist' } },
+            },
+          }),
+        ],
+      },
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    await createRecoveryPoint(api.db, created.body.id);
+    const started = await call('POST', `/v1/plans/${created.body.id}/recoveries`, {
+      token: api.tokens.operator,
+      body: { mode: 'test' },
+    });
+    const job = await jobDone(started.body.jobId);
+    expect(job.status).toBe('failed');
+    const step = job.steps.find((s: { key: string }) => s.key.endsWith('post-script'));
+    expect(step.status).toBe('failed');
+    expect(step.message).toContain('AWS Secrets Manager secret "does/not-exist" (aws-sm:does/not-exist)');
+    expect(job.error).toContain('does/not-exist');
+  });
+});
+
+/** Every string in a history, payload bytes decoded as UTF-8, encrypted payloads opened first. */
+async function historyText(h: unknown, codec: KeyringPayloadCodec): Promise<string> {
+  const parts: string[] = [];
+  const payloads: Payload[] = [];
+  const walk = (v: unknown) => {
+    if (v instanceof Uint8Array) parts.push(Buffer.from(v).toString('utf8'));
+    else if (typeof v === 'string') parts.push(v);
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') {
+      if ('metadata' in v && 'data' in v) payloads.push(v as Payload);
+      for (const x of Object.values(v)) walk(x);
+    }
+  };
+  walk(h);
+  const opened = await codec.decode(payloads.filter(isEncryptedPayload));
+  expect(opened.length).toBeGreaterThan(0);
+  for (const p of opened) walk(p);
+  return parts.join('\n');
+}
