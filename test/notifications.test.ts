@@ -14,12 +14,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEventLog } from '../activities/control/events/log';
 import { notificationListener } from '../activities/control/notifications';
 import { recoveryJobsService } from '../api/services/recovery-jobs';
-import { deliverEventWorkflowId, type EventInput, type RecoveryResult } from '../contracts';
+import { deliverEventWorkflowId, type EventInput } from '../contracts';
 import { ec2Client } from '../lib/aws';
 import { channelDeliveries, events } from '../schema/index';
 import { childEnv } from '../scripts/stack/test-env';
 import { useTestApi } from './helpers/api';
-import { createPlan, createRecoveryPoint, testVm, waitFor } from './helpers/recovery';
+import { createPlan, createRecoveryPoint, jobOutcome, testVm, waitFor } from './helpers/recovery';
 
 const until = (what: string, cond: () => boolean, ms = 30_000) =>
   waitFor(what, async () => cond() || undefined, ms);
@@ -203,7 +203,8 @@ describe('notification channels (real Temporal, Postgres, moto, local receivers)
         heartbeatTimeoutSeconds: 10,
         runningPollSeconds: 0.2,
       });
-      const r = (await client.workflow.getHandle(`recovery-${job.id}`).result()) as RecoveryResult;
+      // A failed job fails its workflow (JobFailed, checked against the job row).
+      const r = await jobOutcome(client, api.db, `recovery-${job.id}`);
       expect(r.status).toBe('failed');
       // The job activities recorded its job.failed event; the worker's listener started its delivery.
       const [ev] = await api.db
@@ -482,7 +483,7 @@ describe('notification channels (real Temporal, Postgres, moto, local receivers)
         runningPollSeconds: 0.2,
       });
       const handle = client.workflow.getHandle(`recovery-${job.id}`);
-      const r = (await handle.result()) as RecoveryResult;
+      const r = await jobOutcome(client, api.db, `recovery-${job.id}`);
       expect(r.status).toBe('failed');
       // Its job.failed event was recorded by the job's own activity, whose listener only started
       // the delivery workflow: the job closed before the receiver ever accepted it.

@@ -17,7 +17,7 @@ import { kmsKeyWrapper } from '../lib/crypto/kms';
 import { childEnv } from '../scripts/stack/test-env';
 import { startTestApi, type TestApi } from './helpers/api';
 import { historyPayloads, plainPayloadPaths } from './helpers/history';
-import { createPlan, createRecoveryPoint, jobWithSteps, testVm } from './helpers/recovery';
+import { createPlan, createRecoveryPoint, jobOutcome, jobWithSteps, testVm } from './helpers/recovery';
 import {
   createTestDatabase,
   createTestWorker,
@@ -124,7 +124,8 @@ describe('payload encryption through the real stack', () => {
     await createRecoveryPoint(testDb.db, planId);
     const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
     const handle = client.workflow.getHandle(job.workflowId);
-    const r = (await handle.result()) as RecoveryResult;
+    // A failed job fails its workflow; its JobFailed failure is decoded by the client's converter.
+    const r = await jobOutcome(client, testDb.db, job.workflowId);
     expect(r.status).toBe('failed');
     // The message is real and names the marker once decoded (result and job row)...
     expect(r.message).toContain(failMarker);

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { CompleteSnapshotCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from '@aws-sdk/client-ebs';
 import {
   DescribeImagesCommand,
@@ -6,12 +7,13 @@ import {
   DescribeNetworkInterfacesCommand,
   DescribeVolumesCommand,
 } from '@aws-sdk/client-ec2';
-import type { Client } from '@temporalio/client';
+import { type Client, WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import { asc, eq } from 'drizzle-orm';
 import { plansService } from '../../api/services/plans';
 import { sitesService } from '../../api/services/sites';
 import type { AwsTarget } from '../../contracts';
-import { TAG } from '../../contracts';
+import { type RecoveryResult, TAG } from '../../contracts';
 import { ebsClient, ec2Client } from '../../lib/aws';
 import type { Db } from '../../schema/db';
 import { PlanInput } from '../../schema/domain/plan';
@@ -159,6 +161,45 @@ export async function jobWithSteps(db: Db, jobId: string) {
   const [job] = await db.select().from(jobs).where(eq(jobs.id, jobId));
   const steps = await db.select().from(jobSteps).where(eq(jobSteps.jobId, jobId)).orderBy(asc(jobSteps.seq));
   return { job: job!, steps };
+}
+
+/**
+ * How a recovery or cleanup job ended, read the way an operator sees it. A completed, partially
+ * completed or cancelled job completes its workflow with its result; a failed job fails it (after
+ * recording its row): then the failure must be a `JobFailed` application failure carrying the
+ * job's message and, in its details, the remediation, the failed step and what was created — the
+ * same as the result the job row recorded, which is returned.
+ */
+export async function jobOutcome(client: Client, db: Db, workflowId: string): Promise<RecoveryResult> {
+  const settled = await client.workflow
+    .getHandle(workflowId)
+    .result()
+    .then(
+      (r) => ({ ok: true as const, r: r as RecoveryResult }),
+      (e: unknown) => ({ ok: false as const, e }),
+    );
+  const [row] = await db.select().from(jobs).where(eq(jobs.workflowId, workflowId));
+  if (!row) throw new Error(`no job row for workflow ${workflowId}`);
+  const recorded = row.result as unknown as RecoveryResult;
+  if (settled.ok) {
+    if (settled.r.status === 'failed') throw new Error(`${workflowId}: a failed job completed its workflow`);
+    return settled.r;
+  }
+  if (!(settled.e instanceof WorkflowFailedError)) throw settled.e;
+  const cause = settled.e.cause;
+  if (!(cause instanceof ApplicationFailure) || cause.type !== 'JobFailed')
+    throw new Error(`${workflowId} failed without a JobFailed failure: ${String(cause ?? settled.e)}`);
+  if (row.status !== 'failed' || recorded?.status !== 'failed')
+    throw new Error(`${workflowId} failed its workflow but its job row says ${row.status}`);
+  if (cause.message !== recorded.message || row.error !== recorded.message)
+    throw new Error(`${workflowId}: the failure says "${cause.message}", the job row "${row.error}"`);
+  const details = (cause.details?.[0] ?? {}) as Partial<RecoveryResult>;
+  if (details.remediation !== recorded.remediation || details.failedStep !== recorded.failedStep)
+    throw new Error(`${workflowId}: the failure's details disagree with the job row`);
+  // (jsonb reorders keys: compare values, not texts)
+  if (!isDeepStrictEqual(details.created ?? null, recorded.created ?? null))
+    throw new Error(`${workflowId}: the failure's created resources disagree with the job row`);
+  return { ...recorded, message: cause.message, ...details, status: 'failed' } as RecoveryResult;
 }
 
 export async function waitFor<T>(
