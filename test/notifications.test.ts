@@ -203,7 +203,8 @@ describe('notification channels (real Temporal, Postgres, moto, local receivers)
         heartbeatTimeoutSeconds: 10,
         runningPollSeconds: 0.2,
       });
-      const r = await jobOutcome(client, `recovery-${job.id}`);
+      // A failed job fails its workflow (JobFailed, checked against the job row).
+      const r = await jobOutcome(client, api.db, `recovery-${job.id}`);
       expect(r.status).toBe('failed');
       // The job activities recorded its job.failed event; the worker's listener started its delivery.
       const [ev] = await api.db
@@ -482,7 +483,7 @@ describe('notification channels (real Temporal, Postgres, moto, local receivers)
         runningPollSeconds: 0.2,
       });
       const handle = client.workflow.getHandle(`recovery-${job.id}`);
-      const r = await jobOutcome(client, handle.workflowId);
+      const r = await jobOutcome(client, api.db, `recovery-${job.id}`);
       expect(r.status).toBe('failed');
       // Its job.failed event was recorded by the job's own activity, whose listener only started
       // the delivery workflow: the job closed before the receiver ever accepted it.

@@ -124,7 +124,8 @@ describe('payload encryption through the real stack', () => {
     await createRecoveryPoint(testDb.db, planId);
     const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
     const handle = client.workflow.getHandle(job.workflowId);
-    const r = await jobOutcome(client, job.workflowId);
+    // A failed job fails its workflow; its JobFailed failure is decoded by the client's converter.
+    const r = await jobOutcome(client, testDb.db, job.workflowId);
     expect(r.status).toBe('failed');
     // The message is real and names the marker once decoded (result and job row)...
     expect(r.message).toContain(failMarker);

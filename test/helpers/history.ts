@@ -6,9 +6,28 @@ const isPayload = (o: Record<string, unknown>) =>
   'metadata' in o && o.metadata !== null && typeof o.metadata === 'object' && 'data' in o;
 
 /**
- * Where a history holds payloads NOT sealed by the payload codec. Left out: search attributes
- * (the server must read them to index them, so they are never encoded) and the SDK's own
- * `patched()` markers (`patch-data`: the patch id, written by the SDK core, never user data).
+ * A `patched()` marker's data: written by the SDK's core itself (outside the payload codec, like
+ * search attributes) and holding only the patch id and its deprecated flag — no user data.
+ */
+function isPatchMarkerData(path: string, rec: Record<string, unknown>): boolean {
+  if (!/\.markerRecordedEventAttributes\.details\.patch-data\.payloads\[\d+\]$/.test(path)) return false;
+  try {
+    const data = rec.data;
+    const text =
+      typeof data === 'string'
+        ? Buffer.from(data, 'base64').toString()
+        : Buffer.from(data as Uint8Array).toString();
+    const v = JSON.parse(text) as unknown;
+    return !!v && typeof v === 'object' && Object.keys(v).every((k) => ['id', 'deprecated'].includes(k));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Where a history holds payloads NOT sealed by the payload codec (search attributes excluded:
+ * the server must read those to index them, so they are never encoded; so are patch markers'
+ * data, which the SDK's core writes: the patch id only).
  */
 export function plainPayloadPaths(history: temporal.api.history.v1.IHistory): string[] {
   const out: string[] = [];
@@ -20,11 +39,10 @@ export function plainPayloadPaths(history: temporal.api.history.v1.IHistory): st
     }
     const rec = o as Record<string, unknown>;
     if (isPayload(rec)) {
-      if (!isEncryptedPayload(rec as never)) out.push(path);
+      if (!isEncryptedPayload(rec as never) && !isPatchMarkerData(path, rec)) out.push(path);
       return;
     }
-    for (const [k, v] of Object.entries(rec))
-      if (k !== 'searchAttributes' && k !== 'patch-data') walk(v, `${path}.${k}`);
+    for (const [k, v] of Object.entries(rec)) if (k !== 'searchAttributes') walk(v, `${path}.${k}`);
   };
   walk(history, 'history');
   return out;

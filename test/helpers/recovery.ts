@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { CompleteSnapshotCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from '@aws-sdk/client-ebs';
 import {
   DescribeImagesCommand,
@@ -6,12 +7,13 @@ import {
   DescribeNetworkInterfacesCommand,
   DescribeVolumesCommand,
 } from '@aws-sdk/client-ec2';
-import { ApplicationFailure, type Client, WorkflowFailedError } from '@temporalio/client';
+import { type Client, WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import { asc, eq } from 'drizzle-orm';
 import { plansService } from '../../api/services/plans';
 import { sitesService } from '../../api/services/sites';
-import type { AwsTarget, RecoveryResult } from '../../contracts';
-import { TAG } from '../../contracts';
+import type { AwsTarget } from '../../contracts';
+import { type RecoveryResult, TAG } from '../../contracts';
 import { ebsClient, ec2Client } from '../../lib/aws';
 import type { Db } from '../../schema/db';
 import { PlanInput } from '../../schema/domain/plan';
@@ -161,6 +163,45 @@ export async function jobWithSteps(db: Db, jobId: string) {
   return { job: job!, steps };
 }
 
+/**
+ * How a recovery or cleanup job ended, read the way an operator sees it. A completed, partially
+ * completed or cancelled job completes its workflow with its result; a failed job fails it (after
+ * recording its row): then the failure must be a `JobFailed` application failure carrying the
+ * job's message and, in its details, the remediation, the failed step and what was created — the
+ * same as the result the job row recorded, which is returned.
+ */
+export async function jobOutcome(client: Client, db: Db, workflowId: string): Promise<RecoveryResult> {
+  const settled = await client.workflow
+    .getHandle(workflowId)
+    .result()
+    .then(
+      (r) => ({ ok: true as const, r: r as RecoveryResult }),
+      (e: unknown) => ({ ok: false as const, e }),
+    );
+  const [row] = await db.select().from(jobs).where(eq(jobs.workflowId, workflowId));
+  if (!row) throw new Error(`no job row for workflow ${workflowId}`);
+  const recorded = row.result as unknown as RecoveryResult;
+  if (settled.ok) {
+    if (settled.r.status === 'failed') throw new Error(`${workflowId}: a failed job completed its workflow`);
+    return settled.r;
+  }
+  if (!(settled.e instanceof WorkflowFailedError)) throw settled.e;
+  const cause = settled.e.cause;
+  if (!(cause instanceof ApplicationFailure) || cause.type !== 'JobFailed')
+    throw new Error(`${workflowId} failed without a JobFailed failure: ${String(cause ?? settled.e)}`);
+  if (row.status !== 'failed' || recorded?.status !== 'failed')
+    throw new Error(`${workflowId} failed its workflow but its job row says ${row.status}`);
+  if (cause.message !== recorded.message || row.error !== recorded.message)
+    throw new Error(`${workflowId}: the failure says "${cause.message}", the job row "${row.error}"`);
+  const details = (cause.details?.[0] ?? {}) as Partial<RecoveryResult>;
+  if (details.remediation !== recorded.remediation || details.failedStep !== recorded.failedStep)
+    throw new Error(`${workflowId}: the failure's details disagree with the job row`);
+  // (jsonb reorders keys: compare values, not texts)
+  if (!isDeepStrictEqual(details.created ?? null, recorded.created ?? null))
+    throw new Error(`${workflowId}: the failure's created resources disagree with the job row`);
+  return { ...recorded, message: cause.message, ...details, status: 'failed' } as RecoveryResult;
+}
+
 export async function waitFor<T>(
   what: string,
   fn: () => Promise<T | undefined | false>,
@@ -177,25 +218,3 @@ export async function waitFor<T>(
 }
 
 export type { Client };
-
-/**
- * A recovery or cleanup job's outcome, from its workflow: the result when it completed (also
- * partially completed or cancelled), or, when the job failed, the RecoveryResult its JobFailed
- * workflow failure carries (message; details: remediation, failed step, created, recovered).
- */
-export async function jobOutcome(client: Client, workflowId: string): Promise<RecoveryResult> {
-  try {
-    return (await client.workflow.getHandle(workflowId).result()) as RecoveryResult;
-  } catch (e) {
-    const failure = e instanceof WorkflowFailedError ? e.cause : undefined;
-    if (!(failure instanceof ApplicationFailure) || failure.type !== 'JobFailed') throw e;
-    const details = (failure.details?.[0] ?? {}) as Partial<RecoveryResult>;
-    return {
-      ...details,
-      failedScripts: details.failedScripts ?? [],
-      recovered: details.recovered ?? [],
-      status: 'failed',
-      message: failure.message,
-    };
-  }
-}

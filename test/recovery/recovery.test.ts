@@ -18,6 +18,7 @@ import {
   countTagged,
   createPlan,
   createRecoveryPoint,
+  jobOutcome,
   jobWithSteps,
   testVm,
   waitFor,
@@ -94,8 +95,9 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
     await testDb.drop();
   });
 
-  const result = (jobId: string) =>
-    client.workflow.getHandle(`recovery-${jobId}`).result() as Promise<RecoveryResult>;
+  // A failed job fails its workflow: jobOutcome checks its JobFailed failure against the job row.
+  const result = (jobId: string): Promise<RecoveryResult> =>
+    jobOutcome(client, testDb.db, `recovery-${jobId}`);
 
   it('recovers and cleans up through the configured endpoint when the target site names none (as replication writes there)', async () => {
     const { planId, targetSiteId } = await createPlan(
