@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CreateSecretCommand } from '@aws-sdk/client-secrets-manager';
 import type { Payload } from '@temporalio/common';
+import { temporal } from '@temporalio/proto';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createControlActivities } from '../activities/control';
@@ -332,6 +333,13 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
       current: true,
       secrets: 4,
     });
+
+    // Histories sealed before the rotations still decode (old keys are kept until retired),
+    // and so do the ones sealed after: the recovery test below decodes one under k3.
+    const oldHistory = await client.workflow.getHandle(idleId).fetchHistory();
+    expect(await historyText(oldHistory, new KeyringPayloadCodec(ring))).toContain('sealed under k1');
+    const rawBytes = Buffer.from(temporal.api.history.v1.History.encode(oldHistory).finish());
+    expect(rawBytes.includes('sealed under k1')).toBe(false);
 
     // No secret uses k1 any more, but a running workflow's history does: refused until it ends.
     const busy = await call('POST', `/v1/keys/${k1}/retire`);
