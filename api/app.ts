@@ -8,6 +8,7 @@ import { type AppDeps, v1Router } from './router';
 import { auditRoutes } from './routes/audit';
 import { channelRoutes } from './routes/channels';
 import { codecRoutes } from './routes/codec';
+import { drillScheduleRoutes } from './routes/drill-schedule';
 import { eventRoutes } from './routes/events';
 import { healthRoutes } from './routes/health';
 import { jobRoutes } from './routes/jobs';
@@ -45,6 +46,7 @@ export function createApp(deps: AppDeps) {
   // Concern routers are mounted here (one line each).
   v1.route('/', siteRoutes(deps));
   v1.route('/', planRoutes(deps));
+  v1.route('/', drillScheduleRoutes(deps));
   v1.route('/', nodeRoutes(deps));
   v1.route('/', tokenRoutes(deps));
   v1.route('/', auditRoutes(deps));

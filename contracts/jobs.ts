@@ -16,6 +16,7 @@ export const JOB_KINDS = [
   'verify',
   'reverse-replication',
   'key-rotation',
+  'drill',
 ] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 

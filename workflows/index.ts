@@ -1,5 +1,6 @@
 // The workflow bundle's entry: every workflow type the control worker runs.
 
+export { scheduledDrillWorkflow } from './drills/scheduled';
 export { keyRotationWorkflow } from './keys/rotation';
 export { acknowledgeAlertWorkflow, emitEventsWorkflow, monitorWorkflow } from './monitor';
 export { deliverEventWorkflow } from './notifications/deliver';

@@ -1,5 +1,6 @@
 import type { Config } from '../../lib/config';
 import type { Db } from '../../schema/db';
+import { createDrillActivities } from './drills';
 import { createReporter } from './events/alerts';
 import { createEventLog, type EventListener } from './events/log';
 import { createJobActivities } from './jobs/activities';
@@ -44,6 +45,7 @@ export function createControlActivities(deps: ControlActivityDeps) {
     ...createMonitorActivities(deps.db, reporter, settings.monitor),
     ...createNotificationActivities(deps.db, deps.config),
     ...createKeyActivities(deps.db, settings),
+    ...createDrillActivities(deps.db, settings, reporter),
   };
 }
 

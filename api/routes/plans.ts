@@ -4,6 +4,7 @@ import { recordChanges, requireRole } from '../auth/middleware';
 import { ApiError, errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
+import { drillScheduleHooks } from '../services/drills/schedules';
 import { Plan, PlanApplyInput, PlanSummary, planForViewer, plansService } from '../services/plans';
 import { planScheduleHooks } from '../services/replication/schedules';
 import { EtagHeader, IdOrNameParam, idLinks, jsonBody, jsonContent, PatchDocument } from './params';
@@ -153,7 +154,20 @@ const remove = createRoute({
 export function planRoutes(deps: AppDeps) {
   const svc = plansService(deps.db);
   // Replication schedules follow the plan row (issue 4).
-  const schedules = planScheduleHooks(deps);
+  const replicationHooks = planScheduleHooks(deps);
+  // The drill schedule follows the plan's `drills` setting (issue 14).
+  const drillHooks = drillScheduleHooks(deps);
+  const schedules = {
+    async afterWrite(planId: string) {
+      await replicationHooks.afterWrite(planId);
+      await drillHooks.afterWrite(planId);
+    },
+    beforeDelete: replicationHooks.beforeDelete,
+    async afterDelete(planId: string, vmIds: string[]) {
+      await replicationHooks.afterDelete(planId, vmIds);
+      await drillHooks.afterDelete(planId);
+    },
+  };
   return v1Router()
     .openapi(list, async (c) => {
       const { limit, offset, ...filter } = c.req.valid('query');

@@ -40,6 +40,62 @@ export const CheckpointSettings = z
   })
   .openapi('CheckpointSettings');
 
+/** An IANA time zone name the runtime knows (`Intl.DateTimeFormat` throws on unknown ones). */
+export const TimeZone = z
+  .string()
+  .min(1)
+  .max(64)
+  .refine((v) => {
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: v });
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'must be an IANA time zone name like "Europe/Berlin" or "UTC"');
+
+/** Cron of a drill: 5 fields, or a Temporal name such as `@daily`, `@weekly`, `@hourly`. */
+export const DrillCron = z
+  .string()
+  .max(256)
+  .refine(
+    (v) =>
+      /^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$/.test(v.trim()) ||
+      CronExpression.safeParse(v).success,
+    'must be a cron expression like "0 2 * * 0" or a name like "@daily"',
+  );
+
+export const DrillSettings = z
+  .object({
+    cron: DrillCron.describe('When the drill runs (5-field cron or @daily-style name), in `timezone`'),
+    timezone: TimeZone.default('UTC').describe(
+      'IANA time zone of the cron (daylight saving time is followed)',
+    ),
+    keepMinutes: z
+      .number()
+      .int()
+      .min(0)
+      .max(10_080)
+      .default(60)
+      .describe('How long the test copies are kept for owners to look at before the cleanup'),
+    maxInstances: z
+      .number()
+      .int()
+      .min(1)
+      .max(500)
+      .describe('Cost guard: a drill that would launch more instances is refused before anything is created'),
+    maxVcpus: z
+      .number()
+      .int()
+      .min(1)
+      .max(100_000)
+      .optional()
+      .describe('Cost guard: a drill whose instances total more vCPUs is refused before anything is created'),
+  })
+  .strict()
+  .openapi('DrillSettings');
+export type DrillSettings = z.infer<typeof DrillSettings>;
+
 const SecurityGroups = z.array(z.string().regex(/^sg-[0-9a-f]+$/, 'must be a security group id')).max(16);
 export const TargetDefaults = z
   .object({
@@ -79,6 +135,7 @@ export const PlanInput = z
     targetSiteId: Id,
     replication: ReplicationSettings,
     checkpoints: CheckpointSettings.default({ retention: {} }),
+    drills: DrillSettings.optional().describe('Unattended test recoveries on a schedule (issue 14)'),
     preScript: Script.optional(),
     postScript: Script.optional(),
     targetDefaults: TargetDefaults.default({}),

@@ -20,6 +20,8 @@ export const plans = pgTable('plans', {
     .references(() => sites.id, { onDelete: 'restrict' }),
   replication: jsonb('replication').$type<PlanInput['replication']>().notNull(),
   checkpoints: jsonb('checkpoints').$type<PlanInput['checkpoints']>().notNull(),
+  /** Scheduled drills (null: none); the drill-plan-<id> Temporal Schedule mirrors it. */
+  drills: jsonb('drills').$type<PlanInput['drills']>(),
   preScript: jsonb('pre_script').$type<PlanInput['preScript']>(),
   postScript: jsonb('post_script').$type<PlanInput['postScript']>(),
   targetDefaults: jsonb('target_defaults').$type<PlanInput['targetDefaults']>().notNull(),

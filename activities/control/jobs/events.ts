@@ -18,6 +18,7 @@ const KIND_NAMES: Record<JobKind, string> = {
   verify: 'Verification',
   'reverse-replication': 'Reverse replication',
   'key-rotation': 'Key rotation',
+  drill: 'Drill',
 };
 
 const LIFECYCLE: Partial<Record<JobStatus, { type: EventType; severity: Severity; verb: string }>> = {

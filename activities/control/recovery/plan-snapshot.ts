@@ -21,7 +21,7 @@ import { awsTargetOfSite, NotAnAwsSiteError, type SiteModel } from '../../../sch
 import type { ControlSettings } from '../settings';
 
 const GiB = 2 ** 30;
-const DEFAULT_INSTANCE_TYPE = 't3.medium';
+export const DEFAULT_INSTANCE_TYPE = 't3.medium';
 
 type RecoveryPointRow = typeof recoveryPoints.$inferSelect;
 type RecoveryPointDiskRow = typeof recoveryPointDisks.$inferSelect;

@@ -1,0 +1,21 @@
+import type { Command } from 'commander';
+import type { Cli } from '../cli';
+
+/** `lifeboat drills run PLAN`: run the plan's scheduled drill now. */
+export function drillCommands(program: Command, cli: Cli) {
+  const drills = program.command('drills').description('Scheduled drills of a plan: run one now');
+  drills
+    .command('run <plan>')
+    .description(
+      'Run the plan’s drill now (cost guard, test recovery, keep drills.keepMinutes, cleanup); a drill already running is reported instead',
+    )
+    .action(async (plan: string) => {
+      const { body } = await cli
+        .api()
+        .request<{ workflowId: string; alreadyRunning: boolean }>(
+          'POST',
+          `/v1/plans/${encodeURIComponent(plan)}/drills/run`,
+        );
+      cli.print(body, () => `${body.alreadyRunning ? 'already running' : 'started'}: ${body.workflowId}`);
+    });
+}

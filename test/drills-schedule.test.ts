@@ -1,0 +1,218 @@
+import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
+import type { Client } from '@temporalio/client';
+import type { NativeConnection, Worker } from '@temporalio/worker';
+import { and, eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type DrillResult, drillScheduleId, TAG } from '../contracts';
+import { ec2Client } from '../lib/aws';
+import { events, jobs } from '../schema/index';
+import { startTestApi, type TestApi } from './helpers/api';
+import { countTagged, createPlan, createRecoveryPoint, testVm } from './helpers/recovery';
+import {
+  createControlTestWorker,
+  temporalClient,
+  testAwsTarget,
+  testConfig,
+  uniqueId,
+} from './helpers/stack';
+
+const DRILLS = { cron: '0 3 * * 0', timezone: 'Europe/Berlin', keepMinutes: 0, maxInstances: 2 };
+
+describe('scheduled drills (real Temporal, Postgres, moto)', () => {
+  let api: TestApi;
+  let worker: Worker;
+  let workerConn: NativeConnection;
+  let running: Promise<void>;
+  let client: Client;
+  let closeClient: () => Promise<void>;
+
+  beforeAll(async () => {
+    // The API's schedules start drills on this task queue; the test's worker serves it.
+    const config = testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: uniqueId('drills') });
+    api = await startTestApi({ config });
+    const w = await createControlTestWorker({
+      db: api.db,
+      taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
+      config,
+    });
+    worker = w.worker;
+    workerConn = w.connection;
+    running = worker.run();
+    const c = await temporalClient(config);
+    client = c.client;
+    closeClient = () => c.connection.close();
+  });
+  afterAll(async () => {
+    worker.shutdown();
+    await running;
+    await workerConn.close();
+    await closeClient();
+    await api.close();
+  });
+
+  const setDrills = (planId: string, drills: unknown) =>
+    api.call('PATCH', `/v1/plans/${planId}`, {
+      body: { drills },
+      headers: { 'content-type': 'application/merge-patch+json' },
+    });
+
+  it('refuses bad drill settings with 400 naming the field, and leaves no schedule', async () => {
+    const { planId } = await createPlan(api.db, [testVm('bad-01')]);
+    for (const [drills, field] of [
+      [{ ...DRILLS, timezone: 'Mars/Olympus_Mons' }, 'drills.timezone'],
+      [{ ...DRILLS, keepMinutes: -1 }, 'drills.keepMinutes'],
+      [{ ...DRILLS, maxInstances: 0 }, 'drills.maxInstances'],
+      [{ ...DRILLS, cron: 'every sunday' }, 'drills.cron'],
+    ] as const) {
+      const r = await setDrills(planId, drills);
+      expect(r.status, JSON.stringify(r.body)).toBe(400);
+      expect(r.body.issues.map((i: { path: string }) => i.path)).toContain(field);
+    }
+    await expect(client.schedule.getHandle(drillScheduleId(planId)).describe()).rejects.toThrow();
+  });
+
+  it('creates the drill schedule with the cron and time zone; Europe/Berlin next runs follow DST (2027-03-28); updates and deletes it with the plan', async () => {
+    const { planId } = await createPlan(api.db, [testVm('tz-01')]);
+    // Sundays in March at 03:00 Berlin time: CET (UTC+1) until 2027-03-28, CEST (UTC+2) from then.
+    const r = await setDrills(planId, { ...DRILLS, cron: '0 3 * 3 0' });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body.drills).toMatchObject({ cron: '0 3 * 3 0', timezone: 'Europe/Berlin', keepMinutes: 0 });
+    const d = await client.schedule.getHandle(drillScheduleId(planId)).describe();
+    expect(d.spec.timezone).toBe('Europe/Berlin');
+    expect(d.policies.overlap).toBe('SKIP');
+    expect(d.action).toMatchObject({ workflowType: 'scheduledDrillWorkflow' });
+    const next = d.info.nextActionTimes.map((t) => t.toISOString());
+    expect(next).toContain('2027-03-21T02:00:00.000Z');
+    expect(next).toContain('2027-03-28T01:00:00.000Z');
+    expect(next.filter((t) => t.startsWith('2027-03'))).toEqual([
+      '2027-03-07T02:00:00.000Z',
+      '2027-03-14T02:00:00.000Z',
+      '2027-03-21T02:00:00.000Z',
+      '2027-03-28T01:00:00.000Z',
+    ]);
+
+    // A name such as @daily is accepted as Temporal takes it; an update changes the schedule.
+    expect((await setDrills(planId, { ...DRILLS, cron: '@daily', timezone: 'UTC' })).status).toBe(200);
+    const daily = await client.schedule.getHandle(drillScheduleId(planId)).describe();
+    expect(daily.spec.timezone).toBe('UTC');
+    const times = daily.info.nextActionTimes.map((t) => t.getTime());
+    expect(times[1]! - times[0]!).toBe(86_400_000);
+    expect(new Date(times[0]!).toISOString()).toMatch(/T00:00:00\.000Z$/);
+
+    // Removing the setting (null in a merge patch) deletes the schedule; so does deleting the plan.
+    expect((await setDrills(planId, null)).status).toBe(200);
+    await expect(client.schedule.getHandle(drillScheduleId(planId)).describe()).rejects.toThrow();
+    expect((await setDrills(planId, DRILLS)).status).toBe(200);
+    await client.schedule.getHandle(drillScheduleId(planId)).describe();
+    expect((await api.call('DELETE', `/v1/plans/${planId}`)).status).toBe(204);
+    await expect(client.schedule.getHandle(drillScheduleId(planId)).describe()).rejects.toThrow();
+  });
+
+  it('a drill (run now, keepMinutes 0) recovers, cleans up to 0 tagged resources, and records its jobs and events', async () => {
+    const { planId, planName } = await createPlan(api.db, [testVm('drill-01')]);
+    await createRecoveryPoint(api.db, planId);
+    expect((await setDrills(planId, DRILLS)).status).toBe(200);
+    // A viewer may not start a drill; an operator may (by plan name, as the CLI sends it).
+    expect(
+      (await api.call('POST', `/v1/plans/${planId}/drills/run`, { token: api.tokens.viewer })).status,
+    ).toBe(403);
+    const run = await api.call('POST', `/v1/plans/${planName}/drills/run`, { token: api.tokens.operator });
+    expect(run.status, JSON.stringify(run.body)).toBe(202);
+    expect(run.body.workflowId).toMatch(new RegExp(`^${drillScheduleId(planId)}-`));
+    const result = (await client.workflow.getHandle(run.body.workflowId).result()) as DrillResult;
+    expect(result.status, result.message).toBe('completed');
+    expect(result).toMatchObject({ outcome: 'ran', recoveryStatus: 'completed', cleanupStatus: 'completed' });
+
+    const [drillJob] = await api.db.select().from(jobs).where(eq(jobs.workflowId, run.body.workflowId));
+    expect(drillJob).toMatchObject({ kind: 'drill', status: 'completed', planId, requestedBy: 'schedule' });
+    const [test] = await api.db.select().from(jobs).where(eq(jobs.id, result.recoveryJobId!));
+    expect(test).toMatchObject({ kind: 'test-recovery', status: 'completed', planId });
+    const [cleanup] = await api.db.select().from(jobs).where(eq(jobs.id, result.cleanupJobId!));
+    expect(cleanup).toMatchObject({
+      kind: 'cleanup',
+      status: 'completed',
+      params: { targetJobId: test!.id },
+    });
+    // The test recovery did launch an instance, and the cleanup left nothing carrying its tag.
+    expect((test!.result as { recovered: unknown[] }).recovered).toHaveLength(1);
+    const left = await countTagged(test!.id);
+    expect(left.instances).toHaveLength(0);
+    expect(left.volumes).toHaveLength(0);
+    expect(left.images).toHaveLength(0);
+    expect(left.enis).toHaveLength(0);
+    // The API reads the drill like any job, with its steps.
+    const got = await api.call('GET', `/v1/jobs/${drillJob!.id}`);
+    expect(got.status).toBe(200);
+    expect(got.body.steps.map((s: { key: string; status: string }) => `${s.key}:${s.status}`)).toEqual([
+      'guard:completed',
+      'recovery:completed',
+      'keep:completed',
+      'cleanup:completed',
+    ]);
+    const evs = await api.db.select().from(events).where(eq(events.jobId, drillJob!.id));
+    expect(evs.map((e) => e.type).sort()).toEqual(['job.completed', 'job.started']);
+    expect(evs.find((e) => e.type === 'job.completed')!.data).toMatchObject({
+      kind: 'drill',
+      outcome: 'ran',
+    });
+  });
+
+  it('the cost guard refuses a drill over maxInstances before anything is created', async () => {
+    const { planId } = await createPlan(api.db, [testVm('cg-01'), testVm('cg-02'), testVm('cg-03')]);
+    await createRecoveryPoint(api.db, planId);
+    expect((await setDrills(planId, { ...DRILLS, maxInstances: 2 })).status).toBe(200);
+    const run = await api.call('POST', `/v1/plans/${planId}/drills/run`);
+    expect(run.status).toBe(202);
+    const result = (await client.workflow.getHandle(run.body.workflowId).result()) as DrillResult;
+    expect(result).toMatchObject({ status: 'failed', outcome: 'refused', instances: 3 });
+    expect(result.message).toContain('drills.maxInstances (2)');
+    const planJobs = await api.db.select().from(jobs).where(eq(jobs.planId, planId));
+    expect(planJobs.map((j) => `${j.kind}:${j.status}`)).toEqual(['drill:failed']);
+    expect(planJobs[0]!.error).toContain('more than drills.maxInstances');
+    const inst = await ec2Client(testAwsTarget()).send(
+      new DescribeInstancesCommand({ Filters: [{ Name: `tag:${TAG.plan}`, Values: [planId] }] }),
+    );
+    expect((inst.Reservations ?? []).flatMap((r) => r.Instances ?? [])).toHaveLength(0);
+    const failed = await api.db
+      .select()
+      .from(events)
+      .where(and(eq(events.jobId, planJobs[0]!.id), eq(events.type, 'job.failed')));
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.message).toContain('maxInstances');
+  });
+
+  it('the cost guard counts vCPUs from EC2 DescribeInstanceTypes (maxVcpus)', async () => {
+    // t3.medium has 2 vCPUs: two of them are 4, over a limit of 3.
+    const { planId } = await createPlan(api.db, [testVm('vc-01'), testVm('vc-02')]);
+    expect((await setDrills(planId, { ...DRILLS, maxInstances: 5, maxVcpus: 3 })).status).toBe(200);
+    const run = await api.call('POST', `/v1/plans/${planId}/drills/run`);
+    const result = (await client.workflow.getHandle(run.body.workflowId).result()) as DrillResult;
+    expect(result).toMatchObject({ status: 'failed', outcome: 'refused', instances: 2, vcpus: 4 });
+    expect(result.message).toContain('drills.maxVcpus (3)');
+  });
+
+  it('skips (recorded) while the plan is failed over, and answers 409 when the plan has no drills', async () => {
+    const { planId } = await createPlan(api.db, [testVm('fo-01')]);
+    expect((await api.call('POST', `/v1/plans/${planId}/drills/run`)).status).toBe(409);
+    expect((await setDrills(planId, DRILLS)).status).toBe(200);
+    // A completed full recovery that was never cleaned up: the plan runs in the target.
+    await api.db.insert(jobs).values({
+      kind: 'full-recovery',
+      status: 'completed',
+      planId,
+      workflowId: `recovery-${uniqueId('fo')}`,
+      endedAt: new Date(),
+    });
+    const run = await api.call('POST', `/v1/plans/${planId}/drills/run`);
+    const result = (await client.workflow.getHandle(run.body.workflowId).result()) as DrillResult;
+    expect(result).toMatchObject({ status: 'completed', outcome: 'skipped' });
+    expect(result.message).toMatch(/^skipped: .*failed over/);
+    const planJobs = await api.db
+      .select()
+      .from(jobs)
+      .where(and(eq(jobs.planId, planId), eq(jobs.kind, 'drill')));
+    expect(planJobs).toHaveLength(1);
+    const evs = await api.db.select().from(events).where(eq(events.jobId, planJobs[0]!.id));
+    expect(evs.find((e) => e.type === 'job.completed')!.message).toContain('skipped');
+  });
+});
