@@ -16,6 +16,9 @@ export const JOB_KIND_OF_MODE: Record<RecoveryMode, RecoveryJobKind> = {
   migration: 'migration',
 };
 
+/** The instance type of a recovered VM that sets none (nor its plan's targetDefaults). */
+export const DEFAULT_INSTANCE_TYPE = 't3.medium';
+
 export const RECOVERY_WORKFLOW = 'recoveryWorkflow';
 export const CLEANUP_WORKFLOW = 'cleanupWorkflow';
 

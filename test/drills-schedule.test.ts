@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
 import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
 import type { Client } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
@@ -6,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DrillResult, drillScheduleId, TAG } from '../contracts';
 import { ec2Client } from '../lib/aws';
 import { events, jobs } from '../schema/index';
+import { childEnv } from '../scripts/stack/test-env';
 import { startTestApi, type TestApi } from './helpers/api';
 import { countTagged, createPlan, createRecoveryPoint, testVm } from './helpers/recovery';
 import {
@@ -214,5 +217,84 @@ describe('scheduled drills (real Temporal, Postgres, moto)', () => {
     expect(planJobs).toHaveLength(1);
     const evs = await api.db.select().from(events).where(eq(events.jobId, planJobs[0]!.id));
     expect(evs.find((e) => e.type === 'job.completed')!.message).toContain('skipped');
+  });
+
+  it('predicts the RTO after three real test recoveries within the range of their observed RTOs (API and lifeboat plans get)', async () => {
+    const { planId, planName } = await createPlan(api.db, [
+      testVm('rto-db', { bootOrder: 0, bootDelaySeconds: 1 }),
+      testVm('rto-web', { bootOrder: 1 }),
+    ]);
+    await createRecoveryPoint(api.db, planId);
+    const before = await api.call('GET', `/v1/plans/${planId}`);
+    expect(before.status).toBe(200);
+    expect(before.body.rtoPrediction).toBeNull();
+
+    const observed: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const start = await api.call('POST', `/v1/plans/${planId}/recoveries`, { body: { mode: 'test' } });
+      expect(start.status, JSON.stringify(start.body)).toBe(202);
+      const jobId = start.body.jobId as string;
+      await client.workflow.getHandle(`recovery-${jobId}`).result();
+      const job = await api.call('GET', `/v1/jobs/${jobId}`);
+      expect(job.body.status).toBe('completed');
+      // Observed RTO, read from the job as an operator sees it: start → last VM step ended.
+      const lastVmEnd = Math.max(
+        ...job.body.steps
+          .filter((s: { key: string; endedAt: string | null }) => s.key.startsWith('vm:') && s.endedAt)
+          .map((s: { endedAt: string }) => Date.parse(s.endedAt)),
+      );
+      observed.push((lastVmEnd - Date.parse(job.body.startedAt)) / 1000);
+      // One test recovery at a time leaves clean copies to the next (and tests cleanup again).
+      const c = await api.call('POST', `/v1/jobs/${jobId}/cleanup`);
+      expect(c.status, JSON.stringify(c.body)).toBe(202);
+      await client.workflow.getHandle(c.body.workflowId).result();
+    }
+
+    const got = await api.call('GET', `/v1/plans/${planName}`);
+    const p = got.body.rtoPrediction;
+    expect(p, JSON.stringify(got.body)).toMatchObject({
+      basedOnRuns: 3,
+      objectiveSeconds: null,
+      exceedsObjective: null,
+    });
+    expect(p.seconds).toBeGreaterThanOrEqual(Math.min(...observed) - 0.05);
+    expect(p.seconds).toBeLessThanOrEqual(Math.max(...observed) + 0.05);
+    // The configured 1 s boot delay of group 1 is part of it; both VMs matched their size and OS.
+    expect(p.perGroup).toEqual([
+      expect.objectContaining({
+        group: 1,
+        vms: ['rto-db'],
+        delaySeconds: 1,
+        matchedBy: 'instance-type-and-os',
+        samples: 6,
+      }),
+      expect.objectContaining({ group: 2, vms: ['rto-web'], delaySeconds: 0 }),
+    ]);
+
+    // lifeboat plans get shows it; --yaml stays an apply-able document without it.
+    const cli = (args: string[], token = api.tokens.viewer) =>
+      new Promise<{ code: number; stdout: string }>((resolve) =>
+        execFile(
+          process.execPath,
+          ['--import', 'tsx', path.join(import.meta.dirname, '..', 'bin/lifeboat.ts'), ...args],
+          { env: childEnv({ LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: token }), timeout: 60_000 },
+          (err, stdout) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout }),
+        ),
+      );
+    const shown = await cli(['plans', 'get', planName]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toMatch(/predicted RTO: \d+s from 3 past runs/);
+    expect(shown.stdout).toContain('group 1 (rto-db)');
+    const yaml = await cli(['plans', 'get', planName, '--yaml']);
+    expect(yaml.stdout).not.toContain('rtoPrediction');
+
+    // lifeboat drills run: 409 (exit 3) without drills; with them, started (and refused: 2 VMs > 1).
+    expect((await cli(['drills', 'run', planName], api.tokens.operator)).code).toBe(3);
+    expect((await setDrills(planId, { ...DRILLS, maxInstances: 1 })).status).toBe(200);
+    const ran = await cli(['--json', 'drills', 'run', planName], api.tokens.operator);
+    expect(ran.code, ran.stdout).toBe(0);
+    const { workflowId } = JSON.parse(ran.stdout);
+    const r = (await client.workflow.getHandle(workflowId).result()) as DrillResult;
+    expect(r).toMatchObject({ outcome: 'refused', instances: 2 });
   });
 });

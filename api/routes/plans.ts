@@ -4,6 +4,7 @@ import { recordChanges, requireRole } from '../auth/middleware';
 import { ApiError, errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
+import { planRtoPrediction } from '../services/drills/rto';
 import { drillScheduleHooks } from '../services/drills/schedules';
 import { Plan, PlanApplyInput, PlanSummary, planForViewer, plansService } from '../services/plans';
 import { planScheduleHooks } from '../services/replication/schedules';
@@ -50,7 +51,7 @@ const get = createRoute({
   path: '/plans/{id}',
   tags,
   summary:
-    'Read a plan (by id or name) with its VMs and disks (ETag = version); viewers get digests of inline scripts and arguments',
+    'Read a plan (by id or name) with its VMs and disks and its RTO prediction (ETag = version); viewers get digests of inline scripts and arguments',
   middleware: [requireRole('viewer')],
   request: { params: IdOrNameParam },
   responses: {
@@ -174,14 +175,16 @@ export function planRoutes(deps: AppDeps) {
       return c.json(await svc.list(filter, { limit, offset }), 200);
     })
     .openapi(get, async (c) => {
-      const plan = await svc.get(await svc.idOf(c.req.valid('param').id));
+      const read = await svc.get(await svc.idOf(c.req.valid('param').id));
+      const plan = { ...read, rtoPrediction: await planRtoPrediction(deps.db, read.id) };
       c.header('ETag', etagOf(plan.version));
       return c.json(c.get('principal').role === 'viewer' ? planForViewer(plan) : plan, 200);
     })
     .openapi(getByName, async (c) => {
       const { name } = c.req.valid('param');
-      const plan = await svc.findByName(name);
-      if (!plan) throw new ApiError(404, 'not_found', `No plan named "${name}"`);
+      const read = await svc.findByName(name);
+      if (!read) throw new ApiError(404, 'not_found', `No plan named "${name}"`);
+      const plan = { ...read, rtoPrediction: await planRtoPrediction(deps.db, read.id) };
       c.header('ETag', etagOf(plan.version));
       return c.json(c.get('principal').role === 'viewer' ? planForViewer(plan) : plan, 200);
     })

@@ -11,6 +11,7 @@ import { disks, jobs, plans, secrets, sites, vms } from '../../schema/index';
 import { ApiError, zodIssues } from '../errors';
 import { changedPaths } from './audit';
 import { checkIfMatch, clientErrorFromDb, type Page, patchWithRetry, toPage } from './common';
+import { RtoPredictionSchema } from './drills/rto';
 import { localNames, planSecretRefs } from './secret-refs';
 
 // ---- API shapes -------------------------------------------------------------------------
@@ -28,6 +29,11 @@ export const Plan = z
     version: z.number().int().describe('Increases on every change; also the ETag'),
     createdAt: z.string(),
     updatedAt: z.string(),
+    rtoPrediction: RtoPredictionSchema.nullable()
+      .optional()
+      .describe(
+        'Reads (GET) only: the RTO predicted from past recoveries’ step timings; null before the first completed one',
+      ),
   })
   .openapi('Plan');
 export type Plan = z.infer<typeof Plan>;

@@ -17,6 +17,39 @@ interface Plan {
   version: number;
   replication: { intervalMinutes: number };
   vms: { name: string; guestOs: string; bootOrder: number; bootDelaySeconds: number; disks: unknown[] }[];
+  drills?: { cron: string; timezone: string; keepMinutes: number; maxInstances: number; maxVcpus?: number };
+  rtoPrediction?: {
+    seconds: number;
+    basedOnRuns: number;
+    objectiveSeconds: number | null;
+    exceedsObjective: boolean | null;
+    perGroup: {
+      group: number;
+      vms: string[];
+      recoverSeconds: number;
+      delaySeconds: number;
+      seconds: number;
+    }[];
+  } | null;
+}
+
+const dur = (s: number) =>
+  s < 120 ? `${Math.round(s)}s` : `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
+
+/** The plan's RTO prediction as `plans get` prints it, flagged when above the objective. */
+function rtoLines(p: NonNullable<Plan['rtoPrediction']> | null | undefined): string {
+  if (!p) return 'predicted RTO: — (no completed recovery yet)';
+  const objective =
+    p.objectiveSeconds === null
+      ? ''
+      : `, objective ${dur(p.objectiveSeconds)}${p.exceedsObjective ? ' — EXCEEDS THE RTO OBJECTIVE' : ' (met)'}`;
+  const groups = p.perGroup
+    .map(
+      (g) =>
+        `  group ${g.group} (${g.vms.join(', ')}): ${dur(g.recoverSeconds)}${g.delaySeconds ? ` + delay ${dur(g.delaySeconds)}` : ''}`,
+    )
+    .join('\n');
+  return `predicted RTO: ${dur(p.seconds)} from ${p.basedOnRuns} past run${p.basedOnRuns === 1 ? '' : 's'}${objective}\n${groups}`;
 }
 
 /** `lifeboat plans list|get|apply|delete` */
@@ -60,8 +93,13 @@ export function planCommands(program: Command, cli: Cli) {
       const api = cli.api();
       const { body } = await api.request<Plan>('GET', `/v1/plans/${await resolveId(api, 'plans', ref)}`);
       cli.print(body, () => {
-        if (o.yaml) return toYaml(body).trimEnd();
-        return `plan "${body.name}" (${body.id}), version ${body.version}, RPO ${body.replication.intervalMinutes} min\n\n${table(
+        // The YAML is an apply-able document: the computed prediction is not part of it.
+        const { rtoPrediction, ...doc } = body;
+        if (o.yaml) return toYaml(doc).trimEnd();
+        const drills = body.drills
+          ? `drills: ${body.drills.cron} (${body.drills.timezone}), keep ${body.drills.keepMinutes} min, at most ${body.drills.maxInstances} instances\n`
+          : '';
+        return `plan "${body.name}" (${body.id}), version ${body.version}, RPO ${body.replication.intervalMinutes} min\n${drills}${rtoLines(rtoPrediction)}\n\n${table(
           ['VM', 'OS', 'BOOT ORDER', 'BOOT DELAY', 'DISKS'],
           body.vms.map((v) => [v.name, v.guestOs, v.bootOrder, `${v.bootDelaySeconds}s`, v.disks.length]),
         )}`;

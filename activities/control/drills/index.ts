@@ -4,6 +4,7 @@ import { and, eq, inArray, sql } from 'drizzle-orm';
 import {
   ACTIVE_JOB_STATUSES,
   cleanupWorkflowId,
+  DEFAULT_INSTANCE_TYPE,
   type DrillResult,
   type EventInput,
   RECOVERY_JOB_KINDS,
@@ -18,7 +19,7 @@ import { loadPlanModel } from '../../../schema/read/plan';
 import type { Reporter } from '../events/alerts';
 import { jobEvent } from '../jobs/events';
 import { createJobProjection } from '../jobs/projection';
-import { DEFAULT_INSTANCE_TYPE, recoveryTarget } from '../recovery/plan-snapshot';
+import { recoveryTarget } from '../recovery/plan-snapshot';
 import type { ControlSettings } from '../settings';
 
 export interface DrillJobStart {

@@ -1,15 +1,16 @@
 import { DescribeSnapshotsCommand, type Snapshot } from '@aws-sdk/client-ec2';
 import { ApplicationFailure } from '@temporalio/activity';
 import { and, desc, eq, inArray, isNull, lte, or } from 'drizzle-orm';
-import type {
-  AwsTarget,
-  NetworkPlacement,
-  RecoveryInput,
-  RecoveryMode,
-  RecoveryPlanSnapshot,
-  RecoveryPointSelector,
-  RecoveryVm,
-  ScriptRef,
+import {
+  type AwsTarget,
+  DEFAULT_INSTANCE_TYPE,
+  type NetworkPlacement,
+  type RecoveryInput,
+  type RecoveryMode,
+  type RecoveryPlanSnapshot,
+  type RecoveryPointSelector,
+  type RecoveryVm,
+  type ScriptRef,
 } from '../../../contracts';
 import { ec2Client } from '../../../lib/aws';
 import type { Db } from '../../../schema/db';
@@ -21,7 +22,6 @@ import { awsTargetOfSite, NotAnAwsSiteError, type SiteModel } from '../../../sch
 import type { ControlSettings } from '../settings';
 
 const GiB = 2 ** 30;
-export const DEFAULT_INSTANCE_TYPE = 't3.medium';
 
 type RecoveryPointRow = typeof recoveryPoints.$inferSelect;
 type RecoveryPointDiskRow = typeof recoveryPointDisks.$inferSelect;
