@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
-import type { Client } from '@temporalio/client';
+import { type Client, WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +19,25 @@ import {
   testConfig,
   uniqueId,
 } from './helpers/stack';
+
+/** How a drill ended: its result, also from a failed drill's JobFailed failure (details[0]). */
+async function drillOutcome(client: Client, workflowId: string): Promise<DrillResult> {
+  try {
+    return (await client.workflow.getHandle(workflowId).result()) as DrillResult;
+  } catch (e) {
+    const cause = (e as WorkflowFailedError).cause;
+    if (
+      !(e instanceof WorkflowFailedError) ||
+      !(cause instanceof ApplicationFailure) ||
+      cause.type !== 'JobFailed'
+    )
+      throw e;
+    const r = cause.details?.[0] as DrillResult;
+    expect(r.status).toBe('failed');
+    expect(cause.message).toBe(r.message);
+    return r;
+  }
+}
 
 const DRILLS = { cron: '0 3 * * 0', timezone: 'Europe/Berlin', keepMinutes: 0, maxInstances: 2 };
 
@@ -122,7 +142,7 @@ describe('scheduled drills (real Temporal, Postgres, moto)', () => {
     const run = await api.call('POST', `/v1/plans/${planName}/drills/run`, { token: api.tokens.operator });
     expect(run.status, JSON.stringify(run.body)).toBe(202);
     expect(run.body.workflowId).toMatch(new RegExp(`^${drillScheduleId(planId)}-`));
-    const result = (await client.workflow.getHandle(run.body.workflowId).result()) as DrillResult;
+    const result = await drillOutcome(client, run.body.workflowId);
     expect(result.status, result.message).toBe('completed');
     expect(result).toMatchObject({ outcome: 'ran', recoveryStatus: 'completed', cleanupStatus: 'completed' });
 
@@ -166,7 +186,7 @@ describe('scheduled drills (real Temporal, Postgres, moto)', () => {
     expect((await setDrills(planId, { ...DRILLS, maxInstances: 2 })).status).toBe(200);
     const run = await api.call('POST', `/v1/plans/${planId}/drills/run`);
     expect(run.status).toBe(202);
-    const result = (await client.workflow.getHandle(run.body.workflowId).result()) as DrillResult;
+    const result = await drillOutcome(client, run.body.workflowId);
     expect(result).toMatchObject({ status: 'failed', outcome: 'refused', instances: 3 });
     expect(result.message).toContain('drills.maxInstances (2)');
     const planJobs = await api.db.select().from(jobs).where(eq(jobs.planId, planId));
@@ -189,7 +209,7 @@ describe('scheduled drills (real Temporal, Postgres, moto)', () => {
     const { planId } = await createPlan(api.db, [testVm('vc-01'), testVm('vc-02')]);
     expect((await setDrills(planId, { ...DRILLS, maxInstances: 5, maxVcpus: 3 })).status).toBe(200);
     const run = await api.call('POST', `/v1/plans/${planId}/drills/run`);
-    const result = (await client.workflow.getHandle(run.body.workflowId).result()) as DrillResult;
+    const result = await drillOutcome(client, run.body.workflowId);
     expect(result).toMatchObject({ status: 'failed', outcome: 'refused', instances: 2, vcpus: 4 });
     expect(result.message).toContain('drills.maxVcpus (3)');
   });
@@ -207,7 +227,7 @@ describe('scheduled drills (real Temporal, Postgres, moto)', () => {
       endedAt: new Date(),
     });
     const run = await api.call('POST', `/v1/plans/${planId}/drills/run`);
-    const result = (await client.workflow.getHandle(run.body.workflowId).result()) as DrillResult;
+    const result = await drillOutcome(client, run.body.workflowId);
     expect(result).toMatchObject({ status: 'completed', outcome: 'skipped' });
     expect(result.message).toMatch(/^skipped: .*failed over/);
     const planJobs = await api.db
@@ -217,6 +237,29 @@ describe('scheduled drills (real Temporal, Postgres, moto)', () => {
     expect(planJobs).toHaveLength(1);
     const evs = await api.db.select().from(events).where(eq(events.jobId, planJobs[0]!.id));
     expect(evs.find((e) => e.type === 'job.completed')!.message).toContain('skipped');
+  });
+
+  it('skips (recorded) while another recovery of the plan runs, and nothing is created', async () => {
+    const { planId } = await createPlan(api.db, [testVm('busy-01')]);
+    expect((await setDrills(planId, DRILLS)).status).toBe(200);
+    const [other] = await api.db
+      .insert(jobs)
+      .values({
+        kind: 'test-recovery',
+        status: 'running',
+        planId,
+        workflowId: `recovery-${uniqueId('busy')}`,
+      })
+      .returning();
+    const run = await api.call('POST', `/v1/plans/${planId}/drills/run`);
+    const result = await drillOutcome(client, run.body.workflowId);
+    expect(result).toMatchObject({ status: 'completed', outcome: 'skipped' });
+    expect(result.message).toContain(`test-recovery running (job ${other!.id})`);
+    const planJobs = await api.db.select().from(jobs).where(eq(jobs.planId, planId));
+    expect(planJobs.map((j) => `${j.kind}:${j.status}`).sort()).toEqual([
+      'drill:completed',
+      'test-recovery:running',
+    ]);
   });
 
   it('predicts the RTO after three real test recoveries within the range of their observed RTOs (API and lifeboat plans get)', async () => {
@@ -294,7 +337,7 @@ describe('scheduled drills (real Temporal, Postgres, moto)', () => {
     const ran = await cli(['--json', 'drills', 'run', planName], api.tokens.operator);
     expect(ran.code, ran.stdout).toBe(0);
     const { workflowId } = JSON.parse(ran.stdout);
-    const r = (await client.workflow.getHandle(workflowId).result()) as DrillResult;
+    const r = await drillOutcome(client, workflowId);
     expect(r).toMatchObject({ outcome: 'refused', instances: 2 });
   });
 });

@@ -1,4 +1,5 @@
 import {
+  ApplicationFailure,
   CancellationScope,
   executeChild,
   isCancellation,
@@ -89,6 +90,15 @@ export async function scheduledDrillWorkflow(input: DrillInput): Promise<DrillRe
       await acts.drillJobFinished(jobId, result);
     });
     setJobStatusAttr(result.status);
+    // As every job: a failed drill (refused, or its recovery or cleanup failed) fails its workflow
+    // once its row is recorded (red in the Temporal UI); the details carry the drill's result.
+    if (result.status === 'failed')
+      throw ApplicationFailure.create({
+        message: result.message,
+        type: 'JobFailed',
+        nonRetryable: true,
+        details: [result],
+      });
     return result;
   };
 
