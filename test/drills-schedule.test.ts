@@ -86,6 +86,9 @@ describe('scheduled drills (real Temporal, Postgres, moto)', () => {
       [{ ...DRILLS, keepMinutes: -1 }, 'drills.keepMinutes'],
       [{ ...DRILLS, maxInstances: 0 }, 'drills.maxInstances'],
       [{ ...DRILLS, cron: 'every sunday' }, 'drills.cron'],
+      // Six fields mean seconds to cron-parser but a year to Temporal: refused, not a 503 later.
+      [{ ...DRILLS, cron: '0 0 3 * * 0' }, 'drills.cron'],
+      [{ ...DRILLS, cron: '0 3 L * *' }, 'drills.cron'],
     ] as const) {
       const r = await setDrills(planId, drills);
       expect(r.status, JSON.stringify(r.body)).toBe(400);

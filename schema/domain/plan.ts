@@ -54,16 +54,24 @@ export const TimeZone = z
     }
   }, 'must be an IANA time zone name like "Europe/Berlin" or "UTC"');
 
-/** Cron of a drill: 5 fields, or a Temporal name such as `@daily`, `@weekly`, `@hourly`. */
+/** One field of a 5-field cron both cron-parser and Temporal read alike: numbers, * , / - and names. */
+const CRON_FIELD = /^(\*|[0-9]+|[A-Za-z]{3})([-/,](\*|[0-9]+|[A-Za-z]{3}))*$/;
+
+/**
+ * Cron of a drill: exactly 5 fields (minute hour day-of-month month day-of-week; Temporal reads
+ * 6 fields as ending with a year, cron-parser as starting with seconds: refused), or a Temporal
+ * name such as `@daily`, `@weekly`, `@hourly`.
+ */
 export const DrillCron = z
   .string()
   .max(256)
-  .refine(
-    (v) =>
-      /^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$/.test(v.trim()) ||
-      CronExpression.safeParse(v).success,
-    'must be a cron expression like "0 2 * * 0" or a name like "@daily"',
-  );
+  .refine((v) => {
+    if (/^@(yearly|annually|monthly|weekly|daily|hourly)$/.test(v.trim())) return true;
+    const fields = v.trim().split(/\s+/);
+    return (
+      fields.length === 5 && fields.every((f) => CRON_FIELD.test(f)) && CronExpression.safeParse(v).success
+    );
+  }, 'must be a 5-field cron expression like "0 2 * * 0" or a name like "@daily"');
 
 export const DrillSettings = z
   .object({
