@@ -7,6 +7,7 @@ import { CreateSecretCommand } from '@aws-sdk/client-secrets-manager';
 import type { Payload } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import type { NativeConnection, Worker } from '@temporalio/worker';
+import { asc, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createControlActivities } from '../activities/control';
 import { recoveryWorkflowId } from '../contracts';
@@ -145,10 +146,29 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     expect(neither.stderr).toContain('--from-file FILE or --from-env VAR');
     const asArgument = await lifeboat(['secrets', 'set', 'x2', 'the-value-itself']);
     expect(asArgument.code).toBe(1);
-    expect(asArgument.stderr).toContain('too many arguments');
+    expect(asArgument.stderr).not.toContain('too many arguments');
+    expect(asArgument.stderr).toContain('never taken as an argument');
+    expect(asArgument.stderr).toContain('shell history');
+    expect(asArgument.stderr).toMatch(/--from-file.*--from-env/);
+    expect(asArgument.stderr).not.toContain('the-value-itself');
     expect((await call('GET', '/v1/secrets/x2')).status).toBe(404);
     const unset = await lifeboat(['secrets', 'set', 'x2', '--from-env', 'LIFEBOAT_TEST_UNSET_VAR']);
     expect(unset.code).toBe(1);
+
+    // Audit rows say what happened to a secret (created, value changed), never the value.
+    const secretAudit = await api.db
+      .select({ path: auditLog.path, status: auditLog.status, detail: auditLog.detail })
+      .from(auditLog)
+      .where(eq(auditLog.path, '/v1/secrets/db-admin'))
+      .orderBy(asc(auditLog.id));
+    expect(secretAudit.map((a) => [a.status, a.detail])).toEqual([
+      [201, { created: true }],
+      [200, { changed: ['value'] }],
+    ]);
+    // keys list is for any token: the help says so (rotate and retire are admin).
+    const keysHelp = await lifeboat(['keys', '--help']);
+    expect(keysHelp.stdout.replace(/\s+/g, ' ')).toContain('(list: any token; rotate, retire: admin)');
+    expect((await lifeboat(['keys', 'list'], { LIFEBOAT_TOKEN: api.tokens.viewer })).code).toBe(0);
 
     const list = await lifeboat(['secrets', 'list']);
     expect(list.code, list.stderr).toBe(0);
@@ -240,6 +260,29 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     });
     expect(badSm.status).toBe(400);
     expect(badSm.body.issues[0].path).toBe('vms[0].guestCredentials.secretRef');
+    // Through PUT by name (lifeboat apply): a bad reference is reported once, a number says what it must be.
+    const applied = await call('PUT', `/v1/plans/by-name/${uniqueId('plan')}`, {
+      body: {
+        ...base,
+        vms: [
+          {
+            ...vm,
+            postScript: { ...postScript, env: { DB_PASSWORD: 42 } },
+          },
+        ],
+      },
+    });
+    expect(applied.status).toBe(400);
+    expect(applied.body.issues).toEqual([
+      { path: 'vms[0].postScript.env.DB_PASSWORD', message: 'must be a string or { secretRef }' },
+    ]);
+    const appliedRef = await call('PUT', `/v1/plans/by-name/${uniqueId('plan')}`, {
+      body: { ...base, vms: [{ ...vm, guestCredentials: { secretRef: 'aws-sm:bad name!' } }] },
+    });
+    expect(appliedRef.status).toBe(400);
+    expect(appliedRef.body.issues.map((i: { path: string }) => i.path)).toEqual([
+      'vms[0].guestCredentials.secretRef',
+    ]);
     const reserved = await call('POST', '/v1/plans', {
       body: {
         ...base,

@@ -1,5 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { requireRole } from '../auth/middleware';
+import { recordChanges, requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { KeyInfo, Secret, SecretInput, secretsService } from '../services/secrets';
@@ -127,6 +127,8 @@ export function secretRoutes(deps: AppDeps) {
     .openapi(get, async (c) => c.json(await svc.get(c.req.valid('param').name), 200))
     .openapi(put, async (c) => {
       const { secret, created } = await svc.set(c.req.valid('param').name, c.req.valid('json').value);
+      // What changed, never the value.
+      recordChanges(c, created ? { created: true } : { changed: ['value'] });
       return created ? c.json(secret, 201) : c.json(secret, 200);
     })
     .openapi(remove, async (c) => {
