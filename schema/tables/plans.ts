@@ -22,6 +22,8 @@ export const plans = pgTable('plans', {
   checkpoints: jsonb('checkpoints').$type<PlanInput['checkpoints']>().notNull(),
   preScript: jsonb('pre_script').$type<PlanInput['preScript']>(),
   postScript: jsonb('post_script').$type<PlanInput['postScript']>(),
+  /** Operator-given objectives (unset fields fall back: effectiveObjectives). */
+  objectives: jsonb('objectives').$type<PlanInput['objectives']>(),
   targetDefaults: jsonb('target_defaults').$type<PlanInput['targetDefaults']>().notNull(),
   /** Replication paused by an operator (the Temporal schedules mirror this). */
   replicationPaused: boolean('replication_paused').notNull().default(false),
