@@ -219,7 +219,7 @@ export const formatDuration = (s: number | null) => {
   const h = Math.floor(s / 3600);
   const m = Math.floor((s % 3600) / 60);
   const sec = s % 60;
-  return h ? `${h} h ${m} min` : m ? `${m} min ${sec} s` : `${sec} s`;
+  return h ? `${h} h${m ? ` ${m} min` : ''}` : m ? `${m} min${sec ? ` ${sec} s` : ''}` : `${sec} s`;
 };
 
 /**

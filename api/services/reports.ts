@@ -125,6 +125,8 @@ th{background:#f6f8fa;font-weight:600}dl{display:grid;grid-template-columns:max-
 @page{size:A4;margin:14mm}
 `;
 
+const tick = (s: number) => (s < 60 ? `${s.toFixed(s < 10 ? 1 : 0)} s` : formatDuration(Math.round(s)));
+
 /** The timeline as an SVG Gantt chart: one row per boot group (boot → running → healthy) and delay. */
 function timelineSvg(r: JobReport): string {
   const t0 = r.what.startedAt ? Date.parse(r.what.startedAt) : Number.NaN;
@@ -170,7 +172,7 @@ function timelineSvg(r: JobReport): string {
     const px = left + (i / 4) * (W - left - 20);
     axis.push(
       `<line x1="${px}" y1="18" x2="${px}" y2="${y}" stroke="#d0d7de"/>`,
-      `<text x="${px}" y="12" font-size="11" text-anchor="middle" fill="#57606a">+${formatDuration(Math.round(((tEnd - t0) / 1000) * (i / 4)))}</text>`,
+      `<text x="${px}" y="12" font-size="11" text-anchor="middle" fill="#57606a">+${tick(((tEnd - t0) / 1000) * (i / 4))}</text>`,
     );
   }
   const rto = r.objectives?.rtoMinutes;
