@@ -1,14 +1,17 @@
-import { mkdirSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
+import type { Locator } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recoveryJobsService } from '../api/services/recovery-jobs';
 import { computeVerdict, type JobReport, type RecoveryResult } from '../contracts';
 import { jobReports, jobs, plans } from '../schema/index';
-import { runVar } from '../scripts/stack/test-env';
+import { childEnv, runVar } from '../scripts/stack/test-env';
 import { fixtures, startTestApi, type TestApi } from './helpers/api';
 import { countTagged, createPlan, createRecoveryPoint, jobOutcome, testVm } from './helpers/recovery';
 import { createControlTestWorker, temporalClient, testConfig, uniqueId } from './helpers/stack';
@@ -39,6 +42,9 @@ const tcp = (port: number, timeoutSeconds = 30) => ({
   timeoutSeconds,
   intervalSeconds: 1,
 });
+/** The text as rendered (table cells separated by whitespace), as a reader sees it. */
+// biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text wanted here
+const shown = (l: Locator) => l.innerText();
 const sec = (a: string | null, b: string | null) => (Date.parse(b!) - Date.parse(a!)) / 1000;
 
 describe('drill evidence: recovery reports (real Temporal, moto, Postgres, Chromium)', () => {
@@ -256,19 +262,19 @@ describe('drill evidence: recovery reports (real Temporal, moto, Postgres, Chrom
       await page.goto(`${api.url}/v1/jobs/${jobA}/report`, { waitUntil: 'load' });
 
       expect(await page.locator('#verdict').getAttribute('data-verdict')).toBe('met');
-      expect(await page.locator('#verdict').innerText()).toBe('Objectives met');
-      expect(await page.locator('#plan').innerText()).toContain(planA.planName);
+      expect(await shown(page.locator('#verdict'))).toBe('Objectives met');
+      expect(await shown(page.locator('#plan'))).toContain(planA.planName);
       expect(await page.locator('#rto').getAttribute('data-seconds')).toBe(String(r.achieved.rtoSeconds));
-      expect((await page.locator('#rto').innerText()).trim()).toBe(`${r.achieved.rtoSeconds} s`);
-      expect(await page.locator('#objectives tr[data-objective="rto"]').innerText()).toContain('10 min');
+      expect((await shown(page.locator('#rto'))).trim()).toBe(`${r.achieved.rtoSeconds} s`);
+      expect(await shown(page.locator('#objectives tr[data-objective="rto"]'))).toContain('10 min');
       // One row per boot group, in the table and in the SVG timeline.
       const rows = page.locator('#groups tr[data-group]');
       expect(await rows.count()).toBe(2);
-      expect(await rows.nth(0).innerText()).toMatch(/Group 1\s+db-01/);
-      expect(await rows.nth(0).innerText()).toContain('2 s');
-      expect(await rows.nth(1).innerText()).toMatch(/Group 2\s+web-01/);
+      expect(await shown(rows.nth(0))).toMatch(/Group 1\s+db-01/);
+      expect(await shown(rows.nth(0))).toContain('2 s');
+      expect(await shown(rows.nth(1))).toMatch(/Group 2\s+web-01/);
       expect(await page.locator('svg g[data-group]').count()).toBe(2);
-      expect(await page.locator('#scripts').innerText()).toContain('password=***');
+      expect(await shown(page.locator('#scripts'))).toContain('password=***');
       expect(await page.content()).not.toContain('hunter2');
       const box = await page.locator('svg').boundingBox();
       expect(box!.width).toBeGreaterThan(300);
@@ -352,6 +358,45 @@ describe('drill evidence: recovery reports (real Temporal, moto, Postgres, Chrom
     expect((await api.call('GET', '/v1/plans/no-such-plan/drills')).status).toBe(404);
   });
 
+  it('CLI: lifeboat jobs report (text, --json, --output), lifeboat drills list, lifeboat plans get', async () => {
+    const lifeboat = (args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          ['--import', 'tsx', path.join(ROOT, 'bin/lifeboat.ts'), ...args],
+          {
+            cwd: ROOT,
+            env: childEnv({ LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.viewer }),
+            timeout: 60_000,
+          },
+          (err, stdout, stderr) =>
+            resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+    const text = await lifeboat(['jobs', 'report', jobA]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain('VERDICT: met — All objectives met');
+    expect(text.stdout).toMatch(/RTO objective 10 min met/);
+    expect(text.stdout).toMatch(/cleanup: done/);
+    const json = await lifeboat(['--json', 'jobs', 'report', jobA]);
+    expect(JSON.parse(json.stdout)).toMatchObject({ jobId: jobA, verdict: { verdict: 'met' } });
+    const out = path.join(mkdtempSync(path.join(tmpdir(), 'lifeboat-report-')), 'report.html');
+    const html = await lifeboat(['jobs', 'report', jobA, '--output', out]);
+    expect(html.code, html.stderr).toBe(0);
+    const page = readFileSync(out, 'utf8');
+    expect(page).toMatch(/^<!doctype html>/);
+    expect(page).toContain('data-verdict="met"');
+    const drills = await lifeboat(['drills', 'list', planA.planName]);
+    expect(drills.code, drills.stderr).toBe(0);
+    expect(drills.stdout.split('\n')[0]).toMatch(/^STARTED\s+VERDICT\s+RPO\s+RTO\s+JOB/);
+    expect(drills.stdout).toContain(jobA);
+    const missing = await lifeboat(['jobs', 'report', crypto.randomUUID()]);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toMatch(/No job with id/);
+    const plan = await lifeboat(['plans', 'get', planA.planName]);
+    expect(plan.stdout).toContain('objectives: RPO 30 min, RTO 10 min');
+  });
+
   it('reports: 404 with the reason for a job without one; Accept: application/json selects JSON', async () => {
     const unknown = await api.call('GET', `/v1/jobs/${crypto.randomUUID()}/report`);
     expect(unknown.status).toBe(404);
@@ -405,6 +450,8 @@ describe('drill evidence: recovery reports (real Temporal, moto, Postgres, Chrom
     expect(list.body.items).toHaveLength(1);
   });
 });
+
+const ROOT = path.resolve(import.meta.dirname, '..');
 
 describe('computeVerdict (pure)', () => {
   const base = { status: 'completed' as const, achievedRpoSeconds: 120 };

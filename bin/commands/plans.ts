@@ -16,6 +16,7 @@ interface Plan {
   name: string;
   version: number;
   replication: { intervalMinutes: number };
+  objectives?: { rpoMinutes: number; rtoMinutes?: number };
   vms: { name: string; guestOs: string; bootOrder: number; bootDelaySeconds: number; disks: unknown[] }[];
 }
 
@@ -61,7 +62,7 @@ export function planCommands(program: Command, cli: Cli) {
       const { body } = await api.request<Plan>('GET', `/v1/plans/${await resolveId(api, 'plans', ref)}`);
       cli.print(body, () => {
         if (o.yaml) return toYaml(body).trimEnd();
-        return `plan "${body.name}" (${body.id}), version ${body.version}, RPO ${body.replication.intervalMinutes} min\n\n${table(
+        return `plan "${body.name}" (${body.id}), version ${body.version}, replication every ${body.replication.intervalMinutes} min\nobjectives: RPO ${body.objectives?.rpoMinutes ?? body.replication.intervalMinutes} min, RTO ${body.objectives?.rtoMinutes !== undefined ? `${body.objectives.rtoMinutes} min` : 'not set'}\n\n${table(
           ['VM', 'OS', 'BOOT ORDER', 'BOOT DELAY', 'DISKS'],
           body.vms.map((v) => [v.name, v.guestOs, v.bootOrder, `${v.bootDelaySeconds}s`, v.disks.length]),
         )}`;
