@@ -140,7 +140,9 @@ export function secretCommands(program: Command, cli: Cli) {
 
   keys
     .command('rotate')
-    .description('Start a key rotation job: a new current key, every secret re-encrypted under it')
+    .description(
+      'Start a key rotation job: a new current key; every secret and schedule re-sealed under it, the snapshot budgets continued as new',
+    )
     .action(async () => {
       const { body } = await cli
         .api()
@@ -153,7 +155,9 @@ export function secretCommands(program: Command, cli: Cli) {
 
   keys
     .command('retire <keyId>')
-    .description('Retire an old key for good; refused for the current key or while a secret uses it')
+    .description(
+      'Retire an old key for good; refused for the current key or while a secret, schedule or running workflow uses it (each named)',
+    )
     .action(async (id: string) => {
       const { body } = await cli.api().request<KeyInfo>('POST', `/v1/keys/${enc(id)}/retire`);
       cli.print(body, () => `key ${body.id} retired`);
