@@ -36,11 +36,17 @@ export function formatPath(path: readonly PropertyKey[]): string {
     .join('');
 }
 
+/** Each field and its problem, once (a rule checked at two levels reports one issue). */
 export function zodIssues(error: z.ZodError, prefix = ''): { path: string; message: string }[] {
-  return error.issues.map((i) => ({
-    path: `${prefix}${formatPath(i.path)}` || '(body)',
-    message: i.message,
-  }));
+  const seen = new Set<string>();
+  return error.issues
+    .map((i) => ({ path: `${prefix}${formatPath(i.path)}` || '(body)', message: i.message }))
+    .filter((i) => {
+      const key = `${i.path}\n${i.message}`;
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
 }
 
 /** Request validation failures of every route answer 400 with each field and its problem. */

@@ -1,7 +1,12 @@
 import type { Client } from '@temporalio/client';
 import { sql } from 'drizzle-orm';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { type BudgetSnapshot, snapshotBudgetStateQuery, snapshotBudgetWorkflowId } from '../contracts';
+import {
+  ALERT_TYPES,
+  type BudgetSnapshot,
+  snapshotBudgetStateQuery,
+  snapshotBudgetWorkflowId,
+} from '../contracts';
 import type { Db } from '../schema/db';
 
 /** How long one scrape waits for a snapshot budget workflow to answer its query. */
@@ -147,7 +152,7 @@ export function createMetrics(deps: { db: Db; temporal: Client }) {
 
   new Gauge({
     name: 'lifeboat_open_alerts',
-    help: 'Alerts not resolved (open or acknowledged), by type (absent until the alerts table exists)',
+    help: 'Alerts not resolved (open or acknowledged), by type; 0 for a type with none (absent until the alerts table exists)',
     labelNames: ['type'],
     registers: [registry],
     async collect() {
@@ -162,6 +167,8 @@ export function createMetrics(deps: { db: Db; temporal: Client }) {
         db,
         sql`select type::text as type, count(*)::int as n from alerts where state::text <> 'resolved' group by type`,
       );
+      // Every alert type has a series, 0 when none is open: a dashboard sees 0, not a gap.
+      for (const type of ALERT_TYPES) this.set({ type }, 0);
       for (const x of r) this.set({ type: x.type }, Number(x.n));
     },
   });

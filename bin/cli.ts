@@ -178,10 +178,17 @@ export function createCli(program: Command): Cli {
 export type CommandModule = (program: Command, cli: Cli) => void;
 
 /** Columns padded to their widest cell. */
+/** One line: line breaks (and the blanks around them) become one space. */
+export const oneLine = (s: string) => s.replace(/[ \t]*[\r\n]+[ \t]*/g, ' ');
+
+/** At most `max` characters, the rest replaced by "…". */
+export const truncate = (s: string, max: number) => (s.length <= max ? s : `${s.slice(0, max - 1)}…`);
+
+/** A table, one line per row (a multi-line cell, e.g. an error, is joined into one line). */
 export function table(headers: string[], rows: (string | number | boolean | null | undefined)[][]): string {
   const cells = [
     headers,
-    ...rows.map((r) => r.map((c) => (c === null || c === undefined ? '-' : String(c)))),
+    ...rows.map((r) => r.map((c) => (c === null || c === undefined ? '-' : oneLine(String(c))))),
   ];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
   const lines = cells.map((r) =>

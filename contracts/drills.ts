@@ -35,6 +35,7 @@ export interface DrillResult {
   /** What the cost guard counted. */
   instances?: number;
   vcpus?: number;
-  /** Whether the report was filed (fileJobReport exists on this worker). */
+  /** Whether the test recovery's report was filed (fileJobReport), and its verdict. */
   reportFiled?: boolean;
+  verdict?: string;
 }

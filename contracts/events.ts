@@ -29,6 +29,14 @@ export const EVENT_TYPES = [
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
+/** The event types that raise alerts (an alert's type is the event type that raised it). */
+export const ALERT_TYPES = [
+  'replication.rpo-breached',
+  'job.failed',
+  'node.offline',
+] as const satisfies readonly EventType[];
+export type AlertType = (typeof ALERT_TYPES)[number];
+
 /** Ordered: a channel's minimum severity lets through this one and every later one. */
 export const SEVERITIES = ['info', 'warning', 'error', 'critical'] as const;
 export type Severity = (typeof SEVERITIES)[number];

@@ -14,6 +14,7 @@ export * from './monitor';
 export * from './notifications';
 export * from './recovery';
 export * from './replication';
+export * from './reports';
 export * from './search-attributes';
 export * from './self-check';
 export * from './snapshot-budget';

@@ -1,6 +1,6 @@
 /**
  * The key-rotation job: a new current keyring key, then every stored secret re-sealed under it
- * in batches. Old keys stay for decryption until an admin retires them. Pure: safe in the bundle.
+ * in batches, every schedule re-sealed, and the long-running snapshot budgets continued as new. Old keys stay for decryption until an admin retires them. Pure: safe in the bundle.
  */
 import type { EndedJobStatus } from './jobs';
 
@@ -29,4 +29,8 @@ export interface KeyRotationResult {
   /** Secrets still under older keys when the job ended (0 when completed). */
   remaining: number;
   batches: number;
+  /** Schedules re-sealed under the new key, already under it, and sealed under a key not held. */
+  schedules?: { resealed: number; current: number; unreadable: string[] };
+  /** Long-running workflows (snapshot budgets) asked to continue as new under the new key. */
+  rolledOver?: number;
 }

@@ -76,6 +76,12 @@ export const requestSnapshotSlotSignal =
 /** Give a slot back (or leave the queue). Unknown lease ids are ignored: release is idempotent. */
 export const releaseSnapshotSlotSignal = defineSignal<[{ leaseId: string }]>('releaseSnapshotSlot');
 export const snapshotBudgetStateQuery = defineQuery<BudgetSnapshot>('snapshotBudgetState');
+/**
+ * Continue as new at the next safe point (running handlers and grant signals finished), carrying
+ * the whole state: the key-rotation job sends it so the new run's history is sealed under the
+ * new current key and the old key can be retired. Sending it twice is harmless.
+ */
+export const rolloverSnapshotBudgetSignal = defineSignal('rolloverSnapshotBudget');
 
 /** Sent by the budget to a holder workflow when its queued request is granted. */
 export const snapshotSlotGrantedSignal = defineSignal<[SlotGrant]>('snapshotSlotGranted');

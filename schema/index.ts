@@ -6,6 +6,7 @@ export * from './tables/channels';
 export * from './tables/disks';
 export * from './tables/events';
 export * from './tables/job-logs';
+export * from './tables/job-reports';
 export * from './tables/job-steps';
 export * from './tables/jobs';
 export * from './tables/nodes';

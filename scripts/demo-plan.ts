@@ -8,11 +8,13 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { eq } from 'drizzle-orm';
 import { PlanApplyInput, plansService } from '../api/services/plans';
 import { sitesService } from '../api/services/sites';
 import { awsEndpoint, type Config } from '../lib/config';
 import type { Db } from '../schema/db';
 import type { SiteInput } from '../schema/domain/site';
+import { plans } from '../schema/index';
 
 export const DEMO = {
   sourceSite: 'demo-onprem',
@@ -112,6 +114,11 @@ export async function ensureDemoPlan(db: Db, config: Config) {
     const site = existing ? await sites.update(existing.id, input) : await sites.create(input);
     siteIds.push(site.id);
   }
+
+  // An existing demo plan is the operator's now: an edit (a script, a secret reference, another
+  // RPO) survives restarts. Only a missing plan is created.
+  const [existingPlan] = await db.select({ id: plans.id }).from(plans).where(eq(plans.name, DEMO.plan));
+  if (existingPlan) return { planId: existingPlan.id, result: 'unchanged' as const, imagesCreated, dir };
 
   // Validated like `lifeboat apply` would: the demo obeys every rule an operator's plan does.
   const document = PlanApplyInput.parse({

@@ -210,8 +210,14 @@ describe('lifeboat CLI', () => {
     });
     const listed = await lifeboat(['nodes', '--site', 'dc-east']);
     expect(listed.stdout).toMatch(/appliance-7\s+dc-east\s+replication-appliance\s+offline/);
+    // One long path is cut to 60 characters in the CALL column, so it does not widen every row.
+    await api.call('DELETE', `/v1/plans/${'x'.repeat(150)}`);
     const audit = await lifeboat(['audit', '--limit', '50']);
     expect(audit.stdout).toMatch(/^AT\s+ACTOR\s+STATUS\s+CALL\s+CHANGED/);
+    expect(audit.stdout).toContain(`DELETE /v1/plans/${'x'.repeat(42)}…`);
+    expect(audit.stdout).not.toContain('x'.repeat(43));
+    const header = audit.stdout.split('\n')[0]!;
+    expect(header.indexOf('CHANGED') - header.indexOf('CALL')).toBe(62);
     expect(audit.stdout).toMatch(/test-admin\s+201\s+PUT \/v1\/plans\/by-name\/erp\s+created/);
     expect(audit.stdout).toMatch(/test-admin\s+200\s+DELETE \/v1\/tokens\/\S+\s+revokedAt/);
   });
@@ -314,16 +320,24 @@ describe('lifeboat CLI', () => {
       ] as const;
       for (const [status, code] of cases) {
         const id = await jobOf(status);
-        const [plain, watched] = await Promise.all([
+        const [plain, watched, logs, followed] = await Promise.all([
           lifeboat(['jobs', 'get', id]),
           lifeboat(['jobs', 'get', id, '--watch']),
+          lifeboat(['jobs', 'logs', id]),
+          lifeboat(['jobs', 'logs', id, '-f']),
         ]);
         expect(plain.code, `${status}: ${plain.stderr}`).toBe(code);
         expect(plain.stdout).toContain(`: ${status}`);
         expect(watched.code, `${status} --watch: ${watched.stderr}`).toBe(code);
+        // `jobs logs` exits as `jobs get` (README), with and without -f.
+        expect(logs.code, `${status} logs: ${logs.stderr}`).toBe(code);
+        expect(followed.code, `${status} logs -f: ${followed.stderr}`).toBe(code);
       }
-      const running = await lifeboat(['jobs', 'get', await jobOf('running')]);
+      const runningId = await jobOf('running');
+      const running = await lifeboat(['jobs', 'get', runningId]);
       expect(running.code, running.stderr).toBe(0);
+      const runningLogs = await lifeboat(['jobs', 'logs', runningId]);
+      expect(runningLogs.code, runningLogs.stderr).toBe(0);
       expect(running.stdout).toContain(': running');
       const help = await lifeboat(['jobs', 'get', '--help']);
       expect(help.stdout).toMatch(

@@ -34,5 +34,13 @@ describe('the npm start demo plan', () => {
       expect(st.blocks * 512).toBeLessThan(disk.sizeBytes / 4);
       expect(path.dirname(disk.sourceRef)).toBe(path.resolve(config.LIFEBOAT_DATA_DIR, 'demo'));
     }
+
+    // An operator's edit of the demo plan survives the next start (it is theirs now).
+    const edited = await plansService(testDb.db).patch(first.planId, { replication: { intervalMinutes: 5 } });
+    const third = await ensureDemoPlan(testDb.db, config);
+    expect(third).toMatchObject({ result: 'unchanged', planId: first.planId });
+    const after = await plansService(testDb.db).get(first.planId);
+    expect(after.replication.intervalMinutes).toBe(5);
+    expect(after.version).toBe(edited.plan.version);
   });
 });

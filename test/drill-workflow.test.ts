@@ -25,6 +25,7 @@ type Stubbed = Pick<
   | 'createDrillCleanupJob'
   | 'drillJobFinished'
   | 'recordSteps'
+  | 'fileJobReport'
 >;
 const calls: { act: keyof Stubbed; args: unknown[] }[] = [];
 const log = (act: keyof Stubbed, args: unknown[]) => calls.push({ act, args });
@@ -51,6 +52,10 @@ const stubs: Stubbed = {
   },
   async recordSteps(steps) {
     log('recordSteps', [steps]);
+  },
+  async fileJobReport(input) {
+    log('fileJobReport', [input]);
+    return { filed: true, verdict: 'met', message: 'filed' };
   },
 };
 
@@ -131,6 +136,11 @@ describe('scheduledDrillWorkflow (time-skipping server, stub activities and chil
     const cleanup = calls.find((c) => c.act === 'createDrillCleanupJob')!.args[0] as { testJobId: string };
     expect(cleanup.testJobId).toBe(begin.testJobId);
     expect(r.recoveryJobId).toBe(begin.testJobId);
+    // Then the test recovery's report is filed, after the cleanup.
+    const acts = calls.map((c) => c.act);
+    expect(acts.indexOf('fileJobReport')).toBeGreaterThan(acts.indexOf('createDrillCleanupJob'));
+    expect(calls.find((c) => c.act === 'fileJobReport')!.args[0]).toEqual({ jobId: begin.testJobId });
+    expect(r).toMatchObject({ reportFiled: true, verdict: 'met' });
   });
 
   it('a failed test recovery is still cleaned up (no keep), and fails the drill with JobFailed', async () => {

@@ -148,6 +148,12 @@ describe('scheduled drills (real Temporal, Postgres, moto)', () => {
     const result = await drillOutcome(client, run.body.workflowId);
     expect(result.status, result.message).toBe('completed');
     expect(result).toMatchObject({ outcome: 'ran', recoveryStatus: 'completed', cleanupStatus: 'completed' });
+    // The test recovery's report is filed, with the cleanup done.
+    expect(result).toMatchObject({ reportFiled: true, verdict: 'met' });
+    const report = await api.call('GET', `/v1/jobs/${result.recoveryJobId}/report?format=json`);
+    expect(report.status, JSON.stringify(report.body)).toBe(200);
+    expect(report.body.what).toMatchObject({ planId, kind: 'test-recovery' });
+    expect(report.body.cleanup).toMatchObject({ status: 'done', jobId: result.cleanupJobId });
 
     const [drillJob] = await api.db.select().from(jobs).where(eq(jobs.workflowId, run.body.workflowId));
     expect(drillJob).toMatchObject({ kind: 'drill', status: 'completed', planId, requestedBy: 'schedule' });
@@ -302,6 +308,21 @@ describe('scheduled drills (real Temporal, Postgres, moto)', () => {
       basedOnRuns: 3,
       objectiveSeconds: null,
       exceedsObjective: null,
+    });
+    // With an RTO objective (1 minute: these runs take seconds) the flag says it is met.
+    expect(
+      (
+        await api.call('PATCH', `/v1/plans/${planId}`, {
+          body: { objectives: { rtoMinutes: 1 } },
+          headers: { 'content-type': 'application/merge-patch+json' },
+        })
+      ).status,
+    ).toBe(200);
+    const withObjective = (await api.call('GET', `/v1/plans/${planId}`)).body.rtoPrediction;
+    expect(withObjective).toMatchObject({
+      objectiveSeconds: 60,
+      exceedsObjective: false,
+      seconds: p.seconds,
     });
     expect(p.seconds).toBeGreaterThanOrEqual(Math.min(...observed) - 0.05);
     expect(p.seconds).toBeLessThanOrEqual(Math.max(...observed) + 0.05);

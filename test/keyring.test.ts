@@ -60,4 +60,26 @@ describe('keyring', () => {
     }
     expect(readFileSync(path.join(d, 'bad-0.json'), 'utf8')).toBe('{ not json');
   });
+
+  it('never echoes the file text in the error of a file that is not JSON (it may hold key material)', async () => {
+    const d = dir();
+    const material = 'S3CRETKEYMATERIAL0123456789abcdefABCDEF';
+    const cases = [
+      material, // JSON.parse quotes the text: "Unexpected token 'S', \"S3CRETKEYM\"... is not valid JSON"
+      `{"version":1,"current":"a","keys":[{"id":"a","createdAt":"x","key":"${material}" oops}]}`,
+      `{"version":1,"current":"a","keys":[{"id":"a","createdAt":"x","key":"${material}`,
+    ];
+    for (const [i, text] of cases.entries()) {
+      const file = path.join(d, `leak-${i}.json`);
+      writeFileSync(file, text);
+      const err = await Keyring.open(file, { create: false }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(KeyringError);
+      const message = (err as Error).message;
+      expect(message).toMatch(
+        new RegExp(`^The keyring ${file} is not valid JSON( \\(position \\d+, line 1, column \\d+\\))?$`),
+      );
+      expect(message).not.toContain('S3CRET');
+      expect(message).not.toContain('\n');
+    }
+  });
 });

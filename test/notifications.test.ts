@@ -16,7 +16,8 @@ import { notificationListener } from '../activities/control/notifications';
 import { recoveryJobsService } from '../api/services/recovery-jobs';
 import { deliverEventWorkflowId, type EventInput } from '../contracts';
 import { ec2Client } from '../lib/aws';
-import { channelDeliveries, events } from '../schema/index';
+import { loadKeyring, sealJson } from '../lib/crypto';
+import { channelDeliveries, channels, events } from '../schema/index';
 import { childEnv } from '../scripts/stack/test-env';
 import { useTestApi } from './helpers/api';
 import { createPlan, createRecoveryPoint, jobOutcome, testVm, waitFor } from './helpers/recovery';
@@ -165,15 +166,140 @@ describe('notification channels (real Temporal, Postgres, moto, local receivers)
         'filters.plans[0]',
       ],
       [{ name: 'x', kind: 'carrier-pigeon', url: 'https://x.example' }, 'kind'],
+      // Header injection: a CR/LF in a value, a name that is not an HTTP token.
+      [
+        {
+          name: 'h1',
+          kind: 'webhook',
+          url: 'https://x.example/h',
+          secret: SECRETS.webhook,
+          headers: { 'X-A': 'v\r\nInjected: 1' },
+        },
+        'headers.X-A',
+        'must not contain line breaks',
+      ],
+      [
+        {
+          name: 'h2',
+          kind: 'webhook',
+          url: 'https://x.example/h',
+          secret: SECRETS.webhook,
+          headers: { 'X A:': 'v' },
+        },
+        'headers.X A:',
+        'must be an HTTP header name',
+      ],
+      // A guessable signing secret, and a URL whose port cannot be: each says what is wrong.
+      [
+        { name: 'w5', kind: 'webhook', url: 'https://x.example/h', secret: 's' },
+        'secret',
+        'at least 16 characters',
+      ],
+      [
+        { name: 'w6', kind: 'webhook', url: 'http://127.0.0.1:70000/x', secret: SECRETS.webhook },
+        'url',
+        'invalid port 70000',
+      ],
     ] as const;
-    for (const [body, field] of bad) {
+    for (const [body, field, message] of bad) {
       const r = await api.call('POST', '/v1/channels', { body });
       expect(r.status, JSON.stringify(r.body)).toBe(400);
-      expect(r.body.issues.map((i: { path: string }) => i.path)).toContain(field);
+      const issues = r.body.issues as { path: string; message: string }[];
+      expect(issues.map((i) => i.path)).toContain(field);
+      if (message) expect(issues.find((i) => i.path === field)!.message).toContain(message);
     }
     expect((await api.call('GET', '/v1/channels')).body.items).toEqual([]);
     // Not for operators: channels are admin-only.
     expect((await api.call('GET', '/v1/channels', { token: api.tokens.operator })).status).toBe(403);
+  });
+
+  it('a stored header fetch cannot send is a final failure; a short secret is not scrubbed letter by letter; errors are one line in the CLI', async () => {
+    // A receiver that refuses (400, final) with a two-line answer.
+    const got: string[] = [];
+    const server = http.createServer((req, res) => {
+      got.push(req.url ?? '');
+      req.resume();
+      req.on('end', () =>
+        res.writeHead(400, { 'content-type': 'text/plain' }).end('missing signature header\nsee the docs'),
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const create = async (name: string) => {
+        const r = await api.call('POST', '/v1/channels', {
+          body: {
+            name,
+            kind: 'webhook',
+            url: `${url}/${name}`,
+            secret: SECRETS.webhook,
+            filters: { types: ['node.online'] },
+          },
+        });
+        expect(r.status, JSON.stringify(r.body)).toBe(201);
+        return r.body.id as string;
+      };
+      const injected = await create('injected');
+      const short = await create('short-secret');
+      // Rows written before the API refused such settings: a CR/LF header, a one-letter secret.
+      await api.db
+        .update(channels)
+        .set({ settings: { url: `${url}/injected`, headers: { 'X-A': 'v\r\nInjected: 1' } } })
+        .where(eq(channels.id, injected));
+      const sealed = sealJson(await loadKeyring(config), 's', `channel:${short}`);
+      await api.db
+        .update(channels)
+        .set({ secretKeyId: sealed.keyId, secretSealed: sealed.sealed })
+        .where(eq(channels.id, short));
+
+      const [ev] = await emit({ type: 'node.online', severity: 'info', message: 'node back' });
+      const result = await waitFor(
+        'the delivery workflow to end',
+        async () => {
+          const h = client.workflow.getHandle(deliverEventWorkflowId(ev!.id));
+          const d = await h.describe().catch(() => undefined);
+          return d && d.status.name !== 'RUNNING' ? d.status.name : undefined;
+        },
+        30_000,
+      );
+      expect(result).toBe('COMPLETED');
+      // Retrying would fail again every 0.3-1 s: one attempt each means both failures were final.
+      await new Promise((r) => setTimeout(r, 2_500));
+      const inj = await deliveries(injected);
+      expect(inj.map((d) => [d.attempt, d.status])).toEqual([[1, 'failed']]);
+      expect(inj[0]!.error).toContain('Invalid request header "X-A"');
+      expect(inj[0]!.error).not.toContain('Injected');
+      expect(got).not.toContain('/injected');
+      const sh = await deliveries(short);
+      expect(sh.map((d) => [d.attempt, d.status, d.httpStatus])).toEqual([[1, 'failed', 400]]);
+      expect(sh[0]!.error).toBe('Receiver answered HTTP 400: missing signature header\nsee the docs');
+
+      const cli = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [
+            '--import',
+            'tsx',
+            path.resolve(import.meta.dirname, '..', 'bin/lifeboat.ts'),
+            'channels',
+            'deliveries',
+            'short-secret',
+          ],
+          { env: childEnv({ LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.admin }), timeout: 60_000 },
+          (err, stdout, stderr) =>
+            resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+      expect(cli.code, cli.stderr).toBe(0);
+      const lines = cli.stdout.trimEnd().split('\n');
+      expect(lines).toHaveLength(2); // the header and the one delivery
+      expect(lines[1]).toMatch(
+        /node\.online\s+failed\s+1\s+400\s+Receiver answered HTTP 400: missing signature header see the docs$/,
+      );
+    } finally {
+      await deleteChannels();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 
   it('signs a webhook for a failed recovery job; a tampered body fails verification; PUT keeps the secret', async () => {

@@ -1,18 +1,32 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CreateSecretCommand } from '@aws-sdk/client-secrets-manager';
 import type { Payload } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import type { NativeConnection, Worker } from '@temporalio/worker';
+import { asc, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createControlActivities } from '../activities/control';
-import { recoveryWorkflowId } from '../contracts';
+import { ensureMonitorSchedule } from '../activities/control/monitor-schedule';
+import {
+  initialBudgetState,
+  planScheduleId,
+  recoveryWorkflowId,
+  SNAPSHOT_BUDGET_WORKFLOW,
+  snapshotBudgetWorkflowId,
+} from '../contracts';
 import { secretsManagerClient } from '../lib/aws';
-import { isEncryptedPayload, KeyringPayloadCodec, loadKeyring } from '../lib/crypto';
-import { auditLog, secrets } from '../schema/index';
+import { isEncryptedPayload, Keyring, KeyringPayloadCodec, loadKeyring } from '../lib/crypto';
+import {
+  describeScheduleRaw,
+  payloadKeyIds,
+  resealSchedule,
+  schedulesUsingKey,
+} from '../lib/crypto/key-usage';
+import { auditLog, events, secrets } from '../schema/index';
 import { childEnv } from '../scripts/stack/test-env';
 import { startTestApi, type TestApi } from './helpers/api';
 import { createRecoveryPoint, createSites, testVm, waitFor } from './helpers/recovery';
@@ -145,10 +159,29 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     expect(neither.stderr).toContain('--from-file FILE or --from-env VAR');
     const asArgument = await lifeboat(['secrets', 'set', 'x2', 'the-value-itself']);
     expect(asArgument.code).toBe(1);
-    expect(asArgument.stderr).toContain('too many arguments');
+    expect(asArgument.stderr).not.toContain('too many arguments');
+    expect(asArgument.stderr).toContain('never taken as an argument');
+    expect(asArgument.stderr).toContain('shell history');
+    expect(asArgument.stderr).toMatch(/--from-file.*--from-env/);
+    expect(asArgument.stderr).not.toContain('the-value-itself');
     expect((await call('GET', '/v1/secrets/x2')).status).toBe(404);
     const unset = await lifeboat(['secrets', 'set', 'x2', '--from-env', 'LIFEBOAT_TEST_UNSET_VAR']);
     expect(unset.code).toBe(1);
+
+    // Audit rows say what happened to a secret (created, value changed), never the value.
+    const secretAudit = await api.db
+      .select({ path: auditLog.path, status: auditLog.status, detail: auditLog.detail })
+      .from(auditLog)
+      .where(eq(auditLog.path, '/v1/secrets/db-admin'))
+      .orderBy(asc(auditLog.id));
+    expect(secretAudit.map((a) => [a.status, a.detail])).toEqual([
+      [201, { created: true }],
+      [200, { changed: ['value'] }],
+    ]);
+    // keys list is for any token: the help says so (rotate and retire are admin).
+    const keysHelp = await lifeboat(['keys', '--help']);
+    expect(keysHelp.stdout.replace(/\s+/g, ' ')).toContain('(list: any token; rotate, retire: admin)');
+    expect((await lifeboat(['keys', 'list'], { LIFEBOAT_TOKEN: api.tokens.viewer })).code).toBe(0);
 
     const list = await lifeboat(['secrets', 'list']);
     expect(list.code, list.stderr).toBe(0);
@@ -240,6 +273,29 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     });
     expect(badSm.status).toBe(400);
     expect(badSm.body.issues[0].path).toBe('vms[0].guestCredentials.secretRef');
+    // Through PUT by name (lifeboat apply): a bad reference is reported once, a number says what it must be.
+    const applied = await call('PUT', `/v1/plans/by-name/${uniqueId('plan')}`, {
+      body: {
+        ...base,
+        vms: [
+          {
+            ...vm,
+            postScript: { ...postScript, env: { DB_PASSWORD: 42 } },
+          },
+        ],
+      },
+    });
+    expect(applied.status).toBe(400);
+    expect(applied.body.issues).toEqual([
+      { path: 'vms[0].postScript.env.DB_PASSWORD', message: 'must be a string or { secretRef }' },
+    ]);
+    const appliedRef = await call('PUT', `/v1/plans/by-name/${uniqueId('plan')}`, {
+      body: { ...base, vms: [{ ...vm, guestCredentials: { secretRef: 'aws-sm:bad name!' } }] },
+    });
+    expect(appliedRef.status).toBe(400);
+    expect(appliedRef.body.issues.map((i: { path: string }) => i.path)).toEqual([
+      'vms[0].guestCredentials.secretRef',
+    ]);
     const reserved = await call('POST', '/v1/plans', {
       body: {
         ...base,
@@ -286,11 +342,33 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     expect((await call('GET', '/v1/secrets/temp')).status).toBe(404);
   });
 
-  it('rotates keys as a job: retire is refused while a secret uses a key, accepted once re-encrypted', async () => {
+  /** The key ids sealing a schedule's payloads, read raw (nothing decoded). */
+  const scheduleKeys = async (client: Awaited<ReturnType<typeof temporalClient>>['client'], id: string) => {
+    const raw = await describeScheduleRaw(client, id);
+    expect(raw, `schedule ${id}`).toBeDefined();
+    return [...payloadKeyIds({ schedule: raw!.schedule, memo: raw!.memo })].sort();
+  };
+  const monitorScheduleId = uniqueId('lifeboat-monitor');
+  const budgetId = snapshotBudgetWorkflowId(uniqueId('site'));
+
+  it('rotates keys as a job: retire is refused while a secret, schedule or workflow uses a key, accepted once re-encrypted', async () => {
     const ring = await loadKeyring(api.config);
     const k1 = ring.currentKeyId;
     // A running workflow whose history is sealed under k1 (its input; nothing polls its queue).
     const { client, connection } = await temporalClient(api.config);
+    // Schedules sealed under k1: the plan's replication schedule (created with the plan above)
+    // and the monitor's (hourly: no tick runs during the test).
+    expect(await scheduleKeys(client, planScheduleId(planId))).toEqual([k1]);
+    await ensureMonitorSchedule(client, { scheduleId: monitorScheduleId, taskQueue, intervalSeconds: 3600 });
+    expect(await scheduleKeys(client, monitorScheduleId)).toEqual([k1]);
+    // A snapshot budget (an entity workflow that never ends) whose history is sealed under k1.
+    const budget = await client.workflow.start(SNAPSHOT_BUDGET_WORKFLOW, {
+      taskQueue,
+      workflowId: budgetId,
+      args: [initialBudgetState(budgetId)],
+      staticSummary: 'Snapshot budget of the secrets test',
+    });
+    const budgetRun1 = budget.firstExecutionRunId;
     const idleId = uniqueId('idle-under-k1');
     await client.workflow.start('lifeboatIdleProbe', {
       taskQueue: uniqueId('nobody-polls'),
@@ -307,6 +385,19 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     const refused = await call('POST', `/v1/keys/${k1}/retire`);
     expect(refused.status).toBe(409);
     expect(refused.body.message).toContain('still seals 4 stored secret(s)');
+    // The schedules are named too (read raw: no decoding needed to find them).
+    expect(refused.body.message).toContain(monitorScheduleId);
+    expect(refused.body.message).toContain(planScheduleId(planId));
+    expect(refused.body.issues).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ path: `schedules/${monitorScheduleId}` }),
+        expect.objectContaining({ path: `schedules/${planScheduleId(planId)}` }),
+      ]),
+    );
+    expect(await schedulesUsingKey(client, k1, 1000)).toEqual(
+      expect.arrayContaining([monitorScheduleId, planScheduleId(planId)]),
+    );
+    expect(await schedulesUsingKey(client, k2, 1000)).not.toContain(monitorScheduleId);
     const cliRefused = await lifeboat(['keys', 'retire', k1]);
     expect(cliRefused.code).toBe(3);
     const current = await call('POST', `/v1/keys/${k2}/retire`);
@@ -326,8 +417,37 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     expect(job.steps.map((s: { key: string; status: string }) => [s.key, s.status])).toEqual([
       ['rotate', 'completed'],
       ['rewrap', 'completed'],
+      ['schedules', 'completed'],
+      ['rollover', 'completed'],
     ]);
+    expect(job.result.schedules.resealed).toBeGreaterThanOrEqual(2);
+    expect(job.result.rolledOver).toBeGreaterThanOrEqual(1);
     const k3 = job.result.keyId as string;
+    // The job ended through the job projection: its lifecycle events are recorded.
+    const jobEvents = await api.db.select().from(events).where(eq(events.jobId, started.body.jobId));
+    expect(jobEvents.map((e) => e.type).sort()).toEqual(['job.completed', 'job.started']);
+
+    // Every schedule's payloads (action args, memos, summaries) are sealed under k3 now.
+    expect(await scheduleKeys(client, planScheduleId(planId))).toEqual([k3]);
+    expect(await scheduleKeys(client, monitorScheduleId)).toEqual([k3]);
+    // The budget continued as new, its state carried over, its new run sealed under k3 only.
+    const run2 = await waitFor(
+      'the snapshot budget continued as new',
+      async () => {
+        const d = await client.workflow.getHandle(budgetId).describe();
+        return d.runId !== budgetRun1 && d.status.name === 'RUNNING' && d.runId;
+      },
+      30_000,
+      200,
+    );
+    const run2History = await client.workflow.getHandle(budgetId, run2).fetchHistory();
+    const run2Keys = payloadKeyIds(run2History);
+    expect(run2Keys.has(k3)).toBe(true);
+    expect(run2Keys.has(k1) || run2Keys.has(k2)).toBe(false);
+    const state = await client.workflow
+      .getHandle(budgetId)
+      .query<{ runsSoFar: number; budget: number }>('snapshotBudgetState');
+    expect(state).toMatchObject({ runsSoFar: 2, budget: initialBudgetState(budgetId).budget });
     keys = await call('GET', '/v1/keys');
     expect(keys.body.items.find((k: { id: string }) => k.id === k3)).toMatchObject({
       current: true,
@@ -346,7 +466,6 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     expect(busy.status).toBe(409);
     expect(busy.body.message).toContain(idleId);
     await client.workflow.getHandle(idleId).terminate('test: done with it');
-    await connection.close();
 
     // Nothing uses the old keys any more: retired (API and CLI).
     const retired = await call('POST', `/v1/keys/${k1}/retire`);
@@ -357,6 +476,82 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     expect(cliList.stdout).toContain(k3);
     expect(cliList.stdout).not.toContain(k1);
     expect(ring.keyIds()).toEqual([k3]);
+
+    // Afterwards the schedules still decode: replication status, pause and resume work, and the
+    // control worker's start (ensureMonitorSchedule) finds its schedule as it is.
+    const status = await call('GET', `/v1/plans/${planId}/replication`, { token: api.tokens.viewer });
+    expect(status.status, JSON.stringify(status.body)).toBe(200);
+    expect(status.body.schedules[0]).toMatchObject({ scheduleId: planScheduleId(planId), exists: true });
+    const paused = await call('POST', `/v1/plans/${planId}/replication/pause`);
+    expect(paused.status, JSON.stringify(paused.body)).toBe(200);
+    const resumed = await call('POST', `/v1/plans/${planId}/replication/resume`);
+    expect(resumed.status, JSON.stringify(resumed.body)).toBe(200);
+    expect(
+      await ensureMonitorSchedule(client, {
+        scheduleId: monitorScheduleId,
+        taskQueue,
+        intervalSeconds: 3600,
+      }),
+    ).toEqual({ scheduleId: monitorScheduleId, created: false });
+    await client.workflow.getHandle(budgetId).terminate('test: done with it');
+    await connection.close();
+  });
+
+  it('a schedule sealed under a key not in the keyring: the API answers 409 naming it and what to do, the control worker replaces its monitor schedule', async () => {
+    const ring = await loadKeyring(api.config);
+    // Another keyring (a copy plus a key this one never had), as after a retire too early.
+    const otherFile = path.join(mkdtempSync(path.join(tmpdir(), 'lifeboat-other-ring-')), 'keyring.json');
+    copyFileSync(ring.file, otherFile);
+    const other = await Keyring.open(otherFile, { create: false });
+    const foreign = await other.rotate();
+    const { client, connection } = await temporalClient(api.config);
+    const scheduleId = planScheduleId(planId);
+    expect(await resealSchedule(client, other, scheduleId)).toBe('resealed');
+    expect(await resealSchedule(client, other, monitorScheduleId)).toBe('resealed');
+    expect(await scheduleKeys(client, scheduleId)).toEqual([foreign]);
+    // What a rotation does with it: left as it is, named (it cannot be read).
+    expect(await resealSchedule(client, ring, scheduleId)).toBe('unreadable');
+
+    for (const [method, url] of [
+      ['GET', `/v1/plans/${planId}/replication`],
+      ['POST', `/v1/plans/${planId}/replication/pause`],
+      ['POST', `/v1/plans/${planId}/replication/resume`],
+      ['POST', `/v1/plans/${planId}/replication/now`],
+    ] as const) {
+      const r = await call(method, url);
+      expect(r.status, `${method} ${url}: ${JSON.stringify(r.body)}`).toBe(409);
+      expect(r.body.error).toBe('schedule_unreadable');
+      expect(r.body.message).toContain(`Schedule ${scheduleId} cannot be decoded`);
+      expect(r.body.message).toContain(`Key ${foreign} is not in the keyring`);
+      expect(r.body.message).toContain(`temporal schedule delete --schedule-id ${scheduleId}`);
+    }
+    // A plan write names the real cause (not "Temporal unreachable").
+    const plan = await call('GET', `/v1/plans/${planId}`);
+    const patched = await call('PATCH', `/v1/plans/${planId}`, {
+      body: { description: 'touched' },
+      headers: { 'If-Match': plan.headers.get('etag') ?? '*' },
+    });
+    expect(patched.status, JSON.stringify(patched.body)).toBe(409);
+    expect(patched.body.message).toContain('The plan was saved');
+    expect(patched.body.message).toContain(`Schedule ${scheduleId} cannot be decoded`);
+
+    // The remediation works: delete the schedule, repeat the request, Lifeboat re-creates it.
+    await client.schedule.getHandle(scheduleId).delete();
+    const again = await call('POST', `/v1/plans/${planId}/replication/pause`);
+    expect(again.status, JSON.stringify(again.body)).toBe(200);
+    expect(await scheduleKeys(client, scheduleId)).toEqual([ring.currentKeyId]);
+
+    // The control worker's start replaces an undecodable monitor schedule instead of failing.
+    expect(
+      await ensureMonitorSchedule(client, {
+        scheduleId: monitorScheduleId,
+        taskQueue,
+        intervalSeconds: 3600,
+      }),
+    ).toEqual({ scheduleId: monitorScheduleId, created: true, replaced: true });
+    expect(await scheduleKeys(client, monitorScheduleId)).toEqual([ring.currentKeyId]);
+    await client.schedule.getHandle(monitorScheduleId).delete();
+    await connection.close();
   });
 
   it('a recovery resolves the references only in the script activity: the script gets the values, logs and history do not', async () => {

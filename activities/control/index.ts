@@ -9,6 +9,7 @@ import { createMonitorActivities } from './monitor';
 import { createNotificationActivities, notificationListener } from './notifications';
 import { createRecoveryActivities } from './recovery';
 import { createReplicationControlActivities } from './replication';
+import { createReportActivities } from './reports';
 import { createSelfCheckActivities } from './self-check';
 import { controlSettings } from './settings';
 
@@ -42,6 +43,7 @@ export function createControlActivities(deps: ControlActivityDeps) {
     ...createJobActivities(deps.db, reporter),
     ...createReplicationControlActivities(deps.db, settings, reporter),
     ...createRecoveryActivities(deps.db, settings),
+    ...createReportActivities(deps.db),
     ...createMonitorActivities(deps.db, reporter, settings.monitor),
     ...createNotificationActivities(deps.db, deps.config),
     ...createKeyActivities(deps.db, settings),

@@ -5,6 +5,7 @@ import {
   ScheduleOverlapPolicy,
 } from '@temporalio/client';
 import { MONITOR_SCHEDULE_ID, MONITOR_WORKFLOW } from '../../contracts';
+import { isKeyProblem } from '../../lib/crypto/key-usage';
 
 export interface MonitorScheduleOptions {
   taskQueue: string;
@@ -16,7 +17,9 @@ export interface MonitorScheduleOptions {
 /**
  * Create the monitor's schedule, or bring an existing one to the wanted interval and task queue:
  * idempotent, called by the control worker at every start. Overlap SKIP: a tick still running
- * when the next is due makes that one skip, never pile up.
+ * when the next is due makes that one skip, never pile up. A schedule that cannot be decoded (its
+ * summary and memo sealed under a key no longer in the keyring) is replaced: deleted and created
+ * again under the current key — it holds nothing but these options — so the worker still starts.
  */
 export async function ensureMonitorSchedule(client: Client, opts: MonitorScheduleOptions) {
   const scheduleId = opts.scheduleId ?? MONITOR_SCHEDULE_ID;
@@ -38,6 +41,7 @@ export async function ensureMonitorSchedule(client: Client, opts: MonitorSchedul
     state: { note: summary },
   };
   const handle = client.schedule.getHandle(scheduleId);
+  let replaced = false;
   try {
     const d = await handle.describe();
     const current = d.spec.intervals?.[0]?.every;
@@ -52,7 +56,12 @@ export async function ensureMonitorSchedule(client: Client, opts: MonitorSchedul
     }));
     return { scheduleId, created: false };
   } catch (e) {
-    if (!(e instanceof ScheduleNotFoundError)) throw e;
+    if (isKeyProblem(e)) {
+      await handle.delete().catch((d: unknown) => {
+        if (!(d instanceof ScheduleNotFoundError)) throw d;
+      });
+      replaced = true;
+    } else if (!(e instanceof ScheduleNotFoundError)) throw e;
   }
   try {
     await client.schedule.create(options);
@@ -60,5 +69,5 @@ export async function ensureMonitorSchedule(client: Client, opts: MonitorSchedul
     // Another control worker created it meanwhile: fine.
     if (!(e as Error).name?.includes('ScheduleAlreadyRunning')) throw e;
   }
-  return { scheduleId, created: true };
+  return { scheduleId, created: true, ...(replaced ? { replaced: true } : {}) };
 }

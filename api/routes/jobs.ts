@@ -8,6 +8,7 @@ import { PageQuery, pageOf } from '../services/common';
 import { JobLogLine, liveTransfers, readJobLogs, TransferLiveSchema } from '../services/job-logs';
 import { Job, JobFilterQuery, JobWithSteps, jobsService } from '../services/jobs';
 import { recoveryJobsService } from '../services/recovery-jobs';
+import { JobReportSchema, renderReportHtml, reportsService } from '../services/reports';
 import { jsonContent, UuidParam } from './params';
 
 const tags = ['jobs'];
@@ -132,6 +133,37 @@ const cleanup = createRoute({
   },
 });
 
+const report = createRoute({
+  method: 'get',
+  path: '/jobs/{id}/report',
+  operationId: 'getJobReport',
+  tags,
+  summary:
+    'The report of an ended recovery job: what, timeline, achieved RPO/RTO against the objectives, verdict, cleanup (HTML, or JSON)',
+  description:
+    'HTML by default: one self-contained page (inline CSS, SVG timeline), printable to PDF. JSON with `Accept: application/json` or `?format=json`. Reports are kept after the job expires.',
+  middleware: [requireRole('viewer')],
+  request: {
+    params: UuidParam,
+    query: z.object({
+      format: z
+        .enum(['html', 'json'])
+        .optional()
+        .openapi({ param: { name: 'format', in: 'query' }, description: 'Overrides the Accept header' }),
+    }),
+  },
+  responses: {
+    200: {
+      description: 'The report',
+      content: {
+        'text/html': { schema: z.string().openapi({ description: 'A self-contained HTML page' }) },
+        'application/json': { schema: JobReportSchema },
+      },
+    },
+    ...errorResponses(400, 401, 403, 404),
+  },
+});
+
 export function jobRoutes(deps: AppDeps) {
   const jobDeps = {
     db: deps.db,
@@ -140,6 +172,7 @@ export function jobRoutes(deps: AppDeps) {
   };
   const svc = jobsService(jobDeps);
   const recovery = recoveryJobsService(jobDeps);
+  const reports = reportsService(deps.db);
   return v1Router()
     .openapi(list, async (c) => {
       const { limit, offset, ...filter } = c.req.valid('query');
@@ -194,6 +227,13 @@ export function jobRoutes(deps: AppDeps) {
           'content-type': 'application/x-ndjson',
         }) as never;
       return c.json(lines, 200);
+    })
+    .openapi(report, async (c) => {
+      const r = await reports.get(c.req.valid('param').id);
+      const { format } = c.req.valid('query');
+      const json = format ? format === 'json' : /application\/json/.test(c.req.header('accept') ?? '');
+      if (json) return c.json(r, 200);
+      return c.html(renderReportHtml(r), 200) as never;
     })
     .openapi(cancel, async (c) => c.json(await svc.cancel(c.req.valid('param').id), 202))
     .openapi(cleanup, async (c) => {

@@ -8,6 +8,7 @@ import { planRtoPrediction } from '../services/drills/rto';
 import { drillScheduleHooks } from '../services/drills/schedules';
 import { Plan, PlanApplyInput, PlanSummary, planForViewer, plansService } from '../services/plans';
 import { planScheduleHooks } from '../services/replication/schedules';
+import { Drill, reportsService } from '../services/reports';
 import { EtagHeader, IdOrNameParam, idLinks, jsonBody, jsonContent, PatchDocument } from './params';
 
 const tags = ['plans'];
@@ -152,6 +153,19 @@ const remove = createRoute({
   responses: { 204: { description: 'Deleted' }, ...errorResponses(400, 401, 403, 404, 409, 412, 503) },
 });
 
+const DrillPage = pageOf(Drill, 'DrillPage');
+const drills = createRoute({
+  operationId: 'listPlanDrills',
+  method: 'get',
+  path: '/plans/{id}/drills',
+  tags,
+  summary:
+    'Evidence across time: every test recovery of the plan (scheduled or manual), newest first, with its verdict, achieved RPO and RTO and its report',
+  middleware: [requireRole('viewer')],
+  request: { params: IdOrNameParam, query: z.object(PageQuery) },
+  responses: { 200: jsonContent(DrillPage, 'A page of drills'), ...errorResponses(400, 401, 403, 404) },
+});
+
 export function planRoutes(deps: AppDeps) {
   const svc = plansService(deps.db);
   // Replication schedules follow the plan row (issue 4).
@@ -169,7 +183,13 @@ export function planRoutes(deps: AppDeps) {
       await drillHooks.afterDelete(planId);
     },
   };
+  const reports = reportsService(deps.db);
   return v1Router()
+    .openapi(drills, async (c) => {
+      const id = await svc.idOf(c.req.valid('param').id);
+      const { limit, offset } = c.req.valid('query');
+      return c.json(await reports.drills(id, { limit, offset }), 200);
+    })
     .openapi(list, async (c) => {
       const { limit, offset, ...filter } = c.req.valid('query');
       return c.json(await svc.list(filter, { limit, offset }), 200);

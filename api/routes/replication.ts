@@ -74,7 +74,10 @@ const status = createRoute({
   summary: 'Replication status of each VM: last success, lag against the RPO, last iteration, state',
   middleware: [requireRole('viewer')],
   request: { params: PlanParam },
-  responses: { 200: jsonContent(PlanReplicationStatus, 'Status'), ...errorResponses(400, 401, 403, 404) },
+  responses: {
+    200: jsonContent(PlanReplicationStatus, 'Status'),
+    ...errorResponses(400, 401, 403, 404, 409),
+  },
 });
 const vmStatus = createRoute({
   operationId: 'getVmReplicationStatus',
@@ -84,7 +87,10 @@ const vmStatus = createRoute({
   summary: 'Replication status of one VM',
   middleware: [requireRole('viewer')],
   request: { params: PlanVmParam },
-  responses: { 200: jsonContent(PlanReplicationStatus, 'Status'), ...errorResponses(400, 401, 403, 404) },
+  responses: {
+    200: jsonContent(PlanReplicationStatus, 'Status'),
+    ...errorResponses(400, 401, 403, 404, 409),
+  },
 });
 const planAction = createRoute({
   operationId: 'controlPlanReplication',

@@ -1,5 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { requireRole } from '../auth/middleware';
+import { recordChanges, requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { KeyInfo, Secret, SecretInput, secretsService } from '../services/secrets';
@@ -107,9 +107,9 @@ const retire = createRoute({
   path: '/keys/{id}/retire',
   tags: ['keys'],
   summary:
-    "Retire an old key for good; 409 for the current key, while any secret still uses it, or while a running workflow's history is encrypted with it",
+    "Retire an old key for good; 409 for the current key, or while any secret, Temporal schedule (action args, memos, summaries) or running workflow's history is still sealed with it (the 409 names them)",
   description:
-    'Temporal payloads are encrypted with the same keyring: histories of closed workflows written under a retired key can no longer be decoded (UI, codec endpoint).',
+    'Temporal payloads are encrypted with the same keyring: histories of closed workflows written under a retired key can no longer be decoded (UI, codec endpoint). A key rotation (POST /v1/keys/rotate) re-seals the secrets and the schedules and makes the snapshot budgets continue as new under the new key.',
   middleware: [requireRole('admin')],
   request: { params: KeyIdParam },
   responses: { 200: jsonContent(KeyInfo, 'Retired'), ...errorResponses(400, 401, 403, 404, 409, 503) },
@@ -127,6 +127,8 @@ export function secretRoutes(deps: AppDeps) {
     .openapi(get, async (c) => c.json(await svc.get(c.req.valid('param').name), 200))
     .openapi(put, async (c) => {
       const { secret, created } = await svc.set(c.req.valid('param').name, c.req.valid('json').value);
+      // What changed, never the value.
+      recordChanges(c, created ? { created: true } : { changed: ['value'] });
       return created ? c.json(secret, 201) : c.json(secret, 200);
     })
     .openapi(remove, async (c) => {

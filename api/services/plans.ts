@@ -5,7 +5,7 @@ import { and, asc, eq, inArray, or, sql } from 'drizzle-orm';
 import { ACTIVE_JOB_STATUSES, RECOVERY_JOB_KINDS } from '../../contracts';
 import type { Db } from '../../schema/db';
 import { Id, Name } from '../../schema/domain/common';
-import { PlanInput } from '../../schema/domain/plan';
+import { effectiveObjectives, PlanInput } from '../../schema/domain/plan';
 import { Disk, Vm } from '../../schema/domain/vm';
 import { disks, jobs, plans, secrets, sites, vms } from '../../schema/index';
 import { ApiError, zodIssues } from '../errors';
@@ -112,6 +112,7 @@ async function loadPlan(db: Reader, row: PlanRow): Promise<Plan> {
     targetSiteId: row.targetSiteId,
     replication: row.replication,
     checkpoints: row.checkpoints,
+    objectives: effectiveObjectives({ objectives: row.objectives, replication: row.replication }),
     ...(row.drills ? { drills: row.drills } : {}),
     ...(row.preScript ? { preScript: row.preScript } : {}),
     ...(row.postScript ? { postScript: row.postScript } : {}),
@@ -149,6 +150,7 @@ function canonical(p: PlanInput | Plan): unknown {
       targetSiteId: p.targetSiteId,
       replication: p.replication,
       checkpoints: p.checkpoints,
+      objectives: effectiveObjectives(p),
       drills: p.drills,
       preScript: p.preScript,
       postScript: p.postScript,
@@ -356,6 +358,7 @@ export function plansService(db: Db) {
     targetSiteId: input.targetSiteId,
     replication: input.replication,
     checkpoints: input.checkpoints,
+    objectives: input.objectives ?? null,
     drills: input.drills ?? null,
     preScript: input.preScript ?? null,
     postScript: input.postScript ?? null,

@@ -8,7 +8,7 @@ import {
 } from '../../contracts';
 import type { Config } from '../../lib/config';
 import { KeyringError, loadKeyring } from '../../lib/crypto';
-import { METADATA_KEY_ID_KEY } from '../../lib/crypto/payload-codec';
+import { schedulesUsingKey, usesKey } from '../../lib/crypto/key-usage';
 import { secretStore } from '../../lib/secrets';
 import type { Db } from '../../schema/db';
 import { jobs, plans, vms } from '../../schema/index';
@@ -78,28 +78,6 @@ async function usersOf(db: Db, name: string) {
   return out;
 }
 
-/** Whether a raw (still encoded) history holds a payload sealed under `keyId`. */
-function historyUsesKey(history: unknown, keyId: string): boolean {
-  const want = Buffer.from(keyId, 'utf8');
-  let found = false;
-  const walk = (v: unknown): void => {
-    if (found || !v || typeof v !== 'object' || v instanceof Uint8Array) return;
-    if (Array.isArray(v)) {
-      for (const x of v) walk(x);
-      return;
-    }
-    const meta = (v as { metadata?: Record<string, unknown> }).metadata;
-    const id = meta?.[METADATA_KEY_ID_KEY];
-    if (id instanceof Uint8Array && want.equals(Buffer.from(id))) {
-      found = true;
-      return;
-    }
-    for (const x of Object.values(v)) walk(x);
-  };
-  walk(history);
-  return found;
-}
-
 export function secretsService(deps: SecretsDeps) {
   const keyring = () => loadKeyring(deps.config);
   const store = secretStore(deps.db, keyring);
@@ -151,34 +129,60 @@ export function secretsService(deps: SecretsDeps) {
           'conflict',
           `Key ${id} is the current key: rotate first (lifeboat keys rotate)`,
         );
+      // Everything that still needs the key, named together: stored secrets, Temporal schedules
+      // (action args, memos, summaries) and running workflows' histories — retiring it would make
+      // them unreadable (a schedule that cannot be decoded breaks replication and the monitor).
+      const blockers: string[] = [];
+      const issues: { path: string; message: string }[] = [];
       const using = (await store.usageByKey()).get(id) ?? 0;
-      if (using > 0)
-        throw new ApiError(
-          409,
-          'conflict',
-          `Key ${id} still seals ${using} stored secret(s): run a key rotation to re-encrypt them first (lifeboat keys rotate)`,
-        );
-      // Temporal payloads are sealed with the same keyring: a running workflow whose history uses
-      // the key would fail its next replay. (Closed workflows' histories become unreadable.)
-      const running: string[] = [];
-      try {
+      if (using > 0) {
+        blockers.push(`Key ${id} still seals ${using} stored secret(s)`);
+        issues.push({ path: 'secrets', message: `${using} stored secret(s) sealed under ${id}` });
+      }
+      const checking = async <T>(what: string, f: () => Promise<T>) => {
+        try {
+          return await f();
+        } catch (e) {
+          throw new ApiError(
+            503,
+            'temporal_unavailable',
+            `Cannot check whether ${what} still use key ${id}: ${(e as Error).message}`,
+          );
+        }
+      };
+      const schedules = await checking('schedules', () => schedulesUsingKey(deps.temporal, id));
+      if (schedules.length) {
+        blockers.push(`Key ${id} still seals the payloads of schedule(s) ${schedules.join(', ')}`);
+        for (const s of schedules)
+          issues.push({ path: `schedules/${s}`, message: `schedule ${s} has payloads sealed under ${id}` });
+      }
+      // A running workflow whose history uses the key would fail its next replay.
+      // (Closed workflows' histories become unreadable.)
+      const running = await checking('running workflows', async () => {
+        const out: string[] = [];
         for await (const wf of deps.temporal.workflow.list({ query: 'ExecutionStatus = "Running"' })) {
           const history = await deps.temporal.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
-          if (historyUsesKey(history, id)) running.push(wf.workflowId);
-          if (running.length >= 10) break;
+          if (usesKey(history, id)) out.push(wf.workflowId);
+          if (out.length >= 10) break;
         }
-      } catch (e) {
-        throw new ApiError(
-          503,
-          'temporal_unavailable',
-          `Cannot check whether running workflows still use key ${id}: ${(e as Error).message}`,
+        return out;
+      });
+      if (running.length) {
+        blockers.push(
+          `Key ${id} still encrypts the history of running workflow(s) ${running.join(', ')} (retire it after they end; long-running ones continue as new under the current key)`,
         );
+        for (const w of running)
+          issues.push({
+            path: `workflows/${w}`,
+            message: `running workflow ${w} has its history sealed under ${id}`,
+          });
       }
-      if (running.length)
+      if (blockers.length)
         throw new ApiError(
           409,
           'conflict',
-          `Key ${id} still encrypts the history of running workflow(s) ${running.join(', ')}: retire it after they end (long-running ones continue as new under the current key)`,
+          `${blockers.join('; ')}: run a key rotation to re-encrypt them first (lifeboat keys rotate)`,
+          issues,
         );
       try {
         await ring.retire(id);

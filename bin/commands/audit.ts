@@ -1,5 +1,8 @@
 import type { Command } from 'commander';
-import { type Cli, intOption, moreHint, query, table } from '../cli';
+import { type Cli, intOption, moreHint, query, table, truncate } from '../cli';
+
+/** The CALL column's width: one long path must not widen every row. */
+export const CALL_WIDTH = 60;
 
 interface AuditEntry {
   at: string;
@@ -71,7 +74,7 @@ export function auditCommands(program: Command, cli: Cli) {
               a.at.slice(0, 19),
               a.actor,
               a.status,
-              `${a.action.split(' ')[0]} ${a.path}`,
+              truncate(`${a.action.split(' ')[0]} ${a.path}`, CALL_WIDTH),
               changedColumn(a.detail),
             ]),
           ) + moreHint(page.body),
@@ -110,7 +113,7 @@ export function auditCommands(program: Command, cli: Cli) {
               f.reason,
               f.token || '-',
               f.count,
-              `${f.method} ${f.path}`,
+              truncate(`${f.method} ${f.path}`, CALL_WIDTH),
               f.firstSeen.slice(0, 19),
             ]),
           ) + moreHint(page.body),

@@ -1,9 +1,14 @@
 import type { Command } from 'commander';
 import type { Cli } from '../cli';
 
-/** `lifeboat drills run PLAN`: run the plan's scheduled drill now. */
+/**
+ * `lifeboat drills run PLAN`: run the plan's scheduled drill now. Joins the `drills` command of
+ * the reports module (`drills list`) when it is registered first, else creates it.
+ */
 export function drillCommands(program: Command, cli: Cli) {
-  const drills = program.command('drills').description('Scheduled drills of a plan: run one now');
+  const drills =
+    program.commands.find((c) => c.name() === 'drills') ??
+    program.command('drills').description('Scheduled drills of a plan');
   drills
     .command('run <plan>')
     .description(

@@ -16,6 +16,7 @@ interface Plan {
   name: string;
   version: number;
   replication: { intervalMinutes: number };
+  objectives?: { rpoMinutes: number; rtoMinutes?: number };
   vms: { name: string; guestOs: string; bootOrder: number; bootDelaySeconds: number; disks: unknown[] }[];
   drills?: { cron: string; timezone: string; keepMinutes: number; maxInstances: number; maxVcpus?: number };
   rtoPrediction?: {
@@ -99,7 +100,7 @@ export function planCommands(program: Command, cli: Cli) {
         const drills = body.drills
           ? `drills: ${body.drills.cron} (${body.drills.timezone}), keep ${body.drills.keepMinutes} min, at most ${body.drills.maxInstances} instances\n`
           : '';
-        return `plan "${body.name}" (${body.id}), version ${body.version}, RPO ${body.replication.intervalMinutes} min\n${drills}${rtoLines(rtoPrediction)}\n\n${table(
+        return `plan "${body.name}" (${body.id}), version ${body.version}, replication every ${body.replication.intervalMinutes} min\nobjectives: RPO ${body.objectives?.rpoMinutes ?? body.replication.intervalMinutes} min, RTO ${body.objectives?.rtoMinutes !== undefined ? `${body.objectives.rtoMinutes} min` : 'not set'}\n${drills}${rtoLines(rtoPrediction)}\n\n${table(
           ['VM', 'OS', 'BOOT ORDER', 'BOOT DELAY', 'DISKS'],
           body.vms.map((v) => [v.name, v.guestOs, v.bootOrder, `${v.bootDelaySeconds}s`, v.disks.length]),
         )}`;

@@ -267,7 +267,7 @@ export function recoveryCommands(program: Command, cli: Cli) {
       const path = `/v1/jobs/${encodeURIComponent(id)}`;
       for (;;) {
         // The job's state first: every line written before it ended is read after it.
-        const job = o.follow ? (await api.request<Job>('GET', path)).body : undefined;
+        const { body: job } = await api.request<Job>('GET', path);
         for (;;) {
           const { body: lines } = await api.request<LogLine[]>('GET', `${path}/logs${query({ after })}`);
           for (const l of lines) {
@@ -276,7 +276,11 @@ export function recoveryCommands(program: Command, cli: Cli) {
           }
           if (lines.length < 1000) break;
         }
-        if (!job) return;
+        // Without -f: the lines so far, and the exit code of `jobs get` (6 failed, 7 partial).
+        if (!o.follow) {
+          process.exitCode = exitFor(job);
+          return;
+        }
         if (isJobEnded(job.status as JobStatus)) {
           if (!cli.json()) process.stdout.write(`${summary(job)}\n`);
           process.exitCode = exitFor(job);

@@ -72,7 +72,14 @@ export function secretCommands(program: Command, cli: Cli) {
       'read the value from this file ("-" = stdin); one trailing newline is dropped',
     )
     .option('--from-env <var>', 'read the value from this environment variable')
-    .action(async (name: string, o: { fromFile?: string; fromEnv?: string }) => {
+    // A value given as an argument is caught here to say why it is refused (not "too many arguments").
+    .allowExcessArguments(true)
+    .action(async (name: string, o: { fromFile?: string; fromEnv?: string }, cmd: Command) => {
+      if (cmd.args.length > 1)
+        throw new CliError(
+          EXIT.usage,
+          `A secret's value is never taken as an argument: it would stay in the shell history and show in the process list. Use --from-file FILE (or "-" for stdin) or --from-env VAR, e.g. lifeboat secrets set ${name} --from-file ./value.txt`,
+        );
       if (Boolean(o.fromFile) === Boolean(o.fromEnv))
         throw new CliError(
           EXIT.usage,
@@ -114,7 +121,9 @@ export function secretCommands(program: Command, cli: Cli) {
       cli.print({ name, deleted: true }, () => `secret "${name}" deleted`);
     });
 
-  const keys = program.command('keys').description('The keyring that encrypts stored secrets (admin)');
+  const keys = program
+    .command('keys')
+    .description('The keyring that encrypts stored secrets (list: any token; rotate, retire: admin)');
 
   keys
     .command('list', { isDefault: true })
@@ -131,7 +140,9 @@ export function secretCommands(program: Command, cli: Cli) {
 
   keys
     .command('rotate')
-    .description('Start a key rotation job: a new current key, every secret re-encrypted under it')
+    .description(
+      'Start a key rotation job: a new current key; every secret and schedule re-sealed under it, the snapshot budgets continued as new',
+    )
     .action(async () => {
       const { body } = await cli
         .api()
@@ -144,7 +155,9 @@ export function secretCommands(program: Command, cli: Cli) {
 
   keys
     .command('retire <keyId>')
-    .description('Retire an old key for good; refused for the current key or while a secret uses it')
+    .description(
+      'Retire an old key for good; refused for the current key or while a secret, schedule or running workflow uses it (each named)',
+    )
     .action(async (id: string) => {
       const { body } = await cli.api().request<KeyInfo>('POST', `/v1/keys/${enc(id)}/retire`);
       cli.print(body, () => `key ${body.id} retired`);

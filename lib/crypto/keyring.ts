@@ -178,7 +178,8 @@ export class Keyring {
     try {
       json = JSON.parse(text);
     } catch (e) {
-      throw new KeyringError(`The keyring ${this.file} is not valid JSON: ${(e as Error).message}`);
+      // Never JSON.parse's message: it quotes the text, which may hold key material.
+      throw new KeyringError(`The keyring ${this.file} is not valid JSON${jsonErrorPosition(e, text)}`);
     }
     const parsed = KeyringFile.safeParse(json);
     if (!parsed.success) {
@@ -236,6 +237,16 @@ export function open(key: Buffer, sealed: Uint8Array, aad?: string): Buffer {
   if (aad) d.setAAD(Buffer.from(aad));
   d.setAuthTag(buf.subarray(buf.length - 16));
   return Buffer.concat([d.update(buf.subarray(12, buf.length - 16)), d.final()]);
+}
+
+/** Where JSON.parse stopped, as " (position N, line L, column C)", without quoting any of the text. */
+function jsonErrorPosition(e: unknown, text: string): string {
+  const message = (e as Error).message ?? '';
+  const m = /position (\d+)/.exec(message);
+  if (!m && !/end of JSON input/.test(message)) return '';
+  const pos = Math.min(m ? Number(m[1]) : text.length, text.length);
+  const before = text.slice(0, pos).split('\n');
+  return ` (position ${pos}, line ${before.length}, column ${before.at(-1)!.length + 1})`;
 }
 
 async function exists(file: string) {

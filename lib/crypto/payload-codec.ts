@@ -20,12 +20,20 @@ const fromUtf8 = new TextDecoder();
  * `encoding: binary/encrypted` and names the key in `encryption-key-id`. decode: payloads
  * without that encoding pass unchanged (histories recorded before encryption still replay and
  * read); the others are opened with the key they name (the keyring re-reads its file when the
- * key is unknown, e.g. after another process rotated).
+ * key is unknown, e.g. after another process rotated). encode re-reads a changed keyring file
+ * (at most once a second), so a rotation by another process is followed without a restart.
  */
 export class KeyringPayloadCodec implements PayloadCodec {
+  private checkedAt = 0;
+
   constructor(private readonly keyring: Keyring) {}
 
   async encode(payloads: Payload[]): Promise<Payload[]> {
+    // Another process may have rotated: seal under the newest current key (checked at most once a second).
+    if (Date.now() - this.checkedAt >= 1000) {
+      this.checkedAt = Date.now();
+      await this.keyring.reloadIfChanged().catch(() => undefined);
+    }
     return payloads.map((payload) => {
       const { keyId, sealed } = this.keyring.encrypt(ProtoPayload.encode(payload).finish(), AAD);
       return {

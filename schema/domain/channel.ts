@@ -2,23 +2,39 @@ import { z } from '@hono/zod-openapi';
 import { EVENT_TYPES, SEVERITIES } from '../../contracts/events';
 import { Name } from './common';
 
-/** An http(s) URL (anything else, e.g. file: or ftp:, is refused). */
+/** What is wrong with a URL string, or undefined when it is an http(s) URL with a host. */
+export function httpUrlProblem(v: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    const port = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/(?:[^/?#@]*@)?(?:\[[^\]]*\]|[^/?#:]*):([^/?#]*)/.exec(v)?.[1];
+    if (port !== undefined && port !== '')
+      return /^\d+$/.test(port)
+        ? `invalid port ${port} (must be 1-65535)`
+        : `invalid port "${port}" (must be a number 1-65535)`;
+    if (!/^[A-Za-z][A-Za-z0-9+.-]*:/.test(v)) return 'must be an absolute http:// or https:// URL';
+    return 'is not a valid URL (check the host name)';
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    return `must be an http:// or https:// URL (not ${u.protocol})`;
+  if (u.hostname === '') return 'must name a host';
+  return undefined;
+}
+
+/** An http(s) URL (anything else, e.g. file: or ftp:, is refused, saying what is wrong). */
 export const HttpUrl = z
   .string()
   .max(2048)
-  .refine((v) => {
-    try {
-      const u = new URL(v);
-      return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
-    } catch {
-      return false;
-    }
-  }, 'must be an http:// or https:// URL');
+  .superRefine((v, ctx) => {
+    const problem = httpUrlProblem(v);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
 
-const Secret = (what: string) =>
+const Secret = (what: string, min = 1) =>
   z
     .string()
-    .min(1)
+    .min(min, min > 1 ? `must be at least ${min} characters` : 'must not be empty')
     .max(4096)
     .describe(`${what}: write-only (never returned; a write without it keeps the stored one)`);
 
@@ -39,7 +55,17 @@ export const ChannelFilters = z
   .strict();
 export type ChannelFilters = z.infer<typeof ChannelFilters>;
 
-const HeaderName = z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'must be an HTTP header name');
+/** The shortest webhook signing secret accepted (an HMAC key anyone can guess signs nothing). */
+export const WEBHOOK_SECRET_MIN = 16;
+
+/** An HTTP header name: an RFC 9110 token. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/;
+/** An HTTP header value: visible characters, spaces and tabs only (no CR/LF: no header injection). */
+export const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const HeaderValue = z
+  .string()
+  .max(1024)
+  .regex(HEADER_VALUE, 'must not contain line breaks or control characters');
 const RESERVED_HEADERS = [
   'content-type',
   'content-length',
@@ -56,9 +82,22 @@ const base = {
 
 export const WebhookSettings = z.object({
   url: HttpUrl.describe('Where the signed JSON event is POSTed'),
-  secret: Secret('HMAC-SHA256 signing secret').optional(),
+  secret: Secret(
+    `HMAC-SHA256 signing secret (at least ${WEBHOOK_SECRET_MIN} characters)`,
+    WEBHOOK_SECRET_MIN,
+  ).optional(),
   headers: z
-    .record(HeaderName, z.string().max(1024))
+    .record(z.string(), HeaderValue)
+    .superRefine((h, ctx) => {
+      for (const name of Object.keys(h))
+        if (!HEADER_NAME.test(name))
+          ctx.addIssue({
+            code: 'custom',
+            path: [name],
+            message:
+              "must be an HTTP header name: 1-64 letters, digits or !#$%&'*+.^_`|~- (no spaces, colons or line breaks)",
+          });
+    })
     .refine((h) => Object.keys(h).length <= 20, 'at most 20 headers')
     .refine(
       (h) => !Object.keys(h).some((k) => RESERVED_HEADERS.includes(k.toLowerCase())),

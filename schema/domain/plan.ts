@@ -126,6 +126,41 @@ export const TargetDefaults = z
   })
   .openapi('TargetDefaults');
 
+/**
+ * The recovery objectives a plan promises: the most data it may lose (RPO) and the longest a
+ * recovery may take (RTO). Every recovery report is judged against them (contracts/reports.ts).
+ */
+export const Objectives = z
+  .object({
+    rpoMinutes: z
+      .number()
+      .int('must be a whole number of minutes')
+      .positive('must be a positive number of minutes')
+      .max(525_600)
+      .optional()
+      .describe('Recovery point objective; default: the replication interval'),
+    rtoMinutes: z
+      .number()
+      .int('must be a whole number of minutes')
+      .positive('must be a positive number of minutes')
+      .max(525_600)
+      .optional()
+      .describe('Recovery time objective: start of a recovery to its last boot group healthy'),
+  })
+  .strict()
+  .openapi('Objectives');
+
+/** The objectives in force: RPO defaults to the replication interval; RTO may be unset. */
+export function effectiveObjectives(p: {
+  objectives?: Objectives | null;
+  replication: { intervalMinutes: number };
+}): { rpoMinutes: number; rtoMinutes?: number } {
+  return {
+    rpoMinutes: p.objectives?.rpoMinutes ?? p.replication.intervalMinutes,
+    ...(p.objectives?.rtoMinutes !== undefined ? { rtoMinutes: p.objectives.rtoMinutes } : {}),
+  };
+}
+
 /** Why a boot delay on the highest boot order is refused (it would never be waited). */
 export const LAST_GROUP_DELAY =
   'the last boot group has no next group to wait for; a boot delay is waited after a group is healthy, before the next group starts';
@@ -143,6 +178,7 @@ export const PlanInput = z
     targetSiteId: Id,
     replication: ReplicationSettings,
     checkpoints: CheckpointSettings.default({ retention: {} }),
+    objectives: Objectives.optional(),
     drills: DrillSettings.optional().describe('Unattended test recoveries on a schedule (issue 14)'),
     preScript: Script.optional(),
     postScript: Script.optional(),
@@ -225,3 +261,4 @@ export const PlanInput = z
 
 export type PlanInput = z.infer<typeof PlanInput>;
 export type ReplicationSettings = z.infer<typeof ReplicationSettings>;
+export type Objectives = z.infer<typeof Objectives>;

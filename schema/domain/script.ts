@@ -16,7 +16,7 @@ const EnvName = z
 
 /** A script's environment: plain values, or secrets by reference (resolved only when the script runs). */
 export const ScriptEnv = z
-  .record(EnvName, z.union([z.string().max(4096), SecretRef]))
+  .record(EnvName, z.union([z.string().max(4096), SecretRef], { error: 'must be a string or { secretRef }' }))
   .refine((e) => Object.keys(e).length <= 64, 'at most 64 variables')
   .describe(
     'Environment variables: a string, or { secretRef } resolved when the script runs (never stored in the plan)',

@@ -24,6 +24,8 @@ export const plans = pgTable('plans', {
   drills: jsonb('drills').$type<PlanInput['drills']>(),
   preScript: jsonb('pre_script').$type<PlanInput['preScript']>(),
   postScript: jsonb('post_script').$type<PlanInput['postScript']>(),
+  /** Operator-given objectives (unset fields fall back: effectiveObjectives). */
+  objectives: jsonb('objectives').$type<PlanInput['objectives']>(),
   targetDefaults: jsonb('target_defaults').$type<PlanInput['targetDefaults']>().notNull(),
   /** Replication paused by an operator (the Temporal schedules mirror this). */
   replicationPaused: boolean('replication_paused').notNull().default(false),

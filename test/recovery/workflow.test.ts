@@ -128,6 +128,10 @@ const stubs: Stubbed = {
   async recoveryJobFinished(jobId, result) {
     record('recoveryJobFinished', [jobId, result]);
   },
+  async fileJobReport(input) {
+    record('fileJobReport', [input]);
+    return { filed: true, verdict: 'met', message: `Report of ${input.jobId} filed` };
+  },
   async validateRecoveryPoint(step, input) {
     const { plan } = record('validateRecoveryPoint', [step, input]);
     const rp = input.recoveryPoint;
@@ -415,8 +419,11 @@ describe('recoveryWorkflow (time-skipping server, stub activities)', { timeout: 
     expect(progress.steps.every((s) => s.status === 'completed')).toBe(true);
     const started = all.filter((c) => c.act === 'recoveryJobStarted');
     expect(started.map((c) => (c.args[1] as StepState[]).length)).toEqual([1, progress.steps.length]);
-    expect(all.at(-1)!.act).toBe('recoveryJobFinished');
-    expect(all.at(-1)!.args).toEqual([jobId, result]);
+    // The job ends, then its report is filed (patched: lifeboat-job-report).
+    expect(all.at(-2)!.act).toBe('recoveryJobFinished');
+    expect(all.at(-2)!.args).toEqual([jobId, result]);
+    expect(all.at(-1)!.act).toBe('fileJobReport');
+    expect(all.at(-1)!.args).toEqual([{ jobId }]);
 
     // What the scripts see: the VM post-script its instance, the plan post-script every VM.
     const [, , vmPost] = argsOf(all, 'vm:db-01:post-script') as [
@@ -542,7 +549,8 @@ describe('recoveryWorkflow (time-skipping server, stub activities)', { timeout: 
       'cancelled',
     ]);
     expect(states.find((s) => s.key === 'plan:post-script')?.status).toBe('cancelled');
-    expect(log().at(-1)!.act).toBe('recoveryJobFinished');
+    expect(log().at(-2)!.act).toBe('recoveryJobFinished');
+    expect(log().at(-1)!.act).toBe('fileJobReport');
   });
 
   it('migration pauses the schedules, runs the final iteration as a child, and recovers its point', async () => {
@@ -616,6 +624,8 @@ describe('cleanupWorkflow (time-skipping server, stub activities)', { timeout: 2
     expect(result).toMatchObject({ status: 'completed', created });
     expect(stepKeys(log)).toEqual(['resolve', 'delete']);
     expect(argsOf(log, 'delete').slice(1)).toEqual([{ region: 'eu-west-1' }, 'job-x', 1000]);
+    // The cleaned-up job's report is re-filed with its cleanup section.
+    expect(log.at(-1)).toMatchObject({ act: 'fileJobReport', args: [{ jobId: 'job-x' }] });
   });
 
   it('a failing delete fails the cleanup at that step', async () => {

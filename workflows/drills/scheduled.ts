@@ -54,7 +54,8 @@ async function childOutcome(run: () => Promise<RecoveryResult>): Promise<Recover
  * recovery under the API's start rules — skipped, and recorded, while another recovery of the
  * plan runs or the plan is failed over — as a child workflow, (3) keeps the copies
  * `keepMinutes` (a durable timer), (4) cleans them up (a child cleanup job, also after a failed
- * or cancelled recovery), (5) ends with a lifecycle event carrying the drill's outcome.
+ * or cancelled recovery), (5) files the test recovery's report and ends with a lifecycle event
+ * carrying the drill's outcome and the report's verdict.
  */
 export async function scheduledDrillWorkflow(input: DrillInput): Promise<DrillResult> {
   const acts = proxyActivities<ControlActivities>({
@@ -223,7 +224,14 @@ export async function scheduledDrillWorkflow(input: DrillInput): Promise<DrillRe
   });
   book.set('cleanup', cleanup.status === 'completed' ? 'completed' : 'failed', cleanup.message);
 
-  // (5) The drill's verdict. The report (issue 14 part 2) is filed by the lead's merge.
+  // (5) File the test recovery's report now that its copies are gone (the children file it too;
+  // filing is idempotent). A report that cannot be filed does not change the drill's outcome.
+  let report: { filed: boolean; verdict?: string } = { filed: false };
+  try {
+    report = await CancellationScope.nonCancellable(() => acts.fileJobReport({ jobId: testJobId }));
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+  }
   const status: EndedJobStatus = cancelled
     ? 'cancelled'
     : recovery.status === 'failed' || cleanup.status !== 'completed'
@@ -249,7 +257,8 @@ export async function scheduledDrillWorkflow(input: DrillInput): Promise<DrillRe
     recoveryStatus: recovery.status,
     cleanupJobId,
     cleanupStatus: cleanup.status,
-    reportFiled: false,
+    reportFiled: report.filed,
+    ...(report.verdict ? { verdict: report.verdict } : {}),
     ...counted,
   });
 }

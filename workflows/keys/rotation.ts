@@ -1,4 +1,10 @@
-import { CancellationScope, isCancellation, proxyActivities, setHandler } from '@temporalio/workflow';
+import {
+  CancellationScope,
+  isCancellation,
+  patched,
+  proxyActivities,
+  setHandler,
+} from '@temporalio/workflow';
 import type { JobActivities } from '../../activities/control/jobs/activities';
 import type { KeyActivities } from '../../activities/control/keys';
 import {
@@ -17,7 +23,11 @@ const MAX_BATCHES = 100_000;
  * Key rotation (`POST /v1/keys/rotate`, `lifeboat keys rotate`, the seeds' maintenance job
  * "rotate encryption keys"): (1) a new current keyring key; (2) every stored secret re-sealed
  * under it, one activity per batch (idempotent: a secret already under the new key is skipped);
- * (3) the counts. Old keys stay in the keyring for decryption until an admin retires them.
+ * (3) every Temporal schedule re-sealed under it (action args, memos, summaries); (4) the running
+ * snapshot budgets (entity workflows that never end) asked to continue as new, so their new runs
+ * are sealed under it; (5) the counts. The job ends through the job activities
+ * (recoveryJobFinished): job.completed / job.failed events. Old keys stay in the keyring for
+ * decryption until an admin retires them (refused while anything still uses them).
  * Only key ids and counts travel through the workflow, never key material or values.
  */
 export async function keyRotationWorkflow(input: KeyRotationInput): Promise<KeyRotationResult> {
@@ -30,6 +40,8 @@ export async function keyRotationWorkflow(input: KeyRotationInput): Promise<KeyR
   setHandler(progressQuery, () => book.progress);
   book.add('rotate', 'Make a new current encryption key');
   book.add('rewrap', 'Re-encrypt every stored secret under the new key');
+  book.add('schedules', 'Re-seal every Temporal schedule under the new key');
+  book.add('rollover', 'Make the long-running snapshot budgets continue as new under the new key');
   await acts.recoveryJobStarted(input.jobId, book.progress.steps);
 
   const batchSize = input.batchSize ?? DEFAULT_REWRAP_BATCH;
@@ -40,6 +52,11 @@ export async function keyRotationWorkflow(input: KeyRotationInput): Promise<KeyR
     remaining: 0,
     batches: 0,
   };
+  // Rotations started before schedules and budgets were re-sealed replay without those steps.
+  const finish = (jobId: string, r: KeyRotationResult) =>
+    patched('key-rotation-job-events')
+      ? acts.recoveryJobFinished(jobId, r)
+      : acts.keyRotationJobFinished(jobId, r);
   let current = 'rotate';
   try {
     book.set('rotate', 'running');
@@ -68,12 +85,37 @@ export async function keyRotationWorkflow(input: KeyRotationInput): Promise<KeyR
       if (result.batches >= MAX_BATCHES)
         throw new Error(`${r.remaining} secret(s) still under older keys after ${MAX_BATCHES} batches`);
     }
-    result.message = `Key ${k.keyId} is current; ${result.rewrapped} secret(s) re-encrypted in ${result.batches} batch(es); ${k.previousKeyId} can be retired (lifeboat keys retire ${k.previousKeyId})`;
     book.set('rewrap', 'completed', `${result.rewrapped} secret(s) re-encrypted under ${k.keyId}`);
     await acts.recordSteps([book.get('rewrap')]);
+
+    let sealed = '';
+    if (patched('key-rotation-schedules')) {
+      current = 'schedules';
+      book.set('schedules', 'running');
+      const sch = await acts.resealSchedules.executeWithOptions(
+        { activityId: 'schedules', summary: `Key rotation: re-seal the schedules under ${k.keyId}` },
+        [book.ref('schedules')],
+      );
+      book.set('schedules', 'completed', sch.message);
+      result.schedules = { resealed: sch.resealed, current: sch.current, unreadable: sch.unreadable };
+
+      current = 'rollover';
+      book.set('rollover', 'running');
+      const ro = await acts.rolloverLongRunningWorkflows.executeWithOptions(
+        { activityId: 'rollover', summary: 'Key rotation: snapshot budgets continue as new' },
+        [book.ref('rollover')],
+      );
+      book.set('rollover', 'completed', ro.message);
+      result.rolledOver = ro.signalled.length;
+      sealed = `; ${sch.resealed} schedule(s) re-sealed, ${ro.signalled.length} snapshot budget(s) continued as new`;
+    } else {
+      book.set('schedules', 'skipped');
+      book.set('rollover', 'skipped');
+    }
+    result.message = `Key ${k.keyId} is current; ${result.rewrapped} secret(s) re-encrypted in ${result.batches} batch(es)${sealed}; ${k.previousKeyId} can be retired (lifeboat keys retire ${k.previousKeyId})`;
     book.progress.status = 'completed';
     book.progress.result = result;
-    await acts.keyRotationJobFinished(input.jobId, result);
+    await finish(input.jobId, result);
     return result;
   } catch (err) {
     const cancelled = isCancellation(err);
@@ -95,7 +137,7 @@ export async function keyRotationWorkflow(input: KeyRotationInput): Promise<KeyR
     book.progress.result = result;
     await CancellationScope.nonCancellable(async () => {
       await acts.recordSteps([book.get(current), ...closed]);
-      await acts.keyRotationJobFinished(input.jobId, result);
+      await finish(input.jobId, result);
     });
     return result;
   }

@@ -3,13 +3,14 @@ import type { RecoveryActivities } from '../../activities/control/recovery';
 import {
   type CleanupInput,
   PATCH_FAILED_JOB_FAILS,
+  PATCH_JOB_REPORT,
   progressQuery,
   type RecoveryResult,
 } from '../../contracts';
 import { explainFailure } from '../jobs/failures';
 import { setJobStatusAttr } from '../jobs/status-attr';
 import { StepBook } from '../jobs/step-book';
-import { failedJobFailure } from './recovery';
+import { failedJobFailure, fileReport } from './recovery';
 
 /**
  * Cleanup of a test recovery (or a recovered copy an operator names): remove every instance,
@@ -57,6 +58,8 @@ export async function cleanupWorkflow(input: CleanupInput): Promise<RecoveryResu
     book.progress.result = result;
     await acts.recoveryJobFinished(input.jobId, result);
     setJobStatusAttr('completed');
+    // The target job's report gains its cleanup section.
+    if (patched(PATCH_JOB_REPORT)) await fileReport(acts, input.targetJobId);
     return result;
   } catch (err) {
     const why = explainFailure(
@@ -78,6 +81,7 @@ export async function cleanupWorkflow(input: CleanupInput): Promise<RecoveryResu
     book.progress.result = result;
     await acts.recoveryJobFinished(input.jobId, result);
     setJobStatusAttr('failed');
+    if (patched(PATCH_JOB_REPORT)) await fileReport(acts, input.targetJobId);
     if (patched(PATCH_FAILED_JOB_FAILS)) throw failedJobFailure(result);
     return result;
   }

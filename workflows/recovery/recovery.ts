@@ -16,6 +16,7 @@ import type { RecoveryActivities } from '../../activities/control/recovery';
 import {
   JOB_KIND_OF_MODE,
   PATCH_FAILED_JOB_FAILS,
+  PATCH_JOB_REPORT,
   progressQuery,
   REPLICATION_ITERATION_WORKFLOW,
   type RecoveredVm,
@@ -537,7 +538,23 @@ async function finish({ book, acts, jobId, plan }: RecoveryJob, result: Recovery
   book.progress.result = result;
   await acts.recoveryJobFinished(jobId, result);
   setJobStatusAttr(result.status, plan?.planName);
+  if (patched(PATCH_JOB_REPORT)) await fileReport(acts, jobId);
   return result;
+}
+
+/**
+ * File the job's report (contracts/reports.ts) once its row says it ended. A report that cannot
+ * be filed does not change the job's outcome: it can be filed again (a later cleanup re-files it).
+ */
+export async function fileReport(acts: ActivityInterfaceFor<RecoveryActivities>, jobId: string) {
+  try {
+    await acts.fileJobReport.executeWithOptions(
+      { activityId: `report:${jobId}`, summary: `File the report of job ${jobId}` },
+      [{ jobId }],
+    );
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+  }
 }
 
 /** Completed, or partially completed when a script with onFailure 'partial' failed. */

@@ -14,6 +14,7 @@ import {
   type Lease,
   releaseSnapshotSlotSignal,
   requestSnapshotSlotSignal,
+  rolloverSnapshotBudgetSignal,
   type SnapshotBudgetState,
   snapshotBudgetStateQuery,
   snapshotSlotGrantedSignal,
@@ -141,6 +142,12 @@ export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Prom
     if (i >= 0) s.queue.splice(i, 1);
   });
 
+  // Key rotation: continue as new (full state) at the next safe point, like a long history does.
+  let rollover = false;
+  setHandler(rolloverSnapshotBudgetSignal, () => {
+    rollover = true;
+  });
+
   setHandler(
     snapshotBudgetStateQuery,
     (): BudgetSnapshot => ({
@@ -167,6 +174,7 @@ export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Prom
   const historyTooLong = () => {
     const info = workflowInfo();
     return (
+      rollover ||
       info.continueAsNewSuggested ||
       (s.maxHistoryEvents !== undefined && info.historyLength >= s.maxHistoryEvents)
     );

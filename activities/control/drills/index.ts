@@ -296,6 +296,7 @@ export function createDrillActivities(db: Db, settings: ControlSettings, reporte
           outcome: result.outcome,
           ...(result.recoveryJobId ? { recoveryJobId: result.recoveryJobId } : {}),
           ...(result.cleanupJobId ? { cleanupJobId: result.cleanupJobId } : {}),
+          ...(result.verdict ? { verdict: result.verdict } : {}),
         },
       };
       await reporter.report(withOutcome);

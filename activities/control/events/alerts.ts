@@ -1,5 +1,5 @@
 import { and, eq, ne, sql } from 'drizzle-orm';
-import type { EventInput, LifeboatEvent, Severity } from '../../../contracts/events';
+import type { AlertType, EventInput, LifeboatEvent, Severity } from '../../../contracts/events';
 import type { Db } from '../../../schema/db';
 import { alerts, events } from '../../../schema/index';
 import { type EventLog, eventOut } from './log';
@@ -10,7 +10,7 @@ export type AlertRow = typeof alerts.$inferSelect;
 export interface AlertRule {
   action: 'raise' | 'resolve';
   /** The alert type: the event type that raises it. */
-  type: 'replication.rpo-breached' | 'job.failed' | 'node.offline';
+  type: AlertType;
   subject: string;
 }
 

@@ -1,8 +1,8 @@
-import type { EventInput, RecoveryResult, StepState, StepWrite } from '../../../contracts';
+import type { EventInput, StepState, StepWrite } from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import type { Reporter } from '../events/alerts';
 import { failedStepEvents, jobEvent, jobFacts } from './events';
-import { createJobProjection, type JobWrite } from './projection';
+import { createJobProjection, type JobOutcome, type JobWrite } from './projection';
 
 /**
  * The job-projection activities the workflows call. Their names are part of the recorded
@@ -35,7 +35,8 @@ export function createJobActivities(db: Db, reporter: Reporter) {
       await projection.upsertSteps(steps);
       await report(...(await failedStepEvents(db, steps)));
     },
-    async recoveryJobFinished(jobId: string, result: RecoveryResult): Promise<void> {
+    /** A job the API created ended (recovery, cleanup, key rotation): its row, log and lifecycle event. */
+    async recoveryJobFinished<R extends JobOutcome>(jobId: string, result: R): Promise<void> {
       await projection.jobFinished(jobId, result);
       const row = await jobFacts(db, jobId);
       if (row)

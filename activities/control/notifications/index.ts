@@ -20,6 +20,8 @@ import { type EventListener, eventOut } from '../events/log';
 import { type ChannelSettings, SendError, send } from './senders';
 
 type ChannelRow = typeof channels.$inferSelect;
+/** Secret values shorter than this are not scrubbed from delivery errors (see `scrub`). */
+export const MIN_SCRUBBED_SECRET = 8;
 const log = createLogger('notifications');
 
 /** Event types a PagerDuty channel delivers when its filter lists none (its incidents follow alerts). */
@@ -143,8 +145,12 @@ export function createNotificationActivities(db: Db, config: Config) {
           throw ApplicationFailure.nonRetryable(error, 'ChannelSecretUnreadable');
         }
       }
+      // Only a secret long enough not to match ordinary text is scrubbed (a one-letter secret
+      // would turn every such letter into ***); the API refuses short webhook secrets anyway.
       const scrub = (s: string | undefined) =>
-        s === undefined ? undefined : redact(s, secret ? [secret] : []);
+        s === undefined
+          ? undefined
+          : redact(s, secret && secret.length >= MIN_SCRUBBED_SECRET ? [secret] : []);
       const planName = await planNameOf(db, event.planId);
       const ctx = {
         planName,

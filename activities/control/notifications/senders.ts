@@ -51,12 +51,34 @@ export function signWebhook(secret: string, timestamp: number, body: string): st
   return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
 }
 
-async function post(url: string, body: string, headers: Record<string, string>): Promise<Sent> {
+/**
+ * The request headers, checked before sending: a header fetch cannot send (a CR/LF in a value
+ * stored before the API refused them, a name that is not a token) is the channel's setting, not
+ * the network — retrying cannot change it, so it is a final failure.
+ */
+function requestHeaders(extra: Record<string, string>): Headers {
+  const out = new Headers({ 'content-type': 'application/json', 'user-agent': 'Lifeboat-Notifier' });
+  for (const [name, value] of Object.entries(extra)) {
+    try {
+      out.set(name, value);
+    } catch {
+      // Never the value (it may be anything): the header's name only.
+      throw new SendError(
+        `Invalid request header "${name.replace(/[^\x21-\x7e]/g, '?')}": its name must be an HTTP token and its value must not contain line breaks or control characters (fix the channel's headers)`,
+        false,
+      );
+    }
+  }
+  return out;
+}
+
+async function post(url: string, body: string, extra: Record<string, string>): Promise<Sent> {
+  const headers = requestHeaders(extra);
   let res: Response;
   try {
     res = await fetch(url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'user-agent': 'Lifeboat-Notifier', ...headers },
+      headers,
       body,
       redirect: 'manual',
       signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),

@@ -19,6 +19,7 @@ import { jobs, plans, vms } from '../../../schema/index';
 import { loadPlanModel } from '../../../schema/read/plan';
 import type { JobActivities } from '../jobs/activities';
 import { createJobProjection, type JobProjection } from '../jobs/projection';
+import type { ReportActivities } from '../reports';
 import { runScript, ScriptRuntimeMissingError, ScriptUserError } from '../scripts/runner';
 import { SecretResolutionError, secretResolver } from '../secrets/resolve';
 import type { ControlSettings } from '../settings';
@@ -414,7 +415,9 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
 }
 
 /** What recovery and cleanup workflows call on the control worker: their own activities and the job projection. */
-export type RecoveryActivities = ReturnType<typeof createRecoveryActivities> & JobActivities;
+export type RecoveryActivities = ReturnType<typeof createRecoveryActivities> &
+  JobActivities &
+  ReportActivities;
 
 /**
  * The post-scripts' stdin with `credentials` resolved: a VM post-script gets its VM's

@@ -97,8 +97,8 @@ export async function planRtoPrediction(db: Db, planId: string): Promise<RtoPred
     runs,
   );
   if (!prediction) return null;
-  // Objectives (issue 14 part 1) may not be on this plan row yet: read them defensively.
-  const rtoMinutes = (plan as { objectives?: { rtoMinutes?: unknown } | null }).objectives?.rtoMinutes;
+  // The RTO objective, when the plan declares one (objectives.rtoMinutes has no default).
+  const rtoMinutes = plan.objectives?.rtoMinutes;
   const objectiveSeconds = typeof rtoMinutes === 'number' ? rtoMinutes * 60 : null;
   return {
     ...prediction,

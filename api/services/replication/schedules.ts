@@ -18,6 +18,7 @@ import {
   vmScheduleId,
 } from '../../../contracts';
 import type { Config } from '../../../lib/config';
+import { isKeyProblem, rawScheduleIds } from '../../../lib/crypto/key-usage';
 import type { Db } from '../../../schema/db';
 import { plans, vms } from '../../../schema/index';
 import { ApiError } from '../../errors';
@@ -77,6 +78,21 @@ export function scheduleSpecOf(replication: PlanRow['replication']) {
     // Missed runs (server down) are caught up for at most one interval, at most an hour: never a burst.
     catchupWindowMs: Math.max(10_000, Math.min(everyMs, 3_600_000)),
   };
+}
+
+/**
+ * A schedule whose payloads (action args, memo, summaries) cannot be decoded: sealed under a key
+ * that is not in the keyring (retired too early, or another keyring). 409 naming the schedule,
+ * the key problem and what to do, instead of a 500; other errors pass unchanged.
+ */
+export function unreadable(scheduleId: string, e: unknown): unknown {
+  if (!isKeyProblem(e)) return e;
+  return new ApiError(
+    409,
+    'schedule_unreadable',
+    `Schedule ${scheduleId} cannot be decoded: ${(e as Error).message}. Put the key back into the keyring (from a backup of it), or delete the schedule (temporal schedule delete --schedule-id ${scheduleId}) and repeat the request or lifeboat apply: Lifeboat re-creates it from the plan, sealed under the current key`,
+    [{ path: `schedules/${scheduleId}`, message: (e as Error).message }],
+  );
 }
 
 /**
@@ -140,15 +156,16 @@ export function replicationSchedules(deps: ScheduleDeps) {
       return await temporal.schedule.getHandle(scheduleId).describe();
     } catch (e) {
       if (e instanceof ScheduleNotFoundError) return undefined;
-      throw e;
+      throw unreadable(scheduleId, e);
     }
   }
 
   /** Schedule ids that belong to a plan: visibility (by search attribute) plus the ids we can compute. */
   async function existingScheduleIds(planId: string, knownVmIds: string[]): Promise<Set<string>> {
     const ids = new Set<string>();
-    for await (const s of temporal.schedule.list({ query: `${PlanIdAttr.name} = '${planId}'` }))
-      ids.add(s.scheduleId);
+    // Raw: listing decodes nothing, so one schedule sealed under a missing key cannot hide the others.
+    for await (const id of rawScheduleIds(temporal, { query: `${PlanIdAttr.name} = '${planId}'` }))
+      ids.add(id);
     // Visibility is eventually consistent: also look at the ids derived from the plan and its VMs.
     for (const id of [planScheduleId(planId), ...knownVmIds.map(vmScheduleId)]) {
       if (!ids.has(id) && (await describeOrUndefined(id))) ids.add(id);
@@ -202,10 +219,15 @@ export function replicationSchedules(deps: ScheduleDeps) {
         const paused = plan.replicationPaused || vmPaused;
         const note = vmPaused ? PAUSED_BY_VM : plan.replicationPaused ? PAUSED_BY_PLAN : undefined;
         const { scheduleId: _id, ...next } = optionsOf(plan, w, paused, note);
-        await temporal.schedule.getHandle(w.scheduleId).update(() => ({
-          ...next,
-          state: { paused, ...(note ? { note } : {}) },
-        }));
+        await temporal.schedule
+          .getHandle(w.scheduleId)
+          .update(() => ({
+            ...next,
+            state: { paused, ...(note ? { note } : {}) },
+          }))
+          .catch((e: unknown) => {
+            throw unreadable(w.scheduleId, e);
+          });
         out.updated.push(w.scheduleId);
       }
       const keep = new Set(wanted.map((w) => w.scheduleId));
@@ -295,7 +317,9 @@ export function replicationSchedules(deps: ScheduleDeps) {
         const until = Date.now() + 10_000;
         let workflowId: string | undefined;
         while (!workflowId && Date.now() < until) {
-          const now = await handle.describe();
+          const now = await handle.describe().catch((e: unknown) => {
+            throw unreadable(t.scheduleId, e);
+          });
           workflowId = [...now.info.runningActions, ...now.info.recentActions.map((a) => a.action)]
             .map((a) => a.workflow.workflowId)
             .find((id) => !before.has(id));
@@ -354,6 +378,13 @@ export function planScheduleHooks(deps: ScheduleDeps) {
       try {
         await schedules.sync(planId);
       } catch (e) {
+        if (e instanceof ApiError && e.code === 'schedule_unreadable')
+          throw new ApiError(
+            409,
+            e.code,
+            `The plan was saved, but its replication schedules could not be updated: ${e.message}`,
+            e.issues,
+          );
         if (e instanceof ApiError) throw e;
         throw unavailable(e);
       }
