@@ -20,6 +20,7 @@ import type { Db } from '../../../schema/db';
 import type { DrillSettings } from '../../../schema/domain/plan';
 import { plans } from '../../../schema/index';
 import { ApiError } from '../../errors';
+import { unreadable } from '../replication/schedules';
 
 export interface DrillScheduleDeps {
   db: Db;
@@ -60,7 +61,8 @@ export function drillSchedules(deps: DrillScheduleDeps) {
       return await temporal.schedule.getHandle(scheduleId).describe();
     } catch (e) {
       if (e instanceof ScheduleNotFoundError) return undefined;
-      throw e;
+      // Sealed under a key the keyring no longer has: 409 with what to do (as replication's).
+      throw unreadable(scheduleId, e);
     }
   }
 
@@ -124,10 +126,14 @@ export function drillSchedules(deps: DrillScheduleDeps) {
         return 'created';
       }
       const { scheduleId: _id, ...next } = options;
-      await temporal.schedule.getHandle(id).update(() => ({
-        ...next,
-        state: { paused: current.state.paused, note: drillSummary(plan, plan.drills!) },
-      }));
+      try {
+        await temporal.schedule.getHandle(id).update(() => ({
+          ...next,
+          state: { paused: current.state.paused, note: drillSummary(plan, plan.drills!) },
+        }));
+      } catch (e) {
+        throw unreadable(id, e);
+      }
       return 'updated';
     },
 
@@ -201,6 +207,13 @@ export function drillScheduleHooks(deps: DrillScheduleDeps) {
       try {
         await schedules.sync(planId);
       } catch (e) {
+        if (e instanceof ApiError && e.code === 'schedule_unreadable')
+          throw new ApiError(
+            409,
+            e.code,
+            `The plan was saved, but its drill schedule could not be updated: ${e.message}`,
+            e.issues,
+          );
         if (e instanceof ApiError) throw e;
         throw unavailable(e);
       }
