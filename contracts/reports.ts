@@ -48,6 +48,8 @@ export interface ReportSources {
   };
   /** The plan as it is when the report is built (null: deleted). */
   plan: { id: string; name: string; objectives: { rpoMinutes: number; rtoMinutes?: number } } | null;
+  /** The plan's predicted RTO from past recoveries (schema/read/rto.ts), shown beside the objective. */
+  rtoPrediction?: ReportRtoPrediction | null;
   /** Logs already redacted by the caller. */
   steps: {
     key: string;
@@ -71,6 +73,14 @@ export interface ReportSources {
     error: string | null;
     remediation: string | null;
   } | null;
+}
+
+/** The predicted RTO as a report shows it: the figure, what it rests on, and the objective beside it. */
+export interface ReportRtoPrediction {
+  seconds: number;
+  basedOnRuns: number;
+  objectiveSeconds: number | null;
+  exceedsObjective: boolean | null;
 }
 
 export interface ReportVm {
@@ -161,6 +171,8 @@ export interface JobReport {
     recoveryPoint: { id: string; pointInTime: string; ageSeconds: number | null } | null;
   };
   objectives: { rpoMinutes: number; rtoMinutes?: number } | null;
+  /** The plan's RTO predicted from its past recoveries when the report was built (null: no run yet). */
+  predictedRto: ReportRtoPrediction | null;
   achieved: {
     rpoSeconds: number | null;
     /** Start → last boot group healthy (null: not reached). */
@@ -426,6 +438,14 @@ export function buildJobReport(src: ReportSources): JobReport {
       recoveryPoint: src.recoveryPoint ? { ...src.recoveryPoint, ageSeconds: rpoSeconds } : null,
     },
     objectives: src.plan?.objectives ?? null,
+    predictedRto: src.rtoPrediction
+      ? {
+          seconds: src.rtoPrediction.seconds,
+          basedOnRuns: src.rtoPrediction.basedOnRuns,
+          objectiveSeconds: src.rtoPrediction.objectiveSeconds,
+          exceedsObjective: src.rtoPrediction.exceedsObjective,
+        }
+      : null,
     achieved: { rpoSeconds, rtoSeconds, durationSeconds },
     groups,
     vms,

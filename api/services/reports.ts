@@ -18,6 +18,18 @@ export const JobReportSchema = z
     objectives: z
       .object({ rpoMinutes: z.number().int(), rtoMinutes: z.number().int().optional() })
       .nullable(),
+    predictedRto: z
+      .object({
+        seconds: z.number(),
+        basedOnRuns: z.number().int(),
+        objectiveSeconds: z.number().nullable(),
+        exceedsObjective: z.boolean().nullable(),
+      })
+      .nullable()
+      .optional()
+      .describe(
+        "The plan's RTO predicted from its past recoveries when the report was built, beside the objective",
+      ),
     achieved: z.object({
       rpoSeconds: z.number().int().nullable(),
       rtoSeconds: z.number().int().nullable().describe('Start to the last boot group healthy'),
@@ -253,6 +265,15 @@ ${failures}
 <dt>Point age at start (RPO)</dt><dd id="rpo" class="figure">${formatDuration(r.achieved.rpoSeconds)}</dd>
 <dt>Start → last group healthy (RTO)</dt><dd id="rto" class="figure" data-seconds="${r.achieved.rtoSeconds ?? ''}">${formatDuration(r.achieved.rtoSeconds)}</dd>
 <dt>Start → end</dt><dd id="duration">${formatDuration(r.achieved.durationSeconds)}</dd>
+<dt>Predicted RTO</dt><dd id="predicted-rto">${
+    r.predictedRto
+      ? `${formatDuration(r.predictedRto.seconds)} <span class="muted">from ${r.predictedRto.basedOnRuns} past run(s)${
+          r.predictedRto.objectiveSeconds === null
+            ? ''
+            : `; objective ${formatDuration(r.predictedRto.objectiveSeconds)}${r.predictedRto.exceedsObjective ? ' — <span class="unmet">prediction exceeds it</span>' : ''}`
+        }</span>`
+      : '<span class="muted">no past run to predict from</span>'
+  }</dd>
 </dl>
 
 <h2>Timeline</h2>

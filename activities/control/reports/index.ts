@@ -12,6 +12,7 @@ import { redact } from '../../../lib/redact';
 import type { Db } from '../../../schema/db';
 import { effectiveObjectives } from '../../../schema/domain/plan';
 import { jobLogs, jobReports, jobSteps, jobs, plans, recoveryPoints } from '../../../schema/index';
+import { planRtoPrediction } from '../../../schema/read/rto';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
@@ -106,7 +107,10 @@ export async function fileJobReport(db: Db, jobId: string): Promise<FileJobRepor
       filed: false,
       message: `Job ${jobId} is still ${src.job.status}: its report is filed when it ends`,
     };
-  const report = buildJobReport(src);
+  const report = buildJobReport({
+    ...src,
+    rtoPrediction: src.job.planId ? await planRtoPrediction(db, src.job.planId) : null,
+  });
   const row = {
     planId: report.what.planId,
     kind: report.what.kind,
