@@ -1,37 +1,28 @@
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import { isJobEnded } from '../../contracts';
-import { requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { PageQuery, pageOf } from '../services/common';
 import { JobLogLine, liveTransfers, readJobLogs, TransferLiveSchema } from '../services/job-logs';
 import { Job, JobFilterQuery, JobWithSteps, jobsService } from '../services/jobs';
 import { recoveryJobsService } from '../services/recovery-jobs';
-import { jsonContent, UuidParam } from './params';
+import { concernRoute, jsonContent, UuidParam } from './params';
 
-const tags = ['jobs'];
+const route = concernRoute(['jobs']);
 const JobPage = pageOf(Job, 'JobPage');
 const Started = z.object({ jobId: z.uuid(), workflowId: z.string() }).openapi('CleanupStarted');
 
-const list = createRoute({
-  method: 'get',
-  path: '/jobs',
+const list = route('viewer', 'get', '/jobs', {
   operationId: 'listJobs',
-  tags,
   summary: 'List jobs, newest first (filter by plan, kind, status)',
-  middleware: [requireRole('viewer')],
   request: { query: z.object({ ...PageQuery, ...JobFilterQuery }) },
   responses: { 200: jsonContent(JobPage, 'A page of jobs'), ...errorResponses(400, 401, 403) },
 });
 
-const get = createRoute({
-  method: 'get',
-  path: '/jobs/{id}',
+const get = route('viewer', 'get', '/jobs/{id}', {
   operationId: 'getJob',
-  tags,
   summary: 'Read a job with its steps (status, start, end, actor, message, log)',
-  middleware: [requireRole('viewer')],
   request: { params: UuidParam },
   responses: {
     200: jsonContent(
@@ -79,13 +70,9 @@ const LogsQuery = z.object({
     .openapi({ param: { name: 'limit', in: 'query' } }),
 });
 
-const logs = createRoute({
-  method: 'get',
-  path: '/jobs/{id}/logs',
+const logs = route('viewer', 'get', '/jobs/{id}/logs', {
   operationId: 'getJobLogs',
-  tags,
   summary: "A job's log stream: timestamped lines (level, step, node, bytes, message, error, remediation)",
-  middleware: [requireRole('viewer')],
   request: { params: UuidParam, query: LogsQuery },
   responses: {
     200: {
@@ -107,24 +94,16 @@ const logs = createRoute({
 /** How often a live tail looks for new lines. */
 const FOLLOW_POLL_MS = 500;
 
-const cancel = createRoute({
-  method: 'post',
-  path: '/jobs/{id}/cancel',
+const cancel = route('operator', 'post', '/jobs/{id}/cancel', {
   operationId: 'cancelJob',
-  tags,
   summary: 'Cancel a running job: it stops cleanly and lists what it created (for cleanup)',
-  middleware: [requireRole('operator')],
   request: { params: UuidParam },
   responses: { 202: jsonContent(Job, 'Cancellation requested'), ...errorResponses(400, 401, 403, 404, 409) },
 });
 
-const cleanup = createRoute({
-  method: 'post',
-  path: '/jobs/{id}/cleanup',
+const cleanup = route('operator', 'post', '/jobs/{id}/cleanup', {
   operationId: 'cleanupJob',
-  tags,
   summary: 'Remove everything a finished recovery job created (found by its tags), and nothing else',
-  middleware: [requireRole('operator')],
   request: { params: UuidParam },
   responses: {
     202: jsonContent(Started, 'The cleanup job started'),

@@ -1,4 +1,6 @@
-import { z } from '@hono/zod-openapi';
+import { createRoute, type RouteConfig, z } from '@hono/zod-openapi';
+import { requireRole } from '../auth/middleware';
+import type { Role } from '../auth/tokens';
 
 /** Path parameter `{id}` holding a uuid. */
 export const UuidParam = z.object({
@@ -52,3 +54,21 @@ export const idLinks = (kind: 'Plan' | 'Site') =>
       { operationId: `${verb}${kind}`, parameters: { id: '$response.body#/id' } },
     ]),
   );
+
+type RouteSpec = Omit<RouteConfig, 'method' | 'path' | 'tags' | 'middleware'> & { operationId: string };
+
+/**
+ * The route factory of one concern: every route gets the concern's tags and the middleware that
+ * requires `role` (its 401 and 403 answers are in the route's errorResponses).
+ */
+export const concernRoute =
+  (tags: string[]) =>
+  <M extends RouteConfig['method'], P extends string, S extends RouteSpec>(
+    role: Role,
+    method: M,
+    path: P,
+    spec: S,
+  ) => {
+    const { operationId, ...rest } = spec;
+    return createRoute({ operationId, method, path, tags, ...rest, middleware: [requireRole(role)] });
+  };

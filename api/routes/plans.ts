@@ -1,14 +1,22 @@
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import { PlanInput } from '../../schema/domain/plan';
-import { recordChanges, requireRole } from '../auth/middleware';
+import { recordChanges } from '../auth/middleware';
 import { ApiError, errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
 import { Plan, PlanApplyInput, PlanSummary, planForViewer, plansService } from '../services/plans';
 import { planScheduleHooks } from '../services/replication/schedules';
-import { EtagHeader, IdOrNameParam, idLinks, jsonBody, jsonContent, PatchDocument } from './params';
+import {
+  concernRoute,
+  EtagHeader,
+  IdOrNameParam,
+  idLinks,
+  jsonBody,
+  jsonContent,
+  PatchDocument,
+} from './params';
 
-const tags = ['plans'];
+const route = concernRoute(['plans']);
 const PlanPage = pageOf(PlanSummary, 'PlanPage');
 const NameParam = z.object({
   name: z
@@ -24,13 +32,9 @@ const ApplyResult = z
   })
   .openapi('ApplyResult');
 
-const list = createRoute({
+const list = route('viewer', 'get', '/plans', {
   operationId: 'listPlans',
-  method: 'get',
-  path: '/plans',
-  tags,
   summary: 'List plans (filter by site, source site, target site, name)',
-  middleware: [requireRole('viewer')],
   request: {
     query: z.object({
       ...PageQuery,
@@ -43,14 +47,10 @@ const list = createRoute({
   responses: { 200: jsonContent(PlanPage, 'A page of plans'), ...errorResponses(400, 401, 403) },
 });
 
-const get = createRoute({
+const get = route('viewer', 'get', '/plans/{id}', {
   operationId: 'getPlan',
-  method: 'get',
-  path: '/plans/{id}',
-  tags,
   summary:
     'Read a plan (by id or name) with its VMs and disks (ETag = version); viewers get digests of inline scripts and arguments',
-  middleware: [requireRole('viewer')],
   request: { params: IdOrNameParam },
   responses: {
     200: { ...jsonContent(Plan, 'The plan'), headers: EtagHeader },
@@ -58,13 +58,9 @@ const get = createRoute({
   },
 });
 
-const getByName = createRoute({
+const getByName = route('viewer', 'get', '/plans/by-name/{name}', {
   operationId: 'getPlanByName',
-  method: 'get',
-  path: '/plans/by-name/{name}',
-  tags,
   summary: 'Read a plan by name; viewers get digests of inline scripts and arguments',
-  middleware: [requireRole('viewer')],
   request: { params: NameParam },
   responses: {
     200: { ...jsonContent(Plan, 'The plan'), headers: EtagHeader },
@@ -72,13 +68,9 @@ const getByName = createRoute({
   },
 });
 
-const create = createRoute({
+const create = route('admin', 'post', '/plans', {
   operationId: 'createPlan',
-  method: 'post',
-  path: '/plans',
-  tags,
   summary: 'Create a plan with its VMs',
-  middleware: [requireRole('admin')],
   request: { body: jsonBody(PlanInput, 'The plan, VMs nested') },
   responses: {
     201: { ...jsonContent(Plan, 'Created'), headers: EtagHeader, links: idLinks('Plan') },
@@ -86,15 +78,11 @@ const create = createRoute({
   },
 });
 
-const replace = createRoute({
+const replace = route('admin', 'put', '/plans/{id}', {
   operationId: 'replacePlan',
-  method: 'put',
-  path: '/plans/{id}',
-  tags,
   summary: 'Replace a plan (by id or name; If-Match: the version you read); 409 while a recovery of it runs',
   description:
     'VMs and disks are matched by name: their ids stay, so recovery points keep referring to them. Sending the same content changes nothing and keeps the version.',
-  middleware: [requireRole('admin')],
   request: { params: IdOrNameParam, headers: IfMatchHeader, body: jsonBody(PlanInput, 'The whole plan') },
   responses: {
     200: { ...jsonContent(Plan, 'Updated (or unchanged)'), headers: EtagHeader },
@@ -102,15 +90,11 @@ const replace = createRoute({
   },
 });
 
-const apply = createRoute({
+const apply = route('admin', 'put', '/plans/by-name/{name}', {
   operationId: 'applyPlan',
-  method: 'put',
-  path: '/plans/by-name/{name}',
-  tags,
   summary: 'Create or update a plan by name (`lifeboat apply`), idempotent',
   description:
     'Sites may be named (`sourceSite`, `targetSite`) instead of given by id. Applying the same document again answers `unchanged` and keeps the version.',
-  middleware: [requireRole('admin')],
   request: { params: NameParam, headers: IfMatchHeader, body: jsonBody(PlanApplyInput, 'The plan') },
   responses: {
     200: { ...jsonContent(ApplyResult, 'Updated or unchanged'), headers: EtagHeader },
@@ -119,15 +103,11 @@ const apply = createRoute({
   },
 });
 
-const patch = createRoute({
+const patch = route('admin', 'patch', '/plans/{id}', {
   operationId: 'patchPlan',
-  method: 'patch',
-  path: '/plans/{id}',
-  tags,
   summary: 'Change some fields of a plan (by id or name; JSON Merge Patch; If-Match: the version you read)',
   description:
     'Objects merge key by key, `null` removes a field, arrays (e.g. `vms`) are replaced whole. The result is validated like a full write.',
-  middleware: [requireRole('admin')],
   request: {
     params: IdOrNameParam,
     headers: IfMatchHeader,
@@ -139,13 +119,9 @@ const patch = createRoute({
   },
 });
 
-const remove = createRoute({
+const remove = route('admin', 'delete', '/plans/{id}', {
   operationId: 'deletePlan',
-  method: 'delete',
-  path: '/plans/{id}',
-  tags,
   summary: 'Delete a plan (by id or name), its VMs and recovery points; 409 while a recovery of it runs',
-  middleware: [requireRole('admin')],
   request: { params: IdOrNameParam, headers: IfMatchHeader },
   responses: { 204: { description: 'Deleted' }, ...errorResponses(400, 401, 403, 404, 409, 412, 503) },
 });
