@@ -7,7 +7,6 @@ import {
   StopInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import type { Client } from '@temporalio/client';
-import type { NativeConnection, Worker } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
@@ -23,13 +22,7 @@ import {
   testVm,
   waitFor,
 } from '../helpers/recovery';
-import {
-  createControlTestWorker,
-  createTestDatabase,
-  temporalClient,
-  testAwsTarget,
-  uniqueId,
-} from '../helpers/stack';
+import { createTestDatabase, runControlTestWorker, testAwsTarget, uniqueId } from '../helpers/stack';
 
 const TUNING = { heartbeatTimeoutSeconds: 10, runningPollSeconds: 0.2 };
 
@@ -65,33 +58,20 @@ const tcp = (port: number, timeoutSeconds = 30) => ({
 
 describe('recovery workflow (real Temporal, moto, Postgres)', () => {
   let testDb: Awaited<ReturnType<typeof createTestDatabase>>;
-  let worker: Worker;
-  let workerConn: NativeConnection;
   let client: Client;
-  let closeClient: () => Promise<void>;
-  let running: Promise<void>;
+  let stopWorker: () => Promise<void>;
   let svc: ReturnType<typeof recoveryJobsService>;
   const taskQueue = uniqueId('recovery');
 
   beforeAll(async () => {
     testDb = await createTestDatabase();
-    const w = await createControlTestWorker({
-      db: testDb.db,
-      taskQueue,
-    });
-    worker = w.worker;
-    workerConn = w.connection;
-    running = worker.run();
-    const c = await temporalClient();
-    client = c.client;
-    closeClient = () => c.connection.close();
+    const w = await runControlTestWorker({ db: testDb.db, taskQueue });
+    client = w.client;
+    stopWorker = w.stop;
     svc = recoveryJobsService({ db: testDb.db, temporal: client, taskQueue });
   });
   afterAll(async () => {
-    worker.shutdown();
-    await running;
-    await workerConn.close();
-    await closeClient();
+    await stopWorker();
     await testDb.drop();
   });
 
