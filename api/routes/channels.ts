@@ -4,7 +4,7 @@ import { ChannelInput } from '../../schema/domain/channel';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { Channel, channelsService, Delivery, TestResult } from '../services/channels';
-import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
+import { etagOf, IfMatchHeader, limitQuery, PageQuery, pageOf } from '../services/common';
 import { concernRoute, EtagHeader, jsonBody, jsonContent, UuidParam } from './params';
 
 const route = concernRoute(['channels']);
@@ -69,15 +69,7 @@ const deliveries = route('admin', 'get', '/channels/{id}/deliveries', {
   summary: "The channel's last delivery attempts, newest first",
   request: {
     params: UuidParam,
-    query: z.object({
-      limit: z.coerce
-        .number()
-        .int()
-        .min(1)
-        .max(500)
-        .default(50)
-        .openapi({ param: { name: 'limit', in: 'query' }, description: 'How many attempts (1-500)' }),
-    }),
+    query: z.object({ limit: limitQuery('How many attempts (1-500)') }),
   },
   responses: {
     200: jsonContent(z.object({ items: z.array(Delivery) }).openapi('ChannelDeliveries'), 'Attempts'),

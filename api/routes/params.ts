@@ -1,6 +1,8 @@
 import { createRoute, type RouteConfig, z } from '@hono/zod-openapi';
-import { requireRole } from '../auth/middleware';
+import type { Context } from 'hono';
+import { type AuthEnv, recordChanges, requireRole } from '../auth/middleware';
 import type { Role } from '../auth/tokens';
+import { etagOf } from '../services/common';
 
 /** Path parameter `{id}` holding a uuid. */
 export const UuidParam = z.object({
@@ -72,3 +74,19 @@ export const concernRoute =
     const { operationId, ...rest } = spec;
     return createRoute({ operationId, method, path, tags, ...rest, middleware: [requireRole(role)] });
   };
+
+/** Answer with the resource's version as its ETag; returns the resource (for `c.json`). */
+export function withEtag<T extends { version: number }>(c: Context<AuthEnv>, resource: T): T {
+  c.header('ETag', etagOf(resource.version));
+  return resource;
+}
+
+/** A write that changed `paths` of the resource: the audit row names them; the ETag is the new version. */
+export function changedWithEtag<T extends { version: number }>(
+  c: Context<AuthEnv>,
+  resource: T,
+  paths: string[],
+) {
+  recordChanges(c, { changed: paths });
+  return withEtag(c, resource);
+}

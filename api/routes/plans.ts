@@ -1,6 +1,7 @@
 import { z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { PlanInput } from '../../schema/domain/plan';
-import { recordChanges } from '../auth/middleware';
+import { type AuthEnv, recordChanges } from '../auth/middleware';
 import { ApiError, errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
@@ -14,6 +15,7 @@ import {
   jsonBody,
   jsonContent,
   PatchDocument,
+  withEtag,
 } from './params';
 
 const route = concernRoute(['plans']);
@@ -130,6 +132,16 @@ export function planRoutes(deps: AppDeps) {
   const svc = plansService(deps.db);
   // Replication schedules follow the plan row (issue 4).
   const schedules = planScheduleHooks(deps);
+  // A replace or patch: the audit row names the changed paths, the schedules follow the plan,
+  // the ETag is its new version.
+  const written = async <T extends { id: string; version: number }>(
+    c: Context<AuthEnv>,
+    { plan, paths }: { plan: T; paths: string[] },
+  ) => {
+    recordChanges(c, { changed: paths });
+    await schedules.afterWrite(plan.id);
+    return withEtag(c, plan);
+  };
   return v1Router()
     .openapi(list, async (c) => {
       const { limit, offset, ...filter } = c.req.valid('query');
@@ -154,15 +166,8 @@ export function planRoutes(deps: AppDeps) {
       return c.json(plan, 201);
     })
     .openapi(replace, async (c) => {
-      const { plan, paths } = await svc.update(
-        await svc.idOf(c.req.valid('param').id),
-        c.req.valid('json'),
-        c.req.valid('header')['if-match'],
-      );
-      recordChanges(c, { changed: paths });
-      await schedules.afterWrite(plan.id);
-      c.header('ETag', etagOf(plan.version));
-      return c.json(plan, 200);
+      const [id, ifMatch] = [await svc.idOf(c.req.valid('param').id), c.req.valid('header')['if-match']];
+      return c.json(await written(c, await svc.update(id, c.req.valid('json'), ifMatch)), 200);
     })
     .openapi(apply, async (c) => {
       const out = await svc.apply(
@@ -177,15 +182,8 @@ export function planRoutes(deps: AppDeps) {
       return out.result === 'created' ? c.json(body, 201) : c.json(body, 200);
     })
     .openapi(patch, async (c) => {
-      const { plan, paths } = await svc.patch(
-        await svc.idOf(c.req.valid('param').id),
-        c.req.valid('json'),
-        c.req.valid('header')['if-match'],
-      );
-      recordChanges(c, { changed: paths });
-      await schedules.afterWrite(plan.id);
-      c.header('ETag', etagOf(plan.version));
-      return c.json(plan, 200);
+      const [id, ifMatch] = [await svc.idOf(c.req.valid('param').id), c.req.valid('header')['if-match']];
+      return c.json(await written(c, await svc.patch(id, c.req.valid('json'), ifMatch)), 200);
     })
     .openapi(remove, async (c) => {
       const id = await svc.idOf(c.req.valid('param').id);

@@ -1,11 +1,22 @@
 import { z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { SiteInput, SiteRole } from '../../schema/domain/site';
-import { recordChanges } from '../auth/middleware';
+import type { AuthEnv } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
-import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
+import { IfMatchHeader, PageQuery, pageOf } from '../services/common';
 import { Site, sitesService } from '../services/sites';
-import { concernRoute, EtagHeader, idLinks, jsonBody, jsonContent, PatchDocument, UuidParam } from './params';
+import {
+  changedWithEtag,
+  concernRoute,
+  EtagHeader,
+  idLinks,
+  jsonBody,
+  jsonContent,
+  PatchDocument,
+  UuidParam,
+  withEtag,
+} from './params';
 
 const route = concernRoute(['sites']);
 const SitePage = pageOf(Site, 'SitePage');
@@ -79,40 +90,23 @@ const remove = route('admin', 'delete', '/sites/{id}', {
 
 export function siteRoutes(deps: AppDeps) {
   const svc = sitesService(deps.db);
+  // A replace or patch: the audit row names the changed paths; the ETag is the new version.
+  const written = (c: Context<AuthEnv>, { site, paths }: { site: Site; paths: string[] }) =>
+    changedWithEtag(c, site, paths);
   return v1Router()
     .openapi(list, async (c) => {
       const { limit, offset, ...filter } = c.req.valid('query');
       return c.json(await svc.list(filter, { limit, offset }), 200);
     })
-    .openapi(get, async (c) => {
-      const site = await svc.get(c.req.valid('param').id);
-      c.header('ETag', etagOf(site.version));
-      return c.json(site, 200);
-    })
-    .openapi(create, async (c) => {
-      const site = await svc.create(c.req.valid('json'));
-      c.header('ETag', etagOf(site.version));
-      return c.json(site, 201);
-    })
+    .openapi(get, async (c) => c.json(withEtag(c, await svc.get(c.req.valid('param').id)), 200))
+    .openapi(create, async (c) => c.json(withEtag(c, await svc.create(c.req.valid('json'))), 201))
     .openapi(replace, async (c) => {
-      const { site, paths } = await svc.updateWithChanges(
-        c.req.valid('param').id,
-        c.req.valid('json'),
-        c.req.valid('header')['if-match'],
-      );
-      recordChanges(c, { changed: paths });
-      c.header('ETag', etagOf(site.version));
-      return c.json(site, 200);
+      const [id, ifMatch] = [c.req.valid('param').id, c.req.valid('header')['if-match']];
+      return c.json(written(c, await svc.updateWithChanges(id, c.req.valid('json'), ifMatch)), 200);
     })
     .openapi(patch, async (c) => {
-      const { site, paths } = await svc.patch(
-        c.req.valid('param').id,
-        c.req.valid('json'),
-        c.req.valid('header')['if-match'],
-      );
-      recordChanges(c, { changed: paths });
-      c.header('ETag', etagOf(site.version));
-      return c.json(site, 200);
+      const [id, ifMatch] = [c.req.valid('param').id, c.req.valid('header')['if-match']];
+      return c.json(written(c, await svc.patch(id, c.req.valid('json'), ifMatch)), 200);
     })
     .openapi(remove, async (c) => {
       await svc.remove(c.req.valid('param').id, c.req.valid('header')['if-match']);
