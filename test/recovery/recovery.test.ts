@@ -75,6 +75,17 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
     await testDb.drop();
   });
 
+  /** Clean up after a job: the cleanup completes and leaves nothing tagged with the job. */
+  async function cleanUpCompletely(jobId: string) {
+    const cleanup = await svc.startCleanup(jobId, 'test', TUNING);
+    const c = (await client.workflow.getHandle(cleanup.workflowId).result()) as RecoveryResult;
+    expect(c.status, c.message).toBe('completed');
+    const left = await countTagged(jobId);
+    expect([left.instances.length, left.volumes.length, left.images.length, left.enis.length]).toEqual([
+      0, 0, 0, 0,
+    ]);
+  }
+
   // A failed job fails its workflow: jobOutcome checks its JobFailed failure against the job row.
   const result = (jobId: string): Promise<RecoveryResult> =>
     jobOutcome(client, testDb.db, `recovery-${jobId}`);
@@ -207,13 +218,7 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
     expect(row.status).toBe('failed');
     expect(row.error).toMatch(/lonely-01/);
 
-    const cleanup = await svc.startCleanup(job.id, 'test', TUNING);
-    const c = (await client.workflow.getHandle(cleanup.workflowId).result()) as RecoveryResult;
-    expect(c.status, c.message).toBe('completed');
-    const left = await countTagged(job.id);
-    expect([left.instances.length, left.volumes.length, left.images.length, left.enis.length]).toEqual([
-      0, 0, 0, 0,
-    ]);
+    await cleanUpCompletely(job.id);
   });
 
   it('marks the job Partially Completed when a non-fatal script fails, naming it; post-script reads the VM document', async () => {
@@ -271,13 +276,7 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
     expect(steps.find((s) => s.key === 'vm:c-03:launch')?.status).toBe('cancelled');
     expect(steps.some((s) => s.status === 'running' || s.status === 'pending')).toBe(false);
 
-    const cleanup = await svc.startCleanup(job.id, 'test', TUNING);
-    const c = (await client.workflow.getHandle(cleanup.workflowId).result()) as RecoveryResult;
-    expect(c.status, c.message).toBe('completed');
-    const left = await countTagged(job.id);
-    expect([left.instances.length, left.volumes.length, left.images.length, left.enis.length]).toEqual([
-      0, 0, 0, 0,
-    ]);
+    await cleanUpCompletely(job.id);
   });
 
   it('validates the recovery point: picks by time, and stops before creating anything when a snapshot is missing', async () => {
