@@ -177,6 +177,8 @@ export function createCli(program: Command): Cli {
 /** A command module registers its commands on the program: one line in bin/lifeboat.ts. */
 export type CommandModule = (program: Command, cli: Cli) => void;
 
+type Cell = string | number | boolean | null | undefined;
+
 /** Columns padded to their widest cell. */
 /** One line: line breaks (and the blanks around them) become one space. */
 export const oneLine = (s: string) => s.replace(/[ \t]*[\r\n]+[ \t]*/g, ' ');
@@ -185,7 +187,7 @@ export const oneLine = (s: string) => s.replace(/[ \t]*[\r\n]+[ \t]*/g, ' ');
 export const truncate = (s: string, max: number) => (s.length <= max ? s : `${s.slice(0, max - 1)}…`);
 
 /** A table, one line per row (a multi-line cell, e.g. an error, is joined into one line). */
-export function table(headers: string[], rows: (string | number | boolean | null | undefined)[][]): string {
+export function table(headers: string[], rows: Cell[][]): string {
   const cells = [
     headers,
     ...rows.map((r) => r.map((c) => (c === null || c === undefined ? '-' : oneLine(String(c))))),
@@ -245,3 +247,81 @@ export const query = (params: Record<string, string | number | boolean | undefin
   const s = q.toString();
   return s ? `?${s}` : '';
 };
+
+/** A page of a paginated list, as the API answers it. */
+export interface Page<T> {
+  items: T[];
+  nextOffset: number | null;
+}
+
+/** `command('list')` as the group's default subcommand. */
+export const listCommand = (group: Command, description: string) =>
+  group.command('list', { isDefault: true }).description(description);
+
+/** `command('list')` for a paginated list: the given options, then --limit and --offset. */
+export const pagedListCommand = (group: Command, description: string, options: [string, string][] = []) =>
+  pageOptions(options.reduce((c, [flags, help]) => c.option(flags, help), listCommand(group, description)));
+
+/** The --limit/--offset options of a paginated list. */
+export const pageOptions = (command: Command) =>
+  command.option('--limit <n>', 'page size', intOption).option('--offset <n>', 'skip this many', intOption);
+
+/** GET one page of a list. */
+export async function getPage<T>(api: ApiClient, path: string): Promise<Page<T>> {
+  return (await api.request<Page<T>>('GET', path)).body;
+}
+
+/** A page as a table with the next-page hint under it (or the page as JSON for --json). */
+export function printPage<T>(cli: Cli, page: Page<T>, headers: string[], row: (item: T) => Cell[]): void {
+  cli.print(page, () => table(headers, page.items.map(row)) + moreHint(page));
+}
+
+/** A resource read back whole: JSON either way. */
+export const printDocument = (cli: Cli, body: unknown) =>
+  cli.print(body, () => JSON.stringify(body, null, 2));
+
+/** The If-Match header for `--if-match <version>`. */
+export const ifMatchHeader = (version: string | undefined): Record<string, string> =>
+  version ? { 'if-match': `"${version}"` } : {};
+
+/** `<group> get <noun>`: one resource (`/v1/<noun>s/{id}`) by name or id, printed whole. */
+export const getCommand = (
+  cli: Cli,
+  group: Command,
+  noun: string,
+  description: string,
+  idOf: (api: ApiClient, ref: string) => Promise<string>,
+) =>
+  group
+    .command(`get <${noun}>`)
+    .description(description)
+    .action(async (ref: string) => {
+      const api = cli.api();
+      printDocument(cli, (await api.request('GET', `/v1/${noun}s/${await idOf(api, ref)}`)).body);
+    });
+
+/** `<group> create -f FILE`: POST the document to `/v1/<noun>s` and say what was created. */
+export const createCommand = (cli: Cli, group: Command, noun: string) =>
+  group
+    .command('create')
+    .description(`Create a ${noun} from a YAML or JSON file`)
+    .requiredOption('-f, --file <file>', `the ${noun} document (- for stdin)`)
+    .action(async (o: { file: string }) => {
+      const { body } = await cli
+        .api()
+        .request<{ id: string; name: string }>('POST', `/v1/${noun}s`, { body: readDocument(o.file) });
+      cli.print(body, () => `${noun} "${body.name}" created (${body.id})`);
+    });
+
+/** DELETE `path` and say so (`--json`: `{ deleted: id }`). */
+export async function deleteAndSay(
+  cli: Cli,
+  api: ApiClient,
+  path: string,
+  id: string,
+  said: string,
+  ifMatch?: string,
+): Promise<void> {
+  await api.request('DELETE', path, { headers: ifMatchHeader(ifMatch) });
+  cli.print({ deleted: id }, () => said);
+}

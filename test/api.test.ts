@@ -24,6 +24,13 @@ afterAll(async () => {
 
 const paths = (body: { issues?: { path: string }[] }) => (body.issues ?? []).map((i) => i.path);
 
+/** A plan as read, without the fields the server sets: the input to write it back. */
+// biome-ignore lint/suspicious/noExplicitAny: a plan answer as JSON
+const planInput = (plan: any) => {
+  const { id: _i, version: _v, createdAt: _c, updatedAt: _u, replicationPaused: _p, ...input } = plan;
+  return input;
+};
+
 describe('plan validation', () => {
   // Each case: a change to a valid plan, the status and the field path the error must name.
   const vm = fixtures.vm;
@@ -276,7 +283,7 @@ describe('concurrent edits', () => {
     const id = created.body.id;
     const read = await api.call('GET', `/v1/plans/${id}`);
     expect(read.headers.get('etag')).toBe('"1"');
-    const { id: _i, version: _v, createdAt: _c, updatedAt: _u, replicationPaused: _p, ...input } = read.body;
+    const input = planInput(read.body);
     const first = await api.call('PUT', `/v1/plans/${id}`, {
       body: { ...input, description: 'operator A' },
       headers: { 'if-match': '"1"' },
@@ -343,14 +350,7 @@ describe('concurrent edits', () => {
     const created = await api.call('POST', '/v1/plans', { body: fixtures.plan(sourceId, targetId) });
     const id = created.body.id;
     const web = created.body.vms.find((v: { name: string }) => v.name === 'web-01');
-    const {
-      id: _i,
-      version: _v,
-      createdAt: _c,
-      updatedAt: _u,
-      replicationPaused: _p,
-      ...input
-    } = created.body;
+    const input = planInput(created.body);
     const next = {
       ...input,
       vms: [
@@ -433,14 +433,7 @@ describe('recoveries in progress', () => {
       .insert(jobs)
       .values({ kind: 'test-recovery', status: 'running', planId: id, workflowId: uniqueId('wf') })
       .returning();
-    const {
-      id: _i,
-      version: _v,
-      createdAt: _c,
-      updatedAt: _u,
-      replicationPaused: _p,
-      ...input
-    } = created.body;
+    const input = planInput(created.body);
     const change = await api.call('PUT', `/v1/plans/${id}`, {
       body: { ...input, description: 'during recovery' },
     });

@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,13 +5,12 @@ import path from 'node:path';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiTokens, jobSteps, jobs, nodes } from '../schema';
-import { childEnv } from '../scripts/stack/test-env';
 import { startTestApi, type TestApi } from './helpers/api';
+import { runLifeboat } from './helpers/cli';
 
 // The CLI end to end: the real bin/lifeboat.ts spawned against the real API server.
 let api: TestApi;
 let dir: string;
-const ROOT = path.resolve(import.meta.dirname, '..');
 
 beforeAll(async () => {
   api = await startTestApi();
@@ -22,21 +20,8 @@ afterAll(async () => {
   await api?.close();
 });
 
-function lifeboat(args: string[], env: Record<string, string> = {}) {
-  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', path.join(ROOT, 'bin/lifeboat.ts'), ...args],
-      {
-        cwd: ROOT,
-        env: childEnv({ LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.admin, ...env }),
-        timeout: 60_000,
-      },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const lifeboat = (args: string[], env: Record<string, string> = {}) =>
+  runLifeboat(api, api.tokens.admin, args, env);
 const file = (name: string, text: string) => {
   const p = path.join(dir, name);
   writeFileSync(p, text);

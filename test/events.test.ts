@@ -1,6 +1,4 @@
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { and, eq, sql } from 'drizzle-orm';
@@ -9,14 +7,13 @@ import { createControlActivities } from '../activities/control';
 import { ensureMonitorSchedule } from '../activities/control/monitor-schedule';
 import type { LifeboatEvent } from '../contracts';
 import { alerts, events, jobs, nodes, plans, vms } from '../schema';
-import { childEnv } from '../scripts/stack/test-env';
 import { reportLoad } from '../workers/node/registration';
 import { fixtures, startTestApi, type TestApi } from './helpers/api';
+import { runLifeboat } from './helpers/cli';
 import { createControlTestWorker, temporalClient, testConfig, uniqueId } from './helpers/stack';
 
 // Events, alerts and the monitor on the real stack: the API over HTTP, a control worker with the
 // bundled workflows, the monitor's Temporal Schedule (1 s ticks), Postgres.
-const ROOT = path.resolve(import.meta.dirname, '..');
 const controlQueue = uniqueId('control');
 const config = testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: controlQueue });
 let api: TestApi;
@@ -50,21 +47,7 @@ const eventsOf = (type: string, where = sql`true`) =>
     .from(events)
     .where(and(eq(events.type, type), where));
 
-function lifeboat(args: string[]) {
-  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', path.join(ROOT, 'bin/lifeboat.ts'), ...args],
-      {
-        cwd: ROOT,
-        env: childEnv({ LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.operator }),
-        timeout: 60_000,
-      },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const lifeboat = (args: string[]) => runLifeboat(api, api.tokens.operator, args);
 
 beforeAll(async () => {
   api = await startTestApi({ config });

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -20,6 +20,8 @@ import { loadKeyring, sealJson } from '../lib/crypto';
 import { channelDeliveries, channels, events } from '../schema/index';
 import { childEnv } from '../scripts/stack/test-env';
 import { useTestApi } from './helpers/api';
+import { runLifeboat } from './helpers/cli';
+import { receiver, verifyWebhook } from './helpers/receivers';
 import { createPlan, createRecoveryPoint, jobOutcome, testVm, waitFor } from './helpers/recovery';
 
 const until = (what: string, cond: () => boolean, ms = 30_000) =>
@@ -32,37 +34,6 @@ import {
   testConfig,
   uniqueId,
 } from './helpers/stack';
-
-/** A local HTTP receiver: records every request (raw body, headers) and answers `status(n)`. */
-async function receiver(status: (n: number) => number = () => 200) {
-  const got: { path: string; headers: http.IncomingHttpHeaders; raw: string; at: number }[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      got.push({
-        path: req.url ?? '',
-        headers: req.headers,
-        raw: Buffer.concat(chunks).toString('utf8'),
-        at: Date.now(),
-      });
-      const code = status(got.length);
-      res.writeHead(code, { 'content-type': 'text/plain' }).end(code < 300 ? 'ok' : 'receiver says no');
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url, got, close: () => new Promise<void>((r) => server.close(() => r())) };
-}
-
-/** What a receiver does with the documented headers (README): HMAC check and a 5-minute replay window. */
-function verifyWebhook(secret: string, headers: http.IncomingHttpHeaders, raw: string, now = Date.now()) {
-  const ts = String(headers['lifeboat-timestamp'] ?? '');
-  const sig = String(headers['lifeboat-signature'] ?? '');
-  const expected = `sha256=${createHmac('sha256', secret).update(`${ts}.${raw}`).digest('hex')}`;
-  const fresh = Math.abs(now / 1000 - Number(ts)) <= 300;
-  return fresh && sig.length === expected.length && timingSafeEqual(Buffer.from(sig), Buffer.from(expected));
-}
 
 const quotedPrintable = (s: string) =>
   s
@@ -122,6 +93,29 @@ describe('notification channels (real Temporal, Postgres, moto, local receivers)
     for (const ch of (await api.call('GET', '/v1/channels')).body.items as { id: string }[])
       expect((await api.call('DELETE', `/v1/channels/${ch.id}`)).status).toBe(204);
   };
+
+  /**
+   * A test recovery that fails fast (the newest recovery point lost a snapshot), run to its end:
+   * its workflow failed (JobFailed, checked against the job row) and its job.failed event recorded.
+   */
+  async function failedRecovery(vmName: string) {
+    const { planId, planName } = await createPlan(api.db, [testVm(vmName)]);
+    const rp = await createRecoveryPoint(api.db, planId);
+    await ec2Client(testAwsTarget()).send(new DeleteSnapshotCommand({ SnapshotId: rp.snapshotIds[0]! }));
+    const svc = recoveryJobsService({ db: api.db, temporal: client, taskQueue });
+    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', {
+      heartbeatTimeoutSeconds: 10,
+      runningPollSeconds: 0.2,
+    });
+    const r = await jobOutcome(client, api.db, `recovery-${job.id}`);
+    expect(r.status).toBe('failed');
+    const [ev] = await api.db
+      .select()
+      .from(events)
+      .where(and(eq(events.jobId, job.id), eq(events.type, 'job.failed')));
+    expect(ev, 'the job.failed event of the job').toBeDefined();
+    return { planId, planName, job, ev: ev!, outcome: r };
+  }
 
   it('refuses bad input with 400 naming the field, and writes nothing', async () => {
     const bad = [
@@ -321,23 +315,8 @@ describe('notification channels (real Temporal, Postgres, moto, local receivers)
       const ch = created.body;
 
       // A recovery that fails: the newest recovery point lost a snapshot.
-      const { planId, planName } = await createPlan(api.db, [testVm('nv-01')]);
-      const rp = await createRecoveryPoint(api.db, planId);
-      await ec2Client(testAwsTarget()).send(new DeleteSnapshotCommand({ SnapshotId: rp.snapshotIds[0]! }));
-      const svc = recoveryJobsService({ db: api.db, temporal: client, taskQueue });
-      const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', {
-        heartbeatTimeoutSeconds: 10,
-        runningPollSeconds: 0.2,
-      });
-      // A failed job fails its workflow (JobFailed, checked against the job row).
-      const r = await jobOutcome(client, api.db, `recovery-${job.id}`);
-      expect(r.status).toBe('failed');
       // The job activities recorded its job.failed event; the worker's listener started its delivery.
-      const [ev] = await api.db
-        .select()
-        .from(events)
-        .where(and(eq(events.jobId, job.id), eq(events.type, 'job.failed')));
-      expect(ev, 'the job.failed event of the job').toBeDefined();
+      const { planId, planName, job, ev, outcome: r } = await failedRecovery('nv-01');
       // An event the filter refuses (severity) never reaches the receiver.
       await emit({ type: 'job.started', severity: 'info', planId, jobId: job.id, message: 'started' });
 
@@ -600,24 +579,10 @@ describe('notification channels (real Temporal, Postgres, moto, local receivers)
       expect([ch.status, dead.status]).toEqual([201, 201]);
 
       // A job that fails fast (a missing snapshot); the channels hear of its job.failed event.
-      const { planId } = await createPlan(api.db, [testVm('fl-01')]);
-      const rp = await createRecoveryPoint(api.db, planId);
-      await ec2Client(testAwsTarget()).send(new DeleteSnapshotCommand({ SnapshotId: rp.snapshotIds[0]! }));
-      const svc = recoveryJobsService({ db: api.db, temporal: client, taskQueue });
-      const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', {
-        heartbeatTimeoutSeconds: 10,
-        runningPollSeconds: 0.2,
-      });
-      const handle = client.workflow.getHandle(`recovery-${job.id}`);
-      const r = await jobOutcome(client, api.db, `recovery-${job.id}`);
-      expect(r.status).toBe('failed');
       // Its job.failed event was recorded by the job's own activity, whose listener only started
       // the delivery workflow: the job closed before the receiver ever accepted it.
-      const [ev] = await api.db
-        .select()
-        .from(events)
-        .where(and(eq(events.jobId, job.id), eq(events.type, 'job.failed')));
-      expect(ev).toBeDefined();
+      const { job, ev } = await failedRecovery('fl-01');
+      const handle = client.workflow.getHandle(`recovery-${job.id}`);
       const desc = await handle.describe();
       const jobClosed = desc.closeTime!.getTime();
       expect(jobClosed - desc.startTime.getTime()).toBeLessThan(30_000);
@@ -718,16 +683,7 @@ describe('notification channels (real Temporal, Postgres, moto, local receivers)
   it('lifeboat channels: create -f, list, get, update, test, deliveries, delete', async () => {
     const hook = await receiver();
     const dir = mkdtempSync(path.join(tmpdir(), 'lifeboat-channels-'));
-    const run = (args: string[]) =>
-      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        execFile(
-          process.execPath,
-          ['--import', 'tsx', path.resolve(import.meta.dirname, '..', 'bin/lifeboat.ts'), ...args],
-          { env: childEnv({ LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.admin }), timeout: 60_000 },
-          (err, stdout, stderr) =>
-            resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-        );
-      });
+    const run = (args: string[]) => runLifeboat(api, api.tokens.admin, args);
     try {
       const yaml = path.join(dir, 'hook.yaml');
       writeFileSync(

@@ -19,6 +19,7 @@ import { nodes, vms } from '../schema';
 import { childEnv } from '../scripts/stack/test-env';
 import { type ApiCall, fixtures, startTestApi, type TestApi } from './helpers/api';
 import { CountingEbsLayer, layerHooks } from './helpers/aws-layers';
+import { lifeboatArgv } from './helpers/cli';
 import { makeSparseImage } from './helpers/disk-images';
 import { receiver, verifyWebhook } from './helpers/receivers';
 import { createPlan, createRecoveryPoint, jobOutcome, testVm, waitFor } from './helpers/recovery';
@@ -74,11 +75,10 @@ const call = async (method: string, p: string, c: ApiCall = {}): Promise<any> =>
 
 /** The real CLI as a child process; resolves when it exits. */
 function lifeboatProcess(args: string[], token: string) {
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ['--import', 'tsx', path.join(ROOT, 'bin/lifeboat.ts'), ...args],
-    { cwd: ROOT, env: childEnv({ LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: token }) },
-  );
+  const child: ChildProcess = spawn(process.execPath, lifeboatArgv(args), {
+    cwd: ROOT,
+    env: childEnv({ LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: token }),
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (c) => (stdout += c));

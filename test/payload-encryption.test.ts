@@ -6,9 +6,7 @@ import path from 'node:path';
 import { CreateKeyCommand } from '@aws-sdk/client-kms';
 import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
-import type { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createControlActivities } from '../activities/control';
 import { recoveryJobsService } from '../api/services/recovery-jobs';
 import type { RecoveryResult } from '../contracts';
 import { awsTargetFromConfig, kmsClient } from '../lib/aws';
@@ -18,14 +16,7 @@ import { childEnv } from '../scripts/stack/test-env';
 import { startTestApi, type TestApi } from './helpers/api';
 import { historyPayloads, plainPayloadPaths } from './helpers/history';
 import { createPlan, createRecoveryPoint, jobOutcome, jobWithSteps, testVm } from './helpers/recovery';
-import {
-  createTestDatabase,
-  createTestWorker,
-  temporalClient,
-  testConfig,
-  uniqueId,
-  workflowBundle,
-} from './helpers/stack';
+import { createTestDatabase, runControlTestWorker, testConfig, uniqueId } from './helpers/stack';
 
 /**
  * Issue 10, payload encryption: what Lifeboat writes to Temporal is sealed by the keyring (real
@@ -51,11 +42,8 @@ const unwire = (p: { metadata: Record<string, string>; data: string }) => ({
 
 describe('payload encryption through the real stack', () => {
   let testDb: Awaited<ReturnType<typeof createTestDatabase>>;
-  let worker: Worker;
-  let workerConn: NativeConnection;
   let client: Client;
-  let closeClient: () => Promise<void>;
-  let running: Promise<void>;
+  let stopWorker: () => Promise<void>;
   let svc: ReturnType<typeof recoveryJobsService>;
   const taskQueue = uniqueId('encryption');
   const marker = `SCRIPT-MARKER-${randomBytes(6).toString('hex')}`;
@@ -64,24 +52,13 @@ describe('payload encryption through the real stack', () => {
 
   beforeAll(async () => {
     testDb = await createTestDatabase();
-    const w = await createTestWorker({
-      taskQueue,
-      workflowBundle: workflowBundle(),
-      activities: createControlActivities({ db: testDb.db, config: testConfig() }),
-    });
-    worker = w.worker;
-    workerConn = w.connection;
-    running = worker.run();
-    const c = await temporalClient();
-    client = c.client;
-    closeClient = () => c.connection.close();
+    const w = await runControlTestWorker({ db: testDb.db, taskQueue });
+    client = w.client;
+    stopWorker = w.stop;
     svc = recoveryJobsService({ db: testDb.db, temporal: client, taskQueue });
   });
   afterAll(async () => {
-    worker.shutdown();
-    await running;
-    await workerConn.close();
-    await closeClient();
+    await stopWorker();
     await testDb.drop();
   });
 

@@ -61,6 +61,14 @@ function harness(extra: { fault?: FaultEbsLayer } = {}) {
   return { target, strict, counting, deps, env, beats, verify };
 }
 
+/** A disk image of `size` bytes with data in every block, and a fresh disk id for it. */
+function fullDisk(file: string, size: number) {
+  const total = blockCount(size);
+  const image = path.join(dir, file);
+  makeSparseImage(image, size, everyKth(total, 1));
+  return { size, total, image, diskId: uniqueId('disk') };
+}
+
 function input(
   diskId: string,
   image: string,
@@ -128,11 +136,7 @@ describe('replication data path (file source → EBS snapshots on moto)', () => 
   it('completes and verifies while the fault layer throttles and fails 10 % of EBS calls', async () => {
     const fault = new FaultEbsLayer(0.1, 7);
     const h = harness({ fault });
-    const size = 24 * MiB;
-    const total = blockCount(size);
-    const image = path.join(dir, 'disk-b.img');
-    makeSparseImage(image, size, everyKth(total, 1));
-    const diskId = uniqueId('disk');
+    const { size, total, image, diskId } = fullDisk('disk-b.img', 24 * MiB);
     const r = await transferDisk(input(diskId, image, size, 'rp-1'), h.deps, h.env());
     expect(r.changedBlocks).toBe(total);
     expect(fault.total).toBeGreaterThanOrEqual(3);
@@ -147,11 +151,7 @@ describe('replication data path (file source → EBS snapshots on moto)', () => 
     h.deps.clients = new AwsClients(layerHooks({ strict: h.strict, counting: slow }));
     h.deps.perSnapshotConcurrency = 4;
     h.deps.heartbeatEveryBlocks = 4;
-    const size = 32 * MiB;
-    const total = blockCount(size);
-    const image = path.join(dir, 'disk-c.img');
-    makeSparseImage(image, size, everyKth(total, 1));
-    const diskId = uniqueId('disk');
+    const { size, total, image, diskId } = fullDisk('disk-c.img', 32 * MiB);
     const inp = input(diskId, image, size, 'rp-1');
     const abort = new AbortController();
     const beats: TransferProgress[] = [];
@@ -177,11 +177,7 @@ describe('replication data path (file source → EBS snapshots on moto)', () => 
 
   it('a resume whose snapshot AWS cancelled (gone) starts over in a new snapshot', async () => {
     const h = harness();
-    const size = 8 * MiB;
-    const total = blockCount(size);
-    const image = path.join(dir, 'disk-d.img');
-    makeSparseImage(image, size, everyKth(total, 1));
-    const diskId = uniqueId('disk');
+    const { size, total, image, diskId } = fullDisk('disk-d.img', 8 * MiB);
     const inp = input(diskId, image, size, 'rp-1');
     const gone = await transferDisk(inp, h.deps, h.env());
     await ec2Client(h.target).send(new DeleteSnapshotCommand({ SnapshotId: gone.snapshotId }));

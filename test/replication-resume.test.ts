@@ -53,6 +53,33 @@ const putLines = (file: string) =>
         })
     : [];
 
+/** The control worker of the replicateDisk test workflow on `controlQueue`, and a Temporal client. */
+async function startControl(controlQueue: string) {
+  const control = await createTestWorker({
+    taskQueue: controlQueue,
+    workflowsPath: path.resolve(import.meta.dirname, 'workflows', 'replicate-disk.ts'),
+  });
+  return { control, ...(await temporalClient()) };
+}
+
+/** One transfer of the file disk `image` of VM `vmId` (plan `planId`) to `target`. */
+const fileDiskTransfer = (
+  planId: string,
+  vmId: string,
+  image: string,
+  size: number,
+  target: DiskTransferInput['target'],
+): DiskTransferInput => ({
+  workflowId: uniqueId('iteration'),
+  planId,
+  vmId,
+  diskId: uniqueId('disk'),
+  recoveryPointId: 'rp-1',
+  source: { kind: 'file', path: image, sizeBytes: size },
+  target,
+  tags: {},
+});
+
 describe('replicateDisk in a real Temporal worker', () => {
   it('resumes from its last heartbeat after the node worker is SIGKILLed mid-transfer, and verifies', async () => {
     const size = 40 * MiB;
@@ -65,21 +92,8 @@ describe('replicateDisk in a real Temporal worker', () => {
     const putLog = path.join(dir, 'puts.log');
 
     const first = await startNodeWorker(nodeQueue, putLog);
-    const control = await createTestWorker({
-      taskQueue: controlQueue,
-      workflowsPath: path.resolve(import.meta.dirname, 'workflows', 'replicate-disk.ts'),
-    });
-    const { client, connection } = await temporalClient();
-    const input: DiskTransferInput = {
-      workflowId: uniqueId('iteration'),
-      planId: 'plan-r',
-      vmId: 'vm-r',
-      diskId: uniqueId('disk'),
-      recoveryPointId: 'rp-1',
-      source: { kind: 'file', path: image, sizeBytes: size },
-      target: testAwsTarget(),
-      tags: {},
-    };
+    const { control, client, connection } = await startControl(controlQueue);
+    const input = fileDiskTransfer('plan-r', 'vm-r', image, size, testAwsTarget());
     const result = (await control.worker.runUntil(async () => {
       const handle = await client.workflow.start('replicateOneDiskWorkflow', {
         taskQueue: controlQueue,
@@ -164,21 +178,8 @@ describe('replicateDisk in a real Temporal worker', () => {
       }),
       maxHeartbeatThrottleInterval: '100 ms',
     });
-    const control = await createTestWorker({
-      taskQueue: controlQueue,
-      workflowsPath: path.resolve(import.meta.dirname, 'workflows', 'replicate-disk.ts'),
-    });
-    const { client, connection } = await temporalClient();
-    const input: DiskTransferInput = {
-      workflowId: uniqueId('iteration'),
-      planId: 'plan-c',
-      vmId: 'vm-c',
-      diskId: uniqueId('disk'),
-      recoveryPointId: 'rp-1',
-      source: { kind: 'file', path: image, sizeBytes: size },
-      target,
-      tags: {},
-    };
+    const { control, client, connection } = await startControl(controlQueue);
+    const input = fileDiskTransfer('plan-c', 'vm-c', image, size, target);
     const total = () => [...counting.puts.values()].reduce((a, b) => a + b, 0);
     await node.worker.runUntil(
       control.worker.runUntil(async () => {

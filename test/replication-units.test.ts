@@ -56,28 +56,21 @@ describe('replication pure logic', () => {
       { baseMs: 1 },
     );
     expect([ok, calls]).toEqual(['done', 4]);
-    calls = 0;
-    await expect(
-      withBackoff(
-        async () => {
-          calls++;
-          throw awsError('ValidationException', 400);
-        },
-        { baseMs: 1 },
-      ),
-    ).rejects.toThrow('ValidationException');
-    expect(calls).toBe(1);
-    calls = 0;
-    await expect(
-      withBackoff(
-        async () => {
-          calls++;
-          throw awsError('InternalServerException', 500);
-        },
-        { baseMs: 1, maxAttempts: 3 },
-      ),
-    ).rejects.toThrow();
-    expect(calls).toBe(3);
+    // A call that always fails with `error`: withBackoff's answer, and how many calls it made.
+    const alwaysFailing = (error: Error, opts: Parameters<typeof withBackoff>[1]) => {
+      let n = 0;
+      const done = withBackoff(async () => {
+        n++;
+        throw error;
+      }, opts);
+      return { done, calls: () => n };
+    };
+    const invalid = alwaysFailing(awsError('ValidationException', 400), { baseMs: 1 });
+    await expect(invalid.done).rejects.toThrow('ValidationException');
+    expect(invalid.calls()).toBe(1);
+    const failing = alwaysFailing(awsError('InternalServerException', 500), { baseMs: 1, maxAttempts: 3 });
+    await expect(failing.done).rejects.toThrow();
+    expect(failing.calls()).toBe(3);
   });
 
   it('writes the block-hash index atomically and refuses a truncated one', async () => {

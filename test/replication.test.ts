@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,9 +19,10 @@ import {
 } from '../contracts';
 import { lifeboatDataConverter } from '../lib/crypto';
 import { nodes, plans, recoveryPointDisks } from '../schema';
-import { childEnv, runVar } from '../scripts/stack/test-env';
+import { runVar } from '../scripts/stack/test-env';
 import { type ApiCall, fixtures, startTestApi, type TestApi } from './helpers/api';
 import { layerHooks, StrictEbsLayer } from './helpers/aws-layers';
+import { runLifeboat } from './helpers/cli';
 import { everyKth, makeSparseImage, touchBlock } from './helpers/disk-images';
 import {
   createControlTestWorker,
@@ -283,21 +283,7 @@ describe('replication iteration', () => {
 });
 
 describe('replication CLI', () => {
-  const ROOT = path.resolve(import.meta.dirname, '..');
-  const lifeboat = (args: string[]) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        ['--import', 'tsx', path.join(ROOT, 'bin/lifeboat.ts'), ...args],
-        {
-          cwd: ROOT,
-          env: childEnv({ LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.operator }),
-          timeout: 60_000,
-        },
-        (err, stdout, stderr) =>
-          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-      );
-    });
+  const lifeboat = (args: string[]) => runLifeboat(api, api.tokens.operator, args);
 
   it('shows status and recovery points, verifies a point, and explains a refused per-VM pause', async () => {
     expect(syncPlan).toBeDefined();

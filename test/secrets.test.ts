@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,8 +26,8 @@ import {
   schedulesUsingKey,
 } from '../lib/crypto/key-usage';
 import { auditLog, events, secrets } from '../schema/index';
-import { childEnv } from '../scripts/stack/test-env';
 import { startTestApi, type TestApi } from './helpers/api';
+import { runLifeboat } from './helpers/cli';
 import { createRecoveryPoint, createSites, testVm, waitFor } from './helpers/recovery';
 import {
   createTestWorker,
@@ -39,7 +38,6 @@ import {
   workflowBundle,
 } from './helpers/stack';
 
-const ROOT = path.resolve(import.meta.dirname, '..');
 const sha = (v: string) => createHash('sha256').update(v).digest('hex');
 
 // Values that must never leave the secret store in clear, except into the script.
@@ -84,21 +82,8 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     await api?.close();
   });
 
-  function lifeboat(args: string[], env: Record<string, string> = {}) {
-    return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        ['--import', 'tsx', path.join(ROOT, 'bin/lifeboat.ts'), ...args],
-        {
-          cwd: ROOT,
-          env: childEnv({ LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.admin, ...env }),
-          timeout: 60_000,
-        },
-        (err, stdout, stderr) =>
-          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-      );
-    });
-  }
+  const lifeboat = (args: string[], env: Record<string, string> = {}) =>
+    runLifeboat(api, api.tokens.admin, args, env);
 
   const jobDone = (id: string) =>
     waitFor(

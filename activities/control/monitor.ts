@@ -11,6 +11,15 @@ const shellWord = (name: string) => (/^[A-Za-z0-9._-]+$/.test(name) ? name : `"$
 const duration = (s: number) =>
   s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
 
+/** What an RPO event says of the VM's lag, in its data. */
+const lagData = (v: VmLag) => ({
+  planName: v.planName,
+  vmName: v.vmName,
+  rpoMinutes: v.rpoMinutes,
+  lagSeconds: v.lagSeconds,
+  lastRecoveryPointId: v.lastPointId,
+});
+
 function breachEvent(v: VmLag): EventInput {
   const behind =
     v.lastPointAt === null
@@ -25,13 +34,7 @@ function breachEvent(v: VmLag): EventInput {
     remediation: v.paused
       ? `Replication of the plan is paused: \`lifeboat replication resume ${shellWord(v.planName)}\`.`
       : `Check that iterations run (node workers online, snapshot budget not saturated; \`lifeboat replication status ${shellWord(v.planName)}\`) or run \`lifeboat replication now ${shellWord(v.planName)}\`.`,
-    data: {
-      planName: v.planName,
-      vmName: v.vmName,
-      rpoMinutes: v.rpoMinutes,
-      lagSeconds: v.lagSeconds,
-      lastRecoveryPointId: v.lastPointId,
-    },
+    data: lagData(v),
     key: `vm:${v.vmId}/rpo-breached/${v.lastPointId ?? 'none'}/${v.rpoMinutes}`,
   };
 }
@@ -73,14 +76,7 @@ export function createMonitorActivities(
           message: `VM "${v.vmName}" of plan "${v.planName}" is back within its RPO of ${v.rpoMinutes} min (${duration(v.lagSeconds ?? 0)} behind)`,
           planId: v.planId,
           vmId: v.vmId,
-          data: {
-            planName: v.planName,
-            vmName: v.vmName,
-            rpoMinutes: v.rpoMinutes,
-            lagSeconds: v.lagSeconds,
-            lastRecoveryPointId: v.lastPointId,
-            alertId,
-          },
+          data: { ...lagData(v), alertId },
           key: `vm:${v.vmId}/within-rpo/${alertId}`,
         });
         back++;

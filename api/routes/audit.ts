@@ -1,21 +1,17 @@
-import { createRoute, z } from '@hono/zod-openapi';
-import { requireRole } from '../auth/middleware';
+import { z } from '@hono/zod-openapi';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { AuditEntry, AuthFailure, AuthFailureReasonSchema, auditService } from '../services/audit';
 import { PageQuery, pageOf } from '../services/common';
-import { jsonContent } from './params';
+import { concernRoute, jsonContent } from './params';
 
+const route = concernRoute(['audit']);
 const AuditPage = pageOf(AuditEntry, 'AuditPage');
 const AuthFailurePage = pageOf(AuthFailure, 'AuthFailurePage');
 
-const list = createRoute({
+const list = route('admin', 'get', '/audit', {
   operationId: 'listAudit',
-  method: 'get',
-  path: '/audit',
-  tags: ['audit'],
   summary: 'Read the audit log of mutating calls, newest first',
-  middleware: [requireRole('admin')],
   request: {
     query: z.object({
       ...PageQuery,
@@ -32,15 +28,11 @@ const list = createRoute({
   responses: { 200: jsonContent(AuditPage, 'A page of audit entries'), ...errorResponses(400, 401, 403) },
 });
 
-const failures = createRoute({
+const failures = route('admin', 'get', '/audit/auth-failures', {
   operationId: 'listAuthFailures',
-  method: 'get',
-  path: '/audit/auth-failures',
-  tags: ['audit'],
   summary: 'Read failed authentications (401s), aggregated per minute, most recent first',
   description:
     'One row per (minute, source address, token, reason, method, path) with a count. A minute holds at most 100 distinct rows; further failures of that minute are counted in its one `other` row. `token` is the name of a revoked or expired token, else the first 7 characters sent: never the secret.',
-  middleware: [requireRole('admin')],
   request: {
     query: z.object({
       ...PageQuery,

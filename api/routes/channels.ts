@@ -1,35 +1,25 @@
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import { CHANNEL_KINDS } from '../../contracts/notifications';
 import { ChannelInput } from '../../schema/domain/channel';
-import { requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { Channel, channelsService, Delivery, TestResult } from '../services/channels';
-import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
-import { EtagHeader, jsonBody, jsonContent, UuidParam } from './params';
+import { etagOf, IfMatchHeader, limitQuery, PageQuery, pageOf } from '../services/common';
+import { concernRoute, EtagHeader, jsonBody, jsonContent, UuidParam } from './params';
 
-const tags = ['channels'];
+const route = concernRoute(['channels']);
 const ChannelPage = pageOf(Channel, 'ChannelPage');
-const admin = [requireRole('admin')];
 
-const list = createRoute({
+const list = route('admin', 'get', '/channels', {
   operationId: 'listChannels',
-  method: 'get',
-  path: '/channels',
-  tags,
   summary: 'List notification channels (never their secrets)',
-  middleware: admin,
   request: { query: z.object({ ...PageQuery, kind: z.enum(CHANNEL_KINDS).optional() }) },
   responses: { 200: jsonContent(ChannelPage, 'A page of channels'), ...errorResponses(400, 401, 403) },
 });
 
-const get = createRoute({
+const get = route('admin', 'get', '/channels/{id}', {
   operationId: 'getChannel',
-  method: 'get',
-  path: '/channels/{id}',
-  tags,
   summary: 'Read a channel (write-only fields show as secretSet)',
-  middleware: admin,
   request: { params: UuidParam },
   responses: {
     200: { ...jsonContent(Channel, 'The channel'), headers: EtagHeader },
@@ -37,13 +27,9 @@ const get = createRoute({
   },
 });
 
-const create = createRoute({
+const create = route('admin', 'post', '/channels', {
   operationId: 'createChannel',
-  method: 'post',
-  path: '/channels',
-  tags,
   summary: 'Create a notification channel (webhook, slack, pagerduty, email)',
-  middleware: admin,
   request: { body: jsonBody(ChannelInput, 'The channel') },
   responses: {
     201: { ...jsonContent(Channel, 'Created'), headers: EtagHeader },
@@ -51,13 +37,9 @@ const create = createRoute({
   },
 });
 
-const replace = createRoute({
+const replace = route('admin', 'put', '/channels/{id}', {
   operationId: 'replaceChannel',
-  method: 'put',
-  path: '/channels/{id}',
-  tags,
   summary: 'Replace a channel (without its write-only field the stored one is kept)',
-  middleware: admin,
   request: { params: UuidParam, headers: IfMatchHeader, body: jsonBody(ChannelInput, 'The whole channel') },
   responses: {
     200: { ...jsonContent(Channel, 'Updated'), headers: EtagHeader },
@@ -65,24 +47,16 @@ const replace = createRoute({
   },
 });
 
-const remove = createRoute({
+const remove = route('admin', 'delete', '/channels/{id}', {
   operationId: 'deleteChannel',
-  method: 'delete',
-  path: '/channels/{id}',
-  tags,
   summary: 'Delete a channel and its delivery log',
-  middleware: admin,
   request: { params: UuidParam, headers: IfMatchHeader },
   responses: { 204: { description: 'Deleted' }, ...errorResponses(400, 401, 403, 404, 412) },
 });
 
-const test = createRoute({
+const test = route('admin', 'post', '/channels/{id}/test', {
   operationId: 'testChannel',
-  method: 'post',
-  path: '/channels/{id}/test',
-  tags,
   summary: 'Send a channel.test event to this channel only (one attempt) and report the delivery',
-  middleware: admin,
   request: { params: UuidParam },
   responses: {
     200: jsonContent(TestResult, 'The delivery (status failed: the receiver refused or was unreachable)'),
@@ -90,24 +64,12 @@ const test = createRoute({
   },
 });
 
-const deliveries = createRoute({
+const deliveries = route('admin', 'get', '/channels/{id}/deliveries', {
   operationId: 'listChannelDeliveries',
-  method: 'get',
-  path: '/channels/{id}/deliveries',
-  tags,
   summary: "The channel's last delivery attempts, newest first",
-  middleware: admin,
   request: {
     params: UuidParam,
-    query: z.object({
-      limit: z.coerce
-        .number()
-        .int()
-        .min(1)
-        .max(500)
-        .default(50)
-        .openapi({ param: { name: 'limit', in: 'query' }, description: 'How many attempts (1-500)' }),
-    }),
+    query: z.object({ limit: limitQuery('How many attempts (1-500)') }),
   },
   responses: {
     200: jsonContent(z.object({ items: z.array(Delivery) }).openapi('ChannelDeliveries'), 'Attempts'),

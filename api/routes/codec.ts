@@ -33,36 +33,33 @@ const Payloads = z
 const describeAuth =
   'Needs a bearer token of the viewer role or higher, except when the API listens on loopback only ' +
   '(API_HOST 127.0.0.1, ::1 or localhost) and LIFEBOAT_CODEC_REQUIRE_TOKEN is unset.';
-const decodeRoute = createRoute({
-  operationId: 'codecDecode',
-  path: '/codec/decode',
-  summary: 'Decrypt Temporal payloads (remote codec for the Temporal UI)',
-  method: 'post',
-  tags: ['codec'],
-  description: `Temporal's codec-server protocol. ${describeAuth} The X-Namespace header the UI sends is accepted and ignored: one keyring serves every namespace.`,
-  // Token optional on loopback (see codecNeedsToken): the empty requirement says so.
-  security: [{ bearerAuth: [] }, {} as Record<string, string[]>],
-  request: { body: jsonBody(Payloads, 'The payloads to transform') },
-  responses: {
-    200: jsonContent(Payloads, 'The transformed payloads, in the same order'),
-    ...errorResponses(400, 401, 403, 422),
-  },
-});
-const encodeRoute = createRoute({
-  operationId: 'codecEncode',
-  path: '/codec/encode',
-  summary: 'Encrypt Temporal payloads with the current key (remote codec)',
-  method: 'post',
-  tags: ['codec'],
-  description: `Temporal's codec-server protocol. ${describeAuth} The X-Namespace header the UI sends is accepted and ignored: one keyring serves every namespace.`,
-  // Token optional on loopback (see codecNeedsToken): the empty requirement says so.
-  security: [{ bearerAuth: [] }, {} as Record<string, string[]>],
-  request: { body: jsonBody(Payloads, 'The payloads to transform') },
-  responses: {
-    200: jsonContent(Payloads, 'The transformed payloads, in the same order'),
-    ...errorResponses(400, 401, 403, 422),
-  },
-});
+/** The two codec-server operations differ only in their id, path and summary. */
+const codecRoute = <P extends string>(operationId: string, path: P, summary: string) =>
+  createRoute({
+    operationId,
+    path,
+    summary,
+    method: 'post',
+    tags: ['codec'],
+    description: `Temporal's codec-server protocol. ${describeAuth} The X-Namespace header the UI sends is accepted and ignored: one keyring serves every namespace.`,
+    // Token optional on loopback (see codecNeedsToken): the empty requirement says so.
+    security: [{ bearerAuth: [] }, {} as Record<string, string[]>],
+    request: { body: jsonBody(Payloads, 'The payloads to transform') },
+    responses: {
+      200: jsonContent(Payloads, 'The transformed payloads, in the same order'),
+      ...errorResponses(400, 401, 403, 422),
+    },
+  });
+const decodeRoute = codecRoute(
+  'codecDecode',
+  '/codec/decode',
+  'Decrypt Temporal payloads (remote codec for the Temporal UI)',
+);
+const encodeRoute = codecRoute(
+  'codecEncode',
+  '/codec/encode',
+  'Encrypt Temporal payloads with the current key (remote codec)',
+);
 
 const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|::1|\[::1\])$/i;
 

@@ -1,13 +1,12 @@
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import { EVENT_TYPES } from '../../contracts';
-import { requireRole } from '../auth/middleware';
 import { ApiError, errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { AlertSchema, AlertState, EventPage, eventsService, SeveritySchema } from '../services/events';
-import { jsonBody, jsonContent, UuidParam } from './params';
+import { concernRoute, jsonBody, jsonContent, UuidParam } from './params';
 
-const tags = ['events'];
+const route = concernRoute(['events']);
 /** The live tail polls the events table this often (by id: an index range scan). */
 const FOLLOW_POLL_MS = 1000;
 /** A comment line this often keeps proxies and clients from timing out an idle stream. */
@@ -42,18 +41,14 @@ const TypeList = z
     description: 'Event type, or several separated by commas (e.g. job.failed,alert.opened)',
   });
 
-const list = createRoute({
+const list = route('viewer', 'get', '/events', {
   operationId: 'listEvents',
-  method: 'get',
-  path: '/events',
-  tags,
   summary: 'Read events, newest first (cursor paging); with follow=true, a live tail as Server-Sent Events',
   description:
     'Without `follow`: a page of events, newest first; pass `nextCursor` as `before` for the next page. ' +
     'With `follow=true`: `text/event-stream`; every new event matching the filters is sent as an SSE message ' +
     '(`id` = the event id, `event: lifeboat-event`, `data` = the event as JSON), with a comment line every 15 s; ' +
     'the stream starts after the newest event (or after `Last-Event-ID` / `after`) and ends when the client disconnects.',
-  middleware: [requireRole('viewer')],
   request: {
     query: z.object({
       type: TypeList.optional(),
@@ -82,13 +77,9 @@ const list = createRoute({
   },
 });
 
-const listAlerts = createRoute({
+const listAlerts = route('viewer', 'get', '/alerts', {
   operationId: 'listAlerts',
-  method: 'get',
-  path: '/alerts',
-  tags,
   summary: 'List alerts (default: open and acknowledged ones), most recently seen first',
-  middleware: [requireRole('viewer')],
   request: {
     query: z.object({
       state: AlertState.optional(),
@@ -107,24 +98,16 @@ const listAlerts = createRoute({
   },
 });
 
-const getAlert = createRoute({
+const getAlert = route('viewer', 'get', '/alerts/{id}', {
   operationId: 'getAlert',
-  method: 'get',
-  path: '/alerts/{id}',
-  tags,
   summary: 'Read an alert',
-  middleware: [requireRole('viewer')],
   request: { params: UuidParam },
   responses: { 200: jsonContent(AlertSchema, 'The alert'), ...errorResponses(400, 401, 403, 404) },
 });
 
-const ack = createRoute({
+const ack = route('operator', 'post', '/alerts/{id}/ack', {
   operationId: 'acknowledgeAlert',
-  method: 'post',
-  path: '/alerts/{id}/ack',
-  tags,
   summary: 'Acknowledge an alert: someone is on it (it resolves by itself when its cause is gone)',
-  middleware: [requireRole('operator')],
   request: {
     params: UuidParam,
     body: {

@@ -1,7 +1,6 @@
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import { isJobEnded } from '../../contracts';
-import { requireRole } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { PageQuery, pageOf } from '../services/common';
@@ -9,30 +8,22 @@ import { JobLogLine, liveTransfers, readJobLogs, TransferLiveSchema } from '../s
 import { Job, JobFilterQuery, JobWithSteps, jobsService } from '../services/jobs';
 import { recoveryJobsService } from '../services/recovery-jobs';
 import { JobReportSchema, renderReportHtml, reportsService } from '../services/reports';
-import { jsonContent, UuidParam } from './params';
+import { concernRoute, jsonContent, UuidParam } from './params';
 
-const tags = ['jobs'];
+const route = concernRoute(['jobs']);
 const JobPage = pageOf(Job, 'JobPage');
 const Started = z.object({ jobId: z.uuid(), workflowId: z.string() }).openapi('CleanupStarted');
 
-const list = createRoute({
-  method: 'get',
-  path: '/jobs',
+const list = route('viewer', 'get', '/jobs', {
   operationId: 'listJobs',
-  tags,
   summary: 'List jobs, newest first (filter by plan, kind, status)',
-  middleware: [requireRole('viewer')],
   request: { query: z.object({ ...PageQuery, ...JobFilterQuery }) },
   responses: { 200: jsonContent(JobPage, 'A page of jobs'), ...errorResponses(400, 401, 403) },
 });
 
-const get = createRoute({
-  method: 'get',
-  path: '/jobs/{id}',
+const get = route('viewer', 'get', '/jobs/{id}', {
   operationId: 'getJob',
-  tags,
   summary: 'Read a job with its steps (status, start, end, actor, message, log)',
-  middleware: [requireRole('viewer')],
   request: { params: UuidParam },
   responses: {
     200: jsonContent(
@@ -80,13 +71,9 @@ const LogsQuery = z.object({
     .openapi({ param: { name: 'limit', in: 'query' } }),
 });
 
-const logs = createRoute({
-  method: 'get',
-  path: '/jobs/{id}/logs',
+const logs = route('viewer', 'get', '/jobs/{id}/logs', {
   operationId: 'getJobLogs',
-  tags,
   summary: "A job's log stream: timestamped lines (level, step, node, bytes, message, error, remediation)",
-  middleware: [requireRole('viewer')],
   request: { params: UuidParam, query: LogsQuery },
   responses: {
     200: {
@@ -108,24 +95,16 @@ const logs = createRoute({
 /** How often a live tail looks for new lines. */
 const FOLLOW_POLL_MS = 500;
 
-const cancel = createRoute({
-  method: 'post',
-  path: '/jobs/{id}/cancel',
+const cancel = route('operator', 'post', '/jobs/{id}/cancel', {
   operationId: 'cancelJob',
-  tags,
   summary: 'Cancel a running job: it stops cleanly and lists what it created (for cleanup)',
-  middleware: [requireRole('operator')],
   request: { params: UuidParam },
   responses: { 202: jsonContent(Job, 'Cancellation requested'), ...errorResponses(400, 401, 403, 404, 409) },
 });
 
-const cleanup = createRoute({
-  method: 'post',
-  path: '/jobs/{id}/cleanup',
+const cleanup = route('operator', 'post', '/jobs/{id}/cleanup', {
   operationId: 'cleanupJob',
-  tags,
   summary: 'Remove everything a finished recovery job created (found by its tags), and nothing else',
-  middleware: [requireRole('operator')],
   request: { params: UuidParam },
   responses: {
     202: jsonContent(Started, 'The cleanup job started'),
@@ -133,16 +112,12 @@ const cleanup = createRoute({
   },
 });
 
-const report = createRoute({
-  method: 'get',
-  path: '/jobs/{id}/report',
+const report = route('viewer', 'get', '/jobs/{id}/report', {
   operationId: 'getJobReport',
-  tags,
   summary:
     'The report of an ended recovery job: what, timeline, achieved RPO/RTO against the objectives, verdict, cleanup (HTML, or JSON)',
   description:
     'HTML by default: one self-contained page (inline CSS, SVG timeline), printable to PDF. JSON with `Accept: application/json` or `?format=json`. Reports are kept after the job expires.',
-  middleware: [requireRole('viewer')],
   request: {
     params: UuidParam,
     query: z.object({

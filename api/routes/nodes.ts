@@ -1,21 +1,16 @@
-import { createRoute, z } from '@hono/zod-openapi';
-import { requireRole } from '../auth/middleware';
+import { z } from '@hono/zod-openapi';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { PageQuery, pageOf } from '../services/common';
 import { Node, NodeState, nodesService } from '../services/nodes';
-import { jsonContent } from './params';
+import { concernRoute, jsonContent } from './params';
 
-const tags = ['nodes'];
+const route = concernRoute(['nodes']);
 const NodePage = pageOf(Node, 'NodePage');
 
-const list = createRoute({
+const list = route('viewer', 'get', '/nodes', {
   operationId: 'listNodes',
-  method: 'get',
-  path: '/nodes',
-  tags,
   summary: 'List Replication Appliances and Cloud Connectors (filter by site, state, kind)',
-  middleware: [requireRole('viewer')],
   request: {
     query: z.object({
       ...PageQuery,
@@ -27,13 +22,9 @@ const list = createRoute({
   responses: { 200: jsonContent(NodePage, 'A page of nodes'), ...errorResponses(400, 401, 403) },
 });
 
-const get = createRoute({
+const get = route('viewer', 'get', '/nodes/{id}', {
   operationId: 'getNode',
-  method: 'get',
-  path: '/nodes/{id}',
-  tags,
   summary: 'Read a node',
-  middleware: [requireRole('viewer')],
   request: {
     params: z.object({
       id: z

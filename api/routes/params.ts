@@ -1,4 +1,8 @@
-import { z } from '@hono/zod-openapi';
+import { createRoute, type RouteConfig, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { type AuthEnv, recordChanges, requireRole } from '../auth/middleware';
+import type { Role } from '../auth/tokens';
+import { etagOf } from '../services/common';
 
 /** Path parameter `{id}` holding a uuid. */
 export const UuidParam = z.object({
@@ -52,3 +56,37 @@ export const idLinks = (kind: 'Plan' | 'Site') =>
       { operationId: `${verb}${kind}`, parameters: { id: '$response.body#/id' } },
     ]),
   );
+
+type RouteSpec = Omit<RouteConfig, 'method' | 'path' | 'tags' | 'middleware'> & { operationId: string };
+
+/**
+ * The route factory of one concern: every route gets the concern's tags and the middleware that
+ * requires `role` (its 401 and 403 answers are in the route's errorResponses).
+ */
+export const concernRoute =
+  (tags: string[]) =>
+  <M extends RouteConfig['method'], P extends string, S extends RouteSpec>(
+    role: Role,
+    method: M,
+    path: P,
+    spec: S,
+  ) => {
+    const { operationId, ...rest } = spec;
+    return createRoute({ operationId, method, path, tags, ...rest, middleware: [requireRole(role)] });
+  };
+
+/** Answer with the resource's version as its ETag; returns the resource (for `c.json`). */
+export function withEtag<T extends { version: number }>(c: Context<AuthEnv>, resource: T): T {
+  c.header('ETag', etagOf(resource.version));
+  return resource;
+}
+
+/** A write that changed `paths` of the resource: the audit row names them; the ETag is the new version. */
+export function changedWithEtag<T extends { version: number }>(
+  c: Context<AuthEnv>,
+  resource: T,
+  paths: string[],
+) {
+  recordChanges(c, { changed: paths });
+  return withEtag(c, resource);
+}

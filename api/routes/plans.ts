@@ -1,6 +1,7 @@
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { PlanInput } from '../../schema/domain/plan';
-import { recordChanges, requireRole } from '../auth/middleware';
+import { type AuthEnv, recordChanges } from '../auth/middleware';
 import { ApiError, errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
@@ -9,9 +10,18 @@ import { drillScheduleHooks } from '../services/drills/schedules';
 import { Plan, PlanApplyInput, PlanSummary, planForViewer, plansService } from '../services/plans';
 import { planScheduleHooks } from '../services/replication/schedules';
 import { Drill, reportsService } from '../services/reports';
-import { EtagHeader, IdOrNameParam, idLinks, jsonBody, jsonContent, PatchDocument } from './params';
+import {
+  concernRoute,
+  EtagHeader,
+  IdOrNameParam,
+  idLinks,
+  jsonBody,
+  jsonContent,
+  PatchDocument,
+  withEtag,
+} from './params';
 
-const tags = ['plans'];
+const route = concernRoute(['plans']);
 const PlanPage = pageOf(PlanSummary, 'PlanPage');
 const NameParam = z.object({
   name: z
@@ -27,13 +37,9 @@ const ApplyResult = z
   })
   .openapi('ApplyResult');
 
-const list = createRoute({
+const list = route('viewer', 'get', '/plans', {
   operationId: 'listPlans',
-  method: 'get',
-  path: '/plans',
-  tags,
   summary: 'List plans (filter by site, source site, target site, name)',
-  middleware: [requireRole('viewer')],
   request: {
     query: z.object({
       ...PageQuery,
@@ -46,14 +52,10 @@ const list = createRoute({
   responses: { 200: jsonContent(PlanPage, 'A page of plans'), ...errorResponses(400, 401, 403) },
 });
 
-const get = createRoute({
+const get = route('viewer', 'get', '/plans/{id}', {
   operationId: 'getPlan',
-  method: 'get',
-  path: '/plans/{id}',
-  tags,
   summary:
     'Read a plan (by id or name) with its VMs and disks and its RTO prediction (ETag = version); viewers get digests of inline scripts and arguments',
-  middleware: [requireRole('viewer')],
   request: { params: IdOrNameParam },
   responses: {
     200: { ...jsonContent(Plan, 'The plan'), headers: EtagHeader },
@@ -61,13 +63,9 @@ const get = createRoute({
   },
 });
 
-const getByName = createRoute({
+const getByName = route('viewer', 'get', '/plans/by-name/{name}', {
   operationId: 'getPlanByName',
-  method: 'get',
-  path: '/plans/by-name/{name}',
-  tags,
   summary: 'Read a plan by name; viewers get digests of inline scripts and arguments',
-  middleware: [requireRole('viewer')],
   request: { params: NameParam },
   responses: {
     200: { ...jsonContent(Plan, 'The plan'), headers: EtagHeader },
@@ -75,13 +73,9 @@ const getByName = createRoute({
   },
 });
 
-const create = createRoute({
+const create = route('admin', 'post', '/plans', {
   operationId: 'createPlan',
-  method: 'post',
-  path: '/plans',
-  tags,
   summary: 'Create a plan with its VMs',
-  middleware: [requireRole('admin')],
   request: { body: jsonBody(PlanInput, 'The plan, VMs nested') },
   responses: {
     201: { ...jsonContent(Plan, 'Created'), headers: EtagHeader, links: idLinks('Plan') },
@@ -89,15 +83,11 @@ const create = createRoute({
   },
 });
 
-const replace = createRoute({
+const replace = route('admin', 'put', '/plans/{id}', {
   operationId: 'replacePlan',
-  method: 'put',
-  path: '/plans/{id}',
-  tags,
   summary: 'Replace a plan (by id or name; If-Match: the version you read); 409 while a recovery of it runs',
   description:
     'VMs and disks are matched by name: their ids stay, so recovery points keep referring to them. Sending the same content changes nothing and keeps the version.',
-  middleware: [requireRole('admin')],
   request: { params: IdOrNameParam, headers: IfMatchHeader, body: jsonBody(PlanInput, 'The whole plan') },
   responses: {
     200: { ...jsonContent(Plan, 'Updated (or unchanged)'), headers: EtagHeader },
@@ -105,15 +95,11 @@ const replace = createRoute({
   },
 });
 
-const apply = createRoute({
+const apply = route('admin', 'put', '/plans/by-name/{name}', {
   operationId: 'applyPlan',
-  method: 'put',
-  path: '/plans/by-name/{name}',
-  tags,
   summary: 'Create or update a plan by name (`lifeboat apply`), idempotent',
   description:
     'Sites may be named (`sourceSite`, `targetSite`) instead of given by id. Applying the same document again answers `unchanged` and keeps the version.',
-  middleware: [requireRole('admin')],
   request: { params: NameParam, headers: IfMatchHeader, body: jsonBody(PlanApplyInput, 'The plan') },
   responses: {
     200: { ...jsonContent(ApplyResult, 'Updated or unchanged'), headers: EtagHeader },
@@ -122,15 +108,11 @@ const apply = createRoute({
   },
 });
 
-const patch = createRoute({
+const patch = route('admin', 'patch', '/plans/{id}', {
   operationId: 'patchPlan',
-  method: 'patch',
-  path: '/plans/{id}',
-  tags,
   summary: 'Change some fields of a plan (by id or name; JSON Merge Patch; If-Match: the version you read)',
   description:
     'Objects merge key by key, `null` removes a field, arrays (e.g. `vms`) are replaced whole. The result is validated like a full write.',
-  middleware: [requireRole('admin')],
   request: {
     params: IdOrNameParam,
     headers: IfMatchHeader,
@@ -142,26 +124,18 @@ const patch = createRoute({
   },
 });
 
-const remove = createRoute({
+const remove = route('admin', 'delete', '/plans/{id}', {
   operationId: 'deletePlan',
-  method: 'delete',
-  path: '/plans/{id}',
-  tags,
   summary: 'Delete a plan (by id or name), its VMs and recovery points; 409 while a recovery of it runs',
-  middleware: [requireRole('admin')],
   request: { params: IdOrNameParam, headers: IfMatchHeader },
   responses: { 204: { description: 'Deleted' }, ...errorResponses(400, 401, 403, 404, 409, 412, 503) },
 });
 
 const DrillPage = pageOf(Drill, 'DrillPage');
-const drills = createRoute({
+const drills = route('viewer', 'get', '/plans/{id}/drills', {
   operationId: 'listPlanDrills',
-  method: 'get',
-  path: '/plans/{id}/drills',
-  tags,
   summary:
     'Evidence across time: every test recovery of the plan (scheduled or manual), newest first, with its verdict, achieved RPO and RTO and its report',
-  middleware: [requireRole('viewer')],
   request: { params: IdOrNameParam, query: z.object(PageQuery) },
   responses: { 200: jsonContent(DrillPage, 'A page of drills'), ...errorResponses(400, 401, 403, 404) },
 });
@@ -184,6 +158,16 @@ export function planRoutes(deps: AppDeps) {
     },
   };
   const reports = reportsService(deps.db);
+  // A replace or patch: the audit row names the changed paths, the schedules follow the plan,
+  // the ETag is its new version.
+  const written = async <T extends { id: string; version: number }>(
+    c: Context<AuthEnv>,
+    { plan, paths }: { plan: T; paths: string[] },
+  ) => {
+    recordChanges(c, { changed: paths });
+    await schedules.afterWrite(plan.id);
+    return withEtag(c, plan);
+  };
   return v1Router()
     .openapi(drills, async (c) => {
       const id = await svc.idOf(c.req.valid('param').id);
@@ -215,15 +199,8 @@ export function planRoutes(deps: AppDeps) {
       return c.json(plan, 201);
     })
     .openapi(replace, async (c) => {
-      const { plan, paths } = await svc.update(
-        await svc.idOf(c.req.valid('param').id),
-        c.req.valid('json'),
-        c.req.valid('header')['if-match'],
-      );
-      recordChanges(c, { changed: paths });
-      await schedules.afterWrite(plan.id);
-      c.header('ETag', etagOf(plan.version));
-      return c.json(plan, 200);
+      const [id, ifMatch] = [await svc.idOf(c.req.valid('param').id), c.req.valid('header')['if-match']];
+      return c.json(await written(c, await svc.update(id, c.req.valid('json'), ifMatch)), 200);
     })
     .openapi(apply, async (c) => {
       const out = await svc.apply(
@@ -238,15 +215,8 @@ export function planRoutes(deps: AppDeps) {
       return out.result === 'created' ? c.json(body, 201) : c.json(body, 200);
     })
     .openapi(patch, async (c) => {
-      const { plan, paths } = await svc.patch(
-        await svc.idOf(c.req.valid('param').id),
-        c.req.valid('json'),
-        c.req.valid('header')['if-match'],
-      );
-      recordChanges(c, { changed: paths });
-      await schedules.afterWrite(plan.id);
-      c.header('ETag', etagOf(plan.version));
-      return c.json(plan, 200);
+      const [id, ifMatch] = [await svc.idOf(c.req.valid('param').id), c.req.valid('header')['if-match']];
+      return c.json(await written(c, await svc.patch(id, c.req.valid('json'), ifMatch)), 200);
     })
     .openapi(remove, async (c) => {
       const id = await svc.idOf(c.req.valid('param').id);

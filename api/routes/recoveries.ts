@@ -1,23 +1,18 @@
-import { createRoute, z } from '@hono/zod-openapi';
-import { requireRole } from '../auth/middleware';
+import { z } from '@hono/zod-openapi';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { RecoveryRequest, recoveryJobsService } from '../services/recovery-jobs';
 import { findPlan } from '../services/replication/status';
-import { IdOrNameParam, jsonBody, jsonContent } from './params';
+import { concernRoute, IdOrNameParam, jsonBody, jsonContent } from './params';
 
-const tags = ['recovery'];
+const route = concernRoute(['recovery']);
 const Started = z.object({ jobId: z.uuid(), workflowId: z.string() }).openapi('JobStarted');
 
-const recover = createRoute({
-  method: 'post',
-  path: '/plans/{id}/recoveries',
+const recover = route('operator', 'post', '/plans/{id}/recoveries', {
   operationId: 'startRecovery',
-  tags,
   summary: 'Recover a plan: test recovery (drill), full recovery (failover) or migration',
   description:
     'Starts a recovery job and answers 202 with its id; follow it with GET /v1/jobs/{id}. Full recovery and migration need `confirm` set to the plan name. A second recovery of a plan while one runs is refused (409), except a test recovery while other test recoveries run.',
-  middleware: [requireRole('operator')],
   request: {
     params: IdOrNameParam,
     body: jsonBody(RecoveryRequest, 'Mode, recovery point, VMs, scripts, confirmation'),

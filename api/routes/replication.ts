@@ -1,5 +1,4 @@
-import { createRoute, z } from '@hono/zod-openapi';
-import { requireRole } from '../auth/middleware';
+import { z } from '@hono/zod-openapi';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { PageQuery, pageOf } from '../services/common';
@@ -11,9 +10,9 @@ import {
   replicationStatusService,
 } from '../services/replication/status';
 import { verifyJobsService } from '../services/replication/verify';
-import { jsonContent, UuidParam } from './params';
+import { concernRoute, jsonContent, UuidParam } from './params';
 
-const tags = ['replication'];
+const route = concernRoute(['replication']);
 const PlanParam = z.object({
   plan: z
     .string()
@@ -66,41 +65,29 @@ const VerifyJob = z
   })
   .openapi('VerifyJob');
 
-const status = createRoute({
+const status = route('viewer', 'get', '/plans/{plan}/replication', {
   operationId: 'getPlanReplicationStatus',
-  method: 'get',
-  path: '/plans/{plan}/replication',
-  tags,
   summary: 'Replication status of each VM: last success, lag against the RPO, last iteration, state',
-  middleware: [requireRole('viewer')],
   request: { params: PlanParam },
   responses: {
     200: jsonContent(PlanReplicationStatus, 'Status'),
     ...errorResponses(400, 401, 403, 404, 409),
   },
 });
-const vmStatus = createRoute({
+const vmStatus = route('viewer', 'get', '/plans/{plan}/vms/{vm}/replication', {
   operationId: 'getVmReplicationStatus',
-  method: 'get',
-  path: '/plans/{plan}/vms/{vm}/replication',
-  tags,
   summary: 'Replication status of one VM',
-  middleware: [requireRole('viewer')],
   request: { params: PlanVmParam },
   responses: {
     200: jsonContent(PlanReplicationStatus, 'Status'),
     ...errorResponses(400, 401, 403, 404, 409),
   },
 });
-const planAction = createRoute({
+const planAction = route('operator', 'post', '/plans/{plan}/replication/{action}', {
   operationId: 'controlPlanReplication',
-  method: 'post',
-  path: '/plans/{plan}/replication/{action}',
-  tags,
   summary: 'Pause, resume or replicate now (the whole plan)',
   description:
     '`pause`/`resume` answer 200 with the paused state (mirrored in the plan’s replicationPaused); `now` triggers the schedule and answers 202 with the workflow id of the iteration.',
-  middleware: [requireRole('operator')],
   request: { params: PlanParam.extend({ action: Action }) },
   responses: {
     200: jsonContent(PauseState, 'Paused or resumed'),
@@ -108,13 +95,9 @@ const planAction = createRoute({
     ...errorResponses(400, 401, 403, 404, 409, 503),
   },
 });
-const vmAction = createRoute({
+const vmAction = route('operator', 'post', '/plans/{plan}/vms/{vm}/replication/{action}', {
   operationId: 'controlVmReplication',
-  method: 'post',
-  path: '/plans/{plan}/vms/{vm}/replication/{action}',
-  tags,
   summary: 'Pause, resume or replicate now one VM (plans with per-VM schedules)',
-  middleware: [requireRole('operator')],
   request: { params: PlanVmParam.extend({ action: Action }) },
   responses: {
     200: jsonContent(PauseState, 'Paused or resumed'),
@@ -122,58 +105,38 @@ const vmAction = createRoute({
     ...errorResponses(400, 401, 403, 404, 409, 503),
   },
 });
-const listPoints = createRoute({
+const listPoints = route('viewer', 'get', '/plans/{plan}/recovery-points', {
   operationId: 'listPlanRecoveryPoints',
-  method: 'get',
-  path: '/plans/{plan}/recovery-points',
-  tags,
   summary: 'Recovery points of a plan, newest first, with each disk snapshot',
-  middleware: [requireRole('viewer')],
   request: { params: PlanParam, query: z.object(PageQuery) },
   responses: { 200: jsonContent(RecoveryPointPage, 'A page'), ...errorResponses(400, 401, 403, 404) },
 });
-const listVmPoints = createRoute({
+const listVmPoints = route('viewer', 'get', '/plans/{plan}/vms/{vm}/recovery-points', {
   operationId: 'listVmRecoveryPoints',
-  method: 'get',
-  path: '/plans/{plan}/vms/{vm}/recovery-points',
-  tags,
   summary: "Recovery points holding a VM's disks, newest first, each with that VM's disk snapshots only",
-  middleware: [requireRole('viewer')],
   request: { params: PlanVmParam, query: z.object(PageQuery) },
   responses: { 200: jsonContent(RecoveryPointPage, 'A page'), ...errorResponses(400, 401, 403, 404) },
 });
-const getPoint = createRoute({
+const getPoint = route('viewer', 'get', '/recovery-points/{id}', {
   operationId: 'getRecoveryPoint',
-  method: 'get',
-  path: '/recovery-points/{id}',
-  tags,
   summary: 'One recovery point with its disk snapshots',
-  middleware: [requireRole('viewer')],
   request: { params: UuidParam },
   responses: { 200: jsonContent(RecoveryPoint, 'The recovery point'), ...errorResponses(400, 401, 403, 404) },
 });
-const verify = createRoute({
+const verify = route('operator', 'post', '/recovery-points/{id}/verify', {
   operationId: 'verifyRecoveryPoint',
-  method: 'post',
-  path: '/recovery-points/{id}/verify',
-  tags,
   summary: 'Read every block of a recovery point back from the target and compare it with the source index',
   description:
     'Starts a verify job (202); its result is in GET /v1/jobs/{jobId} and GET /v1/recovery-points/{id}/verifications.',
-  middleware: [requireRole('operator')],
   request: { params: UuidParam },
   responses: {
     202: jsonContent(VerifyStarted, 'Verification started'),
     ...errorResponses(400, 401, 403, 404, 503),
   },
 });
-const verifications = createRoute({
+const verifications = route('viewer', 'get', '/recovery-points/{id}/verifications', {
   operationId: 'listRecoveryPointVerifications',
-  method: 'get',
-  path: '/recovery-points/{id}/verifications',
-  tags,
   summary: 'Verify jobs of a recovery point, newest first',
-  middleware: [requireRole('viewer')],
   request: { params: UuidParam },
   responses: { 200: jsonContent(z.array(VerifyJob), 'Verify jobs'), ...errorResponses(400, 401, 403, 404) },
 });

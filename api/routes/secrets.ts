@@ -1,9 +1,12 @@
-import { createRoute, z } from '@hono/zod-openapi';
-import { recordChanges, requireRole } from '../auth/middleware';
+import { z } from '@hono/zod-openapi';
+import { recordChanges } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { KeyInfo, Secret, SecretInput, secretsService } from '../services/secrets';
-import { jsonBody, jsonContent } from './params';
+import { concernRoute, jsonBody, jsonContent } from './params';
+
+const secretRoute = concernRoute(['secrets']);
+const keyRoute = concernRoute(['keys']);
 
 const SecretNameParam = z.object({
   name: z
@@ -26,32 +29,20 @@ const SecretList = z.object({ items: z.array(Secret) }).openapi('SecretList');
 const KeyList = z.object({ items: z.array(KeyInfo) }).openapi('KeyList');
 const Started = z.object({ jobId: z.uuid(), workflowId: z.string() }).openapi('KeyRotationStarted');
 
-const list = createRoute({
+const list = secretRoute('viewer', 'get', '/secrets', {
   operationId: 'listSecrets',
-  method: 'get',
-  path: '/secrets',
-  tags: ['secrets'],
   summary: 'List stored secrets: names and metadata, never values',
-  middleware: [requireRole('viewer')],
   responses: { 200: jsonContent(SecretList, 'The secrets, by name'), ...errorResponses(401, 403) },
 });
-const get = createRoute({
+const get = secretRoute('viewer', 'get', '/secrets/{name}', {
   operationId: 'getSecret',
-  method: 'get',
-  path: '/secrets/{name}',
-  tags: ['secrets'],
   summary: "A stored secret's metadata (never its value)",
-  middleware: [requireRole('viewer')],
   request: { params: SecretNameParam },
   responses: { 200: jsonContent(Secret, 'The secret'), ...errorResponses(400, 401, 403, 404) },
 });
-const put = createRoute({
+const put = secretRoute('admin', 'put', '/secrets/{name}', {
   operationId: 'setSecret',
-  method: 'put',
-  path: '/secrets/{name}',
-  tags: ['secrets'],
   summary: 'Create or replace a secret (the value is write-only; encrypted at rest with the keyring)',
-  middleware: [requireRole('admin')],
   request: { params: SecretNameParam, body: jsonBody(SecretInput, 'The value') },
   responses: {
     200: jsonContent(Secret, 'Replaced (version increased)'),
@@ -59,35 +50,23 @@ const put = createRoute({
     ...errorResponses(400, 401, 403),
   },
 });
-const remove = createRoute({
+const remove = secretRoute('admin', 'delete', '/secrets/{name}', {
   operationId: 'deleteSecret',
-  method: 'delete',
-  path: '/secrets/{name}',
-  tags: ['secrets'],
   summary: 'Delete a secret; 409 naming the plans and VMs that still reference it',
-  middleware: [requireRole('admin')],
   request: { params: SecretNameParam },
   responses: { 204: { description: 'Deleted' }, ...errorResponses(400, 401, 403, 404, 409) },
 });
 
-const keys = createRoute({
+const keys = keyRoute('viewer', 'get', '/keys', {
   operationId: 'listKeys',
-  method: 'get',
-  path: '/keys',
-  tags: ['keys'],
   summary: 'The keyring: key ids, creation, which is current, how many secrets each seals (no key material)',
-  middleware: [requireRole('viewer')],
   responses: { 200: jsonContent(KeyList, 'The keys'), ...errorResponses(401, 403) },
 });
-const rotate = createRoute({
+const rotate = keyRoute('admin', 'post', '/keys/rotate', {
   operationId: 'rotateKeys',
-  method: 'post',
-  path: '/keys/rotate',
-  tags: ['keys'],
   summary: 'Start a key rotation job: a new current key, every stored secret re-encrypted under it',
   description:
     'Answers 202 with the job; follow it with GET /v1/jobs/{id}. Old keys stay for decryption until retired. One rotation at a time (409).',
-  middleware: [requireRole('admin')],
   request: {
     body: {
       required: false,
@@ -101,16 +80,12 @@ const rotate = createRoute({
   },
   responses: { 202: jsonContent(Started, 'The job started'), ...errorResponses(400, 401, 403, 409, 503) },
 });
-const retire = createRoute({
+const retire = keyRoute('admin', 'post', '/keys/{id}/retire', {
   operationId: 'retireKey',
-  method: 'post',
-  path: '/keys/{id}/retire',
-  tags: ['keys'],
   summary:
     "Retire an old key for good; 409 for the current key, or while any secret, Temporal schedule (action args, memos, summaries) or running workflow's history is still sealed with it (the 409 names them)",
   description:
     'Temporal payloads are encrypted with the same keyring: histories of closed workflows written under a retired key can no longer be decoded (UI, codec endpoint). A key rotation (POST /v1/keys/rotate) re-seals the secrets and the schedules and makes the snapshot budgets continue as new under the new key.',
-  middleware: [requireRole('admin')],
   request: { params: KeyIdParam },
   responses: { 200: jsonContent(KeyInfo, 'Retired'), ...errorResponses(400, 401, 403, 404, 409, 503) },
 });

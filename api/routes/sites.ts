@@ -1,22 +1,29 @@
-import { createRoute, z } from '@hono/zod-openapi';
+import { z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { SiteInput, SiteRole } from '../../schema/domain/site';
-import { recordChanges, requireRole } from '../auth/middleware';
+import type { AuthEnv } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
-import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
+import { IfMatchHeader, PageQuery, pageOf } from '../services/common';
 import { Site, sitesService } from '../services/sites';
-import { EtagHeader, idLinks, jsonBody, jsonContent, PatchDocument, UuidParam } from './params';
+import {
+  changedWithEtag,
+  concernRoute,
+  EtagHeader,
+  idLinks,
+  jsonBody,
+  jsonContent,
+  PatchDocument,
+  UuidParam,
+  withEtag,
+} from './params';
 
-const tags = ['sites'];
+const route = concernRoute(['sites']);
 const SitePage = pageOf(Site, 'SitePage');
 
-const list = createRoute({
+const list = route('viewer', 'get', '/sites', {
   operationId: 'listSites',
-  method: 'get',
-  path: '/sites',
-  tags,
   summary: 'List sites (filter by role, kind, name)',
-  middleware: [requireRole('viewer')],
   request: {
     query: z.object({
       ...PageQuery,
@@ -28,13 +35,9 @@ const list = createRoute({
   responses: { 200: jsonContent(SitePage, 'A page of sites'), ...errorResponses(400, 401, 403) },
 });
 
-const get = createRoute({
+const get = route('viewer', 'get', '/sites/{id}', {
   operationId: 'getSite',
-  method: 'get',
-  path: '/sites/{id}',
-  tags,
   summary: 'Read a site (ETag = version)',
-  middleware: [requireRole('viewer')],
   request: { params: UuidParam },
   responses: {
     200: { ...jsonContent(Site, 'The site'), headers: EtagHeader },
@@ -42,13 +45,9 @@ const get = createRoute({
   },
 });
 
-const create = createRoute({
+const create = route('admin', 'post', '/sites', {
   operationId: 'createSite',
-  method: 'post',
-  path: '/sites',
-  tags,
   summary: 'Create a site',
-  middleware: [requireRole('admin')],
   request: { body: jsonBody(SiteInput, 'The site') },
   responses: {
     201: { ...jsonContent(Site, 'Created'), headers: EtagHeader, links: idLinks('Site') },
@@ -56,13 +55,9 @@ const create = createRoute({
   },
 });
 
-const replace = createRoute({
+const replace = route('admin', 'put', '/sites/{id}', {
   operationId: 'replaceSite',
-  method: 'put',
-  path: '/sites/{id}',
-  tags,
   summary: 'Replace a site (If-Match: the version you read)',
-  middleware: [requireRole('admin')],
   request: { params: UuidParam, headers: IfMatchHeader, body: jsonBody(SiteInput, 'The whole site') },
   responses: {
     200: { ...jsonContent(Site, 'Updated (or unchanged: same version)'), headers: EtagHeader },
@@ -70,15 +65,11 @@ const replace = createRoute({
   },
 });
 
-const patch = createRoute({
+const patch = route('admin', 'patch', '/sites/{id}', {
   operationId: 'patchSite',
-  method: 'patch',
-  path: '/sites/{id}',
-  tags,
   summary: 'Change some fields of a site (JSON Merge Patch; If-Match: the version you read)',
   description:
     'Objects merge key by key, `null` removes a field, arrays (e.g. `vms`) are replaced whole. The result is validated like a full write.',
-  middleware: [requireRole('admin')],
   request: {
     params: UuidParam,
     headers: IfMatchHeader,
@@ -90,53 +81,32 @@ const patch = createRoute({
   },
 });
 
-const remove = createRoute({
+const remove = route('admin', 'delete', '/sites/{id}', {
   operationId: 'deleteSite',
-  method: 'delete',
-  path: '/sites/{id}',
-  tags,
   summary: 'Delete a site that no plan uses',
-  middleware: [requireRole('admin')],
   request: { params: UuidParam, headers: IfMatchHeader },
   responses: { 204: { description: 'Deleted' }, ...errorResponses(400, 401, 403, 404, 409, 412) },
 });
 
 export function siteRoutes(deps: AppDeps) {
   const svc = sitesService(deps.db);
+  // A replace or patch: the audit row names the changed paths; the ETag is the new version.
+  const written = (c: Context<AuthEnv>, { site, paths }: { site: Site; paths: string[] }) =>
+    changedWithEtag(c, site, paths);
   return v1Router()
     .openapi(list, async (c) => {
       const { limit, offset, ...filter } = c.req.valid('query');
       return c.json(await svc.list(filter, { limit, offset }), 200);
     })
-    .openapi(get, async (c) => {
-      const site = await svc.get(c.req.valid('param').id);
-      c.header('ETag', etagOf(site.version));
-      return c.json(site, 200);
-    })
-    .openapi(create, async (c) => {
-      const site = await svc.create(c.req.valid('json'));
-      c.header('ETag', etagOf(site.version));
-      return c.json(site, 201);
-    })
+    .openapi(get, async (c) => c.json(withEtag(c, await svc.get(c.req.valid('param').id)), 200))
+    .openapi(create, async (c) => c.json(withEtag(c, await svc.create(c.req.valid('json'))), 201))
     .openapi(replace, async (c) => {
-      const { site, paths } = await svc.updateWithChanges(
-        c.req.valid('param').id,
-        c.req.valid('json'),
-        c.req.valid('header')['if-match'],
-      );
-      recordChanges(c, { changed: paths });
-      c.header('ETag', etagOf(site.version));
-      return c.json(site, 200);
+      const [id, ifMatch] = [c.req.valid('param').id, c.req.valid('header')['if-match']];
+      return c.json(written(c, await svc.updateWithChanges(id, c.req.valid('json'), ifMatch)), 200);
     })
     .openapi(patch, async (c) => {
-      const { site, paths } = await svc.patch(
-        c.req.valid('param').id,
-        c.req.valid('json'),
-        c.req.valid('header')['if-match'],
-      );
-      recordChanges(c, { changed: paths });
-      c.header('ETag', etagOf(site.version));
-      return c.json(site, 200);
+      const [id, ifMatch] = [c.req.valid('param').id, c.req.valid('header')['if-match']];
+      return c.json(written(c, await svc.patch(id, c.req.valid('json'), ifMatch)), 200);
     })
     .openapi(remove, async (c) => {
       await svc.remove(c.req.valid('param').id, c.req.valid('header')['if-match']);

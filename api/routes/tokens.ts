@@ -1,21 +1,17 @@
-import { createRoute, z } from '@hono/zod-openapi';
-import { recordChanges, requireRole } from '../auth/middleware';
+import { z } from '@hono/zod-openapi';
+import { recordChanges } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { PageQuery, pageOf } from '../services/common';
 import { CreatedToken, Token, TokenInput, TokenRole, TokenStatus, tokensService } from '../services/tokens';
-import { jsonBody, jsonContent, UuidParam } from './params';
+import { concernRoute, jsonBody, jsonContent, UuidParam } from './params';
 
-const tags = ['tokens'];
+const route = concernRoute(['tokens']);
 const TokenPage = pageOf(Token, 'TokenPage');
 
-const list = createRoute({
+const list = route('admin', 'get', '/tokens', {
   operationId: 'listTokens',
-  method: 'get',
-  path: '/tokens',
-  tags,
   summary: 'List API tokens, revoked and expired ones included (never their secrets)',
-  middleware: [requireRole('admin')],
   request: {
     query: z.object({
       ...PageQuery,
@@ -32,24 +28,16 @@ const list = createRoute({
   responses: { 200: jsonContent(TokenPage, 'A page of tokens'), ...errorResponses(400, 401, 403) },
 });
 
-const create = createRoute({
+const create = route('admin', 'post', '/tokens', {
   operationId: 'createToken',
-  method: 'post',
-  path: '/tokens',
-  tags,
   summary: 'Create an API token (optionally expiring); its secret is in this answer only',
-  middleware: [requireRole('admin')],
   request: { body: jsonBody(TokenInput, 'Name, role and optional expiry') },
   responses: { 201: jsonContent(CreatedToken, 'Created'), ...errorResponses(400, 401, 403, 409) },
 });
 
-const revoke = createRoute({
+const revoke = route('admin', 'delete', '/tokens/{id}', {
   operationId: 'revokeToken',
-  method: 'delete',
-  path: '/tokens/{id}',
-  tags,
   summary: 'Revoke an API token (the last admin token cannot be revoked)',
-  middleware: [requireRole('admin')],
   request: { params: UuidParam },
   responses: { 200: jsonContent(Token, 'Revoked'), ...errorResponses(400, 401, 403, 404, 409) },
 });

@@ -2,15 +2,19 @@ import { z } from '@hono/zod-openapi';
 import { ApiError, zodIssues } from '../errors';
 import { mergePatch } from './merge-patch';
 
-/** Query parameters every list endpoint takes. */
-export const PageQuery = {
-  limit: z.coerce
+/** A `limit` query parameter: 1 to 500, 50 when absent. */
+export const limitQuery = (description: string) =>
+  z.coerce
     .number()
     .int()
     .min(1)
     .max(500)
     .default(50)
-    .openapi({ param: { name: 'limit', in: 'query' }, description: 'Page size (1-500)' }),
+    .openapi({ param: { name: 'limit', in: 'query' }, description });
+
+/** Query parameters every list endpoint takes. */
+export const PageQuery = {
+  limit: limitQuery('Page size (1-500)'),
   offset: z.coerce
     .number()
     .int()

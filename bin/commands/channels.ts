@@ -3,9 +3,15 @@ import {
   type ApiClient,
   type Cli,
   CliError,
+  createCommand,
+  deleteAndSay,
   EXIT,
+  getCommand,
+  getPage,
+  ifMatchHeader,
   intOption,
-  moreHint,
+  pagedListCommand,
+  printPage,
   query,
   readDocument,
   table,
@@ -56,55 +62,25 @@ export function channelCommands(program: Command, cli: Cli) {
     .command('channels')
     .description('Notification channels: webhook, Slack, PagerDuty, email (admin)');
 
-  channels
-    .command('list', { isDefault: true })
-    .description('List channels (secrets are never shown: SECRET says whether one is set)')
-    .option('--kind <kind>', 'webhook, slack, pagerduty or email')
-    .option('--limit <n>', 'page size', intOption)
-    .option('--offset <n>', 'skip this many', intOption)
-    .action(async (o) => {
-      const page = await cli
-        .api()
-        .request<{ items: Channel[]; nextOffset: number | null }>(
-          'GET',
-          `/v1/channels${query({ kind: o.kind, limit: o.limit, offset: o.offset })}`,
-        );
-      cli.print(
-        page.body,
-        () =>
-          table(
-            ['NAME', 'KIND', 'ENABLED', 'FILTERS', 'SECRET', 'ID'],
-            page.body.items.map((c) => [
-              c.name,
-              c.kind,
-              c.enabled,
-              filterText(c.filters),
-              c.secretSet ? 'set' : '-',
-              c.id,
-            ]),
-          ) + moreHint(page.body),
-      );
-    });
+  pagedListCommand(channels, 'List channels (secrets are never shown: SECRET says whether one is set)', [
+    ['--kind <kind>', 'webhook, slack, pagerduty or email'],
+  ]).action(async (o) => {
+    const page = await getPage<Channel>(
+      cli.api(),
+      `/v1/channels${query({ kind: o.kind, limit: o.limit, offset: o.offset })}`,
+    );
+    printPage(cli, page, ['NAME', 'KIND', 'ENABLED', 'FILTERS', 'SECRET', 'ID'], (c) => [
+      c.name,
+      c.kind,
+      c.enabled,
+      filterText(c.filters),
+      c.secretSet ? 'set' : '-',
+      c.id,
+    ]);
+  });
 
-  channels
-    .command('get <channel>')
-    .description('Show a channel (by name or id)')
-    .action(async (ref: string) => {
-      const api = cli.api();
-      const { body } = await api.request<Channel>('GET', `/v1/channels/${await channelId(api, ref)}`);
-      cli.print(body, () => JSON.stringify(body, null, 2));
-    });
-
-  channels
-    .command('create')
-    .description('Create a channel from a YAML or JSON file')
-    .requiredOption('-f, --file <file>', 'the channel document (- for stdin)')
-    .action(async (o) => {
-      const { body } = await cli
-        .api()
-        .request<Channel>('POST', '/v1/channels', { body: readDocument(o.file) });
-      cli.print(body, () => `channel "${body.name}" created (${body.id})`);
-    });
+  getCommand(cli, channels, 'channel', 'Show a channel (by name or id)', channelId);
+  createCommand(cli, channels, 'channel');
 
   channels
     .command('update <channel>')
@@ -116,7 +92,7 @@ export function channelCommands(program: Command, cli: Cli) {
       const id = await channelId(api, ref);
       const { body } = await api.request<Channel>('PUT', `/v1/channels/${id}`, {
         body: readDocument(o.file),
-        headers: o.ifMatch ? { 'if-match': `"${o.ifMatch}"` } : {},
+        headers: ifMatchHeader(o.ifMatch),
       });
       cli.print(body, () => `channel "${body.name}" updated (version ${body.version})`);
     });
@@ -127,8 +103,7 @@ export function channelCommands(program: Command, cli: Cli) {
     .action(async (ref: string) => {
       const api = cli.api();
       const id = await channelId(api, ref);
-      await api.request('DELETE', `/v1/channels/${id}`);
-      cli.print({ deleted: id }, () => `channel "${ref}" deleted`);
+      await deleteAndSay(cli, api, `/v1/channels/${id}`, id, `channel "${ref}" deleted`);
     });
 
   channels

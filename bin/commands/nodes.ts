@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { type Cli, intOption, moreHint, query, resolveId, table } from '../cli';
+import { type Cli, getPage, pagedListCommand, printDocument, printPage, query, resolveId } from '../cli';
 
 interface Node {
   id: string;
@@ -18,53 +18,43 @@ const ago = (iso: string) => `${Math.max(0, Math.round((Date.now() - Date.parse(
 export function nodeCommands(program: Command, cli: Cli) {
   const nodes = program.command('nodes').description('Replication Appliances and Cloud Connectors');
 
-  nodes
-    .command('list', { isDefault: true })
-    .description('List nodes (a node silent for 30 s shows offline)')
-    .option('--site <site>', 'nodes of this site (name or id)')
-    .option('--state <state>', 'online, draining, offline or suspect')
-    .option('--limit <n>', 'page size', intOption)
-    .option('--offset <n>', 'skip this many', intOption)
-    .action(async (o) => {
-      const api = cli.api();
-      const siteId = o.site ? await resolveId(api, 'sites', o.site) : undefined;
-      const page = await api.request<{ items: Node[]; nextOffset: number | null }>(
+  pagedListCommand(nodes, 'List nodes (a node silent for 30 s shows offline)', [
+    ['--site <site>', 'nodes of this site (name or id)'],
+    ['--state <state>', 'online, draining, offline or suspect'],
+  ]).action(async (o) => {
+    const api = cli.api();
+    const siteId = o.site ? await resolveId(api, 'sites', o.site) : undefined;
+    const page = await getPage<Node>(
+      api,
+      `/v1/nodes${query({ siteId, state: o.state, limit: o.limit, offset: o.offset })}`,
+    );
+    // Site names for the table (the API returns ids).
+    const siteNames = new Map<string, string>();
+    if (!cli.json() && page.items.some((n) => n.siteId)) {
+      const sites = await api.request<{ items: { id: string; name: string }[] }>(
         'GET',
-        `/v1/nodes${query({ siteId, state: o.state, limit: o.limit, offset: o.offset })}`,
+        '/v1/sites?limit=500',
       );
-      // Site names for the table (the API returns ids).
-      const siteNames = new Map<string, string>();
-      if (!cli.json() && page.body.items.some((n) => n.siteId)) {
-        const sites = await api.request<{ items: { id: string; name: string }[] }>(
-          'GET',
-          '/v1/sites?limit=500',
-        );
-        for (const s of sites.body.items) siteNames.set(s.id, s.name);
-      }
-      cli.print(
-        page.body,
-        () =>
-          table(
-            ['ID', 'SITE', 'KIND', 'STATE', 'JOBS', 'CPU %', 'HEARTBEAT', 'VERSION'],
-            page.body.items.map((n) => [
-              n.id,
-              n.siteId ? (siteNames.get(n.siteId) ?? n.siteId) : null,
-              n.kind,
-              n.state,
-              n.activeJobs,
-              n.cpuPercent.toFixed(0),
-              ago(n.lastHeartbeatAt),
-              n.version,
-            ]),
-          ) + moreHint(page.body),
-      );
-    });
+      for (const s of sites.body.items) siteNames.set(s.id, s.name);
+    }
+    const headers = ['ID', 'SITE', 'KIND', 'STATE', 'JOBS', 'CPU %', 'HEARTBEAT', 'VERSION'];
+    printPage(cli, page, headers, (n) => [
+      n.id,
+      n.siteId ? (siteNames.get(n.siteId) ?? n.siteId) : null,
+      n.kind,
+      n.state,
+      n.activeJobs,
+      n.cpuPercent.toFixed(0),
+      ago(n.lastHeartbeatAt),
+      n.version,
+    ]);
+  });
 
   nodes
     .command('get <id>')
     .description('Show a node')
     .action(async (id: string) => {
       const { body } = await cli.api().request<Node>('GET', `/v1/nodes/${encodeURIComponent(id)}`);
-      cli.print(body, () => JSON.stringify(body, null, 2));
+      printDocument(cli, body);
     });
 }

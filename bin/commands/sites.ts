@@ -1,5 +1,15 @@
 import type { Command } from 'commander';
-import { type Cli, intOption, moreHint, query, readDocument, resolveId, table } from '../cli';
+import {
+  type Cli,
+  createCommand,
+  deleteAndSay,
+  getCommand,
+  getPage,
+  pagedListCommand,
+  printPage,
+  query,
+  resolveId,
+} from '../cli';
 
 interface Site {
   id: string;
@@ -17,47 +27,26 @@ const where = (s: Site) =>
 export function siteCommands(program: Command, cli: Cli) {
   const sites = program.command('sites').description('Source and target sites');
 
-  sites
-    .command('list', { isDefault: true })
-    .description('List sites')
-    .option('--role <role>', 'source or target')
-    .option('--kind <kind>', 'aws or file')
-    .option('--limit <n>', 'page size', intOption)
-    .option('--offset <n>', 'skip this many', intOption)
-    .action(async (o) => {
-      const page = await cli
-        .api()
-        .request<{ items: Site[]; nextOffset: number | null }>(
-          'GET',
-          `/v1/sites${query({ role: o.role, kind: o.kind, limit: o.limit, offset: o.offset })}`,
-        );
-      cli.print(
-        page.body,
-        () =>
-          table(
-            ['NAME', 'ROLE', 'KIND', 'WHERE', 'VERSION', 'ID'],
-            page.body.items.map((s) => [s.name, s.role, s.kind, where(s), s.version, s.id]),
-          ) + moreHint(page.body),
-      );
-    });
+  pagedListCommand(sites, 'List sites', [
+    ['--role <role>', 'source or target'],
+    ['--kind <kind>', 'aws or file'],
+  ]).action(async (o) => {
+    const page = await getPage<Site>(
+      cli.api(),
+      `/v1/sites${query({ role: o.role, kind: o.kind, limit: o.limit, offset: o.offset })}`,
+    );
+    printPage(cli, page, ['NAME', 'ROLE', 'KIND', 'WHERE', 'VERSION', 'ID'], (s) => [
+      s.name,
+      s.role,
+      s.kind,
+      where(s),
+      s.version,
+      s.id,
+    ]);
+  });
 
-  sites
-    .command('get <site>')
-    .description('Show a site (by name or id)')
-    .action(async (ref: string) => {
-      const api = cli.api();
-      const { body } = await api.request<Site>('GET', `/v1/sites/${await resolveId(api, 'sites', ref)}`);
-      cli.print(body, () => JSON.stringify(body, null, 2));
-    });
-
-  sites
-    .command('create')
-    .description('Create a site from a YAML or JSON file')
-    .requiredOption('-f, --file <file>', 'the site document (- for stdin)')
-    .action(async (o) => {
-      const { body } = await cli.api().request<Site>('POST', '/v1/sites', { body: readDocument(o.file) });
-      cli.print(body, () => `site "${body.name}" created (${body.id})`);
-    });
+  getCommand(cli, sites, 'site', 'Show a site (by name or id)', (api, ref) => resolveId(api, 'sites', ref));
+  createCommand(cli, sites, 'site');
 
   sites
     .command('delete <site>')
@@ -66,9 +55,6 @@ export function siteCommands(program: Command, cli: Cli) {
     .action(async (ref: string, o) => {
       const api = cli.api();
       const id = await resolveId(api, 'sites', ref);
-      await api.request('DELETE', `/v1/sites/${id}`, {
-        headers: o.ifMatch ? { 'if-match': `"${o.ifMatch}"` } : {},
-      });
-      cli.print({ deleted: id }, () => `site "${ref}" deleted`);
+      await deleteAndSay(cli, api, `/v1/sites/${id}`, id, `site "${ref}" deleted`, o.ifMatch);
     });
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { type Cli, CliError, EXIT, intOption, moreHint, query, table, UUID } from '../cli';
+import { type Cli, CliError, EXIT, getPage, pagedListCommand, printPage, query, UUID } from '../cli';
 
 interface Token {
   id: string;
@@ -31,44 +31,33 @@ export function expiryFromDuration(text: string, now = Date.now()): string {
 export function tokenCommands(program: Command, cli: Cli) {
   const tokens = program.command('tokens').description('API tokens (admin)');
 
-  tokens
-    .command('list', { isDefault: true })
-    .description(
-      'List tokens, revoked and expired ones included and marked REVOKED / EXPIRED (never their secrets)',
-    )
-    .option('--active', 'only the tokens still valid')
-    .option('--expired', 'only the tokens past their expiry')
-    .option('--all', 'every token, revoked ones included (the default; kept for old scripts)')
-    .option('--limit <n>', 'page size', intOption)
-    .option('--offset <n>', 'skip this many', intOption)
-    .action(async (o) => {
-      const page = await cli.api().request<{ items: Token[]; nextOffset: number | null }>(
-        'GET',
-        `/v1/tokens${query({
-          status: o.active ? 'active' : o.expired ? 'expired' : undefined,
-          limit: o.limit,
-          offset: o.offset,
-        })}`,
-      );
-      cli.print(
-        page.body,
-        () =>
-          table(
-            ['NAME', 'ROLE', 'STATUS', 'PREFIX', 'CREATED', 'EXPIRES', 'LAST USED', 'REVOKED', 'ID'],
-            page.body.items.map((t) => [
-              t.name,
-              t.role,
-              t.status === 'active' ? 'active' : t.status.toUpperCase(),
-              `${t.prefix}…`,
-              t.createdAt.slice(0, 19),
-              t.expiresAt ? t.expiresAt.slice(0, 19) : 'never',
-              t.lastUsedAt?.slice(0, 19),
-              t.revokedAt?.slice(0, 19),
-              t.id,
-            ]),
-          ) + moreHint(page.body),
-      );
-    });
+  pagedListCommand(
+    tokens,
+    'List tokens, revoked and expired ones included and marked REVOKED / EXPIRED (never their secrets)',
+    [
+      ['--active', 'only the tokens still valid'],
+      ['--expired', 'only the tokens past their expiry'],
+      ['--all', 'every token, revoked ones included (the default; kept for old scripts)'],
+    ],
+  ).action(async (o) => {
+    const status = o.active ? 'active' : o.expired ? 'expired' : undefined;
+    const page = await getPage<Token>(
+      cli.api(),
+      `/v1/tokens${query({ status, limit: o.limit, offset: o.offset })}`,
+    );
+    const headers = ['NAME', 'ROLE', 'STATUS', 'PREFIX', 'CREATED', 'EXPIRES', 'LAST USED', 'REVOKED', 'ID'];
+    printPage(cli, page, headers, (t) => [
+      t.name,
+      t.role,
+      t.status === 'active' ? 'active' : t.status.toUpperCase(),
+      `${t.prefix}…`,
+      t.createdAt.slice(0, 19),
+      t.expiresAt ? t.expiresAt.slice(0, 19) : 'never',
+      t.lastUsedAt?.slice(0, 19),
+      t.revokedAt?.slice(0, 19),
+      t.id,
+    ]);
+  });
 
   tokens
     .command('create <name>')

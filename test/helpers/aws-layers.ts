@@ -34,6 +34,17 @@ interface SnapshotState {
   written: Map<number, string>;
 }
 
+/** Put a layer's middleware on an EBS client at `step`, under `name`. */
+function addLayer(
+  ebs: EBSClient,
+  middleware: unknown,
+  name: string,
+  step: 'initialize' | 'deserialize',
+  priority: 'high' | 'low',
+) {
+  ebs.middlewareStack.add(middleware as never, { step, name, priority } as never);
+}
+
 export class StrictEbsLayer {
   readonly violations: string[] = [];
   private readonly snapshots = new Map<string, SnapshotState>();
@@ -173,11 +184,7 @@ export class StrictEbsLayer {
   };
 
   install(ebs: EBSClient) {
-    ebs.middlewareStack.add(this.middleware as never, {
-      step: 'initialize',
-      name: 'lifeboatStrictLayer',
-      priority: 'high',
-    });
+    addLayer(ebs, this.middleware, 'lifeboatStrictLayer', 'initialize', 'high');
   }
 }
 
@@ -233,11 +240,7 @@ export class FaultEbsLayer {
   };
   install(ebs: EBSClient) {
     // 'deserialize' runs inside the SDK's retry loop: every attempt may fail.
-    ebs.middlewareStack.add(this.middleware as never, {
-      step: 'deserialize',
-      name: 'lifeboatFaultLayer',
-      priority: 'high',
-    });
+    addLayer(ebs, this.middleware, 'lifeboatFaultLayer', 'deserialize', 'high');
   }
 }
 
@@ -261,11 +264,7 @@ export class CountingEbsLayer {
     return out;
   };
   install(ebs: EBSClient) {
-    ebs.middlewareStack.add(this.middleware as never, {
-      step: 'initialize',
-      name: 'lifeboatCountingLayer',
-      priority: 'low',
-    });
+    addLayer(ebs, this.middleware, 'lifeboatCountingLayer', 'initialize', 'low');
   }
 }
 
@@ -298,11 +297,7 @@ export class PagingEbsLayer {
     return out;
   };
   install(ebs: EBSClient) {
-    ebs.middlewareStack.add(this.middleware as never, {
-      step: 'initialize',
-      name: 'lifeboatPagingLayer',
-      priority: 'high',
-    });
+    addLayer(ebs, this.middleware, 'lifeboatPagingLayer', 'initialize', 'high');
   }
 }
 

@@ -128,3 +128,22 @@ export function perTestFile<T extends object>(
 
 /** A fresh migrated database for this test file, dropped after it. */
 export const useTestDatabase = () => perTestFile(createTestDatabase, (d) => d.drop());
+
+/**
+ * A control worker running on `taskQueue` over `db`, and a Temporal client; `stop` shuts the
+ * worker down, waits for it and closes both connections.
+ */
+export async function runControlTestWorker(opts: Parameters<typeof createControlTestWorker>[0]) {
+  const { worker, connection } = await createControlTestWorker(opts);
+  const running = worker.run();
+  const c = await temporalClient();
+  return {
+    client: c.client,
+    async stop() {
+      worker.shutdown();
+      await running;
+      await connection.close();
+      await c.connection.close();
+    },
+  };
+}

@@ -1,10 +1,8 @@
-import { execFile } from 'node:child_process';
 import net from 'node:net';
-import path from 'node:path';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { childEnv } from '../../scripts/stack/test-env';
 import { startTestApi, type TestApi } from '../helpers/api';
+import { runLifeboat } from '../helpers/cli';
 import { createPlan, createRecoveryPoint, testVm, waitFor } from '../helpers/recovery';
 import { createControlTestWorker, temporalClient, testConfig, uniqueId } from '../helpers/stack';
 
@@ -181,21 +179,7 @@ describe('recovery API: /v1/plans/{id}/recoveries and /v1/jobs', () => {
   });
 
   it('CLI: `lifeboat recover PLAN --mode test --watch` shows the steps live and exits non-zero on failure', async () => {
-    const ROOT = path.resolve(import.meta.dirname, '..', '..');
-    const lifeboat = (args: string[]) =>
-      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        execFile(
-          process.execPath,
-          ['--import', 'tsx', path.join(ROOT, 'bin/lifeboat.ts'), ...args],
-          {
-            cwd: ROOT,
-            env: childEnv({ LIFEBOAT_URL: api.url, LIFEBOAT_TOKEN: api.tokens.operator }),
-            timeout: 90_000,
-          },
-          (err, stdout, stderr) =>
-            resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-        );
-      });
+    const lifeboat = (args: string[]) => runLifeboat(api, api.tokens.operator, args, {}, 90_000);
     const { planName } = await createPlan(api.db, [testVm('cli-01')]);
     const { planId } = await createPlan(api.db, [testVm('cli-02')]); // no recovery point: validation fails
     await createRecoveryPoint(api.db, (await api.call('GET', `/v1/plans?name=${planName}`)).body.items[0].id);

@@ -7,7 +7,6 @@ import {
   StopInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import type { Client } from '@temporalio/client';
-import type { NativeConnection, Worker } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
@@ -23,13 +22,7 @@ import {
   testVm,
   waitFor,
 } from '../helpers/recovery';
-import {
-  createControlTestWorker,
-  createTestDatabase,
-  temporalClient,
-  testAwsTarget,
-  uniqueId,
-} from '../helpers/stack';
+import { createTestDatabase, runControlTestWorker, testAwsTarget, uniqueId } from '../helpers/stack';
 
 const TUNING = { heartbeatTimeoutSeconds: 10, runningPollSeconds: 0.2 };
 
@@ -65,35 +58,33 @@ const tcp = (port: number, timeoutSeconds = 30) => ({
 
 describe('recovery workflow (real Temporal, moto, Postgres)', () => {
   let testDb: Awaited<ReturnType<typeof createTestDatabase>>;
-  let worker: Worker;
-  let workerConn: NativeConnection;
   let client: Client;
-  let closeClient: () => Promise<void>;
-  let running: Promise<void>;
+  let stopWorker: () => Promise<void>;
   let svc: ReturnType<typeof recoveryJobsService>;
   const taskQueue = uniqueId('recovery');
 
   beforeAll(async () => {
     testDb = await createTestDatabase();
-    const w = await createControlTestWorker({
-      db: testDb.db,
-      taskQueue,
-    });
-    worker = w.worker;
-    workerConn = w.connection;
-    running = worker.run();
-    const c = await temporalClient();
-    client = c.client;
-    closeClient = () => c.connection.close();
+    const w = await runControlTestWorker({ db: testDb.db, taskQueue });
+    client = w.client;
+    stopWorker = w.stop;
     svc = recoveryJobsService({ db: testDb.db, temporal: client, taskQueue });
   });
   afterAll(async () => {
-    worker.shutdown();
-    await running;
-    await workerConn.close();
-    await closeClient();
+    await stopWorker();
     await testDb.drop();
   });
+
+  /** Clean up after a job: the cleanup completes and leaves nothing tagged with the job. */
+  async function cleanUpCompletely(jobId: string) {
+    const cleanup = await svc.startCleanup(jobId, 'test', TUNING);
+    const c = (await client.workflow.getHandle(cleanup.workflowId).result()) as RecoveryResult;
+    expect(c.status, c.message).toBe('completed');
+    const left = await countTagged(jobId);
+    expect([left.instances.length, left.volumes.length, left.images.length, left.enis.length]).toEqual([
+      0, 0, 0, 0,
+    ]);
+  }
 
   // A failed job fails its workflow: jobOutcome checks its JobFailed failure against the job row.
   const result = (jobId: string): Promise<RecoveryResult> =>
@@ -227,13 +218,7 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
     expect(row.status).toBe('failed');
     expect(row.error).toMatch(/lonely-01/);
 
-    const cleanup = await svc.startCleanup(job.id, 'test', TUNING);
-    const c = (await client.workflow.getHandle(cleanup.workflowId).result()) as RecoveryResult;
-    expect(c.status, c.message).toBe('completed');
-    const left = await countTagged(job.id);
-    expect([left.instances.length, left.volumes.length, left.images.length, left.enis.length]).toEqual([
-      0, 0, 0, 0,
-    ]);
+    await cleanUpCompletely(job.id);
   });
 
   it('marks the job Partially Completed when a non-fatal script fails, naming it; post-script reads the VM document', async () => {
@@ -291,13 +276,7 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
     expect(steps.find((s) => s.key === 'vm:c-03:launch')?.status).toBe('cancelled');
     expect(steps.some((s) => s.status === 'running' || s.status === 'pending')).toBe(false);
 
-    const cleanup = await svc.startCleanup(job.id, 'test', TUNING);
-    const c = (await client.workflow.getHandle(cleanup.workflowId).result()) as RecoveryResult;
-    expect(c.status, c.message).toBe('completed');
-    const left = await countTagged(job.id);
-    expect([left.instances.length, left.volumes.length, left.images.length, left.enis.length]).toEqual([
-      0, 0, 0, 0,
-    ]);
+    await cleanUpCompletely(job.id);
   });
 
   it('validates the recovery point: picks by time, and stops before creating anything when a snapshot is missing', async () => {

@@ -336,6 +336,16 @@ const STEP_ACTIVITIES = new Set<keyof Stubbed>([
 ]);
 /** The step activities' ids (= step keys), in the order they started. */
 const stepKeys = (log: Call[]) => log.filter((c) => STEP_ACTIVITIES.has(c.act)).map((c) => c.id);
+
+/** The steps after group 1 in the two-group plan: app-01 (group 2), then the plan's post-script. */
+const APP_01_THEN_POST = [
+  'vm:app-01:image',
+  'vm:app-01:launch',
+  'vm:app-01:running',
+  'vm:app-01:windows',
+  'vm:app-01:post-script',
+  'plan:post-script',
+];
 /** Every step state the workflow mirrored itself (recordSteps), in order. */
 const recorded = (log: Call[]) =>
   log.filter((c) => c.act === 'recordSteps').flatMap((c) => c.args[0] as StepState[]);
@@ -372,14 +382,7 @@ describe('recoveryWorkflow (time-skipping server, stub activities)', { timeout: 
     expect(new Set(keys.slice(2, 2 + group1Keys.length))).toEqual(new Set(group1Keys));
     for (const [n, ws] of Object.entries(group1))
       expect(keys.filter((k) => k.startsWith(`vm:${n}:`))).toEqual(ws.map((w) => `vm:${n}:${w}`));
-    expect(keys.slice(2 + group1Keys.length)).toEqual([
-      'vm:app-01:image',
-      'vm:app-01:launch',
-      'vm:app-01:running',
-      'vm:app-01:windows',
-      'vm:app-01:post-script',
-      'plan:post-script',
-    ]);
+    expect(keys.slice(2 + group1Keys.length)).toEqual(APP_01_THEN_POST);
 
     // The boot delay of group 1 (its largest, 600 s) is a timer between the groups, on the
     // workflow's clock: 600 s passed there, in a moment here. None after the last group.
@@ -409,12 +412,7 @@ describe('recoveryWorkflow (time-skipping server, stub activities)', { timeout: 
       'plan:pre-script',
       ...group1Keys,
       'group:1:delay',
-      'vm:app-01:image',
-      'vm:app-01:launch',
-      'vm:app-01:running',
-      'vm:app-01:windows',
-      'vm:app-01:post-script',
-      'plan:post-script',
+      ...APP_01_THEN_POST,
     ]);
     expect(progress.steps.every((s) => s.status === 'completed')).toBe(true);
     const started = all.filter((c) => c.act === 'recoveryJobStarted');

@@ -18,29 +18,19 @@ export async function registerNode(db: Db, node: NodeIdentity): Promise<void> {
   const siteId = node.siteName
     ? ((await db.select({ id: sites.id }).from(sites).where(eq(sites.name, node.siteName)))[0]?.id ?? null)
     : null;
+  // What the node says about itself, on its first registration and on every one after.
+  const row = {
+    kind: node.kind,
+    version: node.version,
+    taskQueue: node.taskQueue,
+    siteId,
+    state: 'online' as const,
+    ...(node.heartbeatSeconds ? { heartbeatSeconds: node.heartbeatSeconds } : {}),
+  };
   await db
     .insert(nodes)
-    .values({
-      id: node.id,
-      kind: node.kind,
-      version: node.version,
-      taskQueue: node.taskQueue,
-      siteId,
-      state: 'online',
-      ...(node.heartbeatSeconds ? { heartbeatSeconds: node.heartbeatSeconds } : {}),
-    })
-    .onConflictDoUpdate({
-      target: nodes.id,
-      set: {
-        kind: node.kind,
-        version: node.version,
-        taskQueue: node.taskQueue,
-        siteId,
-        state: 'online',
-        ...(node.heartbeatSeconds ? { heartbeatSeconds: node.heartbeatSeconds } : {}),
-        lastHeartbeatAt: sql`now()`,
-      },
-    });
+    .values({ id: node.id, ...row })
+    .onConflictDoUpdate({ target: nodes.id, set: { ...row, lastHeartbeatAt: sql`now()` } });
 }
 
 /**

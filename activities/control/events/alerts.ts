@@ -14,44 +14,43 @@ export interface AlertRule {
   subject: string;
 }
 
+type AlertEvent = EventInput | LifeboatEvent;
+
+/** Each alert type (the event type that raises it), the event that resolves it, and its subject. */
+const ALERT_TYPES: {
+  type: AlertRule['type'];
+  resolvedBy: string;
+  subject: (e: AlertEvent, kind: string | undefined) => string | undefined;
+}[] = [
+  {
+    type: 'replication.rpo-breached',
+    resolvedBy: 'replication.within-rpo',
+    subject: (e) => (e.vmId ? `vm:${e.vmId}` : undefined),
+  },
+  {
+    type: 'job.failed',
+    resolvedBy: 'job.completed',
+    subject: (e, kind) => (e.planId && kind ? `job-kind:${e.planId}/${kind}` : undefined),
+  },
+  {
+    type: 'node.offline',
+    resolvedBy: 'node.online',
+    subject: (e) => (e.nodeId ? `node:${e.nodeId}` : undefined),
+  },
+];
+
 /**
  * The alert rules, keyed on events: an RPO breach opens `vm:<id>` and "back within RPO" resolves
  * it; a failed job opens `job-kind:<plan>/<kind>` and a later completed job of that kind and plan
  * resolves it; a node offline opens `node:<id>` and its online resolves it.
  */
-export function alertRuleOf(e: EventInput | LifeboatEvent): AlertRule | undefined {
+export function alertRuleOf(e: AlertEvent): AlertRule | undefined {
   const kind = typeof e.data?.kind === 'string' ? e.data.kind : undefined;
-  switch (e.type) {
-    case 'replication.rpo-breached':
-    case 'replication.within-rpo':
-      return e.vmId
-        ? {
-            action: e.type === 'replication.rpo-breached' ? 'raise' : 'resolve',
-            type: 'replication.rpo-breached',
-            subject: `vm:${e.vmId}`,
-          }
-        : undefined;
-    case 'job.failed':
-    case 'job.completed':
-      return e.planId && kind
-        ? {
-            action: e.type === 'job.failed' ? 'raise' : 'resolve',
-            type: 'job.failed',
-            subject: `job-kind:${e.planId}/${kind}`,
-          }
-        : undefined;
-    case 'node.offline':
-    case 'node.online':
-      return e.nodeId
-        ? {
-            action: e.type === 'node.offline' ? 'raise' : 'resolve',
-            type: 'node.offline',
-            subject: `node:${e.nodeId}`,
-          }
-        : undefined;
-    default:
-      return undefined;
-  }
+  const rule = ALERT_TYPES.find((r) => e.type === r.type || e.type === r.resolvedBy);
+  const subject = rule?.subject(e, kind);
+  return rule && subject
+    ? { action: e.type === rule.type ? 'raise' : 'resolve', type: rule.type, subject }
+    : undefined;
 }
 
 const alertData = (a: AlertRow) => ({

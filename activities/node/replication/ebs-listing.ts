@@ -8,71 +8,59 @@ const PAGE_SIZE = 10_000;
 
 /**
  * Follow NextToken until a listing ends, each page under our throttling backoff (the SDK's
- * paginators would not apply it) and the caller's abort signal.
+ * paginators would not apply it) and the caller's abort signal; every page's blocks (index,
+ * token) into one map.
  */
-async function collectPages<Page extends { NextToken?: string | undefined }>(
-  fetchPage: (nextToken: string | undefined) => Promise<Page>,
-  take: (page: Page) => void,
+async function collectBlocks<Page extends { NextToken?: string | undefined }>(
+  listPage: (paging: { MaxResults: number; NextToken?: string }) => Promise<Page>,
+  blocksOf: (page: Page) => [index: number | undefined, token: string | undefined][],
   signal?: AbortSignal,
-): Promise<void> {
+): Promise<BlockTokens> {
+  const out: BlockTokens = new Map();
   let next: string | undefined;
   do {
-    const page = await withBackoff(() => fetchPage(next), signal ? { signal } : {});
-    take(page);
+    const paging = { MaxResults: PAGE_SIZE, ...(next ? { NextToken: next } : {}) };
+    const page = await withBackoff(() => listPage(paging), signal ? { signal } : {});
+    for (const [index, token] of blocksOf(page)) if (index !== undefined) out.set(index, token ?? null);
     next = page.NextToken || undefined;
   } while (next);
+  return out;
 }
 
+const sendOptions = (signal?: AbortSignal) => (signal ? { abortSignal: signal } : {});
+
 /** Every block of a snapshot. */
-export async function listSnapshotBlocks(
+export function listSnapshotBlocks(
   ebs: EBSClient,
   snapshotId: string,
   signal?: AbortSignal,
 ): Promise<BlockTokens> {
-  const out: BlockTokens = new Map();
-  await collectPages(
-    (NextToken) =>
-      ebs.send(
-        new ListSnapshotBlocksCommand({
-          SnapshotId: snapshotId,
-          MaxResults: PAGE_SIZE,
-          ...(NextToken ? { NextToken } : {}),
-        }),
-        signal ? { abortSignal: signal } : {},
-      ),
-    (page) => {
-      for (const b of page.Blocks ?? [])
-        if (b.BlockIndex !== undefined) out.set(b.BlockIndex, b.BlockToken ?? null);
-    },
+  return collectBlocks(
+    (paging) =>
+      ebs.send(new ListSnapshotBlocksCommand({ SnapshotId: snapshotId, ...paging }), sendOptions(signal)),
+    (page) => (page.Blocks ?? []).map((b) => [b.BlockIndex, b.BlockToken]),
     signal,
   );
-  return out;
 }
 
 /** Blocks that differ between two snapshots of the same lineage, with the second snapshot's tokens. */
-export async function listChangedBlocks(
+export function listChangedBlocks(
   ebs: EBSClient,
   firstSnapshotId: string,
   secondSnapshotId: string,
   signal?: AbortSignal,
 ): Promise<BlockTokens> {
-  const out: BlockTokens = new Map();
-  await collectPages(
-    (NextToken) =>
+  return collectBlocks(
+    (paging) =>
       ebs.send(
         new ListChangedBlocksCommand({
           FirstSnapshotId: firstSnapshotId,
           SecondSnapshotId: secondSnapshotId,
-          MaxResults: PAGE_SIZE,
-          ...(NextToken ? { NextToken } : {}),
+          ...paging,
         }),
-        signal ? { abortSignal: signal } : {},
+        sendOptions(signal),
       ),
-    (page) => {
-      for (const b of page.ChangedBlocks ?? [])
-        if (b.BlockIndex !== undefined) out.set(b.BlockIndex, b.SecondBlockToken ?? null);
-    },
+    (page) => (page.ChangedBlocks ?? []).map((b) => [b.BlockIndex, b.SecondBlockToken]),
     signal,
   );
-  return out;
 }

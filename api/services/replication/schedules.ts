@@ -43,6 +43,14 @@ interface WantedSchedule {
   summary: string;
 }
 
+/** What pause and resume answer: the plan (and VM), whether it is paused now, the schedules touched. */
+const pauseState = (plan: PlanRow, vm: VmRow | undefined, targets: WantedSchedule[], paused: boolean) => ({
+  planId: plan.id,
+  ...(vm ? { vmId: vm.id } : {}),
+  paused,
+  schedules: targets.map((t) => t.scheduleId),
+});
+
 /** The schedules a plan should have: one for the plan (synchronize all VMs) or one per VM; none without VMs. */
 export function wantedSchedules(plan: PlanRow, vmRows: VmRow[]): WantedSchedule[] {
   if (vmRows.length === 0) return [];
@@ -258,12 +266,7 @@ export function replicationSchedules(deps: ScheduleDeps) {
         if (!vm && d?.state.paused && d.state.note === PAUSED_BY_VM) continue;
         await temporal.schedule.getHandle(t.scheduleId).pause(vm ? PAUSED_BY_VM : PAUSED_BY_PLAN);
       }
-      return {
-        planId: plan.id,
-        ...(vm ? { vmId: vm.id } : {}),
-        paused: true,
-        schedules: targets.map((t) => t.scheduleId),
-      };
+      return pauseState(plan, vm, targets, true);
     },
 
     /** Resume a plan (its VMs paused one by one stay paused) or one VM (refused while the plan is paused). */
@@ -278,12 +281,7 @@ export function replicationSchedules(deps: ScheduleDeps) {
         if (d?.state.paused && (vm || d.state.note !== PAUSED_BY_VM))
           await temporal.schedule.getHandle(t.scheduleId).unpause('resumed');
       }
-      return {
-        planId: plan.id,
-        ...(vm ? { vmId: vm.id } : {}),
-        paused: false,
-        schedules: targets.map((t) => t.scheduleId),
-      };
+      return pauseState(plan, vm, targets, false);
     },
 
     /**
