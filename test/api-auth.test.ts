@@ -26,6 +26,8 @@ const routes: [method: string, path: string, openapiPath: string, role: Role, bo
   ['PUT', '/v1/plans/by-name/nope', '/v1/plans/by-name/{name}', 'admin', { name: 42 }],
   ['PATCH', `/v1/plans/${NO_ID}`, '/v1/plans/{id}', 'admin', {}],
   ['DELETE', `/v1/plans/${NO_ID}`, '/v1/plans/{id}', 'admin'],
+  ['GET', `/v1/plans/${NO_ID}/drills`, '/v1/plans/{id}/drills', 'viewer'],
+  ['POST', `/v1/plans/${NO_ID}/drills/run`, '/v1/plans/{id}/drills/run', 'operator'],
   ['GET', '/v1/nodes', '/v1/nodes', 'viewer'],
   ['GET', '/v1/nodes/nope', '/v1/nodes/{id}', 'viewer'],
   ['GET', '/v1/tokens', '/v1/tokens', 'admin'],
