@@ -83,6 +83,8 @@ describe('scheduled drills (real Temporal, Postgres, moto)', () => {
     const { planId } = await createPlan(api.db, [testVm('bad-01')]);
     for (const [drills, field] of [
       [{ ...DRILLS, timezone: 'Mars/Olympus_Mons' }, 'drills.timezone'],
+      // Intl takes a wrong case; Temporal does not: refused here with the right spelling.
+      [{ ...DRILLS, timezone: 'europe/berlin' }, 'drills.timezone'],
       [{ ...DRILLS, keepMinutes: -1 }, 'drills.keepMinutes'],
       [{ ...DRILLS, maxInstances: 0 }, 'drills.maxInstances'],
       [{ ...DRILLS, cron: 'every sunday' }, 'drills.cron'],
@@ -93,6 +95,10 @@ describe('scheduled drills (real Temporal, Postgres, moto)', () => {
       const r = await setDrills(planId, drills);
       expect(r.status, JSON.stringify(r.body)).toBe(400);
       expect(r.body.issues.map((i: { path: string }) => i.path)).toContain(field);
+      if (drills.timezone === 'europe/berlin')
+        expect(r.body.issues.map((i: { message: string }) => i.message).join(' ')).toContain(
+          'must be spelled "Europe/Berlin"',
+        );
     }
     await expect(client.schedule.getHandle(drillScheduleId(planId)).describe()).rejects.toThrow();
   });

@@ -40,19 +40,32 @@ export const CheckpointSettings = z
   })
   .openapi('CheckpointSettings');
 
-/** An IANA time zone name the runtime knows (`Intl.DateTimeFormat` throws on unknown ones). */
+/**
+ * An IANA time zone name as Temporal's schedules read it: known to the runtime (`Intl` throws on
+ * unknown ones) and spelled in its exact case — `Intl` also takes "europe/berlin", Temporal does
+ * not, so a wrong case is refused here with the right spelling instead of failing the schedule.
+ */
 export const TimeZone = z
   .string()
   .min(1)
   .max(64)
-  .refine((v) => {
+  .superRefine((v, ctx) => {
+    let resolved: string;
     try {
-      new Intl.DateTimeFormat('en-US', { timeZone: v });
-      return true;
+      resolved = new Intl.DateTimeFormat('en-US', { timeZone: v }).resolvedOptions().timeZone;
     } catch {
-      return false;
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be an IANA time zone name like "Europe/Berlin" or "UTC"',
+      });
+      return;
     }
-  }, 'must be an IANA time zone name like "Europe/Berlin" or "UTC"');
+    if (resolved !== v && resolved.toLowerCase() === v.toLowerCase())
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be spelled "${resolved}" (time zone names are case-sensitive)`,
+      });
+  });
 
 /** One field of a 5-field cron both cron-parser and Temporal read alike: numbers, * , / - and names. */
 const CRON_FIELD = /^(\*|[0-9]+|[A-Za-z]{3})([-/,](\*|[0-9]+|[A-Za-z]{3}))*$/;

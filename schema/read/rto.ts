@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, isNotNull } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, isNotNull, ne } from 'drizzle-orm';
 import { DEFAULT_INSTANCE_TYPE, RECOVERY_JOB_KINDS } from '../../contracts';
 import { type PastRun, predictRto, type RtoPrediction } from '../../lib/rto-prediction';
 import type { Db } from '../db';
@@ -18,7 +18,12 @@ export type PlanRtoPrediction = RtoPrediction & {
  * completed test recoveries, full recoveries and migrations; null before the first one. The
  * RTO objective is read from the plan row's `objectives.rtoMinutes` when the plan has one.
  */
-export async function planRtoPrediction(db: Db, planId: string): Promise<PlanRtoPrediction | null> {
+export async function planRtoPrediction(
+  db: Db,
+  planId: string,
+  /** A report leaves out the job it reports on: its prediction rests on the runs before it. */
+  opts: { excludeJobId?: string } = {},
+): Promise<PlanRtoPrediction | null> {
   const [plan] = await db.select().from(plans).where(eq(plans.id, planId));
   if (!plan) return null;
   const vmRows = await db.select().from(vms).where(eq(vms.planId, planId));
@@ -31,6 +36,7 @@ export async function planRtoPrediction(db: Db, planId: string): Promise<PlanRto
         inArray(jobs.kind, [...RECOVERY_JOB_KINDS]),
         eq(jobs.status, 'completed'),
         isNotNull(jobs.startedAt),
+        opts.excludeJobId ? ne(jobs.id, opts.excludeJobId) : undefined,
       ),
     )
     .orderBy(desc(jobs.endedAt))

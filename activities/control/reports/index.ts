@@ -109,7 +109,9 @@ export async function fileJobReport(db: Db, jobId: string): Promise<FileJobRepor
     };
   const report = buildJobReport({
     ...src,
-    rtoPrediction: src.job.planId ? await planRtoPrediction(db, src.job.planId) : null,
+    rtoPrediction: src.job.planId
+      ? await planRtoPrediction(db, src.job.planId, { excludeJobId: jobId })
+      : null,
   });
   const row = {
     planId: report.what.planId,
