@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { runVar } from '../scripts/stack/test-env';
 import { useTestApi } from './helpers/api';
+import { airGappedPage } from './helpers/browser';
 
 // The interactive docs at /docs must work at an air-gapped site: every asset from the API itself.
 const api = useTestApi();
@@ -38,35 +39,8 @@ describe('/docs', () => {
     );
   else
     it(title, async () => {
-      const { chromium: pw } = await import('playwright-core');
-      const browser = await pw.launch({
-        executablePath: chromium,
-        args: [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--no-first-run',
-        ],
-      });
+      const { browser, page, loaded, blocked, errors } = await airGappedPage(chromium);
       try {
-        const page = await browser.newPage();
-        const blocked: string[] = [];
-        const loaded: string[] = [];
-        await page.route('**/*', (route) => {
-          const url = new URL(route.request().url());
-          const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
-          if ((url.protocol === 'http:' || url.protocol === 'https:') && !loopback) {
-            blocked.push(url.href);
-            return route.abort('blockedbyclient');
-          }
-          loaded.push(url.href);
-          return route.continue();
-        });
-        const errors: string[] = [];
-        page.on('pageerror', (e) => errors.push(e.message));
         await page.goto(`${api.url}/docs`, { waitUntil: 'load' });
         // Operation ids (displayOperationId) and summaries of the plan and recovery operations.
         await page.getByText('startRecovery', { exact: true }).first().waitFor({ timeout: 30_000 });

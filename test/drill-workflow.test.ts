@@ -1,15 +1,11 @@
 import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { ApplicationFailure } from '@temporalio/common';
-import { temporal } from '@temporalio/proto';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, Worker } from '@temporalio/worker';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ControlActivities } from '../activities/control';
-import { ALL_SEARCH_ATTRIBUTES, DRILL_WORKFLOW, type DrillResult, type StepState } from '../contracts';
-import { installTemporalRuntime } from '../lib/temporal-runtime';
-import { temporalTestServerBin } from '../scripts/stack/venv';
+import { DRILL_WORKFLOW, type DrillResult, type StepState } from '../contracts';
 import type { scheduledDrillWorkflow } from '../workflows/drills/scheduled';
+import { useTimeSkippingWorker } from './helpers/time-skipping';
 
 /**
  * The drill workflow's own logic in seconds: the time-skipping test server, stub activities with
@@ -59,50 +55,16 @@ const stubs: Stubbed = {
   },
 };
 
-let env: TestWorkflowEnvironment;
-let worker: Worker;
-let running: Promise<void>;
 const taskQueue = 'drill-workflow-test';
 let seq = 0;
-
-beforeAll(async () => {
-  installTemporalRuntime('ERROR');
-  const [e, workflowBundle] = await Promise.all([
-    TestWorkflowEnvironment.createTimeSkipping({
-      server: { executable: { type: 'existing-path', path: temporalTestServerBin() } },
-    }),
-    bundleWorkflowCode({
-      workflowsPath: path.resolve(import.meta.dirname, 'workflows', 'drill-stub-children.ts'),
-      logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error, log() {} },
-    }),
-  ]);
-  env = e;
-  await env.connection.operatorService.addSearchAttributes({
-    namespace: 'default',
-    searchAttributes: Object.fromEntries(
-      ALL_SEARCH_ATTRIBUTES.map((k) => [
-        k.name,
-        temporal.api.enums.v1.IndexedValueType[`INDEXED_VALUE_TYPE_${k.type}`],
-      ]),
-    ),
-  });
-  worker = await Worker.create({
-    connection: env.nativeConnection,
-    taskQueue,
-    workflowBundle,
-    activities: stubs,
-  });
-  running = worker.run();
-}, 60_000);
-
-afterAll(async () => {
-  worker?.shutdown();
-  await running;
-  await env?.teardown();
+const ts = useTimeSkippingWorker({
+  workflowsPath: path.join(import.meta.dirname, 'workflows', 'drill-stub-children.ts'),
+  taskQueue,
+  activities: stubs,
 });
 
 const start = (planId: string) =>
-  env.client.workflow.start<typeof scheduledDrillWorkflow>(DRILL_WORKFLOW, {
+  ts.env.client.workflow.start<typeof scheduledDrillWorkflow>(DRILL_WORKFLOW, {
     taskQueue,
     workflowId: `drill-plan-${planId}-${++seq}`,
     args: [{ planId }],
@@ -169,7 +131,7 @@ describe('scheduledDrillWorkflow (time-skipping server, stub activities and chil
     calls.length = 0;
     const handle = await start('plan-cancel');
     // The recovery stub takes 3 minutes of workflow time; the keep timer follows.
-    await env.sleep('10 minutes');
+    await ts.env.sleep('10 minutes');
     await handle.cancel();
     await handle.result().catch(() => undefined);
     const r = finished();

@@ -13,6 +13,7 @@ import { computeVerdict, type JobReport, type RecoveryResult } from '../contract
 import { jobReports, jobs, plans } from '../schema/index';
 import { childEnv, runVar } from '../scripts/stack/test-env';
 import { fixtures, startTestApi, type TestApi } from './helpers/api';
+import { airGappedPage } from './helpers/browser';
 import { countTagged, createPlan, createRecoveryPoint, jobOutcome, testVm } from './helpers/recovery';
 import { createControlTestWorker, temporalClient, testConfig, uniqueId } from './helpers/stack';
 
@@ -231,36 +232,11 @@ describe('drill evidence: recovery reports (real Temporal, moto, Postgres, Chrom
     expect(html).toMatch(/@media print/);
 
     const r = await reportJson(jobA);
-    const { chromium: pw } = await import('playwright-core');
-    const browser = await pw.launch({
-      executablePath: chromium,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
+    const { browser, page, loaded, blocked, errors } = await airGappedPage(chromium, {
+      viewport: { width: 1100, height: 900 },
+      headers: { authorization: `Bearer ${api.tokens.viewer}` },
     });
     try {
-      const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
-      await page.setExtraHTTPHeaders({ authorization: `Bearer ${api.tokens.viewer}` });
-      const blocked: string[] = [];
-      const loaded: string[] = [];
-      await page.route('**/*', (route) => {
-        const url = new URL(route.request().url());
-        const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
-        if ((url.protocol === 'http:' || url.protocol === 'https:') && !loopback) {
-          blocked.push(url.href);
-          return route.abort('blockedbyclient');
-        }
-        loaded.push(url.href);
-        return route.continue();
-      });
-      const errors: string[] = [];
-      page.on('pageerror', (e) => errors.push(e.message));
       await page.goto(`${api.url}/v1/jobs/${jobA}/report`, { waitUntil: 'load' });
 
       expect(await page.locator('#verdict').getAttribute('data-verdict')).toBe('met');

@@ -1,13 +1,9 @@
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WorkflowFailedError } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, Worker } from '@temporalio/worker';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RecoveryActivities } from '../../activities/control/recovery';
 import {
-  ALL_SEARCH_ATTRIBUTES,
   CLEANUP_WORKFLOW,
   type CreatedResources,
   cleanupWorkflowId,
@@ -24,9 +20,8 @@ import {
   type StepState,
   VmIdsAttr,
 } from '../../contracts';
-import { installTemporalRuntime } from '../../lib/temporal-runtime';
-import { temporalTestServerBin } from '../../scripts/stack/venv';
 import type { cleanupWorkflow, recoveryWorkflow } from '../../workflows/recovery';
+import { useTimeSkippingWorker } from '../helpers/time-skipping';
 
 /**
  * The recovery and cleanup workflows' own logic (order, timers, results), in seconds: the
@@ -264,56 +259,19 @@ const plan = (planId: string): RecoveryPlanSnapshot => ({
 
 // ---- environment ------------------------------------------------------------------------------
 
-let env: TestWorkflowEnvironment;
-let worker: Worker;
-let running: Promise<void>;
 const taskQueue = 'recovery-workflow-test';
 let jobSeq = 0;
-
-beforeAll(async () => {
-  // The failures below are on purpose: keep the worker's log to errors.
-  installTemporalRuntime('ERROR');
-  const [e, workflowBundle] = await Promise.all([
-    TestWorkflowEnvironment.createTimeSkipping({
-      server: { executable: { type: 'existing-path', path: temporalTestServerBin() } },
-    }),
-    bundleWorkflowCode({
-      workflowsPath: path.resolve(import.meta.dirname, '..', 'workflows', 'recovery-stub-child.ts'),
-      logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error, log() {} },
-    }),
-  ]);
-  env = e;
-  // The workflow upserts LifeboatVmIds: register the attributes, as the stack does (the test
-  // server has AddSearchAttributes, not ListSearchAttributes: no look-up first).
-  await env.connection.operatorService.addSearchAttributes({
-    namespace: 'default',
-    searchAttributes: Object.fromEntries(
-      ALL_SEARCH_ATTRIBUTES.map((k) => [
-        k.name,
-        temporal.api.enums.v1.IndexedValueType[`INDEXED_VALUE_TYPE_${k.type}`],
-      ]),
-    ),
-  });
-  worker = await Worker.create({
-    connection: env.nativeConnection,
-    taskQueue,
-    workflowBundle,
-    activities: stubs,
-  });
-  running = worker.run();
-}, 60_000);
-
-afterAll(async () => {
-  worker?.shutdown();
-  await running;
-  await env?.teardown();
+const ts = useTimeSkippingWorker({
+  workflowsPath: path.join(import.meta.dirname, '..', 'workflows', 'recovery-stub-child.ts'),
+  taskQueue,
+  activities: stubs,
 });
 
 async function startRecovery(scenario: Scenario, input: Partial<RecoveryInput> = {}) {
   const jobId = `job-${++jobSeq}`;
   const workflowId = recoveryWorkflowId(jobId);
   scenarios.set(workflowId, scenario);
-  const handle = await env.client.workflow.start<typeof recoveryWorkflow>(RECOVERY_WORKFLOW, {
+  const handle = await ts.env.client.workflow.start<typeof recoveryWorkflow>(RECOVERY_WORKFLOW, {
     taskQueue,
     workflowId,
     args: [{ jobId, planId: scenario.plan.planId, mode: 'test', runScripts: true, ...input }],
@@ -580,7 +538,7 @@ describe('recoveryWorkflow (time-skipping server, stub activities)', { timeout: 
       ['running', undefined],
       ['completed', 'Recovery point rp-final-migration: 7 changed block(s)'],
     ]);
-    const child = await env.client.workflow.getHandle(`${workflowId}-final-iteration`).describe();
+    const child = await ts.env.client.workflow.getHandle(`${workflowId}-final-iteration`).describe();
     expect(child.type).toBe('replicationIterationWorkflow');
     expect(child.status.name).toBe('COMPLETED');
   });
@@ -605,7 +563,7 @@ describe('cleanupWorkflow (time-skipping server, stub activities)', { timeout: 2
     const jobId = `cleanup-job-${++jobSeq}`;
     const workflowId = cleanupWorkflowId(jobId);
     scenarios.set(workflowId, scenario);
-    const handle = await env.client.workflow.start<typeof cleanupWorkflow>(CLEANUP_WORKFLOW, {
+    const handle = await ts.env.client.workflow.start<typeof cleanupWorkflow>(CLEANUP_WORKFLOW, {
       taskQueue,
       workflowId,
       args: [{ jobId, targetJobId: 'job-x', planId: 'plan-x' }],
