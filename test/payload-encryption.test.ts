@@ -4,10 +4,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CreateKeyCommand } from '@aws-sdk/client-kms';
-import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recoveryJobsService } from '../api/services/recovery-jobs';
 import type { RecoveryResult } from '../contracts';
 import { awsTargetFromConfig, kmsClient } from '../lib/aws';
 import { Keyring, KeyringError, loadKeyring } from '../lib/crypto';
@@ -15,8 +13,15 @@ import { kmsKeyWrapper } from '../lib/crypto/kms';
 import { childEnv } from '../scripts/stack/test-env';
 import { startTestApi, type TestApi } from './helpers/api';
 import { historyPayloads, plainPayloadPaths } from './helpers/history';
-import { createPlan, createRecoveryPoint, jobOutcome, jobWithSteps, testVm } from './helpers/recovery';
-import { createTestDatabase, runControlTestWorker, testConfig, uniqueId } from './helpers/stack';
+import {
+  createPlan,
+  createRecoveryPoint,
+  jobOutcome,
+  jobWithSteps,
+  testVm,
+  useRecoveryStack,
+} from './helpers/recovery';
+import { testConfig } from './helpers/stack';
 
 /**
  * Issue 10, payload encryption: what Lifeboat writes to Temporal is sealed by the keyring (real
@@ -41,37 +46,21 @@ const unwire = (p: { metadata: Record<string, string>; data: string }) => ({
 });
 
 describe('payload encryption through the real stack', () => {
-  let testDb: Awaited<ReturnType<typeof createTestDatabase>>;
-  let client: Client;
-  let stopWorker: () => Promise<void>;
-  let svc: ReturnType<typeof recoveryJobsService>;
-  const taskQueue = uniqueId('encryption');
+  const rs = useRecoveryStack('encryption');
   const marker = `SCRIPT-MARKER-${randomBytes(6).toString('hex')}`;
   const failMarker = `fail-marker-${randomBytes(6).toString('hex')}`;
   let okHistory: temporal.api.history.v1.IHistory;
 
-  beforeAll(async () => {
-    testDb = await createTestDatabase();
-    const w = await runControlTestWorker({ db: testDb.db, taskQueue });
-    client = w.client;
-    stopWorker = w.stop;
-    svc = recoveryJobsService({ db: testDb.db, temporal: client, taskQueue });
-  });
-  afterAll(async () => {
-    await stopWorker();
-    await testDb.drop();
-  });
-
   it('keeps an inline script out of the history while the job runs it', async () => {
-    const { planId } = await createPlan(testDb.db, [
+    const { planId } = await createPlan(rs.db, [
       testVm('enc-a', { preScript: { runtime: 'sh', inline: `echo "ran ${marker}"` } }),
     ]);
-    await createRecoveryPoint(testDb.db, planId);
-    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
-    const handle = client.workflow.getHandle(job.workflowId);
+    await createRecoveryPoint(rs.db, planId);
+    const job = await rs.svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    const handle = rs.client.workflow.getHandle(job.workflowId);
     const r = (await handle.result()) as RecoveryResult;
     expect(r.status, r.message).toBe('completed');
-    const { steps } = await jobWithSteps(testDb.db, job.id);
+    const { steps } = await jobWithSteps(rs.db, job.id);
     expect(steps.find((s) => s.key === 'vm:enc-a:pre-script')?.log).toContain(`ran ${marker}`);
 
     okHistory = await handle.fetchHistory();
@@ -87,7 +76,7 @@ describe('payload encryption through the real stack', () => {
   });
 
   it('keeps an activity failure message out of the history (failure attributes encoded)', async () => {
-    const { planId } = await createPlan(testDb.db, [
+    const { planId } = await createPlan(rs.db, [
       testVm('enc-b', {
         healthCheck: {
           type: 'tcp',
@@ -98,15 +87,15 @@ describe('payload encryption through the real stack', () => {
         },
       }),
     ]);
-    await createRecoveryPoint(testDb.db, planId);
-    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
-    const handle = client.workflow.getHandle(job.workflowId);
+    await createRecoveryPoint(rs.db, planId);
+    const job = await rs.svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    const handle = rs.client.workflow.getHandle(job.workflowId);
     // A failed job fails its workflow; its JobFailed failure is decoded by the client's converter.
-    const r = await jobOutcome(client, testDb.db, job.workflowId);
+    const r = await jobOutcome(rs.client, rs.db, job.workflowId);
     expect(r.status).toBe('failed');
     // The message is real and names the marker once decoded (result and job row)...
     expect(r.message).toContain(failMarker);
-    expect((await jobWithSteps(testDb.db, job.id)).job.error).toContain(failMarker);
+    expect((await jobWithSteps(rs.db, job.id)).job.error).toContain(failMarker);
     // ...but the history holds it only sealed.
     const history = await handle.fetchHistory();
     const failed = (history.events ?? []).find((e) => e.activityTaskFailedEventAttributes)!;
@@ -117,13 +106,13 @@ describe('payload encryption through the real stack', () => {
     const raw = Buffer.from(History.encode(History.fromObject(history)).finish());
     expect(raw.includes(failMarker)).toBe(false);
     expect(plainPayloadPaths(history)).toEqual([]);
-    // The client decodes the failure back (its converter reads encoded attributes).
+    // The rs.client decodes the failure back (its converter reads encoded attributes).
     await cleanupJob(job.id);
   });
 
   async function cleanupJob(jobId: string) {
-    const c = await svc.startCleanup(jobId, 'test', TUNING);
-    const res = (await client.workflow.getHandle(c.workflowId).result()) as RecoveryResult;
+    const c = await rs.svc.startCleanup(jobId, 'test', TUNING);
+    const res = (await rs.client.workflow.getHandle(c.workflowId).result()) as RecoveryResult;
     expect(res.status, res.message).toBe('completed');
   }
 
@@ -132,7 +121,7 @@ describe('payload encryption through the real stack', () => {
     let exposed: TestApi;
     beforeAll(async () => {
       local = await startTestApi();
-      // API_HOST not loopback: the codec needs a token. Its client uses the committed TEST keyring.
+      // API_HOST not loopback: the codec needs a token. Its rs.client uses the committed TEST keyring.
       exposed = await startTestApi({
         config: testConfig({ API_HOST: '0.0.0.0', LIFEBOAT_KEYRING: TEST_KEYRING }),
       });

@@ -154,3 +154,25 @@ export async function patchWithRetry<Current extends { version: number }, Input,
     }
   }
 }
+
+/**
+ * The answer to a plan write whose schedules could not follow it (`what`: "replication
+ * schedules", "drill schedule"). The plan is saved either way: a schedule sealed under a key this
+ * keyring lacks is a 409 naming it; an unreachable Temporal is a 503 saying to repeat the
+ * (idempotent) request; an ApiError of the sync itself passes through.
+ */
+export function scheduleSyncError(what: string, e: unknown): ApiError {
+  if (e instanceof ApiError && e.code === 'schedule_unreadable')
+    return new ApiError(
+      409,
+      e.code,
+      `The plan was saved, but its ${what} could not be updated: ${e.message}`,
+      e.issues,
+    );
+  if (e instanceof ApiError) return e;
+  return new ApiError(
+    503,
+    'schedules_not_synced',
+    `The plan was saved, but its ${what} could not be updated in Temporal (${(e as Error).message}). Repeat the same request once Temporal is reachable: it is idempotent.`,
+  );
+}

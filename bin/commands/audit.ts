@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { type Cli, intOption, moreHint, query, table, truncate } from '../cli';
+import { type Cli, getPage, pageOptions, printPage, query, truncate } from '../cli';
 
 /** The CALL column's width: one long path must not widen every row. */
 export const CALL_WIDTH = 60;
@@ -44,79 +44,61 @@ export function auditCommands(program: Command, cli: Cli) {
     .command('audit')
     .description('The audit log: mutating calls (default) and failed authentications (admin)');
 
-  audit
+  const list = audit
     .command('list', { isDefault: true })
     .description('Show the audit log of mutating calls, newest first, with the fields each one changed')
     .option('--actor <name>', 'token name')
     .option('--method <method>', 'POST, PUT, PATCH or DELETE')
     .option('--since <time>', 'ISO 8601 with offset')
-    .option('--failed', 'only calls answered with an error')
-    .option('--limit <n>', 'page size', intOption)
-    .option('--offset <n>', 'skip this many', intOption)
-    .action(async (o) => {
-      const page = await cli.api().request<{ items: AuditEntry[]; nextOffset: number | null }>(
-        'GET',
-        `/v1/audit${query({
-          actor: o.actor,
-          method: o.method?.toUpperCase(),
-          since: o.since,
-          failedOnly: o.failed ? 'true' : undefined,
-          limit: o.limit,
-          offset: o.offset,
-        })}`,
-      );
-      cli.print(
-        page.body,
-        () =>
-          table(
-            ['AT', 'ACTOR', 'STATUS', 'CALL', 'CHANGED'],
-            page.body.items.map((a) => [
-              a.at.slice(0, 19),
-              a.actor,
-              a.status,
-              truncate(`${a.action.split(' ')[0]} ${a.path}`, CALL_WIDTH),
-              changedColumn(a.detail),
-            ]),
-          ) + moreHint(page.body),
-      );
-    });
+    .option('--failed', 'only calls answered with an error');
+  pageOptions(list).action(async (o) => {
+    const page = await getPage<AuditEntry>(
+      cli.api(),
+      `/v1/audit${query({
+        actor: o.actor,
+        method: o.method?.toUpperCase(),
+        since: o.since,
+        failedOnly: o.failed ? 'true' : undefined,
+        limit: o.limit,
+        offset: o.offset,
+      })}`,
+    );
+    printPage(cli, page, ['AT', 'ACTOR', 'STATUS', 'CALL', 'CHANGED'], (a) => [
+      a.at.slice(0, 19),
+      a.actor,
+      a.status,
+      truncate(`${a.action.split(' ')[0]} ${a.path}`, CALL_WIDTH),
+      changedColumn(a.detail),
+    ]);
+  });
 
-  audit
+  const failures = audit
     .command('failures')
     .description('Show failed authentications (401s), aggregated per minute, most recent first')
     .option('--since <time>', 'ISO 8601 with offset')
     .option('--source <address>', 'source address')
     .option('--reason <reason>', 'missing, unknown, revoked, expired or other')
-    .option('--token <ref>', 'token name (revoked, expired) or first characters (unknown)')
-    .option('--limit <n>', 'page size', intOption)
-    .option('--offset <n>', 'skip this many', intOption)
-    .action(async (o) => {
-      const page = await cli.api().request<{ items: AuthFailure[]; nextOffset: number | null }>(
-        'GET',
-        `/v1/audit/auth-failures${query({
-          since: o.since,
-          source: o.source,
-          reason: o.reason,
-          token: o.token,
-          limit: o.limit,
-          offset: o.offset,
-        })}`,
-      );
-      cli.print(
-        page.body,
-        () =>
-          table(
-            ['LAST SEEN', 'SOURCE', 'REASON', 'TOKEN', 'COUNT', 'CALL', 'FIRST SEEN'],
-            page.body.items.map((f) => [
-              f.lastSeen.slice(0, 19),
-              f.source,
-              f.reason,
-              f.token || '-',
-              f.count,
-              truncate(`${f.method} ${f.path}`, CALL_WIDTH),
-              f.firstSeen.slice(0, 19),
-            ]),
-          ) + moreHint(page.body),
-      );
-    });
+    .option('--token <ref>', 'token name (revoked, expired) or first characters (unknown)');
+  pageOptions(failures).action(async (o) => {
+    const page = await getPage<AuthFailure>(
+      cli.api(),
+      `/v1/audit/auth-failures${query({
+        since: o.since,
+        source: o.source,
+        reason: o.reason,
+        token: o.token,
+        limit: o.limit,
+        offset: o.offset,
+      })}`,
+    );
+    printPage(cli, page, ['LAST SEEN', 'SOURCE', 'REASON', 'TOKEN', 'COUNT', 'CALL', 'FIRST SEEN'], (f) => [
+      f.lastSeen.slice(0, 19),
+      f.source,
+      f.reason,
+      f.token || '-',
+      f.count,
+      truncate(`${f.method} ${f.path}`, CALL_WIDTH),
+      f.firstSeen.slice(0, 19),
+    ]);
+  });
 }

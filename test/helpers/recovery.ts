@@ -11,6 +11,7 @@ import { type Client, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { asc, eq } from 'drizzle-orm';
 import { plansService } from '../../api/services/plans';
+import { recoveryJobsService } from '../../api/services/recovery-jobs';
 import { sitesService } from '../../api/services/sites';
 import type { AwsTarget } from '../../contracts';
 import { type RecoveryResult, TAG } from '../../contracts';
@@ -19,7 +20,7 @@ import type { Db } from '../../schema/db';
 import { PlanInput } from '../../schema/domain/plan';
 import { SiteInput } from '../../schema/domain/site';
 import { disks, jobSteps, jobs, recoveryPointDisks, recoveryPoints, vms } from '../../schema/index';
-import { testAwsTarget, uniqueId } from './stack';
+import { createTestDatabase, perTestFile, runControlTestWorker, testAwsTarget, uniqueId } from './stack';
 
 const BLOCK = 524_288;
 
@@ -218,3 +219,29 @@ export async function waitFor<T>(
 }
 
 export type { Client };
+
+/**
+ * A recovery test file's stack: a fresh database, a control worker on its own task queue (its
+ * client has Lifeboat's data converter) and the recovery jobs service over both. Made before
+ * the file's (or describe block's) tests, stopped and dropped after them.
+ */
+export function useRecoveryStack(queuePrefix: string) {
+  const taskQueue = uniqueId(queuePrefix);
+  return perTestFile(
+    async () => {
+      const testDb = await createTestDatabase();
+      const w = await runControlTestWorker({ db: testDb.db, taskQueue });
+      return {
+        db: testDb.db,
+        client: w.client,
+        taskQueue,
+        svc: recoveryJobsService({ db: testDb.db, temporal: w.client, taskQueue }),
+        async stop() {
+          await w.stop();
+          await testDb.drop();
+        },
+      };
+    },
+    (s) => s.stop(),
+  );
+}

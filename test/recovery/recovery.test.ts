@@ -6,10 +6,8 @@ import {
   RunInstancesCommand,
   StopInstancesCommand,
 } from '@aws-sdk/client-ec2';
-import type { Client } from '@temporalio/client';
 import { eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recoveryJobsService } from '../../api/services/recovery-jobs';
+import { describe, expect, it } from 'vitest';
 import type { RecoveryResult } from '../../contracts';
 import { ec2Client } from '../../lib/aws';
 import { sites, vms } from '../../schema/index';
@@ -20,9 +18,10 @@ import {
   jobOutcome,
   jobWithSteps,
   testVm,
+  useRecoveryStack,
   waitFor,
 } from '../helpers/recovery';
-import { createTestDatabase, runControlTestWorker, testAwsTarget, uniqueId } from '../helpers/stack';
+import { testAwsTarget } from '../helpers/stack';
 
 const TUNING = { heartbeatTimeoutSeconds: 10, runningPollSeconds: 0.2 };
 
@@ -57,28 +56,12 @@ const tcp = (port: number, timeoutSeconds = 30) => ({
 });
 
 describe('recovery workflow (real Temporal, moto, Postgres)', () => {
-  let testDb: Awaited<ReturnType<typeof createTestDatabase>>;
-  let client: Client;
-  let stopWorker: () => Promise<void>;
-  let svc: ReturnType<typeof recoveryJobsService>;
-  const taskQueue = uniqueId('recovery');
-
-  beforeAll(async () => {
-    testDb = await createTestDatabase();
-    const w = await runControlTestWorker({ db: testDb.db, taskQueue });
-    client = w.client;
-    stopWorker = w.stop;
-    svc = recoveryJobsService({ db: testDb.db, temporal: client, taskQueue });
-  });
-  afterAll(async () => {
-    await stopWorker();
-    await testDb.drop();
-  });
+  const rs = useRecoveryStack('recovery');
 
   /** Clean up after a job: the cleanup completes and leaves nothing tagged with the job. */
   async function cleanUpCompletely(jobId: string) {
-    const cleanup = await svc.startCleanup(jobId, 'test', TUNING);
-    const c = (await client.workflow.getHandle(cleanup.workflowId).result()) as RecoveryResult;
+    const cleanup = await rs.svc.startCleanup(jobId, 'test', TUNING);
+    const c = (await rs.client.workflow.getHandle(cleanup.workflowId).result()) as RecoveryResult;
     expect(c.status, c.message).toBe('completed');
     const left = await countTagged(jobId);
     expect([left.instances.length, left.volumes.length, left.images.length, left.enis.length]).toEqual([
@@ -88,25 +71,25 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
 
   // A failed job fails its workflow: jobOutcome checks its JobFailed failure against the job row.
   const result = (jobId: string): Promise<RecoveryResult> =>
-    jobOutcome(client, testDb.db, `recovery-${jobId}`);
+    jobOutcome(rs.client, rs.db, `recovery-${jobId}`);
 
   it('recovers and cleans up through the configured endpoint when the target site names none (as replication writes there)', async () => {
     const { planId, targetSiteId } = await createPlan(
-      testDb.db,
+      rs.db,
       [testVm('solo-01')],
       {},
       { targetEndpoint: false },
     );
-    const [site] = await testDb.db.select().from(sites).where(eq(sites.id, targetSiteId));
+    const [site] = await rs.db.select().from(sites).where(eq(sites.id, targetSiteId));
     expect(site!.settings).not.toHaveProperty('endpoint');
     // The point's snapshots are written where replication writes: the configured endpoint.
-    await createRecoveryPoint(testDb.db, planId);
-    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    await createRecoveryPoint(rs.db, planId);
+    const job = await rs.svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
     const r = await result(job.id);
     expect(r.status, r.message).toBe('completed');
     expect((await countTagged(job.id)).instances).toHaveLength(1);
-    const cleanup = await svc.startCleanup(job.id, 'test', TUNING);
-    const c = (await client.workflow.getHandle(`cleanup-${cleanup.id}`).result()) as RecoveryResult;
+    const cleanup = await rs.svc.startCleanup(job.id, 'test', TUNING);
+    const c = (await rs.client.workflow.getHandle(`cleanup-${cleanup.id}`).result()) as RecoveryResult;
     expect(c.status, c.message).toBe('completed');
     const left = await countTagged(job.id);
     expect([left.instances.length, left.volumes.length, left.images.length, left.enis.length]).toEqual([
@@ -123,19 +106,19 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
       Awaited<ReturnType<typeof latePort>>,
       Awaited<ReturnType<typeof latePort>>,
     ];
-    const { planId } = await createPlan(testDb.db, [
+    const { planId } = await createPlan(rs.db, [
       testVm('db-01', { bootOrder: 1, bootDelaySeconds: 2, healthCheck: tcp(pDb1.port) }),
       testVm('db-02', { bootOrder: 1, healthCheck: tcp(pDb2.port) }),
       testVm('app-01', { bootOrder: 2, bootDelaySeconds: 1, healthCheck: tcp(pApp1.port) }),
       testVm('app-02', { bootOrder: 2, healthCheck: tcp(pApp2.port) }),
       testVm('web-01', { bootOrder: 3, healthCheck: tcp(pWeb.port) }),
     ]);
-    await createRecoveryPoint(testDb.db, planId);
-    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    await createRecoveryPoint(rs.db, planId);
+    const job = await rs.svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
 
     // Open the ports late: db-02 only after db-01, so the group waits for its slowest member.
     await waitFor('db-01 launched', async () =>
-      (await jobWithSteps(testDb.db, job.id)).steps.find(
+      (await jobWithSteps(rs.db, job.id)).steps.find(
         (s) => s.key === 'vm:db-01:health' && s.status === 'running',
       ),
     );
@@ -144,13 +127,13 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
     await new Promise((r) => setTimeout(r, 1000));
     await pDb2.open();
     await waitFor('app group health running', async () =>
-      (await jobWithSteps(testDb.db, job.id)).steps.find(
+      (await jobWithSteps(rs.db, job.id)).steps.find(
         (s) => s.key === 'vm:app-02:health' && s.status === 'running',
       ),
     );
     await Promise.all([pApp1.open(), pApp2.open()]);
     await waitFor('web health running', async () =>
-      (await jobWithSteps(testDb.db, job.id)).steps.find(
+      (await jobWithSteps(rs.db, job.id)).steps.find(
         (s) => s.key === 'vm:web-01:health' && s.status === 'running',
       ),
     );
@@ -158,7 +141,7 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
 
     const r = await result(job.id);
     expect(r.status, r.message).toBe('completed');
-    const { job: row, steps } = await jobWithSteps(testDb.db, job.id);
+    const { job: row, steps } = await jobWithSteps(rs.db, job.id);
     expect(row.status).toBe('completed');
     expect(steps.every((s) => s.status === 'completed')).toBe(true);
 
@@ -196,7 +179,7 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
         i.Tags?.some((t) => t.Key === 'lifeboat:test-copy' && t.Value === 'true'),
       ),
     ).toBe(true);
-    const progress = (await client.workflow.getHandle(`recovery-${job.id}`).query('progress')) as {
+    const progress = (await rs.client.workflow.getHandle(`recovery-${job.id}`).query('progress')) as {
       steps: unknown[];
     };
     expect(progress.steps).toHaveLength(steps.length);
@@ -205,16 +188,16 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
 
   it('fails the job when a health check never passes, naming the VM; then cleanup removes everything', async () => {
     const dead = await latePort(); // never opened
-    const { planId } = await createPlan(testDb.db, [testVm('lonely-01', { healthCheck: tcp(dead.port, 3) })]);
-    await createRecoveryPoint(testDb.db, planId);
-    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    const { planId } = await createPlan(rs.db, [testVm('lonely-01', { healthCheck: tcp(dead.port, 3) })]);
+    await createRecoveryPoint(rs.db, planId);
+    const job = await rs.svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
     const r = await result(job.id);
     expect(r.status).toBe('failed');
     expect(r.failedStep).toBe('vm:lonely-01:health');
     expect(r.message).toMatch(/lonely-01.*did not pass within 3 s/);
     expect(r.remediation).toBeTruthy();
     expect(r.created?.instances).toHaveLength(1);
-    const { job: row } = await jobWithSteps(testDb.db, job.id);
+    const { job: row } = await jobWithSteps(rs.db, job.id);
     expect(row.status).toBe('failed');
     expect(row.error).toMatch(/lonely-01/);
 
@@ -223,7 +206,7 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
 
   it('marks the job Partially Completed when a non-fatal script fails, naming it; post-script reads the VM document', async () => {
     const { planId } = await createPlan(
-      testDb.db,
+      rs.db,
       [
         testVm('app-01', {
           postScript: {
@@ -237,12 +220,12 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
         postScript: { runtime: 'bash', inline: 'echo failing on purpose >&2; exit 3', onFailure: 'partial' },
       },
     );
-    await createRecoveryPoint(testDb.db, planId);
-    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    await createRecoveryPoint(rs.db, planId);
+    const job = await rs.svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
     const r = await result(job.id);
     expect(r.status).toBe('partially-completed');
     expect(r.failedScripts.join()).toMatch(/Plan post-script/);
-    const { job: row, steps } = await jobWithSteps(testDb.db, job.id);
+    const { job: row, steps } = await jobWithSteps(rs.db, job.id);
     expect(row.status).toBe('partially-completed');
     const post = steps.find((s) => s.key === 'vm:app-01:post-script')!;
     expect(post.status).toBe('completed');
@@ -255,23 +238,23 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
 
   it('cancels mid-run: Cancelled, lists what it created, and a cleanup leaves nothing behind', async () => {
     const never = await latePort();
-    const { planId } = await createPlan(testDb.db, [
+    const { planId } = await createPlan(rs.db, [
       testVm('c-01', { bootOrder: 1, healthCheck: tcp(never.port, 120) }),
       testVm('c-02', { bootOrder: 1 }),
       testVm('c-03', { bootOrder: 2 }),
     ]);
-    await createRecoveryPoint(testDb.db, planId);
-    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    await createRecoveryPoint(rs.db, planId);
+    const job = await rs.svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
     await waitFor('c-01 health running', async () =>
-      (await jobWithSteps(testDb.db, job.id)).steps.find(
+      (await jobWithSteps(rs.db, job.id)).steps.find(
         (s) => s.key === 'vm:c-01:health' && s.status === 'running',
       ),
     );
-    await svc.cancel(job.id);
+    await rs.svc.cancel(job.id);
     const r = await result(job.id);
     expect(r.status).toBe('cancelled');
     expect(r.created?.instances.length).toBe(2);
-    const { job: row, steps } = await jobWithSteps(testDb.db, job.id);
+    const { job: row, steps } = await jobWithSteps(rs.db, job.id);
     expect(row.status).toBe('cancelled');
     expect(steps.find((s) => s.key === 'vm:c-03:launch')?.status).toBe('cancelled');
     expect(steps.some((s) => s.status === 'running' || s.status === 'pending')).toBe(false);
@@ -280,17 +263,17 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
   });
 
   it('validates the recovery point: picks by time, and stops before creating anything when a snapshot is missing', async () => {
-    const { planId } = await createPlan(testDb.db, [testVm('v-01'), testVm('v-02', { bootOrder: 2 })]);
-    const older = await createRecoveryPoint(testDb.db, planId, {
+    const { planId } = await createPlan(rs.db, [testVm('v-01'), testVm('v-02', { bootOrder: 2 })]);
+    const older = await createRecoveryPoint(rs.db, planId, {
       pointInTime: new Date('2026-01-01T00:00:00Z'),
     });
-    const newer = await createRecoveryPoint(testDb.db, planId, {
+    const newer = await createRecoveryPoint(rs.db, planId, {
       pointInTime: new Date('2026-01-02T00:00:00Z'),
     });
     // The newest point loses a snapshot in the target account.
     await ec2Client(testAwsTarget()).send(new DeleteSnapshotCommand({ SnapshotId: newer.snapshotIds[1]! }));
 
-    const latest = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    const latest = await rs.svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
     const r = await result(latest.id);
     expect(r.status).toBe('failed');
     expect(r.failedStep).toBe('validate');
@@ -298,10 +281,10 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
     expect(r.message).toContain(newer.snapshotIds[1]!);
     expect(r.remediation).toMatch(/choose another recovery point/);
     expect((await countTagged(latest.id)).instances).toHaveLength(0);
-    const { steps } = await jobWithSteps(testDb.db, latest.id);
+    const { steps } = await jobWithSteps(rs.db, latest.id);
     expect(steps.map((s) => [s.key, s.status])).toEqual([['validate', 'failed']]);
 
-    const byTime = await svc.startRecovery(
+    const byTime = await rs.svc.startRecovery(
       planId,
       { mode: 'test', runScripts: true, recoveryPoint: { before: '2026-01-01T12:00:00Z' }, vms: ['v-02'] },
       'test',
@@ -314,22 +297,22 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
   });
 
   it('per-VM replication: each VM recovers from its own newest point', async () => {
-    const { planId } = await createPlan(testDb.db, [testVm('p-01'), testVm('p-02')], {
+    const { planId } = await createPlan(rs.db, [testVm('p-01'), testVm('p-02')], {
       replication: { intervalMinutes: 15, startTime: '2026-01-01T02:00:00Z', synchronizeAllVms: false },
     });
     const vmIds = Object.fromEntries(
-      (await testDb.db.select().from(vms).where(eq(vms.planId, planId))).map((v) => [v.name, v.id]),
+      (await rs.db.select().from(vms).where(eq(vms.planId, planId))).map((v) => [v.name, v.id]),
     );
-    const a = await createRecoveryPoint(testDb.db, planId, {
+    const a = await createRecoveryPoint(rs.db, planId, {
       vmId: vmIds['p-01'],
       pointInTime: new Date('2026-01-01T00:00:00Z'),
     });
-    const b = await createRecoveryPoint(testDb.db, planId, {
+    const b = await createRecoveryPoint(rs.db, planId, {
       vmId: vmIds['p-02'],
       pointInTime: new Date('2026-01-01T00:05:00Z'),
     });
     // An id names one VM's point: recovering both VMs from it is refused before anything is created.
-    const one = await svc.startRecovery(
+    const one = await rs.svc.startRecovery(
       planId,
       { mode: 'test', runScripts: true, recoveryPoint: { id: a.recoveryPointId } },
       'test',
@@ -338,11 +321,11 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
     const refused = await result(one.id);
     expect(refused.status).toBe('failed');
     expect(refused.message).toMatch(/covers one VM only; it has nothing for p-02/);
-    const both = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    const both = await rs.svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
     const r = await result(both.id);
     expect(r.status, r.message).toBe('completed');
     expect(r.recovered.map((v) => v.vm).sort()).toEqual(['p-01', 'p-02']);
-    const { steps } = await jobWithSteps(testDb.db, both.id);
+    const { steps } = await jobWithSteps(rs.db, both.id);
     expect(steps.find((s) => s.key === 'validate')?.message).toMatch(/2 per-VM recovery points, newest/);
     // The volumes were created from each VM's own point's snapshots.
     const volumes = (await countTagged(both.id)).volumes;
@@ -356,17 +339,17 @@ describe('recovery workflow (real Temporal, moto, Postgres)', () => {
       .Instances![0]!;
     await ec2.send(new StopInstancesCommand({ InstanceIds: [prep.InstanceId!] }));
     const { planId } = await createPlan(
-      testDb.db,
+      rs.db,
       [testVm('win-01', { guestOs: 'windows' }), testVm('win-02', { guestOs: 'windows' })],
       {
         targetDefaults: { prepNodeInstanceId: prep.InstanceId },
       },
     );
-    await createRecoveryPoint(testDb.db, planId);
-    const job = await svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
+    await createRecoveryPoint(rs.db, planId);
+    const job = await rs.svc.startRecovery(planId, { mode: 'test', runScripts: true }, 'test', TUNING);
     const r = await result(job.id);
     expect(r.status, r.message).toBe('completed');
-    const { steps } = await jobWithSteps(testDb.db, job.id);
+    const { steps } = await jobWithSteps(rs.db, job.id);
     const win = steps.filter((s) => s.key.endsWith(':windows'));
     expect(win).toHaveLength(2);
     for (const s of win)

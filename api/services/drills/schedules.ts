@@ -1,6 +1,5 @@
 import {
   type Client,
-  type ScheduleDescription,
   ScheduleNotFoundError,
   type ScheduleOptions,
   ScheduleOverlapPolicy,
@@ -20,7 +19,8 @@ import type { Db } from '../../../schema/db';
 import type { DrillSettings } from '../../../schema/domain/plan';
 import { plans } from '../../../schema/index';
 import { ApiError } from '../../errors';
-import { unreadable } from '../replication/schedules';
+import { scheduleSyncError } from '../common';
+import { describeSchedule, runScheduleNow, unreadable } from '../schedule-runs';
 
 export interface DrillScheduleDeps {
   db: Db;
@@ -56,15 +56,7 @@ export function drillSchedules(deps: DrillScheduleDeps) {
     return plan;
   }
 
-  async function describeOrUndefined(scheduleId: string): Promise<ScheduleDescription | undefined> {
-    try {
-      return await temporal.schedule.getHandle(scheduleId).describe();
-    } catch (e) {
-      if (e instanceof ScheduleNotFoundError) return undefined;
-      // Sealed under a key the keyring no longer has: 409 with what to do (as replication's).
-      throw unreadable(scheduleId, e);
-    }
-  }
+  const describeOrUndefined = (scheduleId: string) => describeSchedule(temporal, scheduleId);
 
   function optionsOf(plan: PlanRow, d: DrillSettings): ScheduleOptions {
     const args: DrillInput = { planId: plan.id };
@@ -154,40 +146,10 @@ export function drillSchedules(deps: DrillScheduleDeps) {
           'conflict',
           `Plan "${plan.name}" has no drills setting; set drills: {cron, timezone, keepMinutes, maxInstances} first`,
         );
-      const id = drillScheduleId(plan.id);
-      let d = await describeOrUndefined(id);
-      if (!d) {
-        await api.sync(plan.id);
-        d = await describeOrUndefined(id);
-      }
-      const running = d?.info.runningActions[0];
-      if (running)
-        return {
-          planId: plan.id,
-          scheduleId: id,
-          workflowId: running.workflow.workflowId,
-          alreadyRunning: true,
-        };
-      const before = new Set((d?.info.recentActions ?? []).map((a) => a.action.workflow.workflowId));
-      const handle = temporal.schedule.getHandle(id);
-      await handle.trigger(ScheduleOverlapPolicy.SKIP);
-      // The scheduler starts the run asynchronously: wait (briefly) to learn its workflow id.
-      const until = Date.now() + 10_000;
-      let workflowId: string | undefined;
-      while (!workflowId && Date.now() < until) {
-        const now = await handle.describe();
-        workflowId = [...now.info.runningActions, ...now.info.recentActions.map((a) => a.action)]
-          .map((a) => a.workflow.workflowId)
-          .find((w) => !before.has(w));
-        if (!workflowId) await new Promise((r) => setTimeout(r, 200));
-      }
-      if (!workflowId)
-        throw new ApiError(
-          503,
-          'unavailable',
-          `Schedule ${id} was triggered but its run did not start within 10 s; check the Temporal server`,
-        );
-      return { planId: plan.id, scheduleId: id, workflowId, alreadyRunning: false };
+      return {
+        planId: plan.id,
+        ...(await runScheduleNow(temporal, drillScheduleId(plan.id), () => api.sync(plan.id))),
+      };
     },
   };
   return api;
@@ -196,33 +158,19 @@ export function drillSchedules(deps: DrillScheduleDeps) {
 /** What the plan routes call so the drill schedule follows the plan row (503 when Temporal fails). */
 export function drillScheduleHooks(deps: DrillScheduleDeps) {
   const schedules = drillSchedules(deps);
-  const unavailable = (e: unknown) =>
-    new ApiError(
-      503,
-      'schedules_not_synced',
-      `The plan was saved, but its drill schedule could not be updated in Temporal (${(e as Error).message}). Repeat the same request once Temporal is reachable: it is idempotent.`,
-    );
   return {
     async afterWrite(planId: string) {
       try {
         await schedules.sync(planId);
       } catch (e) {
-        if (e instanceof ApiError && e.code === 'schedule_unreadable')
-          throw new ApiError(
-            409,
-            e.code,
-            `The plan was saved, but its drill schedule could not be updated: ${e.message}`,
-            e.issues,
-          );
-        if (e instanceof ApiError) throw e;
-        throw unavailable(e);
+        throw scheduleSyncError('drill schedule', e);
       }
     },
     async afterDelete(planId: string) {
       try {
         await schedules.deletePlan(planId);
       } catch (e) {
-        throw unavailable(e);
+        throw scheduleSyncError('drill schedule', e);
       }
     },
   };

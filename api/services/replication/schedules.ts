@@ -1,6 +1,5 @@
 import {
   type Client,
-  type ScheduleDescription,
   ScheduleNotFoundError,
   type ScheduleOptions,
   ScheduleOverlapPolicy,
@@ -18,10 +17,12 @@ import {
   vmScheduleId,
 } from '../../../contracts';
 import type { Config } from '../../../lib/config';
-import { isKeyProblem, rawScheduleIds } from '../../../lib/crypto/key-usage';
+import { rawScheduleIds } from '../../../lib/crypto/key-usage';
 import type { Db } from '../../../schema/db';
 import { plans, vms } from '../../../schema/index';
 import { ApiError } from '../../errors';
+import { scheduleSyncError } from '../common';
+import { describeSchedule, runScheduleNow, unreadable } from '../schedule-runs';
 
 export interface ScheduleDeps {
   db: Db;
@@ -89,21 +90,6 @@ export function scheduleSpecOf(replication: PlanRow['replication']) {
 }
 
 /**
- * A schedule whose payloads (action args, memo, summaries) cannot be decoded: sealed under a key
- * that is not in the keyring (retired too early, or another keyring). 409 naming the schedule,
- * the key problem and what to do, instead of a 500; other errors pass unchanged.
- */
-export function unreadable(scheduleId: string, e: unknown): unknown {
-  if (!isKeyProblem(e)) return e;
-  return new ApiError(
-    409,
-    'schedule_unreadable',
-    `Schedule ${scheduleId} cannot be decoded: ${(e as Error).message}. Put the key back into the keyring (from a backup of it), or delete the schedule (temporal schedule delete --schedule-id ${scheduleId}) and repeat the request or lifeboat apply: Lifeboat re-creates it from the plan, sealed under the current key`,
-    [{ path: `schedules/${scheduleId}`, message: (e as Error).message }],
-  );
-}
-
-/**
  * The plan's replication schedules in Temporal, kept in step with its row: created, updated
  * or deleted by `sync` (idempotent), paused/resumed/triggered per plan or per VM.
  */
@@ -159,14 +145,7 @@ export function replicationSchedules(deps: ScheduleDeps) {
     };
   }
 
-  async function describeOrUndefined(scheduleId: string): Promise<ScheduleDescription | undefined> {
-    try {
-      return await temporal.schedule.getHandle(scheduleId).describe();
-    } catch (e) {
-      if (e instanceof ScheduleNotFoundError) return undefined;
-      throw unreadable(scheduleId, e);
-    }
-  }
+  const describeOrUndefined = (scheduleId: string) => describeSchedule(temporal, scheduleId);
 
   /** Schedule ids that belong to a plan: visibility (by search attribute) plus the ids we can compute. */
   async function existingScheduleIds(planId: string, knownVmIds: string[]): Promise<Set<string>> {
@@ -293,44 +272,9 @@ export function replicationSchedules(deps: ScheduleDeps) {
       if (targets.length === 0)
         throw new ApiError(409, 'conflict', `Plan "${plan.name}" has no VMs to replicate`);
       const runs: { scheduleId: string; workflowId: string; alreadyRunning: boolean }[] = [];
-      for (const t of targets) {
-        let d = await describeOrUndefined(t.scheduleId);
-        if (!d) {
-          await api.sync(plan.id);
-          d = await describeOrUndefined(t.scheduleId);
-        }
-        const running = d?.info.runningActions[0];
-        if (running) {
-          runs.push({
-            scheduleId: t.scheduleId,
-            workflowId: running.workflow.workflowId,
-            alreadyRunning: true,
-          });
-          continue;
-        }
-        const before = new Set((d?.info.recentActions ?? []).map((a) => a.action.workflow.workflowId));
-        const handle = temporal.schedule.getHandle(t.scheduleId);
-        await handle.trigger(ScheduleOverlapPolicy.SKIP);
-        // The scheduler starts the run asynchronously: wait (briefly) to learn its workflow id.
-        const until = Date.now() + 10_000;
-        let workflowId: string | undefined;
-        while (!workflowId && Date.now() < until) {
-          const now = await handle.describe().catch((e: unknown) => {
-            throw unreadable(t.scheduleId, e);
-          });
-          workflowId = [...now.info.runningActions, ...now.info.recentActions.map((a) => a.action)]
-            .map((a) => a.workflow.workflowId)
-            .find((id) => !before.has(id));
-          if (!workflowId) await new Promise((r) => setTimeout(r, 200));
-        }
-        if (!workflowId)
-          throw new ApiError(
-            503,
-            'unavailable',
-            `Schedule ${t.scheduleId} was triggered but its run did not start within 10 s; check the Temporal server`,
-          );
-        runs.push({ scheduleId: t.scheduleId, workflowId, alreadyRunning: false });
-      }
+      // One after the other: each schedule's run is learned before the next is triggered.
+      for (const t of targets)
+        runs.push(await runScheduleNow(temporal, t.scheduleId, () => api.sync(plan.id)));
       return { planId: plan.id, runs };
     },
 
@@ -365,26 +309,12 @@ export type ReplicationSchedules = ReturnType<typeof replicationSchedules>;
  */
 export function planScheduleHooks(deps: ScheduleDeps) {
   const schedules = replicationSchedules(deps);
-  const unavailable = (e: unknown) =>
-    new ApiError(
-      503,
-      'schedules_not_synced',
-      `The plan was saved, but its replication schedules could not be updated in Temporal (${(e as Error).message}). Repeat the same request once Temporal is reachable: it is idempotent.`,
-    );
   return {
     async afterWrite(planId: string) {
       try {
         await schedules.sync(planId);
       } catch (e) {
-        if (e instanceof ApiError && e.code === 'schedule_unreadable')
-          throw new ApiError(
-            409,
-            e.code,
-            `The plan was saved, but its replication schedules could not be updated: ${e.message}`,
-            e.issues,
-          );
-        if (e instanceof ApiError) throw e;
-        throw unavailable(e);
+        throw scheduleSyncError('replication schedules', e);
       }
     },
     /** The VM ids of the plan, read before it is deleted (its per-VM schedules are named after them). */
@@ -395,7 +325,7 @@ export function planScheduleHooks(deps: ScheduleDeps) {
       try {
         await schedules.deletePlan(planId, vmIds);
       } catch (e) {
-        throw unavailable(e);
+        throw scheduleSyncError('replication schedules', e);
       }
     },
   };
