@@ -17,6 +17,11 @@ export const JOB_KINDS = [
   'reverse-replication',
   'key-rotation',
   'drill',
+  'checkpoint',
+  'expiry',
+  'consistency-check',
+  'appliance-upgrade',
+  'failback',
 ] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 

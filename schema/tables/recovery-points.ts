@@ -4,6 +4,7 @@ import {
   boolean,
   index,
   integer,
+  jsonb,
   pgTable,
   primaryKey,
   text,
@@ -38,8 +39,22 @@ export const recoveryPoints = pgTable(
     durationMs: integer('duration_ms').notNull().default(0),
     /** Exempt from retention. */
     preserved: boolean('preserved').notNull().default(false),
+    /** Why an operator preserved it (POST /v1/recovery-points/{id}/preserve). */
+    preservedReason: text('preserved_reason'),
     isCheckpoint: boolean('is_checkpoint').notNull().default(false),
+    /** When retention lets it go; the expiry job deletes points past this time (never preserved or locked ones). */
     expiresAt: timestamp('expires_at', { withTimezone: true }),
+    /** EC2 snapshot lock (LockSnapshot) on every snapshot of the point: `governance` or `compliance`. */
+    lockMode: text('lock_mode').$type<'governance' | 'compliance'>(),
+    /** The lock's end; the point cannot be deleted or expired before it. */
+    lockedUntil: timestamp('locked_until', { withTimezone: true }),
+    /** Consistency-check state: `unverified`, `verified` (at `verifiedAt`) or `failed` (details in `verificationFailure`). */
+    verificationState: text('verification_state')
+      .$type<'unverified' | 'verified' | 'failed'>()
+      .notNull()
+      .default('unverified'),
+    verifiedAt: timestamp('verified_at', { withTimezone: true }),
+    verificationFailure: jsonb('verification_failure').$type<Record<string, unknown>>(),
   },
   (t) => [index('recovery_points_plan_time').on(t.planId, t.pointInTime)],
 );

@@ -19,6 +19,11 @@ const KIND_NAMES: Record<JobKind, string> = {
   'reverse-replication': 'Reverse replication',
   'key-rotation': 'Key rotation',
   drill: 'Drill',
+  checkpoint: 'Checkpoint',
+  expiry: 'Recovery-point expiry',
+  'consistency-check': 'Consistency check',
+  'appliance-upgrade': 'Appliance upgrade',
+  failback: 'Failback',
 };
 
 const LIFECYCLE: Partial<Record<JobStatus, { type: EventType; severity: Severity; verb: string }>> = {
