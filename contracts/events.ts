@@ -20,6 +20,11 @@ export const EVENT_TYPES = [
   'node.offline',
   'node.online',
   'node.suspect',
+  'node.draining',
+  'node.undrained',
+  // rolling appliance upgrades
+  'node.upgraded',
+  'node.upgrade-failed',
   // alerts (their lifecycle, for channels such as PagerDuty)
   'alert.opened',
   'alert.acknowledged',
@@ -34,6 +39,7 @@ export const ALERT_TYPES = [
   'replication.rpo-breached',
   'job.failed',
   'node.offline',
+  'node.upgrade-failed',
 ] as const satisfies readonly EventType[];
 export type AlertType = (typeof ALERT_TYPES)[number];
 

@@ -1,5 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { and, asc, eq, sql } from 'drizzle-orm';
+import { createEventLog } from '../../activities/control/events/log';
 import type { Db } from '../../schema/db';
 import { nodes } from '../../schema/index';
 import { ApiError } from '../errors';
@@ -23,7 +24,14 @@ export const Node = z
     activeJobs: z.number().int(),
     cpuPercent: z.number(),
     lastHeartbeatAt: z.string(),
-    registeredAt: z.string(),
+    registeredAt: z.string().describe('When the node worker last registered (started)'),
+    drainRequestedAt: z
+      .string()
+      .nullable()
+      .describe('When the node was drained: it gets no new transfers until undrained'),
+    idle: z
+      .boolean()
+      .describe('No transfer runs on it (activeJobs is 0): a draining node that is idle can be stopped'),
   })
   .openapi('Node');
 
@@ -53,6 +61,7 @@ export function nodesService(db: Db) {
         cpuPercent: nodes.cpuPercent,
         lastHeartbeatAt: nodes.lastHeartbeatAt,
         registeredAt: nodes.registeredAt,
+        drainRequestedAt: nodes.drainRequestedAt,
       })
       .from(nodes);
   type Row = Awaited<ReturnType<ReturnType<typeof select>['execute']>>[number];
@@ -60,6 +69,8 @@ export function nodesService(db: Db) {
     ...r,
     lastHeartbeatAt: r.lastHeartbeatAt.toISOString(),
     registeredAt: r.registeredAt.toISOString(),
+    drainRequestedAt: r.drainRequestedAt?.toISOString() ?? null,
+    idle: r.activeJobs === 0,
   });
   return {
     async list(filter: NodeFilter, page: Page) {
@@ -80,6 +91,52 @@ export function nodesService(db: Db) {
       const [row] = await select().where(eq(nodes.id, id));
       if (!row) throw new ApiError(404, 'not_found', `No node with id ${id}`);
       return toNode(row);
+    },
+    /**
+     * Drain: no new transfers go to the node (node selection skips `draining`); the running ones
+     * finish. Idempotent: draining a drained node changes nothing and records no second event.
+     * An offline node stays offline and comes back `draining` when it registers again.
+     */
+    async drain(id: string, by: string) {
+      const changed = await db
+        .update(nodes)
+        .set({
+          drainRequestedAt: sql`coalesce(${nodes.drainRequestedAt}, now())`,
+          state: sql`case when ${nodes.state} = 'offline' then 'offline'::node_state else 'draining'::node_state end`,
+        })
+        .where(and(eq(nodes.id, id), sql`${nodes.drainRequestedAt} is null`))
+        .returning({ id: nodes.id, activeJobs: nodes.activeJobs });
+      const node = await this.get(id);
+      if (changed.length)
+        await createEventLog(db).emit({
+          type: 'node.draining',
+          severity: 'info',
+          message: `Node ${id} is draining (by ${by}): no new transfers; ${node.activeJobs} still running`,
+          nodeId: id,
+          data: { activeJobs: node.activeJobs, by },
+        });
+      return node;
+    },
+    /** Undrain: the node takes transfers again. Idempotent like drain. */
+    async undrain(id: string, by: string) {
+      const changed = await db
+        .update(nodes)
+        .set({
+          drainRequestedAt: null,
+          state: sql`case when ${nodes.state} = 'draining' then 'online'::node_state else ${nodes.state} end`,
+        })
+        .where(and(eq(nodes.id, id), sql`${nodes.drainRequestedAt} is not null`))
+        .returning({ id: nodes.id });
+      const node = await this.get(id);
+      if (changed.length)
+        await createEventLog(db).emit({
+          type: 'node.undrained',
+          severity: 'info',
+          message: `Node ${id} takes transfers again (undrained by ${by})`,
+          nodeId: id,
+          data: { by },
+        });
+      return node;
     },
   };
 }

@@ -10,11 +10,13 @@ interface Node {
   activeJobs: number;
   cpuPercent: number;
   lastHeartbeatAt: string;
+  drainRequestedAt?: string | null;
+  idle?: boolean;
 }
 
 const ago = (iso: string) => `${Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000))}s ago`;
 
-/** `lifeboat nodes [list|get]` */
+/** `lifeboat nodes [list|get|drain|undrain|upgrade]` */
 export function nodeCommands(program: Command, cli: Cli) {
   const nodes = program.command('nodes').description('Replication Appliances and Cloud Connectors');
 
@@ -57,4 +59,22 @@ export function nodeCommands(program: Command, cli: Cli) {
       const { body } = await cli.api().request<Node>('GET', `/v1/nodes/${encodeURIComponent(id)}`);
       printDocument(cli, body);
     });
+
+  for (const verb of ['drain', 'undrain'] as const) {
+    nodes
+      .command(`${verb} <node>`)
+      .description(
+        verb === 'drain'
+          ? 'Drain a node: no new transfers go to it, the running ones finish'
+          : 'Undrain a node: it takes new transfers again',
+      )
+      .action(async (id: string) => {
+        const { body } = await cli.api().request<Node>('POST', `/v1/nodes/${encodeURIComponent(id)}/${verb}`);
+        cli.print(body, () =>
+          verb === 'drain'
+            ? `Node ${body.id} is ${body.state}: ${body.idle ? 'idle, no transfer running' : `${body.activeJobs} transfer(s) still running`}`
+            : `Node ${body.id} is ${body.state} and takes new transfers`,
+        );
+      });
+  }
 }

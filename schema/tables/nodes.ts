@@ -21,4 +21,9 @@ export const nodes = pgTable('nodes', {
   heartbeatSeconds: integer('heartbeat_seconds').notNull().default(10),
   lastHeartbeatAt: timestamp('last_heartbeat_at', { withTimezone: true }).notNull().defaultNow(),
   registeredAt: timestamp('registered_at', { withTimezone: true }).notNull().defaultNow(),
+  /**
+   * Set by an operator's drain (or a rolling upgrade): the node gets no new transfers and shows
+   * `draining` — also after it restarts and registers again — until it is undrained.
+   */
+  drainRequestedAt: timestamp('drain_requested_at', { withTimezone: true }),
 });

@@ -13,6 +13,10 @@ export interface NodeIdentity {
   heartbeatSeconds?: number;
 }
 
+/** `draining` when an operator drained the node, else `state`. */
+const drainedOr = (state: 'online') =>
+  sql`case when ${nodes.drainRequestedAt} is not null then 'draining'::node_state else ${state}::node_state end`;
+
 /** Upsert the node's row: registration at start and every heartbeat after. */
 export async function registerNode(db: Db, node: NodeIdentity): Promise<void> {
   const siteId = node.siteName
@@ -30,7 +34,11 @@ export async function registerNode(db: Db, node: NodeIdentity): Promise<void> {
   await db
     .insert(nodes)
     .values({ id: node.id, ...row })
-    .onConflictDoUpdate({ target: nodes.id, set: { ...row, lastHeartbeatAt: sql`now()` } });
+    .onConflictDoUpdate({
+      target: nodes.id,
+      // A drained node stays draining across restarts (a rolling upgrade restarts it drained).
+      set: { ...row, state: drainedOr('online'), lastHeartbeatAt: sql`now()`, registeredAt: sql`now()` },
+    });
 }
 
 /**
@@ -44,7 +52,7 @@ export async function reportLoad(db: Db, id: string, load: { activeJobs: number;
     .set({
       ...load,
       lastHeartbeatAt: sql`now()`,
-      state: sql`case when ${nodes.state} = 'offline' then 'online'::node_state else ${nodes.state} end`,
+      state: sql`case when ${nodes.state} = 'offline' then ${drainedOr('online')} else ${nodes.state} end`,
     })
     .where(eq(nodes.id, id));
 }

@@ -37,6 +37,12 @@ const ALERT_TYPES: {
     resolvedBy: 'node.online',
     subject: (e) => (e.nodeId ? `node:${e.nodeId}` : undefined),
   },
+  {
+    // A rolling upgrade stopped at a node that did not come back; upgrading it later resolves it.
+    type: 'node.upgrade-failed',
+    resolvedBy: 'node.upgraded',
+    subject: (e) => (e.nodeId ? `node-upgrade:${e.nodeId}` : undefined),
+  },
 ];
 
 /**

@@ -31,6 +31,9 @@ export function createNodeSelectionActivities(db: Db, reporter: Reporter) {
           and(
             or(eq(nodes.siteId, input.siteId), isNull(nodes.siteId)),
             inArray(nodes.state, ['online', 'suspect']),
+            // A drained node gets no new transfers (its state says draining; this also covers the
+            // moment between a drain and the state change).
+            isNull(nodes.drainRequestedAt),
           ),
         )
         .orderBy(

@@ -1,0 +1,1 @@
+ALTER TABLE "nodes" ADD COLUMN "drain_requested_at" timestamp with time zone;
