@@ -114,6 +114,11 @@ export interface TransferProgress {
   diskId?: string;
   attemptStartedAt?: number;
   attemptStartBlock?: number;
+  /**
+   * When StartSnapshot returned the snapshot (ms since epoch): AWS may not show a new snapshot at
+   * once, so for two minutes "not found" means "not visible yet", not "gone".
+   */
+  snapshotStartedAt?: number;
 }
 
 export interface DiskTransferResult {

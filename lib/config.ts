@@ -103,9 +103,37 @@ export const configSchema = z.object({
   LIFEBOAT_NODE_VERSION: z.string().default(pkg.version),
   // How often the node reports its heartbeat and load (stored with the node, for the monitor).
   LIFEBOAT_NODE_HEARTBEAT_SECONDS: positiveInt.default(10),
+  // Adaptive write concurrency (AIMD) of PutSnapshotBlock: per snapshot and per node worker, the
+  // lower bound, the start and the upper bound of the calls in flight, and the cut on throttling.
+  LIFEBOAT_SNAPSHOT_WRITES_MIN: positiveInt.default(2),
+  LIFEBOAT_SNAPSHOT_WRITES_INITIAL: positiveInt.default(64),
+  LIFEBOAT_SNAPSHOT_WRITES_MAX: positiveInt.max(1000).default(128),
+  LIFEBOAT_NODE_WRITES_MIN: positiveInt.default(4),
+  LIFEBOAT_NODE_WRITES_INITIAL: positiveInt.default(128),
+  LIFEBOAT_NODE_WRITES_MAX: positiveInt.max(4000).default(256),
+  LIFEBOAT_WRITES_DECREASE_FACTOR: z.coerce.number().gt(0).lt(1).default(0.7),
 });
 
 export type Config = z.infer<typeof configSchema>;
+
+/** The AIMD bounds of the node worker's block writes (per snapshot and per node), checked for order. */
+export function writeConcurrencyOf(config: Config) {
+  const bounds = (prefix: 'SNAPSHOT' | 'NODE') => {
+    const min = config[`LIFEBOAT_${prefix}_WRITES_MIN`];
+    const max = config[`LIFEBOAT_${prefix}_WRITES_MAX`];
+    if (min > max)
+      throw new ConfigError(
+        `Invalid configuration:\n  LIFEBOAT_${prefix}_WRITES_MIN: ${min} is above LIFEBOAT_${prefix}_WRITES_MAX (${max})`,
+      );
+    return {
+      min,
+      max,
+      initial: config[`LIFEBOAT_${prefix}_WRITES_INITIAL`],
+      decreaseFactor: config.LIFEBOAT_WRITES_DECREASE_FACTOR,
+    };
+  };
+  return { snapshot: bounds('SNAPSHOT'), node: bounds('NODE') };
+}
 
 let cached: Config | undefined;
 

@@ -244,6 +244,82 @@ export class FaultEbsLayer {
   }
 }
 
+/**
+ * AWS throttles a snapshot's writers when too many calls arrive at once: this layer answers
+ * RequestThrottledException to every PutSnapshotBlock attempt that would make more than `n`
+ * in flight (across the clients it is installed on). `samples` records the in-flight count at
+ * each admitted call, for the concurrency trace.
+ */
+export class ConcurrencyThrottleLayer {
+  inFlight = 0;
+  throttled = 0;
+  admitted = 0;
+  readonly samples: { at: number; inFlight: number }[] = [];
+  constructor(readonly n: number) {}
+  readonly middleware: Mw = (next, context) => async (args) => {
+    const cmd = (context as { commandName?: string }).commandName;
+    if (cmd !== 'PutSnapshotBlockCommand') return next(args);
+    if (this.inFlight + 1 > this.n) {
+      this.throttled++;
+      throw Object.assign(new Error('concurrency layer: Rate exceeded'), {
+        name: 'RequestThrottledException',
+        $fault: 'client',
+        $metadata: { httpStatusCode: 400, attempts: 1 },
+      });
+    }
+    this.inFlight++;
+    this.admitted++;
+    this.samples.push({ at: Date.now(), inFlight: this.inFlight });
+    try {
+      return await next(args);
+    } finally {
+      this.inFlight--;
+    }
+  };
+  install(ebs: EBSClient) {
+    addLayer(ebs, this.middleware, 'lifeboatConcurrencyLayer', 'deserialize', 'high');
+  }
+}
+
+/**
+ * AWS is eventually consistent: a snapshot StartSnapshot just returned may answer
+ * ResourceNotFoundException to PutSnapshotBlock for a while. This layer hides every snapshot it
+ * saw started for `hiddenMs`, and counts the StartSnapshot calls and the snapshots they made.
+ */
+export class NotVisibleLayer {
+  readonly started = new Map<string, number>();
+  startCalls = 0;
+  notFound = 0;
+  constructor(readonly hiddenMs: number) {}
+  readonly middleware: Mw = (next, context) => async (args) => {
+    const cmd = (context as { commandName?: string }).commandName;
+    // biome-ignore lint/suspicious/noExplicitAny: EBS inputs and outputs
+    const input = args.input as any;
+    if (cmd === 'PutSnapshotBlockCommand') {
+      const at = this.started.get(input.SnapshotId);
+      if (at !== undefined && Date.now() - at < this.hiddenMs) {
+        this.notFound++;
+        throw Object.assign(new Error(`not-visible layer: snapshot ${input.SnapshotId} does not exist`), {
+          name: 'ResourceNotFoundException',
+          $fault: 'client',
+          $metadata: { httpStatusCode: 404, attempts: 1 },
+        });
+      }
+    }
+    const out = await next(args);
+    if (cmd === 'StartSnapshotCommand') {
+      this.startCalls++;
+      // biome-ignore lint/suspicious/noExplicitAny: StartSnapshot output
+      const id = (out.output as any).SnapshotId as string;
+      if (!this.started.has(id)) this.started.set(id, Date.now());
+    }
+    return out;
+  };
+  install(ebs: EBSClient) {
+    addLayer(ebs, this.middleware, 'lifeboatNotVisibleLayer', 'initialize', 'high');
+  }
+}
+
 export class CountingEbsLayer {
   /** Successful PutSnapshotBlock calls, per snapshot. */
   readonly puts = new Map<string, number>();
@@ -307,9 +383,13 @@ export function layerHooks(layers: {
   fault?: FaultEbsLayer;
   counting?: CountingEbsLayer;
   paging?: PagingEbsLayer;
+  concurrency?: ConcurrencyThrottleLayer;
+  notVisible?: NotVisibleLayer;
 }): AwsClientHooks {
   return {
     ebs: (c) => {
+      layers.notVisible?.install(c);
+      layers.concurrency?.install(c);
       layers.paging?.install(c);
       layers.counting?.install(c);
       layers.strict?.install(c);

@@ -2,7 +2,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { createJobLog } from '../../activities/control/jobs/log';
 import { createNodeActivities } from '../../activities/node';
 import { awsTargetFromConfig } from '../../lib/aws';
-import type { Config } from '../../lib/config';
+import { type Config, writeConcurrencyOf } from '../../lib/config';
 import { lifeboatDataConverter } from '../../lib/crypto';
 import { temporalConnectionOptions } from '../../lib/temporal';
 import { installTemporalRuntime, workerMetricsOf } from '../../lib/temporal-runtime';
@@ -24,6 +24,7 @@ export async function createNodeWorker(config: Config, nodeId = config.LIFEBOAT_
       nodeId,
       aws: awsTargetFromConfig(config),
       dataDir: config.LIFEBOAT_DATA_DIR,
+      replication: { writeConcurrency: writeConcurrencyOf(config) },
       ...(db ? { jobLog: createJobLog(db).append } : {}),
     }),
     // Heartbeats carry the transfer's resume point: send them promptly instead of up to 60 s late.

@@ -9,6 +9,7 @@ import type {
 } from '../../../contracts';
 import { transferLive } from '../../../contracts';
 import type { JobLogSink } from '../../control/jobs/log';
+import { AdaptiveLimit, type AimdBounds } from './target/adaptive-limit';
 import type { AwsClientHooks } from './target/clients';
 import { AwsClients } from './target/clients';
 import { type TransferOutcome, transferDisk } from './transfer';
@@ -19,8 +20,13 @@ export interface ReplicationActivityOptions {
   dataDir: string;
   /** Test-only: SDK middleware (strict, fault, counting layers) added to every AWS client. */
   awsClientHooks?: AwsClientHooks | undefined;
-  /** Block writes in flight per snapshot (default 64). */
+  /** A fixed number of block writes in flight per snapshot (no adaptation; tests that count writes). */
   perSnapshotConcurrency?: number | undefined;
+  /**
+   * Adaptive block writes (AIMD bounds per snapshot and per node worker; lib/config.ts). The
+   * default when neither this nor perSnapshotConcurrency is given: DEFAULT_WRITE_CONCURRENCY.
+   */
+  writeConcurrency?: { snapshot: AimdBounds; node: AimdBounds } | undefined;
   /** Block requests in flight across every transfer of this worker process (default 128). */
   nodeConcurrency?: number | undefined;
   heartbeatIntervalMs?: number | undefined;
@@ -30,6 +36,11 @@ export interface ReplicationActivityOptions {
   /** A progress line at most this often per transfer (default 5 s). */
   progressLogIntervalMs?: number | undefined;
 }
+
+export const DEFAULT_WRITE_CONCURRENCY = {
+  snapshot: { min: 2, initial: 64, max: 128, decreaseFactor: 0.7 },
+  node: { min: 4, initial: 128, max: 256, decreaseFactor: 0.7 },
+};
 
 const mib = (bytes: number) => `${(bytes / 1_048_576).toFixed(1)} MiB`;
 
@@ -47,12 +58,15 @@ function isProgress(d: unknown): d is TransferProgress {
 export function createReplicationActivities(o: ReplicationActivityOptions) {
   const clients = new AwsClients(o.awsClientHooks);
   const nodeLimit = pLimit(o.nodeConcurrency ?? 128);
+  const adaptive =
+    o.writeConcurrency ?? (o.perSnapshotConcurrency === undefined ? DEFAULT_WRITE_CONCURRENCY : undefined);
   const deps = {
     nodeId: o.nodeId,
     dataDir: o.dataDir,
     clients,
     nodeLimit,
     perSnapshotConcurrency: o.perSnapshotConcurrency ?? 64,
+    writeConcurrency: adaptive && { snapshot: adaptive.snapshot, node: new AdaptiveLimit(adaptive.node) },
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? 1000,
     heartbeatEveryBlocks: o.heartbeatEveryBlocks ?? 256,
   };

@@ -12,10 +12,12 @@ import { BlockHashIndex, indexPath, PartialIndexFile, readIndex, writeIndexAtomi
 import { openAwsSource } from './sources/aws';
 import { openFileSource } from './sources/file';
 import type { BlockSource } from './sources/source';
+import { AdaptiveLimit, type AimdBounds, LimitPair } from './target/adaptive-limit';
 import type { AwsClients } from './target/clients';
 import {
   completeSnapshot,
   putBlock,
+  SNAPSHOT_VISIBILITY_MS,
   snapshotClientToken,
   snapshotTimeoutMinutes,
   startSnapshot,
@@ -30,6 +32,16 @@ export interface TransferDeps {
   nodeLimit: LimitFunction;
   /** Block writes in flight per snapshot (AWS allows ~1,000 PutSnapshotBlock/s per snapshot). */
   perSnapshotConcurrency: number;
+  /**
+   * Adaptive write concurrency (AIMD): the node's write limit, shared by every transfer of the
+   * worker process, and the bounds of each snapshot's own limit. Absent: fixed limits
+   * (perSnapshotConcurrency per snapshot, nodeLimit's concurrency per node).
+   */
+  writeConcurrency?: { node: AdaptiveLimit; snapshot: AimdBounds } | undefined;
+  /** Told each transfer's write limits when it starts (the benchmark and tests read their traces). */
+  onWriteLimits?: ((snapshotId: string, limits: LimitPair) => void) | undefined;
+  /** How long after StartSnapshot "not found" is retried as "not visible yet" (default 2 min). */
+  snapshotVisibilityMs?: number | undefined;
   /** Heartbeat at least this often, and whenever this many blocks completed since the last one. */
   heartbeatIntervalMs: number;
   heartbeatEveryBlocks: number;
@@ -47,6 +59,21 @@ export interface TransferOutcome extends DiskTransferResult {
   /** Where the transfer started (> 0 when it resumed), and the source's read counters. */
   resumedFromBlock: number;
   bytesRead: number;
+  /** The snapshot's write concurrency over the transfer: time-weighted mean, range, final, cuts. */
+  writeConcurrency?: ReturnType<AdaptiveLimit['summary']>;
+}
+
+/** Fixed node limits of callers that pass no adaptive ones, one per nodeLimit (so per process). */
+const fixedNodeLimits = new WeakMap<object, AdaptiveLimit>();
+function writeLimitsOf(deps: TransferDeps): LimitPair {
+  if (deps.writeConcurrency)
+    return new LimitPair(new AdaptiveLimit(deps.writeConcurrency.snapshot), deps.writeConcurrency.node);
+  let node = fixedNodeLimits.get(deps.nodeLimit);
+  if (!node) {
+    node = AdaptiveLimit.fixed(deps.nodeLimit.concurrency);
+    fixedNodeLimits.set(deps.nodeLimit, node);
+  }
+  return new LimitPair(AdaptiveLimit.fixed(deps.perSnapshotConcurrency), node);
 }
 
 /**
@@ -63,6 +90,7 @@ export async function transferDisk(
   const { signal } = env;
   setMaxListeners(0, signal); // every in-flight SDK request listens for cancellation
   const ebs = deps.clients.ebs(input.target);
+  const visibilityMs = deps.snapshotVisibilityMs ?? SNAPSHOT_VISIBILITY_MS;
 
   // The baseline: the previous recovery point's index, if this node has it and the disk did not shrink.
   const prevIndex = input.previous
@@ -90,7 +118,9 @@ export async function transferDisk(
     if (r?.snapshotId) {
       // AWS cancels a snapshot left idle past its Timeout (state error): start over in a new one.
       const state = await snapshotState(deps.clients, input, r.snapshotId, signal);
-      if (state === 'error' || state === 'missing') {
+      // A snapshot started moments ago may not be visible yet: keep it, do not start another.
+      const young = r.snapshotStartedAt !== undefined && Date.now() - r.snapshotStartedAt < visibilityMs;
+      if (state === 'error' || (state === 'missing' && !young)) {
         restarts = (r.restarts ?? 0) + 1;
         r = undefined;
       } else {
@@ -101,6 +131,7 @@ export async function transferDisk(
     if (r?.snapshotId && partial) {
       progress = { ...r, totalBlocks: total, sizeBytes };
     } else {
+      const snapshotStartedAt = r?.snapshotId ? r.snapshotStartedAt : Date.now();
       const snapshotId =
         r?.snapshotId ??
         (await startSnapshot(
@@ -134,12 +165,22 @@ export async function transferDisk(
         totalBlocks: total,
         sizeBytes,
         ...(restarts ? { restarts } : {}),
+        ...(snapshotStartedAt !== undefined ? { snapshotStartedAt } : {}),
       };
       partial = await PartialIndexFile.create(partialPath, index);
       env.heartbeat(progress); // record the snapshot id at once: a crash now must not start another
     }
     const resumedFromBlock = progress.nextBlockIndex;
     const snapshotId = progress.snapshotId;
+    const limits = writeLimitsOf(deps);
+    deps.onWriteLimits?.(snapshotId, limits);
+    const writeOptions = {
+      signal,
+      limits,
+      retryNotFoundUntil: (progress.snapshotStartedAt ?? 0) + visibilityMs,
+    };
+    // Blocks read ahead of the writers: enough to keep the current limit busy, bounded in memory.
+    const readAhead = () => Math.min(limits.snapshot.bounds.max, limits.snapshot.limit + 8);
 
     // The pump: source blocks in index order; changed ones go to bounded parallel writers.
     const inFlight = new Set<number>();
@@ -172,12 +213,11 @@ export async function transferDisk(
       for await (const b of source.blocks(progress.nextBlockIndex, signal)) {
         index.set(b.index, b.hash);
         if (b.changed) {
-          while (pending.size >= deps.perSnapshotConcurrency) await Promise.race(pending);
+          while (pending.size >= readAhead()) await Promise.race(pending);
           if (failure) break;
           const data = b.data ?? ZERO_BLOCK;
           inFlight.add(b.index);
-          const p: Promise<void> = deps
-            .nodeLimit(() => putBlock(ebs, snapshotId, b.index, data, b.hash, signal))
+          const p: Promise<void> = putBlock(ebs, snapshotId, b.index, data, b.hash, writeOptions)
             .then(
               () => {
                 inFlight.delete(b.index);
@@ -240,6 +280,7 @@ export async function transferDisk(
       durationMs: Date.now() - started,
       resumedFromBlock,
       bytesRead: source.stats.bytesRead,
+      writeConcurrency: limits.snapshot.summary(),
     };
   } finally {
     await partial?.close().catch(() => {});

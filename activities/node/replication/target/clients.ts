@@ -30,6 +30,10 @@ export class AwsClients {
       // The SDK's default agent caps sockets at 50: below 64 parallel writes per snapshot.
       const agent = { keepAlive: true, maxSockets: this.maxSockets };
       c = ebsClient(target, {
+        // Standard retries, not 'adaptive': the data path adapts its own concurrency (AIMD,
+        // adaptive-limit.ts); the SDK's client-side token bucket would second-guess it and hide
+        // the throttling answers the limits learn from.
+        retryMode: 'standard',
         requestHandler: { httpAgent: new http.Agent(agent), httpsAgent: new https.Agent(agent) },
       });
       c.middlewareStack.add(reusePayloadHash as never, { step: 'build', name: 'lifeboatReusePayloadHash' });

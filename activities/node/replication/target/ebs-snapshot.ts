@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CompleteSnapshotCommand,
   type EBSClient,
@@ -6,6 +7,7 @@ import {
   StartSnapshotCommand,
 } from '@aws-sdk/client-ebs';
 import { BLOCK_SIZE } from '../blocks';
+import { isThrottling, type LimitPair, type Permit } from './adaptive-limit';
 import { withBackoff } from './backoff';
 
 /**
@@ -58,33 +60,86 @@ export async function startSnapshot(ebs: EBSClient, p: StartParams, signal?: Abo
   return out.SnapshotId;
 }
 
+/** How long after StartSnapshot a "not found" snapshot is taken as not visible yet (AWS is eventually consistent). */
+export const SNAPSHOT_VISIBILITY_MS = 120_000;
+
+/** EBS answers ResourceNotFoundException for a snapshot it does not (yet) know. */
+export const isNotFound = (e: unknown) =>
+  (e as { name?: string } | null)?.name === 'ResourceNotFoundException';
+
+export interface PutBlockOptions {
+  signal?: AbortSignal | undefined;
+  onRetry?: ((e: unknown) => void) | undefined;
+  /** Adaptive write limits (snapshot and node): a slot is held per attempt; throttles cut them. */
+  limits?: LimitPair | undefined;
+  /** Retry ResourceNotFoundException until this time (ms since epoch): the snapshot is new. */
+  retryNotFoundUntil?: number | undefined;
+}
+
+/**
+ * Every attempt of a command (the SDK retries inside `send`) reports its throttling answer at
+ * once, so the limits shrink on the first throttle instead of after the SDK's retries.
+ */
+const throttleObserver =
+  (onThrottle: () => void) => (next: (args: unknown) => Promise<unknown>) => async (args: unknown) => {
+    try {
+      return await next(args);
+    } catch (e) {
+      if (isThrottling(e)) onThrottle();
+      throw e;
+    }
+  };
+
 export async function putBlock(
   ebs: EBSClient,
   snapshotId: string,
   index: number,
   data: Buffer,
   hash: Buffer,
-  signal?: AbortSignal,
-  onRetry?: (e: unknown) => void,
+  opts: PutBlockOptions = {},
 ): Promise<void> {
   if (data.length !== BLOCK_SIZE)
     throw new Error(`block ${index} is ${data.length} bytes, not ${BLOCK_SIZE}`);
+  const { signal, onRetry, limits } = opts;
   const checksum = hash.toString('base64');
-  await withBackoff(
-    () =>
-      ebs.send(
-        new PutSnapshotBlockCommand({
-          SnapshotId: snapshotId,
-          BlockIndex: index,
-          BlockData: data,
-          DataLength: BLOCK_SIZE,
-          Checksum: checksum,
-          ChecksumAlgorithm: 'SHA256',
-        }),
-        signal ? { abortSignal: signal } : {},
-      ),
-    { ...(signal ? { signal } : {}), ...(onRetry ? { onRetry } : {}) },
-  );
+  const attempt = async () => {
+    const permit: [Permit, Permit] | undefined = limits ? await limits.acquire() : undefined;
+    try {
+      const command = new PutSnapshotBlockCommand({
+        SnapshotId: snapshotId,
+        BlockIndex: index,
+        BlockData: data,
+        DataLength: BLOCK_SIZE,
+        Checksum: checksum,
+        ChecksumAlgorithm: 'SHA256',
+      });
+      if (limits && permit)
+        command.middlewareStack.add(
+          throttleObserver(() => limits.throttled(permit)) as never,
+          {
+            step: 'finalizeRequest',
+            priority: 'low',
+            name: 'lifeboatThrottleObserver',
+          } as never,
+        );
+      await ebs.send(command, signal ? { abortSignal: signal } : {});
+      if (limits && permit) limits.succeeded(permit);
+    } finally {
+      if (limits && permit) limits.release(permit);
+    }
+  };
+  for (let wait = 250; ; wait = Math.min(wait * 2, 5_000)) {
+    try {
+      await withBackoff(attempt, { ...(signal ? { signal } : {}), ...(onRetry ? { onRetry } : {}) });
+      return;
+    } catch (e) {
+      // A snapshot StartSnapshot just returned may not be visible yet: wait for it, do not give up
+      // (a retry of the activity would start another snapshot and leave this one pending).
+      if (!isNotFound(e) || signal?.aborted || Date.now() + wait > (opts.retryNotFoundUntil ?? 0)) throw e;
+      onRetry?.(e);
+      await sleep(wait, undefined, signal ? { signal } : undefined);
+    }
+  }
 }
 
 export async function completeSnapshot(
