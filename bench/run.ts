@@ -4,6 +4,7 @@
  */
 const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void> }>> = {
   replication: () => import('./replication'),
+  'replication-adaptive': () => import('./replication-adaptive'),
   recovery: () => import('./recovery'),
 };
 
