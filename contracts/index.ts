@@ -11,6 +11,7 @@ export * from './job-logs';
 export * from './jobs';
 export * from './keys';
 export * from './monitor';
+export * from './nodes';
 export * from './notifications';
 export * from './recovery';
 export * from './replication';

@@ -112,6 +112,13 @@ export const configSchema = z.object({
   LIFEBOAT_NODE_WRITES_INITIAL: positiveInt.default(128),
   LIFEBOAT_NODE_WRITES_MAX: positiveInt.max(4000).default(256),
   LIFEBOAT_WRITES_DECREASE_FACTOR: z.coerce.number().gt(0).lt(1).default(0.7),
+
+  // Rolling appliance upgrades: how often the rollout looks at the nodes, how long it waits for
+  // another online node, for a drained node to be idle, and for an upgraded node to come back.
+  LIFEBOAT_UPGRADE_POLL_SECONDS: z.coerce.number().positive().default(5),
+  LIFEBOAT_UPGRADE_PEER_WAIT_SECONDS: z.coerce.number().positive().default(600),
+  LIFEBOAT_UPGRADE_IDLE_TIMEOUT_SECONDS: z.coerce.number().positive().default(43_200),
+  LIFEBOAT_UPGRADE_RETURN_TIMEOUT_SECONDS: z.coerce.number().positive().default(900),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -3,6 +3,7 @@
 export { scheduledDrillWorkflow } from './drills/scheduled';
 export { keyRotationWorkflow } from './keys/rotation';
 export { acknowledgeAlertWorkflow, emitEventsWorkflow, monitorWorkflow } from './monitor';
+export { applianceUpgradeWorkflow } from './nodes/upgrade';
 export { deliverEventWorkflow } from './notifications/deliver';
 export { cleanupWorkflow, recoveryWorkflow } from './recovery';
 export { replicationIterationWorkflow } from './replication/iteration';

@@ -6,6 +6,7 @@ import { createEventLog, type EventListener } from './events/log';
 import { createJobActivities } from './jobs/activities';
 import { createKeyActivities } from './keys';
 import { createMonitorActivities } from './monitor';
+import { createApplianceUpgradeActivities } from './nodes/upgrade';
 import { createNotificationActivities, notificationListener } from './notifications';
 import { createRecoveryActivities } from './recovery';
 import { createReplicationControlActivities } from './replication';
@@ -48,6 +49,7 @@ export function createControlActivities(deps: ControlActivityDeps) {
     ...createNotificationActivities(deps.db, deps.config),
     ...createKeyActivities(deps.db, settings),
     ...createDrillActivities(deps.db, settings, reporter),
+    ...createApplianceUpgradeActivities(deps.db, settings, reporter),
   };
 }
 

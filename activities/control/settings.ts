@@ -1,4 +1,4 @@
-import type { BudgetSettings } from '../../contracts';
+import type { BudgetSettings, UpgradeTimings } from '../../contracts';
 import { awsEndpoint, type Config, environmentSecretValues } from '../../lib/config';
 import { type Keyring, loadKeyring } from '../../lib/crypto';
 import type { ScriptHost } from './scripts/runner';
@@ -21,6 +21,8 @@ export interface ControlSettings {
   keyring: () => Promise<Keyring>;
   /** Where aws-sm secret references go when the job names no target: the configured endpoint and region. */
   awsRegion: string;
+  /** Rolling appliance upgrades: polling and deadlines. */
+  upgrade: UpgradeTimings;
 }
 
 export function controlSettings(config: Config): ControlSettings {
@@ -41,5 +43,11 @@ export function controlSettings(config: Config): ControlSettings {
     keyring: () => loadKeyring(config),
     awsRegion: config.AWS_REGION,
     scripts: { path: config.PATH, secrets: environmentSecretValues(), user: config.LIFEBOAT_SCRIPT_USER },
+    upgrade: {
+      pollMs: Math.round(config.LIFEBOAT_UPGRADE_POLL_SECONDS * 1000),
+      peerWaitMs: Math.round(config.LIFEBOAT_UPGRADE_PEER_WAIT_SECONDS * 1000),
+      idleTimeoutMs: Math.round(config.LIFEBOAT_UPGRADE_IDLE_TIMEOUT_SECONDS * 1000),
+      returnTimeoutMs: Math.round(config.LIFEBOAT_UPGRADE_RETURN_TIMEOUT_SECONDS * 1000),
+    },
   };
 }

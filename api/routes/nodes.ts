@@ -2,8 +2,9 @@ import { z } from '@hono/zod-openapi';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { PageQuery, pageOf } from '../services/common';
+import { nodeUpgradeService } from '../services/node-upgrade';
 import { Node, NodeState, nodesService } from '../services/nodes';
-import { concernRoute, jsonContent } from './params';
+import { concernRoute, IdOrNameParam, jsonBody, jsonContent } from './params';
 
 const route = concernRoute(['nodes']);
 const NodePage = pageOf(Node, 'NodePage');
@@ -52,8 +53,45 @@ const undrain = route('operator', 'post', '/nodes/{id}/undrain', {
   responses: { 200: jsonContent(Node, 'The node'), ...errorResponses(400, 401, 403, 404) },
 });
 
+const UpgradeStarted = z
+  .object({ jobId: z.uuid(), workflowId: z.string() })
+  .openapi('ApplianceUpgradeStarted');
+
+const upgrade = concernRoute(['nodes', 'sites'])('operator', 'post', '/sites/{id}/upgrade', {
+  operationId: 'upgradeSiteNodes',
+  summary:
+    "Rolling upgrade of a site's nodes to a version: one node at a time, drain, wait until idle, run the site's upgradeScript, wait until it registers at the version, undrain",
+  description:
+    'Answers 202 with the job (GET /v1/jobs/{jobId}). The site is never left without an online node; a node that does not come back in time stops the rollout and raises a node.upgrade-failed alert. One rollout per site at a time (409). 422 when the site has no upgradeScript.',
+  request: {
+    params: IdOrNameParam,
+    body: jsonBody(
+      z
+        .object({
+          version: z
+            .string()
+            .min(1)
+            .max(64)
+            .regex(/^[A-Za-z0-9][A-Za-z0-9._+-]*$/, 'must be a version like 1.4.2')
+            .describe('The version every node must register with (LIFEBOAT_NODE_VERSION)'),
+        })
+        .strict(),
+      'The wanted version',
+    ),
+  },
+  responses: {
+    202: jsonContent(UpgradeStarted, 'The rollout started'),
+    ...errorResponses(400, 401, 403, 404, 409, 422, 503),
+  },
+});
+
 export function nodeRoutes(deps: AppDeps) {
   const svc = nodesService(deps.db);
+  const upgrades = nodeUpgradeService({
+    db: deps.db,
+    temporal: deps.temporal,
+    taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
+  });
   return v1Router()
     .openapi(list, async (c) => {
       const { limit, offset, ...filter } = c.req.valid('query');
@@ -65,5 +103,13 @@ export function nodeRoutes(deps: AppDeps) {
     )
     .openapi(undrain, async (c) =>
       c.json(await svc.undrain(c.req.valid('param').id, c.get('principal').name), 200),
-    );
+    )
+    .openapi(upgrade, async (c) => {
+      const job = await upgrades.start(
+        c.req.valid('param').id,
+        c.req.valid('json').version,
+        c.get('principal').name,
+      );
+      return c.json({ jobId: job.id, workflowId: job.workflowId }, 202);
+    });
 }

@@ -1,5 +1,15 @@
 import type { Command } from 'commander';
-import { type Cli, getPage, pagedListCommand, printDocument, printPage, query, resolveId } from '../cli';
+import {
+  type Cli,
+  CliError,
+  getPage,
+  intOption,
+  pagedListCommand,
+  printDocument,
+  printPage,
+  query,
+  resolveId,
+} from '../cli';
 
 interface Node {
   id: string;
@@ -58,6 +68,53 @@ export function nodeCommands(program: Command, cli: Cli) {
     .action(async (id: string) => {
       const { body } = await cli.api().request<Node>('GET', `/v1/nodes/${encodeURIComponent(id)}`);
       printDocument(cli, body);
+    });
+
+  nodes
+    .command('upgrade')
+    .description(
+      "Rolling upgrade of a site's nodes: one at a time, drain, wait until idle, run the site's upgradeScript, wait until it registers at the version, undrain",
+    )
+    .requiredOption('--site <site>', 'the site (name or id)')
+    .requiredOption('--version <version>', 'the version every node must register with')
+    .option('--no-wait', 'start the rollout and return its job id')
+    .option('--timeout <seconds>', 'give up waiting after this long', intOption, 6 * 3600)
+    .action(async (o) => {
+      const api = cli.api();
+      const { body: started } = await api.request<{ jobId: string; workflowId: string }>(
+        'POST',
+        `/v1/sites/${encodeURIComponent(o.site)}/upgrade`,
+        { body: { version: o.version } },
+      );
+      if (o.wait === false) {
+        cli.print(
+          started,
+          () => `started rolling upgrade job ${started.jobId} (lifeboat jobs get ${started.jobId})`,
+        );
+        return;
+      }
+      const until = Date.now() + o.timeout * 1000;
+      for (;;) {
+        const { body: job } = await api.request<{
+          id: string;
+          status: string;
+          error: string | null;
+          remediation: string | null;
+          result: { message?: string } | null;
+        }>('GET', `/v1/jobs/${started.jobId}`);
+        if (['completed', 'failed', 'cancelled', 'partially-completed'].includes(job.status)) {
+          cli.print(job, () =>
+            job.status === 'completed'
+              ? (job.result?.message ?? `site ${o.site} upgraded to ${o.version}`)
+              : `rolling upgrade ${job.status}: ${job.error ?? job.result?.message ?? ''}${job.remediation ? `\n${job.remediation}` : ''}`,
+          );
+          if (job.status !== 'completed') process.exitCode = 1;
+          return;
+        }
+        if (Date.now() > until)
+          throw new CliError(5, `rolling upgrade job ${started.jobId} still running after ${o.timeout} s`);
+        await new Promise((r) => setTimeout(r, 2000));
+      }
     });
 
   for (const verb of ['drain', 'undrain'] as const) {

@@ -1,5 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { Name } from './common';
+import { Script } from './script';
 
 export const SiteRole = z.enum(['source', 'target']);
 
@@ -17,7 +18,17 @@ export const CredentialsRef = z.discriminatedUnion('type', [
   }),
 ]);
 
+/**
+ * The site's appliance upgrade script: run by the control plane for one node at a time during a
+ * rolling upgrade (POST /v1/sites/{id}/upgrade), with NODE_ID and TARGET_VERSION in its
+ * environment; it must make the node worker restart with that version (LIFEBOAT_NODE_VERSION).
+ */
+const upgradeScript = Script.optional().describe(
+  'Run per node by a rolling upgrade (env NODE_ID, TARGET_VERSION): restart that node worker at the version',
+);
+
 export const AwsSiteSettings = z.object({
+  upgradeScript,
   accountAlias: z.string().min(1).max(128),
   region: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, 'must be an AWS region like us-east-1'),
   endpoint: z.url().optional().describe('Endpoint override (a local moto, a VPC endpoint)'),
@@ -35,6 +46,7 @@ export const AwsSiteSettings = z.object({
 
 export const FileSiteSettings = z.object({
   description: z.string().max(1024).optional(),
+  upgradeScript,
 });
 
 const siteBase = { name: Name, role: SiteRole };
