@@ -322,7 +322,8 @@ describe('rolling appliance upgrade', () => {
     const site = await call('POST', '/v1/sites', {
       body: { ...fixtures.fileSourceSite(), file: { upgradeScript: upgradeScript() } },
     });
-    // A node nobody restarts (no supervisor manages it): it never registers at the version.
+    // A node nobody restarts (no supervisor manages it; silent, so no peer is needed to drain
+    // it): it never registers at the version.
     const lost = uniqueId('lost');
     await api.db.insert(nodes).values({
       id: lost,
@@ -330,6 +331,7 @@ describe('rolling appliance upgrade', () => {
       kind: 'replication-appliance',
       version: '1.0.0',
       taskQueue: `node-${lost}`,
+      lastHeartbeatAt: new Date(Date.now() - 3600_000),
     });
     const workflowId = `${applianceUpgradeWorkflowId('window')}-${uniqueId('run')}`;
     const result = (await client.workflow.execute(APPLIANCE_UPGRADE_WORKFLOW, {

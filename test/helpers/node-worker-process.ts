@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { type Config, temporalAddress } from '../../lib/config';
+import { keyringPath } from '../../lib/crypto';
 import { childEnv } from '../../scripts/stack/test-env';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
@@ -17,8 +18,8 @@ export interface NodeWorkerSettings {
 /**
  * A node worker (a second appliance) started exactly as the README tells an operator:
  * `npm run node-worker` (tsx workers/node/main.ts) with TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
- * DATABASE_URL, LIFEBOAT_NODE_SITE, LIFEBOAT_NODE_ID, LIFEBOAT_DATA_DIR (and the install's
- * keyring and AWS endpoint, which the test run's environment already holds).
+ * DATABASE_URL, LIFEBOAT_NODE_SITE, LIFEBOAT_NODE_ID, LIFEBOAT_DATA_DIR, LIFEBOAT_KEYRING (the
+ * install's one keyring) and the AWS endpoint (the test run's environment already holds it).
  */
 export function startNodeWorkerProcess(config: Config, s: NodeWorkerSettings): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'workers/node/main.ts')], {
@@ -30,6 +31,7 @@ export function startNodeWorkerProcess(config: Config, s: NodeWorkerSettings): C
       LIFEBOAT_NODE_SITE: s.siteName,
       LIFEBOAT_NODE_ID: s.nodeId,
       LIFEBOAT_DATA_DIR: s.dataDir,
+      LIFEBOAT_KEYRING: keyringPath(config),
       LIFEBOAT_NODE_VERSION: s.version,
       LIFEBOAT_NODE_HEARTBEAT_SECONDS: String(s.heartbeatSeconds ?? 1),
       NODE_NO_WARNINGS: '1',

@@ -18,6 +18,15 @@ import { runScript, ScriptRuntimeMissingError, ScriptUserError } from '../script
 import { SecretResolutionError, secretResolver } from '../secrets/resolve';
 import type { ControlSettings } from '../settings';
 
+/** The activity's cancellation (worker shutdown, workflow cancelled), or none outside one. */
+function cancellation(): AbortSignal | undefined {
+  try {
+    return Context.current().cancellationSignal;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The heartbeat of an activity, or nothing outside one. */
 function beat(details?: unknown) {
   try {
@@ -118,7 +127,12 @@ export function createApplianceUpgradeActivities(db: Db, settings: ControlSettin
         if (met) return { met: true, node: view(me) };
         if (Date.now() >= input.deadline) return { met: false, node: view(me) };
         beat(view(me));
-        await sleep(Math.min(input.pollMs, Math.max(0, input.deadline - Date.now())));
+        const signal = cancellation();
+        await sleep(
+          Math.min(input.pollMs, Math.max(0, input.deadline - Date.now())),
+          undefined,
+          signal ? { signal } : undefined,
+        );
       }
     },
 
