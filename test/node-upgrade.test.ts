@@ -322,6 +322,11 @@ describe('rolling appliance upgrade', () => {
     const site = await call('POST', '/v1/sites', {
       body: { ...fixtures.fileSourceSite(), file: { upgradeScript: upgradeScript() } },
     });
+    // The script is for operators: a viewer reads digests of its source and env values.
+    const asViewer = await call('GET', `/v1/sites/${site.id}`, { token: api.tokens.viewer });
+    expect(asViewer.file.upgradeScript.inline).toMatch(/^sha256:/);
+    expect(asViewer.file.upgradeScript.env.REQUESTS).toMatch(/^sha256:/);
+    expect((await call('GET', `/v1/sites/${site.id}`)).file.upgradeScript.inline).toContain('TARGET_VERSION');
     // A node nobody restarts (no supervisor manages it; silent, so no peer is needed to drain
     // it): it never registers at the version.
     const lost = uniqueId('lost');

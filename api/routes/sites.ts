@@ -5,7 +5,7 @@ import type { AuthEnv } from '../auth/middleware';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { IfMatchHeader, PageQuery, pageOf } from '../services/common';
-import { Site, sitesService } from '../services/sites';
+import { Site, siteForViewer, sitesService } from '../services/sites';
 import {
   changedWithEtag,
   concernRoute,
@@ -96,9 +96,14 @@ export function siteRoutes(deps: AppDeps) {
   return v1Router()
     .openapi(list, async (c) => {
       const { limit, offset, ...filter } = c.req.valid('query');
-      return c.json(await svc.list(filter, { limit, offset }), 200);
+      const page = await svc.list(filter, { limit, offset });
+      const viewer = c.get('principal').role === 'viewer';
+      return c.json(viewer ? { ...page, items: page.items.map(siteForViewer) } : page, 200);
     })
-    .openapi(get, async (c) => c.json(withEtag(c, await svc.get(c.req.valid('param').id)), 200))
+    .openapi(get, async (c) => {
+      const site = withEtag(c, await svc.get(c.req.valid('param').id));
+      return c.json(c.get('principal').role === 'viewer' ? siteForViewer(site) : site, 200);
+    })
     .openapi(create, async (c) => c.json(withEtag(c, await svc.create(c.req.valid('json'))), 201))
     .openapi(replace, async (c) => {
       const [id, ifMatch] = [c.req.valid('param').id, c.req.valid('header')['if-match']];

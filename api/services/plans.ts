@@ -563,7 +563,7 @@ export type PlansService = ReturnType<typeof plansService>;
 const digest = (text: string) => `sha256:${createHash('sha256').update(text).digest('hex')}`;
 
 /** A script as a viewer sees it: inline source, arguments and plain env values as digests. */
-function scriptForViewer<
+export function scriptForViewer<
   S extends {
     inline?: string | undefined;
     args?: string[] | undefined;

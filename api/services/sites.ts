@@ -7,6 +7,7 @@ import { plans, sites } from '../../schema/index';
 import { ApiError } from '../errors';
 import { changedPaths } from './audit';
 import { checkIfMatch, clientErrorFromDb, type Page, patchWithRetry, toPage } from './common';
+import { scriptForViewer } from './plans';
 
 /** A site as the API returns it: the operator's input plus id, version and timestamps. */
 export const Site = z
@@ -28,6 +29,14 @@ export const Site = z
 export type Site = z.infer<typeof Site>;
 
 type SiteRow = typeof sites.$inferSelect;
+
+/** A site as a viewer reads it: its upgrade script's source, arguments and env values as digests. */
+export function siteForViewer(site: Site): Site {
+  const kind = site.kind;
+  const settings = site[kind] as { upgradeScript?: Parameters<typeof scriptForViewer>[0] } | undefined;
+  if (!settings?.upgradeScript) return site;
+  return { ...site, [kind]: { ...settings, upgradeScript: scriptForViewer(settings.upgradeScript) } };
+}
 
 function toSite(row: SiteRow): Site {
   return {
