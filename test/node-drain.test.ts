@@ -158,7 +158,10 @@ describe('node drain', () => {
 
     // The CLI shows and clears the drain (a heartbeat first: these in-process nodes send none, and
     // a node silent for 30 s shows offline).
-    await api.db.update(nodes).set({ lastHeartbeatAt: new Date() }).where(inArray(nodes.id, [a, b]));
+    await api.db
+      .update(nodes)
+      .set({ lastHeartbeatAt: new Date() })
+      .where(inArray(nodes.id, [a, b]));
     const list = await runLifeboat(api, api.tokens.viewer, ['nodes', 'list', '--state', 'draining']);
     expect(list.stdout).toContain(a);
     const undrained = await runLifeboat(api, api.tokens.operator, ['nodes', 'undrain', a]);
