@@ -19,3 +19,5 @@ export * from './search-attributes';
 export * from './self-check';
 export * from './snapshot-budget';
 export * from './tags';
+export * from './checkpoints';
+export * from './maintenance';

@@ -1,10 +1,13 @@
 import type { Config } from '../../lib/config';
 import type { Db } from '../../schema/db';
+import { createCheckpointActivities } from './checkpoints';
 import { createDrillActivities } from './drills';
 import { createReporter } from './events/alerts';
 import { createEventLog, type EventListener } from './events/log';
 import { createJobActivities } from './jobs/activities';
+import { createExpiryActivities } from './expiry';
 import { createKeyActivities } from './keys';
+import { createScheduledKeyActivities } from './keys/scheduled';
 import { createMonitorActivities } from './monitor';
 import { createNotificationActivities, notificationListener } from './notifications';
 import { createRecoveryActivities } from './recovery';
@@ -48,6 +51,9 @@ export function createControlActivities(deps: ControlActivityDeps) {
     ...createNotificationActivities(deps.db, deps.config),
     ...createKeyActivities(deps.db, settings),
     ...createDrillActivities(deps.db, settings, reporter),
+    ...createCheckpointActivities(deps.db, settings, reporter),
+    ...createExpiryActivities(deps.db, settings, reporter),
+    ...createScheduledKeyActivities(deps.db),
   };
 }
 
