@@ -12,6 +12,7 @@ import { drillScheduleRoutes } from './routes/drill-schedule';
 import { eventRoutes } from './routes/events';
 import { healthRoutes } from './routes/health';
 import { jobRoutes } from './routes/jobs';
+import { maintenanceRoutes } from './routes/maintenance';
 import { metricsRoutes } from './routes/metrics';
 import { nodeRoutes } from './routes/nodes';
 import { planRoutes } from './routes/plans';
@@ -56,6 +57,7 @@ export function createApp(deps: AppDeps) {
   v1.route('/', eventRoutes(deps));
   v1.route('/', channelRoutes(deps));
   v1.route('/', secretRoutes(deps));
+  v1.route('/', maintenanceRoutes(deps));
   app.route('/v1', v1);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {

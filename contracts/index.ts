@@ -5,11 +5,13 @@
  * workflow sandbox.
  */
 export * from './aws';
+export * from './checkpoints';
 export * from './drills';
 export * from './events';
 export * from './job-logs';
 export * from './jobs';
 export * from './keys';
+export * from './maintenance';
 export * from './monitor';
 export * from './notifications';
 export * from './recovery';
@@ -19,5 +21,3 @@ export * from './search-attributes';
 export * from './self-check';
 export * from './snapshot-budget';
 export * from './tags';
-export * from './checkpoints';
-export * from './maintenance';

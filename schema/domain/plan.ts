@@ -24,7 +24,9 @@ export const ReplicationSettings = z
           .min(1, 'must be at least 1: the newest point of every disk is always kept')
           .max(100_000)
           .optional()
-          .describe(`Keep at most this many ordinary recovery points per VM (default ${DEFAULT_POINT_RETENTION_COUNT})`),
+          .describe(
+            `Keep at most this many ordinary recovery points per VM (default ${DEFAULT_POINT_RETENTION_COUNT})`,
+          ),
         maxAgeHours: z
           .number()
           .int()
@@ -40,7 +42,6 @@ export const ReplicationSettings = z
       ),
   })
   .openapi('ReplicationSettings');
-
 
 export const CronExpression = z.string().refine((v) => {
   try {
@@ -110,7 +111,9 @@ export const ScheduleCron = z
       });
       return;
     }
-    if (!(fields.length === 5 && fields.every((f) => CRON_FIELD.test(f)) && CronExpression.safeParse(v).success)) {
+    if (
+      !(fields.length === 5 && fields.every((f) => CRON_FIELD.test(f)) && CronExpression.safeParse(v).success)
+    ) {
       ctx.addIssue({
         code: 'custom',
         message: 'must be a 5-field cron expression like "0 2 * * 0" or a name like "@daily"',
@@ -129,10 +132,17 @@ export const CheckpointSettings = z
     cron: ScheduleCron.optional().describe(
       'When point-in-time checkpoints are taken (5-field cron or @daily-style name), in `timezone`',
     ),
-    timezone: TimeZone.optional().describe('IANA time zone of the cron (default UTC; daylight saving time is followed)'),
+    timezone: TimeZone.optional().describe(
+      'IANA time zone of the cron (default UTC; daylight saving time is followed)',
+    ),
     retention: z
       .object({
-        count: z.number().int().min(1, 'must be at least 1 (leave it out to keep every checkpoint)').max(10_000).optional(),
+        count: z
+          .number()
+          .int()
+          .min(1, 'must be at least 1 (leave it out to keep every checkpoint)')
+          .max(10_000)
+          .optional(),
         maxAgeDays: z.number().int().min(1, 'must be at least 1 day').max(3650).optional(),
       })
       .default({})

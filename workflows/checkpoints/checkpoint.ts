@@ -60,7 +60,12 @@ export async function checkpointWorkflow(input: CheckpointInput): Promise<Checkp
     });
     setJobStatusAttr(r.status);
     if (r.status === 'failed')
-      throw ApplicationFailure.create({ message: r.message, type: 'JobFailed', nonRetryable: true, details: [r] });
+      throw ApplicationFailure.create({
+        message: r.message,
+        type: 'JobFailed',
+        nonRetryable: true,
+        details: [r],
+      });
     return r;
   };
 
@@ -78,9 +83,14 @@ export async function checkpointWorkflow(input: CheckpointInput): Promise<Checkp
     );
 
     current = 'iteration';
-    if (!stale.length) book.set('iteration', 'skipped', `Every newest point is within the RPO (${started.rpoMinutes} min)`);
+    if (!stale.length)
+      book.set('iteration', 'skipped', `Every newest point is within the RPO (${started.rpoMinutes} min)`);
     else if (started.replicationPaused)
-      book.set('iteration', 'skipped', 'Replication of the plan is paused: the newest points are checkpointed as they are');
+      book.set(
+        'iteration',
+        'skipped',
+        'Replication of the plan is paused: the newest points are checkpointed as they are',
+      );
     else {
       book.set('iteration', 'running');
       await acts.recordSteps([book.get('iteration')]);

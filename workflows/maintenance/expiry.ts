@@ -78,7 +78,12 @@ export async function expiryWorkflow(input: ExpiryInput & { cursor?: string }): 
     });
     await acts.recordSteps([b.get('retention')]);
   }
-  const step = { jobId, key: 'delete', seq: 2, name: 'Delete expired points: block indexes, snapshots, rows' };
+  const step = {
+    jobId,
+    key: 'delete',
+    seq: 2,
+    name: 'Delete expired points: block indexes, snapshots, rows',
+  };
 
   const finish = async (r: ExpiryResult) => {
     await CancellationScope.nonCancellable(async () => {
@@ -92,7 +97,12 @@ export async function expiryWorkflow(input: ExpiryInput & { cursor?: string }): 
       await acts.recoveryJobFinished(jobId!, r);
     });
     if (r.status === 'failed')
-      throw ApplicationFailure.create({ message: r.message, type: 'JobFailed', nonRetryable: true, details: [r] });
+      throw ApplicationFailure.create({
+        message: r.message,
+        type: 'JobFailed',
+        nonRetryable: true,
+        details: [r],
+      });
     return r;
   };
 
@@ -125,5 +135,10 @@ export async function expiryWorkflow(input: ExpiryInput & { cursor?: string }): 
     const why = explainFailure(err, 'Read the expiry job (lifeboat jobs get JOB); the next run resumes');
     return finish({ status: 'failed', message: why.message, remediation: why.remediation, totals });
   }
-  return continueAsNew<typeof expiryWorkflow>({ ...input, jobId, carried: totals, ...(cursor ? { cursor } : {}) });
+  return continueAsNew<typeof expiryWorkflow>({
+    ...input,
+    jobId,
+    carried: totals,
+    ...(cursor ? { cursor } : {}),
+  });
 }

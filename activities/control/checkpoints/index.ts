@@ -69,7 +69,11 @@ async function newestPoints(db: Db, plan: PlanModel): Promise<CheckpointUnit[]> 
       )
       .orderBy(desc(recoveryPoints.pointInTime))
       .limit(1);
-    out.push({ vmId: vm.id, vmName: vm.name, ...(p ? { newestPointId: p.id, newestAt: p.at.getTime() } : {}) });
+    out.push({
+      vmId: vm.id,
+      vmName: vm.name,
+      ...(p ? { newestPointId: p.id, newestAt: p.at.getTime() } : {}),
+    });
   }
   return out;
 }
@@ -142,7 +146,9 @@ export function createCheckpointActivities(db: Db, settings: ControlSettings, re
         for (let i = 0; i < snaps.length; i += 500) {
           Context.current().heartbeat(i);
           const chunk = snaps.slice(i, i + 500).map((s) => s.snapshotId);
-          await ec2.send(new CreateTagsCommand({ Resources: chunk, Tags: [{ Key: CHECKPOINT_TAG, Value: 'true' }] }));
+          await ec2.send(
+            new CreateTagsCommand({ Resources: chunk, Tags: [{ Key: CHECKPOINT_TAG, Value: 'true' }] }),
+          );
         }
         snapshots = snaps.length;
         await db.update(recoveryPoints).set({ isCheckpoint: true }).where(inArray(recoveryPoints.id, ids));

@@ -53,7 +53,11 @@ export function retentionOf(
   const o = settings.ordinary ?? {};
   const c = settings.checkpoints ?? {};
   for (const u of units.values()) {
-    judge(u.ordinary, o.count ?? DEFAULT_POINT_RETENTION_COUNT, o.maxAgeHours ? o.maxAgeHours * HOUR : undefined);
+    judge(
+      u.ordinary,
+      o.count ?? DEFAULT_POINT_RETENTION_COUNT,
+      o.maxAgeHours ? o.maxAgeHours * HOUR : undefined,
+    );
     judge(u.checkpoints, c.count, c.maxAgeDays ? c.maxAgeDays * DAY : undefined);
   }
   return out;
