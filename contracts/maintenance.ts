@@ -67,6 +67,8 @@ export interface ExpiryInput {
   batchesPerRun?: number;
   /** Totals of the earlier runs of this job (continue-as-new). */
   carried?: ExpiryTotals;
+  /** Tests: how soon a batch whose worker died is retried (default 60 s). */
+  heartbeatTimeoutSeconds?: number;
 }
 
 export interface ExpiryTotals {

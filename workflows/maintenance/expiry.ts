@@ -20,11 +20,12 @@ import {
 import { explainFailure } from '../jobs/failures';
 import { StepBook } from '../jobs/step-book';
 
-const acts = proxyActivities<ControlActivities>({
-  startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '1 minute',
-  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
-});
+const controlActs = (heartbeatSeconds: number) =>
+  proxyActivities<ControlActivities>({
+    startToCloseTimeout: '10 minutes',
+    heartbeatTimeout: heartbeatSeconds * 1000,
+    retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
+  });
 
 /** A node's index deletion: on its own queue; a node that does not pick it up within a minute is skipped. */
 const nodeActs = (taskQueue: string) =>
@@ -45,6 +46,7 @@ const nodeActs = (taskQueue: string) =>
  * and writes no job row.
  */
 export async function expiryWorkflow(input: ExpiryInput & { cursor?: string }): Promise<ExpiryResult> {
+  const acts = controlActs(input.heartbeatTimeoutSeconds ?? 60);
   const batchSize = input.batchSize ?? DEFAULT_EXPIRY_BATCH;
   const perRun = input.batchesPerRun ?? EXPIRY_BATCHES_PER_RUN;
   const totals: ExpiryTotals = input.carried ?? {

@@ -1,9 +1,8 @@
-import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
+import { DeleteSnapshotCommand, type EC2Client } from '@aws-sdk/client-ec2';
 import { Context } from '@temporalio/activity';
 import { and, asc, gt, inArray, sql } from 'drizzle-orm';
 import pLimit from 'p-limit';
 import {
-  type AwsTarget,
   type ExpiringPoint,
   type ExpiryTotals,
   RECOVERY_JOB_KINDS,
@@ -71,14 +70,19 @@ const isNotFound = (e: unknown) => /InvalidSnapshot\.NotFound/.test((e as Error)
 /** The expiry job's activities (workflows/maintenance/expiry.ts). */
 export function createExpiryActivities(db: Db, settings: ControlSettings, reporter: Reporter) {
   const projection = createJobProjection(db);
-  const targets = new Map<string, AwsTarget | null>();
-  async function targetOf(planId: string): Promise<AwsTarget | null> {
-    if (!targets.has(planId)) {
-      const plan = await loadPlanModel(db, planId, { withVms: false });
-      targets.set(planId, plan ? replicationTarget(plan.targetSite, settings).target : null);
+  // One EC2 client per plan's target, for the worker's life (a plan's target site rarely changes).
+  const clients = new Map<string, Promise<EC2Client | null>>();
+  const ec2Of = (planId: string) => {
+    let c = clients.get(planId);
+    if (!c) {
+      c = loadPlanModel(db, planId, { withVms: false }).then((plan) =>
+        plan ? ec2Client(replicationTarget(plan.targetSite, settings).target) : null,
+      );
+      clients.set(planId, c);
+      c.catch(() => clients.delete(planId));
     }
-    return targets.get(planId)!;
-  }
+    return c;
+  };
 
   return {
     /** Retention of every plan first (plan edits apply), then how many points are deletable now. */
@@ -170,7 +174,7 @@ export function createExpiryActivities(db: Db, settings: ControlSettings, report
       before: ExpiryTotals,
     ): Promise<{ points: number; snapshotsDeleted: number; snapshotsAlreadyGone: number; kept: string[] }> {
       const ctx = Context.current();
-      const limit = pLimit(8);
+      const limit = pLimit(16);
       let deleted = 0;
       let gone = 0;
       const kept: string[] = [];
@@ -179,12 +183,12 @@ export function createExpiryActivities(db: Db, settings: ControlSettings, report
         points.map((p) =>
           limit(async () => {
             ctx.heartbeat(p.id);
-            const target = await targetOf(p.planId);
+            const ec2 = await ec2Of(p.planId);
             let ok = true;
             for (const d of p.disks) {
-              if (!target) break;
+              if (!ec2) break;
               try {
-                await ec2Client(target).send(new DeleteSnapshotCommand({ SnapshotId: d.snapshotId }));
+                await ec2.send(new DeleteSnapshotCommand({ SnapshotId: d.snapshotId }));
                 deleted++;
               } catch (e) {
                 if (isNotFound(e)) gone++;
