@@ -11,6 +11,7 @@ import { auditCommands } from './commands/audit';
 import { channelCommands } from './commands/channels';
 import { drillCommands } from './commands/drills';
 import { eventCommands } from './commands/events';
+import { maintenanceCommands } from './commands/maintenance';
 import { nodeCommands } from './commands/nodes';
 import { applyCommand, planCommands } from './commands/plans';
 import { recoveryCommands } from './commands/recovery';
@@ -52,6 +53,7 @@ drillCommands(program, cli);
 eventCommands(program, cli);
 channelCommands(program, cli);
 secretCommands(program, cli);
+maintenanceCommands(program, cli);
 
 try {
   await program.parseAsync(process.argv);

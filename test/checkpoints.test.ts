@@ -22,6 +22,7 @@ import { ec2Client } from '../lib/aws';
 import { nodes, recoveryPoints } from '../schema';
 import { type ApiCall, fixtures, startTestApi, type TestApi } from './helpers/api';
 import { layerHooks, StrictEbsLayer } from './helpers/aws-layers';
+import { runLifeboat } from './helpers/cli';
 import { everyKth, makeSparseImage, touchBlock } from './helpers/disk-images';
 import { waitFor } from './helpers/recovery';
 import {
@@ -356,9 +357,31 @@ describe('maintenance schedules', () => {
     // Kolkata is UTC+5:30: an hourly cron there runs at :30 UTC.
     for (const t of after.expiry.nextRuns) expect(t).toMatch(/:30:00\.000Z$/);
     expect(after['key-rotation'].paused).toBe(false);
+    // The CLI: get as a table, set by an admin.
+    const set = await runLifeboat(api, api.tokens.admin, [
+      'maintenance',
+      'set',
+      'expiry',
+      '--cron',
+      '@hourly',
+      '--pause',
+    ]);
+    expect(set.code).toBe(0);
+    const table = await runLifeboat(api, api.tokens.viewer, ['maintenance', 'get']);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/expiry\s+@hourly\s+Asia\/Kolkata\s+yes/);
+    const badCli = await runLifeboat(api, api.tokens.admin, [
+      'maintenance',
+      'set',
+      'expiry',
+      '--cron',
+      '0 0 2 * * *',
+    ]);
+    expect(badCli.code).toBe(1);
+    expect(badCli.stderr).toContain('tasks.expiry.cron');
     await call('PUT', '/v1/maintenance', {
       token: api.tokens.admin,
       body: { tasks: { expiry: { paused: true }, 'key-rotation': { paused: true } } },
     });
-  });
+  }, 60_000);
 });
