@@ -58,11 +58,9 @@ export function maintenanceCommands(program: Command, cli: Cli) {
         };
         if (!Object.keys(change).length)
           throw new CliError(EXIT.usage, 'nothing to change: give --cron, --timezone, --pause or --resume');
-        const { body } = await cli
-          .api()
-          .request<{ tasks: MaintenanceTask[] }>('PUT', '/v1/maintenance', {
-            body: { tasks: { [task]: change } },
-          });
+        const { body } = await cli.api().request<{ tasks: MaintenanceTask[] }>('PUT', '/v1/maintenance', {
+          body: { tasks: { [task]: change } },
+        });
         show(cli, body);
       },
     );
