@@ -20,6 +20,8 @@ export interface MaintenanceTask {
   defaultTimezone: string;
   /** A task that changes something an operator may not expect (key rotation) starts paused. */
   defaultPaused: boolean;
+  /** The workflow's arguments on every firing. */
+  args: unknown[];
 }
 
 export const EXPIRY_WORKFLOW = 'expiryWorkflow';
@@ -36,6 +38,7 @@ export const MAINTENANCE_TASKS: readonly MaintenanceTask[] = [
     defaultCron: '*/15 * * * *',
     defaultTimezone: 'UTC',
     defaultPaused: false,
+    args: [{ requestedBy: 'schedule' }],
   },
   {
     task: 'key-rotation',
@@ -47,6 +50,7 @@ export const MAINTENANCE_TASKS: readonly MaintenanceTask[] = [
     defaultCron: '0 3 1 * *',
     defaultTimezone: 'UTC',
     defaultPaused: true,
+    args: [],
   },
 ];
 

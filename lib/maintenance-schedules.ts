@@ -48,7 +48,7 @@ export function maintenanceScheduleOptions(
       workflowType: t.workflowType,
       workflowId: t.scheduleId,
       taskQueue,
-      args: t.task === 'expiry' ? [{ requestedBy: 'schedule' }] : [],
+      args: t.args,
       staticSummary: t.name,
       // Temporal describes a cron as calendars, and a schedule's own memo cannot be updated: each
       // run's memo keeps the cron string the admin gave (updated with the action).

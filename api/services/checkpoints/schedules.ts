@@ -142,7 +142,11 @@ export function checkpointSchedules(deps: CheckpointScheduleDeps) {
         : undefined;
       if (!c) return [];
       try {
-        const d = await describeSchedule(temporal, checkpointScheduleId(plan.id));
+        // A read must not hang on an unreachable Temporal: 2 s, then the computed times.
+        const d = await Promise.race([
+          describeSchedule(temporal, checkpointScheduleId(plan.id)),
+          new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 2_000).unref()),
+        ]);
         const times = d?.info.nextActionTimes ?? [];
         if (times.length >= n && !d?.state.paused) return times.slice(0, n).map((t) => t.toISOString());
       } catch {
