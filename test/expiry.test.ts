@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { eq, sql } from 'drizzle-orm';
@@ -19,6 +19,7 @@ import { createTestDatabase, temporalClient, uniqueId } from './helpers/stack';
 const SOURCE_ENTRY = path.resolve(import.meta.dirname, 'helpers', 'control-worker-process.ts');
 const POINTS = 2_000;
 
+let entryFile = '';
 function compileWorkerEntry(): string {
   const out = path.join(runVar('LIFEBOAT_DATA_DIR') ?? '.data', 'test', `expiry-worker-${process.pid}.mjs`);
   buildSync({
@@ -32,6 +33,7 @@ function compileWorkerEntry(): string {
     logLevel: 'error',
   });
   copyFileSync(FAILURE_CONVERTER_PATH, path.join(path.dirname(out), path.basename(FAILURE_CONVERTER_PATH)));
+  entryFile = out;
   return out;
 }
 
@@ -69,6 +71,7 @@ describe('expiry job', () => {
   });
   afterAll(async () => {
     for (const c of children) await kill(c);
+    rmSync(entryFile, { force: true });
     await closeClient();
     await testDb.drop();
   });
@@ -141,6 +144,7 @@ describe('expiry job', () => {
       )[0]!.n;
     // Mid-way: a quarter gone, then SIGKILL (an activity is likely mid-batch) and a new worker.
     await waitFor('a quarter deleted', async () => (await left()) <= POINTS * 0.75, 60_000, 20);
+    const killedAt = (Date.now() - t0) / 1000;
     await kill(worker);
     const leftAtKill = await left();
     worker = await launch(entry, env);
@@ -156,9 +160,11 @@ describe('expiry job', () => {
     );
     expect(log).toEqual({ n: POINTS, d: POINTS });
     expect((await db.select({ n: sql<number>`count(*)::int` }).from(recoveryPointDisks))[0]!.n).toBe(0);
-    // The workflow's own count may miss one batch whose completion died with the worker.
-    expect(result.totals.points).toBeGreaterThan(POINTS - 50 - 1);
+    // The workflow's own count misses a batch whose attempt deleted its rows but could not report
+    // (the killed one, or one timed out on heartbeats): its retry finds them gone and counts 0.
+    // The trigger's log above is the exact count.
     expect(result.totals.points).toBeLessThanOrEqual(POINTS);
+    expect(result.totals.points).toBeGreaterThanOrEqual(POINTS - 3 * 50);
     expect(result.totals.snapshotsDeleted).toBe(0); // all fake: NotFound counts as done
 
     // Bounded history: every run of the job continued as new after 5 batches.
@@ -169,7 +175,7 @@ describe('expiry job', () => {
     const maxHistory = Math.max(...runs);
     expect(maxHistory).toBeLessThan(200);
     console.log(
-      `expiry: ${POINTS} points in ${seconds.toFixed(1)} s (killed at ${POINTS - leftAtKill} deleted), ${runs.length} runs, max history ${maxHistory} events`,
+      `expiry: ${POINTS} points in ${seconds.toFixed(1)} s (SIGKILL after ${killedAt.toFixed(1)} s at ${POINTS - leftAtKill} deleted), ${runs.length} runs, max history ${maxHistory} events`,
     );
   }, 180_000);
 });
