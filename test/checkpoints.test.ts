@@ -383,5 +383,19 @@ describe('maintenance schedules', () => {
       token: api.tokens.admin,
       body: { tasks: { expiry: { paused: true }, 'key-rotation': { paused: true } } },
     });
-  }, 60_000);
+
+    // A key-rotation firing (triggered: the schedule is paused) runs a key-rotation job.
+    await client.schedule.getHandle(byTask['key-rotation'].scheduleId).trigger();
+    const rotation = await waitFor(
+      'the scheduled key rotation',
+      async () => {
+        const page = await call('GET', '/v1/jobs?kind=key-rotation', { token: api.tokens.viewer });
+        const j = page.items.find((i: { requestedBy: string }) => i.requestedBy === 'schedule');
+        return j && !['pending', 'running'].includes(j.status) && j;
+      },
+      60_000,
+      250,
+    );
+    expect(rotation.status).toBe('completed');
+  }, 90_000);
 });
