@@ -7,6 +7,7 @@ import { ApiError, errorResponse, validationHook } from './errors';
 import { type AppDeps, v1Router } from './router';
 import { auditRoutes } from './routes/audit';
 import { channelRoutes } from './routes/channels';
+import { checkpointRoutes } from './routes/checkpoints';
 import { codecRoutes } from './routes/codec';
 import { drillScheduleRoutes } from './routes/drill-schedule';
 import { eventRoutes } from './routes/events';
@@ -48,6 +49,7 @@ export function createApp(deps: AppDeps) {
   v1.route('/', siteRoutes(deps));
   v1.route('/', planRoutes(deps));
   v1.route('/', drillScheduleRoutes(deps));
+  v1.route('/', checkpointRoutes(deps));
   v1.route('/', nodeRoutes(deps));
   v1.route('/', tokenRoutes(deps));
   v1.route('/', auditRoutes(deps));

@@ -9,6 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { CliError, createCli, EXIT } from './cli';
 import { auditCommands } from './commands/audit';
 import { channelCommands } from './commands/channels';
+import { checkpointCommands } from './commands/checkpoints';
 import { drillCommands } from './commands/drills';
 import { eventCommands } from './commands/events';
 import { maintenanceCommands } from './commands/maintenance';
@@ -54,6 +55,7 @@ eventCommands(program, cli);
 channelCommands(program, cli);
 secretCommands(program, cli);
 maintenanceCommands(program, cli);
+checkpointCommands(program, cli);
 
 try {
   await program.parseAsync(process.argv);

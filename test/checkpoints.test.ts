@@ -8,7 +8,7 @@ import { eq, inArray } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNodeActivities } from '../activities/node';
 import { BLOCK_SIZE } from '../activities/node/replication/blocks';
-import { checkpointSchedules, nextCronTimes } from '../api/services/checkpoints/schedules';
+import { nextCronTimes } from '../api/services/checkpoints/schedules';
 import {
   CHECKPOINT_TAG,
   type CheckpointResult,
@@ -147,7 +147,11 @@ describe('checkpoint cron, time zone and retention settings', () => {
     // Deleting the cron deletes the schedule; deleting the plan too.
     await call('PATCH', `/v1/plans/${daily.id}`, { body: { checkpoints: { cron: null } } });
     await expect(client.schedule.getHandle(checkpointScheduleId(daily.id)).describe()).rejects.toThrow();
-  });
+    const none = await api.call('POST', `/v1/plans/${daily.id}/checkpoints/run`, {
+      token: api.tokens.operator,
+    });
+    expect(none.status).toBe(409);
+  }, 60_000);
 
   it('a time zone with a DST change: the schedule’s next times are the cron read in that zone', async () => {
     // Computed: 01:30 Berlin is 00:30Z in winter, 23:30Z the day before in summer (DST starts 29 March 2026).
@@ -173,9 +177,16 @@ async function replicateNow(planId: string): Promise<ReplicationIterationResult>
 }
 
 async function checkpointNow(planId: string): Promise<CheckpointResult> {
-  const svc = checkpointSchedules({ db: api.db, temporal: client, config });
-  const run = await svc.runNow(planId);
+  const run = await call('POST', `/v1/plans/${planId}/checkpoints/run`, { token: api.tokens.operator });
   return client.workflow.getHandle(run.workflowId).result();
+}
+
+/** `lifeboat checkpoints run PLAN`, then the run's result. */
+async function checkpointByCli(planName: string): Promise<CheckpointResult> {
+  const out = await runLifeboat(api, api.tokens.operator, ['checkpoints', 'run', planName]);
+  expect(out.code, out.stderr).toBe(0);
+  expect(out.stdout).toMatch(/^started: checkpoint-plan-/);
+  return client.workflow.getHandle(out.stdout.trim().replace(/^started: /, '')).result();
 }
 
 async function expireNow(): Promise<ExpiryResult> {
@@ -235,7 +246,7 @@ describe('checkpoints and retention', () => {
     for (let i = 2; i <= 5; i++) {
       touchBlock(image, 2 * i);
       const it = await replicateNow(plan.id);
-      const c = await checkpointNow(plan.id);
+      const c = i < 5 ? await checkpointNow(plan.id) : await checkpointByCli(plan.name);
       expect(c.iterations).toEqual([]); // fresh: within one RPO
       expect(c.recoveryPointIds).toEqual([it.recoveryPointId]);
       points.push(it.recoveryPointId);
