@@ -291,6 +291,12 @@ describe('checkpoints and retention', () => {
     });
     expect(job.status).toBe('completed');
 
+    // plans get shows the schedule and its next times; the YAML (apply-able) leaves them out.
+    const shown = await runLifeboat(api, api.tokens.viewer, ['plans', 'get', plan.name]);
+    expect(shown.stdout).toContain('checkpoints: 0 3 1 1 * (Europe/Berlin), next 2027-01-01T02:00:00.000Z');
+    const yaml = await runLifeboat(api, api.tokens.viewer, ['plans', 'get', plan.name, '--yaml']);
+    expect(yaml.stdout).not.toContain('nextCheckpoints');
+
     // The checkpoint jobs are jobs with lifecycle events.
     const ckptJobs = await call('GET', `/v1/jobs?plan=${plan.id}&kind=checkpoint`, {
       token: api.tokens.viewer,
