@@ -7,11 +7,13 @@ import { ApiError, errorResponse, validationHook } from './errors';
 import { type AppDeps, v1Router } from './router';
 import { auditRoutes } from './routes/audit';
 import { channelRoutes } from './routes/channels';
+import { checkpointRoutes } from './routes/checkpoints';
 import { codecRoutes } from './routes/codec';
 import { drillScheduleRoutes } from './routes/drill-schedule';
 import { eventRoutes } from './routes/events';
 import { healthRoutes } from './routes/health';
 import { jobRoutes } from './routes/jobs';
+import { maintenanceRoutes } from './routes/maintenance';
 import { metricsRoutes } from './routes/metrics';
 import { nodeRoutes } from './routes/nodes';
 import { planRoutes } from './routes/plans';
@@ -47,6 +49,7 @@ export function createApp(deps: AppDeps) {
   v1.route('/', siteRoutes(deps));
   v1.route('/', planRoutes(deps));
   v1.route('/', drillScheduleRoutes(deps));
+  v1.route('/', checkpointRoutes(deps));
   v1.route('/', nodeRoutes(deps));
   v1.route('/', tokenRoutes(deps));
   v1.route('/', auditRoutes(deps));
@@ -56,6 +59,7 @@ export function createApp(deps: AppDeps) {
   v1.route('/', eventRoutes(deps));
   v1.route('/', channelRoutes(deps));
   v1.route('/', secretRoutes(deps));
+  v1.route('/', maintenanceRoutes(deps));
   app.route('/v1', v1);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {

@@ -9,8 +9,10 @@ import { Command, CommanderError } from 'commander';
 import { CliError, createCli, EXIT } from './cli';
 import { auditCommands } from './commands/audit';
 import { channelCommands } from './commands/channels';
+import { checkpointCommands } from './commands/checkpoints';
 import { drillCommands } from './commands/drills';
 import { eventCommands } from './commands/events';
+import { maintenanceCommands } from './commands/maintenance';
 import { nodeCommands } from './commands/nodes';
 import { applyCommand, planCommands } from './commands/plans';
 import { recoveryCommands } from './commands/recovery';
@@ -52,6 +54,8 @@ drillCommands(program, cli);
 eventCommands(program, cli);
 channelCommands(program, cli);
 secretCommands(program, cli);
+maintenanceCommands(program, cli);
+checkpointCommands(program, cli);
 
 try {
   await program.parseAsync(process.argv);

@@ -5,11 +5,13 @@
  * workflow sandbox.
  */
 export * from './aws';
+export * from './checkpoints';
 export * from './drills';
 export * from './events';
 export * from './job-logs';
 export * from './jobs';
 export * from './keys';
+export * from './maintenance';
 export * from './monitor';
 export * from './nodes';
 export * from './notifications';

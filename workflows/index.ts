@@ -1,7 +1,10 @@
 // The workflow bundle's entry: every workflow type the control worker runs.
 
+export { checkpointWorkflow } from './checkpoints/checkpoint';
 export { scheduledDrillWorkflow } from './drills/scheduled';
 export { keyRotationWorkflow } from './keys/rotation';
+export { expiryWorkflow } from './maintenance/expiry';
+export { scheduledKeyRotationWorkflow } from './maintenance/key-rotation';
 export { acknowledgeAlertWorkflow, emitEventsWorkflow, monitorWorkflow } from './monitor';
 export { applianceUpgradeWorkflow } from './nodes/upgrade';
 export { deliverEventWorkflow } from './notifications/deliver';

@@ -1,10 +1,13 @@
 import type { Config } from '../../lib/config';
 import type { Db } from '../../schema/db';
+import { createCheckpointActivities } from './checkpoints';
 import { createDrillActivities } from './drills';
 import { createReporter } from './events/alerts';
 import { createEventLog, type EventListener } from './events/log';
+import { createExpiryActivities } from './expiry';
 import { createJobActivities } from './jobs/activities';
 import { createKeyActivities } from './keys';
+import { createScheduledKeyActivities } from './keys/scheduled';
 import { createMonitorActivities } from './monitor';
 import { createApplianceUpgradeActivities } from './nodes/upgrade';
 import { createNotificationActivities, notificationListener } from './notifications';
@@ -50,6 +53,9 @@ export function createControlActivities(deps: ControlActivityDeps) {
     ...createKeyActivities(deps.db, settings),
     ...createDrillActivities(deps.db, settings, reporter),
     ...createApplianceUpgradeActivities(deps.db, settings, reporter),
+    ...createCheckpointActivities(deps.db, settings, reporter),
+    ...createExpiryActivities(deps.db, settings, reporter),
+    ...createScheduledKeyActivities(deps.db),
   };
 }
 

@@ -2,6 +2,7 @@ import type { AwsTarget } from '../../contracts';
 import type { JobLogSink } from '../control/jobs/log';
 import { ebsRoundTrip } from './ebs-probe';
 import { createReplicationActivities, type ReplicationActivityOptions } from './replication/activities';
+import { deleteBlockIndexFiles } from './replication/prune-index';
 
 export interface NodeActivityDeps {
   nodeId: string;
@@ -28,6 +29,10 @@ export function createNodeActivities(deps: NodeActivityDeps) {
       jobLog: deps.jobLog,
       dataDir: deps.dataDir ?? '.data',
     }),
+    /** The expiry job: delete this node's block-hash index files of deleted recovery points. */
+    async deleteBlockIndexFiles(items: { recoveryPointId: string; diskId: string }[]) {
+      return deleteBlockIndexFiles(deps.dataDir ?? '.data', deps.nodeId, items);
+    },
     async ebsRoundTrip(clientToken: string) {
       return { nodeId: deps.nodeId, ...(await ebsRoundTrip(deps.aws, clientToken)) };
     },

@@ -4,6 +4,7 @@ import { PlanInput } from '../../schema/domain/plan';
 import { type AuthEnv, recordChanges } from '../auth/middleware';
 import { ApiError, errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
+import { checkpointScheduleHooks, checkpointSchedules } from '../services/checkpoints/schedules';
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
 import { planRtoPrediction } from '../services/drills/rto';
 import { drillScheduleHooks } from '../services/drills/schedules';
@@ -146,15 +147,20 @@ export function planRoutes(deps: AppDeps) {
   const replicationHooks = planScheduleHooks(deps);
   // The drill schedule follows the plan's `drills` setting (issue 14).
   const drillHooks = drillScheduleHooks(deps);
+  // The checkpoint schedule follows `checkpoints.cron` / `.timezone` (issue 12).
+  const checkpointHooks = checkpointScheduleHooks(deps);
+  const checkpointTimes = checkpointSchedules(deps);
   const schedules = {
     async afterWrite(planId: string) {
       await replicationHooks.afterWrite(planId);
       await drillHooks.afterWrite(planId);
+      await checkpointHooks.afterWrite(planId);
     },
     beforeDelete: replicationHooks.beforeDelete,
     async afterDelete(planId: string, vmIds: string[]) {
       await replicationHooks.afterDelete(planId, vmIds);
       await drillHooks.afterDelete(planId);
+      await checkpointHooks.afterDelete(planId);
     },
   };
   const reports = reportsService(deps.db);
@@ -180,7 +186,11 @@ export function planRoutes(deps: AppDeps) {
     })
     .openapi(get, async (c) => {
       const read = await svc.get(await svc.idOf(c.req.valid('param').id));
-      const plan = { ...read, rtoPrediction: await planRtoPrediction(deps.db, read.id) };
+      const plan = {
+        ...read,
+        rtoPrediction: await planRtoPrediction(deps.db, read.id),
+        nextCheckpoints: await checkpointTimes.nextTimes(read),
+      };
       c.header('ETag', etagOf(plan.version));
       return c.json(c.get('principal').role === 'viewer' ? planForViewer(plan) : plan, 200);
     })
@@ -188,7 +198,11 @@ export function planRoutes(deps: AppDeps) {
       const { name } = c.req.valid('param');
       const read = await svc.findByName(name);
       if (!read) throw new ApiError(404, 'not_found', `No plan named "${name}"`);
-      const plan = { ...read, rtoPrediction: await planRtoPrediction(deps.db, read.id) };
+      const plan = {
+        ...read,
+        rtoPrediction: await planRtoPrediction(deps.db, read.id),
+        nextCheckpoints: await checkpointTimes.nextTimes(read),
+      };
       c.header('ETag', etagOf(plan.version));
       return c.json(c.get('principal').role === 'viewer' ? planForViewer(plan) : plan, 200);
     })

@@ -34,6 +34,12 @@ export const Plan = z
       .describe(
         'Reads (GET) only: the RTO predicted from past recoveries’ step timings; null before the first completed one',
       ),
+    nextCheckpoints: z
+      .array(z.string())
+      .optional()
+      .describe(
+        'Reads (GET) only: the next 3 checkpoint times (ISO 8601, UTC) of the checkpoint schedule; empty without checkpoints.cron',
+      ),
   })
   .openapi('Plan');
 export type Plan = z.infer<typeof Plan>;

@@ -19,6 +19,8 @@ interface Plan {
   objectives?: { rpoMinutes: number; rtoMinutes?: number };
   vms: { name: string; guestOs: string; bootOrder: number; bootDelaySeconds: number; disks: unknown[] }[];
   drills?: { cron: string; timezone: string; keepMinutes: number; maxInstances: number; maxVcpus?: number };
+  checkpoints?: { cron?: string; timezone?: string };
+  nextCheckpoints?: string[];
   rtoPrediction?: {
     seconds: number;
     basedOnRuns: number;
@@ -94,12 +96,18 @@ export function planCommands(program: Command, cli: Cli) {
       const api = cli.api();
       const { body } = await api.request<Plan>('GET', `/v1/plans/${await resolveId(api, 'plans', ref)}`);
       cli.print(body, () => {
-        // The YAML is an apply-able document: the computed prediction is not part of it.
-        const { rtoPrediction, ...doc } = body;
+        // The YAML is an apply-able document: the computed prediction and times are not part of it.
+        const { rtoPrediction, nextCheckpoints, ...doc } = body;
         if (o.yaml) return toYaml(doc).trimEnd();
-        const drills = body.drills
-          ? `drills: ${body.drills.cron} (${body.drills.timezone}), keep ${body.drills.keepMinutes} min, at most ${body.drills.maxInstances} instances\n`
-          : '';
+        const drills = `${
+          body.drills
+            ? `drills: ${body.drills.cron} (${body.drills.timezone}), keep ${body.drills.keepMinutes} min, at most ${body.drills.maxInstances} instances\n`
+            : ''
+        }${
+          body.checkpoints?.cron
+            ? `checkpoints: ${body.checkpoints.cron} (${body.checkpoints.timezone ?? 'UTC'}), next ${(nextCheckpoints ?? []).join(', ') || '-'}\n`
+            : ''
+        }`;
         return `plan "${body.name}" (${body.id}), version ${body.version}, replication every ${body.replication.intervalMinutes} min\nobjectives: RPO ${body.objectives?.rpoMinutes ?? body.replication.intervalMinutes} min, RTO ${body.objectives?.rtoMinutes !== undefined ? `${body.objectives.rtoMinutes} min` : 'not set'}\n${drills}${rtoLines(rtoPrediction)}\n\n${table(
           ['VM', 'OS', 'BOOT ORDER', 'BOOT DELAY', 'DISKS'],
           body.vms.map((v) => [v.name, v.guestOs, v.bootOrder, `${v.bootDelaySeconds}s`, v.disks.length]),

@@ -4,6 +4,9 @@ import { cidrContains, Id, IsoDateTimeWithOffset, Name, Priority } from './commo
 import { Script } from './script';
 import { Vm } from './vm';
 
+/** Ordinary recovery points kept per VM when a plan sets no `replication.retention`. */
+export const DEFAULT_POINT_RETENTION_COUNT = 48;
+
 export const ReplicationSettings = z
   .object({
     intervalMinutes: z.number().int().min(1, 'RPO must be at least 1 minute').max(10_080).describe('RPO'),
@@ -13,6 +16,30 @@ export const ReplicationSettings = z
       .default(true)
       .describe('One iteration for all VMs: recovery points consistent across the plan'),
     priority: Priority.default(50),
+    retention: z
+      .object({
+        count: z
+          .number()
+          .int()
+          .min(1, 'must be at least 1: the newest point of every disk is always kept')
+          .max(100_000)
+          .optional()
+          .describe(
+            `Keep at most this many ordinary recovery points per VM (default ${DEFAULT_POINT_RETENTION_COUNT})`,
+          ),
+        maxAgeHours: z
+          .number()
+          .int()
+          .min(1, 'must be at least 1 hour')
+          .max(87_600)
+          .optional()
+          .describe('Expire ordinary recovery points older than this (default: no age limit)'),
+      })
+      .strict()
+      .optional()
+      .describe(
+        `Retention of ordinary (non-checkpoint) recovery points; default: the newest ${DEFAULT_POINT_RETENTION_COUNT}. The newest point of every disk is always kept (the next incremental's parent); checkpoints and preserved points follow their own rules`,
+      ),
   })
   .openapi('ReplicationSettings');
 
@@ -24,21 +51,6 @@ export const CronExpression = z.string().refine((v) => {
     return false;
   }
 }, 'must be a cron expression like "0 */4 * * *"');
-
-export const CheckpointSettings = z
-  .object({
-    cron: CronExpression.optional().describe('When point-in-time checkpoints are taken'),
-    retention: z
-      .object({
-        count: z.number().int().min(1).max(10_000).optional(),
-        maxAgeDays: z.number().int().min(1).max(3650).optional(),
-      })
-      .default({})
-      .describe(
-        'Keep at most `count` checkpoints and none older than `maxAgeDays`; preserved ones are exempt',
-      ),
-  })
-  .openapi('CheckpointSettings');
 
 /**
  * An IANA time zone name as Temporal's schedules read it: known to the runtime (`Intl` throws on
@@ -71,20 +83,74 @@ export const TimeZone = z
 const CRON_FIELD = /^(\*|[0-9]+|[A-Za-z]{3})([-/,](\*|[0-9]+|[A-Za-z]{3}))*$/;
 
 /**
- * Cron of a drill: exactly 5 fields (minute hour day-of-month month day-of-week; Temporal reads
- * 6 fields as ending with a year, cron-parser as starting with seconds: refused), or a Temporal
- * name such as `@daily`, `@weekly`, `@hourly`.
+ * The reason a cron restricting both day-of-month and day-of-week is refused: Temporal (like
+ * most schedulers other than Vixie cron) runs it only on days matching both (AND), where classic
+ * cron and cron-parser run it on days matching either (OR): one string, two meanings.
  */
-export const DrillCron = z
+export const DOM_AND_DOW =
+  'restricts both day-of-month and day-of-week: Temporal runs it only on days matching both (AND), classic cron on days matching either (OR); put "*" in one of the two fields';
+
+/**
+ * One cron meaning everywhere (drills, checkpoints): exactly 5 fields (minute hour day-of-month
+ * month day-of-week; Temporal reads 6 fields as ending with a year, cron-parser as starting with
+ * seconds: refused), or a Temporal name such as `@daily`, `@weekly`, `@hourly`; day-of-month and
+ * day-of-week not both restricted (see DOM_AND_DOW).
+ */
+export const ScheduleCron = z
   .string()
   .max(256)
-  .refine((v) => {
-    if (/^@(yearly|annually|monthly|weekly|daily|hourly)$/.test(v.trim())) return true;
-    const fields = v.trim().split(/\s+/);
-    return (
-      fields.length === 5 && fields.every((f) => CRON_FIELD.test(f)) && CronExpression.safeParse(v).success
-    );
-  }, 'must be a 5-field cron expression like "0 2 * * 0" or a name like "@daily"');
+  .superRefine((v, ctx) => {
+    const t = v.trim();
+    if (/^@(yearly|annually|monthly|weekly|daily|hourly)$/.test(t)) return;
+    const fields = t.split(/\s+/);
+    if (fields.length === 6) {
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          'has 6 fields: a seconds-first cron is not supported (Temporal would read the 6th field as a year); give 5 fields "minute hour day-of-month month day-of-week" like "0 2 * * 0", or a name like "@daily"',
+      });
+      return;
+    }
+    if (
+      !(fields.length === 5 && fields.every((f) => CRON_FIELD.test(f)) && CronExpression.safeParse(v).success)
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be a 5-field cron expression like "0 2 * * 0" or a name like "@daily"',
+      });
+      return;
+    }
+    if (fields[2] !== '*' && fields[2] !== '?' && fields[4] !== '*' && fields[4] !== '?')
+      ctx.addIssue({ code: 'custom', message: DOM_AND_DOW });
+  });
+
+/** The cron of a drill: a {@link ScheduleCron}. */
+export const DrillCron = ScheduleCron;
+
+export const CheckpointSettings = z
+  .object({
+    cron: ScheduleCron.optional().describe(
+      'When point-in-time checkpoints are taken (5-field cron or @daily-style name), in `timezone`',
+    ),
+    timezone: TimeZone.optional().describe(
+      'IANA time zone of the cron (default UTC; daylight saving time is followed)',
+    ),
+    retention: z
+      .object({
+        count: z
+          .number()
+          .int()
+          .min(1, 'must be at least 1 (leave it out to keep every checkpoint)')
+          .max(10_000)
+          .optional(),
+        maxAgeDays: z.number().int().min(1, 'must be at least 1 day').max(3650).optional(),
+      })
+      .default({})
+      .describe(
+        'Keep at most `count` checkpoints and none older than `maxAgeDays`; preserved ones are exempt',
+      ),
+  })
+  .openapi('CheckpointSettings');
 
 export const DrillSettings = z
   .object({

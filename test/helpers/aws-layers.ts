@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { type EBSClient, GetSnapshotBlockCommand, ListSnapshotBlocksCommand } from '@aws-sdk/client-ebs';
 import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import { BLOCK_SIZE, BLOCKS_PER_GIB } from '../../activities/node/replication/blocks';
@@ -45,14 +46,51 @@ function addLayer(
   ebs.middlewareStack.add(middleware as never, { step, name, priority } as never);
 }
 
+/**
+ * AWS's snapshot semantics that moto lacks, for `StrictEbsLayer({ awsSnapshotSemantics: true })`:
+ * on AWS a snapshot started with a ParentSnapshotId holds every block of its parent it did not
+ * overwrite (ListSnapshotBlocks lists them, GetSnapshotBlock reads them), and deleting the parent
+ * keeps each block a later snapshot still needs. moto stores only a child's own writes and
+ * deletes a snapshot's blocks with it. The layer keeps the data of every block written through
+ * it (tests use small disks) and each snapshot's parent, and serves the inherited blocks of a
+ * child from that memory — whether or not the parent still exists in moto.
+ */
+class InheritedBlocks {
+  readonly parents = new Map<string, string>();
+  readonly data = new Map<string, Map<number, Buffer>>();
+  /** Blocks served from memory (inherited from a parent), for the tests to assert on. */
+  served = 0;
+  /** The nearest ancestor of `snapshotId` (not itself) that wrote `index`. */
+  ancestorBlock(snapshotId: string, index: number): Buffer | undefined {
+    for (let p = this.parents.get(snapshotId); p; p = this.parents.get(p)) {
+      const b = this.data.get(p)?.get(index);
+      if (b) return b;
+    }
+    return undefined;
+  }
+  /** Block indexes a child inherits: every ancestor's, nearest first. */
+  inherited(snapshotId: string): Map<number, string> {
+    const out = new Map<number, string>();
+    for (let p = this.parents.get(snapshotId); p; p = this.parents.get(p))
+      for (const i of this.data.get(p)?.keys() ?? []) if (!out.has(i)) out.set(i, p);
+    return out;
+  }
+}
+
 export class StrictEbsLayer {
   readonly violations: string[] = [];
   private readonly snapshots = new Map<string, SnapshotState>();
   private readonly tokens = new Set<string>();
   private readonly adopting = new Map<string, Promise<SnapshotState | undefined>>();
   private readonly raw: EBSClient;
-  constructor(private readonly target: AwsTarget) {
+  /** Set with `awsSnapshotSemantics`: children read through their parents, deleted or not. */
+  readonly inheritance?: InheritedBlocks;
+  constructor(
+    private readonly target: AwsTarget,
+    opts: { awsSnapshotSemantics?: boolean } = {},
+  ) {
     this.raw = ebsClient(target); // no middleware: used to adopt snapshots this process did not start
+    if (opts.awsSnapshotSemantics) this.inheritance = new InheritedBlocks();
   }
 
   private reject(message: string): never {
@@ -120,6 +158,8 @@ export class StrictEbsLayer {
       // biome-ignore lint/suspicious/noExplicitAny: output of StartSnapshot
       const id = (out.output as any).SnapshotId as string;
       this.snapshots.set(id, { volumeSizeGiB: input.VolumeSize, status: 'pending', written: new Map() });
+      if (this.inheritance && input.ParentSnapshotId)
+        this.inheritance.parents.set(id, input.ParentSnapshotId);
       return out;
     }
     if (cmd === 'PutSnapshotBlockCommand') {
@@ -139,6 +179,11 @@ export class StrictEbsLayer {
         this.reject(`BlockIndex ${input.BlockIndex} outside 0..${max - 1}`);
       const out = await next(args);
       s.written.set(input.BlockIndex, actual);
+      if (this.inheritance) {
+        const own = this.inheritance.data.get(input.SnapshotId) ?? new Map<number, Buffer>();
+        own.set(input.BlockIndex, Buffer.from(body));
+        this.inheritance.data.set(input.SnapshotId, own);
+      }
       return out;
     }
     if (cmd === 'CompleteSnapshotCommand') {
@@ -169,9 +214,38 @@ export class StrictEbsLayer {
         this.reject(
           `GetSnapshotBlock ${input.SnapshotId}#${input.BlockIndex} without a token from a listing`,
         );
+      if (this.inheritance && String(input.BlockToken).startsWith('inherited:')) {
+        const data = this.inheritance.ancestorBlock(input.SnapshotId, input.BlockIndex);
+        if (!data) this.reject(`inherited block ${input.SnapshotId}#${input.BlockIndex} is not known`);
+        this.inheritance.served++;
+        return {
+          response: { statusCode: 200, headers: {} },
+          output: {
+            $metadata: { httpStatusCode: 200 },
+            BlockData: Object.assign(Readable.from([data]), {
+              transformToByteArray: async () => new Uint8Array(data),
+            }),
+            DataLength: data.length,
+            Checksum: createHash('sha256').update(data).digest('base64'),
+            ChecksumAlgorithm: 'SHA256',
+          },
+        } as never;
+      }
       return next(args);
     }
     const out = await next(args);
+    if (this.inheritance && cmd === 'ListSnapshotBlocksCommand') {
+      // biome-ignore lint/suspicious/noExplicitAny: listing output
+      const o = out.output as any;
+      const own = new Set<number>((o.Blocks ?? []).map((b: { BlockIndex: number }) => b.BlockIndex));
+      const extra = [...this.inheritance.inherited(input.SnapshotId)]
+        .filter(([i]) => !own.has(i))
+        .map(([i, from]) => ({ BlockIndex: i, BlockToken: `inherited:${from}` }));
+      if (extra.length)
+        o.Blocks = [...(o.Blocks ?? []), ...extra].sort(
+          (a: { BlockIndex: number }, b: { BlockIndex: number }) => a.BlockIndex - b.BlockIndex,
+        );
+    }
     // biome-ignore lint/suspicious/noExplicitAny: listing outputs
     const o = out.output as any;
     if (cmd === 'ListSnapshotBlocksCommand')

@@ -3,6 +3,7 @@ import { ensureMonitorSchedule } from '../../activities/control/monitor-schedule
 import { databaseUrl, loadConfig } from '../../lib/config';
 import { lifeboatDataConverter } from '../../lib/crypto';
 import { createLogger } from '../../lib/logger';
+import { ensureMaintenanceSchedules } from '../../lib/maintenance-schedules';
 import { refuseToStart } from '../../lib/startup';
 import { temporalConnectionOptions } from '../../lib/temporal';
 import { createDb } from '../../schema/db';
@@ -30,6 +31,19 @@ try {
   log.info(
     { ...monitor, intervalSeconds: config.LIFEBOAT_MONITOR_INTERVAL_SECONDS },
     'monitor schedule ready',
+  );
+  // The maintenance tasks' schedules (expiry, key rotation…), created with their defaults when missing.
+  const maintenance = await ensureMaintenanceSchedules(
+    new Client({
+      connection: clientConnection,
+      namespace: config.TEMPORAL_NAMESPACE,
+      dataConverter: await lifeboatDataConverter(config),
+    }),
+    config.LIFEBOAT_CONTROL_TASK_QUEUE,
+  );
+  log.info(
+    { tasks: maintenance.map((m) => `${m.task}: ${m.cron}${m.paused ? ' (paused)' : ''}`) },
+    'maintenance schedules ready',
   );
 } finally {
   await clientConnection.close();

@@ -11,6 +11,7 @@ import {
   type SiteModel,
 } from '../../../schema/read/site';
 import type { Reporter } from '../events/alerts';
+import { applyRetention } from '../lifecycle/retention';
 import type { ControlSettings } from '../settings';
 
 /** The target of a site for replication: an ApplicationFailure (not retried) when it is not an AWS site. */
@@ -145,6 +146,8 @@ export function createIterationDataActivities(db: Db, settings: ControlSettings,
           );
         return { recoveryPointId: input.recoveryPointId };
       });
+      // Retention follows every new point (idempotent: a retried call writes the same expiries).
+      await applyRetention(db, input.planId);
       const [plan] = await db.select({ name: plans.name }).from(plans).where(eq(plans.id, input.planId));
       const bytes = input.disks.reduce((n, d) => n + d.bytesWritten, 0);
       await reporter.report({

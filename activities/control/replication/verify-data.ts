@@ -37,9 +37,12 @@ export function createVerifyDataActivities(db: Db, settings: ControlSettings) {
           .from(recoveryPointDisks)
           .where(eq(recoveryPointDisks.diskId, r.diskId));
         const parentOf = new Map(all.map((a) => [a.snapshotId, a.parent]));
+        // Only parents that are still recovery points: an expired parent's snapshot is deleted
+        // (on AWS the child still holds every block it needs from it; listing the deleted
+        // parent would fail with ResourceNotFound).
         const chain = [r.snapshotId];
         let p = r.parentSnapshotId;
-        while (p && !chain.includes(p)) {
+        while (p && parentOf.has(p) && !chain.includes(p)) {
           chain.push(p);
           p = parentOf.get(p) ?? null;
         }

@@ -1,0 +1,230 @@
+import { DeleteSnapshotCommand, type EC2Client } from '@aws-sdk/client-ec2';
+import { Context } from '@temporalio/activity';
+import { and, asc, gt, inArray, sql } from 'drizzle-orm';
+import pLimit from 'p-limit';
+import {
+  type ExpiringPoint,
+  type ExpiryTotals,
+  RECOVERY_JOB_KINDS,
+  type StepRef,
+  type StepState,
+} from '../../../contracts';
+import { ec2Client } from '../../../lib/aws';
+import type { Db } from '../../../schema/db';
+import { jobs, nodes, recoveryPointDisks, recoveryPoints } from '../../../schema/index';
+import { loadPlanModel } from '../../../schema/read/plan';
+import type { Reporter } from '../events/alerts';
+import { jobEvent } from '../jobs/events';
+import { createJobProjection } from '../jobs/projection';
+import { applyRetentionToAllPlans } from '../lifecycle/retention';
+import { replicationTarget } from '../replication/iteration-data';
+import type { ControlSettings } from '../settings';
+
+/**
+ * A point the expiry job may delete now: past its `expiresAt`, not preserved, not locked (no
+ * `lockedUntil` in the future), and not in use — no pending or running job names it in its
+ * params (`recoveryPointId`, or `recoveryPoint.id` of a recovery), and no recovery (test, full,
+ * migration; a drill runs one) of its plan is active: a recovery without an explicit id picks
+ * the latest point or the latest before a time when it runs, so its plan's points all wait.
+ */
+export const deletableNow = sql`${recoveryPoints.expiresAt} <= now()
+  and ${recoveryPoints.preserved} = false
+  and (${recoveryPoints.lockedUntil} is null or ${recoveryPoints.lockedUntil} <= now())
+  and not exists (
+    select 1 from ${jobs} j
+    where j.status in ('pending', 'running')
+      and (j.params ->> 'recoveryPointId' = ${recoveryPoints.id}::text
+        or j.params -> 'recoveryPoint' ->> 'id' = ${recoveryPoints.id}::text
+        or (j.plan_id = ${recoveryPoints.planId}
+          and j.kind in (${sql.join(
+            RECOVERY_JOB_KINDS.map((k) => sql`${k}`),
+            sql`, `,
+          )}))))`;
+
+/**
+ * The one seam for block-hash indexes of deleted points: today each index is a file on the node
+ * that wrote it (activities/node/replication/hash-index.ts), so this answers which online node
+ * must delete which files (the node activity `deleteBlockIndexFiles`). When the index moves into
+ * Postgres (issue 17.1) this becomes the deletion itself and the workflow's node calls go away.
+ */
+export async function deleteBlockIndexes(db: Db, points: ExpiringPoint[]) {
+  const byNode = new Map<string, { recoveryPointId: string; diskId: string }[]>();
+  for (const p of points)
+    for (const d of p.disks)
+      byNode.set(d.nodeId, [...(byNode.get(d.nodeId) ?? []), { recoveryPointId: p.id, diskId: d.diskId }]);
+  if (!byNode.size) return { nodes: [], unreachable: [] as string[] };
+  const rows = await db
+    .select({ id: nodes.id, taskQueue: nodes.taskQueue, state: nodes.state })
+    .from(nodes)
+    .where(inArray(nodes.id, [...byNode.keys()]));
+  const live = rows.filter((r) => r.state === 'online' || r.state === 'draining');
+  const liveIds = new Set(live.map((r) => r.id));
+  return {
+    nodes: live.map((r) => ({ nodeId: r.id, taskQueue: r.taskQueue, items: byNode.get(r.id)! })),
+    unreachable: [...byNode.keys()].filter((id) => !liveIds.has(id)),
+  };
+}
+
+const isNotFound = (e: unknown) => /InvalidSnapshot\.NotFound/.test((e as Error).name ?? '');
+
+/** The expiry job's activities (workflows/maintenance/expiry.ts). */
+export function createExpiryActivities(db: Db, settings: ControlSettings, reporter: Reporter) {
+  const projection = createJobProjection(db);
+  // One EC2 client per plan's target, for the worker's life (a plan's target site rarely changes).
+  const clients = new Map<string, Promise<EC2Client | null>>();
+  const ec2Of = (planId: string) => {
+    let c = clients.get(planId);
+    if (!c) {
+      c = loadPlanModel(db, planId, { withVms: false }).then((plan) =>
+        plan ? ec2Client(replicationTarget(plan.targetSite, settings).target) : null,
+      );
+      clients.set(planId, c);
+      c.catch(() => clients.delete(planId));
+    }
+    return c;
+  };
+
+  return {
+    /** Retention of every plan first (plan edits apply), then how many points are deletable now. */
+    async expiryPrepare(): Promise<{ due: number; expiring: number }> {
+      const expiring = await applyRetentionToAllPlans(db);
+      const [row] = await db
+        .select({ n: sql<number>`count(*)::int` })
+        .from(recoveryPoints)
+        .where(deletableNow);
+      return { due: row?.n ?? 0, expiring };
+    },
+
+    async expiryJobStarted(s: {
+      jobId: string;
+      workflowId: string;
+      requestedBy: string;
+      steps: StepState[];
+    }): Promise<void> {
+      await db
+        .insert(jobs)
+        .values({
+          id: s.jobId,
+          kind: 'expiry',
+          status: 'pending',
+          workflowId: s.workflowId,
+          requestedBy: s.requestedBy,
+          params: {},
+        })
+        .onConflictDoNothing();
+      await projection.jobStarted(s.jobId);
+      await projection.addPendingSteps(s.jobId, s.steps);
+      const e = await jobEvent(db, {
+        jobId: s.jobId,
+        kind: 'expiry',
+        planId: null,
+        status: 'running',
+        workflowId: s.workflowId,
+      });
+      if (e) await reporter.report(e);
+    },
+
+    /** The next deletable points after `cursor` (ids ascending: one job never revisits a point). */
+    async claimExpiredBatch(
+      cursor: string | undefined,
+      limit: number,
+    ): Promise<{ points: ExpiringPoint[]; indexes: Awaited<ReturnType<typeof deleteBlockIndexes>> }> {
+      const rows = await db
+        .select({ id: recoveryPoints.id, planId: recoveryPoints.planId })
+        .from(recoveryPoints)
+        .where(and(deletableNow, cursor ? gt(recoveryPoints.id, cursor) : undefined))
+        .orderBy(asc(recoveryPoints.id))
+        .limit(limit);
+      const disks = rows.length
+        ? await db
+            .select({
+              recoveryPointId: recoveryPointDisks.recoveryPointId,
+              diskId: recoveryPointDisks.diskId,
+              snapshotId: recoveryPointDisks.snapshotId,
+              nodeId: recoveryPointDisks.nodeId,
+            })
+            .from(recoveryPointDisks)
+            .where(
+              inArray(
+                recoveryPointDisks.recoveryPointId,
+                rows.map((r) => r.id),
+              ),
+            )
+        : [];
+      const points = rows.map((r) => ({
+        ...r,
+        disks: disks
+          .filter((d) => d.recoveryPointId === r.id)
+          .map(({ diskId, snapshotId, nodeId }) => ({ diskId, snapshotId, nodeId })),
+      }));
+      return { points, indexes: await deleteBlockIndexes(db, points) };
+    },
+
+    /**
+     * Delete a batch's snapshots (EC2 DeleteSnapshot; `InvalidSnapshot.NotFound` counts as done:
+     * a retry after a crash finds them gone), then the rows of the points whose snapshots are all
+     * gone (DELETE … RETURNING: each point is counted by the one call that deleted it). A snapshot
+     * AWS refuses to delete (e.g. `InvalidSnapshot.InUse` by an image of a running recovery)
+     * keeps its point for the next run. On AWS a deleted parent's blocks that a later snapshot
+     * needs stay readable through it: a point never depends on its parents' rows or snapshots.
+     */
+    async deleteExpiredBatch(
+      step: StepRef,
+      points: ExpiringPoint[],
+      before: ExpiryTotals,
+    ): Promise<{ points: number; snapshotsDeleted: number; snapshotsAlreadyGone: number; kept: string[] }> {
+      const ctx = Context.current();
+      const limit = pLimit(16);
+      let deleted = 0;
+      let gone = 0;
+      const kept: string[] = [];
+      const done: string[] = [];
+      await Promise.all(
+        points.map((p) =>
+          limit(async () => {
+            ctx.heartbeat(p.id);
+            const ec2 = await ec2Of(p.planId);
+            let ok = true;
+            for (const d of p.disks) {
+              if (!ec2) break;
+              try {
+                await ec2.send(new DeleteSnapshotCommand({ SnapshotId: d.snapshotId }));
+                deleted++;
+              } catch (e) {
+                if (isNotFound(e)) gone++;
+                else {
+                  ok = false;
+                  kept.push(`${p.id}: ${d.snapshotId}: ${(e as Error).name}: ${(e as Error).message}`);
+                  break;
+                }
+              }
+            }
+            if (ok) done.push(p.id);
+          }),
+        ),
+      );
+      const removed = done.length
+        ? await db
+            .delete(recoveryPoints)
+            .where(inArray(recoveryPoints.id, done))
+            .returning({ id: recoveryPoints.id })
+        : [];
+      const totals = {
+        points: before.points + removed.length,
+        snapshotsDeleted: before.snapshotsDeleted + deleted,
+        snapshotsAlreadyGone: before.snapshotsAlreadyGone + gone,
+      };
+      await projection.upsertSteps([
+        {
+          ...step,
+          status: 'running',
+          message: `${totals.points} expired point(s) deleted, ${totals.snapshotsDeleted} snapshot(s) deleted, ${totals.snapshotsAlreadyGone} already gone`,
+          progress: { ...totals, batches: before.batches + 1 },
+        },
+      ]);
+      return { points: removed.length, snapshotsDeleted: deleted, snapshotsAlreadyGone: gone, kept };
+    },
+  };
+}
+
+export type ExpiryActivities = ReturnType<typeof createExpiryActivities>;
