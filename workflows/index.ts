@@ -1,6 +1,7 @@
 // The workflow bundle's entry: every workflow type the control worker runs.
 
 export { scheduledDrillWorkflow } from './drills/scheduled';
+export { jobReconcilerWorkflow } from './jobs/reconciler';
 export { keyRotationWorkflow } from './keys/rotation';
 export { acknowledgeAlertWorkflow, emitEventsWorkflow, monitorWorkflow } from './monitor';
 export { deliverEventWorkflow } from './notifications/deliver';

@@ -4,6 +4,7 @@ import { createDrillActivities } from './drills';
 import { createReporter } from './events/alerts';
 import { createEventLog, type EventListener } from './events/log';
 import { createJobActivities } from './jobs/activities';
+import { createJobReconcilerActivities } from './jobs/reconciler';
 import { createKeyActivities } from './keys';
 import { createMonitorActivities } from './monitor';
 import { createNotificationActivities, notificationListener } from './notifications';
@@ -41,6 +42,7 @@ export function createControlActivities(deps: ControlActivityDeps) {
   return {
     ...createSelfCheckActivities(deps.db),
     ...createJobActivities(deps.db, reporter),
+    ...createJobReconcilerActivities(deps.db, reporter),
     ...createReplicationControlActivities(deps.db, settings, reporter),
     ...createRecoveryActivities(deps.db, settings),
     ...createReportActivities(deps.db),

@@ -106,6 +106,12 @@ export interface JobsDeps {
   temporal: Client;
   /** The control-plane task queue every job workflow runs on. */
   taskQueue: string;
+  /**
+   * Test-only seam: called after the job row is committed and before its workflow starts. A hook
+   * that throws stands for a crash of the API in between (the row stays pending, no workflow):
+   * the job reconciler must end such a row (test/job-reconciler.test.ts).
+   */
+  afterJobRow?: (row: JobRow) => Promise<void>;
 }
 
 /**
@@ -180,6 +186,7 @@ export function jobsService(deps: JobsDeps) {
           .returning();
         return { row: row!, spec };
       });
+      if (deps.afterJobRow) await deps.afterJobRow(row);
       // The SDK's conditional `args` type cannot be resolved for a generic W: JobStart<W> checked them.
       const options = {
         taskQueue,
