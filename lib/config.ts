@@ -75,8 +75,8 @@ export const configSchema = z.object({
   LIFEBOAT_JOB_RECONCILE_INTERVAL_SECONDS: positiveInt.default(60),
   LIFEBOAT_JOB_PENDING_GRACE_SECONDS: positiveInt.default(120),
   // Resume after failure: how long a failed recovery step waits for `lifeboat jobs retry|abandon`
-  // before the job ends as failed by itself (default 24 h).
-  LIFEBOAT_RECOVERY_RETRY_WAIT_MINUTES: positiveInt.default(1440),
+  // before the job ends as failed by itself (default 24 h; 0: a failed step ends the job at once).
+  LIFEBOAT_RECOVERY_RETRY_WAIT_MINUTES: z.coerce.number().int().min(0).default(1440),
 
   // API
   API_HOST: z.string().default('127.0.0.1'),
