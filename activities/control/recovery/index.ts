@@ -337,6 +337,8 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
           onTick: () => ctx.heartbeat(),
           host: settings.scripts,
           secrets: [...resolver.values],
+          // A job cancel (delivered on a heartbeat) kills the script's whole process group at once.
+          signal: ctx.cancellationSignal,
         });
         await store.upsertSteps([
           {
@@ -349,6 +351,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
         ]);
         return { ok: r.ok, message: r.summary, exitCode: r.exitCode };
       } catch (e) {
+        if (ctx.cancellationSignal.aborted) throw e; // the cancellation itself, as Temporal gave it
         if (e instanceof SecretResolutionError || e instanceof ScriptUserError)
           return failStep(redact(e.message, [...resolver.values]));
         if (e instanceof ScriptRuntimeMissingError) return failStep(e.message);
