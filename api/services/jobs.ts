@@ -298,7 +298,14 @@ export function jobsService(deps: JobsDeps) {
           const why = e.cause?.message ?? e.message;
           throw refuse(why.includes(NOT_WAITING) ? 'it is running and no failed step waits' : why);
         }
-        throw e;
+        // Temporal unreachable (or the deadline passed): nothing was decided.
+        throw new ApiError(
+          503,
+          'temporal_unavailable',
+          `Could not reach Temporal to ${decision} job ${id} (nothing was decided): ${(e as Error).message}`,
+          undefined,
+          id,
+        );
       }
       return { jobId: id, ...r };
     },

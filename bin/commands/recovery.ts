@@ -148,7 +148,7 @@ async function watch(api: ApiClient, id: string, json: boolean, intervalMs = 100
   }
 }
 
-/** `lifeboat recover PLAN` and `lifeboat jobs list|get|cancel|cleanup` */
+/** `lifeboat recover PLAN` and `lifeboat jobs list|get|cancel|retry|abandon|cleanup` */
 export function recoveryCommands(program: Command, cli: Cli) {
   program
     .command('recover <plan>')
