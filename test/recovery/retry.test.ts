@@ -165,6 +165,23 @@ describe('recovery: a failed step waits for retry / abandon', () => {
     expect(again.stderr).toMatch(/not waiting/);
   });
 
+  it('a cancel while the job waits ends it as cancelled', async () => {
+    const { planId } = await twoGroups(await closedPort());
+    const start = await api.call('POST', `/v1/plans/${planId}/recoveries`, {
+      token: api.tokens.operator,
+      body: { mode: 'test' },
+    });
+    const id = start.body.jobId as string;
+    await waiting(id);
+    expect((await api.call('POST', `/v1/jobs/${id}/cancel`, { token: api.tokens.operator })).status).toBe(
+      202,
+    );
+    const done = await ended(id);
+    expect(done.status).toBe('cancelled');
+    expect(done.waitingForOperator).toBe(false);
+    expect(done.waitingUntil).toBeNull();
+  });
+
   it('without a decision the job fails by itself when the wait is over', async () => {
     const { planId } = await twoGroups(await closedPort());
     const { client, connection } = await temporalClient();
