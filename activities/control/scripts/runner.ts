@@ -260,7 +260,9 @@ export async function runScript(script: ScriptSpec, opts: ScriptRunOptions = {})
       // The script's own exit ends the step; its output is read until the pipes close, or for
       // DRAIN_AFTER_EXIT_MS when something it left behind holds them open.
       child.on('exit', (exitCode, signal) => {
-        const drain = setTimeout(() => finish(exitCode, signal), DRAIN_AFTER_EXIT_MS);
+        // setImmediate: after a busy spell the expired timer runs before the pending pipe reads;
+        // one more poll phase reads what the script wrote before it exited.
+        const drain = setTimeout(() => setImmediate(() => finish(exitCode, signal)), DRAIN_AFTER_EXIT_MS);
         child.on('close', () => {
           clearTimeout(drain);
           finish(exitCode, signal);
