@@ -65,8 +65,9 @@ describe('recovery scripts in a job', () => {
       const post = steps.find((s) => s.key === 'vm:svc-01:post-script')!;
       expect(post.status).toBe('completed');
       expect(post.log).toContain('service started');
-      // The step ended within a second of the script's start+exit (it did not wait for the service).
-      expect(post.endedAt!.getTime() - post.startedAt!.getTime()).toBeLessThan(1500);
+      // The step ended with the script, not with the service (which sleeps for hours): the runner
+      // test measures "within a second of its exit"; here the whole step, spawn included.
+      expect(post.endedAt!.getTime() - post.startedAt!.getTime()).toBeLessThan(5000);
       // The service itself keeps running.
       expect(pidsOf(`sleep ${tag}`)).toHaveLength(1);
     } finally {
