@@ -10,6 +10,7 @@ import { createDb } from '../schema/db';
 import { createApp } from './app';
 import { ensureBootstrapAdmin } from './auth/tokens';
 import { healthProbes } from './health';
+import { reconcileJobsNow } from './services/job-reconciler';
 
 const log = createLogger('api');
 const config = loadConfig();
@@ -30,6 +31,17 @@ if (firstAdmin) {
 const app = createApp({ config, db, temporal, probes: healthProbes({ db, temporal: connection, ec2 }) });
 const server = serve({ fetch: app.fetch, hostname: config.API_HOST, port: config.API_PORT }, (info) =>
   log.info({ url: `http://${info.address}:${info.port}` }, 'API listening'),
+);
+
+// A pass of the job reconciler now: rows a previous API process left pending (it stopped between
+// the row and the workflow start) are ended once past their grace period. In the background: the
+// API answers meanwhile, and a Temporal that is not up yet only delays it.
+void reconcileJobsNow(temporal, {
+  taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
+  pendingGraceSeconds: config.LIFEBOAT_JOB_PENDING_GRACE_SECONDS,
+}).then(
+  (r) => log.info({ checked: r.checked, ended: r.ended.length }, 'job reconciler pass at start done'),
+  (e: unknown) => log.warn({ err: (e as Error).message }, 'job reconciler pass at start did not run'),
 );
 
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {

@@ -10,6 +10,9 @@ export const EVENT_TYPES = [
   'job.partially-completed',
   'job.failed',
   'job.cancelled',
+  // a recovery step failed and the job waits for an operator (retry or abandon); and its resumption
+  'job.waiting',
+  'job.resumed',
   'step.failed',
   // replication
   'replication.rpo-breached',

@@ -9,6 +9,8 @@ export * from './checkpoints';
 export * from './drills';
 export * from './events';
 export * from './job-logs';
+export * from './job-operator';
+export * from './job-reconciler';
 export * from './jobs';
 export * from './keys';
 export * from './maintenance';

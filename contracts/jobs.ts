@@ -57,6 +57,8 @@ export interface StepRef {
   key: string;
   seq: number;
   name: string;
+  /** 2 and more when an operator retried the step (resume after failure); absent = 1. */
+  attempt?: number;
 }
 
 /** A step with its state, as the workflow's step book keeps it and the projection stores it. */

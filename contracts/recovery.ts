@@ -50,6 +50,12 @@ export interface RecoveryTuning {
   runningTimeoutSeconds?: number;
   /** Mirror step progress into Postgres (default true; the benchmark measures both). */
   mirrorSteps?: boolean;
+  /**
+   * Resume after failure: a failed step waits this long for `retry` / `abandon` (contracts/
+   * job-operator.ts), then the job fails by itself. Unset or 0: a failed step ends the job at once
+   * (scheduled drills). The API sets it from LIFEBOAT_RECOVERY_RETRY_WAIT_MINUTES.
+   */
+  operatorWaitSeconds?: number;
 }
 
 export interface CleanupInput {

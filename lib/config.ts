@@ -70,6 +70,14 @@ export const configSchema = z.object({
   // A node is deemed offline after this many missed heartbeats (its own heartbeat interval each).
   LIFEBOAT_NODE_OFFLINE_AFTER_HEARTBEATS: positiveInt.default(3),
 
+  // Job reconciler: how often its schedule ends the rows of dead jobs (also run once at API start),
+  // and how long a `pending` row may have no workflow before it is ended as failed.
+  LIFEBOAT_JOB_RECONCILE_INTERVAL_SECONDS: positiveInt.default(60),
+  LIFEBOAT_JOB_PENDING_GRACE_SECONDS: positiveInt.default(120),
+  // Resume after failure: how long a failed recovery step waits for `lifeboat jobs retry|abandon`
+  // before the job ends as failed by itself (default 24 h; 0: a failed step ends the job at once).
+  LIFEBOAT_RECOVERY_RETRY_WAIT_MINUTES: z.coerce.number().int().min(0).default(1440),
+
   // API
   API_HOST: z.string().default('127.0.0.1'),
   API_PORT: port.default(8080),

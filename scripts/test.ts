@@ -41,6 +41,9 @@ try {
     ...('path' in chromium
       ? { LIFEBOAT_CHROMIUM: chromium.path }
       : { LIFEBOAT_CHROMIUM_MISSING: chromium.missing }),
+    // Failed recovery steps end their job at once, as the suite expects; the resume-after-failure
+    // tests set their own wait (test/recovery/retry.test.ts).
+    LIFEBOAT_RECOVERY_RETRY_WAIT_MINUTES: process.env.LIFEBOAT_RECOVERY_RETRY_WAIT_MINUTES ?? '0',
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     NODE_NO_WARNINGS: '1',
   };

@@ -2,6 +2,7 @@
 
 export { checkpointWorkflow } from './checkpoints/checkpoint';
 export { scheduledDrillWorkflow } from './drills/scheduled';
+export { jobReconcilerWorkflow } from './jobs/reconciler';
 export { keyRotationWorkflow } from './keys/rotation';
 export { expiryWorkflow } from './maintenance/expiry';
 export { scheduledKeyRotationWorkflow } from './maintenance/key-rotation';

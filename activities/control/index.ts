@@ -6,6 +6,7 @@ import { createReporter } from './events/alerts';
 import { createEventLog, type EventListener } from './events/log';
 import { createExpiryActivities } from './expiry';
 import { createJobActivities } from './jobs/activities';
+import { createJobReconcilerActivities } from './jobs/reconciler';
 import { createKeyActivities } from './keys';
 import { createScheduledKeyActivities } from './keys/scheduled';
 import { createMonitorActivities } from './monitor';
@@ -45,6 +46,7 @@ export function createControlActivities(deps: ControlActivityDeps) {
   return {
     ...createSelfCheckActivities(deps.db),
     ...createJobActivities(deps.db, reporter),
+    ...createJobReconcilerActivities(deps.db, reporter),
     ...createReplicationControlActivities(deps.db, settings, reporter),
     ...createRecoveryActivities(deps.db, settings),
     ...createReportActivities(deps.db),

@@ -5,7 +5,7 @@ import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { PageQuery, pageOf } from '../services/common';
 import { JobLogLine, liveTransfers, readJobLogs, TransferLiveSchema } from '../services/job-logs';
-import { Job, JobFilterQuery, JobWithSteps, jobsService } from '../services/jobs';
+import { Job, JobFilterQuery, JobWithSteps, jobsService, OperatorDecision } from '../services/jobs';
 import { recoveryJobsService } from '../services/recovery-jobs';
 import { JobReportSchema, renderReportHtml, reportsService } from '../services/reports';
 import { concernRoute, jsonContent, UuidParam } from './params';
@@ -101,6 +101,27 @@ const cancel = route('operator', 'post', '/jobs/{id}/cancel', {
   request: { params: UuidParam },
   responses: { 202: jsonContent(Job, 'Cancellation requested'), ...errorResponses(400, 401, 403, 404, 409) },
 });
+
+const operatorDecision = (decision: 'retry' | 'abandon') =>
+  route('operator', 'post', `/jobs/{id}/${decision}`, {
+    operationId: `${decision}Job`,
+    summary:
+      decision === 'retry'
+        ? 'Resume a recovery job that waits after a failed step: run the failed step again (completed steps are not repeated)'
+        : 'End a recovery job that waits after a failed step: it fails, lists what it created (for cleanup)',
+    description:
+      'A recovery job whose step fails waits for an operator (GET /v1/jobs/{id}: `waitingForOperator`, `waitingUntil`) for LIFEBOAT_RECOVERY_RETRY_WAIT_MINUTES, then fails by itself. 409 `not_waiting` when the job does not wait.',
+    request: { params: UuidParam },
+    responses: {
+      200: jsonContent(
+        OperatorDecision,
+        decision === 'retry' ? 'The step runs again' : 'The job ends as failed',
+      ),
+      ...errorResponses(400, 401, 403, 404, 409),
+    },
+  });
+const retry = operatorDecision('retry');
+const abandon = operatorDecision('abandon');
 
 const cleanup = route('operator', 'post', '/jobs/{id}/cleanup', {
   operationId: 'cleanupJob',
@@ -211,6 +232,12 @@ export function jobRoutes(deps: AppDeps) {
       return c.html(renderReportHtml(r), 200) as never;
     })
     .openapi(cancel, async (c) => c.json(await svc.cancel(c.req.valid('param').id), 202))
+    .openapi(retry, async (c) =>
+      c.json(await svc.decide(c.req.valid('param').id, 'retry', c.get('principal').name), 200),
+    )
+    .openapi(abandon, async (c) =>
+      c.json(await svc.decide(c.req.valid('param').id, 'abandon', c.get('principal').name), 200),
+    )
     .openapi(cleanup, async (c) => {
       const job = await recovery.startCleanup(c.req.valid('param').id, c.get('principal').name);
       return c.json({ jobId: job.id, workflowId: job.workflowId }, 202);

@@ -28,6 +28,7 @@ export function recoveryRoutes(deps: AppDeps) {
     db: deps.db,
     temporal: deps.temporal,
     taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
+    retryWaitMinutes: deps.config.LIFEBOAT_RECOVERY_RETRY_WAIT_MINUTES,
   });
   return v1Router().openapi(recover, async (c) => {
     const plan = await findPlan(deps.db, c.req.valid('param').id);

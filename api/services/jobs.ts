@@ -1,18 +1,23 @@
 import { randomUUID } from 'node:crypto';
 import { z } from '@hono/zod-openapi';
 import type { Client, WorkflowStartOptions } from '@temporalio/client';
-import { WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Duration, SearchAttributePair, Workflow } from '@temporalio/common';
 import { and, asc, desc, eq, type SQL } from 'drizzle-orm';
 import {
+  abandonUpdate,
   isJobEnded,
   JOB_KINDS,
   JOB_STATUSES,
   type JobKind,
   JobKindAttr,
   JobStatusAttr,
+  NOT_WAITING,
+  type OperatorDecisionResult,
   PlanIdAttr,
   PlanNameAttr,
+  RECOVERY_JOB_KINDS,
+  retryUpdate,
   STEP_STATUSES,
 } from '../../contracts';
 import type { Db } from '../../schema/db';
@@ -39,6 +44,11 @@ export const JobStep = z
     message: z.string().nullable(),
     log: z.string().nullable(),
     progress: z.record(z.string(), z.unknown()).nullable(),
+    attempt: z
+      .number()
+      .int()
+      .min(1)
+      .openapi({ description: 'How many times the step ran: 2 and more after `retry`' }),
     startedAt: z.string().nullable(),
     endedAt: z.string().nullable(),
   })
@@ -59,8 +69,23 @@ export const Job = z
     createdAt: z.string(),
     startedAt: z.string().nullable(),
     endedAt: z.string().nullable(),
+    waitingForOperator: z.boolean().openapi({
+      description:
+        'A step failed and the running job waits for `POST /v1/jobs/{id}/retry` or `/abandon` (error and remediation say what failed)',
+    }),
+    waitingUntil: z.string().nullable().openapi({
+      description: 'While waiting: when the job fails by itself (LIFEBOAT_RECOVERY_RETRY_WAIT_MINUTES)',
+    }),
   })
   .openapi('Job');
+export const OperatorDecision = z
+  .object({
+    jobId: z.uuid(),
+    decision: z.enum(['retry', 'abandon']),
+    stepKey: z.string().openapi({ description: 'The failed step retried (or abandoned)' }),
+    attempt: z.number().int().openapi({ description: 'retry: the attempt that starts now' }),
+  })
+  .openapi('OperatorDecision');
 export const JobWithSteps = Job.extend({ steps: z.array(JobStep) }).openapi('JobWithSteps');
 export const JobFilterQuery = {
   plan: z
@@ -85,6 +110,8 @@ export const jobOut = (j: JobRow) => ({
   createdAt: j.createdAt.toISOString(),
   startedAt: iso(j.startedAt),
   endedAt: iso(j.endedAt),
+  waitingForOperator: j.status === 'running' && j.waitingUntil !== null,
+  waitingUntil: j.status === 'running' ? iso(j.waitingUntil) : null,
 });
 const stepOut = (s: StepRow) => ({
   key: s.key,
@@ -95,6 +122,7 @@ const stepOut = (s: StepRow) => ({
   message: s.message,
   log: s.log,
   progress: s.progress,
+  attempt: s.attempt,
   startedAt: iso(s.startedAt),
   endedAt: iso(s.endedAt),
 });
@@ -106,6 +134,12 @@ export interface JobsDeps {
   temporal: Client;
   /** The control-plane task queue every job workflow runs on. */
   taskQueue: string;
+  /**
+   * Test-only seam: called after the job row is committed and before its workflow starts. A hook
+   * that throws stands for a crash of the API in between (the row stays pending, no workflow):
+   * the job reconciler must end such a row (test/job-reconciler.test.ts).
+   */
+  afterJobRow?: (row: JobRow) => Promise<void>;
 }
 
 /**
@@ -180,6 +214,7 @@ export function jobsService(deps: JobsDeps) {
           .returning();
         return { row: row!, spec };
       });
+      if (deps.afterJobRow) await deps.afterJobRow(row);
       // The SDK's conditional `args` type cannot be resolved for a generic W: JobStart<W> checked them.
       const options = {
         taskQueue,
@@ -235,6 +270,44 @@ export function jobsService(deps: JobsDeps) {
         if (!(e instanceof WorkflowNotFoundError)) throw e;
       }
       return jobOut(job);
+    },
+
+    /**
+     * Resume after failure: the operator's retry (run the failed step again) or abandon (end the
+     * job as failed) of a recovery job that waits, sent as a Temporal update. 409 when the job does
+     * not wait (ended, not a recovery, or running with no failed step): the workflow's validator
+     * refuses the update, nothing is recorded.
+     */
+    async decide(id: string, decision: 'retry' | 'abandon', by: string) {
+      const job = await getJob(id);
+      const refuse = (why: string) =>
+        new ApiError(409, 'not_waiting', `Job ${id} is not waiting for an operator: ${why}`);
+      if (isJobEnded(job.status)) throw refuse(`it is ${job.status}`);
+      if (!(RECOVERY_JOB_KINDS as readonly string[]).includes(job.kind))
+        throw refuse(`a ${job.kind} job never waits (only recovery jobs do)`);
+      let r: OperatorDecisionResult;
+      try {
+        r = await temporal.withDeadline(Date.now() + START_DEADLINE_MS * 3, () =>
+          temporal.workflow
+            .getHandle(job.workflowId)
+            .executeUpdate(decision === 'retry' ? retryUpdate : abandonUpdate, { args: [{ by }] }),
+        );
+      } catch (e) {
+        if (e instanceof WorkflowNotFoundError) throw refuse('its workflow is not running');
+        if (e instanceof WorkflowUpdateFailedError) {
+          const why = e.cause?.message ?? e.message;
+          throw refuse(why.includes(NOT_WAITING) ? 'it is running and no failed step waits' : why);
+        }
+        // Temporal unreachable (or the deadline passed): nothing was decided.
+        throw new ApiError(
+          503,
+          'temporal_unavailable',
+          `Could not reach Temporal to ${decision} job ${id} (nothing was decided): ${(e as Error).message}`,
+          undefined,
+          id,
+        );
+      }
+      return { jobId: id, ...r };
     },
 
     async get(id: string) {

@@ -45,7 +45,14 @@ export const RecoveryRequest = z
   .openapi('RecoveryRequest');
 export type RecoveryRequest = z.infer<typeof RecoveryRequest>;
 
-export type RecoveryJobDeps = JobsDeps;
+export type RecoveryJobDeps = JobsDeps & {
+  /**
+   * Resume after failure: how long a failed step of a recovery started here waits for the
+   * operator's retry / abandon (LIFEBOAT_RECOVERY_RETRY_WAIT_MINUTES). Unset: no wait (a failed
+   * step ends the job at once). A test's `tuning.operatorWaitSeconds` wins.
+   */
+  retryWaitMinutes?: number;
+};
 
 const MODE_TEXT: Record<string, string> = {
   'test-recovery': 'test recovery',
@@ -165,7 +172,14 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
           requestedBy,
           ...(req.recoveryPoint ? { recoveryPoint: req.recoveryPoint } : {}),
           ...(req.vms ? { vms: req.vms } : {}),
-          ...(tuning ? { tuning } : {}),
+          ...(tuning || deps.retryWaitMinutes
+            ? {
+                tuning: {
+                  ...(deps.retryWaitMinutes ? { operatorWaitSeconds: deps.retryWaitMinutes * 60 } : {}),
+                  ...tuning,
+                },
+              }
+            : {}),
         };
         return {
           kind,

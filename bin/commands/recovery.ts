@@ -24,6 +24,7 @@ interface Step {
   name: string;
   status: string;
   message: string | null;
+  attempt?: number;
   startedAt: string | null;
   endedAt: string | null;
 }
@@ -39,6 +40,8 @@ interface Job {
   createdAt: string;
   startedAt: string | null;
   endedAt: string | null;
+  waitingForOperator?: boolean;
+  waitingUntil?: string | null;
   steps?: Step[];
   live?: TransferLive[];
 }
@@ -89,8 +92,15 @@ const JOB_EXIT_HELP = `
 Exit codes: 0 completed (or, without --watch, still pending/running), 6 failed or cancelled,
 7 partially completed; 2 no such job, 4 unauthorized/forbidden, 5 API unreachable.`;
 
+/** Resume after failure: the line a waiting job shows (its error and remediation follow). */
+const waitingLine = (job: Job) =>
+  `  waiting for an operator until ${job.waitingUntil}: lifeboat jobs retry ${job.id} (run the failed step again) | lifeboat jobs abandon ${job.id} (end it as failed)`;
+
 function summary(job: Job): string {
-  const lines = [`job ${job.id} (${job.kind}): ${job.status}`];
+  const lines = [
+    `job ${job.id} (${job.kind}): ${job.status}${job.waitingForOperator ? ' — a step failed' : ''}`,
+  ];
+  if (job.waitingForOperator) lines.push(waitingLine(job));
   if (job.result?.message) lines.push(`  ${job.result.message}`);
   else if (job.error) lines.push(`  ${job.error}`);
   if (job.remediation) lines.push(`  what to do: ${job.remediation}`);
@@ -108,17 +118,26 @@ async function watch(api: ApiClient, id: string, json: boolean, intervalMs = 100
     // Steps come ordered by seq: a step's position is its own place in that list.
     const steps = job.steps ?? [];
     for (const [i, s] of steps.entries()) {
-      const sig = `${s.status}|${s.message ?? ''}`;
+      const sig = `${s.status}|${s.message ?? ''}|${s.attempt ?? 1}`;
       if (seen.get(s.key) === sig || s.status === 'pending') continue;
       seen.set(s.key, sig);
       if (json)
         process.stdout.write(`${JSON.stringify({ step: s.key, status: s.status, message: s.message })}\n`);
       else
         process.stdout.write(
-          `${time(s.status === 'running' ? s.startedAt : s.endedAt)} ${MARK[s.status] ?? '?'} [${i + 1}/${steps.length}] ${s.name}${s.message ? ` — ${s.message}` : ''}\n`,
+          `${time(s.status === 'running' ? s.startedAt : s.endedAt)} ${MARK[s.status] ?? '?'} [${i + 1}/${steps.length}] ${s.name}${(s.attempt ?? 1) > 1 ? ` (attempt ${s.attempt})` : ''}${s.message ? ` — ${s.message}` : ''}\n`,
         );
     }
     if (isJobEnded(job.status as JobStatus)) return job;
+    if (job.waitingForOperator && seen.get('waiting') !== job.waitingUntil) {
+      seen.set('waiting', job.waitingUntil ?? '');
+      process.stdout.write(
+        json
+          ? `${JSON.stringify({ waitingForOperator: true, waitingUntil: job.waitingUntil, error: job.error, remediation: job.remediation })}\n`
+          : `${summary(job)}\n`,
+      );
+    }
+    if (!job.waitingForOperator) seen.delete('waiting');
     for (const t of job.live ?? []) {
       const sig = `${t.bytesDone}|${t.bytesWritten}`;
       if (seen.get(`live:${t.stepKey}`) === sig) continue;
@@ -129,7 +148,7 @@ async function watch(api: ApiClient, id: string, json: boolean, intervalMs = 100
   }
 }
 
-/** `lifeboat recover PLAN` and `lifeboat jobs list|get|cancel|cleanup` */
+/** `lifeboat recover PLAN` and `lifeboat jobs list|get|cancel|retry|abandon|cleanup` */
 export function recoveryCommands(program: Command, cli: Cli) {
   program
     .command('recover <plan>')
@@ -241,11 +260,12 @@ export function recoveryCommands(program: Command, cli: Cli) {
         job,
         () =>
           `${summary(job)}\n\n${table(
-            ['#', 'STEP', 'STATUS', 'START', 'END', 'MESSAGE'],
+            ['#', 'STEP', 'STATUS', 'TRY', 'START', 'END', 'MESSAGE'],
             (job.steps ?? []).map((s) => [
               s.seq,
               s.name,
               s.status,
+              s.attempt ?? 1,
               time(s.startedAt),
               time(s.endedAt),
               s.message,
@@ -297,6 +317,36 @@ export function recoveryCommands(program: Command, cli: Cli) {
       const { body } = await cli.api().request<Job>('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`);
       cli.print(body, () => `cancellation requested for job ${id}`);
     });
+
+  for (const decision of ['retry', 'abandon'] as const) {
+    jobs
+      .command(`${decision} <id>`)
+      .description(
+        decision === 'retry'
+          ? 'Resume a recovery job that waits after a failed step: run that step again (completed steps are not repeated)'
+          : 'End a recovery job that waits after a failed step: it fails and lists what it created (then: jobs cleanup)',
+      )
+      .option('-w, --watch', 'follow the job until it ends')
+      .addHelpText('after', JOB_EXIT_HELP)
+      .action(async (id: string, o) => {
+        const api = cli.api();
+        const { body } = await api.request<{ jobId: string; stepKey: string; attempt: number }>(
+          'POST',
+          `/v1/jobs/${encodeURIComponent(id)}/${decision}`,
+        );
+        if (!o.watch) {
+          cli.print(body, () =>
+            decision === 'retry'
+              ? `job ${body.jobId}: step ${body.stepKey} runs again (attempt ${body.attempt})`
+              : `job ${body.jobId}: abandoned at step ${body.stepKey}; it ends as failed`,
+          );
+          return;
+        }
+        const job = await watch(api, body.jobId, cli.json());
+        cli.print(job, () => summary(job));
+        process.exitCode = exitFor(job);
+      });
+  }
 
   jobs
     .command('cleanup <id>')

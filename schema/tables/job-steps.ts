@@ -21,6 +21,8 @@ export const jobSteps = pgTable(
     message: text('message'),
     progress: jsonb('progress').$type<Record<string, unknown>>(),
     log: text('log'),
+    /** How many times the step ran: 2 and more after an operator's retry. */
+    attempt: integer('attempt').notNull().default(1),
     startedAt: timestamp('started_at', { withTimezone: true }),
     endedAt: timestamp('ended_at', { withTimezone: true }),
   },

@@ -28,6 +28,8 @@ export const jobs = pgTable(
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     startedAt: timestamp('started_at', { withTimezone: true }),
     endedAt: timestamp('ended_at', { withTimezone: true }),
+    /** Set while a failed step waits for an operator (retry / abandon): the job fails by itself then. */
+    waitingUntil: timestamp('waiting_until', { withTimezone: true }),
   },
   (t) => [index('jobs_plan_kind_status').on(t.planId, t.kind, t.status)],
 );

@@ -4,6 +4,7 @@ import { type Config, DEFAULT_DATABASE_URL, loadConfig } from '../../lib/config'
 import { temporalConnectionOptions } from '../../lib/temporal';
 import { runMigrations } from '../../schema/migrate';
 import { StackError } from './errors';
+import { ensureGo } from './golang';
 import { startMoto } from './moto';
 import { assertPortFree, freePort } from './ports';
 import { dropDatabase, ensureDatabase, postgresAnswers, startEmbeddedPostgres } from './postgres';
@@ -41,6 +42,8 @@ export async function startStack(mode: StackMode, log: (m: string) => void = con
 
   try {
     ensureVenv(log);
+    // Go scripts (`go run`): Debian's golang-go when `go` is missing.
+    ensureGo(log);
     let temporalUiUrl: string | undefined;
 
     // Temporal

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -27,6 +27,42 @@ const hasBinary = (bin: string) => {
     return false;
   }
 };
+
+/** A process that exists and is not a zombie (a killed orphan may linger unreaped under a PID 1 that does not reap). */
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !execFileSync('ps', ['-o', 'stat=', '-p', String(pid)])
+      .toString()
+      .trim()
+      .startsWith('Z');
+  } catch {
+    return false;
+  }
+};
+const kill = (pid: number) => {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+};
+async function waitForPid(file: string): Promise<number> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      const pid = Number(readFileSync(file, 'utf8').trim());
+      if (pid > 0) return pid;
+    } catch {
+      /* not yet */
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no pid in ${file}`);
+}
 
 describe('scripts runner (real processes)', () => {
   it('runs sh inline with args; a zero exit is success and output is captured', async () => {
@@ -129,6 +165,63 @@ describe('scripts runner (real processes)', () => {
     expect(r.log).not.toContain('word-42');
   });
 
+  it('a script that starts background services (nohup …&, setsid …&) completes when it exits, not when they do', async () => {
+    const t0 = Date.now();
+    const r = await runScript(
+      spec({
+        runtime: 'sh',
+        // Both children inherit the output pipes and keep them open for 600 s.
+        inline:
+          'nohup sleep 600 & echo "nohup=$!"\nsetsid sleep 600 & echo "setsid=$!"\necho started; echo "exiting=$(date +%s%3N)"; exit 0',
+        timeoutSeconds: 30,
+      }),
+    );
+    const done = Date.now();
+    const pids = [...r.log.matchAll(/(?:nohup|setsid)=(\d+)/g)].map((m) => Number(m[1]));
+    try {
+      expect(r.ok, r.log).toBe(true);
+      expect(r.log).toContain('started');
+      // Within a second of its exit (not when the 600 s children close the pipes).
+      const exiting = Number(/exiting=(\d+)/.exec(r.log)?.[1]);
+      expect(done - exiting).toBeLessThan(1000);
+      expect(done - t0).toBeLessThan(10_000);
+      // What it left behind keeps running (a successful script's services are not killed).
+      expect(pids).toHaveLength(2);
+      for (const pid of pids) expect(alive(pid)).toBe(true);
+    } finally {
+      for (const pid of pids) kill(pid);
+    }
+  });
+
+  it('a timeout kills the whole process group at once: nothing the script started is left', async () => {
+    const t0 = Date.now();
+    const r = await runScript(
+      spec({ runtime: 'sh', inline: 'sleep 600 & echo "bg=$!"\nsleep 600\n', timeoutSeconds: 1 }),
+    );
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(r).toMatchObject({ ok: false, timedOut: true, signal: 'SIGKILL' });
+    const bg = Number(/bg=(\d+)/.exec(r.log)?.[1]);
+    expect(bg).toBeGreaterThan(0);
+    expect(alive(bg)).toBe(false);
+  });
+
+  it('a cancellation (abort signal) kills the process group at once and rejects with its reason', async () => {
+    const ac = new AbortController();
+    const marker = `/tmp/lb-cancel-${process.pid}-${Date.now()}`;
+    const run = runScript(
+      spec({ runtime: 'sh', inline: `sleep 600 & echo $! > ${marker}\nsleep 600\n`, timeoutSeconds: 600 }),
+      { signal: ac.signal },
+    );
+    const bg = await waitForPid(marker);
+    expect(alive(bg)).toBe(true);
+    const t0 = Date.now();
+    ac.abort(new Error('job cancelled'));
+    await expect(run).rejects.toThrow('job cancelled');
+    expect(Date.now() - t0).toBeLessThan(1000);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(alive(bg)).toBe(false);
+  });
+
   it.runIf(!hasBinary('go'))('errors clearly when the go runtime is not installed', async () => {
     await expect(
       runScript(spec({ runtime: 'go', inline: 'package main\nfunc main() {}\n' })),
@@ -177,8 +270,10 @@ describe('scripts runner (real processes)', () => {
       expect(uid).not.toBe('0');
       expect(uid).toBe(execFileSync('id', ['-u', 'nobody']).toString().trim());
       expect(r.log).toMatch(/drwx------/); // its own fresh home, 0700
-      expect(r.log).toMatch(/Permission denied[\s\S]*keyring: denied/);
-      expect(r.log).toMatch(/Permission denied[\s\S]*data: denied/);
+      // stdout and stderr are two pipes: their lines interleave in any order.
+      expect(r.log.match(/Permission denied/g)?.length).toBeGreaterThanOrEqual(2);
+      expect(r.log).toContain('keyring: denied');
+      expect(r.log).toContain('data: denied');
       expect(r.log).not.toContain('control-plane-state');
       expect(r.log).not.toContain('"key"');
       expect(r.log).toContain('home writable');

@@ -123,6 +123,12 @@ const stubs: Stubbed = {
   async recoveryJobFinished(jobId, result) {
     record('recoveryJobFinished', [jobId, result]);
   },
+  async recoveryJobWaiting(jobId, wait) {
+    record('recoveryJobWaiting', [jobId, wait]);
+  },
+  async recoveryJobResumed(jobId, decision) {
+    record('recoveryJobResumed', [jobId, decision]);
+  },
   async fileJobReport(input) {
     record('fileJobReport', [input]);
     return { filed: true, verdict: 'met', message: `Report of ${input.jobId} filed` };

@@ -1,4 +1,5 @@
 import { Client, Connection } from '@temporalio/client';
+import { ensureJobReconcilerSchedule } from '../../activities/control/job-reconciler-schedule';
 import { ensureMonitorSchedule } from '../../activities/control/monitor-schedule';
 import { databaseUrl, loadConfig } from '../../lib/config';
 import { lifeboatDataConverter } from '../../lib/crypto';
@@ -17,34 +18,32 @@ const { worker, connection } = await createControlWorker(config, db).catch(refus
 // The monitor's schedule (RPO lag, node liveness), created or brought to the configured interval.
 const clientConnection = await Connection.connect(await temporalConnectionOptions(config));
 try {
-  const monitor = await ensureMonitorSchedule(
-    new Client({
-      connection: clientConnection,
-      namespace: config.TEMPORAL_NAMESPACE,
-      dataConverter: await lifeboatDataConverter(config),
-    }),
-    {
-      taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
-      intervalSeconds: config.LIFEBOAT_MONITOR_INTERVAL_SECONDS,
-    },
-  );
+  const client = new Client({
+    connection: clientConnection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    dataConverter: await lifeboatDataConverter(config),
+  });
+  const monitor = await ensureMonitorSchedule(client, {
+    taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
+    intervalSeconds: config.LIFEBOAT_MONITOR_INTERVAL_SECONDS,
+  });
   log.info(
     { ...monitor, intervalSeconds: config.LIFEBOAT_MONITOR_INTERVAL_SECONDS },
     'monitor schedule ready',
   );
   // The maintenance tasks' schedules (expiry, key rotation…), created with their defaults when missing.
-  const maintenance = await ensureMaintenanceSchedules(
-    new Client({
-      connection: clientConnection,
-      namespace: config.TEMPORAL_NAMESPACE,
-      dataConverter: await lifeboatDataConverter(config),
-    }),
-    config.LIFEBOAT_CONTROL_TASK_QUEUE,
-  );
+  const maintenance = await ensureMaintenanceSchedules(client, config.LIFEBOAT_CONTROL_TASK_QUEUE);
   log.info(
     { tasks: maintenance.map((m) => `${m.task}: ${m.cron}${m.paused ? ' (paused)' : ''}`) },
     'maintenance schedules ready',
   );
+  // The job reconciler's schedule: no job row stays pending or running after its workflow died.
+  const reconciler = await ensureJobReconcilerSchedule(client, {
+    taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
+    intervalSeconds: config.LIFEBOAT_JOB_RECONCILE_INTERVAL_SECONDS,
+    pendingGraceSeconds: config.LIFEBOAT_JOB_PENDING_GRACE_SECONDS,
+  });
+  log.info(reconciler, 'job reconciler schedule ready');
 } finally {
   await clientConnection.close();
 }

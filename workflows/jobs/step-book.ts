@@ -38,8 +38,15 @@ export class StepBook {
   }
 
   ref(key: string): StepRef {
-    const { jobId, seq, name } = this.get(key);
-    return { jobId, key, seq, name };
+    const { jobId, seq, name, attempt } = this.get(key);
+    return { jobId, key, seq, name, ...(attempt && attempt > 1 ? { attempt } : {}) };
+  }
+
+  /** An operator retried the step: its next run is attempt n (the step's rows show it). */
+  retry(key: string): number {
+    const s = this.get(key);
+    s.attempt = (s.attempt ?? 1) + 1;
+    return s.attempt;
   }
 
   set(key: string, status: StepStatus, message?: string): StepState {

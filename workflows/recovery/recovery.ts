@@ -31,6 +31,7 @@ import {
   VmIdsAttr,
 } from '../../contracts';
 import { explainFailure } from '../jobs/failures';
+import { OperatorGate } from '../jobs/operator-wait';
 import { setJobStatusAttr } from '../jobs/status-attr';
 import { StepBook, StepFailed } from '../jobs/step-book';
 import type { replicationIterationWorkflow } from '../replication/iteration';
@@ -65,6 +66,8 @@ interface RecoveryJob {
   book: StepBook;
   recovered: RecoveredVm[];
   failedScripts: string[];
+  /** Resume after failure: a failed step waits for the operator's retry or abandon. */
+  gate: OperatorGate;
   /** Known once the recovery point is validated. */
   plan?: RecoveryPlanSnapshot;
 }
@@ -131,6 +134,10 @@ function newJob(input: RecoveryInput): RecoveryJob {
     // On cancel, wait for a running step to stop: what it created is then visible to the final listing.
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   });
+  const gate = new OperatorGate(tuning.operatorWaitSeconds, {
+    waiting: (wait) => acts.recoveryJobWaiting(input.jobId, wait),
+    resumed: (decision) => acts.recoveryJobResumed(input.jobId, decision),
+  });
   return {
     jobId: input.jobId,
     input,
@@ -138,6 +145,7 @@ function newJob(input: RecoveryInput): RecoveryJob {
     book: new StepBook(input.jobId),
     recovered: [],
     failedScripts: [],
+    gate,
   };
 }
 
@@ -450,25 +458,50 @@ function vmScriptDoc(
   };
 }
 
-/** Run one step's activity with its key as activity id and a sentence as its summary. */
+/** A step whose activity returned yet failed (a script's non-zero exit): what the step and the job say. */
+type StepCheck<T> = (r: T) => { stepMessage: string; message: string; remediation: string } | undefined;
+
+/**
+ * Run one step's activity with its key as activity id and a sentence as its summary. A failure
+ * (the activity's, or `check`'s verdict on its result) waits for the operator when the job has a
+ * wait (OperatorGate): a retry runs the step again as its next attempt (activity id `key#n`; the
+ * activity finds by tag what an earlier attempt created), abandon or the end of the wait fails it.
+ */
 async function step<T extends { message?: string }>(
-  { book, acts }: RecoveryJob,
+  job: RecoveryJob,
   key: string,
   summary: string,
   run: (ref: StepRef, opts: { activityId: string; summary: string }) => Promise<T>,
   remediation: string,
+  check?: StepCheck<T>,
 ): Promise<T> {
-  book.set(key, 'running');
-  try {
-    const r = await run(book.ref(key), { activityId: key, summary });
-    book.set(key, 'completed', r.message);
-    return r;
-  } catch (err) {
-    if (isCancellation(err)) throw err;
-    const why = explainFailure(err, remediation);
-    book.set(key, 'failed', why.message);
-    await acts.recordSteps([book.get(key)]);
-    throw new StepFailed(key, book.get(key).name, why.message, why.remediation);
+  const { book, acts, gate } = job;
+  for (;;) {
+    book.set(key, 'running');
+    const attempt = book.get(key).attempt ?? 1;
+    let failure: StepFailed;
+    try {
+      const r = await run(book.ref(key), { activityId: attempt > 1 ? `${key}#${attempt}` : key, summary });
+      const bad = check?.(r);
+      if (!bad) {
+        book.set(key, 'completed', r.message);
+        return r;
+      }
+      // The activity recorded the step failed itself; the workflow's book follows.
+      book.set(key, 'failed', bad.stepMessage);
+      failure = new StepFailed(key, book.get(key).name, bad.message, bad.remediation);
+      if (!gate.willWait()) throw failure;
+      await acts.recordSteps([book.get(key)]);
+    } catch (err) {
+      if (err instanceof StepFailed || isCancellation(err)) throw err;
+      const why = explainFailure(err, remediation);
+      book.set(key, 'failed', why.message);
+      await acts.recordSteps([book.get(key)]);
+      failure = new StepFailed(key, book.get(key).name, why.message, why.remediation);
+    }
+    const next = await gate.awaitDecision(failure, attempt);
+    if (!next.retry) throw next.failure;
+    book.retry(key);
   }
 }
 
@@ -491,7 +524,7 @@ async function runScript(
   stdin?: string,
   refs: Pick<ScriptContext, 'credentialsRef' | 'credentialsRefs'> = {},
 ) {
-  const { book, acts } = job;
+  const { book } = job;
   // References travel, values never: the activity resolves env secretRefs and credentials.
   const target = job.plan?.target;
   const r = await step(
@@ -499,25 +532,29 @@ async function runScript(
     key,
     `${what}: run ${s.path ?? `inline ${s.runtime} script`}`,
     (ref, o) =>
-      acts.runRecoveryScript.executeWithOptions(
+      job.acts.runRecoveryScript.executeWithOptions(
         { ...o, startToCloseTimeout: `${s.timeoutSeconds + 60} seconds` },
         [ref, s, { env, ...(stdin !== undefined ? { stdin } : {}), ...refs, ...(target ? { target } : {}) }],
       ),
     'Fix the script or its runtime',
+    // A failing script with onFailure 'fail' fails its step (and waits for the operator, like any step).
+    s.onFailure === 'partial'
+      ? undefined
+      : (res) =>
+          res.ok
+            ? undefined
+            : {
+                stepMessage: res.message,
+                message: `${what} failed: ${res.message}`,
+                remediation: job.gate.willWait()
+                  ? 'Fix the script (its log is on the step), then retry the job; or abandon it and clean up'
+                  : 'Fix the script (its log is on the step), clean up, and recover again',
+              },
   );
   if (!r.ok) {
-    if (s.onFailure === 'partial') {
-      job.failedScripts.push(`${what} (${r.message})`);
-      book.set(key, 'failed', r.message);
-    } else {
-      book.set(key, 'failed', r.message);
-      throw new StepFailed(
-        key,
-        book.get(key).name,
-        `${what} failed: ${r.message}`,
-        'Fix the script (its log is on the step), clean up, and recover again',
-      );
-    }
+    // onFailure 'partial': only named in the result.
+    job.failedScripts.push(`${what} (${r.message})`);
+    book.set(key, 'failed', r.message);
   }
 }
 

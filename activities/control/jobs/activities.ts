@@ -1,7 +1,14 @@
-import type { EventInput, StepState, StepWrite } from '../../../contracts';
+import type {
+  EventInput,
+  OperatorDecisionInput,
+  OperatorDecisionResult,
+  OperatorWait,
+  StepState,
+  StepWrite,
+} from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import type { Reporter } from '../events/alerts';
-import { failedStepEvents, jobEvent, jobFacts } from './events';
+import { failedStepEvents, jobEvent, jobFacts, jobResumedEvent, jobWaitingEvent } from './events';
 import { createJobProjection, type JobOutcome, type JobWrite } from './projection';
 
 /**
@@ -34,6 +41,21 @@ export function createJobActivities(db: Db, reporter: Reporter) {
     async recordSteps(steps: StepState[]): Promise<void> {
       await projection.upsertSteps(steps);
       await report(...(await failedStepEvents(db, steps)));
+    },
+    /** Resume after failure: a failed step of the job waits for an operator (row, log line, job.waiting). */
+    async recoveryJobWaiting(jobId: string, wait: OperatorWait): Promise<void> {
+      await projection.jobWaiting(jobId, wait);
+      const row = await jobFacts(db, jobId);
+      if (row) await report(await jobWaitingEvent(db, { ...row, jobId }, wait));
+    },
+    /** An operator retried or abandoned the waiting job (row, log line, job.resumed). */
+    async recoveryJobResumed(
+      jobId: string,
+      decision: OperatorDecisionResult & OperatorDecisionInput,
+    ): Promise<void> {
+      await projection.jobResumed(jobId, decision);
+      const row = await jobFacts(db, jobId);
+      if (row) await report(await jobResumedEvent(db, { ...row, jobId }, decision));
     },
     /** A job the API created ended (recovery, cleanup, key rotation): its row, log and lifecycle event. */
     async recoveryJobFinished<R extends JobOutcome>(jobId: string, result: R): Promise<void> {

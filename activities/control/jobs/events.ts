@@ -1,5 +1,15 @@
 import { eq, inArray } from 'drizzle-orm';
-import type { EventInput, EventType, JobKind, JobStatus, Severity, StepWrite } from '../../../contracts';
+import type {
+  EventInput,
+  EventType,
+  JobKind,
+  JobStatus,
+  OperatorDecisionInput,
+  OperatorDecisionResult,
+  OperatorWait,
+  Severity,
+  StepWrite,
+} from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import { jobs, plans } from '../../../schema/index';
 
@@ -115,4 +125,52 @@ export async function failedStepEvents(db: Db, steps: StepWrite[]): Promise<Even
     });
   }
   return out;
+}
+
+/** job.waiting: a failed step waits for an operator (retry / abandon) until a deadline. */
+export async function jobWaitingEvent(
+  db: Db,
+  job: { jobId: string; kind: JobKind; planId: string | null; workflowId: string },
+  wait: OperatorWait,
+): Promise<EventInput> {
+  const name = await planName(db, job.planId);
+  return {
+    type: 'job.waiting',
+    severity: 'error',
+    message: `${KIND_NAMES[job.kind]}${name ? ` of plan "${name}"` : ''} waits for an operator: step "${wait.stepName}" failed: ${wait.message}`,
+    planId: job.planId,
+    jobId: job.jobId,
+    remediation: `${wait.remediation}. Then \`lifeboat jobs retry ${job.jobId}\` to run the step again, or \`lifeboat jobs abandon ${job.jobId}\` to end the job, before ${wait.waitingUntil} (then it fails by itself)`,
+    data: {
+      kind: job.kind,
+      step: wait.stepKey,
+      attempt: wait.attempt,
+      waitingUntil: wait.waitingUntil,
+      workflowId: job.workflowId,
+      ...(name ? { planName: name } : {}),
+    },
+    key: `job:${job.jobId}/waiting/${wait.stepKey}#${wait.attempt}`,
+  };
+}
+
+/** job.resumed: an operator retried or abandoned the waiting job. */
+export async function jobResumedEvent(
+  db: Db,
+  job: { jobId: string; kind: JobKind; planId: string | null; workflowId: string },
+  d: OperatorDecisionResult & OperatorDecisionInput,
+): Promise<EventInput> {
+  const name = await planName(db, job.planId);
+  const what = `${KIND_NAMES[job.kind]}${name ? ` of plan "${name}"` : ''}`;
+  return {
+    type: 'job.resumed',
+    severity: 'info',
+    message:
+      d.decision === 'retry'
+        ? `${what}: ${d.by} retried step ${d.stepKey} (attempt ${d.attempt})`
+        : `${what}: ${d.by} abandoned the job at step ${d.stepKey}`,
+    planId: job.planId,
+    jobId: job.jobId,
+    data: { kind: job.kind, step: d.stepKey, decision: d.decision, by: d.by, attempt: d.attempt },
+    key: `job:${job.jobId}/${d.decision}/${d.stepKey}#${d.attempt}`,
+  };
 }

@@ -1,11 +1,13 @@
 import { hostname } from 'node:os';
-import { eq, sql } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import {
+  ACTIVE_JOB_STATUSES,
   type EndedJobStatus,
   isStepEnded,
   type JobKind,
   type JobLogWrite,
   type JobStatus,
+  type OperatorWait,
   type StepRef,
   type StepStatus,
   type StepWrite,
@@ -73,7 +75,7 @@ export function createJobProjection(db: Db) {
         ...(status === 'failed' && s.message ? { error: s.message } : {}),
         data: { status, ...(s.vm ? { vm: s.vm } : {}), ...(s.group ? { group: s.group } : {}) },
         // "running" may be written again with a new message (waiting for a slot → copying): one line each.
-        key: `step:${s.key}:${status}${status === 'running' && s.message ? `:${s.message}` : ''}`,
+        key: `step:${s.key}:${status}${status === 'running' && s.message ? `:${s.message}` : ''}${(s.attempt ?? 1) > 1 ? `#${s.attempt}` : ''}`,
       };
       byJob.set(s.jobId, [...(byJob.get(s.jobId) ?? []), line]);
     }
@@ -99,6 +101,7 @@ export function createJobProjection(db: Db) {
         actor: s.actor ?? (status === 'pending' ? null : ACTOR),
         message: s.message ?? null,
         log: s.log ?? null,
+        attempt: s.attempt ?? 1,
         progress: s.progress ?? (s.vm ? { vm: s.vm, group: s.group } : null),
         startedAt: s.startedAt
           ? new Date(s.startedAt)
@@ -120,6 +123,8 @@ export function createJobProjection(db: Db) {
           actor: sql`coalesce(excluded.actor, ${jobSteps.actor})`,
           message: sql`coalesce(excluded.message, ${jobSteps.message})`,
           log: sql`coalesce(excluded.log, ${jobSteps.log})`,
+          // A write that names no attempt (an activity's own start) keeps the retry's count.
+          attempt: sql`greatest(${jobSteps.attempt}, excluded.attempt)`,
           progress: sql`coalesce(excluded.progress, ${jobSteps.progress})`,
           // A retried step keeps its first start time.
           startedAt: sql`coalesce(${jobSteps.startedAt}, excluded.started_at)`,
@@ -236,9 +241,100 @@ export function createJobProjection(db: Db) {
           error: outcome.status === 'completed' ? null : outcome.message,
           remediation: outcome.remediation ?? null,
           endedAt: sql`now()`,
+          waitingUntil: null,
         })
         .where(eq(jobs.id, jobId));
       await logEnd(jobId, outcome);
+    },
+
+    /**
+     * A failed step waits for an operator (retry / abandon): the job stays running, with the
+     * step's error and remediation and the time it fails by itself.
+     */
+    async jobWaiting(jobId: string, wait: OperatorWait) {
+      await db
+        .update(jobs)
+        .set({
+          waitingUntil: new Date(wait.waitingUntil),
+          error: wait.message,
+          remediation: wait.remediation,
+        })
+        .where(eq(jobs.id, jobId));
+      await jobLog.append({ jobId }, [
+        {
+          level: 'error',
+          message: `Waiting for an operator until ${wait.waitingUntil}: ${wait.stepName} failed — retry it (lifeboat jobs retry ${jobId}) or abandon the job (lifeboat jobs abandon ${jobId})`,
+          stepKey: wait.stepKey,
+          node: ACTOR,
+          error: wait.message,
+          remediation: wait.remediation,
+          data: { waitingUntil: wait.waitingUntil, attempt: wait.attempt },
+          key: `job:waiting:${wait.stepKey}#${wait.attempt}`,
+        },
+      ]);
+    },
+
+    /** An operator decided (retry / abandon): the job no longer waits. */
+    async jobResumed(
+      jobId: string,
+      d: { decision: 'retry' | 'abandon'; by: string; stepKey: string; attempt: number },
+    ) {
+      await db
+        .update(jobs)
+        .set({ waitingUntil: null, ...(d.decision === 'retry' ? { error: null, remediation: null } : {}) })
+        .where(eq(jobs.id, jobId));
+      await jobLog.append({ jobId }, [
+        {
+          level: 'info',
+          message:
+            d.decision === 'retry'
+              ? `${d.by} retried step ${d.stepKey} (attempt ${d.attempt})`
+              : `${d.by} abandoned the job at step ${d.stepKey}`,
+          stepKey: d.stepKey,
+          node: ACTOR,
+          data: { decision: d.decision, by: d.by, attempt: d.attempt },
+          key: `job:${d.decision}:${d.stepKey}#${d.attempt}`,
+        },
+      ]);
+    },
+
+    /**
+     * The reconciler's write path: end a row its workflow can no longer end (gone, terminated,
+     * timed out, ended without writing it). Only a row still pending or running changes (a
+     * workflow that wrote its own end meanwhile wins); its open steps are closed. True when it
+     * changed the row.
+     */
+    async reconcileJob(jobId: string, outcome: JobOutcome & { found: string }): Promise<boolean> {
+      const changed = await db
+        .update(jobs)
+        .set({
+          status: outcome.status,
+          result: { ...outcome, reconciled: true } as unknown as Record<string, unknown>,
+          error: outcome.status === 'completed' ? null : outcome.message,
+          remediation: outcome.remediation ?? null,
+          endedAt: sql`now()`,
+          waitingUntil: null,
+        })
+        .where(and(eq(jobs.id, jobId), inArray(jobs.status, [...ACTIVE_JOB_STATUSES])))
+        .returning({ id: jobs.id });
+      if (changed.length === 0) return false;
+      const open = await db
+        .select()
+        .from(jobSteps)
+        .where(and(eq(jobSteps.jobId, jobId), inArray(jobSteps.status, ['pending', 'running'])));
+      await upsertSteps(
+        open.map((s) => ({
+          jobId,
+          key: s.key,
+          seq: s.seq,
+          name: s.name,
+          status: s.status === 'running' ? ('cancelled' as const) : ('skipped' as const),
+          message: `Ended by the job reconciler: ${outcome.message}`,
+          actor: ACTOR,
+        })),
+      );
+      await logEnd(jobId, outcome);
+      return true;
     },
   };
 }

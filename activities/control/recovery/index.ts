@@ -132,9 +132,11 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
     async launchVm(step: StepRef, labels: VmLabels, target: AwsTarget, vm: RecoveryVm, imageId: string) {
       return asStep(store, step, async () => {
         const ec2 = new TimedEc2(target);
+        // An operator's retry (attempt 2+) is a new request to EC2: a RunInstances that failed is
+        // not answered again from its token. What an earlier attempt launched is found by tag first.
         const token = clientToken(
           Context.current().info.workflowExecution?.workflowId ?? labels.jobId,
-          step.key,
+          (step.attempt ?? 1) > 1 ? `${step.key}#${step.attempt}` : step.key,
         );
         const r = await ensureInstance(ec2, labels, vm, imageId, token);
         const where = [vm.network.subnetId, vm.network.privateIp].filter(Boolean).join(' ');
@@ -337,6 +339,8 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
           onTick: () => ctx.heartbeat(),
           host: settings.scripts,
           secrets: [...resolver.values],
+          // A job cancel (delivered on a heartbeat) kills the script's whole process group at once.
+          signal: ctx.cancellationSignal,
         });
         await store.upsertSteps([
           {
@@ -349,6 +353,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
         ]);
         return { ok: r.ok, message: r.summary, exitCode: r.exitCode };
       } catch (e) {
+        if (ctx.cancellationSignal.aborted) throw e; // the cancellation itself, as Temporal gave it
         if (e instanceof SecretResolutionError || e instanceof ScriptUserError)
           return failStep(redact(e.message, [...resolver.values]));
         if (e instanceof ScriptRuntimeMissingError) return failStep(e.message);

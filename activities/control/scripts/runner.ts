@@ -24,6 +24,11 @@ export interface ScriptRunOptions {
   host?: ScriptHost;
   /** Values of the secrets resolved for this run (env refs, guest credentials): redacted from the log. */
   secrets?: readonly string[];
+  /**
+   * Cancellation (the activity's `cancellationSignal`): when it aborts, the script's whole process
+   * group is killed at once and runScript rejects with the signal's reason.
+   */
+  signal?: AbortSignal;
 }
 
 /** What the runner takes from the worker's configuration, handed down by the activity factory. */
@@ -119,11 +124,22 @@ function minimalEnv(workDir: string, pathVar: string, extra: Record<string, stri
   };
 }
 
+/** After the script exits, its output still in the pipes is read for at most this long. */
+const DRAIN_AFTER_EXIT_MS = 200;
+
 /**
  * Run one operator script: sh, bash, python3 or go (`go run`), from a path or inline source, with
  * its args, a timeout (the whole process group is killed), a minimal environment, stdout+stderr
  * captured with secrets redacted. A non-zero exit, a signal or a timeout is a failure (ok=false);
  * a missing runtime binary throws ScriptRuntimeMissingError naming it.
+ *
+ * The script ends when its process exits, not when its output pipes close: a script that starts
+ * a background service (`nohup svc &`, `setsid svc &`) — which inherits the pipes — completes at
+ * once. What it printed is read for DRAIN_AFTER_EXIT_MS more, then the pipes are let go (a
+ * process left behind that still writes to them gets EPIPE/SIGPIPE: redirect its output). Processes
+ * left behind by a script that succeeded keep running; a timeout or a cancellation kills the
+ * script's whole process group (SIGKILL), which takes `nohup … &` children with it, not those that
+ * left the group (`setsid`).
  */
 export async function runScript(script: ScriptSpec, opts: ScriptRunOptions = {}): Promise<ScriptRunResult> {
   const started = Date.now();
@@ -155,7 +171,11 @@ export async function runScript(script: ScriptSpec, opts: ScriptRunOptions = {})
     const maxLog = opts.maxLogBytes ?? 256 * 1024;
 
     return await new Promise<ScriptRunResult>((resolve, reject) => {
-      // detached: the script leads its own process group, so a timeout kills its children too.
+      if (opts.signal?.aborted) {
+        reject(opts.signal.reason);
+        return;
+      }
+      // detached: the script leads its own process group, so a timeout or a cancel kills its children too.
       const child = spawn(bin, argv, {
         cwd: workDir,
         env,
@@ -173,6 +193,7 @@ export async function runScript(script: ScriptSpec, opts: ScriptRunOptions = {})
       child.stdin.on('error', () => {}); // the script may not read stdin at all
       child.stdin.end(opts.stdin ?? '');
       let timedOut = false;
+      let settled = false;
       const killGroup = () => {
         try {
           if (child.pid) process.kill(-child.pid, 'SIGKILL');
@@ -185,9 +206,27 @@ export async function runScript(script: ScriptSpec, opts: ScriptRunOptions = {})
         killGroup();
       }, script.timeoutSeconds * 1000);
       const tick = opts.onTick ? setInterval(opts.onTick, 1000) : undefined;
-      child.on('error', (err: NodeJS.ErrnoException) => {
+      const onAbort = () => {
+        killGroup();
+        done();
+        reject(opts.signal?.reason ?? new Error('cancelled'));
+      };
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      /** Stop everything that keeps this run alive; true the first time only. */
+      function done(): boolean {
+        if (settled) return false;
+        settled = true;
         clearTimeout(timer);
         if (tick) clearInterval(tick);
+        opts.signal?.removeEventListener('abort', onAbort);
+        // Let go of the pipes: a process the script left behind may hold them open for ever.
+        child.stdout.destroy();
+        child.stderr.destroy();
+        child.unref();
+        return true;
+      }
+      child.on('error', (err: NodeJS.ErrnoException) => {
+        if (!done()) return;
         if (err.code === 'ENOENT') {
           reject(
             new ScriptRuntimeMissingError(
@@ -196,9 +235,8 @@ export async function runScript(script: ScriptSpec, opts: ScriptRunOptions = {})
           );
         } else reject(err);
       });
-      child.on('close', (exitCode, signal) => {
-        clearTimeout(timer);
-        if (tick) clearInterval(tick);
+      const finish = (exitCode: number | null, signal: NodeJS.Signals | null) => {
+        if (!done()) return;
         const clean = redact(log.length > maxLog ? log.slice(-maxLog) : log, secrets);
         const ok = !timedOut && exitCode === 0;
         const what = script.path ?? `inline ${script.runtime} script`;
@@ -217,6 +255,17 @@ export async function runScript(script: ScriptSpec, opts: ScriptRunOptions = {})
           durationMs: Date.now() - started,
           log: clean,
           summary,
+        });
+      };
+      // The script's own exit ends the step; its output is read until the pipes close, or for
+      // DRAIN_AFTER_EXIT_MS when something it left behind holds them open.
+      child.on('exit', (exitCode, signal) => {
+        // setImmediate: after a busy spell the expired timer runs before the pending pipe reads;
+        // one more poll phase reads what the script wrote before it exited.
+        const drain = setTimeout(() => setImmediate(() => finish(exitCode, signal)), DRAIN_AFTER_EXIT_MS);
+        child.on('close', () => {
+          clearTimeout(drain);
+          finish(exitCode, signal);
         });
       });
     });
