@@ -2,7 +2,7 @@ import { z } from '@hono/zod-openapi';
 import { CronExpressionParser } from 'cron-parser';
 import { cidrContains, Id, IsoDateTimeWithOffset, Name, Priority } from './common';
 import { Script } from './script';
-import { Vm } from './vm';
+import { Disk, HealthCheck, NetworkSettings, Vm } from './vm';
 
 export const ReplicationSettings = z
   .object({
@@ -14,6 +14,7 @@ export const ReplicationSettings = z
       .describe('One iteration for all VMs: recovery points consistent across the plan'),
     priority: Priority.default(50),
   })
+  .strict()
   .openapi('ReplicationSettings');
 
 export const CronExpression = z.string().refine((v) => {
@@ -33,11 +34,13 @@ export const CheckpointSettings = z
         count: z.number().int().min(1).max(10_000).optional(),
         maxAgeDays: z.number().int().min(1).max(3650).optional(),
       })
+      .strict()
       .default({})
       .describe(
         'Keep at most `count` checkpoints and none older than `maxAgeDays`; preserved ones are exempt',
       ),
   })
+  .strict()
   .openapi('CheckpointSettings');
 
 /**
@@ -137,6 +140,7 @@ export const TargetDefaults = z
       .optional()
       .describe('Windows prep node: powered on only for Windows validation during recovery, off after'),
   })
+  .strict()
   .openapi('TargetDefaults');
 
 /**
@@ -183,21 +187,69 @@ export const LAST_GROUP_DELAY =
  * need only the document are checked here; rules that need the database (site ids exist, roles
  * match, no running recovery) are checked by the API's plan service.
  */
+/**
+ * A plan document's top level is strict like every object in it, except that keys starting with
+ * `x-` are the operator's own (YAML anchors such as `x-net: &net {…}`): accepted, never stored.
+ */
+export const isOperatorKey = (key: string) => key.startsWith('x-');
+
+/** The document without its `x-` keys (what is sent and stored). */
+export function withoutOperatorKeys<T>(doc: T): T {
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return doc;
+  return Object.fromEntries(Object.entries(doc).filter(([k]) => !isOperatorKey(k))) as T;
+}
+
+/**
+ * Refuses keys that are neither in `shape` nor `x-` prefixed, one issue per key (`path: [key]`),
+ * reported together with every other problem of the document (`when`: also when fields failed).
+ */
+export function onlyKnownKeys(shape: Record<string, unknown>) {
+  return [
+    (doc: unknown, ctx: z.RefinementCtx) => {
+      if (typeof doc !== 'object' || doc === null) return;
+      for (const key of Object.keys(doc))
+        if (!(key in shape) && !isOperatorKey(key))
+          ctx.addIssue({ code: 'custom', path: [key], message: unknownKeyMessage(key, Object.keys(shape)) });
+    },
+    { when: () => true },
+  ] as const;
+}
+
+/** Keys of a plan as read (GET) that the server sets: named as such when a write carries them. */
+const READ_ONLY_KEYS = ['id', 'version', 'createdAt', 'updatedAt', 'replicationPaused', 'rtoPrediction'];
+
+/** "unknown key" with the known key it most likely misspells. */
+export function unknownKeyMessage(key: string, known: string[]): string {
+  if (READ_ONLY_KEYS.includes(key))
+    return 'is set by Lifeboat (read-only): leave it out of a write (`lifeboat plans get --yaml` prints a writable document)';
+  const norm = (k: string) => k.toLowerCase().replace(/[-_\s]/g, '');
+  const near =
+    known.find((k) => norm(k) === norm(key)) ??
+    (norm(key).length >= 4
+      ? known.find((k) => norm(k).startsWith(norm(key)) || norm(key).startsWith(norm(k)))
+      : undefined);
+  return `unknown key${near ? ` (did you mean "${near}"?)` : ''}: not a setting here, refused instead of ignored`;
+}
+
+export const PlanFields = {
+  name: Name,
+  description: z.string().max(2048).optional(),
+  sourceSiteId: Id,
+  targetSiteId: Id,
+  replication: ReplicationSettings,
+  checkpoints: CheckpointSettings.default({ retention: {} }),
+  objectives: Objectives.optional(),
+  drills: DrillSettings.optional().describe('Unattended test recoveries on a schedule (issue 14)'),
+  preScript: Script.optional(),
+  postScript: Script.optional(),
+  targetDefaults: TargetDefaults.default({}),
+  vms: z.array(Vm).max(500).default([]),
+};
+
 export const PlanInput = z
-  .object({
-    name: Name,
-    description: z.string().max(2048).optional(),
-    sourceSiteId: Id,
-    targetSiteId: Id,
-    replication: ReplicationSettings,
-    checkpoints: CheckpointSettings.default({ retention: {} }),
-    objectives: Objectives.optional(),
-    drills: DrillSettings.optional().describe('Unattended test recoveries on a schedule (issue 14)'),
-    preScript: Script.optional(),
-    postScript: Script.optional(),
-    targetDefaults: TargetDefaults.default({}),
-    vms: z.array(Vm).max(500).default([]),
-  })
+  .object(PlanFields)
+  .catchall(z.unknown().describe("only `x-` keys (the operator's own, e.g. YAML anchors); never stored"))
+  .superRefine(...onlyKnownKeys(PlanFields))
   .superRefine((plan, ctx) => {
     if (plan.sourceSiteId === plan.targetSiteId) {
       ctx.addIssue({ code: 'custom', path: ['targetSiteId'], message: 'must differ from sourceSiteId' });
@@ -273,5 +325,24 @@ export const PlanInput = z
   .openapi('PlanInput');
 
 export type PlanInput = z.infer<typeof PlanInput>;
+
+/** Every key a plan document may hold at any level: what a misspelt key is matched against. */
+export const PLAN_DOCUMENT_KEYS: string[] = [
+  ...new Set(
+    [
+      PlanFields,
+      ReplicationSettings.shape,
+      CheckpointSettings.shape,
+      TargetDefaults.shape,
+      Objectives.shape,
+      DrillSettings.shape,
+      Vm.shape,
+      Disk.shape,
+      NetworkSettings.shape,
+      Script.shape,
+      ...HealthCheck.options.map((o) => o.shape),
+    ].flatMap((shape) => Object.keys(shape)),
+  ),
+];
 export type ReplicationSettings = z.infer<typeof ReplicationSettings>;
 export type Objectives = z.infer<typeof Objectives>;
