@@ -569,7 +569,7 @@ export function plansService(db: Db) {
             throw new ApiError(
               409,
               'test_resources_remain',
-              `Cannot delete plan "${row.name}": its test recoveries still own resources in the target; clean them up first (lifeboat recovery cleanup JOB)`,
+              `Cannot delete plan "${row.name}": its test recoveries still own resources in the target; clean them up first (lifeboat jobs cleanup JOB)`,
               uncleaned.map((j) => ({
                 path: `jobs.${j.id}`,
                 message: `${j.kind} job ${j.id} (${j.status}) has not been cleaned up`,
