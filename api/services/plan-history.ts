@@ -211,8 +211,14 @@ export async function uncleanedTestRecoveries(tx: Tx, planId: string) {
         eq(jobs.planId, planId),
         eq(jobs.kind, 'test-recovery'),
         sql`${jobs.status} not in ('pending', 'running')`,
-        sql`exists (select 1 from jsonb_each(coalesce(${jobs.result} -> 'created', '{}'::jsonb)) e
-                    where jsonb_typeof(e.value) = 'array' and jsonb_array_length(e.value) > 0)`,
+        // What it left: recovered instances (a completed job), or created resources (a failed or
+        // cancelled one lists them for its cleanup).
+        sql`(exists (select 1 from jsonb_array_elements(case when jsonb_typeof(${jobs.result} -> 'recovered') = 'array'
+                                                            then ${jobs.result} -> 'recovered' else '[]'::jsonb end) v
+                     where v ? 'instanceId')
+             or exists (select 1 from jsonb_each(case when jsonb_typeof(${jobs.result} -> 'created') = 'object'
+                                                       then ${jobs.result} -> 'created' else '{}'::jsonb end) e
+                        where jsonb_typeof(e.value) = 'array' and jsonb_array_length(e.value) > 0))`,
         sql`not exists (select 1 from jobs c where c.kind = 'cleanup' and c.status = 'completed'
                         and c.params ->> 'targetJobId' = ${jobs.id}::text)`,
       ),

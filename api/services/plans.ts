@@ -7,6 +7,7 @@ import type { Db } from '../../schema/db';
 import { Id, Name } from '../../schema/domain/common';
 import {
   effectiveObjectives,
+  OPERATOR_KEYS_ONLY,
   onlyKnownKeys,
   PlanFields,
   PlanInput,
@@ -80,7 +81,7 @@ const PlanApplyFields = {
 };
 export const PlanApplyInput = z
   .object(PlanApplyFields)
-  .catchall(z.unknown().describe("only `x-` keys (the operator's own, e.g. YAML anchors); never stored"))
+  .catchall(z.unknown())
   .superRefine(...onlyKnownKeys(PlanApplyFields))
   .superRefine((doc, ctx) => {
     // The document-level rules of PlanInput (duplicate names, IPs vs CIDRs…), reported together
@@ -95,7 +96,7 @@ export const PlanApplyInput = z
     for (const issue of probe.error.issues)
       if (issue.code === 'custom') ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
   })
-  .openapi('PlanApplyInput');
+  .openapi('PlanApplyInput', OPERATOR_KEYS_ONLY);
 export type PlanApplyInput = z.infer<typeof PlanApplyInput>;
 
 // ---- mapping ------------------------------------------------------------------------------

@@ -231,6 +231,12 @@ export function unknownKeyMessage(key: string, known: string[]): string {
   return `unknown key${near ? ` (did you mean "${near}"?)` : ''}: not a setting here, refused instead of ignored`;
 }
 
+/** OpenAPI: no other keys than the documented ones, except `x-` keys. */
+export const OPERATOR_KEYS_ONLY = {
+  additionalProperties: false,
+  patternProperties: { '^x-': { description: "the operator's own (e.g. YAML anchors); never stored" } },
+};
+
 export const PlanFields = {
   name: Name,
   description: z.string().max(2048).optional(),
@@ -248,7 +254,7 @@ export const PlanFields = {
 
 export const PlanInput = z
   .object(PlanFields)
-  .catchall(z.unknown().describe("only `x-` keys (the operator's own, e.g. YAML anchors); never stored"))
+  .catchall(z.unknown())
   .superRefine(...onlyKnownKeys(PlanFields))
   .superRefine((plan, ctx) => {
     if (plan.sourceSiteId === plan.targetSiteId) {
@@ -322,7 +328,7 @@ export const PlanInput = z
       }
     });
   })
-  .openapi('PlanInput');
+  .openapi('PlanInput', OPERATOR_KEYS_ONLY);
 
 export type PlanInput = z.infer<typeof PlanInput>;
 
