@@ -167,6 +167,13 @@ export async function keepHistory(tx: Tx, removed: RemovedDisk[], choice: Histor
   for (const [pointId, rows] of byPoint) {
     const gone = rows.filter((r) => r.removed);
     if (gone.length === rows.length) {
+      // Wholly a removed VM's: say so, so recoveries by time never pick it for another VM.
+      const only = new Set(gone.map((g) => g.vmId));
+      if (only.size === 1)
+        await tx
+          .update(recoveryPoints)
+          .set({ vmId: [...only][0]! })
+          .where(eq(recoveryPoints.id, pointId));
       expire.push(pointId);
       continue;
     }
