@@ -182,6 +182,10 @@ describe('no silent loss of history', () => {
     const listed = refused.body.issues.map((i: { message: string }) => i.message).join('\n');
     for (const id of [p1.recoveryPointId, p2.recoveryPointId, ...dbSnaps]) expect(listed).toContain(id);
     expect(paths(refused.body)).toEqual(['history.db-01', 'history.db-01']);
+    // PATCH and PUT are held to it too.
+    const patched = await api.call('PATCH', `/v1/plans/${planId}`, { body: { vms: [vm('web-01')] } });
+    expect(patched.status).toBe(409);
+    expect(patched.body.error).toBe('history_would_be_orphaned');
 
     // The CLI says what it would do and asks for --prune before removing anything.
     const f = file('without.yaml', JSON.stringify(without));
