@@ -327,7 +327,7 @@ describe('no silent loss of history', () => {
     expect(row).toMatchObject({ planId, planName: doc.name, targetSiteId: created.body.plan.targetSiteId });
     expect(row!.expiresAt!.getTime()).toBeLessThanOrEqual(Date.now());
     const got = await api.call('GET', `/v1/recovery-points/${point.recoveryPointId}`);
-    expect(got.body).toMatchObject({ planName: doc.name, vmName: null });
+    expect(got.body).toMatchObject({ planName: doc.name, vmName: 'app-01', vmRemoved: true });
     expect(got.body.disks[0]).toMatchObject({
       snapshotId: point.snapshotIds[0],
       vmName: 'app-01',
