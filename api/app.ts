@@ -18,6 +18,7 @@ import { metricsRoutes } from './routes/metrics';
 import { nodeRoutes } from './routes/nodes';
 import { planRoutes } from './routes/plans';
 import { recoveryRoutes } from './routes/recoveries';
+import { recoveryPointRoutes } from './routes/recovery-points';
 import { replicationRoutes } from './routes/replication';
 import { secretRoutes } from './routes/secrets';
 import { siteRoutes } from './routes/sites';
@@ -56,6 +57,7 @@ export function createApp(deps: AppDeps) {
   v1.route('/', recoveryRoutes(deps));
   v1.route('/', jobRoutes(deps));
   v1.route('/', replicationRoutes(deps));
+  v1.route('/', recoveryPointRoutes(deps));
   v1.route('/', eventRoutes(deps));
   v1.route('/', channelRoutes(deps));
   v1.route('/', secretRoutes(deps));

@@ -2,6 +2,7 @@ import type { Hook } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { PLAN_DOCUMENT_KEYS, unknownKeyMessage } from '../schema/domain/plan';
 
 /** The one error body every 4xx/5xx answer uses: a code, a sentence, and the offending fields. */
 export const ErrorBody = z
@@ -36,11 +37,21 @@ export function formatPath(path: readonly PropertyKey[]): string {
     .join('');
 }
 
-/** Each field and its problem, once (a rule checked at two levels reports one issue). */
+/**
+ * Each field and its problem, once (a rule checked at two levels reports one issue). Unknown keys
+ * of a strict object are listed one by one, each with its own path (`vms[0].healthcheck`).
+ */
 export function zodIssues(error: z.ZodError, prefix = ''): { path: string; message: string }[] {
   const seen = new Set<string>();
   return error.issues
-    .map((i) => ({ path: `${prefix}${formatPath(i.path)}` || '(body)', message: i.message }))
+    .flatMap((i) =>
+      i.code === 'unrecognized_keys'
+        ? i.keys.map((key) => ({
+            path: `${prefix}${formatPath([...i.path, key])}`,
+            message: unknownKeyMessage(key, PLAN_DOCUMENT_KEYS),
+          }))
+        : [{ path: `${prefix}${formatPath(i.path)}` || '(body)', message: i.message }],
+    )
     .filter((i) => {
       const key = `${i.path}\n${i.message}`;
       if (seen.has(key)) return false;

@@ -215,7 +215,8 @@ export function readDocument(file: string): unknown {
     throw new CliError(EXIT.usage, `Cannot read ${file}: ${(e as Error).message}`);
   }
   try {
-    return parseYaml(text);
+    // YAML merge keys (`<<: *net`) are applied, not kept as a key named "<<".
+    return parseYaml(text, { merge: true });
   } catch (e) {
     throw new CliError(EXIT.usage, `${file} is not valid YAML or JSON: ${(e as Error).message}`);
   }

@@ -18,6 +18,12 @@ export const EVENT_TYPES = [
   'replication.rpo-breached',
   'replication.within-rpo',
   'recovery-point.created',
+  // recovery-point lifecycle (issue 12)
+  'recovery-point.preserved',
+  'recovery-point.unpreserved',
+  'recovery-point.locked',
+  'recovery-point.unlocked',
+  'recovery-point.deleted',
   'snapshot-budget.saturated',
   // nodes
   'node.offline',

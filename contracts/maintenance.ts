@@ -89,6 +89,8 @@ export interface ExpiryTotals {
 export interface ExpiringPoint {
   id: string;
   planId: string;
+  /** Set once the plan is deleted with its history retained: where the snapshots are. */
+  targetSiteId?: string | null;
   disks: { diskId: string; snapshotId: string; nodeId: string }[];
 }
 

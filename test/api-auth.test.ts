@@ -38,6 +38,11 @@ const routes: [method: string, path: string, openapiPath: string, role: Role, bo
   ['DELETE', `/v1/tokens/${NO_ID}`, '/v1/tokens/{id}', 'admin'],
   ['GET', '/v1/audit', '/v1/audit', 'admin'],
   ['GET', '/v1/audit/auth-failures', '/v1/audit/auth-failures', 'admin'],
+  ['POST', `/v1/recovery-points/${NO_ID}/preserve`, '/v1/recovery-points/{id}/preserve', 'operator', {}],
+  ['POST', `/v1/recovery-points/${NO_ID}/unpreserve`, '/v1/recovery-points/{id}/unpreserve', 'operator'],
+  ['POST', `/v1/recovery-points/${NO_ID}/lock`, '/v1/recovery-points/{id}/lock', 'admin', {}],
+  ['POST', `/v1/recovery-points/${NO_ID}/unlock`, '/v1/recovery-points/{id}/unlock', 'admin'],
+  ['DELETE', `/v1/recovery-points/${NO_ID}`, '/v1/recovery-points/{id}', 'operator'],
 ];
 const ROLES: Role[] = ['viewer', 'operator', 'admin'];
 const RANK: Record<Role, number> = { viewer: 1, operator: 2, admin: 3 };
@@ -49,7 +54,7 @@ describe('auth matrix', () => {
     const doc = (await (await fetch(`${api.url}/openapi.json`)).json()) as {
       paths: Record<string, Record<string, { tags?: string[] }>>;
     };
-    const mine = new Set(['sites', 'plans', 'nodes', 'tokens', 'audit']);
+    const mine = new Set(['sites', 'plans', 'nodes', 'tokens', 'audit', 'recovery points']);
     const documented = Object.entries(doc.paths).flatMap(([path, ops]) =>
       Object.entries(ops)
         .filter(([, op]) => op.tags?.some((t) => mine.has(t)))

@@ -27,8 +27,23 @@ const paths = (body: { issues?: { path: string }[] }) => (body.issues ?? []).map
 /** A plan as read, without the fields the server sets: the input to write it back. */
 // biome-ignore lint/suspicious/noExplicitAny: a plan answer as JSON
 const planInput = (plan: any) => {
-  const { id: _i, version: _v, createdAt: _c, updatedAt: _u, replicationPaused: _p, ...input } = plan;
-  return input;
+  const {
+    id: _i,
+    version: _v,
+    createdAt: _c,
+    updatedAt: _u,
+    replicationPaused: _p,
+    rtoPrediction: _r,
+    ...input
+  } = plan;
+  // Plan documents are strict: the server-set ids of VMs and disks are not part of a write.
+  return {
+    ...input,
+    vms: input.vms.map(({ id: _vm, disks, ...vm }: { id: string; disks: { id: string }[] }) => ({
+      ...vm,
+      disks: disks.map(({ id: _d, ...d }) => d),
+    })),
+  };
 };
 
 describe('plan validation', () => {
@@ -187,7 +202,8 @@ describe('plan validation', () => {
     const ok = await api.call('POST', '/v1/plans', { body: { ...plan, vms: groups.slice(0, 2) } });
     expect(ok.status, JSON.stringify(ok.body)).toBe(201);
     // PUT and PATCH are held to it as well.
-    const { id, version: _v, createdAt: _c, updatedAt: _u, replicationPaused: _p, ...input } = ok.body;
+    const { id } = ok.body;
+    const input = planInput(ok.body);
     const put = await api.call('PUT', `/v1/plans/${id}`, { body: { ...input, vms: groups } });
     expect(put.status).toBe(400);
     expect(put.body.issues).toEqual(expected);

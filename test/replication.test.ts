@@ -382,7 +382,7 @@ describe('replication schedules', () => {
     expect(reconciled.created).toBeGreaterThanOrEqual(1);
     await client.schedule.getHandle(planScheduleId(plan.id)).describe();
 
-    await call('DELETE', `/v1/plans/${plan.id}`);
+    await call('DELETE', `/v1/plans/${plan.id}?history=delete`);
     await expect(client.schedule.getHandle(planScheduleId(plan.id)).describe()).rejects.toThrow();
   }, 60_000);
 
@@ -447,6 +447,6 @@ describe('replication schedules', () => {
     expect(workflowId).toMatch(/^replication-plan-/);
     expect(result.recoveryPointId).toMatch(/^[0-9a-f-]{36}$/);
     expect(await actions()).toBeGreaterThan(beforeNow);
-    await call('DELETE', `/v1/plans/${plan.id}`);
+    await call('DELETE', `/v1/plans/${plan.id}?history=delete`);
   }, 90_000);
 });

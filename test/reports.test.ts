@@ -9,7 +9,7 @@ import { eq } from 'drizzle-orm';
 import type { Locator } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recoveryJobsService } from '../api/services/recovery-jobs';
-import { computeVerdict, type JobReport, type RecoveryResult } from '../contracts';
+import { cleanupWorkflowId, computeVerdict, type JobReport, type RecoveryResult } from '../contracts';
 import { jobReports, jobs, plans } from '../schema/index';
 import { childEnv, runVar } from '../scripts/stack/test-env';
 import { fixtures, startTestApi, type TestApi } from './helpers/api';
@@ -289,8 +289,14 @@ describe('drill evidence: recovery reports (real Temporal, moto, Postgres, Chrom
     expect(rpo.text).toMatch(/^RPO objective 1 min NOT met: achieved 10 min/);
     expect(r.verdict.points.find((p) => p.objective === 'rto')!.met).toBe(true);
 
-    // The plan is deleted: its report stays (evidence outlives the plan).
-    const del = await api.call('DELETE', `/v1/plans/${plan.planId}`);
+    // The plan is deleted (after its test copies are cleaned up; its recovery points expire with
+    // it): its report stays (evidence outlives the plan).
+    const owning = await api.call('DELETE', `/v1/plans/${plan.planId}?history=delete`);
+    expect(owning.status).toBe(409);
+    expect(owning.body.error).toBe('test_resources_remain');
+    const cleanup = await svc.startCleanup(jobId, 'drill-owner', TUNING);
+    await jobOutcome(client, api.db, cleanupWorkflowId(cleanup.id));
+    const del = await api.call('DELETE', `/v1/plans/${plan.planId}?history=delete`);
     expect(del.status, JSON.stringify(del.body)).toBe(204);
     expect((await api.db.select().from(plans).where(eq(plans.id, plan.planId))).length).toBe(0);
     expect((await reportJson(jobId)).verdict.verdict).toBe('not-met');

@@ -8,7 +8,15 @@ import { checkpointScheduleHooks, checkpointSchedules } from '../services/checkp
 import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
 import { planRtoPrediction } from '../services/drills/rto';
 import { drillScheduleHooks } from '../services/drills/schedules';
-import { Plan, PlanApplyInput, PlanSummary, planForViewer, plansService } from '../services/plans';
+import { HistoryQuery } from '../services/plan-history';
+import {
+  Plan,
+  PlanApplyInput,
+  PlanChanges,
+  PlanSummary,
+  planForViewer,
+  plansService,
+} from '../services/plans';
 import { planScheduleHooks } from '../services/replication/schedules';
 import { Drill, reportsService } from '../services/reports';
 import {
@@ -34,9 +42,22 @@ const NameParam = z.object({
 const ApplyResult = z
   .object({
     result: z.enum(['created', 'updated', 'unchanged']),
-    plan: Plan,
+    dryRun: z
+      .boolean()
+      .optional()
+      .describe('true: nothing was written; `changes` is what the apply would do'),
+    plan: Plan.optional().describe('The plan as written (absent on dry runs)'),
+    changes: PlanChanges.optional().describe('Dry runs: what the apply would change'),
   })
   .openapi('ApplyResult');
+const HistoryParams = z.object(HistoryQuery);
+const ApplyQuery = z.object({
+  ...HistoryQuery,
+  dryRun: z
+    .enum(['true', 'false'])
+    .optional()
+    .openapi({ param: { name: 'dryRun', in: 'query' }, description: 'true: only say what would change' }),
+});
 
 const list = route('viewer', 'get', '/plans', {
   operationId: 'listPlans',
@@ -88,8 +109,13 @@ const replace = route('admin', 'put', '/plans/{id}', {
   operationId: 'replacePlan',
   summary: 'Replace a plan (by id or name; If-Match: the version you read); 409 while a recovery of it runs',
   description:
-    'VMs and disks are matched by name: their ids stay, so recovery points keep referring to them. Sending the same content changes nothing and keeps the version.',
-  request: { params: IdOrNameParam, headers: IfMatchHeader, body: jsonBody(PlanInput, 'The whole plan') },
+    'VMs (case-insensitively) and disks are matched by name: their ids stay, so recovery points keep referring to them. Sending the same content changes nothing and keeps the version. Unknown keys are refused (400, each path listed); top-level `x-` keys are accepted and not stored. Removing a VM or disk that has recovery points needs `history=retain|delete` (else 409 listing them).',
+  request: {
+    params: IdOrNameParam,
+    headers: IfMatchHeader,
+    query: HistoryParams,
+    body: jsonBody(PlanInput, 'The whole plan'),
+  },
   responses: {
     200: { ...jsonContent(Plan, 'Updated (or unchanged)'), headers: EtagHeader },
     ...errorResponses(400, 401, 403, 404, 409, 412, 422, 503),
@@ -100,8 +126,13 @@ const apply = route('admin', 'put', '/plans/by-name/{name}', {
   operationId: 'applyPlan',
   summary: 'Create or update a plan by name (`lifeboat apply`), idempotent',
   description:
-    'Sites may be named (`sourceSite`, `targetSite`) instead of given by id. Applying the same document again answers `unchanged` and keeps the version.',
-  request: { params: NameParam, headers: IfMatchHeader, body: jsonBody(PlanApplyInput, 'The plan') },
+    "Sites may be named (`sourceSite`, `targetSite`) instead of given by id. Applying the same document again answers `unchanged` and keeps the version. `dryRun=true` answers what would change (fields, VMs added, changed, removed with their recovery points) without writing. Removing a VM that has recovery points needs `history=retain|delete` (else 409 listing them). Unknown keys are refused (400, each path listed); top-level `x-` keys (the operator's YAML anchors) are accepted and not stored.",
+  request: {
+    params: NameParam,
+    headers: IfMatchHeader,
+    query: ApplyQuery,
+    body: jsonBody(PlanApplyInput, 'The plan'),
+  },
   responses: {
     200: { ...jsonContent(ApplyResult, 'Updated or unchanged'), headers: EtagHeader },
     201: { ...jsonContent(ApplyResult, 'Created'), headers: EtagHeader },
@@ -117,6 +148,7 @@ const patch = route('admin', 'patch', '/plans/{id}', {
   request: {
     params: IdOrNameParam,
     headers: IfMatchHeader,
+    query: HistoryParams,
     body: jsonBody(PatchDocument, 'The fields to change'),
   },
   responses: {
@@ -127,8 +159,11 @@ const patch = route('admin', 'patch', '/plans/{id}', {
 
 const remove = route('admin', 'delete', '/plans/{id}', {
   operationId: 'deletePlan',
-  summary: 'Delete a plan (by id or name), its VMs and recovery points; 409 while a recovery of it runs',
-  request: { params: IdOrNameParam, headers: IfMatchHeader },
+  summary:
+    'Delete a plan (by id or name) and its VMs; its recovery points are kept or expired as `history` says',
+  description:
+    '409 while a recovery of it runs, while a test recovery of it has not been cleaned up (the jobs are named), and when it has recovery points and no `history`: `retain` keeps them (readable by id, with the plan name stored), `delete` expires them now (the expiry job deletes their snapshots, then the rows).',
+  request: { params: IdOrNameParam, headers: IfMatchHeader, query: HistoryParams },
   responses: { 204: { description: 'Deleted' }, ...errorResponses(400, 401, 403, 404, 409, 412, 503) },
 });
 
@@ -214,13 +249,20 @@ export function planRoutes(deps: AppDeps) {
     })
     .openapi(replace, async (c) => {
       const [id, ifMatch] = [await svc.idOf(c.req.valid('param').id), c.req.valid('header')['if-match']];
-      return c.json(await written(c, await svc.update(id, c.req.valid('json'), ifMatch)), 200);
+      const { history } = c.req.valid('query');
+      return c.json(await written(c, await svc.update(id, c.req.valid('json'), ifMatch, history)), 200);
     })
     .openapi(apply, async (c) => {
+      const { history, dryRun } = c.req.valid('query');
+      if (dryRun === 'true') {
+        const { result, ...changes } = await svc.preview(c.req.valid('param').name, c.req.valid('json'));
+        return c.json({ result, dryRun: true, changes }, 200);
+      }
       const out = await svc.apply(
         c.req.valid('param').name,
         c.req.valid('json'),
         c.req.valid('header')['if-match'],
+        history,
       );
       recordChanges(c, out.result === 'created' ? { created: true } : { changed: out.paths ?? [] });
       await schedules.afterWrite(out.plan.id);
@@ -230,12 +272,13 @@ export function planRoutes(deps: AppDeps) {
     })
     .openapi(patch, async (c) => {
       const [id, ifMatch] = [await svc.idOf(c.req.valid('param').id), c.req.valid('header')['if-match']];
-      return c.json(await written(c, await svc.patch(id, c.req.valid('json'), ifMatch)), 200);
+      const { history } = c.req.valid('query');
+      return c.json(await written(c, await svc.patch(id, c.req.valid('json'), ifMatch, history)), 200);
     })
     .openapi(remove, async (c) => {
       const id = await svc.idOf(c.req.valid('param').id);
       const vmIds = await schedules.beforeDelete(id);
-      await svc.remove(id, c.req.valid('header')['if-match']);
+      await svc.remove(id, c.req.valid('header')['if-match'], c.req.valid('query').history);
       await schedules.afterDelete(id, vmIds);
       return c.body(null, 204);
     });

@@ -7,6 +7,7 @@ import {
   findPlan,
   PlanReplicationStatus,
   RecoveryPoint,
+  RecoveryPointKind,
   replicationStatusService,
 } from '../services/replication/status';
 import { verifyJobsService } from '../services/replication/verify';
@@ -105,16 +106,25 @@ const vmAction = route('operator', 'post', '/plans/{plan}/vms/{vm}/replication/{
     ...errorResponses(400, 401, 403, 404, 409, 503),
   },
 });
+const PointsQuery = z.object({
+  ...PageQuery,
+  kind: RecoveryPointKind.default('all').openapi({
+    param: { name: 'kind', in: 'query' },
+    description: '`checkpoint`: only checkpoints; `all` (default): every point',
+  }),
+});
 const listPoints = route('viewer', 'get', '/plans/{plan}/recovery-points', {
   operationId: 'listPlanRecoveryPoints',
-  summary: 'Recovery points of a plan, newest first, with each disk snapshot',
-  request: { params: PlanParam, query: z.object(PageQuery) },
+  summary:
+    'Recovery points of a plan, newest first, with each disk snapshot: checkpoint or not, preserved (reason), lock (mode, until), expiry, verification state, and the VM name of removed VMs’ points',
+  request: { params: PlanParam, query: PointsQuery },
   responses: { 200: jsonContent(RecoveryPointPage, 'A page'), ...errorResponses(400, 401, 403, 404) },
 });
 const listVmPoints = route('viewer', 'get', '/plans/{plan}/vms/{vm}/recovery-points', {
   operationId: 'listVmRecoveryPoints',
-  summary: "Recovery points holding a VM's disks, newest first, each with that VM's disk snapshots only",
-  request: { params: PlanVmParam, query: z.object(PageQuery) },
+  summary:
+    "Recovery points holding a VM's disks, newest first, each with that VM's disk snapshots only (also for a VM removed from the plan whose history was kept: by its id or name)",
+  request: { params: PlanVmParam, query: PointsQuery },
   responses: { 200: jsonContent(RecoveryPointPage, 'A page'), ...errorResponses(400, 401, 403, 404) },
 });
 const getPoint = route('viewer', 'get', '/recovery-points/{id}', {
@@ -179,13 +189,16 @@ export function replicationRoutes(deps: AppDeps) {
         : c.json(r.body as z.infer<typeof NowStarted>, 202);
     })
     .openapi(listPoints, async (c) => {
-      const { limit, offset } = c.req.valid('query');
-      return c.json(await svc.listRecoveryPoints(c.req.valid('param').plan, { limit, offset }), 200);
+      const { limit, offset, kind } = c.req.valid('query');
+      return c.json(
+        await svc.listRecoveryPoints(c.req.valid('param').plan, { limit, offset }, undefined, kind),
+        200,
+      );
     })
     .openapi(listVmPoints, async (c) => {
-      const { limit, offset } = c.req.valid('query');
+      const { limit, offset, kind } = c.req.valid('query');
       const { plan, vm } = c.req.valid('param');
-      return c.json(await svc.listRecoveryPoints(plan, { limit, offset }, vm), 200);
+      return c.json(await svc.listRecoveryPoints(plan, { limit, offset }, vm, kind), 200);
     })
     .openapi(getPoint, async (c) => c.json(await svc.getRecoveryPoint(c.req.valid('param').id), 200))
     .openapi(verify, async (c) => {

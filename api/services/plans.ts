@@ -5,13 +5,28 @@ import { and, asc, eq, inArray, or, sql } from 'drizzle-orm';
 import { ACTIVE_JOB_STATUSES, RECOVERY_JOB_KINDS } from '../../contracts';
 import type { Db } from '../../schema/db';
 import { Id, Name } from '../../schema/domain/common';
-import { effectiveObjectives, PlanInput } from '../../schema/domain/plan';
+import {
+  effectiveObjectives,
+  OPERATOR_KEYS_ONLY,
+  onlyKnownKeys,
+  PlanFields,
+  PlanInput,
+  withoutOperatorKeys,
+} from '../../schema/domain/plan';
 import { Disk, Vm } from '../../schema/domain/vm';
-import { disks, jobs, plans, secrets, sites, vms } from '../../schema/index';
+import { disks, jobs, plans, recoveryPoints, secrets, sites, vms } from '../../schema/index';
 import { ApiError, zodIssues } from '../errors';
 import { changedPaths } from './audit';
 import { checkIfMatch, clientErrorFromDb, type Page, patchWithRetry, toPage } from './common';
 import { RtoPredictionSchema } from './drills/rto';
+import {
+  checkHistoryChoice,
+  type HistoryChoice,
+  keepHistory,
+  orphansOf,
+  type RemovedDisk,
+  uncleanedTestRecoveries,
+} from './plan-history';
 import { localNames, planSecretRefs } from './secret-refs';
 
 // ---- API shapes -------------------------------------------------------------------------
@@ -62,20 +77,24 @@ export const PlanSummary = z
  * The body of `PUT /v1/plans/by-name/{name}` (`lifeboat apply`): a PlanInput whose sites may be
  * named (`sourceSite: dc-east`) instead of given by id, and whose name defaults to the path's.
  */
+const PlanApplyFields = {
+  ...PlanFields,
+  name: Name.optional(),
+  sourceSiteId: Id.optional(),
+  targetSiteId: Id.optional(),
+  sourceSite: Name.optional().describe('Source site by name, instead of sourceSiteId'),
+  targetSite: Name.optional().describe('Target site by name, instead of targetSiteId'),
+};
 export const PlanApplyInput = z
-  .object({
-    ...PlanInput.shape,
-    name: Name.optional(),
-    sourceSiteId: Id.optional(),
-    targetSiteId: Id.optional(),
-    sourceSite: Name.optional().describe('Source site by name, instead of sourceSiteId'),
-    targetSite: Name.optional().describe('Target site by name, instead of targetSiteId'),
-  })
+  .object(PlanApplyFields)
+  .catchall(z.unknown())
+  .superRefine(...onlyKnownKeys(PlanApplyFields))
   .superRefine((doc, ctx) => {
     // The document-level rules of PlanInput (duplicate names, IPs vs CIDRs…), reported together
     // with any field errors. Placeholder ids stand in for sites given by name.
+    const { sourceSite: _s, targetSite: _t, ...plain } = doc;
     const probe = PlanInput.safeParse({
-      ...doc,
+      ...plain,
       sourceSiteId: doc.sourceSiteId ?? '00000000-0000-4000-8000-00000000000a',
       targetSiteId: doc.targetSiteId ?? '00000000-0000-4000-8000-00000000000b',
     });
@@ -83,7 +102,7 @@ export const PlanApplyInput = z
     for (const issue of probe.error.issues)
       if (issue.code === 'custom') ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
   })
-  .openapi('PlanApplyInput');
+  .openapi('PlanApplyInput', OPERATOR_KEYS_ONLY);
 export type PlanApplyInput = z.infer<typeof PlanApplyInput>;
 
 // ---- mapping ------------------------------------------------------------------------------
@@ -308,12 +327,40 @@ export function plansService(db: Db) {
       );
   }
 
+  /**
+   * The disks a write of `wanted` removes: every disk of a VM that goes, and the disks a kept VM
+   * drops. VM names match case-insensitively (a case-only rename keeps the VM), disk names exactly.
+   */
+  async function removedDisks(tx: Tx, planId: string, wanted: Vm[] | undefined): Promise<RemovedDisk[]> {
+    const existing = await tx.select().from(vms).where(eq(vms.planId, planId));
+    if (existing.length === 0) return [];
+    const wantedByName = new Map((wanted ?? []).map((v) => [v.name.toLowerCase(), v]));
+    const diskRows = await tx
+      .select()
+      .from(disks)
+      .where(
+        inArray(
+          disks.vmId,
+          existing.map((v) => v.id),
+        ),
+      );
+    const out: RemovedDisk[] = [];
+    for (const vm of existing) {
+      const keptVm = wantedByName.get(vm.name.toLowerCase());
+      const keptDisks = new Set(keptVm?.disks.map((d) => d.name) ?? []);
+      for (const d of diskRows)
+        if (d.vmId === vm.id && !keptDisks.has(d.name))
+          out.push({ diskId: d.id, diskName: d.name, vmId: vm.id, vmName: vm.name });
+    }
+    return out;
+  }
+
   /** Write the plan's VMs and disks, keeping the ids of those whose names stay (recovery points refer to them). */
   async function syncVms(tx: Tx, planId: string, wanted: Vm[]) {
     const existing = await tx.select().from(vms).where(eq(vms.planId, planId));
-    const byName = new Map(existing.map((v) => [v.name, v]));
-    const keep = new Set(wanted.map((v) => v.name));
-    const gone = existing.filter((v) => !keep.has(v.name)).map((v) => v.id);
+    const byName = new Map(existing.map((v) => [v.name.toLowerCase(), v]));
+    const keep = new Set(wanted.map((v) => v.name.toLowerCase()));
+    const gone = existing.filter((v) => !keep.has(v.name.toLowerCase())).map((v) => v.id);
     if (gone.length) await tx.delete(vms).where(inArray(vms.id, gone));
     for (const vm of wanted) {
       const values = {
@@ -322,7 +369,7 @@ export function plansService(db: Db) {
         replicationPriority: vm.replicationPriority,
         spec: vmSpec(vm),
       };
-      const current = byName.get(vm.name);
+      const current = byName.get(vm.name.toLowerCase());
       let vmId: string;
       if (current) {
         vmId = current.id;
@@ -460,7 +507,7 @@ export function plansService(db: Db) {
      * Replace a plan, all or nothing. Same content = no write and the version stays, which
      * makes `apply` idempotent. Refused (409) while a recovery of the plan is pending or running.
      */
-    async update(id: string, input: PlanInput, ifMatch?: string) {
+    async update(id: string, input: PlanInput, ifMatch?: string, history?: HistoryChoice) {
       return withDbErrors(() =>
         db.transaction(async (tx) => {
           const [row] = await tx.select().from(plans).where(eq(plans.id, id)).for('update');
@@ -474,6 +521,14 @@ export function plansService(db: Db) {
           await checkSites(tx, input);
           await checkSecretRefs(tx, input);
           await checkNameFree(tx, input.name, id);
+          // No silent loss of history: VMs or disks the write removes keep (or expire) their points.
+          const removed = await removedDisks(tx, id, input.vms);
+          checkHistoryChoice(
+            await orphansOf(tx, removed),
+            history,
+            `This change of plan "${row.name}" removes VMs or disks and`,
+          );
+          await keepHistory(tx, removed, history);
           const [updated] = await tx
             .update(plans)
             .set({ ...planColumns(input), version: row.version + 1, updatedAt: sql`now()` })
@@ -491,7 +546,7 @@ export function plansService(db: Db) {
      * are replaced whole, VMs still matched by name). Without If-Match, the version read here
      * guards the write, so a concurrent change is never overwritten silently (retried).
      */
-    async patch(id: string, patchDoc: Record<string, unknown>, ifMatch?: string) {
+    async patch(id: string, patchDoc: Record<string, unknown>, ifMatch?: string, history?: HistoryChoice) {
       return patchWithRetry({
         what: 'plan',
         ifMatch,
@@ -499,53 +554,82 @@ export function plansService(db: Db) {
         inputOf,
         patchDoc,
         schema: PlanInput,
-        update: (input, version) => service.update(id, input, version),
+        update: (input, version) => service.update(id, input, version, history),
       });
     },
 
-    /** Delete a plan with its VMs, disks and recovery points; refused while a recovery runs. */
-    async remove(id: string, ifMatch?: string) {
+    /**
+     * Delete a plan with its VMs and disks. Refused (409) while a recovery runs, while a test
+     * recovery of it still owns resources in the target (clean it up first), and when it has
+     * recovery points unless `history` says what becomes of them: they outlive the plan row
+     * (with its name and target site stored), kept (`retain`) or expired now (`delete`).
+     */
+    async remove(id: string, ifMatch?: string, history?: HistoryChoice) {
       return withDbErrors(() =>
         db.transaction(async (tx) => {
           const [row] = await tx.select().from(plans).where(eq(plans.id, id)).for('update');
           if (!row) throw notFound(id);
           checkIfMatch(ifMatch, row.version, `plan "${row.name}"`);
           await checkNoRecoveryRunning(tx, row, 'delete');
+          const uncleaned = await uncleanedTestRecoveries(tx, id);
+          if (uncleaned.length)
+            throw new ApiError(
+              409,
+              'test_resources_remain',
+              `Cannot delete plan "${row.name}": its test recoveries still own resources in the target; clean them up first (lifeboat jobs cleanup JOB)`,
+              uncleaned.map((j) => ({
+                path: `jobs.${j.id}`,
+                message: `${j.kind} job ${j.id} (${j.status}) has not been cleaned up`,
+              })),
+            );
+          const removed = await removedDisks(tx, id, undefined);
+          checkHistoryChoice(await orphansOf(tx, removed), history, `Deleting plan "${row.name}"`);
+          await keepHistory(tx, removed, history);
+          await tx
+            .update(recoveryPoints)
+            .set({ planName: row.name, targetSiteId: row.targetSiteId })
+            .where(eq(recoveryPoints.planId, id));
           await tx.delete(plans).where(eq(plans.id, id));
         }),
       );
     },
 
+    /**
+     * What applying `body` to the plan called `name` would do, without writing: created or not,
+     * the changed plan fields, the VMs added, changed (which fields) and removed (with the
+     * recovery points and snapshots each would leave behind). `lifeboat apply` prints it first.
+     */
+    async preview(name: string, body: PlanApplyInput): Promise<PlanChanges & { result: ApplyOutcome }> {
+      const input = await applyInput(name, body);
+      const existing = await service.findByName(name);
+      if (!existing)
+        return {
+          result: 'created',
+          fields: [],
+          vmsAdded: input.vms.map((v) => v.name),
+          vmsChanged: [],
+          vmsRemoved: [],
+        };
+      const changes = diffPlans(existing, input);
+      const gone = new Set(changes.vmsRemoved.map((v) => v.name));
+      const orphans = await db.transaction(async (tx) =>
+        orphansOf(
+          tx,
+          (await removedDisks(tx, existing.id, input.vms)).filter((d) => gone.has(d.vmName)),
+        ),
+      );
+      for (const v of changes.vmsRemoved) {
+        const own = orphans.filter((o) => o.vmName === v.name);
+        v.recoveryPoints = new Set(own.map((o) => o.recoveryPointId)).size;
+        v.snapshots = own.reduce((n, o) => n + o.snapshotIds.length, 0);
+      }
+      const unchanged = isDeepStrictEqual(canonical(existing), canonical(input));
+      return { result: unchanged ? 'unchanged' : 'updated', ...changes };
+    },
+
     /** `lifeboat apply`: create or update the plan called `name`; site names resolve to ids. */
-    async apply(name: string, body: PlanApplyInput, ifMatch?: string) {
-      const { sourceSite, targetSite, ...rest } = body;
-      if (rest.name !== undefined && rest.name.toLowerCase() !== name.toLowerCase())
-        throw new ApiError(400, 'validation_failed', 'The body names another plan than the path', [
-          { path: 'name', message: `must be "${name}" (the name in the path) or left out` },
-        ]);
-      const issues: { path: string; message: string }[] = [];
-      const resolve = async (field: 'sourceSite' | 'targetSite', siteName: string | undefined) => {
-        const idField = `${field}Id` as const;
-        if (siteName === undefined) {
-          if (rest[idField] === undefined)
-            issues.push({ path: idField, message: `give ${idField} or ${field}` });
-          return rest[idField];
-        }
-        const [site] = await db
-          .select({ id: sites.id })
-          .from(sites)
-          .where(sql`lower(${sites.name}) = lower(${siteName})`);
-        if (!site) issues.push({ path: field, message: `no site named "${siteName}"` });
-        else if (rest[idField] !== undefined && rest[idField] !== site.id)
-          issues.push({ path: field, message: `site "${siteName}" is not ${idField} ${rest[idField]}` });
-        return site?.id;
-      };
-      const sourceSiteId = await resolve('sourceSite', sourceSite);
-      const targetSiteId = await resolve('targetSite', targetSite);
-      if (issues.length) throw new ApiError(422, 'unprocessable', 'The plan refers to unknown sites', issues);
-      const parsed = PlanInput.safeParse({ ...rest, name: rest.name ?? name, sourceSiteId, targetSiteId });
-      if (!parsed.success)
-        throw new ApiError(400, 'validation_failed', 'The plan is invalid', zodIssues(parsed.error));
+    async apply(name: string, body: PlanApplyInput, ifMatch?: string, history?: HistoryChoice) {
+      const input = await applyInput(name, body);
       const existing = await service.findByName(name);
       if (!existing) {
         if (ifMatch !== undefined && ifMatch.trim() !== '*')
@@ -554,15 +638,104 @@ export function plansService(db: Db) {
             'precondition_failed',
             `No plan "${name}" exists to match If-Match ${ifMatch}`,
           );
-        return { result: 'created' as const, plan: await service.create(parsed.data) };
+        return { result: 'created' as const, plan: await service.create(input) };
       }
-      const { plan, changed, paths } = await service.update(existing.id, parsed.data, ifMatch);
+      const { plan, changed, paths } = await service.update(existing.id, input, ifMatch, history);
       return { result: changed ? ('updated' as const) : ('unchanged' as const), plan, paths };
     },
   };
+
+  /** The PlanInput an apply document stands for (site names resolved, `x-` keys dropped). */
+  async function applyInput(name: string, body: PlanApplyInput): Promise<PlanInput> {
+    const { sourceSite, targetSite, ...rest } = withoutOperatorKeys(body);
+    if (rest.name !== undefined && rest.name.toLowerCase() !== name.toLowerCase())
+      throw new ApiError(400, 'validation_failed', 'The body names another plan than the path', [
+        { path: 'name', message: `must be "${name}" (the name in the path) or left out` },
+      ]);
+    const issues: { path: string; message: string }[] = [];
+    const resolve = async (field: 'sourceSite' | 'targetSite', siteName: string | undefined) => {
+      const idField = `${field}Id` as const;
+      if (siteName === undefined) {
+        if (rest[idField] === undefined)
+          issues.push({ path: idField, message: `give ${idField} or ${field}` });
+        return rest[idField];
+      }
+      const [site] = await db
+        .select({ id: sites.id })
+        .from(sites)
+        .where(sql`lower(${sites.name}) = lower(${siteName})`);
+      if (!site) issues.push({ path: field, message: `no site named "${siteName}"` });
+      else if (rest[idField] !== undefined && rest[idField] !== site.id)
+        issues.push({ path: field, message: `site "${siteName}" is not ${idField} ${rest[idField]}` });
+      return site?.id;
+    };
+    const sourceSiteId = await resolve('sourceSite', sourceSite);
+    const targetSiteId = await resolve('targetSite', targetSite);
+    if (issues.length) throw new ApiError(422, 'unprocessable', 'The plan refers to unknown sites', issues);
+    const parsed = PlanInput.safeParse({ ...rest, name: rest.name ?? name, sourceSiteId, targetSiteId });
+    if (!parsed.success)
+      throw new ApiError(400, 'validation_failed', 'The plan is invalid', zodIssues(parsed.error));
+    return parsed.data;
+  }
   return service;
 }
 export type PlansService = ReturnType<typeof plansService>;
+
+// ---- what an apply changes ---------------------------------------------------------------------
+
+type ApplyOutcome = 'created' | 'updated' | 'unchanged';
+
+export const PlanChanges = z
+  .object({
+    fields: z.array(z.string()).describe('Plan-level fields that change (e.g. replication, drills)'),
+    vmsAdded: z.array(z.string()),
+    vmsChanged: z.array(
+      z.object({
+        name: z.string(),
+        renamedFrom: z.string().optional().describe('A case-only rename keeps the VM, its id and history'),
+        fields: z.array(z.string()),
+      }),
+    ),
+    vmsRemoved: z.array(
+      z.object({
+        name: z.string(),
+        recoveryPoints: z.number().int().describe('Recovery points holding its disks'),
+        snapshots: z.number().int().describe('EBS snapshots of its disks in them'),
+      }),
+    ),
+  })
+  .openapi('PlanChanges');
+export type PlanChanges = z.infer<typeof PlanChanges>;
+
+/** Fields and VMs that differ between the stored plan and an input (VMs matched case-insensitively). */
+function diffPlans(current: Plan, input: PlanInput): PlanChanges {
+  const { vms: beforeVms, ...before } = canonical(current) as { vms: Record<string, unknown>[] };
+  const { vms: afterVms, ...after } = canonical(input) as { vms: Record<string, unknown>[] };
+  const keys = (a: Record<string, unknown>, b: Record<string, unknown>) =>
+    [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => !isDeepStrictEqual(a[k], b[k])).sort();
+  const old = new Map(beforeVms.map((v) => [String(v.name).toLowerCase(), v]));
+  const neu = new Map(afterVms.map((v) => [String(v.name).toLowerCase(), v]));
+  const vmsChanged: PlanChanges['vmsChanged'] = [];
+  for (const [k, v] of neu) {
+    const o = old.get(k);
+    if (!o) continue;
+    const fields = keys(o, v);
+    if (fields.length)
+      vmsChanged.push({
+        name: String(v.name),
+        ...(o.name !== v.name ? { renamedFrom: String(o.name) } : {}),
+        fields,
+      });
+  }
+  return {
+    fields: keys(before, after),
+    vmsAdded: [...neu.keys()].filter((k) => !old.has(k)).map((k) => String(neu.get(k)!.name)),
+    vmsChanged,
+    vmsRemoved: [...old.keys()]
+      .filter((k) => !neu.has(k))
+      .map((k) => ({ name: String(old.get(k)!.name), recoveryPoints: 0, snapshots: 0 })),
+  };
+}
 
 // ---- what a viewer reads ----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { stringify as toYaml } from 'yaml';
 import { type Cli, CliError, EXIT, intOption, moreHint, query, readDocument, resolveId, table } from '../cli';
 
@@ -17,7 +17,14 @@ interface Plan {
   version: number;
   replication: { intervalMinutes: number };
   objectives?: { rpoMinutes: number; rtoMinutes?: number };
-  vms: { name: string; guestOs: string; bootOrder: number; bootDelaySeconds: number; disks: unknown[] }[];
+  vms: {
+    id?: string;
+    name: string;
+    guestOs: string;
+    bootOrder: number;
+    bootDelaySeconds: number;
+    disks: unknown[];
+  }[];
   drills?: { cron: string; timezone: string; keepMinutes: number; maxInstances: number; maxVcpus?: number };
   checkpoints?: { cron?: string; timezone?: string };
   nextCheckpoints?: string[];
@@ -97,15 +104,17 @@ export function planCommands(program: Command, cli: Cli) {
       const { body } = await api.request<Plan>('GET', `/v1/plans/${await resolveId(api, 'plans', ref)}`);
       cli.print(body, () => {
         // The YAML is an apply-able document: the computed prediction and times are not part of it.
-        const { rtoPrediction, nextCheckpoints, ...doc } = body;
-        if (o.yaml) return toYaml(doc).trimEnd();
+        const { rtoPrediction, nextCheckpoints } = body;
+        if (o.yaml) return toYaml(writableDocument(body)).trimEnd();
         const drills = `${
           body.drills
-            ? `drills: ${body.drills.cron} (${body.drills.timezone}), keep ${body.drills.keepMinutes} min, at most ${body.drills.maxInstances} instances\n`
+            ? `drills: ${body.drills.cron} (${body.drills.timezone}), keep ${body.drills.keepMinutes} min, at most ${body.drills.maxInstances} instances
+`
             : ''
         }${
           body.checkpoints?.cron
-            ? `checkpoints: ${body.checkpoints.cron} (${body.checkpoints.timezone ?? 'UTC'}), next ${(nextCheckpoints ?? []).join(', ') || '-'}\n`
+            ? `checkpoints: ${body.checkpoints.cron} (${body.checkpoints.timezone ?? 'UTC'}), next ${(nextCheckpoints ?? []).join(', ') || '-'}
+`
             : ''
         }`;
         return `plan "${body.name}" (${body.id}), version ${body.version}, replication every ${body.replication.intervalMinutes} min\nobjectives: RPO ${body.objectives?.rpoMinutes ?? body.replication.intervalMinutes} min, RTO ${body.objectives?.rtoMinutes !== undefined ? `${body.objectives.rtoMinutes} min` : 'not set'}\n${drills}${rtoLines(rtoPrediction)}\n\n${table(
@@ -115,53 +124,151 @@ export function planCommands(program: Command, cli: Cli) {
       });
     });
 
-  plans
-    .command('apply')
-    .description('Create or update a plan by name from YAML/JSON (idempotent); sites may be given by name')
-    .requiredOption('-f, --file <file>', 'the plan document (- for stdin)')
-    .option('--if-match <version>', 'only if the plan is still at this version')
-    .action(async (o) => apply(cli, o.file, o.ifMatch));
+  applyOptions(
+    plans
+      .command('apply')
+      .description('Create or update a plan by name from YAML/JSON (idempotent); sites may be given by name'),
+  ).action(async (o) => apply(cli, o));
 
   plans
     .command('delete <plan>')
-    .description('Delete a plan with its VMs and recovery points (by name or id)')
+    .description(
+      'Delete a plan with its VMs (by name or id); its recovery points need --history retain|delete',
+    )
     .option('--if-match <version>', 'only if the plan is still at this version')
+    .addOption(historyOption())
     .action(async (ref: string, o) => {
       const api = cli.api();
       const id = await resolveId(api, 'plans', ref);
-      await api.request('DELETE', `/v1/plans/${id}`, {
+      await api.request('DELETE', `/v1/plans/${id}${query({ history: o.history })}`, {
         headers: o.ifMatch ? { 'if-match': `"${o.ifMatch}"` } : {},
       });
-      cli.print({ deleted: id }, () => `plan "${ref}" deleted`);
+      cli.print(
+        { deleted: id },
+        () =>
+          `plan "${ref}" deleted${o.history === 'delete' ? '; its recovery points expire now (the expiry job deletes their snapshots)' : o.history === 'retain' ? '; its recovery points are kept' : ''}`,
+      );
     });
+}
+
+const historyOption = () =>
+  new Option(
+    '--history <choice>',
+    'recovery points of removed VMs: retain (kept, listed under the removed VM) or delete (expire now)',
+  ).choices(['retain', 'delete']);
+
+const applyOptions = (c: Command) =>
+  c
+    .requiredOption('-f, --file <file>', 'the plan document (- for stdin)')
+    .option('--if-match <version>', 'only if the plan is still at this version')
+    .option('--dry-run', 'only print what would change')
+    .option('--prune', 'allow the apply to remove VMs that are not in the document')
+    .addOption(historyOption());
+
+/**
+ * A plan as read, without what the server sets (ids, version, times, the RTO prediction): plan
+ * documents are strict, so this is what `apply` takes back.
+ */
+function writableDocument(plan: Plan): Record<string, unknown> {
+  const {
+    id: _i,
+    version: _v,
+    createdAt: _c,
+    updatedAt: _u,
+    replicationPaused: _p,
+    rtoPrediction: _r,
+    nextCheckpoints: _n,
+    ...doc
+  } = plan as Plan & Record<string, unknown>;
+  return {
+    ...doc,
+    vms: plan.vms.map(({ id: _vm, disks, ...vm }) => ({
+      ...vm,
+      disks: (disks as Record<string, unknown>[]).map(({ id: _d, ...d }) => d),
+    })),
+  };
 }
 
 /** `lifeboat apply -f plan.yaml`, like kubectl apply. */
 export function applyCommand(program: Command, cli: Cli) {
-  program
-    .command('apply')
-    .description('Create or update a plan by name from YAML/JSON (same as `plans apply`)')
-    .requiredOption('-f, --file <file>', 'the plan document (- for stdin)')
-    .option('--if-match <version>', 'only if the plan is still at this version')
-    .action(async (o) => apply(cli, o.file, o.ifMatch));
+  applyOptions(
+    program
+      .command('apply')
+      .description('Create or update a plan by name from YAML/JSON (same as `plans apply`)'),
+  ).action(async (o) => apply(cli, o));
 }
 
-async function apply(cli: Cli, file: string, ifMatch?: string) {
-  const doc = readDocument(file) as { name?: unknown } | null;
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc))
-    throw new CliError(EXIT.usage, `${file}: expected a plan document (a mapping)`);
-  if (typeof doc.name !== 'string' || doc.name.trim() === '')
-    throw new CliError(EXIT.usage, `${file}: the plan needs a name`, [{ path: 'name', message: 'required' }]);
-  const { body } = await cli
-    .api()
-    .request<{ result: string; plan: Plan }>(
-      'PUT',
-      `/v1/plans/by-name/${encodeURIComponent(doc.name.trim())}`,
-      { body: doc, headers: ifMatch ? { 'if-match': `"${ifMatch}"` } : {} },
+interface PlanChanges {
+  fields: string[];
+  vmsAdded: string[];
+  vmsChanged: { name: string; renamedFrom?: string; fields: string[] }[];
+  vmsRemoved: { name: string; recoveryPoints: number; snapshots: number }[];
+}
+
+/** What an apply will do, one line per change. */
+function changeLines(name: string, result: string, c: PlanChanges): string {
+  if (result === 'unchanged') return `plan "${name}": no change`;
+  const lines = [`plan "${name}" will be ${result}:`];
+  for (const f of c.fields) lines.push(`  ~ ${f}`);
+  for (const v of c.vmsAdded) lines.push(`  + VM ${v}`);
+  for (const v of c.vmsChanged)
+    lines.push(
+      `  ~ VM ${v.name}${v.renamedFrom ? ` (renamed from ${v.renamedFrom}: same VM, id and history)` : ''}: ${v.fields.join(', ')}`,
     );
+  for (const v of c.vmsRemoved)
+    lines.push(
+      `  - VM ${v.name} (${v.recoveryPoints} recovery points, ${v.snapshots} snapshots${v.recoveryPoints ? ': needs --history retain|delete' : ''})`,
+    );
+  return lines.join('\n');
+}
+
+/**
+ * `lifeboat apply -f plan.yaml`: asks the API what the document would change (a dry run), prints
+ * it, and refuses to remove VMs without --prune; then applies (with --history for removed VMs'
+ * recovery points). `x-` keys at the top (YAML anchors) are the operator's and not sent.
+ */
+async function apply(
+  cli: Cli,
+  o: { file: string; ifMatch?: string; dryRun?: boolean; prune?: boolean; history?: string },
+) {
+  const read = readDocument(o.file) as Record<string, unknown> | null;
+  if (!read || typeof read !== 'object' || Array.isArray(read))
+    throw new CliError(EXIT.usage, `${o.file}: expected a plan document (a mapping)`);
+  const doc = Object.fromEntries(Object.entries(read).filter(([k]) => !k.startsWith('x-')));
+  if (typeof doc.name !== 'string' || doc.name.trim() === '')
+    throw new CliError(EXIT.usage, `${o.file}: the plan needs a name`, [
+      { path: 'name', message: 'required' },
+    ]);
+  const api = cli.api();
+  const path = `/v1/plans/by-name/${encodeURIComponent(doc.name.trim())}`;
+  const headers: Record<string, string> = o.ifMatch ? { 'if-match': `"${o.ifMatch}"` } : {};
+  const { body: preview } = await api.request<{ result: string; changes: PlanChanges }>(
+    'PUT',
+    `${path}?dryRun=true`,
+    { body: doc },
+  );
+  const said = changeLines(doc.name.trim(), preview.result, preview.changes);
+  if (o.dryRun) {
+    cli.print(preview, () => said);
+    return;
+  }
+  if (preview.changes.vmsRemoved.length && !o.prune)
+    throw new CliError(
+      EXIT.conflict,
+      `${said}\nthe apply would remove VMs not in ${o.file}: re-run with --prune (and --history retain|delete for their recovery points) to remove them, or add them back`,
+      preview.changes.vmsRemoved.map((v) => ({
+        path: `vms.${v.name}`,
+        message: `not in the document (${v.recoveryPoints} recovery points)`,
+      })),
+    );
+  const { body } = await api.request<{ result: string; plan: Plan }>(
+    'PUT',
+    `${path}${query({ history: o.history })}`,
+    { body: doc, headers },
+  );
   cli.print(
-    body,
+    { ...body, changes: preview.changes },
     () =>
-      `plan "${body.plan.name}" ${body.result} (version ${body.plan.version}, ${body.plan.vms.length} VMs)`,
+      `${preview.result === 'updated' ? `${said}\n` : ''}plan "${body.plan!.name}" ${body.result} (version ${body.plan!.version}, ${body.plan!.vms.length} VMs)`,
   );
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { type Cli, CliError, intOption, moreHint, query, table } from '../cli';
+import { type Cli, CliError, intOption, table } from '../cli';
 
 interface VmStatus {
   vmName: string;
@@ -20,15 +20,6 @@ interface PlanStatus {
   schedules: { scheduleId: string; paused: boolean; nextRuns: string[] }[];
   vms: VmStatus[];
 }
-interface RecoveryPoint {
-  id: string;
-  pointInTime: string;
-  bytesWritten: number;
-  changedBlocks: number;
-  durationMs: number;
-  disks: unknown[];
-}
-
 const MiB = (b: number) => `${(b / 1024 ** 2).toFixed(1)} MiB`;
 const lag = (s: number | null) =>
   s === null ? '—' : s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`;
@@ -36,7 +27,7 @@ const enc = encodeURIComponent;
 /** `/v1/plans/{plan}` or `/v1/plans/{plan}/vms/{vm}`: the API takes names or ids. */
 const scope = (plan: string, vm?: string) => `/v1/plans/${enc(plan)}${vm ? `/vms/${enc(vm)}` : ''}`;
 
-/** `lifeboat replication status|pause|resume|now`, `lifeboat recovery-points list`, `lifeboat verify`. */
+/** `lifeboat replication status|pause|resume|now`, `lifeboat verify` (recovery points: recovery-points.ts). */
 export function replicationCommands(program: Command, cli: Cli) {
   const repl = program
     .command('replication')
@@ -96,38 +87,6 @@ export function replicationCommands(program: Command, cli: Cli) {
         );
       });
   }
-
-  program
-    .command('recovery-points')
-    .description('Recovery points of a plan')
-    .command('list <plan>', { isDefault: true })
-    .description('Recovery points of a plan (or of one VM), newest first')
-    .option('--vm <vm>', 'only the points holding this VM (name or id)')
-    .option('--limit <n>', 'page size', intOption)
-    .option('--offset <n>', 'skip this many', intOption)
-    .action(async (plan: string, o) => {
-      const { body } = await cli
-        .api()
-        .request<{ items: RecoveryPoint[]; nextOffset: number | null }>(
-          'GET',
-          `${scope(plan, o.vm)}/recovery-points${query({ limit: o.limit, offset: o.offset })}`,
-        );
-      cli.print(
-        body,
-        () =>
-          table(
-            ['ID', 'POINT IN TIME', 'DISKS', 'CHANGED BLOCKS', 'BYTES', 'DURATION'],
-            body.items.map((p) => [
-              p.id,
-              p.pointInTime,
-              p.disks.length,
-              p.changedBlocks,
-              MiB(p.bytesWritten),
-              `${(p.durationMs / 1000).toFixed(1)}s`,
-            ]),
-          ) + moreHint(body),
-      );
-    });
 
   program
     .command('verify <recovery-point>')

@@ -2,7 +2,7 @@ import { z } from '@hono/zod-openapi';
 import { CronExpressionParser } from 'cron-parser';
 import { cidrContains, Id, IsoDateTimeWithOffset, Name, Priority } from './common';
 import { Script } from './script';
-import { Vm } from './vm';
+import { Disk, HealthCheck, NetworkSettings, Vm } from './vm';
 
 /** Ordinary recovery points kept per VM when a plan sets no `replication.retention`. */
 export const DEFAULT_POINT_RETENTION_COUNT = 48;
@@ -41,6 +41,7 @@ export const ReplicationSettings = z
         `Retention of ordinary (non-checkpoint) recovery points; default: the newest ${DEFAULT_POINT_RETENTION_COUNT}. The newest point of every disk is always kept (the next incremental's parent); checkpoints and preserved points follow their own rules`,
       ),
   })
+  .strict()
   .openapi('ReplicationSettings');
 
 export const CronExpression = z.string().refine((v) => {
@@ -145,11 +146,13 @@ export const CheckpointSettings = z
           .optional(),
         maxAgeDays: z.number().int().min(1, 'must be at least 1 day').max(3650).optional(),
       })
+      .strict()
       .default({})
       .describe(
         'Keep at most `count` checkpoints and none older than `maxAgeDays`; preserved ones are exempt',
       ),
   })
+  .strict()
   .openapi('CheckpointSettings');
 
 export const DrillSettings = z
@@ -203,6 +206,7 @@ export const TargetDefaults = z
       .optional()
       .describe('Windows prep node: powered on only for Windows validation during recovery, off after'),
   })
+  .strict()
   .openapi('TargetDefaults');
 
 /**
@@ -249,21 +253,75 @@ export const LAST_GROUP_DELAY =
  * need only the document are checked here; rules that need the database (site ids exist, roles
  * match, no running recovery) are checked by the API's plan service.
  */
+/**
+ * A plan document's top level is strict like every object in it, except that keys starting with
+ * `x-` are the operator's own (YAML anchors such as `x-net: &net {…}`): accepted, never stored.
+ */
+export const isOperatorKey = (key: string) => key.startsWith('x-');
+
+/** The document without its `x-` keys (what is sent and stored). */
+export function withoutOperatorKeys<T>(doc: T): T {
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return doc;
+  return Object.fromEntries(Object.entries(doc).filter(([k]) => !isOperatorKey(k))) as T;
+}
+
+/**
+ * Refuses keys that are neither in `shape` nor `x-` prefixed, one issue per key (`path: [key]`),
+ * reported together with every other problem of the document (`when`: also when fields failed).
+ */
+export function onlyKnownKeys(shape: Record<string, unknown>) {
+  return [
+    (doc: unknown, ctx: z.RefinementCtx) => {
+      if (typeof doc !== 'object' || doc === null) return;
+      for (const key of Object.keys(doc))
+        if (!(key in shape) && !isOperatorKey(key))
+          ctx.addIssue({ code: 'custom', path: [key], message: unknownKeyMessage(key, Object.keys(shape)) });
+    },
+    { when: () => true },
+  ] as const;
+}
+
+/** Keys of a plan as read (GET) that the server sets: named as such when a write carries them. */
+const READ_ONLY_KEYS = ['id', 'version', 'createdAt', 'updatedAt', 'replicationPaused', 'rtoPrediction'];
+
+/** "unknown key" with the known key it most likely misspells. */
+export function unknownKeyMessage(key: string, known: string[]): string {
+  if (READ_ONLY_KEYS.includes(key))
+    return 'is set by Lifeboat (read-only): leave it out of a write (`lifeboat plans get --yaml` prints a writable document)';
+  const norm = (k: string) => k.toLowerCase().replace(/[-_\s]/g, '');
+  const near =
+    known.find((k) => norm(k) === norm(key)) ??
+    (norm(key).length >= 4
+      ? known.find((k) => norm(k).startsWith(norm(key)) || norm(key).startsWith(norm(k)))
+      : undefined);
+  return `unknown key${near ? ` (did you mean "${near}"?)` : ''}: not a setting here, refused instead of ignored`;
+}
+
+/** OpenAPI: no other keys than the documented ones, except `x-` keys. */
+export const OPERATOR_KEYS_ONLY = {
+  additionalProperties: false,
+  patternProperties: { '^x-': { description: "the operator's own (e.g. YAML anchors); never stored" } },
+};
+
+export const PlanFields = {
+  name: Name,
+  description: z.string().max(2048).optional(),
+  sourceSiteId: Id,
+  targetSiteId: Id,
+  replication: ReplicationSettings,
+  checkpoints: CheckpointSettings.default({ retention: {} }),
+  objectives: Objectives.optional(),
+  drills: DrillSettings.optional().describe('Unattended test recoveries on a schedule (issue 14)'),
+  preScript: Script.optional(),
+  postScript: Script.optional(),
+  targetDefaults: TargetDefaults.default({}),
+  vms: z.array(Vm).max(500).default([]),
+};
+
 export const PlanInput = z
-  .object({
-    name: Name,
-    description: z.string().max(2048).optional(),
-    sourceSiteId: Id,
-    targetSiteId: Id,
-    replication: ReplicationSettings,
-    checkpoints: CheckpointSettings.default({ retention: {} }),
-    objectives: Objectives.optional(),
-    drills: DrillSettings.optional().describe('Unattended test recoveries on a schedule (issue 14)'),
-    preScript: Script.optional(),
-    postScript: Script.optional(),
-    targetDefaults: TargetDefaults.default({}),
-    vms: z.array(Vm).max(500).default([]),
-  })
+  .object(PlanFields)
+  .catchall(z.unknown())
+  .superRefine(...onlyKnownKeys(PlanFields))
   .superRefine((plan, ctx) => {
     if (plan.sourceSiteId === plan.targetSiteId) {
       ctx.addIssue({ code: 'custom', path: ['targetSiteId'], message: 'must differ from sourceSiteId' });
@@ -336,8 +394,27 @@ export const PlanInput = z
       }
     });
   })
-  .openapi('PlanInput');
+  .openapi('PlanInput', OPERATOR_KEYS_ONLY);
 
 export type PlanInput = z.infer<typeof PlanInput>;
+
+/** Every key a plan document may hold at any level: what a misspelt key is matched against. */
+export const PLAN_DOCUMENT_KEYS: string[] = [
+  ...new Set(
+    [
+      PlanFields,
+      ReplicationSettings.shape,
+      CheckpointSettings.shape,
+      TargetDefaults.shape,
+      Objectives.shape,
+      DrillSettings.shape,
+      Vm.shape,
+      Disk.shape,
+      NetworkSettings.shape,
+      Script.shape,
+      ...HealthCheck.options.map((o) => o.shape),
+    ].flatMap((shape) => Object.keys(shape)),
+  ),
+];
 export type ReplicationSettings = z.infer<typeof ReplicationSettings>;
 export type Objectives = z.infer<typeof Objectives>;

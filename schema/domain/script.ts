@@ -53,6 +53,7 @@ export const Script = z
     timeoutSeconds: z.number().int().min(1).max(86_400).default(300),
     onFailure: z.enum(['fail', 'partial']).default('fail'),
   })
+  .strict()
   .superRefine((s, ctx) => {
     if (Boolean(s.path) === Boolean(s.inline)) {
       ctx.addIssue({ code: 'custom', path: ['path'], message: 'give exactly one of path or inline' });

@@ -20,6 +20,7 @@ export const Disk = z
       .max(64 * 2 ** 40),
     deviceName: z.string().regex(/^\/dev\/[a-z0-9]+$/, 'must be a device name like /dev/sda1 or /dev/xvdb'),
   })
+  .strict()
   .openapi('Disk');
 
 const SubnetId = z.string().regex(/^subnet-[0-9a-f]+$/, 'must be a subnet id like subnet-0abc123');
@@ -36,7 +37,8 @@ const NetworkFields = {
   publicIp: z.boolean().optional(),
 };
 export const NetworkSettings = z
-  .object({ ...NetworkFields, test: z.object(NetworkFields).optional() })
+  .object({ ...NetworkFields, test: z.object(NetworkFields).strict().optional() })
+  .strict()
   .openapi('NetworkSettings');
 
 const checkTiming = {
@@ -45,20 +47,24 @@ const checkTiming = {
 };
 export const HealthCheck = z
   .discriminatedUnion('type', [
-    z.object({ type: z.literal('none') }),
-    z.object({ type: z.literal('ec2-status'), ...checkTiming }),
-    z.object({
-      type: z.literal('tcp'),
-      host: z.string().min(1).max(255).optional().describe('Defaults to the recovered private IP'),
-      port: z.number().int().min(1).max(65535),
-      ...checkTiming,
-    }),
-    z.object({
-      type: z.literal('http'),
-      url: z.url(),
-      expectedStatus: z.number().int().min(100).max(599).default(200),
-      ...checkTiming,
-    }),
+    z.object({ type: z.literal('none') }).strict(),
+    z.object({ type: z.literal('ec2-status'), ...checkTiming }).strict(),
+    z
+      .object({
+        type: z.literal('tcp'),
+        host: z.string().min(1).max(255).optional().describe('Defaults to the recovered private IP'),
+        port: z.number().int().min(1).max(65535),
+        ...checkTiming,
+      })
+      .strict(),
+    z
+      .object({
+        type: z.literal('http'),
+        url: z.url(),
+        expectedStatus: z.number().int().min(100).max(599).default(200),
+        ...checkTiming,
+      })
+      .strict(),
   ])
   .openapi('HealthCheck');
 
@@ -83,6 +89,7 @@ export const Vm = z
     healthCheck: HealthCheck.default({ type: 'none' }),
     replicationPriority: Priority.default(50),
   })
+  .strict()
   .openapi('Vm');
 
 export type Disk = z.infer<typeof Disk>;

@@ -13,7 +13,7 @@ import {
 } from 'drizzle-orm/pg-core';
 import { disks } from './disks';
 import { plans } from './plans';
-import { vms } from './vms';
+import { sites } from './sites';
 
 /**
  * A recovery point (checkpoint): a consistent set of per-disk target snapshots. One per
@@ -24,11 +24,18 @@ export const recoveryPoints = pgTable(
   'recovery_points',
   {
     id: uuid('id').primaryKey().defaultRandom(),
-    planId: uuid('plan_id')
-      .notNull()
-      .references(() => plans.id, { onDelete: 'cascade' }),
-    /** Set when the point covers a single VM (per-VM replication). */
-    vmId: uuid('vm_id').references(() => vms.id, { onDelete: 'cascade' }),
+    /**
+     * History outlives configuration: no foreign key, so deleting the plan (with `history=retain`
+     * or `delete`, issue 12) keeps the point, its snapshot ids and the plan's id; `planName` and
+     * `targetSiteId` are then stored so it can still be listed and its snapshots deleted.
+     */
+    planId: uuid('plan_id').notNull(),
+    /** Set when the point covers a single VM (per-VM replication, or a removed VM's split-off history). */
+    vmId: uuid('vm_id'),
+    /** The plan's name, stored when the plan is deleted. */
+    planName: text('plan_name'),
+    /** The plan's target site, stored when the plan is deleted (where the snapshots live). */
+    targetSiteId: uuid('target_site_id').references(() => sites.id, { onDelete: 'restrict' }),
     /** The iteration's workflow id: one recovery point per iteration (idempotent insert). */
     workflowId: text('workflow_id').notNull().unique(),
     /** The consistency time: when the iteration started reading the sources. */
@@ -66,12 +73,12 @@ export const recoveryPointDisks = pgTable(
     recoveryPointId: uuid('recovery_point_id')
       .notNull()
       .references(() => recoveryPoints.id, { onDelete: 'cascade' }),
-    diskId: uuid('disk_id')
-      .notNull()
-      .references(() => disks.id, { onDelete: 'cascade' }),
-    vmId: uuid('vm_id')
-      .notNull()
-      .references(() => vms.id, { onDelete: 'cascade' }),
+    /** The disk and VM it was taken of; no foreign keys: kept when they are removed (issue 12). */
+    diskId: uuid('disk_id').notNull(),
+    vmId: uuid('vm_id').notNull(),
+    /** The VM's and disk's names, stored when they are removed from the plan. */
+    vmName: text('vm_name'),
+    diskName: text('disk_name'),
     snapshotId: text('snapshot_id').notNull(),
     parentSnapshotId: text('parent_snapshot_id'),
     /** aws sources: the source-side snapshot the blocks were read from (parent of the next diff). */

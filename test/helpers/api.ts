@@ -4,6 +4,7 @@ import { Client, Connection } from '@temporalio/client';
 import { createApp } from '../../api/app';
 import { createToken, type Role } from '../../api/auth/tokens';
 import { healthProbes } from '../../api/health';
+import type { AppDeps } from '../../api/router';
 import { awsTargetFromConfig, ec2Client } from '../../lib/aws';
 import type { Config } from '../../lib/config';
 import { lifeboatDataConverter } from '../../lib/crypto';
@@ -28,7 +29,9 @@ export interface ApiAnswer<T = unknown> {
  * The real API over HTTP for one test file: a fresh migrated database, the app served by
  * @hono/node-server on a free port, and a token of each role. Use `call()` or plain fetch on `url`.
  */
-export async function startTestApi(opts: { config?: Config } = {}) {
+export async function startTestApi(
+  opts: { config?: Config; awsClientHooks?: AppDeps['awsClientHooks'] } = {},
+) {
   const config = opts.config ?? testConfig();
   const testDb = await createTestDatabase();
   const connection = Connection.lazy(await temporalConnectionOptions(config));
@@ -43,6 +46,7 @@ export async function startTestApi(opts: { config?: Config } = {}) {
     db: testDb.db,
     temporal,
     probes: healthProbes({ db: testDb.db, temporal: connection, ec2 }),
+    ...(opts.awsClientHooks ? { awsClientHooks: opts.awsClientHooks } : {}),
   });
   const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 });
   await new Promise<void>((resolve) => server.once('listening', () => resolve()));
@@ -96,7 +100,7 @@ export async function startTestApi(opts: { config?: Config } = {}) {
 export type TestApi = Awaited<ReturnType<typeof startTestApi>>;
 
 /** The real API for this test file: started before its tests, closed after them. */
-export const useTestApi = (opts: { config?: Config } = {}) =>
+export const useTestApi = (opts: Parameters<typeof startTestApi>[0] = {}) =>
   perTestFile(
     () => startTestApi(opts),
     (api) => api.close(),

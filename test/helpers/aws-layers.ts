@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { type EBSClient, GetSnapshotBlockCommand, ListSnapshotBlocksCommand } from '@aws-sdk/client-ebs';
-import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
+import { DescribeSnapshotsCommand, type EC2Client } from '@aws-sdk/client-ec2';
 import { BLOCK_SIZE, BLOCKS_PER_GIB } from '../../activities/node/replication/blocks';
 import type { AwsClientHooks } from '../../activities/node/replication/target/clients';
 import type { AwsTarget } from '../../contracts';
@@ -470,4 +470,209 @@ export function layerHooks(layers: {
       layers.fault?.install(c);
     },
   };
+}
+
+type Ec2Mw = Parameters<EC2Client['middlewareStack']['add']>[0];
+
+interface SnapshotLock {
+  mode: 'governance' | 'compliance';
+  expiresOn: Date;
+  createdOn: Date;
+  coolOffExpiresOn?: Date;
+  durationDays?: number;
+}
+
+function ec2Error(name: string, message: string) {
+  return Object.assign(new Error(message), {
+    name,
+    $fault: 'client' as const,
+    $metadata: { httpStatusCode: 400 },
+  });
+}
+
+/**
+ * EC2 snapshot locks as the EC2 API reference documents them, which moto lacks: LockSnapshot,
+ * UnlockSnapshot and DescribeLockedSnapshots are answered here (moto is asked only whether the
+ * snapshot exists), and DeleteSnapshot of a locked snapshot is refused. The documented rules:
+ * - exactly one of LockDuration (1..36,500 days) or ExpirationDate (in the future);
+ * - CoolOffPeriod (1..72 hours) only with compliance mode;
+ * - governance, or compliance within its cooling-off period: mode and duration may change
+ *   (shortened, extended, governance → compliance), and UnlockSnapshot removes it;
+ * - compliance after its cooling-off period: only the duration may be extended (a shorter end, a
+ *   change to governance, a CoolOffPeriod are refused); UnlockSnapshot is refused;
+ * - a lock past its end is `expired`: the snapshot may be deleted and locked anew.
+ * Error codes are best guesses (the documentation names the rules, not every code).
+ */
+export class StrictEc2LockLayer {
+  readonly locks = new Map<string, SnapshotLock>();
+  readonly refusals: string[] = [];
+  /** Tests move the clock forward (e.g. past a cooling-off period) without waiting. */
+  now: () => number = () => Date.now();
+
+  private refuse(name: string, message: string): never {
+    this.refusals.push(`${name}: ${message}`);
+    throw ec2Error(name, message);
+  }
+
+  private active(id: string): SnapshotLock | undefined {
+    const l = this.locks.get(id);
+    return l && l.expiresOn.getTime() > this.now() ? l : undefined;
+  }
+
+  private state(l: SnapshotLock | undefined): string {
+    if (!l) return 'expired';
+    if (l.mode === 'governance') return 'governance';
+    return l.coolOffExpiresOn && l.coolOffExpiresOn.getTime() > this.now()
+      ? 'compliance-cooloff'
+      : 'compliance';
+  }
+
+  readonly middleware: Ec2Mw = (next, context) => async (args) => {
+    const cmd = (context as { commandName?: string }).commandName;
+    // biome-ignore lint/suspicious/noExplicitAny: the input's shape depends on the command
+    const input = args.input as any;
+    if (cmd === 'LockSnapshotCommand') {
+      const id = String(input.SnapshotId ?? '');
+      // The snapshot must exist: ask moto.
+      if (!(await this.exists(args, next, id)))
+        this.refuse('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
+      const mode = input.LockMode;
+      if (mode !== 'governance' && mode !== 'compliance')
+        this.refuse('InvalidParameterValue', `LockMode ${mode} must be governance or compliance`);
+      const hasDuration = input.LockDuration !== undefined;
+      const hasDate = input.ExpirationDate !== undefined;
+      if (hasDuration === hasDate)
+        this.refuse('InvalidParameterCombination', 'Specify exactly one of LockDuration or ExpirationDate');
+      if (
+        hasDuration &&
+        (!Number.isInteger(input.LockDuration) || input.LockDuration < 1 || input.LockDuration > 36_500)
+      )
+        this.refuse('InvalidParameterValue', `LockDuration ${input.LockDuration} must be 1-36500 days`);
+      const now = this.now();
+      const expiresOn = hasDate
+        ? new Date(input.ExpirationDate)
+        : new Date(now + input.LockDuration * 86_400_000);
+      if (expiresOn.getTime() <= now)
+        this.refuse('InvalidParameterValue', 'ExpirationDate must be in the future');
+      if (input.CoolOffPeriod !== undefined) {
+        if (mode !== 'compliance')
+          this.refuse('InvalidParameterCombination', 'CoolOffPeriod is for compliance mode only');
+        if (!Number.isInteger(input.CoolOffPeriod) || input.CoolOffPeriod < 1 || input.CoolOffPeriod > 72)
+          this.refuse('InvalidParameterValue', `CoolOffPeriod ${input.CoolOffPeriod} must be 1-72 hours`);
+      }
+      const current = this.active(id);
+      if (current && this.state(current) === 'compliance') {
+        if (mode !== 'compliance')
+          this.refuse(
+            'SnapshotLocked',
+            `Snapshot ${id} is locked in compliance mode: its mode cannot change`,
+          );
+        if (input.CoolOffPeriod !== undefined)
+          this.refuse(
+            'InvalidParameterCombination',
+            `Snapshot ${id} is past its cooling-off period: omit CoolOffPeriod`,
+          );
+        if (expiresOn.getTime() < current.expiresOn.getTime())
+          this.refuse(
+            'SnapshotLocked',
+            `Snapshot ${id} is locked in compliance mode until ${current.expiresOn.toISOString()}: the lock can only be extended`,
+          );
+      }
+      const lock: SnapshotLock = {
+        mode,
+        expiresOn,
+        createdOn: current?.createdOn ?? new Date(now),
+        ...(hasDuration ? { durationDays: input.LockDuration } : {}),
+        ...(input.CoolOffPeriod !== undefined
+          ? { coolOffExpiresOn: new Date(now + input.CoolOffPeriod * 3_600_000) }
+          : current?.coolOffExpiresOn && mode === 'compliance' && current.mode === 'compliance'
+            ? { coolOffExpiresOn: current.coolOffExpiresOn }
+            : {}),
+      };
+      this.locks.set(id, lock);
+      return {
+        output: {
+          $metadata: { httpStatusCode: 200 },
+          SnapshotId: id,
+          LockState: this.state(lock),
+          LockDuration: lock.durationDays,
+          CoolOffPeriod: input.CoolOffPeriod,
+          CoolOffPeriodExpiresOn: lock.coolOffExpiresOn,
+          LockCreatedOn: lock.createdOn,
+          LockExpiresOn: lock.expiresOn,
+          LockDurationStartTime: new Date(now),
+        },
+        response: {},
+      } as never;
+    }
+    if (cmd === 'UnlockSnapshotCommand') {
+      const id = String(input.SnapshotId ?? '');
+      const current = this.active(id);
+      if (!current) this.refuse('SnapshotNotLocked', `Snapshot ${id} is not locked`);
+      if (this.state(current) === 'compliance')
+        this.refuse(
+          'SnapshotLocked',
+          `Snapshot ${id} is locked in compliance mode until ${current.expiresOn.toISOString()}: it cannot be unlocked`,
+        );
+      this.locks.delete(id);
+      return { output: { $metadata: { httpStatusCode: 200 }, SnapshotId: id }, response: {} } as never;
+    }
+    if (cmd === 'DescribeLockedSnapshotsCommand') {
+      const ids: string[] = input.SnapshotIds ?? [...this.locks.keys()];
+      return {
+        output: {
+          $metadata: { httpStatusCode: 200 },
+          Snapshots: ids
+            .filter((id) => this.locks.has(id))
+            .map((id) => {
+              const l = this.locks.get(id)!;
+              return {
+                SnapshotId: id,
+                LockState: this.active(id) ? this.state(l) : 'expired',
+                LockDuration: l.durationDays,
+                LockCreatedOn: l.createdOn,
+                LockExpiresOn: l.expiresOn,
+                CoolOffPeriodExpiresOn: l.coolOffExpiresOn,
+              };
+            }),
+        },
+        response: {},
+      } as never;
+    }
+    if (cmd === 'DeleteSnapshotCommand') {
+      const id = String(input.SnapshotId ?? '');
+      const l = this.active(id);
+      if (l)
+        this.refuse(
+          'SnapshotLocked',
+          `The snapshot ${id} is locked (${this.state(l)}) until ${l.expiresOn.toISOString()} and cannot be deleted`,
+        );
+    }
+    return next(args);
+  };
+
+  // biome-ignore lint/suspicious/noExplicitAny: a raw EC2 client's send for the existence check
+  private client?: any;
+  /** Whether moto knows the snapshot (DescribeSnapshots through a plain client). */
+  private async exists(_args: unknown, _next: unknown, id: string): Promise<boolean> {
+    const d = await this.client
+      ?.send(new DescribeSnapshotsCommand({ SnapshotIds: [id] }))
+      .catch(() => undefined);
+    return Boolean(d?.Snapshots?.length);
+  }
+
+  constructor(target: AwsTarget) {
+    this.client = ec2Client(target);
+  }
+
+  install(ec2: EC2Client) {
+    ec2.middlewareStack.add(
+      this.middleware as never,
+      {
+        step: 'initialize',
+        name: 'lifeboatStrictEc2LockLayer',
+        priority: 'high',
+      } as never,
+    );
+  }
 }

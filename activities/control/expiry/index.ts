@@ -1,6 +1,6 @@
 import { DeleteSnapshotCommand, type EC2Client } from '@aws-sdk/client-ec2';
 import { Context } from '@temporalio/activity';
-import { and, asc, gt, inArray, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, sql } from 'drizzle-orm';
 import pLimit from 'p-limit';
 import {
   type ExpiringPoint,
@@ -11,8 +11,9 @@ import {
 } from '../../../contracts';
 import { ec2Client } from '../../../lib/aws';
 import type { Db } from '../../../schema/db';
-import { jobs, nodes, recoveryPointDisks, recoveryPoints } from '../../../schema/index';
+import { jobs, nodes, recoveryPointDisks, recoveryPoints, sites } from '../../../schema/index';
 import { loadPlanModel } from '../../../schema/read/plan';
+import { siteModel } from '../../../schema/read/site';
 import type { Reporter } from '../events/alerts';
 import { jobEvent } from '../jobs/events';
 import { createJobProjection } from '../jobs/projection';
@@ -70,16 +71,22 @@ const isNotFound = (e: unknown) => /InvalidSnapshot\.NotFound/.test((e as Error)
 /** The expiry job's activities (workflows/maintenance/expiry.ts). */
 export function createExpiryActivities(db: Db, settings: ControlSettings, reporter: Reporter) {
   const projection = createJobProjection(db);
-  // One EC2 client per plan's target, for the worker's life (a plan's target site rarely changes).
+  // One EC2 client per target site, for the worker's life. A point's target is its plan's target
+  // site or, once the plan is deleted (its history retained), the site stored on the point.
   const clients = new Map<string, Promise<EC2Client | null>>();
-  const ec2Of = (planId: string) => {
-    let c = clients.get(planId);
+  const ec2Of = (point: { planId: string; targetSiteId?: string | null }) => {
+    const key = `${point.planId}/${point.targetSiteId ?? ''}`;
+    let c = clients.get(key);
     if (!c) {
-      c = loadPlanModel(db, planId, { withVms: false }).then((plan) =>
-        plan ? ec2Client(replicationTarget(plan.targetSite, settings).target) : null,
-      );
-      clients.set(planId, c);
-      c.catch(() => clients.delete(planId));
+      c = (async () => {
+        const plan = await loadPlanModel(db, point.planId, { withVms: false });
+        if (plan) return ec2Client(replicationTarget(plan.targetSite, settings).target);
+        if (!point.targetSiteId) return null;
+        const [site] = await db.select().from(sites).where(eq(sites.id, point.targetSiteId));
+        return site ? ec2Client(replicationTarget(siteModel(site), settings).target) : null;
+      })();
+      clients.set(key, c);
+      c.catch(() => clients.delete(key));
     }
     return c;
   };
@@ -130,7 +137,11 @@ export function createExpiryActivities(db: Db, settings: ControlSettings, report
       limit: number,
     ): Promise<{ points: ExpiringPoint[]; indexes: Awaited<ReturnType<typeof deleteBlockIndexes>> }> {
       const rows = await db
-        .select({ id: recoveryPoints.id, planId: recoveryPoints.planId })
+        .select({
+          id: recoveryPoints.id,
+          planId: recoveryPoints.planId,
+          targetSiteId: recoveryPoints.targetSiteId,
+        })
         .from(recoveryPoints)
         .where(and(deletableNow, cursor ? gt(recoveryPoints.id, cursor) : undefined))
         .orderBy(asc(recoveryPoints.id))
@@ -183,8 +194,10 @@ export function createExpiryActivities(db: Db, settings: ControlSettings, report
         points.map((p) =>
           limit(async () => {
             ctx.heartbeat(p.id);
-            const ec2 = await ec2Of(p.planId);
-            let ok = true;
+            const ec2 = await ec2Of(p);
+            // Without a target to delete from, the point and its snapshot ids stay (never orphaned).
+            let ok = ec2 !== null || p.disks.length === 0;
+            if (!ok) kept.push(`${p.id}: no target site to delete its snapshots from`);
             for (const d of p.disks) {
               if (!ec2) break;
               try {

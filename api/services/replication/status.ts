@@ -1,7 +1,7 @@
 import { z } from '@hono/zod-openapi';
 import { and, asc, desc, eq, inArray, sql } from 'drizzle-orm';
 import type { Db } from '../../../schema/db';
-import { jobs, plans, recoveryPointDisks, recoveryPoints, vms } from '../../../schema/index';
+import { disks, jobs, plans, recoveryPointDisks, recoveryPoints, vms } from '../../../schema/index';
 import { lastPointsOfVms, replicationLag } from '../../../schema/read/replication-status';
 import { ApiError } from '../../errors';
 import { type Page, toPage } from '../common';
@@ -64,6 +64,9 @@ export const PlanReplicationStatus = z
 export const RecoveryPointDisk = z.object({
   diskId: z.uuid(),
   vmId: z.uuid(),
+  vmName: z.string().nullable().describe("The VM's name (also after it was removed from the plan)"),
+  diskName: z.string().nullable(),
+  removed: z.boolean().describe('The VM or disk is no longer in the plan (its history was kept)'),
   snapshotId: z.string(),
   parentSnapshotId: z.string().nullable(),
   volumeSizeGiB: z.number(),
@@ -88,7 +91,24 @@ export const RecoveryPoint = z
     bytesWritten: z.number(),
     changedBlocks: z.number(),
     durationMs: z.number(),
-    preserved: z.boolean(),
+    planName: z.string().nullable().describe('Set when the plan was deleted and the point kept'),
+    vmName: z.string().nullable().describe('Per-VM points (and the history of removed VMs): the VM’s name'),
+    vmRemoved: z.boolean().describe('The point belongs to a VM no longer in the plan (history kept)'),
+    isCheckpoint: z.boolean().describe('Taken by the plan’s checkpoint schedule (its own retention tier)'),
+    preserved: z.boolean().describe('Exempt from retention'),
+    preservedReason: z.string().nullable(),
+    lock: z
+      .object({ mode: z.enum(['governance', 'compliance']), until: z.string() })
+      .nullable()
+      .describe(
+        'The EC2 snapshot lock while it holds: the point cannot be deleted or expired before `until`',
+      ),
+    expiresAt: z
+      .string()
+      .nullable()
+      .describe('When retention lets it go (the expiry job deletes it after, unless preserved or locked)'),
+    verificationState: z.enum(['unverified', 'verified', 'failed']),
+    verifiedAt: z.string().nullable(),
     disks: z.array(RecoveryPointDisk),
   })
   .openapi('RecoveryPoint');
@@ -117,13 +137,16 @@ export async function findVm(db: Reader, planId: string, ref: string) {
   return vm;
 }
 
-/** Recovery points and replication status, as the API and the CLI show them. */
-export function replicationStatusService(db: Db, schedules: ReplicationSchedules) {
-  /** The points with their disk snapshots (only one VM's disks when `vmId` is given). */
-  async function withDisks(
-    rows: (typeof recoveryPoints.$inferSelect)[],
-    vmId?: string,
-  ): Promise<RecoveryPoint[]> {
+/** Which points a listing shows: every point, or only checkpoints. */
+export const RecoveryPointKind = z.enum(['all', 'checkpoint']);
+
+/** The points with their disk snapshots (only one VM's disks when `vmId` is given), as the API shows them. */
+export async function recoveryPointsWithDisks(
+  db: Db,
+  rows: (typeof recoveryPoints.$inferSelect)[],
+  vmId?: string,
+): Promise<RecoveryPoint[]> {
+  {
     if (rows.length === 0) return [];
     const diskRows = await db
       .select()
@@ -137,28 +160,116 @@ export function replicationStatusService(db: Db, schedules: ReplicationSchedules
           vmId ? eq(recoveryPointDisks.vmId, vmId) : undefined,
         ),
       );
-    return rows.map((r) => ({
-      id: r.id,
-      planId: r.planId,
-      vmId: r.vmId,
-      workflowId: r.workflowId,
-      pointInTime: r.pointInTime.toISOString(),
-      completedAt: r.completedAt.toISOString(),
-      bytesWritten: r.bytesWritten,
-      changedBlocks: r.changedBlocks,
-      durationMs: r.durationMs,
-      preserved: r.preserved,
-      disks: diskRows
-        .filter((d) => d.recoveryPointId === r.id)
-        .map(({ recoveryPointId: _r, sourceSnapshotId: _s, ...d }) => d),
-    }));
+    // Names of the VMs and disks still in their plan; removed ones carry their stored names.
+    const liveVms = new Map(
+      (
+        await db
+          .select({ id: vms.id, name: vms.name })
+          .from(vms)
+          .where(
+            inArray(vms.id, [
+              ...new Set([...diskRows.map((d) => d.vmId), ...rows.flatMap((r) => (r.vmId ? [r.vmId] : []))]),
+            ]),
+          )
+      ).map((v) => [v.id, v.name]),
+    );
+    const liveDisks = new Map(
+      diskRows.length
+        ? (
+            await db
+              .select({ id: disks.id, name: disks.name })
+              .from(disks)
+              .where(
+                inArray(
+                  disks.id,
+                  diskRows.map((d) => d.diskId),
+                ),
+              )
+          ).map((d) => [d.id, d.name])
+        : [],
+    );
+    const now = Date.now();
+    return rows.map((r) => {
+      const own = diskRows.filter((d) => d.recoveryPointId === r.id);
+      const vmName = r.vmId
+        ? (liveVms.get(r.vmId) ?? own.find((d) => d.vmId === r.vmId)?.vmName ?? null)
+        : null;
+      return {
+        id: r.id,
+        planId: r.planId,
+        vmId: r.vmId,
+        workflowId: r.workflowId,
+        pointInTime: r.pointInTime.toISOString(),
+        completedAt: r.completedAt.toISOString(),
+        bytesWritten: r.bytesWritten,
+        changedBlocks: r.changedBlocks,
+        durationMs: r.durationMs,
+        planName: r.planName,
+        vmName,
+        vmRemoved: r.vmId !== null && !liveVms.has(r.vmId),
+        isCheckpoint: r.isCheckpoint,
+        preserved: r.preserved,
+        preservedReason: r.preservedReason,
+        lock:
+          r.lockMode && r.lockedUntil && r.lockedUntil.getTime() > now
+            ? { mode: r.lockMode, until: r.lockedUntil.toISOString() }
+            : null,
+        expiresAt: r.expiresAt?.toISOString() ?? null,
+        verificationState: r.verificationState,
+        verifiedAt: r.verifiedAt?.toISOString() ?? null,
+        disks: own.map(
+          ({ recoveryPointId: _r, sourceSnapshotId: _s, vmName: storedVm, diskName: storedDisk, ...d }) => ({
+            ...d,
+            vmName: liveVms.get(d.vmId) ?? storedVm,
+            diskName: liveDisks.get(d.diskId) ?? storedDisk,
+            removed: !liveDisks.has(d.diskId),
+          }),
+        ),
+      };
+    });
   }
+}
+
+/**
+ * A VM of the plan by id or name — or a VM removed from it whose history was kept (its id, or
+ * the name stored on its points' disks), so its points stay listable.
+ */
+export async function findVmOrRemoved(db: Reader, planId: string, ref: string) {
+  const live = (await db.select().from(vms).where(eq(vms.planId, planId))).find(
+    (v) => v.id === ref || v.name.toLowerCase() === ref.toLowerCase(),
+  );
+  if (live) return { id: live.id, name: live.name };
+  const [removed] = await db
+    .select({ id: recoveryPointDisks.vmId, name: recoveryPointDisks.vmName })
+    .from(recoveryPointDisks)
+    .innerJoin(recoveryPoints, eq(recoveryPoints.id, recoveryPointDisks.recoveryPointId))
+    .where(
+      and(
+        eq(recoveryPoints.planId, planId),
+        sql`${recoveryPointDisks.vmName} is not null`,
+        sql`(${recoveryPointDisks.vmId}::text = ${ref} or lower(${recoveryPointDisks.vmName}) = lower(${ref}))`,
+      ),
+    )
+    .limit(1);
+  if (!removed) throw new ApiError(404, 'not_found', `The plan has no VM "${ref}"`);
+  return { id: removed.id, name: removed.name ?? ref };
+}
+
+/** Recovery points and replication status, as the API and the CLI show them. */
+export function replicationStatusService(db: Db, schedules: ReplicationSchedules) {
+  const withDisks = (rows: (typeof recoveryPoints.$inferSelect)[], vmId?: string) =>
+    recoveryPointsWithDisks(db, rows, vmId);
 
   return {
     /** Newest first; with `vmId`, only the points that hold that VM's disks. */
-    async listRecoveryPoints(planRef: string, page: Page, vmRef?: string) {
+    async listRecoveryPoints(
+      planRef: string,
+      page: Page,
+      vmRef?: string,
+      kind: z.infer<typeof RecoveryPointKind> = 'all',
+    ) {
       const plan = await findPlan(db, planRef);
-      const vm = vmRef ? await findVm(db, plan.id, vmRef) : undefined;
+      const vm = vmRef ? await findVmOrRemoved(db, plan.id, vmRef) : undefined;
       const rows = await db
         .select()
         .from(recoveryPoints)
@@ -168,6 +279,7 @@ export function replicationStatusService(db: Db, schedules: ReplicationSchedules
             vm
               ? sql`exists (select 1 from recovery_point_disks d where d.recovery_point_id = ${recoveryPoints.id} and d.vm_id = ${vm.id})`
               : undefined,
+            kind === 'checkpoint' ? eq(recoveryPoints.isCheckpoint, true) : undefined,
           ),
         )
         .orderBy(desc(recoveryPoints.pointInTime), desc(recoveryPoints.id))
