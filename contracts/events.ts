@@ -16,6 +16,8 @@ export const EVENT_TYPES = [
   'replication.within-rpo',
   'recovery-point.created',
   'snapshot-budget.saturated',
+  // failover as a state (contracts/protection.ts)
+  'plan.protection-state-changed',
   // nodes
   'node.offline',
   'node.online',

@@ -7,6 +7,7 @@ import { createJobActivities } from './jobs/activities';
 import { createKeyActivities } from './keys';
 import { createMonitorActivities } from './monitor';
 import { createNotificationActivities, notificationListener } from './notifications';
+import { createProtectionActivities } from './protection';
 import { createRecoveryActivities } from './recovery';
 import { createReplicationControlActivities } from './replication';
 import { createReportActivities } from './reports';
@@ -43,6 +44,7 @@ export function createControlActivities(deps: ControlActivityDeps) {
     ...createJobActivities(deps.db, reporter),
     ...createReplicationControlActivities(deps.db, settings, reporter),
     ...createRecoveryActivities(deps.db, settings),
+    ...createProtectionActivities(deps.db, reporter),
     ...createReportActivities(deps.db),
     ...createMonitorActivities(deps.db, reporter, settings.monitor),
     ...createNotificationActivities(deps.db, deps.config),

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { z } from '@hono/zod-openapi';
 import { and, asc, eq, inArray, or, sql } from 'drizzle-orm';
-import { ACTIVE_JOB_STATUSES, RECOVERY_JOB_KINDS } from '../../contracts';
+import { ACTIVE_JOB_STATUSES, PROTECTION_STATES, RECOVERY_JOB_KINDS } from '../../contracts';
 import type { Db } from '../../schema/db';
 import { Id, Name } from '../../schema/domain/common';
 import { effectiveObjectives, PlanInput } from '../../schema/domain/plan';
@@ -26,6 +26,11 @@ export const Plan = z
     ...PlanInput.shape,
     vms: z.array(PlanVm).describe('Ordered by boot order, then name'),
     replicationPaused: z.boolean(),
+    protectionState: z
+      .enum(PROTECTION_STATES)
+      .describe(
+        'Failover as a state: protected, failing-over, failed-over, reverse-protecting, failing-back',
+      ),
     version: z.number().int().describe('Increases on every change; also the ETag'),
     createdAt: z.string(),
     updatedAt: z.string(),
@@ -47,6 +52,7 @@ export const PlanSummary = z
     targetSiteId: z.uuid(),
     vmCount: z.number().int(),
     replicationPaused: z.boolean(),
+    protectionState: z.enum(PROTECTION_STATES),
     version: z.number().int(),
     updatedAt: z.string(),
   })
@@ -134,6 +140,7 @@ async function loadPlan(db: Reader, row: PlanRow): Promise<Plan> {
         })),
     })),
     replicationPaused: row.replicationPaused,
+    protectionState: row.protectionState,
     version: row.version,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
@@ -177,6 +184,7 @@ function inputOf(plan: Plan): Record<string, unknown> {
     createdAt: _c,
     updatedAt: _u,
     replicationPaused: _p,
+    protectionState: _ps,
     vms: planVms,
     ...rest
   } = plan;
@@ -393,6 +401,7 @@ export function plansService(db: Db) {
           sourceSiteId: plans.sourceSiteId,
           targetSiteId: plans.targetSiteId,
           replicationPaused: plans.replicationPaused,
+          protectionState: plans.protectionState,
           version: plans.version,
           updatedAt: plans.updatedAt,
           // Raw names: drizzle renders columns unqualified inside a subquery.

@@ -302,6 +302,7 @@ export function recoveryCommands(program: Command, cli: Cli) {
     .command('cleanup <id>')
     .description('Remove everything a finished recovery job created (found by its tags)')
     .option('-w, --watch', 'follow the cleanup job until it ends')
+    .option('--confirm <plan>', 'a full recovery (admin only): the plan name, to confirm deleting production')
     .addHelpText(
       'after',
       JOB_EXIT_HELP.replace('without --watch, still pending/running', 'without --watch, started'),
@@ -311,6 +312,7 @@ export function recoveryCommands(program: Command, cli: Cli) {
       const { body } = await api.request<{ jobId: string }>(
         'POST',
         `/v1/jobs/${encodeURIComponent(id)}/cleanup`,
+        o.confirm ? { body: { confirm: o.confirm } } : {},
       );
       if (!o.watch) {
         cli.print(body, () => `started cleanup job ${body.jobId}`);

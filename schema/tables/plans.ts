@@ -1,5 +1,6 @@
 import { relations } from 'drizzle-orm';
 import { boolean, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import type { ProtectionState } from '../../contracts/protection';
 import type { PlanInput } from '../domain/plan';
 import { sites } from './sites';
 import { vms } from './vms';
@@ -29,6 +30,8 @@ export const plans = pgTable('plans', {
   targetDefaults: jsonb('target_defaults').$type<PlanInput['targetDefaults']>().notNull(),
   /** Replication paused by an operator (the Temporal schedules mirror this). */
   replicationPaused: boolean('replication_paused').notNull().default(false),
+  /** Failover as a state (contracts/protection.ts): protected → failing-over → failed-over → … */
+  protectionState: text('protection_state').$type<ProtectionState>().notNull().default('protected'),
   version: integer('version').notNull().default(1),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),

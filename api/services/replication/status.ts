@@ -1,5 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { and, asc, desc, eq, inArray, sql } from 'drizzle-orm';
+import { PROTECTION_STATES } from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import { jobs, plans, recoveryPointDisks, recoveryPoints, vms } from '../../../schema/index';
 import { lastPointsOfVms, replicationLag } from '../../../schema/read/replication-status';
@@ -46,6 +47,9 @@ export const PlanReplicationStatus = z
     planId: z.uuid(),
     planName: z.string(),
     paused: z.boolean(),
+    protectionState: z
+      .enum(PROTECTION_STATES)
+      .describe('Failover as a state; failed-over / reverse-protecting: forward replication is paused'),
     synchronizeAllVms: z.boolean(),
     schedules: z.array(
       z.object({
@@ -259,6 +263,7 @@ export function replicationStatusService(db: Db, schedules: ReplicationSchedules
         planId: plan.id,
         planName: plan.name,
         paused: plan.replicationPaused,
+        protectionState: plan.protectionState,
         synchronizeAllVms: plan.replication.synchronizeAllVms !== false,
         schedules: scheduleInfo.map(({ note: _n, ...s }) => s),
         vms: out,

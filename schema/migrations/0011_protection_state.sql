@@ -1,0 +1,1 @@
+ALTER TABLE "plans" ADD COLUMN "protection_state" text DEFAULT 'protected' NOT NULL;
