@@ -17,6 +17,7 @@ import { nodeRoutes } from './routes/nodes';
 import { planRoutes } from './routes/plans';
 import { recoveryRoutes } from './routes/recoveries';
 import { replicationRoutes } from './routes/replication';
+import { reverseRoutes } from './routes/reverse';
 import { secretRoutes } from './routes/secrets';
 import { siteRoutes } from './routes/sites';
 import { tokenRoutes } from './routes/tokens';
@@ -53,6 +54,7 @@ export function createApp(deps: AppDeps) {
   v1.route('/', recoveryRoutes(deps));
   v1.route('/', jobRoutes(deps));
   v1.route('/', replicationRoutes(deps));
+  v1.route('/', reverseRoutes(deps));
   v1.route('/', eventRoutes(deps));
   v1.route('/', channelRoutes(deps));
   v1.route('/', secretRoutes(deps));

@@ -16,6 +16,7 @@ export * from './protection';
 export * from './recovery';
 export * from './replication';
 export * from './reports';
+export * from './reverse';
 export * from './search-attributes';
 export * from './self-check';
 export * from './snapshot-budget';

@@ -11,6 +11,7 @@ import { createProtectionActivities } from './protection';
 import { createRecoveryActivities } from './recovery';
 import { createReplicationControlActivities } from './replication';
 import { createReportActivities } from './reports';
+import { createReverseActivities } from './reverse';
 import { createSelfCheckActivities } from './self-check';
 import { controlSettings } from './settings';
 
@@ -45,6 +46,7 @@ export function createControlActivities(deps: ControlActivityDeps) {
     ...createReplicationControlActivities(deps.db, settings, reporter),
     ...createRecoveryActivities(deps.db, settings),
     ...createProtectionActivities(deps.db, reporter),
+    ...createReverseActivities(deps.db, settings, reporter),
     ...createReportActivities(deps.db),
     ...createMonitorActivities(deps.db, reporter, settings.monitor),
     ...createNotificationActivities(deps.db, deps.config),

@@ -122,6 +122,7 @@ async function loadPlan(db: Reader, row: PlanRow): Promise<Plan> {
     ...(row.drills ? { drills: row.drills } : {}),
     ...(row.preScript ? { preScript: row.preScript } : {}),
     ...(row.postScript ? { postScript: row.postScript } : {}),
+    ...(row.failbackScript ? { failbackScript: row.failbackScript } : {}),
     targetDefaults: row.targetDefaults,
     vms: vmRows.map((v) => ({
       ...v.spec,
@@ -161,6 +162,7 @@ function canonical(p: PlanInput | Plan): unknown {
       drills: p.drills,
       preScript: p.preScript,
       postScript: p.postScript,
+      failbackScript: p.failbackScript,
       targetDefaults: p.targetDefaults,
       vms: [...p.vms]
         .map((vm) => {
@@ -370,6 +372,7 @@ export function plansService(db: Db) {
     drills: input.drills ?? null,
     preScript: input.preScript ?? null,
     postScript: input.postScript ?? null,
+    failbackScript: input.failbackScript ?? null,
     targetDefaults: input.targetDefaults,
   });
 
@@ -604,6 +607,7 @@ export function planForViewer(plan: Plan): Plan {
     ...plan,
     ...(plan.preScript ? { preScript: scriptForViewer(plan.preScript)! } : {}),
     ...(plan.postScript ? { postScript: scriptForViewer(plan.postScript)! } : {}),
+    ...(plan.failbackScript ? { failbackScript: scriptForViewer(plan.failbackScript)! } : {}),
     vms: plan.vms.map((v) => ({
       ...v,
       ...(v.preScript ? { preScript: scriptForViewer(v.preScript)! } : {}),

@@ -79,7 +79,7 @@ const time = (iso: string | null) => (iso ? iso.slice(11, 19) : '--:--:--');
  * One rule for every job command (`recover --watch`, `jobs get [--watch]`, `jobs cleanup --watch`):
  * failed or cancelled → 6, partially completed → 7, completed or still pending/running → 0.
  */
-function exitFor(job: Job): number {
+export function exitFor(job: Job): number {
   if (job.status === 'failed' || job.status === 'cancelled') return JOB_EXIT.failed;
   if (job.status === 'partially-completed') return JOB_EXIT.partial;
   return EXIT.ok;
@@ -89,7 +89,7 @@ const JOB_EXIT_HELP = `
 Exit codes: 0 completed (or, without --watch, still pending/running), 6 failed or cancelled,
 7 partially completed; 2 no such job, 4 unauthorized/forbidden, 5 API unreachable.`;
 
-function summary(job: Job): string {
+export function summary(job: Job): string {
   const lines = [`job ${job.id} (${job.kind}): ${job.status}`];
   if (job.result?.message) lines.push(`  ${job.result.message}`);
   else if (job.error) lines.push(`  ${job.error}`);
@@ -101,7 +101,7 @@ function summary(job: Job): string {
  * Follow a job until it ends: one line per step change (time, mark, step, message) with the
  * overall progress; returns the final job.
  */
-async function watch(api: ApiClient, id: string, json: boolean, intervalMs = 1000): Promise<Job> {
+export async function watch(api: ApiClient, id: string, json: boolean, intervalMs = 1000): Promise<Job> {
   const seen = new Map<string, string>();
   for (;;) {
     const { body: job } = await api.request<Job>('GET', `/v1/jobs/${id}`);

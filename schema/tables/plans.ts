@@ -25,6 +25,8 @@ export const plans = pgTable('plans', {
   drills: jsonb('drills').$type<PlanInput['drills']>(),
   preScript: jsonb('pre_script').$type<PlanInput['preScript']>(),
   postScript: jsonb('post_script').$type<PlanInput['postScript']>(),
+  /** Run by a failback after the source images are verified (powers the original VMs on); reads what was written. */
+  failbackScript: jsonb('failback_script').$type<PlanInput['failbackScript']>(),
   /** Operator-given objectives (unset fields fall back: effectiveObjectives). */
   objectives: jsonb('objectives').$type<PlanInput['objectives']>(),
   targetDefaults: jsonb('target_defaults').$type<PlanInput['targetDefaults']>().notNull(),
