@@ -17,7 +17,6 @@ import {
   progressQuery,
   REVERSE_ITERATION_WORKFLOW,
   type RecoveryResult,
-  type ReverseIterationResult,
   type ScriptRef,
 } from '../../contracts';
 import { explainFailure } from '../jobs/failures';
