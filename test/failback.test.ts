@@ -111,15 +111,13 @@ describe('reverse replication and failback', () => {
     tgtBody.aws.endpoint = target.endpoint!;
     const tgt = await api.call('POST', '/v1/sites', { body: tgtBody });
     const nodeId = uniqueId('node');
-    await api.db
-      .insert(nodes)
-      .values({
-        id: nodeId,
-        siteId: src.body.id,
-        kind: 'replication-appliance',
-        version: 't',
-        taskQueue: `node-${nodeId}`,
-      });
+    await api.db.insert(nodes).values({
+      id: nodeId,
+      siteId: src.body.id,
+      kind: 'replication-appliance',
+      version: 't',
+      taskQueue: `node-${nodeId}`,
+    });
     const node = await createTestWorker({
       config,
       taskQueue: `node-${nodeId}`,
@@ -268,15 +266,13 @@ describe('reverse replication and failback', () => {
 
     // Failback refused while a reverse iteration runs (its job row is what the API reads).
     const fakeId = crypto.randomUUID();
-    await api.db
-      .insert(jobs)
-      .values({
-        id: fakeId,
-        kind: 'reverse-replication',
-        status: 'running',
-        planId: plan.id,
-        workflowId: `fake-${fakeId}`,
-      });
+    await api.db.insert(jobs).values({
+      id: fakeId,
+      kind: 'reverse-replication',
+      status: 'running',
+      planId: plan.id,
+      workflowId: `fake-${fakeId}`,
+    });
     const busy = await api.call('POST', `/v1/plans/${plan.id}/failback`, {
       token: api.tokens.operator,
       body: { confirm: plan.name },
