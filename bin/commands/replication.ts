@@ -27,6 +27,7 @@ interface RecoveryPoint {
   bytesWritten: number;
   changedBlocks: number;
   durationMs: number;
+  direction?: string;
   disks: unknown[];
 }
 
@@ -118,10 +119,11 @@ export function replicationCommands(program: Command, cli: Cli) {
         body,
         () =>
           table(
-            ['ID', 'POINT IN TIME', 'DISKS', 'CHANGED BLOCKS', 'BYTES', 'DURATION'],
+            ['ID', 'POINT IN TIME', 'DIRECTION', 'DISKS', 'CHANGED BLOCKS', 'BYTES', 'DURATION'],
             body.items.map((p) => [
               p.id,
               p.pointInTime,
+              p.direction ?? 'forward',
               p.disks.length,
               p.changedBlocks,
               MiB(p.bytesWritten),

@@ -93,6 +93,9 @@ export const RecoveryPoint = z
     changedBlocks: z.number(),
     durationMs: z.number(),
     preserved: z.boolean(),
+    direction: z
+      .enum(['forward', 'reverse'])
+      .describe('forward: source → target EBS; reverse: recovered volumes → source images (issue 15)'),
     disks: z.array(RecoveryPointDisk),
   })
   .openapi('RecoveryPoint');
@@ -152,6 +155,7 @@ export function replicationStatusService(db: Db, schedules: ReplicationSchedules
       changedBlocks: r.changedBlocks,
       durationMs: r.durationMs,
       preserved: r.preserved,
+      direction: r.direction,
       disks: diskRows
         .filter((d) => d.recoveryPointId === r.id)
         .map(({ recoveryPointId: _r, sourceSnapshotId: _s, ...d }) => d),
