@@ -20,6 +20,7 @@ import { planRoutes } from './routes/plans';
 import { recoveryRoutes } from './routes/recoveries';
 import { recoveryPointRoutes } from './routes/recovery-points';
 import { replicationRoutes } from './routes/replication';
+import { reverseRoutes } from './routes/reverse';
 import { secretRoutes } from './routes/secrets';
 import { siteRoutes } from './routes/sites';
 import { tokenRoutes } from './routes/tokens';
@@ -58,6 +59,7 @@ export function createApp(deps: AppDeps) {
   v1.route('/', jobRoutes(deps));
   v1.route('/', replicationRoutes(deps));
   v1.route('/', recoveryPointRoutes(deps));
+  v1.route('/', reverseRoutes(deps));
   v1.route('/', eventRoutes(deps));
   v1.route('/', channelRoutes(deps));
   v1.route('/', secretRoutes(deps));

@@ -25,6 +25,8 @@ export const EVENT_TYPES = [
   'recovery-point.unlocked',
   'recovery-point.deleted',
   'snapshot-budget.saturated',
+  // failover as a state (contracts/protection.ts)
+  'plan.protection-state-changed',
   // nodes
   'node.offline',
   'node.online',

@@ -65,6 +65,8 @@ export interface CleanupInput {
   planId: string | null;
   requestedBy?: string;
   tuning?: RecoveryTuning;
+  /** The target job is the plan's failover and the plan is failed over: the cleanup abandons it (→ protected). */
+  endsFailover?: boolean;
 }
 
 export interface ScriptRef {

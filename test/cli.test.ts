@@ -97,7 +97,7 @@ describe('lifeboat CLI', () => {
       lifeboat(['plans', 'get', 'erp']),
       lifeboat(['plans', 'get', 'erp', '--json']),
     ]);
-    expect(list.stdout).toMatch(/erp\s+2\s+active\s+1/);
+    expect(list.stdout).toMatch(/erp\s+2\s+active\s+protected\s+1/);
     expect(get.stdout).toMatch(/db-01\s+linux\s+0\s+30s\s+1/);
     expect(get.stdout).toMatch(/web-01\s+linux\s+1\s+0s\s+1/);
     const json = JSON.parse(asJson.stdout);

@@ -13,4 +13,6 @@ export { cleanupWorkflow, recoveryWorkflow } from './recovery';
 export { replicationIterationWorkflow } from './replication/iteration';
 export { snapshotBudgetWorkflow } from './replication/snapshot-budget';
 export { verifyRecoveryPointWorkflow } from './replication/verify';
+export { failbackWorkflow } from './reverse/failback';
+export { reverseIterationWorkflow } from './reverse/iteration';
 export * from './self-check';

@@ -12,9 +12,11 @@ import { createScheduledKeyActivities } from './keys/scheduled';
 import { createMonitorActivities } from './monitor';
 import { createApplianceUpgradeActivities } from './nodes/upgrade';
 import { createNotificationActivities, notificationListener } from './notifications';
+import { createProtectionActivities } from './protection';
 import { createRecoveryActivities } from './recovery';
 import { createReplicationControlActivities } from './replication';
 import { createReportActivities } from './reports';
+import { createReverseActivities } from './reverse';
 import { createSelfCheckActivities } from './self-check';
 import { controlSettings } from './settings';
 
@@ -49,6 +51,8 @@ export function createControlActivities(deps: ControlActivityDeps) {
     ...createJobReconcilerActivities(deps.db, reporter),
     ...createReplicationControlActivities(deps.db, settings, reporter),
     ...createRecoveryActivities(deps.db, settings),
+    ...createProtectionActivities(deps.db, reporter),
+    ...createReverseActivities(deps.db, settings, reporter),
     ...createReportActivities(deps.db),
     ...createMonitorActivities(deps.db, reporter, settings.monitor),
     ...createNotificationActivities(deps.db, deps.config),

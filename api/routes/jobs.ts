@@ -122,11 +122,30 @@ const operatorDecision = (decision: 'retry' | 'abandon') =>
   });
 const retry = operatorDecision('retry');
 const abandon = operatorDecision('abandon');
+const CleanupRequest = z
+  .object({
+    confirm: z
+      .string()
+      .max(256)
+      .optional()
+      .describe('Required for the cleanup of a full recovery (admin role): the plan name'),
+  })
+  .strict()
+  .openapi('CleanupRequest');
 
 const cleanup = route('operator', 'post', '/jobs/{id}/cleanup', {
   operationId: 'cleanupJob',
   summary: 'Remove everything a finished recovery job created (found by its tags), and nothing else',
-  request: { params: UuidParam },
+  description:
+    'A full recovery’s instances and volumes are production: their cleanup needs the admin role (403 otherwise) and `confirm` = the plan name (400 otherwise). Cleaning up the failover of a failed-over plan abandons the failover: the plan becomes protected again (forward replication stays paused until resumed).',
+  request: {
+    params: UuidParam,
+    body: {
+      required: false,
+      description: 'Confirmation (full recovery only)',
+      content: { 'application/json': { schema: CleanupRequest } },
+    },
+  },
   responses: {
     202: jsonContent(Started, 'The cleanup job started'),
     ...errorResponses(400, 401, 403, 404, 409, 503),
@@ -239,7 +258,12 @@ export function jobRoutes(deps: AppDeps) {
       c.json(await svc.decide(c.req.valid('param').id, 'abandon', c.get('principal').name), 200),
     )
     .openapi(cleanup, async (c) => {
-      const job = await recovery.startCleanup(c.req.valid('param').id, c.get('principal').name);
+      const principal = c.get('principal');
+      const body = (c.req.valid('json') as z.infer<typeof CleanupRequest> | undefined) ?? {};
+      const job = await recovery.startCleanup(c.req.valid('param').id, principal.name, undefined, {
+        role: principal.role,
+        confirm: body.confirm,
+      });
       return c.json({ jobId: job.id, workflowId: job.workflowId }, 202);
     });
 }

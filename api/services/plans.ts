@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { z } from '@hono/zod-openapi';
 import { and, asc, eq, inArray, or, sql } from 'drizzle-orm';
-import { ACTIVE_JOB_STATUSES, RECOVERY_JOB_KINDS } from '../../contracts';
+import { ACTIVE_JOB_STATUSES, PROTECTION_STATES, RECOVERY_JOB_KINDS } from '../../contracts';
 import type { Db } from '../../schema/db';
 import { Id, Name } from '../../schema/domain/common';
 import {
@@ -41,6 +41,11 @@ export const Plan = z
     ...PlanInput.shape,
     vms: z.array(PlanVm).describe('Ordered by boot order, then name'),
     replicationPaused: z.boolean(),
+    protectionState: z
+      .enum(PROTECTION_STATES)
+      .describe(
+        'Failover as a state: protected, failing-over, failed-over, reverse-protecting, failing-back',
+      ),
     version: z.number().int().describe('Increases on every change; also the ETag'),
     createdAt: z.string(),
     updatedAt: z.string(),
@@ -68,6 +73,7 @@ export const PlanSummary = z
     targetSiteId: z.uuid(),
     vmCount: z.number().int(),
     replicationPaused: z.boolean(),
+    protectionState: z.enum(PROTECTION_STATES),
     version: z.number().int(),
     updatedAt: z.string(),
   })
@@ -141,6 +147,7 @@ async function loadPlan(db: Reader, row: PlanRow): Promise<Plan> {
     ...(row.drills ? { drills: row.drills } : {}),
     ...(row.preScript ? { preScript: row.preScript } : {}),
     ...(row.postScript ? { postScript: row.postScript } : {}),
+    ...(row.failbackScript ? { failbackScript: row.failbackScript } : {}),
     targetDefaults: row.targetDefaults,
     vms: vmRows.map((v) => ({
       ...v.spec,
@@ -159,6 +166,7 @@ async function loadPlan(db: Reader, row: PlanRow): Promise<Plan> {
         })),
     })),
     replicationPaused: row.replicationPaused,
+    protectionState: row.protectionState,
     version: row.version,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
@@ -179,6 +187,7 @@ function canonical(p: PlanInput | Plan): unknown {
       drills: p.drills,
       preScript: p.preScript,
       postScript: p.postScript,
+      failbackScript: p.failbackScript,
       targetDefaults: p.targetDefaults,
       vms: [...p.vms]
         .map((vm) => {
@@ -202,6 +211,7 @@ function inputOf(plan: Plan): Record<string, unknown> {
     createdAt: _c,
     updatedAt: _u,
     replicationPaused: _p,
+    protectionState: _ps,
     vms: planVms,
     ...rest
   } = plan;
@@ -415,6 +425,7 @@ export function plansService(db: Db) {
     drills: input.drills ?? null,
     preScript: input.preScript ?? null,
     postScript: input.postScript ?? null,
+    failbackScript: input.failbackScript ?? null,
     targetDefaults: input.targetDefaults,
   });
 
@@ -446,6 +457,7 @@ export function plansService(db: Db) {
           sourceSiteId: plans.sourceSiteId,
           targetSiteId: plans.targetSiteId,
           replicationPaused: plans.replicationPaused,
+          protectionState: plans.protectionState,
           version: plans.version,
           updatedAt: plans.updatedAt,
           // Raw names: drizzle renders columns unqualified inside a subquery.
@@ -774,6 +786,7 @@ export function planForViewer(plan: Plan): Plan {
     ...plan,
     ...(plan.preScript ? { preScript: scriptForViewer(plan.preScript)! } : {}),
     ...(plan.postScript ? { postScript: scriptForViewer(plan.postScript)! } : {}),
+    ...(plan.failbackScript ? { failbackScript: scriptForViewer(plan.failbackScript)! } : {}),
     vms: plan.vms.map((v) => ({
       ...v,
       ...(v.preScript ? { preScript: scriptForViewer(v.preScript)! } : {}),

@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi';
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, desc, eq, inArray } from 'drizzle-orm';
 import {
   ACTIVE_JOB_STATUSES,
   CLEANUP_WORKFLOW,
@@ -144,6 +144,15 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
             [{ path: 'confirm', message: `must be the plan name "${plan.name}"` }],
           );
         }
+        // Failover as a state: a plan that is not protected (failed over, failing back…) runs in
+        // the target already; a second failover or a migration of it is refused.
+        if (req.mode !== 'test' && plan.protectionState !== 'protected')
+          throw new ApiError(
+            409,
+            'conflict',
+            `Plan "${plan.name}" is ${plan.protectionState}: a ${req.mode} recovery needs it protected (fail back first, or clean up the failover with \`lifeboat jobs cleanup\`)`,
+            [{ path: 'protectionState', message: `is ${plan.protectionState}` }],
+          );
         await checkRecoveryRequest(tx, plan, req);
         const running = await tx
           .select({ id: jobs.id, kind: jobs.kind })
@@ -202,8 +211,19 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
       });
     },
 
-    /** Cleanup of what a recovery job created (found by its tag). Refused while that job still runs. */
-    async startCleanup(targetJobId: string, requestedBy: string, tuning?: RecoveryTuning) {
+    /**
+     * Cleanup of what a recovery job created (found by its tag). Refused while that job still runs.
+     * A full recovery's resources are production: its cleanup needs the admin role and the plan
+     * name as `confirm` (`guard`, given by the API; internal callers omit it). The cleanup of the
+     * plan's failover while the plan is failed over abandons the failover (the plan becomes
+     * protected); while reverse protection or a failback runs it is refused.
+     */
+    async startCleanup(
+      targetJobId: string,
+      requestedBy: string,
+      tuning?: RecoveryTuning,
+      guard?: { role: string; confirm?: string | undefined },
+    ) {
       const target = await jobsSvc.getJob(targetJobId);
       if (!(RECOVERY_JOB_KINDS as readonly string[]).includes(target.kind))
         throw new ApiError(
@@ -214,8 +234,50 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
       if (!isJobEnded(target.status))
         throw new ApiError(409, 'conflict', `Job ${targetJobId} is still ${target.status}; cancel it first`);
       const [targetPlan] = target.planId
-        ? await db.select({ name: plans.name }).from(plans).where(eq(plans.id, target.planId))
+        ? await db
+            .select({ name: plans.name, state: plans.protectionState })
+            .from(plans)
+            .where(eq(plans.id, target.planId))
         : [];
+      let endsFailover = false;
+      if (target.kind === 'full-recovery') {
+        if (guard && guard.role !== 'admin')
+          throw new ApiError(
+            403,
+            'forbidden',
+            `Cleaning up full recovery ${targetJobId} deletes production instances and volumes: it needs the admin role`,
+          );
+        if (guard && targetPlan && guard.confirm !== targetPlan.name)
+          throw new ApiError(
+            400,
+            'confirmation_required',
+            'Cleaning up a full recovery deletes production instances and volumes: confirm it',
+            [{ path: 'confirm', message: `must be the plan name "${targetPlan.name}"` }],
+          );
+        if (targetPlan && target.planId) {
+          const [failover] = await db
+            .select({ id: jobs.id })
+            .from(jobs)
+            .where(
+              and(
+                eq(jobs.planId, target.planId),
+                eq(jobs.kind, 'full-recovery'),
+                inArray(jobs.status, ['completed', 'partially-completed']),
+              ),
+            )
+            .orderBy(desc(jobs.createdAt))
+            .limit(1);
+          const isFailover = failover?.id === targetJobId;
+          if (isFailover && targetPlan.state !== 'protected' && targetPlan.state !== 'failed-over')
+            throw new ApiError(
+              409,
+              'conflict',
+              `Plan "${targetPlan.name}" is ${targetPlan.state}: its failover ${targetJobId} cannot be cleaned up now (stop reverse protection, or let the failback finish)`,
+              [{ path: 'protectionState', message: `is ${targetPlan.state}` }],
+            );
+          endsFailover = isFailover && targetPlan.state === 'failed-over';
+        }
+      }
       return jobsSvc.start<typeof cleanupWorkflow>((_tx, jobId) => {
         const input: CleanupInput = {
           jobId,
@@ -223,6 +285,7 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
           planId: target.planId,
           requestedBy,
           ...(tuning ? { tuning } : {}),
+          ...(endsFailover ? { endsFailover } : {}),
         };
         return {
           kind: 'cleanup',

@@ -9,6 +9,7 @@ interface PlanSummary {
   targetSiteId: string;
   vmCount: number;
   replicationPaused: boolean;
+  protectionState: string;
   version: number;
 }
 interface Plan {
@@ -83,11 +84,12 @@ export function planCommands(program: Command, cli: Cli) {
         page.body,
         () =>
           table(
-            ['NAME', 'VMS', 'REPLICATION', 'VERSION', 'ID'],
+            ['NAME', 'VMS', 'REPLICATION', 'PROTECTION', 'VERSION', 'ID'],
             page.body.items.map((p) => [
               p.name,
               p.vmCount,
               p.replicationPaused ? 'paused' : 'active',
+              p.protectionState,
               p.version,
               p.id,
             ]),

@@ -82,7 +82,7 @@ const time = (iso: string | null) => (iso ? iso.slice(11, 19) : '--:--:--');
  * One rule for every job command (`recover --watch`, `jobs get [--watch]`, `jobs cleanup --watch`):
  * failed or cancelled → 6, partially completed → 7, completed or still pending/running → 0.
  */
-function exitFor(job: Job): number {
+export function exitFor(job: Job): number {
   if (job.status === 'failed' || job.status === 'cancelled') return JOB_EXIT.failed;
   if (job.status === 'partially-completed') return JOB_EXIT.partial;
   return EXIT.ok;
@@ -96,7 +96,7 @@ Exit codes: 0 completed (or, without --watch, still pending/running), 6 failed o
 const waitingLine = (job: Job) =>
   `  waiting for an operator until ${job.waitingUntil}: lifeboat jobs retry ${job.id} (run the failed step again) | lifeboat jobs abandon ${job.id} (end it as failed)`;
 
-function summary(job: Job): string {
+export function summary(job: Job): string {
   const lines = [
     `job ${job.id} (${job.kind}): ${job.status}${job.waitingForOperator ? ' — a step failed' : ''}`,
   ];
@@ -111,7 +111,7 @@ function summary(job: Job): string {
  * Follow a job until it ends: one line per step change (time, mark, step, message) with the
  * overall progress; returns the final job.
  */
-async function watch(api: ApiClient, id: string, json: boolean, intervalMs = 1000): Promise<Job> {
+export async function watch(api: ApiClient, id: string, json: boolean, intervalMs = 1000): Promise<Job> {
   const seen = new Map<string, string>();
   for (;;) {
     const { body: job } = await api.request<Job>('GET', `/v1/jobs/${id}`);
@@ -352,6 +352,7 @@ export function recoveryCommands(program: Command, cli: Cli) {
     .command('cleanup <id>')
     .description('Remove everything a finished recovery job created (found by its tags)')
     .option('-w, --watch', 'follow the cleanup job until it ends')
+    .option('--confirm <plan>', 'a full recovery (admin only): the plan name, to confirm deleting production')
     .addHelpText(
       'after',
       JOB_EXIT_HELP.replace('without --watch, still pending/running', 'without --watch, started'),
@@ -361,6 +362,7 @@ export function recoveryCommands(program: Command, cli: Cli) {
       const { body } = await api.request<{ jobId: string }>(
         'POST',
         `/v1/jobs/${encodeURIComponent(id)}/cleanup`,
+        o.confirm ? { body: { confirm: o.confirm } } : {},
       );
       if (!o.watch) {
         cli.print(body, () => `started cleanup job ${body.jobId}`);

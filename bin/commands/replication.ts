@@ -17,6 +17,7 @@ interface VmStatus {
 interface PlanStatus {
   planName: string;
   paused: boolean;
+  protectionState: string;
   schedules: { scheduleId: string; paused: boolean; nextRuns: string[] }[];
   vms: VmStatus[];
 }
@@ -58,7 +59,8 @@ export function replicationCommands(program: Command, cli: Cli) {
         const next = body.schedules
           .map((s) => `${s.scheduleId}: ${s.paused ? 'paused' : `next ${s.nextRuns[0] ?? '—'}`}`)
           .join('\n');
-        return `${table(['VM', 'STATE', 'LAST SUCCESS', 'LAG / RPO', 'LAST BYTES', 'LAST TIME', 'RUNNING'], rows)}\n\n${next}${notes}`;
+        const protection = `protection: ${body.protectionState}${body.protectionState === 'protected' ? '' : ' (forward replication paused)'}`;
+        return `${protection}\n${table(['VM', 'STATE', 'LAST SUCCESS', 'LAG / RPO', 'LAST BYTES', 'LAST TIME', 'RUNNING'], rows)}\n\n${next}${notes}`;
       });
     });
 

@@ -314,6 +314,9 @@ export const PlanFields = {
   drills: DrillSettings.optional().describe('Unattended test recoveries on a schedule (issue 14)'),
   preScript: Script.optional(),
   postScript: Script.optional(),
+  failbackScript: Script.optional().describe(
+    'Run by a failback once the source images are verified (e.g. powers the original VMs on); reads on stdin the JSON of what was written back',
+  ),
   targetDefaults: TargetDefaults.default({}),
   vms: z.array(Vm).max(500).default([]),
 };

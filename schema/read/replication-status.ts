@@ -14,7 +14,10 @@ export function replicationLag(lastPointAt: Date | null, rpoMinutes: number, now
 }
 
 /** The newest recovery point holding each VM (by its disks), with that VM's figures. */
-export async function lastPointsOfVms(db: Db, where: { planId?: string; vmIds?: string[] } = {}) {
+export async function lastPointsOfVms(
+  db: Db,
+  where: { planId?: string; vmIds?: string[]; direction?: 'forward' | 'reverse' } = {},
+) {
   const rows = await db
     .select({
       vmId: recoveryPointDisks.vmId,
@@ -29,6 +32,7 @@ export async function lastPointsOfVms(db: Db, where: { planId?: string; vmIds?: 
     .where(
       and(
         where.planId ? eq(recoveryPoints.planId, where.planId) : undefined,
+        eq(recoveryPoints.direction, where.direction ?? 'forward'),
         where.vmIds ? inArray(recoveryPointDisks.vmId, where.vmIds) : undefined,
       ),
     )

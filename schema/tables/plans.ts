@@ -1,5 +1,6 @@
 import { relations } from 'drizzle-orm';
 import { boolean, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import type { ProtectionState } from '../../contracts/protection';
 import type { PlanInput } from '../domain/plan';
 import { sites } from './sites';
 import { vms } from './vms';
@@ -24,11 +25,15 @@ export const plans = pgTable('plans', {
   drills: jsonb('drills').$type<PlanInput['drills']>(),
   preScript: jsonb('pre_script').$type<PlanInput['preScript']>(),
   postScript: jsonb('post_script').$type<PlanInput['postScript']>(),
+  /** Run by a failback after the source images are verified (powers the original VMs on); reads what was written. */
+  failbackScript: jsonb('failback_script').$type<PlanInput['failbackScript']>(),
   /** Operator-given objectives (unset fields fall back: effectiveObjectives). */
   objectives: jsonb('objectives').$type<PlanInput['objectives']>(),
   targetDefaults: jsonb('target_defaults').$type<PlanInput['targetDefaults']>().notNull(),
   /** Replication paused by an operator (the Temporal schedules mirror this). */
   replicationPaused: boolean('replication_paused').notNull().default(false),
+  /** Failover as a state (contracts/protection.ts): protected → failing-over → failed-over → … */
+  protectionState: text('protection_state').$type<ProtectionState>().notNull().default('protected'),
   version: integer('version').notNull().default(1),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),

@@ -62,6 +62,11 @@ export const recoveryPoints = pgTable(
       .default('unverified'),
     verifiedAt: timestamp('verified_at', { withTimezone: true }),
     verificationFailure: jsonb('verification_failure').$type<Record<string, unknown>>(),
+    /**
+     * `forward` (source site → target EBS) or `reverse` (recovered volumes → source site images,
+     * issue 15). Forward replication and recovery only ever take forward points.
+     */
+    direction: text('direction').$type<'forward' | 'reverse'>().notNull().default('forward'),
   },
   (t) => [index('recovery_points_plan_time').on(t.planId, t.pointInTime)],
 );

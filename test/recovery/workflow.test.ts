@@ -114,6 +114,10 @@ async function until(cond: () => boolean, what: string, ms = 5000) {
 }
 
 const stubs: Stubbed = {
+  async setProtectionState(change) {
+    record('setProtectionState', [change]);
+    return { from: change.from[0]!, to: change.to, changed: true, planName: 'p' };
+  },
   async recoveryJobStarted(jobId, steps) {
     record('recoveryJobStarted', [jobId, steps]);
   },

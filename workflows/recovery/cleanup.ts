@@ -3,6 +3,7 @@ import type { RecoveryActivities } from '../../activities/control/recovery';
 import {
   type CleanupInput,
   PATCH_FAILED_JOB_FAILS,
+  PATCH_FAILOVER_STATE,
   PATCH_JOB_REPORT,
   progressQuery,
   type RecoveryResult,
@@ -47,6 +48,23 @@ export async function cleanupWorkflow(input: CleanupInput): Promise<RecoveryResu
       [book.ref('delete'), t.target, input.targetJobId, 1000],
     );
     book.set('delete', 'completed', r.message);
+    // The failover's instances are gone: the plan is protected again (forward replication stays paused).
+    if (input.endsFailover && input.planId && patched(PATCH_FAILOVER_STATE))
+      await acts.setProtectionState.executeWithOptions(
+        {
+          activityId: 'failover:state:protected',
+          summary: 'The failover is cleaned up: the plan is protected',
+        },
+        [
+          {
+            planId: input.planId,
+            to: 'protected',
+            from: ['failed-over'],
+            jobId: input.jobId,
+            reason: `cleanup ${input.jobId} removed failover ${input.targetJobId}; forward replication stays paused until resumed`,
+          },
+        ],
+      );
     const result: RecoveryResult = {
       status: 'completed',
       message: r.message,

@@ -16,6 +16,7 @@ import type { RecoveryActivities } from '../../activities/control/recovery';
 import {
   JOB_KIND_OF_MODE,
   PATCH_FAILED_JOB_FAILS,
+  PATCH_FAILOVER_STATE,
   PATCH_JOB_REPORT,
   progressQuery,
   REPLICATION_ITERATION_WORKFLOW,
@@ -70,6 +71,10 @@ interface RecoveryJob {
   gate: OperatorGate;
   /** Known once the recovery point is validated. */
   plan?: RecoveryPlanSnapshot;
+  /** A full recovery recording the plan's protection state (failover as a state). */
+  failover: boolean;
+  /** The plan went to failing-over in this job: an unsuccessful end returns it to protected. */
+  failoverBegun?: boolean;
 }
 
 /** Windows validations take turns on the one prep node: each waits for the previous one. */
@@ -89,6 +94,7 @@ export async function recoveryWorkflow(input: RecoveryInput): Promise<RecoveryRe
   setHandler(progressQuery, () => job.book.progress);
   await declareFirstSteps(job);
   try {
+    if (job.failover) await failoverBegins(job);
     const selector = input.mode === 'migration' ? await migrationPhase(job) : input.recoveryPoint;
     const plan = await validatePhase(job, selector);
     const groups = bootGroups(plan.vms);
@@ -146,17 +152,77 @@ function newJob(input: RecoveryInput): RecoveryJob {
     recovered: [],
     failedScripts: [],
     gate,
+    // Histories recorded before the failover state replay without its steps.
+    failover: input.mode === 'full' && patched(PATCH_FAILOVER_STATE),
   };
 }
 
 /** The steps known before the plan is loaded. */
-async function declareFirstSteps({ input, book, acts, jobId }: RecoveryJob) {
+async function declareFirstSteps({ input, book, acts, jobId, failover }: RecoveryJob) {
+  if (failover) book.add('failover:pause-replication', 'Stop forward replication (pause schedules)');
   if (input.mode === 'migration') {
     book.add('migration:pause-replication', 'Stop replication (pause schedules)');
     book.add('migration:final-iteration', 'Final incremental replication');
   }
   book.add('validate', 'Validate the recovery point');
   await acts.recoveryJobStarted(jobId, book.progress.steps);
+}
+
+/**
+ * Full recovery: the plan becomes failing-over (refused unless it is protected: a second failover
+ * of a failed-over plan stops here), then its forward replication schedules are paused.
+ */
+async function failoverBegins(job: RecoveryJob) {
+  const { input, acts, jobId } = job;
+  await acts.setProtectionState.executeWithOptions(
+    { activityId: 'failover:state:failing-over', summary: 'Failover: the plan is failing over' },
+    [
+      {
+        planId: input.planId,
+        to: 'failing-over',
+        from: ['protected'],
+        jobId,
+        reason: `full recovery job ${jobId} started`,
+      },
+    ],
+  );
+  job.failoverBegun = true;
+  await step(
+    job,
+    'failover:pause-replication',
+    'Failover: pause the plan’s forward replication schedules',
+    (ref, o) =>
+      acts.pauseReplicationSchedules.executeWithOptions(o, [
+        ref,
+        input.planId,
+        `Lifeboat failover (job ${jobId}): the plan runs in the target; forward replication paused`,
+      ]),
+    'Pause the schedules by hand (Temporal UI) and retry',
+  );
+}
+
+/** The protection state at the end of a failover: failed-over, or protected again when it did not happen. */
+async function failoverEnds(job: RecoveryJob, ok: boolean) {
+  const { input, acts, jobId } = job;
+  await acts.setProtectionState.executeWithOptions(
+    {
+      activityId: `failover:state:${ok ? 'failed-over' : 'protected'}`,
+      summary: ok
+        ? 'Failover: the plan is failed over'
+        : 'Failover did not complete: the plan is protected again',
+    },
+    [
+      {
+        planId: input.planId,
+        to: ok ? 'failed-over' : 'protected',
+        from: ['failing-over'],
+        jobId,
+        reason: ok
+          ? `full recovery job ${jobId} completed; forward replication stays paused`
+          : `full recovery job ${jobId} did not complete; forward replication stays paused (resume it, or recover again)`,
+      },
+    ],
+  );
 }
 
 /** Migration: stop replication, then one last iteration (a child workflow); its point is recovered. */
@@ -595,9 +661,10 @@ export async function fileReport(acts: ActivityInterfaceFor<RecoveryActivities>,
 }
 
 /** Completed, or partially completed when a script with onFailure 'partial' failed. */
-function finishCompleted(job: RecoveryJob, p: RecoveryPlanSnapshot) {
+async function finishCompleted(job: RecoveryJob, p: RecoveryPlanSnapshot) {
   const { recovered, failedScripts } = job;
   const partial = failedScripts.length > 0;
+  if (job.failover) await failoverEnds(job, true);
   return finish(job, {
     status: partial ? 'partially-completed' : 'completed',
     message: partial
@@ -619,6 +686,7 @@ function finishAfterError(job: RecoveryJob, err: unknown) {
     const cancelled = isCancellation(err);
     const closed = book.closeOpen(cancelled ? 'cancelled' : 'skipped');
     if (closed.length) await acts.recordSteps(closed);
+    if (job.failoverBegun) await failoverEnds(job, false).catch(() => {});
     const created = plan ? await acts.listRecoveryResources(plan.target, jobId) : undefined;
     const createdText = created
       ? `; created so far: ${created.instances.length} instance(s), ${created.volumes.length} volume(s), ${created.images.length} image(s) — run a cleanup of this job to remove them`

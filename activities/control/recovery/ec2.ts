@@ -104,14 +104,19 @@ export function rootDisk(vm: RecoveryVm) {
   return vm.disks.find((d) => d.deviceName === '/dev/sda1' || d.deviceName === '/dev/xvda') ?? vm.disks[0]!;
 }
 
-const blockDevices = (vm: RecoveryVm) =>
+/**
+ * The volumes from the recovery point's snapshots. A drill's go with its instances; a full
+ * recovery's or migration's are production data from then on: they survive the termination of
+ * their instance (DeleteOnTermination false); only a cleanup of the job deletes them.
+ */
+const blockDevices = (vm: RecoveryVm, mode: RecoveryMode) =>
   vm.disks.map((d) => ({
     DeviceName: d.deviceName,
     Ebs: {
       SnapshotId: d.snapshotId,
       VolumeSize: d.sizeGiB,
       VolumeType: 'gp3' as const,
-      DeleteOnTermination: true,
+      DeleteOnTermination: mode === 'test',
     },
   }));
 
@@ -149,7 +154,7 @@ export async function ensureImage(
           VirtualizationType: 'hvm',
           EnaSupport: true,
           RootDeviceName: rootDisk(vm).deviceName,
-          BlockDeviceMappings: blockDevices(vm),
+          BlockDeviceMappings: blockDevices(vm, l.mode),
           TagSpecifications: [{ ResourceType: 'image', Tags: resourceTags(l) }],
         }),
       )
@@ -211,7 +216,7 @@ export async function ensureInstance(
         InstanceType: vm.instanceType as never,
         MinCount: 1,
         MaxCount: 1,
-        BlockDeviceMappings: blockDevices(vm),
+        BlockDeviceMappings: blockDevices(vm, l.mode),
         ...(useEni
           ? {
               NetworkInterfaces: [

@@ -19,6 +19,7 @@ import { jobs, plans, vms } from '../../../schema/index';
 import { loadPlanModel } from '../../../schema/read/plan';
 import type { JobActivities } from '../jobs/activities';
 import { createJobProjection, type JobProjection } from '../jobs/projection';
+import type { ProtectionActivities } from '../protection';
 import type { ReportActivities } from '../reports';
 import { runScript, ScriptRuntimeMissingError, ScriptUserError } from '../scripts/runner';
 import { SecretResolutionError, secretResolver } from '../secrets/resolve';
@@ -92,7 +93,11 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
     },
 
     /** Migration: stop replication first (pause the plan's and its VMs' schedules; absent ones are fine). */
-    async pauseReplicationSchedules(step: StepRef, planId: string): Promise<{ message: string }> {
+    async pauseReplicationSchedules(
+      step: StepRef,
+      planId: string,
+      note = 'Lifeboat migration: replication stopped for the final iteration',
+    ): Promise<{ message: string }> {
       return asStep(store, step, async () => {
         const client = Context.current().client;
         const vmRows = await db.select({ id: vms.id }).from(vms).where(eq(vms.planId, planId));
@@ -100,9 +105,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
         const paused: string[] = [];
         for (const id of ids) {
           try {
-            await client.schedule
-              .getHandle(id)
-              .pause('Lifeboat migration: replication stopped for the final iteration');
+            await client.schedule.getHandle(id).pause(note);
             paused.push(id);
           } catch (e) {
             if (!(e instanceof ScheduleNotFoundError) && !/not found/i.test((e as Error).message)) throw e;
@@ -422,6 +425,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
 /** What recovery and cleanup workflows call on the control worker: their own activities and the job projection. */
 export type RecoveryActivities = ReturnType<typeof createRecoveryActivities> &
   JobActivities &
+  ProtectionActivities &
   ReportActivities;
 
 /**

@@ -147,7 +147,7 @@ async function chooseRecoveryPoints(
     return pointOfVm;
   }
   const vmIds = vms.map((v) => v.id);
-  const where = [eq(recoveryPoints.planId, plan.id)];
+  const where = [eq(recoveryPoints.planId, plan.id), eq(recoveryPoints.direction, 'forward')];
   if ('before' in sel) where.push(lte(recoveryPoints.pointInTime, new Date(sel.before)));
   where.push(or(isNull(recoveryPoints.vmId), inArray(recoveryPoints.vmId, vmIds))!);
   const candidates = await db

@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { desc, eq, inArray, sql } from 'drizzle-orm';
+import { and, desc, eq, inArray, sql } from 'drizzle-orm';
 import type { DiskSource, IterationDisk, IterationPlan, RecoveryPointRecord } from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import { plans, recoveryPointDisks, recoveryPoints } from '../../../schema/index';
@@ -48,7 +48,7 @@ async function previousPoints(db: Db, diskIds: string[]) {
     })
     .from(recoveryPointDisks)
     .innerJoin(recoveryPoints, eq(recoveryPoints.id, recoveryPointDisks.recoveryPointId))
-    .where(inArray(recoveryPointDisks.diskId, diskIds))
+    .where(and(inArray(recoveryPointDisks.diskId, diskIds), eq(recoveryPoints.direction, 'forward')))
     .orderBy(recoveryPointDisks.diskId, desc(recoveryPoints.pointInTime));
   return new Map(rows.map((p) => [p.diskId, p]));
 }

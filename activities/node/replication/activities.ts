@@ -3,12 +3,17 @@ import pLimit from 'p-limit';
 import type {
   DiskTransferInput,
   JobLogWrite,
+  ReverseDiskInput,
+  ReverseDiskResult,
+  ReverseProgress,
   TransferProgress,
   VerifyDiskInput,
   VerifyDiskResult,
+  VerifyImageInput,
 } from '../../../contracts';
 import { transferLive } from '../../../contracts';
 import type { JobLogSink } from '../../control/jobs/log';
+import { reverseDisk, verifyImage } from './reverse';
 import { AdaptiveLimit, type AimdBounds } from './target/adaptive-limit';
 import type { AwsClientHooks } from './target/clients';
 import { AwsClients } from './target/clients';
@@ -160,6 +165,63 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
           throw ApplicationFailure.nonRetryable(`disk ${input.diskId}: ${err.message}`, 'SourceUnreadable');
         }
         throw e;
+      }
+    },
+
+    /**
+     * Reverse replication of one disk (issue 15): the recovered volume's changed blocks written in
+     * place into the source image; heartbeats a synced watermark, so a retry resumes from it.
+     */
+    async reverseReplicateDisk(input: ReverseDiskInput): Promise<ReverseDiskResult> {
+      const ctx = Context.current();
+      const d = ctx.info.heartbeatDetails as ReverseProgress | undefined;
+      const resume = d && typeof d.snapshotId === 'string' && Number.isInteger(d.nextListed) ? d : undefined;
+      const stepKey = `disk-${input.disk.diskId}`;
+      const log = (lines: JobLogWrite[]) =>
+        o.jobLog?.({ workflowId: input.workflowId }, lines).catch(() => {}) ?? Promise.resolve();
+      await log([
+        {
+          level: 'info',
+          message: `Reverse transfer of disk ${input.disk.diskId} (volume ${input.disk.volumeId} → ${input.disk.imagePath}) started on node ${o.nodeId} (attempt ${ctx.info.attempt}${resume ? `, resuming at listed block ${resume.nextListed}` : ''})`,
+          stepKey,
+          node: o.nodeId,
+          key: `${stepKey}:reverse:attempt-${ctx.info.attempt}:started`,
+        },
+      ]);
+      try {
+        const r = await reverseDisk(deps, input, {
+          signal: ctx.cancellationSignal,
+          resume,
+          heartbeat: (p) => ctx.heartbeat(p),
+        });
+        await log([
+          {
+            level: 'info',
+            message: `Reverse transfer of disk ${input.disk.diskId} done on node ${o.nodeId}: ${r.changedBlocks} of ${r.listedBlocks} listed block(s) written (${mib(r.bytesWritten)}) from ${r.snapshotId}`,
+            stepKey,
+            node: o.nodeId,
+            bytes: r.bytesWritten,
+            key: `${stepKey}:reverse:done`,
+          },
+        ]);
+        return r;
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        if (err.code === 'ENOENT' || err.code === 'EACCES' || err.code === 'EREVERSESIZE')
+          throw ApplicationFailure.nonRetryable(
+            `disk ${input.disk.diskId}: ${err.message}`,
+            'ReverseTargetUnwritable',
+          );
+        throw e;
+      }
+    },
+
+    /** A source image against a reverse point's block-hash index (failback's verify step). */
+    async verifySourceImage(input: VerifyImageInput) {
+      try {
+        return await verifyImage(deps, input);
+      } catch (e) {
+        throw ApplicationFailure.nonRetryable((e as Error).message, 'MissingIndex');
       }
     },
 

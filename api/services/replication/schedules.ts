@@ -251,6 +251,14 @@ export function replicationSchedules(deps: ScheduleDeps) {
     /** Resume a plan (its VMs paused one by one stay paused) or one VM (refused while the plan is paused). */
     async resume(planId: string, vmRef?: string) {
       const { plan, targets, vm } = await schedulesFor(planId, vmRef);
+      // Failover as a state: while the plan runs in the target, the source is not what to copy.
+      if (plan.protectionState !== 'protected')
+        throw new ApiError(
+          409,
+          'conflict',
+          `Plan "${plan.name}" is ${plan.protectionState}: forward replication stays paused until the plan is protected again (fail back, or clean up the failover)`,
+          [{ path: 'protectionState', message: `is ${plan.protectionState}` }],
+        );
       if (vm && plan.replicationPaused)
         throw new ApiError(409, 'conflict', `Plan "${plan.name}" is paused: resume the plan first`);
       if (!vm) await db.update(plans).set({ replicationPaused: false }).where(eq(plans.id, plan.id));

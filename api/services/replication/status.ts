@@ -1,5 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { and, asc, desc, eq, inArray, sql } from 'drizzle-orm';
+import { PROTECTION_STATES } from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import { disks, jobs, plans, recoveryPointDisks, recoveryPoints, vms } from '../../../schema/index';
 import { lastPointsOfVms, replicationLag } from '../../../schema/read/replication-status';
@@ -46,6 +47,9 @@ export const PlanReplicationStatus = z
     planId: z.uuid(),
     planName: z.string(),
     paused: z.boolean(),
+    protectionState: z
+      .enum(PROTECTION_STATES)
+      .describe('Failover as a state; failed-over / reverse-protecting: forward replication is paused'),
     synchronizeAllVms: z.boolean(),
     schedules: z.array(
       z.object({
@@ -109,6 +113,9 @@ export const RecoveryPoint = z
       .describe('When retention lets it go (the expiry job deletes it after, unless preserved or locked)'),
     verificationState: z.enum(['unverified', 'verified', 'failed']),
     verifiedAt: z.string().nullable(),
+    direction: z
+      .enum(['forward', 'reverse'])
+      .describe('forward: source → target EBS; reverse: recovered volumes → source images (issue 15)'),
     disks: z.array(RecoveryPointDisk),
   })
   .openapi('RecoveryPoint');
@@ -209,6 +216,7 @@ export async function recoveryPointsWithDisks(
         vmRemoved: r.vmId !== null && !liveVms.has(r.vmId),
         isCheckpoint: r.isCheckpoint,
         preserved: r.preserved,
+        direction: r.direction,
         preservedReason: r.preservedReason,
         lock:
           r.lockMode && r.lockedUntil && r.lockedUntil.getTime() > now
@@ -371,6 +379,7 @@ export function replicationStatusService(db: Db, schedules: ReplicationSchedules
         planId: plan.id,
         planName: plan.name,
         paused: plan.replicationPaused,
+        protectionState: plan.protectionState,
         synchronizeAllVms: plan.replication.synchronizeAllVms !== false,
         schedules: scheduleInfo.map(({ note: _n, ...s }) => s),
         vms: out,

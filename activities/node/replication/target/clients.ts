@@ -24,7 +24,7 @@ export class AwsClients {
   ) {}
 
   ebs(target: AwsTarget): EBSClient {
-    const key = `${target.region}|${target.endpoint ?? ''}`;
+    const key = `${target.region}|${target.endpoint ?? ''}|${JSON.stringify(target.credentials ?? null)}`;
     let c = this.ebsByTarget.get(key);
     if (!c) {
       // The SDK's default agent caps sockets at 50: below 64 parallel writes per snapshot.
@@ -44,7 +44,7 @@ export class AwsClients {
   }
 
   ec2(target: AwsTarget): EC2Client {
-    const key = `${target.region}|${target.endpoint ?? ''}`;
+    const key = `${target.region}|${target.endpoint ?? ''}|${JSON.stringify(target.credentials ?? null)}`;
     let c = this.ec2ByTarget.get(key);
     if (!c) {
       c = ec2Client(target);
