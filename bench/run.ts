@@ -5,6 +5,7 @@
 const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void> }>> = {
   replication: () => import('./replication'),
   recovery: () => import('./recovery'),
+  sink: () => import('./sink'),
 };
 
 const [name, ...rest] = process.argv.slice(2);
