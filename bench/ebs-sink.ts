@@ -31,9 +31,18 @@ export interface SinkStats {
 export function createSink(): { server: http.Server; stats: SinkStats } {
   const snaps = new Map<string, Snap>();
   const stats: SinkStats = { snapshots: 0, blocks: 0, bytes: 0, badChecksums: 0 };
-  const json = (res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}) => {
+  const json = (
+    res: http.ServerResponse,
+    status: number,
+    body: unknown,
+    headers: http.OutgoingHttpHeaders = {},
+  ) => {
     const s = JSON.stringify(body);
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s), ...headers });
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(s),
+      ...headers,
+    });
     res.end(s);
   };
   const fail = (res: http.ServerResponse, status: number, type: string, message: string) =>
@@ -60,7 +69,8 @@ export function createSink(): { server: http.Server; stats: SinkStats } {
       });
       req.on('end', () => {
         const checksum = String(req.headers['x-amz-checksum'] ?? '');
-        if (!snap || snap.state !== 'pending') return fail(res, 404, 'ResourceNotFoundException', 'no such pending snapshot');
+        if (snap?.state !== 'pending')
+          return fail(res, 404, 'ResourceNotFoundException', 'no such pending snapshot');
         if (n !== BLOCK_SIZE || Number(req.headers['x-amz-data-length']) !== BLOCK_SIZE)
           return fail(res, 400, 'ValidationException', `block of ${n} bytes`);
         if (h.digest('base64') !== checksum) {
@@ -70,7 +80,11 @@ export function createSink(): { server: http.Server; stats: SinkStats } {
         snap.blocks++;
         stats.blocks++;
         stats.bytes += n;
-        res.writeHead(201, { 'x-amz-checksum': checksum, 'x-amz-checksum-algorithm': 'SHA256', 'content-length': 0 });
+        res.writeHead(201, {
+          'x-amz-checksum': checksum,
+          'x-amz-checksum-algorithm': 'SHA256',
+          'content-length': 0,
+        });
         res.end();
       });
       return;

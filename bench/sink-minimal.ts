@@ -20,7 +20,11 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: inFlight });
 
 function request(method: string, path: string, body: Buffer, headers: http.OutgoingHttpHeaders = {}) {
   return new Promise<Buffer>((resolve, reject) => {
-    const req = http.request(`${url}${path}`, { method, agent, headers: { 'content-length': body.length, ...headers } });
+    const req = http.request(`${url}${path}`, {
+      method,
+      agent,
+      headers: { 'content-length': body.length, ...headers },
+    });
     req.on('response', (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => parts.push(c));
@@ -38,9 +42,16 @@ function request(method: string, path: string, body: Buffer, headers: http.Outgo
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();
 const started = JSON.parse(
-  (await request('POST', '/snapshots', Buffer.from(JSON.stringify({ VolumeSize: Math.ceil(size / 2 ** 30) })), {
-    'content-type': 'application/json',
-  })).toString(),
+  (
+    await request(
+      'POST',
+      '/snapshots',
+      Buffer.from(JSON.stringify({ VolumeSize: Math.ceil(size / 2 ** 30) })),
+      {
+        'content-type': 'application/json',
+      },
+    )
+  ).toString(),
 ) as { SnapshotId: string };
 const fh = await open(file, 'r');
 const pending = new Set<Promise<unknown>>();

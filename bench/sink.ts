@@ -111,14 +111,20 @@ function waitMessage<T, M>(child: ChildProcess, pick: (m: M) => T | undefined, w
 
 function runMinimal(url: string, file: string, size: number, inFlight: number) {
   return new Promise<{ bytes: number; ms: number; cpuUs: number }>((resolve, reject) => {
-    const child = spawn(process.execPath, [...tsx, here('sink-minimal.ts'), JSON.stringify({ url, file, size, inFlight })], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: childEnv({ NODE_NO_WARNINGS: '1' }),
-    });
+    const child = spawn(
+      process.execPath,
+      [...tsx, here('sink-minimal.ts'), JSON.stringify({ url, file, size, inFlight })],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: childEnv({ NODE_NO_WARNINGS: '1' }),
+      },
+    );
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.on('exit', (code) =>
-      code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!)) : reject(new Error(`minimal pipeline exited ${code}`)),
+      code === 0
+        ? resolve(JSON.parse(out.trim().split('\n').pop()!))
+        : reject(new Error(`minimal pipeline exited ${code}`)),
     );
   });
 }
@@ -144,7 +150,10 @@ export async function run(args: string[]): Promise<void> {
     const shaLimit = sha256Rate(Math.min(size, GiB));
 
     // The sink, in its own process.
-    const sink = fork(here('ebs-sink.ts'), [], { execArgv: tsx, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+    const sink = fork(here('ebs-sink.ts'), [], {
+      execArgv: tsx,
+      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    });
     children.push(sink);
     const sinkUrl = await new Promise<string>((resolve, reject) => {
       sink.stdout!.on('data', (d: Buffer) => {
@@ -220,7 +229,10 @@ export async function run(args: string[]): Promise<void> {
     const workerCpu = (await cpuOf(nodeWorker)) - workerCpu0;
     const sinkCpuLifeboat = (await cpuOf(sink)) - sinkCpu1;
     const loadLifeboat = load();
-    const stats = (await (await fetch(`${sinkUrl}/_stats`)).json()) as { blocks: number; badChecksums: number };
+    const stats = (await (await fetch(`${sinkUrl}/_stats`)).json()) as {
+      blocks: number;
+      badChecksums: number;
+    };
     nodeWorker.send('stop');
     await new Promise((r) => nodeWorker.once('exit', r));
     await clientConn.close();
@@ -231,9 +243,13 @@ export async function run(args: string[]): Promise<void> {
     const lbWallRate = mibps(result.bytesWritten, wallMs);
     const perGiB = (cpuS: number, bytes: number) => (cpuS / (bytes / GiB)).toFixed(2);
     console.log('\nlimits of this machine (same run)');
-    console.log(`  sequential read of the image, 512 KiB reads   ${readLimit.toFixed(0).padStart(6)} MiB/s  (page cache warm)`);
+    console.log(
+      `  sequential read of the image, 512 KiB reads   ${readLimit.toFixed(0).padStart(6)} MiB/s  (page cache warm)`,
+    );
     console.log(`  SHA-256 over 512 KiB blocks, one core         ${shaLimit.toFixed(0).padStart(6)} MiB/s`);
-    console.log(`\nfull copy of ${size / MiB} MiB (${size / BLOCK} blocks) into the sink (every checksum checked by the sink)`);
+    console.log(
+      `\nfull copy of ${size / MiB} MiB (${size / BLOCK} blocks) into the sink (every checksum checked by the sink)`,
+    );
     console.log(
       `  minimal pipeline (read→SHA-256→HTTP PUT, ${inFlight} in flight)  ${minRate.toFixed(0).padStart(6)} MiB/s  ${perGiB(minimal.cpuUs / 1e6, minimal.bytes)} CPU s/GiB (sink ${perGiB(sinkCpuMinimal, minimal.bytes)})  load ${loadMinimal}`,
     );

@@ -11,6 +11,7 @@ import { BLOCK_SIZE, blockCount, linearAggregate, volumeSizeGiB, ZERO_BLOCK, ZER
 import { BlockHashIndex, indexPath, PartialIndexFile, readIndex, writeIndexAtomic } from './hash-index';
 import { openAwsSource } from './sources/aws';
 import { openFileSource } from './sources/file';
+import { openQcow2Source } from './sources/qcow2';
 import type { BlockSource } from './sources/source';
 import type { AwsClients } from './target/clients';
 import {
@@ -47,6 +48,8 @@ export interface TransferOutcome extends DiskTransferResult {
   /** Where the transfer started (> 0 when it resumed), and the source's read counters. */
   resumedFromBlock: number;
   bytesRead: number;
+  /** qcow2 sources: how the changed blocks were found, and why the bitmap was not used (fallbacks). */
+  changeTracking?: { mode: string; listedBlocks: number; notices: string[] };
 }
 
 /**
@@ -73,6 +76,7 @@ export async function transferDisk(
   let partial: PartialIndexFile | undefined;
   try {
     source = await openSource(input, prevIndex, deps, signal);
+    const changeTracking = source.changeTracking;
     const sizeBytes = source.sizeBytes;
     const usable = prevIndex && prevIndex.sizeBytes <= sizeBytes ? prevIndex : undefined;
     // Without the previous index a diff is impossible: copy everything, with no parent.
@@ -228,18 +232,27 @@ export async function transferDisk(
     await writeIndexAtomic(finalPath, index);
     await partial.remove();
     partial = undefined;
+    const stats = source.stats;
+    const sourceSnapshotId = source.sourceSnapshotId;
+    if (source.commit) {
+      const s = source;
+      source = undefined;
+      await s.close();
+      await s.commit?.();
+    }
     return {
       nodeId: deps.nodeId,
       snapshotId,
       ...(parentSnapshotId ? { parentSnapshotId } : {}),
-      ...(source.sourceSnapshotId ? { sourceSnapshotId: source.sourceSnapshotId } : {}),
+      ...(sourceSnapshotId ? { sourceSnapshotId } : {}),
       volumeSizeGiB: volumeSizeGiB(sizeBytes),
       totalBlocks: total,
       changedBlocks,
       bytesWritten: progress.bytesWritten,
       durationMs: Date.now() - started,
       resumedFromBlock,
-      bytesRead: source.stats.bytesRead,
+      bytesRead: stats.bytesRead,
+      ...(changeTracking ? { changeTracking } : {}),
     };
   } finally {
     await partial?.close().catch(() => {});
@@ -254,6 +267,22 @@ async function openSource(
   signal: AbortSignal,
 ): Promise<BlockSource> {
   const s = input.source;
+  if (s.kind === 'file' && s.format === 'qcow2') {
+    const usable = prevIndex && prevIndex.sizeBytes <= s.sizeBytes ? prevIndex : undefined;
+    return openQcow2Source(
+      {
+        image: s.path,
+        sizeBytes: s.sizeBytes,
+        baseline: usable,
+        previousIndexFile:
+          usable && input.previous
+            ? indexPath(deps.dataDir, deps.nodeId, input.diskId, input.previous.recoveryPointId)
+            : undefined,
+        indexFile: indexPath(deps.dataDir, deps.nodeId, input.diskId, input.recoveryPointId),
+      },
+      signal,
+    );
+  }
   if (s.kind === 'file') {
     const usable = prevIndex && prevIndex.sizeBytes <= s.sizeBytes ? prevIndex : undefined;
     return openFileSource(s.path, s.sizeBytes, (i) =>
