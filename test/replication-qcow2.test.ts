@@ -5,16 +5,17 @@ import os from 'node:os';
 import path from 'node:path';
 import pLimit from 'p-limit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createNodeActivities } from '../activities/node';
 import { BLOCK_SIZE, blockCount } from '../activities/node/replication/blocks';
 import { indexPath, readIndex } from '../activities/node/replication/hash-index';
 import { qcow2Info } from '../activities/node/replication/sources/qcow2';
 import { AwsClients } from '../activities/node/replication/target/clients';
 import { type TransferDeps, transferDisk } from '../activities/node/replication/transfer';
 import { verifyDiskBlocks } from '../activities/node/replication/verify';
-import type { DiskTransferInput } from '../contracts';
+import type { DiskTransferInput, DiskTransferResult, JobLogWrite } from '../contracts';
 import { runVar } from '../scripts/stack/test-env';
 import { CountingEbsLayer, layerHooks, StrictEbsLayer } from './helpers/aws-layers';
-import { testAwsTarget, uniqueId } from './helpers/stack';
+import { createTestWorker, temporalClient, testAwsTarget, uniqueId } from './helpers/stack';
 
 // The qcow2 source (dirty-bitmap changed-block tracking) through the transfer engine against
 // moto. Needs Debian's qemu-utils and libnbd-bin (npm test installs them when it can).
@@ -180,6 +181,61 @@ describe.skipIf(!!missing)(
       );
       expect(third.changeTracking).toMatchObject({ mode: 'bitmap', listedBlocks: 1 });
       expect(third.changedBlocks).toBe(1);
+    });
+
+    it('the node worker says in the job log when a qcow2 disk falls back to the hash scan', async () => {
+      const size = 8 * MiB;
+      const image = path.join(dir, 'c.qcow2');
+      sh('qemu-img', ['create', '-f', 'qcow2', image, String(size)]);
+      write(image, 0, 1 * MiB, 0x44);
+      const lines: JobLogWrite[] = [];
+      const nodeQueue = uniqueId('node-qcow2');
+      const controlQueue = uniqueId('control-qcow2');
+      const node = await createTestWorker({
+        taskQueue: nodeQueue,
+        activities: createNodeActivities({
+          nodeId: 'qcow2-node',
+          aws: testAwsTarget(),
+          dataDir: path.join(dir, 'data'),
+          jobLog: async (_target, l) => {
+            lines.push(...l);
+          },
+        }),
+      });
+      const control = await createTestWorker({
+        taskQueue: controlQueue,
+        workflowsPath: path.resolve(import.meta.dirname, 'workflows', 'replicate-disk.ts'),
+      });
+      const { client, connection } = await temporalClient();
+      const diskId = uniqueId('disk');
+      const run = (i: DiskTransferInput) =>
+        client.workflow.execute('replicateOneDiskWorkflow', {
+          taskQueue: controlQueue,
+          workflowId: i.workflowId,
+          args: [i, nodeQueue],
+        }) as Promise<DiskTransferResult>;
+      try {
+        await node.worker.runUntil(
+          control.worker.runUntil(async () => {
+            const first = await run(input(diskId, image, size, 'rp-1', testAwsTarget()));
+            sh('qemu-img', ['bitmap', '--remove', '-f', 'qcow2', image, 'lifeboat-1']);
+            write(image, 0, 4096, 0x55);
+            const second = await run(
+              input(diskId, image, size, 'rp-2', testAwsTarget(), {
+                recoveryPointId: 'rp-1',
+                snapshotId: first.snapshotId,
+              }),
+            );
+            expect(second.changedBlocks).toBe(1);
+          }),
+        );
+      } finally {
+        await connection.close();
+      }
+      const fallback = lines.find((l) => l.message.includes('fell back to the hash scan'));
+      expect(fallback).toMatchObject({ level: 'warn', stepKey: `disk-${diskId}` });
+      expect(fallback?.message).toMatch(/dirty bitmap lifeboat-1 is missing/);
+      expect(lines.some((l) => l.message.includes('first copy of the qcow2 image'))).toBe(true);
     });
   },
 );
