@@ -6,6 +6,7 @@ const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void>
   replication: () => import('./replication'),
   recovery: () => import('./recovery'),
   sink: () => import('./sink'),
+  qcow2: () => import('./qcow2'),
 };
 
 const [name, ...rest] = process.argv.slice(2);
