@@ -16,7 +16,11 @@ import path from 'node:path';
 import pLimit from 'p-limit';
 import { BLOCK_SIZE } from '../activities/node/replication/blocks';
 import { AwsClients } from '../activities/node/replication/target/clients';
-import { type TransferDeps, type TransferOutcome, transferDisk } from '../activities/node/replication/transfer';
+import {
+  type TransferDeps,
+  type TransferOutcome,
+  transferDisk,
+} from '../activities/node/replication/transfer';
 import type { DiskTransferInput } from '../contracts';
 import { ensureQemuTools } from '../scripts/stack/qemu';
 import { PROJECT_ROOT } from '../scripts/stack/venv';
@@ -27,7 +31,8 @@ const load = () =>
     .loadavg()
     .map((l) => l.toFixed(2))
     .join(' ');
-const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+const sh = (cmd: string, args: string[]) =>
+  execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
 
 /** Rewrite 4 KiB inside `pct` % of the blocks, spread evenly over the disk, with a new pattern. */
 function changeBlocks(image: string, size: number, pct: number, pattern: number, phase: number): number {
@@ -37,7 +42,8 @@ function changeBlocks(image: string, size: number, pct: number, pattern: number,
   const cmds: string[] = [];
   for (let k = 0; k < n; k++)
     cmds.push('-c', `write -P 0x${pattern.toString(16)} ${(k * step + phase) * BLOCK_SIZE + 8192} 4096`);
-  for (let i = 0; i < cmds.length; i += 2000) sh('qemu-io', ['-f', 'qcow2', ...cmds.slice(i, i + 2000), image]);
+  for (let i = 0; i < cmds.length; i += 2000)
+    sh('qemu-io', ['-f', 'qcow2', ...cmds.slice(i, i + 2000), image]);
   return n;
 }
 
@@ -99,7 +105,10 @@ export async function run(args: string[]): Promise<void> {
           target: { region: 'us-east-1', endpoint: url },
           tags: {},
         };
-        const r = await transferDisk(input, deps, { signal: new AbortController().signal, heartbeat: () => {} });
+        const r = await transferDisk(input, deps, {
+          signal: new AbortController().signal,
+          heartbeat: () => {},
+        });
         prev = r;
         prevRp = rp;
         return { r, load: load() };
@@ -111,9 +120,9 @@ export async function run(args: string[]): Promise<void> {
       const bitmap = await iteration('rp-2');
       const changedB = changeBlocks(image, size, pct, 0xcd, 5);
       // Drop every generation: the next iteration must find its changes by scanning.
-      const info = JSON.parse(
-        execFileSync('qemu-img', ['info', '--output=json', image]).toString(),
-      ) as { 'format-specific': { data: { bitmaps?: { name: string }[] } } };
+      const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', image]).toString()) as {
+        'format-specific': { data: { bitmaps?: { name: string }[] } };
+      };
       for (const b of info['format-specific'].data.bitmaps ?? [])
         sh('qemu-img', ['bitmap', '--remove', '-f', 'qcow2', image, b.name]);
       say(`${changedB} blocks changed, bitmaps removed; iteration with the hash scan …`);

@@ -33,7 +33,15 @@ export interface Qcow2Info {
 }
 
 export async function qcow2Info(image: string): Promise<Qcow2Info> {
-  const { stdout } = await run('qemu-img', ['info', '--output=json', '-U', image]);
+  const { stdout } = await run('qemu-img', ['info', '--output=json', '-U', image]).catch(
+    (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT')
+        throw new Error(
+          'qcow2 disks need qemu-img, qemu-nbd (Debian qemu-utils) and nbdinfo (libnbd-bin) on the node: apt-get install -y qemu-utils libnbd-bin',
+        );
+      throw e;
+    },
+  );
   const j = JSON.parse(stdout) as {
     format: string;
     'virtual-size': number;
