@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pLimit from 'p-limit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sourceOfDisk } from '../activities/control/replication/iteration-data';
 import { createNodeActivities } from '../activities/node';
 import { BLOCK_SIZE, blockCount } from '../activities/node/replication/blocks';
 import { indexPath, readIndex } from '../activities/node/replication/hash-index';
@@ -14,6 +15,7 @@ import { type TransferDeps, transferDisk } from '../activities/node/replication/
 import { verifyDiskBlocks } from '../activities/node/replication/verify';
 import type { DiskTransferInput, DiskTransferResult, JobLogWrite } from '../contracts';
 import { runVar } from '../scripts/stack/test-env';
+import { fixtures, useTestApi } from './helpers/api';
 import { CountingEbsLayer, layerHooks, StrictEbsLayer } from './helpers/aws-layers';
 import { createTestWorker, temporalClient, testAwsTarget, uniqueId } from './helpers/stack';
 
@@ -239,3 +241,60 @@ describe.skipIf(!!missing)(
     });
   },
 );
+
+describe('qcow2 disks in plans', () => {
+  const api = useTestApi();
+  it('a disk takes format qcow2 (raw by default), the iteration hands it to the node, anything else is a 400 naming the field', async () => {
+    const src = (await api.call('POST', '/v1/sites', { body: fixtures.fileSourceSite() })).body as {
+      id: string;
+    };
+    const tgt = (await api.call('POST', '/v1/sites', { body: fixtures.awsTargetSite() })).body as {
+      id: string;
+    };
+    const qcowVm = fixtures.vm('q-01', {
+      disks: [
+        {
+          name: 'root',
+          sourceRef: '/images/q-01.qcow2',
+          sizeBytes: 1_048_576,
+          deviceName: '/dev/sda1',
+          format: 'qcow2',
+        },
+      ],
+    });
+    const created = await api.call('POST', '/v1/plans', {
+      body: fixtures.plan(src.id, tgt.id, { vms: [qcowVm, fixtures.vm('r-01')] }),
+    });
+    expect(created.status).toBe(201);
+    // biome-ignore lint/suspicious/noExplicitAny: a plan answer as JSON
+    const read = (await api.call('GET', `/v1/plans/${(created.body as any).id}`)).body as any;
+    // biome-ignore lint/suspicious/noExplicitAny: a plan answer as JSON
+    const formats = Object.fromEntries(read.vms.map((v: any) => [v.name, v.disks[0].format]));
+    expect(formats).toEqual({ 'q-01': 'qcow2', 'r-01': 'raw' });
+
+    const bad = await api.call('POST', '/v1/plans', {
+      body: fixtures.plan(src.id, tgt.id, {
+        vms: [fixtures.vm('v-01', { disks: [{ ...qcowVm.disks[0], format: 'vmdk' }] })],
+      }),
+    });
+    expect(bad.status).toBe(400);
+    expect((bad.body as { issues: { path: string }[] }).issues.map((i) => i.path)).toEqual([
+      'vms[0].disks[0].format',
+    ]);
+
+    const site = { kind: 'file', settings: {} } as Parameters<typeof sourceOfDisk>[0];
+    const settings = {} as Parameters<typeof sourceOfDisk>[2];
+    expect(sourceOfDisk(site, { sourceRef: '/i/a.qcow2', sizeBytes: 1, format: 'qcow2' }, settings)).toEqual({
+      kind: 'file',
+      path: '/i/a.qcow2',
+      sizeBytes: 1,
+      format: 'qcow2',
+    });
+    // raw inputs stay exactly as before (recorded histories replay unchanged)
+    expect(sourceOfDisk(site, { sourceRef: '/i/a.img', sizeBytes: 1, format: 'raw' }, settings)).toEqual({
+      kind: 'file',
+      path: '/i/a.img',
+      sizeBytes: 1,
+    });
+  });
+});

@@ -31,7 +31,7 @@ export interface TransferDeps {
   nodeLimit: LimitFunction;
   /** Block writes in flight per snapshot (AWS allows ~1,000 PutSnapshotBlock/s per snapshot). */
   perSnapshotConcurrency: number;
-  /** Heartbeat at least this often, and whenever this many blocks completed since the last one. */
+  /** Heartbeat at least this often, and whenever the source read this many blocks since the last one. */
   heartbeatIntervalMs: number;
   heartbeatEveryBlocks: number;
 }
@@ -151,7 +151,10 @@ export async function transferDisk(
     let failure: unknown;
     let cursor = progress.nextBlockIndex;
     let lastBeatAt = Date.now();
-    let lastBeatBlock = cursor;
+    // Blocks read since the last beat (not blocks passed): passing unchanged blocks a bitmap did
+    // not list costs nothing to redo, and an fsync'd beat per 256 of them would cost more than the copy.
+    const stats = source.stats;
+    let lastBeatRead = stats.blocksRead;
     const watermark = () => {
       let wm = cursor;
       for (const i of inFlight) if (i < wm) wm = i;
@@ -162,14 +165,14 @@ export async function transferDisk(
       if (
         !force &&
         Date.now() - lastBeatAt < deps.heartbeatIntervalMs &&
-        wm - lastBeatBlock < deps.heartbeatEveryBlocks
+        stats.blocksRead - lastBeatRead < deps.heartbeatEveryBlocks
       )
         return;
       await partial!.flush(index, wm);
       progress = { ...progress, nextBlockIndex: wm };
       env.heartbeat(progress);
       lastBeatAt = Date.now();
-      lastBeatBlock = wm;
+      lastBeatRead = stats.blocksRead;
     };
 
     try {
@@ -232,7 +235,6 @@ export async function transferDisk(
     await writeIndexAtomic(finalPath, index);
     await partial.remove();
     partial = undefined;
-    const stats = source.stats;
     const sourceSnapshotId = source.sourceSnapshotId;
     if (source.commit) {
       const s = source;
