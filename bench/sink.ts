@@ -214,6 +214,10 @@ export async function run(args: string[]): Promise<void> {
       target: { region: config.AWS_REGION, endpoint: sinkUrl },
       tags: {},
     };
+    // What the idle worker burns (Temporal's polling threads), to tell it apart from the copy.
+    const idle0 = await cpuOf(nodeWorker);
+    await new Promise((r) => setTimeout(r, 2000));
+    const idleCpuPerS = ((await cpuOf(nodeWorker)) - idle0) / 2;
     say('Lifeboat full copy through the node worker …');
     const workerCpu0 = await cpuOf(nodeWorker);
     const sinkCpu1 = await cpuOf(sink);
@@ -255,6 +259,9 @@ export async function run(args: string[]): Promise<void> {
     );
     console.log(
       `  Lifeboat node worker, replicateDisk       ${lbRate.toFixed(0).padStart(6)} MiB/s  ${perGiB(workerCpu, result.bytesWritten)} CPU s/GiB (sink ${perGiB(sinkCpuLifeboat, result.bytesWritten)})  load ${loadLifeboat}; ${result.changedBlocks} blocks in ${(result.durationMs / 1000).toFixed(2)} s (workflow end to end ${lbWallRate.toFixed(0)} MiB/s)`,
+    );
+    console.log(
+      `  node worker idle: ${idleCpuPerS.toFixed(3)} CPU s/s (Temporal polling), ${perGiB(idleCpuPerS * (result.durationMs / 1000), result.bytesWritten)} CPU s/GiB of the figure above`,
     );
     console.log(
       `  Lifeboat / minimal = ${((100 * lbRate) / minRate).toFixed(0)} % (goal ≥ 85 %: ${lbRate >= 0.85 * minRate ? 'met' : 'NOT met'}); sink saw ${stats.blocks} blocks, ${stats.badChecksums} bad checksums`,
