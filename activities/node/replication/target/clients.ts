@@ -31,6 +31,9 @@ export class AwsClients {
       const agent = { keepAlive: true, maxSockets: this.maxSockets };
       c = ebsClient(target, {
         requestHandler: { httpAgent: new http.Agent(agent), httpsAgent: new https.Agent(agent) },
+        // Resolve the middleware stack once per command type, not on every PutSnapshotBlock
+        // (the SDK does so for sends without per-request options; see putBlock).
+        cacheMiddleware: true,
       });
       c.middlewareStack.add(reusePayloadHash as never, { step: 'build', name: 'lifeboatReusePayloadHash' });
       this.hooks.ebs?.(c);

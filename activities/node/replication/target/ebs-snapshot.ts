@@ -70,6 +70,9 @@ export async function putBlock(
   if (data.length !== BLOCK_SIZE)
     throw new Error(`block ${index} is ${data.length} bytes, not ${BLOCK_SIZE}`);
   const checksum = hash.toString('base64');
+  // No per-request options: the client then reuses its resolved middleware (cacheMiddleware),
+  // which is most of the SDK's per-block cost. A cancelled transfer stops issuing writes and
+  // retries (withBackoff's signal); the few in flight finish on their own.
   await withBackoff(
     () =>
       ebs.send(
@@ -81,7 +84,6 @@ export async function putBlock(
           Checksum: checksum,
           ChecksumAlgorithm: 'SHA256',
         }),
-        signal ? { abortSignal: signal } : {},
       ),
     { ...(signal ? { signal } : {}), ...(onRetry ? { onRetry } : {}) },
   );
