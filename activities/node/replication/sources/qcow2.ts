@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { webcrypto } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { BLOCK_SIZE, BlockBufferPool, blockCount, ZERO_HASH } from '../blocks';
@@ -33,6 +33,7 @@ export interface Qcow2Info {
 }
 
 export async function qcow2Info(image: string): Promise<Qcow2Info> {
+  await access(image, constants.R_OK | constants.W_OK); // ENOENT/EACCES: the activity fails without retrying
   const { stdout } = await run('qemu-img', ['info', '--output=json', '-U', image]).catch(
     (e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT')
