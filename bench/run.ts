@@ -6,6 +6,8 @@ const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void>
   replication: () => import('./replication'),
   'replication-adaptive': () => import('./replication-adaptive'),
   recovery: () => import('./recovery'),
+  sink: () => import('./sink'),
+  qcow2: () => import('./qcow2'),
 };
 
 const [name, ...rest] = process.argv.slice(2);

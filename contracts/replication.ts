@@ -69,7 +69,13 @@ export interface TransferNode {
 
 /** Where a disk's blocks are read: a raw image on the node, or an EBS volume (via its snapshots). */
 export type DiskSource =
-  | { kind: 'file'; path: string; sizeBytes: number }
+  | {
+      kind: 'file';
+      path: string;
+      sizeBytes: number;
+      /** `qcow2`: changed blocks come from the image's dirty bitmaps (sources/qcow2.ts); absent = raw. */
+      format?: 'raw' | 'qcow2';
+    }
   | {
       kind: 'aws';
       volumeId: string;

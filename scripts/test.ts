@@ -10,6 +10,7 @@ import { buildWorkflowBundle } from '../workers/bundle';
 import { type ChromiumState, ensureChromium, selectsBrowserTest } from './stack/chromium';
 import { StackError } from './stack/errors';
 import { startStack } from './stack/index';
+import { ensureQemuTools, type QemuState } from './stack/qemu';
 import { PROJECT_ROOT } from './stack/venv';
 
 const say = (m: string) => console.log(`[lifeboat test] ${m}`);
@@ -21,6 +22,10 @@ try {
   const wantsBrowser = selectsBrowserTest(process.argv.slice(2));
   const chromium: ChromiumState = ensureChromium(say, { install: wantsBrowser });
   if (wantsBrowser && 'missing' in chromium) say(`no browser for the docs page test: ${chromium.missing}`);
+  // The qcow2 source's tests need qemu-utils and libnbd-bin (Debian), installed on first use.
+  const wantsQemu = selectsBrowserTest(process.argv.slice(2), 'test/replication-qcow2.test.ts');
+  const qemu: QemuState = ensureQemuTools(say, { install: wantsQemu });
+  if (wantsQemu && 'missing' in qemu) say(`no qemu tools for the qcow2 tests: ${qemu.missing}`);
   stack = await startStack('test', say);
   const stopping = stack;
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
@@ -44,6 +49,7 @@ try {
     // Failed recovery steps end their job at once, as the suite expects; the resume-after-failure
     // tests set their own wait (test/recovery/retry.test.ts).
     LIFEBOAT_RECOVERY_RETRY_WAIT_MINUTES: process.env.LIFEBOAT_RECOVERY_RETRY_WAIT_MINUTES ?? '0',
+    ...('missing' in qemu ? { LIFEBOAT_QEMU_MISSING: qemu.missing } : {}),
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     NODE_NO_WARNINGS: '1',
   };

@@ -163,6 +163,7 @@ async function loadPlan(db: Reader, row: PlanRow): Promise<Plan> {
           sourceRef: d.sourceRef,
           sizeBytes: d.sizeBytes,
           deviceName: d.deviceName,
+          format: d.format,
         })),
     })),
     replicationPaused: row.replicationPaused,
@@ -407,6 +408,7 @@ export function plansService(db: Db) {
         sourceRef: d.sourceRef,
         sizeBytes: d.sizeBytes,
         deviceName: d.deviceName,
+        format: d.format,
       };
       const current = byName.get(d.name);
       if (current) await tx.update(disks).set(values).where(eq(disks.id, current.id));

@@ -19,6 +19,12 @@ export const Disk = z
       .positive()
       .max(64 * 2 ** 40),
     deviceName: z.string().regex(/^\/dev\/[a-z0-9]+$/, 'must be a device name like /dev/sda1 or /dev/xvdb'),
+    format: z
+      .enum(['raw', 'qcow2'])
+      .default('raw')
+      .describe(
+        "file sites: `raw` (an image or block device; changed blocks found by hashing every block) or `qcow2` (changed blocks from the image's persistent dirty bitmaps `lifeboat-N`; needs qemu-utils and libnbd-bin on the node)",
+      ),
   })
   .strict()
   .openapi('Disk');

@@ -14,6 +14,10 @@ export const disks = pgTable(
     sourceRef: text('source_ref').notNull(),
     sizeBytes: bigint('size_bytes', { mode: 'number' }).notNull(),
     deviceName: text('device_name').notNull(),
+    /** file sites: raw, or qcow2 (changed blocks from its dirty bitmaps). */
+    format: text('format', { enum: ['raw', 'qcow2'] })
+      .notNull()
+      .default('raw'),
   },
   (t) => [unique('disks_vm_name').on(t.vmId, t.name)],
 );

@@ -29,10 +29,17 @@ export function replicationTarget(site: SiteModel, settings: ControlSettings): S
 /** Where a disk's blocks are read: the image on a file site's node, or the volume of an aws site. */
 export function sourceOfDisk(
   site: SiteModel,
-  disk: { sourceRef: string; sizeBytes: number },
+  disk: { sourceRef: string; sizeBytes: number; format?: 'raw' | 'qcow2' },
   settings: ControlSettings,
 ): DiskSource {
-  if (site.kind === 'file') return { kind: 'file', path: disk.sourceRef, sizeBytes: disk.sizeBytes };
+  if (site.kind === 'file')
+    return {
+      kind: 'file',
+      path: disk.sourceRef,
+      sizeBytes: disk.sizeBytes,
+      // Only qcow2 is named: raw inputs stay as they were (recorded histories replay unchanged).
+      ...(disk.format === 'qcow2' ? { format: 'qcow2' as const } : {}),
+    };
   return { kind: 'aws', volumeId: disk.sourceRef, target: replicationTarget(site, settings).target };
 }
 

@@ -130,6 +130,24 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
           },
         });
         const seconds = Math.max(0.001, r.durationMs / 1000);
+        // qcow2 disks: how the changed blocks were found; a fallback to the hash scan says why.
+        const ct = r.changeTracking;
+        if (ct)
+          await log([
+            {
+              level: ct.notices.length ? 'warn' : 'info',
+              message:
+                ct.mode === 'bitmap'
+                  ? `Disk ${input.diskId}: ${ct.listedBlocks} block(s) read from the qcow2 dirty bitmap (no full scan)`
+                  : ct.mode === 'full'
+                    ? `Disk ${input.diskId}: first copy of the qcow2 image (${ct.listedBlocks} allocated block(s) read); its dirty bitmap tracks changes from now on`
+                    : `Disk ${input.diskId}: fell back to the hash scan (${ct.listedBlocks} allocated block(s) read): ${ct.notices.join('; ')}`,
+              stepKey,
+              node: o.nodeId,
+              data: { changeTracking: ct },
+              key: `${stepKey}:transfer:change-tracking`,
+            },
+          ]);
         await log([
           {
             level: 'info',

@@ -11,6 +11,7 @@ import { BLOCK_SIZE, blockCount, linearAggregate, volumeSizeGiB, ZERO_BLOCK, ZER
 import { BlockHashIndex, indexPath, PartialIndexFile, readIndex, writeIndexAtomic } from './hash-index';
 import { openAwsSource } from './sources/aws';
 import { openFileSource } from './sources/file';
+import { openQcow2Source } from './sources/qcow2';
 import type { BlockSource } from './sources/source';
 import { AdaptiveLimit, type AimdBounds, LimitPair } from './target/adaptive-limit';
 import type { AwsClients } from './target/clients';
@@ -42,7 +43,7 @@ export interface TransferDeps {
   onWriteLimits?: ((snapshotId: string, limits: LimitPair) => void) | undefined;
   /** How long after StartSnapshot "not found" is retried as "not visible yet" (default 2 min). */
   snapshotVisibilityMs?: number | undefined;
-  /** Heartbeat at least this often, and whenever this many blocks completed since the last one. */
+  /** Heartbeat at least this often, and whenever the source read this many blocks since the last one. */
   heartbeatIntervalMs: number;
   heartbeatEveryBlocks: number;
 }
@@ -59,6 +60,8 @@ export interface TransferOutcome extends DiskTransferResult {
   /** Where the transfer started (> 0 when it resumed), and the source's read counters. */
   resumedFromBlock: number;
   bytesRead: number;
+  /** qcow2 sources: how the changed blocks were found, and why the bitmap was not used (fallbacks). */
+  changeTracking?: { mode: string; listedBlocks: number; notices: string[] };
   /** The snapshot's write concurrency over the transfer: time-weighted mean, range, final, cuts. */
   writeConcurrency?: ReturnType<AdaptiveLimit['summary']>;
 }
@@ -101,6 +104,7 @@ export async function transferDisk(
   let partial: PartialIndexFile | undefined;
   try {
     source = await openSource(input, prevIndex, deps, signal);
+    const changeTracking = source.changeTracking;
     const sizeBytes = source.sizeBytes;
     const usable = prevIndex && prevIndex.sizeBytes <= sizeBytes ? prevIndex : undefined;
     // Without the previous index a diff is impossible: copy everything, with no parent.
@@ -188,7 +192,10 @@ export async function transferDisk(
     let failure: unknown;
     let cursor = progress.nextBlockIndex;
     let lastBeatAt = Date.now();
-    let lastBeatBlock = cursor;
+    // Blocks read since the last beat (not blocks passed): passing unchanged blocks a bitmap did
+    // not list costs nothing to redo, and an fsync'd beat per 256 of them would cost more than the copy.
+    const stats = source.stats;
+    let lastBeatRead = stats.blocksRead;
     const watermark = () => {
       let wm = cursor;
       for (const i of inFlight) if (i < wm) wm = i;
@@ -199,14 +206,14 @@ export async function transferDisk(
       if (
         !force &&
         Date.now() - lastBeatAt < deps.heartbeatIntervalMs &&
-        wm - lastBeatBlock < deps.heartbeatEveryBlocks
+        stats.blocksRead - lastBeatRead < deps.heartbeatEveryBlocks
       )
         return;
       await partial!.flush(index, wm);
       progress = { ...progress, nextBlockIndex: wm };
       env.heartbeat(progress);
       lastBeatAt = Date.now();
-      lastBeatBlock = wm;
+      lastBeatRead = stats.blocksRead;
     };
 
     try {
@@ -268,19 +275,27 @@ export async function transferDisk(
     await writeIndexAtomic(finalPath, index);
     await partial.remove();
     partial = undefined;
+    const sourceSnapshotId = source.sourceSnapshotId;
+    if (source.commit) {
+      const s = source;
+      source = undefined;
+      await s.close();
+      await s.commit?.();
+    }
     return {
       nodeId: deps.nodeId,
       snapshotId,
       ...(parentSnapshotId ? { parentSnapshotId } : {}),
-      ...(source.sourceSnapshotId ? { sourceSnapshotId: source.sourceSnapshotId } : {}),
+      ...(sourceSnapshotId ? { sourceSnapshotId } : {}),
       volumeSizeGiB: volumeSizeGiB(sizeBytes),
       totalBlocks: total,
       changedBlocks,
       bytesWritten: progress.bytesWritten,
       durationMs: Date.now() - started,
       resumedFromBlock,
-      bytesRead: source.stats.bytesRead,
+      bytesRead: stats.bytesRead,
       writeConcurrency: limits.snapshot.summary(),
+      ...(changeTracking ? { changeTracking } : {}),
     };
   } finally {
     await partial?.close().catch(() => {});
@@ -295,6 +310,22 @@ async function openSource(
   signal: AbortSignal,
 ): Promise<BlockSource> {
   const s = input.source;
+  if (s.kind === 'file' && s.format === 'qcow2') {
+    const usable = prevIndex && prevIndex.sizeBytes <= s.sizeBytes ? prevIndex : undefined;
+    return openQcow2Source(
+      {
+        image: s.path,
+        sizeBytes: s.sizeBytes,
+        baseline: usable,
+        previousIndexFile:
+          usable && input.previous
+            ? indexPath(deps.dataDir, deps.nodeId, input.diskId, input.previous.recoveryPointId)
+            : undefined,
+        indexFile: indexPath(deps.dataDir, deps.nodeId, input.diskId, input.recoveryPointId),
+      },
+      signal,
+    );
+  }
   if (s.kind === 'file') {
     const usable = prevIndex && prevIndex.sizeBytes <= s.sizeBytes ? prevIndex : undefined;
     return openFileSource(s.path, s.sizeBytes, (i) =>

@@ -29,4 +29,8 @@ export interface BlockSource {
   /** Every block index from `fromIndex` to the end, in order. */
   blocks(fromIndex: number, signal: AbortSignal): AsyncIterable<SourceBlock>;
   close(): Promise<void>;
+  /** How the source found the changed blocks (qcow2: its dirty bitmap, a full copy, or a fallback scan). */
+  readonly changeTracking?: { mode: string; listedBlocks: number; notices: string[] };
+  /** After the new point's index is written and the source closed (qcow2: its bitmap generation). */
+  commit?(): Promise<void>;
 }

@@ -35,6 +35,8 @@ export class AwsClients {
         // the throttling answers the limits learn from.
         retryMode: 'standard',
         requestHandler: { httpAgent: new http.Agent(agent), httpsAgent: new https.Agent(agent) },
+        // No cacheMiddleware: PutSnapshotBlock carries a per-command throttle observer (the
+        // adaptive limits' permit), which a handler cached per command type would reuse stale.
       });
       c.middlewareStack.add(reusePayloadHash as never, { step: 'build', name: 'lifeboatReusePayloadHash' });
       this.hooks.ebs?.(c);

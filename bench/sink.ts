@@ -1,0 +1,275 @@
+/**
+ * The data path's own ceiling: a full copy of a sparse-free image into a local EBS-compatible
+ * sink (bench/ebs-sink.ts: checks every block's SHA-256, discards the data), measured two ways
+ * in the same run on the same machine:
+ *   - minimal: read → SHA-256 → raw HTTP PUT (bench/sink-minimal.ts), as little code as possible;
+ *   - Lifeboat: the product's node worker process (workers/node/worker.ts) running the real
+ *     replicateDisk activity, started by a Temporal workflow on a Temporal dev server.
+ * Each figure comes with the CPU seconds per GiB of the process that did the work, beside this
+ * machine's limits (sequential read, SHA-256 on one core) and its load average. Goal: Lifeboat
+ * ≥ 85 % of the minimal pipeline's MiB/s.
+ *
+ *   npm run bench -- sink [--size-mib 1024] [--in-flight 16] [--cpu-prof] [--keep]
+ *
+ * --cpu-prof runs the node worker under `node --cpu-prof` (the profile is kept under .data/bench/, folder prof).
+ */
+import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { createHash, randomFillSync } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import type { DiskTransferInput, DiskTransferResult } from '../contracts';
+import { loadConfig } from '../lib/config';
+import { lifeboatDataConverter } from '../lib/crypto';
+import { temporalConnectionOptions } from '../lib/temporal';
+import { installTemporalRuntime } from '../lib/temporal-runtime';
+import { freePort } from '../scripts/stack/ports';
+import { ProcessGroup } from '../scripts/stack/processes';
+import { startTemporalDevServer } from '../scripts/stack/temporal';
+import { childEnv } from '../scripts/stack/test-env';
+import { ensureVenv, PROJECT_ROOT } from '../scripts/stack/venv';
+
+const MiB = 1024 ** 2;
+const GiB = 1024 ** 3;
+const BLOCK = 524_288;
+const mibps = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
+const load = () =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+
+function arg(args: string[], name: string, dflt: number): number {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : dflt;
+}
+
+/** A sparse-free image: every block random data (nothing to skip, nothing compressible). */
+function makeImage(file: string, size: number) {
+  const fd = openSync(file, 'w');
+  const buf = Buffer.allocUnsafe(8 * MiB);
+  for (let off = 0; off < size; off += buf.length) {
+    randomFillSync(buf);
+    writeSync(fd, buf, 0, Math.min(buf.length, size - off), off);
+  }
+  closeSync(fd);
+}
+
+async function sequentialRead(file: string, size: number): Promise<number> {
+  const fh = await open(file, 'r');
+  const buf = Buffer.allocUnsafe(BLOCK);
+  const t0 = performance.now();
+  for (let off = 0; off < size; off += BLOCK) await fh.read(buf, 0, BLOCK, off);
+  const ms = performance.now() - t0;
+  await fh.close();
+  return mibps(size, ms);
+}
+
+function sha256Rate(bytes: number): number {
+  const buf = Buffer.allocUnsafe(64 * MiB);
+  randomFillSync(buf);
+  const t0 = performance.now();
+  for (let done = 0; done < bytes; done += buf.length)
+    for (let o = 0; o < buf.length; o += BLOCK)
+      createHash('sha256')
+        .update(buf.subarray(o, o + BLOCK))
+        .digest();
+  return mibps(bytes, performance.now() - t0);
+}
+
+const tsx = ['--import', 'tsx'];
+const here = (f: string) => path.join(import.meta.dirname, f);
+
+function cpuOf(child: ChildProcess): Promise<number> {
+  return new Promise((resolve) => {
+    const on = (m: { cpu?: NodeJS.CpuUsage }) => {
+      if (!m.cpu) return;
+      child.off('message', on);
+      resolve((m.cpu.user + m.cpu.system) / 1e6);
+    };
+    child.on('message', on);
+    child.send('cpu');
+  });
+}
+
+function waitMessage<T, M>(child: ChildProcess, pick: (m: M) => T | undefined, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const on = (m: M) => {
+      const v = pick(m);
+      if (v !== undefined) {
+        child.off('message', on);
+        resolve(v);
+      }
+    };
+    child.on('message', on);
+    child.once('exit', (code) => reject(new Error(`${what} exited (${code})`)));
+  });
+}
+
+function runMinimal(url: string, file: string, size: number, inFlight: number) {
+  return new Promise<{ bytes: number; ms: number; cpuUs: number }>((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [...tsx, here('sink-minimal.ts'), JSON.stringify({ url, file, size, inFlight })],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: childEnv({ NODE_NO_WARNINGS: '1' }),
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('exit', (code) =>
+      code === 0
+        ? resolve(JSON.parse(out.trim().split('\n').pop()!))
+        : reject(new Error(`minimal pipeline exited ${code}`)),
+    );
+  });
+}
+
+export async function run(args: string[]): Promise<void> {
+  const size = arg(args, '--size-mib', 1024) * MiB;
+  const inFlight = arg(args, '--in-flight', 16);
+  const profile = args.includes('--cpu-prof');
+  const work = path.join(PROJECT_ROOT, '.data', 'bench', `sink-${process.pid}`);
+  mkdirSync(work, { recursive: true });
+  ensureVenv();
+  const group = new ProcessGroup(path.join(PROJECT_ROOT, '.data', 'logs', 'bench'));
+  const children: ChildProcess[] = [];
+  const say = (m: string) => console.log(`[bench sink] ${m}`);
+  try {
+    console.log(
+      `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / GiB)} GiB RAM, node ${process.version}; load average at start ${load()}`,
+    );
+    const image = path.join(work, 'disk.img');
+    say(`creating a ${size / MiB} MiB sparse-free image …`);
+    makeImage(image, size);
+    const readLimit = await sequentialRead(image, size);
+    const shaLimit = sha256Rate(Math.min(size, GiB));
+
+    // The sink, in its own process.
+    const sink = fork(here('ebs-sink.ts'), [], {
+      execArgv: tsx,
+      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    });
+    children.push(sink);
+    const sinkUrl = await new Promise<string>((resolve, reject) => {
+      sink.stdout!.on('data', (d: Buffer) => {
+        const m = /sink listening (\S+)/.exec(d.toString());
+        if (m) resolve(m[1]!);
+      });
+      sink.once('exit', (c) => reject(new Error(`sink exited (${c})`)));
+    });
+
+    // 1. The minimal pipeline.
+    say('minimal pipeline …');
+    const sinkCpu0 = await cpuOf(sink);
+    const minimal = await runMinimal(sinkUrl, image, size, inFlight);
+    const sinkCpuMinimal = (await cpuOf(sink)) - sinkCpu0;
+    const loadMinimal = load();
+
+    // 2. Lifeboat: the real node worker, the real activity, started by a workflow.
+    say('Temporal dev server and the node worker …');
+    const port = await freePort();
+    await startTemporalDevServer(group, { port, uiPort: await freePort(), namespace: 'default' });
+    const env = {
+      TEMPORAL_ADDRESS: `127.0.0.1:${port}`,
+      TEMPORAL_NAMESPACE: 'default',
+      LIFEBOAT_AWS_ENDPOINT: sinkUrl,
+      LIFEBOAT_NODE_ID: 'bench-sink',
+      LIFEBOAT_DATA_DIR: path.join(work, 'data'),
+      LIFEBOAT_KEYRING: undefined,
+      LIFEBOAT_KMS_KEY_ID: undefined,
+    };
+    const config = loadConfig(childEnv(env));
+    const dataConverter = await lifeboatDataConverter(config); // creates the keyring the worker opens
+    const profDir = path.join(work, 'prof');
+    const nodeWorker = fork(here('sink-node-worker.ts'), [], {
+      execArgv: [...tsx, ...(profile ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])],
+      env: childEnv({ ...env, NODE_NO_WARNINGS: '1' }),
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    children.push(nodeWorker);
+    const nodeQueue = await waitMessage(nodeWorker, (m: { ready?: string }) => m.ready, 'node worker');
+    installTemporalRuntime();
+    const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
+    const control = await Worker.create({
+      connection,
+      namespace: 'default',
+      taskQueue: `bench-sink-control-${process.pid}`,
+      dataConverter,
+      workflowsPath: here('sink-workflow.ts'),
+    });
+    const clientConn = await Connection.connect(await temporalConnectionOptions(config));
+    const client = new Client({ connection: clientConn, namespace: 'default', dataConverter });
+    const input: DiskTransferInput = {
+      workflowId: `bench-sink-${process.pid}`,
+      planId: 'bench',
+      vmId: 'bench',
+      diskId: 'bench-disk',
+      recoveryPointId: 'rp-1',
+      source: { kind: 'file', path: image, sizeBytes: size },
+      target: { region: config.AWS_REGION, endpoint: sinkUrl },
+      tags: {},
+    };
+    // What the idle worker burns (Temporal's polling threads), to tell it apart from the copy.
+    const idle0 = await cpuOf(nodeWorker);
+    await new Promise((r) => setTimeout(r, 2000));
+    const idleCpuPerS = ((await cpuOf(nodeWorker)) - idle0) / 2;
+    say('Lifeboat full copy through the node worker …');
+    const workerCpu0 = await cpuOf(nodeWorker);
+    const sinkCpu1 = await cpuOf(sink);
+    const t0 = performance.now();
+    const result = (await control.runUntil(
+      client.workflow.execute('benchReplicateDiskWorkflow', {
+        taskQueue: `bench-sink-control-${process.pid}`,
+        workflowId: input.workflowId,
+        args: [input, nodeQueue],
+      }),
+    )) as DiskTransferResult;
+    const wallMs = performance.now() - t0;
+    const workerCpu = (await cpuOf(nodeWorker)) - workerCpu0;
+    const sinkCpuLifeboat = (await cpuOf(sink)) - sinkCpu1;
+    const loadLifeboat = load();
+    const stats = (await (await fetch(`${sinkUrl}/_stats`)).json()) as {
+      blocks: number;
+      badChecksums: number;
+    };
+    nodeWorker.send('stop');
+    await new Promise((r) => nodeWorker.once('exit', r));
+    await clientConn.close();
+    await connection.close();
+
+    const minRate = mibps(minimal.bytes, minimal.ms);
+    const lbRate = mibps(result.bytesWritten, result.durationMs);
+    const lbWallRate = mibps(result.bytesWritten, wallMs);
+    const perGiB = (cpuS: number, bytes: number) => (cpuS / (bytes / GiB)).toFixed(2);
+    console.log('\nlimits of this machine (same run)');
+    console.log(
+      `  sequential read of the image, 512 KiB reads   ${readLimit.toFixed(0).padStart(6)} MiB/s  (page cache warm)`,
+    );
+    console.log(`  SHA-256 over 512 KiB blocks, one core         ${shaLimit.toFixed(0).padStart(6)} MiB/s`);
+    console.log(
+      `\nfull copy of ${size / MiB} MiB (${size / BLOCK} blocks) into the sink (every checksum checked by the sink)`,
+    );
+    console.log(
+      `  minimal pipeline (read→SHA-256→HTTP PUT, ${inFlight} in flight)  ${minRate.toFixed(0).padStart(6)} MiB/s  ${perGiB(minimal.cpuUs / 1e6, minimal.bytes)} CPU s/GiB (sink ${perGiB(sinkCpuMinimal, minimal.bytes)})  load ${loadMinimal}`,
+    );
+    console.log(
+      `  Lifeboat node worker, replicateDisk       ${lbRate.toFixed(0).padStart(6)} MiB/s  ${perGiB(workerCpu, result.bytesWritten)} CPU s/GiB (sink ${perGiB(sinkCpuLifeboat, result.bytesWritten)})  load ${loadLifeboat}; ${result.changedBlocks} blocks in ${(result.durationMs / 1000).toFixed(2)} s (workflow end to end ${lbWallRate.toFixed(0)} MiB/s)`,
+    );
+    console.log(
+      `  node worker idle: ${idleCpuPerS.toFixed(3)} CPU s/s (Temporal polling), ${perGiB(idleCpuPerS * (result.durationMs / 1000), result.bytesWritten)} CPU s/GiB of the figure above`,
+    );
+    console.log(
+      `  Lifeboat / minimal = ${((100 * lbRate) / minRate).toFixed(0)} % (goal ≥ 85 %: ${lbRate >= 0.85 * minRate ? 'met' : 'NOT met'}); sink saw ${stats.blocks} blocks, ${stats.badChecksums} bad checksums`,
+    );
+    if (profile) console.log(`  node worker CPU profile: ${profDir}`);
+  } finally {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+    await group.stop();
+    if (!args.includes('--keep') && !profile) rmSync(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,1 @@
+ALTER TABLE "disks" ADD COLUMN "format" text DEFAULT 'raw' NOT NULL;
