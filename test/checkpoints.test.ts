@@ -280,10 +280,10 @@ describe('checkpoints and retention', () => {
     expect(strict.inheritance!.served).toBeGreaterThan(servedBefore);
     expect(strict.violations).toEqual([]);
 
-    // A test recovery from the oldest survivor completes.
+    // A test recovery from the oldest survivor (the preserved first checkpoint) completes.
     const started = await call('POST', `/v1/plans/${plan.id}/recoveries`, {
       token: api.tokens.operator,
-      body: { mode: 'test', recoveryPoint: { id: points[3]! } },
+      body: { mode: 'test', recoveryPoint: { id: p1 } },
     });
     const job = await waitFor(`job ${started.jobId}`, async () => {
       const r = await api.call('GET', `/v1/jobs/${started.jobId}`, { token: api.tokens.viewer });
