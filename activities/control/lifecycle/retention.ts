@@ -13,6 +13,8 @@ interface PointRow {
   isCheckpoint: boolean;
   preserved: boolean;
   expiresAt: Date | null;
+  /** forward (source → EBS) or reverse (failback): each direction keeps its own history. */
+  direction?: 'forward' | 'reverse';
 }
 
 /**
@@ -23,6 +25,7 @@ interface PointRow {
  * - checkpoints: the newest `checkpoints.retention.count`, none older than `maxAgeDays`; with
  *   neither set every checkpoint is kept;
  * - never: a preserved point, or the newest point of any disk (the next incremental's parent).
+ * Forward and reverse points are counted apart: reverse iterations never push forward history out.
  * Returns point id → expiry time (now for those past the count, the age limit's end otherwise).
  */
 export function retentionOf(
@@ -37,7 +40,7 @@ export function retentionOf(
   const out = new Map<string, Date>();
   const units = new Map<string, { ordinary: PointRow[]; checkpoints: PointRow[] }>();
   for (const p of points) {
-    const key = p.vmId ?? '';
+    const key = `${p.direction ?? 'forward'}/${p.vmId ?? ''}`;
     const u = units.get(key) ?? { ordinary: [], checkpoints: [] };
     (p.isCheckpoint ? u.checkpoints : u.ordinary).push(p);
     units.set(key, u);
@@ -83,16 +86,19 @@ export async function applyRetention(db: Db, planId: string, now = new Date()): 
       isCheckpoint: recoveryPoints.isCheckpoint,
       preserved: recoveryPoints.preserved,
       expiresAt: recoveryPoints.expiresAt,
+      direction: recoveryPoints.direction,
     })
     .from(recoveryPoints)
     .where(eq(recoveryPoints.planId, planId));
   if (!points.length) return 0;
   const newest = await db
-    .selectDistinctOn([recoveryPointDisks.diskId], { id: recoveryPointDisks.recoveryPointId })
+    .selectDistinctOn([recoveryPointDisks.diskId, recoveryPoints.direction], {
+      id: recoveryPointDisks.recoveryPointId,
+    })
     .from(recoveryPointDisks)
     .innerJoin(recoveryPoints, eq(recoveryPoints.id, recoveryPointDisks.recoveryPointId))
     .where(eq(recoveryPoints.planId, planId))
-    .orderBy(recoveryPointDisks.diskId, desc(recoveryPoints.pointInTime));
+    .orderBy(recoveryPointDisks.diskId, recoveryPoints.direction, desc(recoveryPoints.pointInTime));
   const wanted = retentionOf(
     points,
     new Set(newest.map((n) => n.id)),
