@@ -12,6 +12,7 @@ export * from './jobs';
 export * from './keys';
 export * from './monitor';
 export * from './notifications';
+export * from './preflight';
 export * from './recovery';
 export * from './replication';
 export * from './reports';

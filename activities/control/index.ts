@@ -1,5 +1,6 @@
 import type { Config } from '../../lib/config';
 import type { Db } from '../../schema/db';
+import type { AwsClientHooks } from '../node/replication/target/clients';
 import { createDrillActivities } from './drills';
 import { createReporter } from './events/alerts';
 import { createEventLog, type EventListener } from './events/log';
@@ -22,6 +23,8 @@ export interface ControlActivityDeps {
    * its one event log.
    */
   listeners?: EventListener[];
+  /** SDK middleware for the EC2 clients of recovery (tests install their strict layer; production none). */
+  awsHooks?: AwsClientHooks;
 }
 
 /** The listeners of a control worker's event log: notification channels. */
@@ -42,7 +45,7 @@ export function createControlActivities(deps: ControlActivityDeps) {
     ...createSelfCheckActivities(deps.db),
     ...createJobActivities(deps.db, reporter),
     ...createReplicationControlActivities(deps.db, settings, reporter),
-    ...createRecoveryActivities(deps.db, settings),
+    ...createRecoveryActivities(deps.db, settings, deps.awsHooks),
     ...createReportActivities(deps.db),
     ...createMonitorActivities(deps.db, reporter, settings.monitor),
     ...createNotificationActivities(deps.db, deps.config),

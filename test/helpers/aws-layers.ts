@@ -1,11 +1,19 @@
 import { createHash } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { type EBSClient, GetSnapshotBlockCommand, ListSnapshotBlocksCommand } from '@aws-sdk/client-ebs';
-import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
+import {
+  DescribeNetworkInterfacesCommand,
+  DescribeSecurityGroupsCommand,
+  DescribeSnapshotsCommand,
+  DescribeSubnetsCommand,
+  type EC2Client,
+} from '@aws-sdk/client-ec2';
 import { BLOCK_SIZE, BLOCKS_PER_GIB } from '../../activities/node/replication/blocks';
 import type { AwsClientHooks } from '../../activities/node/replication/target/clients';
 import type { AwsTarget } from '../../contracts';
 import { ebsClient, ec2Client } from '../../lib/aws';
+import { cidrContains } from '../../schema/domain/common';
+import { deviceNameProblem, reservedInSubnet } from '../../schema/domain/ec2-rules';
 
 /**
  * Test-only layers of SDK middleware for the EBS client, installed through the data path's
@@ -298,6 +306,102 @@ export class PagingEbsLayer {
   };
   install(ebs: EBSClient) {
     addLayer(ebs, this.middleware, 'lifeboatPagingLayer', 'initialize', 'high');
+  }
+}
+
+/**
+ * Test-only strict layer for the EC2 client of recovery (installed through the control
+ * activities' `awsHooks`): refuses what EC2 refuses and moto accepts —
+ * security groups of another VPC than the subnet's (RunInstances, CreateNetworkInterface),
+ * a private IP outside its subnet, AWS-reserved in it (first four, last) or already taken,
+ * and block device names EC2 does not accept (RunInstances, RegisterImage).
+ */
+export class StrictEc2Layer {
+  readonly violations: string[] = [];
+  private readonly raw: EC2Client;
+  constructor(target: AwsTarget) {
+    this.raw = ec2Client(target);
+  }
+  private reject(code: string, message: string): never {
+    this.violations.push(`${code}: ${message}`);
+    throw Object.assign(new Error(`strict EC2 layer: ${message}`), {
+      name: code,
+      $fault: 'client' as const,
+      $metadata: { httpStatusCode: 400 },
+    });
+  }
+
+  private async placement(
+    subnetId: string | undefined,
+    groups: string[] | undefined,
+    ip: string | undefined,
+  ) {
+    if (!subnetId) return;
+    const sub = (await this.raw.send(new DescribeSubnetsCommand({ SubnetIds: [subnetId] }))).Subnets?.[0];
+    if (!sub) return; // moto answers InvalidSubnetID.NotFound itself
+    if (groups?.length) {
+      const gs =
+        (await this.raw.send(new DescribeSecurityGroupsCommand({ GroupIds: groups }))).SecurityGroups ?? [];
+      for (const g of gs)
+        if (g.VpcId !== sub.VpcId)
+          this.reject(
+            'InvalidParameter',
+            `Security group ${g.GroupId} and subnet ${subnetId} belong to different networks (${g.VpcId} vs ${sub.VpcId})`,
+          );
+    }
+    if (ip && sub.CidrBlock) {
+      if (!cidrContains(sub.CidrBlock, ip))
+        this.reject('InvalidParameterValue', `Address ${ip} does not fall within the subnet's address range`);
+      if (reservedInSubnet(sub.CidrBlock, ip))
+        this.reject('InvalidParameterValue', `Address ${ip} is in subnet's reserved address range`);
+      const used = await this.raw.send(
+        new DescribeNetworkInterfacesCommand({
+          Filters: [
+            { Name: 'addresses.private-ip-address', Values: [ip] },
+            { Name: 'subnet-id', Values: [subnetId] },
+          ],
+        }),
+      );
+      if ((used.NetworkInterfaces ?? []).length)
+        this.reject('InvalidIPAddress.InUse', `Address ${ip} is in use`);
+    }
+  }
+
+  private devices(mappings: { DeviceName?: string }[] | undefined) {
+    for (const m of mappings ?? []) {
+      const problem = m.DeviceName ? deviceNameProblem(m.DeviceName) : undefined;
+      if (problem) this.reject('InvalidBlockDeviceMapping', `Invalid device name ${m.DeviceName}`);
+    }
+  }
+
+  // biome-ignore lint/suspicious/noExplicitAny: middleware over any EC2 command
+  readonly middleware = (next: any, context: any) => async (args: any) => {
+    const cmd = context.commandName as string;
+    const input = args.input;
+    if (cmd === 'RunInstancesCommand') {
+      this.devices(input.BlockDeviceMappings);
+      const eni = input.NetworkInterfaces?.[0];
+      await this.placement(
+        eni?.SubnetId ?? input.SubnetId,
+        eni?.Groups ?? input.SecurityGroupIds,
+        eni?.PrivateIpAddress ?? input.PrivateIpAddress,
+      );
+    }
+    if (cmd === 'CreateNetworkInterfaceCommand')
+      await this.placement(input.SubnetId, input.Groups, input.PrivateIpAddress);
+    if (cmd === 'RegisterImageCommand') this.devices(input.BlockDeviceMappings);
+    return next(args);
+  };
+
+  install(ec2: EC2Client) {
+    ec2.middlewareStack.add(
+      this.middleware as never,
+      {
+        step: 'initialize',
+        name: 'lifeboatStrictEc2Layer',
+        priority: 'high',
+      } as never,
+    );
   }
 }
 

@@ -4,12 +4,15 @@ import { eq } from 'drizzle-orm';
 import type {
   AwsTarget,
   CreatedResources,
+  PreflightInput,
+  PreflightResult,
   RecoveryInput,
   RecoveryPlanSnapshot,
   RecoveryVm,
   ScriptContext,
   ScriptRef,
   StepRef,
+  TestNetworkNeed,
 } from '../../../contracts';
 import { planScheduleId, TAG, vmScheduleId } from '../../../contracts';
 import { redact } from '../../../lib/redact';
@@ -17,6 +20,7 @@ import { secretStore } from '../../../lib/secrets';
 import type { Db } from '../../../schema/db';
 import { jobs, plans, vms } from '../../../schema/index';
 import { loadPlanModel } from '../../../schema/read/plan';
+import type { AwsClientHooks } from '../../node/replication/target/clients';
 import type { JobActivities } from '../jobs/activities';
 import { createJobProjection, type JobProjection } from '../jobs/projection';
 import type { ReportActivities } from '../reports';
@@ -28,8 +32,10 @@ import {
   consoleOutput,
   deleteJobResources,
   describeInstance,
+  Ec2Clients,
   ensureImage,
   ensureInstance,
+  ensureTestNetwork,
   listJobResources,
   type ResourceLabels,
   startInstance,
@@ -37,7 +43,8 @@ import {
   stopInstance,
   TimedEc2,
 } from './ec2';
-import { loadAndValidate, recoveryTarget } from './plan-snapshot';
+import { recoveryTarget } from './plan-snapshot';
+import { loadAndValidate, runPreflight } from './preflight';
 import { httpProbe, tcpProbe } from './probes';
 
 type VmLabels = ResourceLabels & { vmId: string; stepKey: string };
@@ -77,8 +84,10 @@ async function asStep<T extends { message: string }>(
  * the job/VM/step tags first and carry a ClientToken from workflow id + step key; Postgres writes
  * are upserts keyed by (job, step).
  */
-export function createRecoveryActivities(db: Db, settings: ControlSettings) {
+export function createRecoveryActivities(db: Db, settings: ControlSettings, hooks: AwsClientHooks = {}) {
   const store = createJobProjection(db);
+  const clients = new Ec2Clients(hooks);
+  const timed = (target: AwsTarget) => new TimedEc2(target, clients);
 
   return {
     async validateRecoveryPoint(
@@ -86,8 +95,41 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
       input: Pick<RecoveryInput, 'planId' | 'mode' | 'recoveryPoint' | 'vms'>,
     ): Promise<RecoveryPlanSnapshot & { message: string; ec2Ms: number }> {
       return asStep(store, step, async () => {
-        const r = await loadAndValidate(db, input, settings);
+        const { findings: _f, ...r } = await loadAndValidate(db, input, settings, (t) => clients.get(t));
         return { ...r, message: r.summary };
+      });
+    },
+
+    /** Preflight (POST /v1/plans/{id}/preflight, `lifeboat recover --dry-run`): the validate step's checks as findings. */
+    async preflightRecovery(input: PreflightInput): Promise<PreflightResult> {
+      const stop = keepAlive();
+      try {
+        const r = await runPreflight(db, input, settings, (t) => clients.get(t));
+        return {
+          ok: !r.findings.some((f) => f.severity === 'error'),
+          findings: r.findings,
+          summary: r.summary,
+        };
+      } finally {
+        stop();
+      }
+    },
+
+    /**
+     * Test recovery: the isolated network (VPC + subnet, no route out) and/or the job's security
+     * groups, before any instance — all tagged with the job, found by tag on a retry, removed by
+     * the job's cleanup.
+     */
+    async prepareTestNetwork(
+      step: StepRef,
+      labels: ResourceLabels,
+      target: AwsTarget,
+      need: TestNetworkNeed,
+    ) {
+      return asStep(store, step, async () => {
+        const ec2 = timed(target);
+        const r = await ensureTestNetwork(ec2, labels, need);
+        return { ...r, ec2Ms: ec2.ms };
       });
     },
 
@@ -119,7 +161,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
 
     async createVmImage(step: StepRef, labels: VmLabels, target: AwsTarget, vm: RecoveryVm) {
       return asStep(store, step, async () => {
-        const ec2 = new TimedEc2(target);
+        const ec2 = timed(target);
         const r = await ensureImage(ec2, labels, vm);
         return {
           ...r,
@@ -131,7 +173,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
 
     async launchVm(step: StepRef, labels: VmLabels, target: AwsTarget, vm: RecoveryVm, imageId: string) {
       return asStep(store, step, async () => {
-        const ec2 = new TimedEc2(target);
+        const ec2 = timed(target);
         const token = clientToken(
           Context.current().info.workflowExecution?.workflowId ?? labels.jobId,
           step.key,
@@ -156,7 +198,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
     ) {
       return asStep(store, step, async () => {
         const ctx = Context.current();
-        const ec2 = new TimedEc2(target);
+        const ec2 = timed(target);
         const t0 = Date.now();
         for (;;) {
           const i = await describeInstance(ec2, instanceId);
@@ -204,7 +246,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
         const prev = ctx.info.heartbeatDetails as { firstAt?: number; attempts?: number } | undefined;
         const firstAt = prev?.firstAt ?? Date.now();
         let attempts = prev?.attempts ?? 0;
-        const ec2 = new TimedEc2(target);
+        const ec2 = timed(target);
         const what =
           hc.type === 'tcp'
             ? `tcp ${hc.host ?? privateIp}:${hc.port}`
@@ -268,7 +310,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
     ) {
       return asStep(store, step, async () => {
         const ctx = Context.current();
-        const ec2 = new TimedEc2(target);
+        const ec2 = timed(target);
         const notes: string[] = [];
         if (prepNodeInstanceId) {
           await startInstance(ec2, prepNodeInstanceId);
@@ -363,7 +405,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
     async listRecoveryResources(target: AwsTarget, jobId: string): Promise<CreatedResources> {
       const stop = keepAlive();
       try {
-        return await listJobResources(new TimedEc2(target), jobId);
+        return await listJobResources(timed(target), jobId);
       } finally {
         stop();
       }
@@ -399,15 +441,16 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
     async cleanupRecoveryResources(step: StepRef, target: AwsTarget, targetJobId: string, pollMs: number) {
       return asStep(store, step, async () => {
         const ctx = Context.current();
-        const deleted = await deleteJobResources(new TimedEc2(target), targetJobId, {
+        const deleted = await deleteJobResources(timed(target), targetJobId, {
           pollMs,
           timeoutMs: 600_000,
           onTick: (d) => ctx.heartbeat(d),
         });
-        const n = (k: keyof CreatedResources) => `${deleted[k].length} ${k}`;
+        const n = (k: keyof CreatedResources) => `${deleted[k]?.length ?? 0} ${k}`;
+        const net = (['securityGroups', 'subnets', 'vpcs'] as const).filter((k) => deleted[k]?.length).map(n);
         return {
           deleted,
-          message: `Deleted ${n('instances')}, ${n('volumes')}, ${n('images')}, ${n('snapshots')}, ${n('networkInterfaces')} tagged ${targetJobId}`,
+          message: `Deleted ${n('instances')}, ${n('volumes')}, ${n('images')}, ${n('snapshots')}, ${n('networkInterfaces')}${net.length ? `, ${net.join(', ')}` : ''} tagged ${targetJobId}`,
         };
       });
     },
