@@ -52,6 +52,8 @@ export interface RecoveryTuning {
   runningPollSeconds?: number;
   /** Give up waiting for running after this long (default 600 s). */
   runningTimeoutSeconds?: number;
+  /** Poll interval of Windows validation (status checks, console output) until guestReadyMinutes (default 10 s). */
+  guestPollSeconds?: number;
   /** Mirror step progress into Postgres (default true; the benchmark measures both). */
   mirrorSteps?: boolean;
 }

@@ -421,3 +421,46 @@ export function layerHooks(layers: {
     },
   };
 }
+
+/**
+ * A guest that takes a while to come up, as on AWS (moto reports status ok and console output at
+ * once): for each instance, the first `initializingLooks` DescribeInstanceStatus answers say
+ * `initializing`, and the first `emptyConsoleLooks` GetConsoleOutput answers are empty.
+ */
+export class BootingEc2Layer {
+  readonly statusLooks = new Map<string, number>();
+  readonly consoleLooks = new Map<string, number>();
+  constructor(private readonly opts: { initializingLooks: number; emptyConsoleLooks: number }) {}
+  // biome-ignore lint/suspicious/noExplicitAny: middleware over any EC2 command
+  readonly middleware = (next: any, context: any) => async (args: any) => {
+    const cmd = context.commandName as string;
+    const out = await next(args);
+    if (cmd === 'DescribeInstanceStatusCommand') {
+      for (const s of out.output.InstanceStatuses ?? []) {
+        const n = (this.statusLooks.get(s.InstanceId) ?? 0) + 1;
+        this.statusLooks.set(s.InstanceId, n);
+        if (n <= this.opts.initializingLooks) {
+          s.InstanceStatus = { ...s.InstanceStatus, Status: 'initializing' };
+          s.SystemStatus = { ...s.SystemStatus, Status: 'initializing' };
+        }
+      }
+    }
+    if (cmd === 'GetConsoleOutputCommand') {
+      const id = args.input.InstanceId as string;
+      const n = (this.consoleLooks.get(id) ?? 0) + 1;
+      this.consoleLooks.set(id, n);
+      if (n <= this.opts.emptyConsoleLooks) out.output.Output = undefined;
+    }
+    return out;
+  };
+  install(ec2: EC2Client) {
+    ec2.middlewareStack.add(
+      this.middleware as never,
+      {
+        step: 'initialize',
+        name: 'lifeboatBootingEc2Layer',
+        priority: 'low',
+      } as never,
+    );
+  }
+}

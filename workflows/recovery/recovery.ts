@@ -404,6 +404,7 @@ async function recoverVm(
           vm,
           launched.instanceId,
           running.privateIp,
+          running.publicIp,
         ]),
       `Check that ${vm.name} boots and answers its health check`,
     );
@@ -423,14 +424,21 @@ async function recoverVm(
         k('windows'),
         `${g}: validate Windows guest ${vm.name}`,
         (ref, o) =>
-          acts.validateWindowsGuest.executeWithOptions(o, [
-            ref,
-            p.target,
-            vm.name,
-            launched.instanceId,
-            p.prepNodeInstanceId,
-          ]),
-        `Check the boot of ${vm.name} on its console screenshot; check the prep node`,
+          acts.validateWindowsGuest.executeWithOptions(
+            { ...o, startToCloseTimeout: `${(vm.guestReadyMinutes ?? 20) + 10} minutes` },
+            [
+              ref,
+              p.target,
+              vm.name,
+              launched.instanceId,
+              p.prepNodeInstanceId,
+              {
+                ...(vm.guestReadyMinutes ? { deadlineMinutes: vm.guestReadyMinutes } : {}),
+                ...(tuning.guestPollSeconds ? { pollSeconds: tuning.guestPollSeconds } : {}),
+              },
+            ],
+          ),
+        `Check the boot of ${vm.name} on its console screenshot; check the prep node; raise guestReadyMinutes if it boots slowly`,
       );
       addEc2(job, k('windows'), w.ec2Ms);
     } finally {

@@ -14,10 +14,11 @@ import type {
   StepRef,
   TestNetworkNeed,
 } from '../../../contracts';
-import { planScheduleId, TAG, vmScheduleId } from '../../../contracts';
+import { DEFAULT_GUEST_READY_MINUTES, planScheduleId, TAG, vmScheduleId } from '../../../contracts';
 import { redact } from '../../../lib/redact';
 import { secretStore } from '../../../lib/secrets';
 import type { Db } from '../../../schema/db';
+import { DEFAULT_HEALTH_URL, renderHealthUrl } from '../../../schema/domain/ec2-rules';
 import { jobs, plans, vms } from '../../../schema/index';
 import { loadPlanModel } from '../../../schema/read/plan';
 import type { AwsClientHooks } from '../../node/replication/target/clients';
@@ -238,6 +239,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings, hook
       vm: RecoveryVm,
       instanceId: string,
       privateIp?: string,
+      publicIp?: string,
     ) {
       return asStep(store, step, async () => {
         const ctx = Context.current();
@@ -247,11 +249,14 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings, hook
         const firstAt = prev?.firstAt ?? Date.now();
         let attempts = prev?.attempts ?? 0;
         const ec2 = timed(target);
+        // The check probes the recovered copy: its private IP unless a host is named; URL placeholders filled in.
+        const url =
+          hc.type === 'http' ? renderHealthUrl(hc.url ?? DEFAULT_HEALTH_URL, { privateIp, publicIp }) : '';
         const what =
           hc.type === 'tcp'
             ? `tcp ${hc.host ?? privateIp}:${hc.port}`
             : hc.type === 'http'
-              ? `GET ${hc.url} → ${hc.expectedStatus}`
+              ? `GET ${url} → ${hc.expectedStatus}`
               : 'EC2 status checks';
         const attemptTimeout = Math.min(5000, hc.intervalSeconds * 1000);
         let lastError = '';
@@ -263,7 +268,8 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings, hook
               if (!host) throw new Error('the instance has no private IP and the check names no host');
               await tcpProbe(host, hc.port, attemptTimeout);
             } else if (hc.type === 'http') {
-              await httpProbe(hc.url, hc.expectedStatus, attemptTimeout);
+              if (url.includes('{')) throw new Error(`${url}: the instance has no such address`);
+              await httpProbe(url, hc.expectedStatus, attemptTimeout);
             } else {
               const s = await statusChecksOk(ec2, instanceId);
               if (!s.ok) throw new Error(s.detail);
@@ -307,42 +313,64 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings, hook
       vmName: string,
       instanceId: string,
       prepNodeInstanceId?: string,
+      wait: { deadlineMinutes?: number; pollSeconds?: number } = {},
     ) {
       return asStep(store, step, async () => {
         const ctx = Context.current();
         const ec2 = timed(target);
         const notes: string[] = [];
+        let ready = '';
+        // The deadline survives a retry (worker crash): the first attempt's start travels in the heartbeat.
+        const prev = ctx.info.heartbeatDetails as { firstAt?: number } | undefined;
+        const firstAt = prev?.firstAt ?? Date.now();
+        const deadlineMs = (wait.deadlineMinutes ?? DEFAULT_GUEST_READY_MINUTES) * 60_000;
+        const pollMs = (wait.pollSeconds ?? 10) * 1000;
         if (prepNodeInstanceId) {
           await startInstance(ec2, prepNodeInstanceId);
           for (let i = 0; ; i++) {
             const p = await describeInstance(ec2, prepNodeInstanceId);
             if (p?.State?.Name === 'running') break;
             if (i > 120) throw new Error(`Prep node ${prepNodeInstanceId} did not start`);
+            ctx.heartbeat({ firstAt });
             await ctx.sleep(1000);
           }
           notes.push(`prep node ${prepNodeInstanceId} powered on`);
         }
         try {
-          const s = await statusChecksOk(ec2, instanceId);
-          if (!s.ok)
-            throw ApplicationFailure.nonRetryable(
-              `Windows validation of ${vmName}: status checks not ok (${s.detail})`,
-              'WindowsValidationFailed',
-            );
-          const out = await consoleOutput(ec2, instanceId);
-          if (!out.trim())
-            throw ApplicationFailure.nonRetryable(
-              `Windows validation of ${vmName}: the guest wrote no console output`,
-              'WindowsValidationFailed',
-            );
-          notes.push(`status checks ok, ${out.length} bytes of console output`);
+          // EC2 status stays "initializing" for minutes after boot and the console output is empty
+          // until the guest has written it: poll both until the deadline instead of judging the first look.
+          let looks = 0;
+          for (;;) {
+            looks++;
+            const s = await statusChecksOk(ec2, instanceId);
+            const out = s.ok ? await consoleOutput(ec2, instanceId) : '';
+            if (s.ok && out.trim()) {
+              notes.push(`status checks ok, ${out.length} bytes of console output`);
+              ready = `guest ready after ${looks} look(s), ${((Date.now() - firstAt) / 1000).toFixed(1)} s`;
+              break;
+            }
+            const why = s.ok ? 'the guest wrote no console output yet' : `status checks not ok (${s.detail})`;
+            if (Date.now() - firstAt >= deadlineMs)
+              throw ApplicationFailure.create({
+                type: 'WindowsValidationFailed',
+                nonRetryable: true,
+                message: `Windows validation of ${vmName}: ${why} after ${Math.round(deadlineMs / 60_000)} min (${looks} looks)`,
+                details: [
+                  {
+                    remediation: `Look at ${instanceId}'s console screenshot; raise guestReadyMinutes (VM or plan targetDefaults) if the guest boots slowly`,
+                  },
+                ],
+              });
+            ctx.heartbeat({ firstAt, looks, why });
+            await ctx.sleep(Math.min(pollMs, Math.max(0, deadlineMs - (Date.now() - firstAt))));
+          }
         } finally {
           if (prepNodeInstanceId) {
             await stopInstance(ec2, prepNodeInstanceId);
             notes.push('prep node powered off');
           }
         }
-        return { ec2Ms: ec2.ms, message: `Windows validation of ${vmName}: ${notes.join('; ')}` };
+        return { ec2Ms: ec2.ms, message: `Windows validation of ${vmName}: ${notes.join('; ')} (${ready})` };
       });
     },
 

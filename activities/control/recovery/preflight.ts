@@ -136,7 +136,7 @@ export async function runPreflight(
           findings.push(
             err(
               p,
-              `Snapshot ${snap.snapshotId} of disk ${v.name}/${d.name} (recovery point ${snap.recoveryPointId}) is missing in ${target.region}`,
+              `Recovery point ${snap.recoveryPointId} is not usable: snapshot ${snap.snapshotId} of disk ${v.name}/${d.name} is missing in ${target.region}`,
               'The snapshots were deleted in the target account: choose another recovery point, or replicate again',
             ),
           );
@@ -144,7 +144,7 @@ export async function runPreflight(
           findings.push(
             err(
               p,
-              `Snapshot ${snap.snapshotId} of disk ${v.name}/${d.name} is not completed (${s.State})`,
+              `Recovery point ${snap.recoveryPointId} is not usable: snapshot ${snap.snapshotId} of disk ${v.name}/${d.name} is not completed (${s.State})`,
               'Wait for the snapshots to complete, or choose an earlier recovery point',
             ),
           );
