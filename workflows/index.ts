@@ -4,7 +4,7 @@ export { scheduledDrillWorkflow } from './drills/scheduled';
 export { keyRotationWorkflow } from './keys/rotation';
 export { acknowledgeAlertWorkflow, emitEventsWorkflow, monitorWorkflow } from './monitor';
 export { deliverEventWorkflow } from './notifications/deliver';
-export { cleanupWorkflow, recoveryWorkflow } from './recovery';
+export { cleanupWorkflow, preflightWorkflow, recoveryWorkflow } from './recovery';
 export { replicationIterationWorkflow } from './replication/iteration';
 export { snapshotBudgetWorkflow } from './replication/snapshot-budget';
 export { verifyRecoveryPointWorkflow } from './replication/verify';
