@@ -38,8 +38,15 @@ describe('health checks probe the recovered copy', () => {
     // loopback address this test can serve, so the check can pass only by probing the copy's address.
     const ec2 = ec2Client(testAwsTarget());
     const vpc = (await ec2.send(new CreateVpcCommand({ CidrBlock: '127.0.0.0/16' }))).Vpc!;
-    const subnet = (await ec2.send(new CreateSubnetCommand({ VpcId: vpc.VpcId!, CidrBlock: '127.0.9.0/24' })))
-      .Subnet!;
+    const subnet = (
+      await ec2.send(
+        new CreateSubnetCommand({
+          VpcId: vpc.VpcId!,
+          CidrBlock: '127.0.9.0/24',
+          AvailabilityZone: 'us-east-1a',
+        }),
+      )
+    ).Subnet!;
     const seen: string[] = [];
     const server = http.createServer((req, res) => {
       seen.push(`${req.socket.localAddress} ${req.url}`);

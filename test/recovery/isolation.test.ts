@@ -32,7 +32,13 @@ const strict = new StrictEc2Layer(testAwsTarget());
 async function productionNetwork(ec2: EC2Client, third: number) {
   const vpc = (await ec2.send(new CreateVpcCommand({ CidrBlock: `10.${third}.0.0/16` }))).Vpc!;
   const subnet = (
-    await ec2.send(new CreateSubnetCommand({ VpcId: vpc.VpcId!, CidrBlock: `10.${third}.1.0/24` }))
+    await ec2.send(
+      new CreateSubnetCommand({
+        VpcId: vpc.VpcId!,
+        CidrBlock: `10.${third}.1.0/24`,
+        AvailabilityZone: 'us-east-1a',
+      }),
+    )
   ).Subnet!;
   const sg = await ec2.send(
     new CreateSecurityGroupCommand({

@@ -189,7 +189,7 @@ describe('preflight: POST /v1/plans/{id}/preflight, lifeboat recover --dry-run, 
   });
 
   it('a valid plan: no findings, with or without a request body', async () => {
-    const a = await network(63);
+    const a = await network(63, 'us-east-1a');
     const { planId } = await createPlan(
       api.db,
       [
