@@ -219,6 +219,14 @@ describe('preflight: POST /v1/plans/{id}/preflight, lifeboat recover --dry-run, 
     expect(bad.body.issues[0].path).toBe('vms[0]');
     const viewer = await api.call('POST', `/v1/plans/${planId}/preflight`, { token: api.tokens.viewer });
     expect(viewer.status).toBe(403);
+    const doc = (await (await fetch(`${api.url}/openapi.json`)).json()) as {
+      paths: Record<string, { post?: { operationId?: string } }>;
+      components: { schemas: object };
+    };
+    expect(doc.paths['/v1/plans/{id}/preflight']?.post?.operationId).toBe('preflightRecovery');
+    expect(Object.keys(doc.components.schemas)).toEqual(
+      expect.arrayContaining(['PreflightRequest', 'PreflightResult', 'PreflightFinding']),
+    );
   });
 
   it('plan writes refuse what needs no AWS call: reserved IPs of a known CIDR, device names, two boot disks, checks of production', async () => {
