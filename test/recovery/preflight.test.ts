@@ -11,8 +11,10 @@ import {
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runPreflight } from '../../activities/control/recovery/preflight';
+import { controlSettings } from '../../activities/control/settings';
 import type { Finding, RecoveryResult } from '../../contracts';
-import { ec2Client } from '../../lib/aws';
+import { ec2Client, serviceQuotasClient } from '../../lib/aws';
 import { disks, vms } from '../../schema/index';
 import { startTestApi, type TestApi } from '../helpers/api';
 import { StrictEc2Layer } from '../helpers/aws-layers';
@@ -306,6 +308,42 @@ describe('preflight: POST /v1/plans/{id}/preflight, lifeboat recover --dry-run, 
       ),
     });
     expect(ok.status, JSON.stringify(ok.body)).toBe(201);
+  });
+
+  it('vCPU quota (L-1216C47A): the job plus what runs must fit; moto serves no EC2 quota, a layer answers for AWS', async () => {
+    const { planId } = await createPlan(api.db, [testVm('q-01'), testVm('q-02')]);
+    await createRecoveryPoint(api.db, planId);
+    const quotas = serviceQuotasClient(testAwsTarget());
+    quotas.middlewareStack.add(
+      // biome-ignore lint/suspicious/noExplicitAny: a stub answer in the shape AWS gives
+      ((_next: any, ctx: any) => async (args: any) => {
+        if (ctx.commandName !== 'GetServiceQuotaCommand') return _next(args);
+        expect(args.input).toEqual({ ServiceCode: 'ec2', QuotaCode: 'L-1216C47A' });
+        return { output: { Quota: { QuotaCode: 'L-1216C47A', Value: 3 } }, response: {} };
+      }) as never,
+      { step: 'initialize', name: 'quotaStub' } as never,
+    );
+    const settings = controlSettings(testConfig());
+    const r = await runPreflight(
+      api.db,
+      { planId, mode: 'test' },
+      settings,
+      (t) => ec2Client(t),
+      () => quotas,
+    );
+    const q = r.findings.find((f) => f.path === 'vms' && f.severity === 'error');
+    expect(q?.message, JSON.stringify(r.findings)).toMatch(
+      /needs 4 On-Demand Standard vCPUs; \d+ run already and the quota \(L-1216C47A\) is 3/,
+    );
+    // moto's own answer (NoSuchResource for EC2 quotas): skipped, no finding.
+    const plain = await runPreflight(
+      api.db,
+      { planId, mode: 'test' },
+      settings,
+      (t) => ec2Client(t),
+      (t) => serviceQuotasClient(t),
+    );
+    expect(plain.findings.filter((f) => f.path === 'vms')).toEqual([]);
   });
 
   it('the strict EC2 layer refuses what EC2 refuses and moto accepts', async () => {

@@ -36,6 +36,7 @@ import {
   type Tag,
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
+import type { ServiceQuotasClient } from '@aws-sdk/client-service-quotas';
 import {
   type AwsTarget,
   type CreatedResources,
@@ -47,7 +48,7 @@ import {
   type TestNetwork,
   type TestNetworkNeed,
 } from '../../../contracts';
-import { ec2Client } from '../../../lib/aws';
+import { ec2Client, serviceQuotasClient } from '../../../lib/aws';
 import type { AwsClientHooks } from '../../node/replication/target/clients';
 
 /**
@@ -106,7 +107,18 @@ export class TimedEc2 {
 /** One EC2 client per target (sockets are reused across activities); tests hook their strict layer in. */
 export class Ec2Clients {
   private readonly byTarget = new Map<string, EC2Client>();
+  private readonly quotasByTarget = new Map<string, ServiceQuotasClient>();
   constructor(private readonly hooks: AwsClientHooks = {}) {}
+  quotas(target: AwsTarget): ServiceQuotasClient {
+    const key = `${target.region}|${target.endpoint ?? ''}`;
+    let c = this.quotasByTarget.get(key);
+    if (!c) {
+      c = serviceQuotasClient(target);
+      this.hooks.serviceQuotas?.(c);
+      this.quotasByTarget.set(key, c);
+    }
+    return c;
+  }
   get(target: AwsTarget): EC2Client {
     const key = `${target.region}|${target.endpoint ?? ''}`;
     let c = this.byTarget.get(key);

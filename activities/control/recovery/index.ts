@@ -96,7 +96,13 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings, hook
       input: Pick<RecoveryInput, 'planId' | 'mode' | 'recoveryPoint' | 'vms'>,
     ): Promise<RecoveryPlanSnapshot & { message: string; ec2Ms: number }> {
       return asStep(store, step, async () => {
-        const { findings: _f, ...r } = await loadAndValidate(db, input, settings, (t) => clients.get(t));
+        const { findings: _f, ...r } = await loadAndValidate(
+          db,
+          input,
+          settings,
+          (t) => clients.get(t),
+          (t) => clients.quotas(t),
+        );
         return { ...r, message: r.summary };
       });
     },
@@ -105,7 +111,13 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings, hook
     async preflightRecovery(input: PreflightInput): Promise<PreflightResult> {
       const stop = keepAlive();
       try {
-        const r = await runPreflight(db, input, settings, (t) => clients.get(t));
+        const r = await runPreflight(
+          db,
+          input,
+          settings,
+          (t) => clients.get(t),
+          (t) => clients.quotas(t),
+        );
         return {
           ok: !r.findings.some((f) => f.severity === 'error'),
           findings: r.findings,

@@ -1,4 +1,5 @@
 import {
+  DescribeInstancesCommand,
   DescribeInstanceTypeOfferingsCommand,
   DescribeInstanceTypesCommand,
   DescribeNetworkInterfacesCommand,
@@ -9,6 +10,7 @@ import {
   type Snapshot,
   type Subnet,
 } from '@aws-sdk/client-ec2';
+import { GetServiceQuotaCommand, type ServiceQuotasClient } from '@aws-sdk/client-service-quotas';
 import { ApplicationFailure } from '@temporalio/common';
 import {
   type AwsTarget,
@@ -89,6 +91,7 @@ export async function runPreflight(
   input: PreflightInput,
   settings: ControlSettings,
   ec2Of: (t: AwsTarget) => EC2Client,
+  quotasOf?: (t: AwsTarget) => ServiceQuotasClient,
 ): Promise<PreflightOutcome> {
   const findings: Finding[] = [];
   const scope = await asFinding(
@@ -339,7 +342,15 @@ export async function runPreflight(
   }
 
   // Instance types: offered where the VM lands, and of the VM's architecture.
-  await checkInstanceTypes(ec2, placed, subnets, typeOf, findings);
+  const vcpuOf = await checkInstanceTypes(ec2, placed, subnets, typeOf, findings);
+  if (quotasOf)
+    await checkVcpuQuota(
+      ec2,
+      quotasOf(target),
+      placed.map((x) => typeOf(x.v) ?? DEFAULT_INSTANCE_TYPE),
+      vcpuOf,
+      findings,
+    );
 
   const ec2Ms = Date.now() - t0;
   const errors = findings.filter((f) => f.severity === 'error');
@@ -390,13 +401,16 @@ async function checkInstanceTypes(
   findings: Finding[],
 ) {
   const types = [...new Set(placed.map((x) => typeOf(x.v) ?? DEFAULT_INSTANCE_TYPE))];
-  if (!types.length) return;
+  if (!types.length) return new Map<string, number>();
   const known = new Map<string, string[]>();
+  const vcpuOf = new Map<string, number>();
   const desc = await ec2
     .send(new DescribeInstanceTypesCommand({ Filters: [{ Name: 'instance-type', Values: types }] }))
     .catch(() => undefined);
-  for (const t of desc?.InstanceTypes ?? [])
+  for (const t of desc?.InstanceTypes ?? []) {
     known.set(t.InstanceType!, (t.ProcessorInfo?.SupportedArchitectures ?? []) as string[]);
+    if (t.VCpuInfo?.DefaultVCpus) vcpuOf.set(t.InstanceType!, t.VCpuInfo.DefaultVCpus);
+  }
   const offers = await ec2.send(
     new DescribeInstanceTypeOfferingsCommand({
       LocationType: 'availability-zone',
@@ -447,6 +461,7 @@ async function checkInstanceTypes(
         ),
       );
   }
+  return vcpuOf;
 }
 
 /**
@@ -459,8 +474,9 @@ export async function loadAndValidate(
   input: PreflightInput,
   settings: ControlSettings,
   ec2Of: (t: AwsTarget) => EC2Client,
+  quotasOf?: (t: AwsTarget) => ServiceQuotasClient,
 ): Promise<RecoveryPlanSnapshot & { summary: string; ec2Ms: number; findings: Finding[] }> {
-  const r = await runPreflight(db, input, settings, ec2Of);
+  const r = await runPreflight(db, input, settings, ec2Of, quotasOf);
   const errors = r.findings.filter((f) => f.severity === 'error');
   if (errors.length || !r.plan) {
     const one = errors.length === 1;
@@ -481,4 +497,65 @@ export async function loadAndValidate(
     });
   }
   return { ...r.plan, summary: r.summary, ec2Ms: r.ec2Ms, findings: r.findings };
+}
+
+/** The Service Quotas code of "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances" (vCPUs). */
+export const STANDARD_VCPU_QUOTA = 'L-1216C47A';
+const standard = (type: string) => /^[acdhimrtz]/.test(type) && !/^mac/.test(type);
+
+/**
+ * vCPU quota: the job's On-Demand Standard vCPUs plus those already running in the account must
+ * fit the quota (GetServiceQuota L-1216C47A). A quota the account does not answer for
+ * (NoSuchResource: moto serves only VPC quotas) is skipped; one that cannot be read is a warning.
+ */
+async function checkVcpuQuota(
+  ec2: EC2Client,
+  quotas: ServiceQuotasClient,
+  types: string[],
+  vcpuOf: Map<string, number>,
+  findings: Finding[],
+) {
+  const need = types.filter(standard).reduce((n, t) => n + (vcpuOf.get(t) ?? 0), 0);
+  if (!need) return;
+  let quota: number | undefined;
+  try {
+    const q = await quotas.send(
+      new GetServiceQuotaCommand({ ServiceCode: 'ec2', QuotaCode: STANDARD_VCPU_QUOTA }),
+    );
+    quota = q.Quota?.Value;
+  } catch (e) {
+    const name = (e as Error).name ?? '';
+    if (/NoSuchResource/.test(name)) return;
+    findings.push(
+      warn(
+        'vms',
+        `Could not read the vCPU quota ${STANDARD_VCPU_QUOTA} (${name}): the launch fails if running On-Demand Standard vCPUs would exceed it`,
+        'Allow servicequotas:GetServiceQuota to the control plane, or check the quota in the Service Quotas console',
+      ),
+    );
+    return;
+  }
+  if (quota === undefined) return;
+  const running = await ec2.send(
+    new DescribeInstancesCommand({
+      Filters: [{ Name: 'instance-state-name', Values: ['pending', 'running'] }],
+    }),
+  );
+  const vcpusOf = (i: {
+    InstanceType?: string;
+    CpuOptions?: { CoreCount?: number; ThreadsPerCore?: number };
+  }) =>
+    vcpuOf.get(i.InstanceType ?? '') ?? (i.CpuOptions?.CoreCount ?? 0) * (i.CpuOptions?.ThreadsPerCore ?? 1);
+  const inUse = (running.Reservations ?? [])
+    .flatMap((r) => r.Instances ?? [])
+    .filter((i) => standard(i.InstanceType ?? ''))
+    .reduce((n, i) => n + vcpusOf(i), 0);
+  if (inUse + need > quota)
+    findings.push(
+      err(
+        'vms',
+        `The recovery needs ${need} On-Demand Standard vCPUs; ${inUse} run already and the quota (${STANDARD_VCPU_QUOTA}) is ${quota}`,
+        'Request a quota increase in Service Quotas, recover fewer VMs (`vms`), or pick smaller instance types',
+      ),
+    );
 }
