@@ -17,6 +17,7 @@ export * from './maintenance';
 export * from './monitor';
 export * from './nodes';
 export * from './notifications';
+export * from './preflight';
 export * from './protection';
 export * from './recovery';
 export * from './replication';

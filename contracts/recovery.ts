@@ -23,6 +23,10 @@ export const RECOVERY_WORKFLOW = 'recoveryWorkflow';
 export const CLEANUP_WORKFLOW = 'cleanupWorkflow';
 
 export const recoveryWorkflowId = (jobId: string) => `recovery-${jobId}`;
+/** The step that creates a test recovery's isolated network (recorded histories before it never ran it). */
+export const PATCH_TEST_NETWORK = 'lifeboat-test-network';
+/** The default of guestReadyMinutes. */
+export const DEFAULT_GUEST_READY_MINUTES = 20;
 export const cleanupWorkflowId = (jobId: string) => `cleanup-${jobId}`;
 
 /** Which recovery point: the latest (default), a given id, or the latest at or before a time. */
@@ -48,6 +52,8 @@ export interface RecoveryTuning {
   runningPollSeconds?: number;
   /** Give up waiting for running after this long (default 600 s). */
   runningTimeoutSeconds?: number;
+  /** Poll interval of Windows validation (status checks, console output) until guestReadyMinutes (default 10 s). */
+  guestPollSeconds?: number;
   /** Mirror step progress into Postgres (default true; the benchmark measures both). */
   mirrorSteps?: boolean;
   /**
@@ -98,6 +104,54 @@ export interface NetworkPlacement {
   privateIp?: string;
   securityGroupIds?: string[];
   publicIp?: boolean;
+  /** The subnet's VPC (DescribeSubnets at validation). */
+  vpcId?: string;
+  /** Test recovery with no test subnet: placed in the job's isolated network (created by the `network` step). */
+  isolated?: boolean;
+  /** Test recovery with a test subnet but no test security groups: the job's own group in that subnet's VPC. */
+  jobSecurityGroup?: boolean;
+}
+
+/** What the `network` step of a test recovery makes: the isolated VPC and/or job security groups. */
+export interface TestNetworkNeed {
+  /** Create the isolated VPC + subnet (no internet gateway, NAT or peering route). */
+  isolated: boolean;
+  /** VPCs (of test subnets) that need the job's security group. */
+  vpcIds: string[];
+  /** Ports the health checks use: the job's security groups allow them from within the VPC only. */
+  ports: number[];
+  /** Instance types of the isolated VMs: the isolated subnet goes to a zone offering them all. */
+  instanceTypes?: string[];
+}
+
+export interface TestNetwork {
+  vpcId?: string;
+  subnetId?: string;
+  /** The job's security group per VPC. */
+  securityGroups: Record<string, string>;
+  message: string;
+}
+
+/** The CIDR of the isolated VPC (and its one subnet) of a test recovery with no test network. */
+export const ISOLATED_VPC_CIDR = '10.254.0.0/16';
+export const ISOLATED_SUBNET_CIDR = '10.254.0.0/20';
+
+/** A VM's placement once the job's test network exists (deterministic: the workflow applies it). */
+export function placeInTestNetwork(n: NetworkPlacement, net: TestNetwork): NetworkPlacement {
+  if (n.isolated && net.subnetId && net.vpcId) {
+    const sg = net.securityGroups[net.vpcId];
+    return {
+      subnetId: net.subnetId,
+      vpcId: net.vpcId,
+      ...(n.privateIp ? { privateIp: n.privateIp } : {}),
+      ...(sg ? { securityGroupIds: [sg] } : {}),
+      publicIp: false,
+      isolated: true,
+    };
+  }
+  if (n.jobSecurityGroup && n.vpcId && net.securityGroups[n.vpcId])
+    return { ...n, securityGroupIds: [net.securityGroups[n.vpcId]!] };
+  return n;
 }
 
 /** Everything the workflow needs of one VM, resolved for the job's mode and recovery point. */
@@ -110,6 +164,11 @@ export interface RecoveryVm {
   instanceType: string;
   network: NetworkPlacement;
   healthCheck: HealthCheck;
+  /** RegisterImage BootMode and Architecture (absent in jobs recorded before they existed: bios, x86_64). */
+  bootMode?: 'bios' | 'uefi';
+  architecture?: 'x86_64' | 'arm64';
+  /** Windows validation polls status checks and console output this long (minutes). */
+  guestReadyMinutes?: number;
   /** The guest credentials' secret reference (a name, never the value). */
   guestCredentials?: { secretRef: string };
   preScript?: ScriptRef;
@@ -128,6 +187,8 @@ export interface RecoveryPlanSnapshot {
   /** Windows validation powers this instance on and off (plan targetDefaults.prepNodeInstanceId). */
   prepNodeInstanceId?: string;
   vms: RecoveryVm[];
+  /** Test recovery: the isolated network / job security groups to create before any instance. */
+  testNetwork?: TestNetworkNeed;
 }
 
 export interface CreatedResources {
@@ -136,6 +197,10 @@ export interface CreatedResources {
   images: string[];
   snapshots: string[];
   networkInterfaces: string[];
+  /** The isolated test network and job security groups (absent before isolated drills existed). */
+  securityGroups?: string[];
+  subnets?: string[];
+  vpcs?: string[];
 }
 
 export interface RecoveredVm {

@@ -2,6 +2,7 @@ import { EBSClient, type EBSClientConfig } from '@aws-sdk/client-ebs';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { ServiceQuotasClient } from '@aws-sdk/client-service-quotas';
 import { fromIni } from '@aws-sdk/credential-provider-ini';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/nested-clients/sts';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@aws-sdk/types';
@@ -99,4 +100,9 @@ export function ebsClient(target: AwsTarget, overrides: Partial<EBSClientConfig>
 /** Secrets Manager of a target (secret references `aws-sm:<name or ARN>`, read at run time). */
 export function secretsManagerClient(target: AwsTarget): SecretsManagerClient {
   return new SecretsManagerClient(commonOptions(target));
+}
+
+/** Service Quotas of a target (preflight: vCPU quota of running On-Demand instances). */
+export function serviceQuotasClient(target: AwsTarget): ServiceQuotasClient {
+  return new ServiceQuotasClient(commonOptions(target));
 }

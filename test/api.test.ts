@@ -58,7 +58,7 @@ describe('plan validation', () => {
         vms: [
           vm('web', {
             disks: [
-              { name: 'd', sourceRef: '/a', sizeBytes: 1, deviceName: '/dev/sda' },
+              { name: 'd', sourceRef: '/a', sizeBytes: 1, deviceName: '/dev/sda1' },
               { name: 'd', sourceRef: '/b', sizeBytes: 1, deviceName: '/dev/sdb' },
             ],
           }),
@@ -152,7 +152,7 @@ describe('plan validation', () => {
       (p) => ({
         ...p,
         vms: [
-          vm('web', { disks: [{ name: 'd', sourceRef: 'disk.img', sizeBytes: 1, deviceName: '/dev/sda' }] }),
+          vm('web', { disks: [{ name: 'd', sourceRef: 'disk.img', sizeBytes: 1, deviceName: '/dev/sda1' }] }),
         ],
       }),
       422,

@@ -9,7 +9,7 @@ export { scheduledKeyRotationWorkflow } from './maintenance/key-rotation';
 export { acknowledgeAlertWorkflow, emitEventsWorkflow, monitorWorkflow } from './monitor';
 export { applianceUpgradeWorkflow } from './nodes/upgrade';
 export { deliverEventWorkflow } from './notifications/deliver';
-export { cleanupWorkflow, recoveryWorkflow } from './recovery';
+export { cleanupWorkflow, preflightWorkflow, recoveryWorkflow } from './recovery';
 export { replicationIterationWorkflow } from './replication/iteration';
 export { snapshotBudgetWorkflow } from './replication/snapshot-budget';
 export { verifyRecoveryPointWorkflow } from './replication/verify';

@@ -1,5 +1,6 @@
 import type { Config } from '../../lib/config';
 import type { Db } from '../../schema/db';
+import type { AwsClientHooks } from '../node/replication/target/clients';
 import { createCheckpointActivities } from './checkpoints';
 import { createDrillActivities } from './drills';
 import { createReporter } from './events/alerts';
@@ -29,6 +30,8 @@ export interface ControlActivityDeps {
    * its one event log.
    */
   listeners?: EventListener[];
+  /** SDK middleware for the EC2 clients of recovery (tests install their strict layer; production none). */
+  awsHooks?: AwsClientHooks;
 }
 
 /** The listeners of a control worker's event log: notification channels. */
@@ -50,7 +53,7 @@ export function createControlActivities(deps: ControlActivityDeps) {
     ...createJobActivities(deps.db, reporter),
     ...createJobReconcilerActivities(deps.db, reporter),
     ...createReplicationControlActivities(deps.db, settings, reporter),
-    ...createRecoveryActivities(deps.db, settings),
+    ...createRecoveryActivities(deps.db, settings, deps.awsHooks),
     ...createProtectionActivities(deps.db, reporter),
     ...createReverseActivities(deps.db, settings, reporter),
     ...createReportActivities(deps.db),

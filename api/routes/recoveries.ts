@@ -1,7 +1,12 @@
 import { z } from '@hono/zod-openapi';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
-import { RecoveryRequest, recoveryJobsService } from '../services/recovery-jobs';
+import {
+  PreflightRequest,
+  PreflightResultSchema,
+  RecoveryRequest,
+  recoveryJobsService,
+} from '../services/recovery-jobs';
 import { findPlan } from '../services/replication/status';
 import { concernRoute, IdOrNameParam, jsonBody, jsonContent } from './params';
 
@@ -23,6 +28,24 @@ const recover = route('operator', 'post', '/plans/{id}/recoveries', {
   },
 });
 
+const preflight = route('operator', 'post', '/plans/{id}/preflight', {
+  operationId: 'preflightRecovery',
+  summary: 'Check a recovery before running it: every check that creates nothing in the target account',
+  description:
+    "Runs the recovery validate step's checks against the target account and answers the findings (severity error or warning, field path, message, remediation): recovery point and snapshots; subnets and security groups (exist, same VPC); private IPs (inside their subnet, not AWS-reserved, not in use, not duplicated); instance types offered in the subnet's zone and of the VM's architecture; device names and one boot disk; health checks aimed at the copy. The body is optional (the recovery request; mode defaults to test). `ok` is false when any finding is an error: a recovery would stop at its validate step.",
+  request: {
+    params: IdOrNameParam,
+    body: {
+      ...jsonBody(PreflightRequest, 'Optional: the recovery request to check (mode, recovery point, VMs)'),
+      required: false,
+    },
+  },
+  responses: {
+    200: jsonContent(PreflightResultSchema, 'The findings (an empty list: nothing found)'),
+    ...errorResponses(400, 401, 403, 404, 422, 503),
+  },
+});
+
 export function recoveryRoutes(deps: AppDeps) {
   const svc = recoveryJobsService({
     db: deps.db,
@@ -30,9 +53,16 @@ export function recoveryRoutes(deps: AppDeps) {
     taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
     retryWaitMinutes: deps.config.LIFEBOAT_RECOVERY_RETRY_WAIT_MINUTES,
   });
-  return v1Router().openapi(recover, async (c) => {
-    const plan = await findPlan(deps.db, c.req.valid('param').id);
-    const job = await svc.startRecovery(plan.id, c.req.valid('json'), c.get('principal').name);
-    return c.json({ jobId: job.id, workflowId: job.workflowId }, 202);
-  });
+  return v1Router()
+    .openapi(recover, async (c) => {
+      const plan = await findPlan(deps.db, c.req.valid('param').id);
+      const job = await svc.startRecovery(plan.id, c.req.valid('json'), c.get('principal').name);
+      return c.json({ jobId: job.id, workflowId: job.workflowId }, 202);
+    })
+    .openapi(preflight, async (c) => {
+      const plan = await findPlan(deps.db, c.req.valid('param').id);
+      // No body (or no JSON content type): a test recovery of the latest point, all VMs.
+      const body = (c.req.valid('json') as PreflightRequest | undefined) ?? PreflightRequest.parse({});
+      return c.json(await svc.preflight(plan.id, body), 200);
+    });
 }

@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { z } from '@hono/zod-openapi';
+import type { WorkflowHandle } from '@temporalio/client';
 import { and, desc, eq, inArray } from 'drizzle-orm';
 import {
   ACTIVE_JOB_STATUSES,
@@ -7,6 +9,9 @@ import {
   cleanupWorkflowId,
   isJobEnded,
   JOB_KIND_OF_MODE,
+  PREFLIGHT_WORKFLOW,
+  type PreflightInput,
+  type PreflightResult,
   RECOVERY_JOB_KINDS,
   RECOVERY_WORKFLOW,
   type RecoveryInput,
@@ -44,6 +49,34 @@ export const RecoveryRequest = z
   .strict()
   .openapi('RecoveryRequest');
 export type RecoveryRequest = z.infer<typeof RecoveryRequest>;
+
+/** Preflight takes the recovery request (all optional; mode defaults to test; scripts and confirm are not needed). */
+export const PreflightRequest = RecoveryRequest.extend({
+  mode: z.enum(['test', 'full', 'migration']).default('test'),
+}).openapi('PreflightRequest');
+export type PreflightRequest = z.infer<typeof PreflightRequest>;
+
+export const FindingSchema = z
+  .object({
+    severity: z.enum(['error', 'warning']),
+    path: z
+      .string()
+      .describe(
+        'Field path in the plan as GET /v1/plans/{id} returns it (e.g. vms[1].network.privateIp), or in the request',
+      ),
+    message: z.string(),
+    remediation: z.string(),
+  })
+  .openapi('PreflightFinding');
+export const PreflightResultSchema = z
+  .object({
+    ok: z
+      .boolean()
+      .describe('No finding is an error: a recovery with this request would pass its validate step'),
+    findings: z.array(FindingSchema),
+    summary: z.string(),
+  })
+  .openapi('PreflightResult');
 
 export type RecoveryJobDeps = JobsDeps & {
   /**
@@ -123,6 +156,49 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
     get: jobsSvc.get,
     list: jobsSvc.list,
     cancel: jobsSvc.cancel,
+
+    /**
+     * Preflight: the validate step's checks against the target account, creating nothing — run by
+     * the control worker (it holds the target's credentials) as a short workflow.
+     */
+    async preflight(planId: string, req: PreflightRequest): Promise<PreflightResult> {
+      const [plan] = await db.select().from(plans).where(eq(plans.id, planId));
+      if (!plan) throw new ApiError(404, 'not_found', `No plan ${planId}`);
+      await db.transaction((tx) => checkRecoveryRequest(tx, plan, req));
+      const input: PreflightInput = {
+        planId,
+        mode: req.mode,
+        ...(req.recoveryPoint ? { recoveryPoint: req.recoveryPoint } : {}),
+        ...(req.vms ? { vms: req.vms } : {}),
+      };
+      let handle: WorkflowHandle;
+      try {
+        handle = await deps.temporal.withDeadline(Date.now() + 10_000, () =>
+          deps.temporal.workflow.start(PREFLIGHT_WORKFLOW, {
+            taskQueue: deps.taskQueue,
+            workflowId: `preflight-${randomUUID()}`,
+            args: [input],
+            workflowExecutionTimeout: '5 minutes',
+            staticSummary: `Preflight of a ${req.mode} recovery of ${plan.name}`,
+          }),
+        );
+      } catch (e) {
+        throw new ApiError(
+          503,
+          'temporal_unavailable',
+          `Could not start the preflight: ${(e as Error).message}`,
+        );
+      }
+      try {
+        return (await handle.result()) as PreflightResult;
+      } catch (e) {
+        throw new ApiError(
+          503,
+          'preflight_failed',
+          `The preflight could not run to its end (${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}); nothing was created. Repeat it once the control worker and the target account are reachable`,
+        );
+      }
+    },
 
     /** `tuning` and `workflowTaskTimeout` are for tests and the benchmark (fast failure detection). */
     async startRecovery(

@@ -148,6 +148,21 @@ export async function watch(api: ApiClient, id: string, json: boolean, intervalM
   }
 }
 
+interface PreflightResult {
+  ok: boolean;
+  summary: string;
+  findings: { severity: string; path: string; message: string; remediation: string }[];
+}
+
+/** The findings of a preflight, one per line with its field path, then what to do. */
+function preflightText(pf: PreflightResult): string {
+  if (!pf.findings.length) return `preflight: no findings (${pf.summary})`;
+  const lines = pf.findings.map(
+    (f) => `${f.severity.padEnd(7)} ${f.path}: ${f.message}\n        fix: ${f.remediation}`,
+  );
+  return `${lines.join('\n')}\npreflight: ${pf.ok ? 'ok (warnings only)' : 'a recovery would stop at its validate step'}`;
+}
+
 /** `lifeboat recover PLAN` and `lifeboat jobs list|get|cancel|retry|abandon|cleanup` */
 export function recoveryCommands(program: Command, cli: Cli) {
   program
@@ -161,6 +176,10 @@ export function recoveryCommands(program: Command, cli: Cli) {
     .option('--vms <names>', 'comma-separated VM names (default: all)')
     .option('--no-scripts', 'do not run the pre/post scripts')
     .option('--confirm <plan-name>', 'full recovery and migration: the plan name, to confirm')
+    .option(
+      '--dry-run',
+      'preflight only: check everything that creates nothing in the target account and list the findings; exit 0 when none is an error, 6 otherwise',
+    )
     .option(
       '-w, --watch',
       'follow the steps live; exit 0 completed, 6 failed/cancelled, 7 partially completed',
@@ -191,6 +210,14 @@ export function recoveryCommands(program: Command, cli: Cli) {
           : {}),
         ...(o.confirm ? { confirm: o.confirm } : {}),
       };
+      if (o.dryRun) {
+        const { body: pf } = await api.request<PreflightResult>('POST', `/v1/plans/${planId}/preflight`, {
+          body,
+        });
+        cli.print(pf, () => preflightText(pf));
+        process.exitCode = pf.ok ? 0 : 6;
+        return;
+      }
       const { body: started } = await api.request<{ jobId: string }>(
         'POST',
         `/v1/plans/${planId}/recoveries`,

@@ -1,6 +1,7 @@
 import { z } from '@hono/zod-openapi';
 import { CronExpressionParser } from 'cron-parser';
 import { cidrContains, Id, IsoDateTimeWithOffset, Name, Priority } from './common';
+import { bootDiskIndexes, fixedCheckHost, reservedInSubnet } from './ec2-rules';
 import { Script } from './script';
 import { Disk, HealthCheck, NetworkSettings, Vm } from './vm';
 
@@ -205,6 +206,15 @@ export const TargetDefaults = z
       .regex(/^i-[0-9a-f]+$/, 'must be an instance id')
       .optional()
       .describe('Windows prep node: powered on only for Windows validation during recovery, off after'),
+    guestReadyMinutes: z
+      .number()
+      .int()
+      .min(1)
+      .max(240)
+      .optional()
+      .describe(
+        'How long Windows validation waits for EC2 status checks ok and console output, for VMs that set none (default 20)',
+      ),
   })
   .strict()
   .openapi('TargetDefaults');
@@ -370,8 +380,23 @@ export const PlanInput = z
             path: [...path, 'privateIp'],
             message: `${net.privateIp} is outside the subnet ${net.subnetCidr}`,
           });
+        } else if (net?.privateIp && net.subnetCidr && reservedInSubnet(net.subnetCidr, net.privateIp)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [...path, 'privateIp'],
+            message: `${net.privateIp} is reserved by AWS in ${net.subnetCidr} (the first four and the last address of a subnet)`,
+          });
         }
       }
+      const boots = bootDiskIndexes(vm.disks);
+      if (boots.length !== 1)
+        ctx.addIssue({
+          code: 'custom',
+          path: boots.length ? ['vms', i, 'disks', boots[1]!, 'deviceName'] : ['vms', i, 'disks'],
+          message: boots.length
+            ? `VM "${vm.name}" has two boot disks (/dev/sda1 and /dev/xvda): exactly one disk is the boot disk`
+            : `VM "${vm.name}" has no boot disk: exactly one disk must be on /dev/sda1 or /dev/xvda`,
+        });
       const ip = vm.network.privateIp;
       if (ip) {
         const other = privateIps.get(ip);
@@ -383,6 +408,22 @@ export const PlanInput = z
           });
         } else privateIps.set(ip, vm.name);
       }
+    });
+
+    // A health check names the recovered copy ({privateIp}, or no host): a fixed production address
+    // would probe production during a test recovery (and pass while the copy is dead).
+    const production = new Map(
+      plan.vms.flatMap((vm) => (vm.network.privateIp ? [[vm.network.privateIp, vm.name] as const] : [])),
+    );
+    plan.vms.forEach((vm, i) => {
+      const host = fixedCheckHost(vm.healthCheck);
+      const owner = host ? production.get(host) : undefined;
+      if (owner)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['vms', i, 'healthCheck', vm.healthCheck.type === 'tcp' ? 'host' : 'url'],
+          message: `${host} is the production private IP of VM "${owner}": a test recovery would probe production. Leave the host out (tcp) or use {privateIp} (http): the recovered instance's address, the production one in a full recovery`,
+        });
     });
 
     // A group's boot delay is a wait between it and the next group: the last group has none.

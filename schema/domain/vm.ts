@@ -1,5 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { Cidr, Ipv4, Name, Priority } from './common';
+import { DEFAULT_HEALTH_URL, deviceNameProblem, healthUrlParses } from './ec2-rules';
 import { Script } from './script';
 import { SecretRef } from './secret';
 
@@ -18,7 +19,16 @@ export const Disk = z
       .int()
       .positive()
       .max(64 * 2 ** 40),
-    deviceName: z.string().regex(/^\/dev\/[a-z0-9]+$/, 'must be a device name like /dev/sda1 or /dev/xvdb'),
+    deviceName: z
+      .string()
+      .regex(/^\/dev\/[a-z0-9]+$/, 'must be a device name like /dev/sda1 or /dev/xvdb')
+      .superRefine((v, ctx) => {
+        const problem = /^\/dev\/[a-z0-9]+$/.test(v) ? deviceNameProblem(v) : undefined;
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .describe(
+        'EC2 device name: the boot disk on /dev/sda1 or /dev/xvda, data disks on /dev/sd[b-z] or /dev/xvd[b-z]',
+      ),
     format: z
       .enum(['raw', 'qcow2'])
       .default('raw')
@@ -58,7 +68,14 @@ export const HealthCheck = z
     z
       .object({
         type: z.literal('tcp'),
-        host: z.string().min(1).max(255).optional().describe('Defaults to the recovered private IP'),
+        host: z
+          .string()
+          .min(1)
+          .max(255)
+          .optional()
+          .describe(
+            "Defaults to the recovered instance's private IP; a fixed host is probed as is (in a test recovery it must not be a production address of the plan)",
+          ),
         port: z.number().int().min(1).max(65535),
         ...checkTiming,
       })
@@ -66,7 +83,17 @@ export const HealthCheck = z
     z
       .object({
         type: z.literal('http'),
-        url: z.url(),
+        url: z
+          .string()
+          .max(2048)
+          .refine(
+            healthUrlParses,
+            'must be an http(s) URL; it may use {privateIp} or {publicIp} for the recovered instance',
+          )
+          .default(DEFAULT_HEALTH_URL)
+          .describe(
+            "Probed URL; {privateIp} and {publicIp} are replaced by the recovered instance's addresses (default http://{privateIp}/)",
+          ),
         expectedStatus: z.number().int().min(100).max(599).default(200),
         ...checkTiming,
       })
@@ -93,6 +120,23 @@ export const Vm = z
       .regex(/^[a-z0-9]+[a-z0-9-]*\.[a-z0-9]+$/, 'must be an instance type like t3.medium')
       .optional(),
     healthCheck: HealthCheck.default({ type: 'none' }),
+    bootMode: z
+      .enum(['bios', 'uefi'])
+      .default('bios')
+      .describe('Firmware the boot disk was installed for: passed to RegisterImage as BootMode'),
+    architecture: z
+      .enum(['x86_64', 'arm64'])
+      .default('x86_64')
+      .describe('CPU architecture of the guest: passed to RegisterImage; the instance type must match'),
+    guestReadyMinutes: z
+      .number()
+      .int()
+      .min(1)
+      .max(240)
+      .optional()
+      .describe(
+        'How long Windows validation waits for EC2 status checks ok and console output (default: the plan targetDefaults.guestReadyMinutes, else 20)',
+      ),
     replicationPriority: Priority.default(50),
   })
   .strict()

@@ -2,11 +2,19 @@ import { createHash } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { type EBSClient, GetSnapshotBlockCommand, ListSnapshotBlocksCommand } from '@aws-sdk/client-ebs';
-import { DescribeSnapshotsCommand, type EC2Client } from '@aws-sdk/client-ec2';
+import {
+  DescribeNetworkInterfacesCommand,
+  DescribeSecurityGroupsCommand,
+  DescribeSnapshotsCommand,
+  DescribeSubnetsCommand,
+  type EC2Client,
+} from '@aws-sdk/client-ec2';
 import { BLOCK_SIZE, BLOCKS_PER_GIB } from '../../activities/node/replication/blocks';
 import type { AwsClientHooks } from '../../activities/node/replication/target/clients';
 import type { AwsTarget } from '../../contracts';
 import { ebsClient, ec2Client } from '../../lib/aws';
+import { cidrContains } from '../../schema/domain/common';
+import { deviceNameProblem, reservedInSubnet } from '../../schema/domain/ec2-rules';
 
 /**
  * Test-only layers of SDK middleware for the EBS client, installed through the data path's
@@ -451,6 +459,102 @@ export class PagingEbsLayer {
   }
 }
 
+/**
+ * Test-only strict layer for the EC2 client of recovery (installed through the control
+ * activities' `awsHooks`): refuses what EC2 refuses and moto accepts —
+ * security groups of another VPC than the subnet's (RunInstances, CreateNetworkInterface),
+ * a private IP outside its subnet, AWS-reserved in it (first four, last) or already taken,
+ * and block device names EC2 does not accept (RunInstances, RegisterImage).
+ */
+export class StrictEc2Layer {
+  readonly violations: string[] = [];
+  private readonly raw: EC2Client;
+  constructor(target: AwsTarget) {
+    this.raw = ec2Client(target);
+  }
+  private reject(code: string, message: string): never {
+    this.violations.push(`${code}: ${message}`);
+    throw Object.assign(new Error(`strict EC2 layer: ${message}`), {
+      name: code,
+      $fault: 'client' as const,
+      $metadata: { httpStatusCode: 400 },
+    });
+  }
+
+  private async placement(
+    subnetId: string | undefined,
+    groups: string[] | undefined,
+    ip: string | undefined,
+  ) {
+    if (!subnetId) return;
+    const sub = (await this.raw.send(new DescribeSubnetsCommand({ SubnetIds: [subnetId] }))).Subnets?.[0];
+    if (!sub) return; // moto answers InvalidSubnetID.NotFound itself
+    if (groups?.length) {
+      const gs =
+        (await this.raw.send(new DescribeSecurityGroupsCommand({ GroupIds: groups }))).SecurityGroups ?? [];
+      for (const g of gs)
+        if (g.VpcId !== sub.VpcId)
+          this.reject(
+            'InvalidParameter',
+            `Security group ${g.GroupId} and subnet ${subnetId} belong to different networks (${g.VpcId} vs ${sub.VpcId})`,
+          );
+    }
+    if (ip && sub.CidrBlock) {
+      if (!cidrContains(sub.CidrBlock, ip))
+        this.reject('InvalidParameterValue', `Address ${ip} does not fall within the subnet's address range`);
+      if (reservedInSubnet(sub.CidrBlock, ip))
+        this.reject('InvalidParameterValue', `Address ${ip} is in subnet's reserved address range`);
+      const used = await this.raw.send(
+        new DescribeNetworkInterfacesCommand({
+          Filters: [
+            { Name: 'addresses.private-ip-address', Values: [ip] },
+            { Name: 'subnet-id', Values: [subnetId] },
+          ],
+        }),
+      );
+      if ((used.NetworkInterfaces ?? []).length)
+        this.reject('InvalidIPAddress.InUse', `Address ${ip} is in use`);
+    }
+  }
+
+  private devices(mappings: { DeviceName?: string }[] | undefined) {
+    for (const m of mappings ?? []) {
+      const problem = m.DeviceName ? deviceNameProblem(m.DeviceName) : undefined;
+      if (problem) this.reject('InvalidBlockDeviceMapping', `Invalid device name ${m.DeviceName}`);
+    }
+  }
+
+  // biome-ignore lint/suspicious/noExplicitAny: middleware over any EC2 command
+  readonly middleware = (next: any, context: any) => async (args: any) => {
+    const cmd = context.commandName as string;
+    const input = args.input;
+    if (cmd === 'RunInstancesCommand') {
+      this.devices(input.BlockDeviceMappings);
+      const eni = input.NetworkInterfaces?.[0];
+      await this.placement(
+        eni?.SubnetId ?? input.SubnetId,
+        eni?.Groups ?? input.SecurityGroupIds,
+        eni?.PrivateIpAddress ?? input.PrivateIpAddress,
+      );
+    }
+    if (cmd === 'CreateNetworkInterfaceCommand')
+      await this.placement(input.SubnetId, input.Groups, input.PrivateIpAddress);
+    if (cmd === 'RegisterImageCommand') this.devices(input.BlockDeviceMappings);
+    return next(args);
+  };
+
+  install(ec2: EC2Client) {
+    ec2.middlewareStack.add(
+      this.middleware as never,
+      {
+        step: 'initialize',
+        name: 'lifeboatStrictEc2Layer',
+        priority: 'high',
+      } as never,
+    );
+  }
+}
+
 /** Hooks for the data path with the given layers (outermost first: counting, strict, then faults per attempt). */
 export function layerHooks(layers: {
   strict?: StrictEbsLayer;
@@ -672,6 +776,49 @@ export class StrictEc2LockLayer {
         step: 'initialize',
         name: 'lifeboatStrictEc2LockLayer',
         priority: 'high',
+      } as never,
+    );
+  }
+}
+
+/**
+ * A guest that takes a while to come up, as on AWS (moto reports status ok and console output at
+ * once): for each instance, the first `initializingLooks` DescribeInstanceStatus answers say
+ * `initializing`, and the first `emptyConsoleLooks` GetConsoleOutput answers are empty.
+ */
+export class BootingEc2Layer {
+  readonly statusLooks = new Map<string, number>();
+  readonly consoleLooks = new Map<string, number>();
+  constructor(private readonly opts: { initializingLooks: number; emptyConsoleLooks: number }) {}
+  // biome-ignore lint/suspicious/noExplicitAny: middleware over any EC2 command
+  readonly middleware = (next: any, context: any) => async (args: any) => {
+    const cmd = context.commandName as string;
+    const out = await next(args);
+    if (cmd === 'DescribeInstanceStatusCommand') {
+      for (const s of out.output.InstanceStatuses ?? []) {
+        const n = (this.statusLooks.get(s.InstanceId) ?? 0) + 1;
+        this.statusLooks.set(s.InstanceId, n);
+        if (n <= this.opts.initializingLooks) {
+          s.InstanceStatus = { ...s.InstanceStatus, Status: 'initializing' };
+          s.SystemStatus = { ...s.SystemStatus, Status: 'initializing' };
+        }
+      }
+    }
+    if (cmd === 'GetConsoleOutputCommand') {
+      const id = args.input.InstanceId as string;
+      const n = (this.consoleLooks.get(id) ?? 0) + 1;
+      this.consoleLooks.set(id, n);
+      if (n <= this.opts.emptyConsoleLooks) out.output.Output = undefined;
+    }
+    return out;
+  };
+  install(ec2: EC2Client) {
+    ec2.middlewareStack.add(
+      this.middleware as never,
+      {
+        step: 'initialize',
+        name: 'lifeboatBootingEc2Layer',
+        priority: 'low',
       } as never,
     );
   }

@@ -10,6 +10,7 @@ import {
 import { type Client, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { asc, eq } from 'drizzle-orm';
+import type { AwsClientHooks } from '../../activities/node/replication/target/clients';
 import { plansService } from '../../api/services/plans';
 import { recoveryJobsService } from '../../api/services/recovery-jobs';
 import { sitesService } from '../../api/services/sites';
@@ -225,12 +226,12 @@ export type { Client };
  * client has Lifeboat's data converter) and the recovery jobs service over both. Made before
  * the file's (or describe block's) tests, stopped and dropped after them.
  */
-export function useRecoveryStack(queuePrefix: string) {
+export function useRecoveryStack(queuePrefix: string, opts: { awsHooks?: AwsClientHooks } = {}) {
   const taskQueue = uniqueId(queuePrefix);
   return perTestFile(
     async () => {
       const testDb = await createTestDatabase();
-      const w = await runControlTestWorker({ db: testDb.db, taskQueue });
+      const w = await runControlTestWorker({ db: testDb.db, taskQueue, ...opts });
       return {
         db: testDb.db,
         client: w.client,

@@ -4,6 +4,7 @@ import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { afterAll, beforeAll } from 'vitest';
 import { createControlActivities } from '../../activities/control';
+import type { AwsClientHooks } from '../../activities/node/replication/target/clients';
 import { awsTargetFromConfig } from '../../lib/aws';
 import { type Config, loadConfig } from '../../lib/config';
 import { lifeboatDataConverter } from '../../lib/crypto';
@@ -91,13 +92,19 @@ export function createControlTestWorker(opts: {
   config?: Config;
   /** Worker options over the defaults (e.g. a plain dataConverter to record an unencrypted history). */
   worker?: Partial<WorkerOptions>;
+  /** SDK middleware on the recovery activities' EC2 clients (the strict EC2 layer). */
+  awsHooks?: AwsClientHooks;
 }) {
   const config = opts.config ?? testConfig();
   return createTestWorker({
     config,
     taskQueue: opts.taskQueue,
     workflowBundle: workflowBundle(),
-    activities: createControlActivities({ db: opts.db, config }),
+    activities: createControlActivities({
+      db: opts.db,
+      config,
+      ...(opts.awsHooks ? { awsHooks: opts.awsHooks } : {}),
+    }),
     ...opts.worker,
   });
 }

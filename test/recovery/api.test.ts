@@ -84,6 +84,7 @@ describe('recovery API: /v1/plans/{id}/recoveries and /v1/jobs', () => {
     expect(job.kind).toBe('test-recovery');
     expect(job.steps.map((s: { key: string }) => s.key)).toEqual([
       'validate',
+      'network', // no test network in the plan: the job's isolated one
       'vm:db-01:image',
       'vm:db-01:launch',
       'vm:db-01:running',
@@ -187,9 +188,10 @@ describe('recovery API: /v1/plans/{id}/recoveries and /v1/jobs', () => {
     const ok = await lifeboat(['recover', planName, '--mode', 'test', '--watch']);
     expect(ok.code, ok.stderr).toBe(0);
     // Each step line carries that step's own position, not the count of finished steps.
-    expect(ok.stdout).toMatch(/✓ \[1\/4\] Validate the recovery point/);
-    expect(ok.stdout).toMatch(/✓ \[2\/4\] .*cli-01/);
-    expect(ok.stdout).toMatch(/✓ \[4\/4\] Wait for cli-01 to run — i-[0-9a-f]+ is running/);
+    expect(ok.stdout).toMatch(/✓ \[1\/5\] Validate the recovery point/);
+    expect(ok.stdout).toMatch(/✓ \[2\/5\] Test network/);
+    expect(ok.stdout).toMatch(/✓ \[3\/5\] .*cli-01/);
+    expect(ok.stdout).toMatch(/✓ \[5\/5\] Wait for cli-01 to run — i-[0-9a-f]+ is running/);
     expect(ok.stdout).toMatch(/: completed/);
 
     const bad = await lifeboat(['recover', planId, '--watch']);

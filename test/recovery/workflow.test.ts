@@ -214,6 +214,13 @@ const stubs: Stubbed = {
     record('cleanupRecoveryResources', [step, target, targetJobId, pollMs]);
     return { deleted: created, message: `Deleted 2 instances tagged ${targetJobId}` };
   },
+  async preflightRecovery() {
+    return { ok: true, findings: [], summary: 'stub' };
+  },
+  async prepareTestNetwork(step, labels, target, need) {
+    record('prepareTestNetwork', [step, labels, target, need]);
+    return { securityGroups: {}, ec2Ms: 0, message: 'stub network' };
+  },
 };
 
 // ---- plans ------------------------------------------------------------------------------------

@@ -1,2 +1,3 @@
 export { cleanupWorkflow } from './cleanup';
+export { preflightWorkflow } from './preflight';
 export { recoveryWorkflow } from './recovery';

@@ -18,6 +18,8 @@ import {
   PATCH_FAILED_JOB_FAILS,
   PATCH_FAILOVER_STATE,
   PATCH_JOB_REPORT,
+  PATCH_TEST_NETWORK,
+  placeInTestNetwork,
   progressQuery,
   REPLICATION_ITERATION_WORKFLOW,
   type RecoveredVm,
@@ -99,6 +101,7 @@ export async function recoveryWorkflow(input: RecoveryInput): Promise<RecoveryRe
     const plan = await validatePhase(job, selector);
     const groups = bootGroups(plan.vms);
     await declareSteps(job, plan, groups);
+    if (plan.testNetwork && patched(PATCH_TEST_NETWORK)) await testNetworkPhase(job, plan);
     await planPreScript(job, plan);
     const windowsLock: WindowsLock = { chain: Promise.resolve() };
     for (const i of groups.keys()) await runBootGroup(job, plan, groups, i, windowsLock);
@@ -303,6 +306,7 @@ async function declareSteps(
   p: RecoveryPlanSnapshot,
   groups: BootGroup[],
 ) {
+  if (p.testNetwork) book.add('network', 'Test network (isolated from production)');
   if (input.runScripts && p.preScript) book.add('plan:pre-script', 'Plan pre-script');
   groups.forEach((grp, i) => {
     for (const vm of grp.vms) {
@@ -326,6 +330,30 @@ async function declareSteps(
   });
   if (input.runScripts && p.postScript) book.add('plan:post-script', 'Plan post-script');
   await acts.recoveryJobStarted(jobId, book.progress.steps);
+}
+
+/**
+ * Test recovery without its own test network: the isolated VPC + subnet and/or the job's security
+ * groups (validation said which), created before anything else; the VMs are placed in them.
+ */
+async function testNetworkPhase(job: RecoveryJob, p: RecoveryPlanSnapshot) {
+  const { jobId, input, acts } = job;
+  const net = await step(
+    job,
+    'network',
+    'Create the test network of the job (no route to production or the internet)',
+    (ref, o) =>
+      acts.prepareTestNetwork.executeWithOptions(o, [
+        ref,
+        { jobId, planId: p.planId, mode: input.mode },
+        p.target,
+        p.testNetwork!,
+      ]),
+    'Check the VPC, subnet and security group quotas of the target account; or give the plan a test subnet and test security groups (targetDefaults.testSubnetId, testSecurityGroupIds)',
+  );
+  addEc2(job, 'network', net.ec2Ms);
+  // In place: the boot groups hold these same VM objects.
+  for (const v of p.vms) v.network = placeInTestNetwork(v.network, net);
 }
 
 async function planPreScript(job: RecoveryJob, p: RecoveryPlanSnapshot) {
@@ -450,6 +478,7 @@ async function recoverVm(
           vm,
           launched.instanceId,
           running.privateIp,
+          running.publicIp,
         ]),
       `Check that ${vm.name} boots and answers its health check`,
     );
@@ -469,14 +498,21 @@ async function recoverVm(
         k('windows'),
         `${g}: validate Windows guest ${vm.name}`,
         (ref, o) =>
-          acts.validateWindowsGuest.executeWithOptions(o, [
-            ref,
-            p.target,
-            vm.name,
-            launched.instanceId,
-            p.prepNodeInstanceId,
-          ]),
-        `Check the boot of ${vm.name} on its console screenshot; check the prep node`,
+          acts.validateWindowsGuest.executeWithOptions(
+            { ...o, startToCloseTimeout: `${(vm.guestReadyMinutes ?? 20) + 10} minutes` },
+            [
+              ref,
+              p.target,
+              vm.name,
+              launched.instanceId,
+              p.prepNodeInstanceId,
+              {
+                ...(vm.guestReadyMinutes ? { deadlineMinutes: vm.guestReadyMinutes } : {}),
+                ...(tuning.guestPollSeconds ? { pollSeconds: tuning.guestPollSeconds } : {}),
+              },
+            ],
+          ),
+        `Check the boot of ${vm.name} on its console screenshot; check the prep node; raise guestReadyMinutes if it boots slowly`,
       );
       addEc2(job, k('windows'), w.ec2Ms);
     } finally {

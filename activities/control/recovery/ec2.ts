@@ -1,36 +1,55 @@
 import { createHash } from 'node:crypto';
 import {
+  AuthorizeSecurityGroupEgressCommand,
+  AuthorizeSecurityGroupIngressCommand,
+  CreateSecurityGroupCommand,
+  CreateSubnetCommand,
   CreateTagsCommand,
+  CreateVpcCommand,
   DeleteNetworkInterfaceCommand,
+  DeleteSecurityGroupCommand,
   DeleteSnapshotCommand,
+  DeleteSubnetCommand,
   DeleteVolumeCommand,
+  DeleteVpcCommand,
   DeregisterImageCommand,
   DescribeImagesCommand,
   DescribeInstanceStatusCommand,
   DescribeInstancesCommand,
+  DescribeInstanceTypeOfferingsCommand,
   DescribeNetworkInterfacesCommand,
+  DescribeSecurityGroupsCommand,
   DescribeSnapshotsCommand,
+  DescribeSubnetsCommand,
   DescribeVolumesCommand,
+  DescribeVpcsCommand,
   DetachNetworkInterfaceCommand,
   type EC2Client,
   type Filter,
   GetConsoleOutputCommand,
   type Instance,
   RegisterImageCommand,
+  RevokeSecurityGroupEgressCommand,
   RunInstancesCommand,
   StartInstancesCommand,
   StopInstancesCommand,
   type Tag,
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
+import type { ServiceQuotasClient } from '@aws-sdk/client-service-quotas';
 import {
   type AwsTarget,
   type CreatedResources,
+  ISOLATED_SUBNET_CIDR,
+  ISOLATED_VPC_CIDR,
   type RecoveryMode,
   type RecoveryVm,
   TAG,
+  type TestNetwork,
+  type TestNetworkNeed,
 } from '../../../contracts';
-import { ec2Client } from '../../../lib/aws';
+import { ec2Client, serviceQuotasClient } from '../../../lib/aws';
+import type { AwsClientHooks } from '../../node/replication/target/clients';
 
 /**
  * A deterministic EC2 ClientToken (max 64 ASCII chars) from the workflow id and the step key:
@@ -71,8 +90,8 @@ const tagFilters = (l: { jobId: string; vmId?: string; stepKey?: string }): Filt
 export class TimedEc2 {
   readonly client: EC2Client;
   ms = 0;
-  constructor(target: AwsTarget) {
-    this.client = clientFor(target);
+  constructor(target: AwsTarget, clients: Ec2Clients = defaultClients) {
+    this.client = clients.get(target);
   }
   // biome-ignore lint/suspicious/noExplicitAny: forwards any EC2 command
   async send<T>(cmd: any): Promise<T> {
@@ -85,21 +104,37 @@ export class TimedEc2 {
   }
 }
 
-// One client per target (sockets are reused across activities).
-const clients = new Map<string, EC2Client>();
-function clientFor(target: AwsTarget): EC2Client {
-  const key = `${target.region}|${target.endpoint ?? ''}`;
-  let c = clients.get(key);
-  if (!c) {
-    c = ec2Client(target);
-    clients.set(key, c);
+/** One EC2 client per target (sockets are reused across activities); tests hook their strict layer in. */
+export class Ec2Clients {
+  private readonly byTarget = new Map<string, EC2Client>();
+  private readonly quotasByTarget = new Map<string, ServiceQuotasClient>();
+  constructor(private readonly hooks: AwsClientHooks = {}) {}
+  quotas(target: AwsTarget): ServiceQuotasClient {
+    const key = `${target.region}|${target.endpoint ?? ''}`;
+    let c = this.quotasByTarget.get(key);
+    if (!c) {
+      c = serviceQuotasClient(target);
+      this.hooks.serviceQuotas?.(c);
+      this.quotasByTarget.set(key, c);
+    }
+    return c;
   }
-  return c;
+  get(target: AwsTarget): EC2Client {
+    const key = `${target.region}|${target.endpoint ?? ''}`;
+    let c = this.byTarget.get(key);
+    if (!c) {
+      c = ec2Client(target);
+      this.hooks.ec2?.(c);
+      this.byTarget.set(key, c);
+    }
+    return c;
+  }
 }
+const defaultClients = new Ec2Clients();
 
 export const imageName = (jobId: string, vmId: string) => `lifeboat-${jobId}-${vmId}`;
 
-/** Root device: /dev/sda1 or /dev/xvda when the VM has one, else its first disk. */
+/** Root device: the boot disk on /dev/sda1 or /dev/xvda (validation makes sure there is one), else its first disk. */
 export function rootDisk(vm: RecoveryVm) {
   return vm.disks.find((d) => d.deviceName === '/dev/sda1' || d.deviceName === '/dev/xvda') ?? vm.disks[0]!;
 }
@@ -150,7 +185,8 @@ export async function ensureImage(
         new RegisterImageCommand({
           Name: name,
           Description: `Lifeboat recovery of VM ${vm.name} (job ${l.jobId})`,
-          Architecture: 'x86_64',
+          Architecture: vm.architecture ?? 'x86_64',
+          BootMode: vm.bootMode === 'uefi' ? 'uefi' : 'legacy-bios',
           VirtualizationType: 'hvm',
           EnaSupport: true,
           RootDeviceName: rootDisk(vm).deviceName,
@@ -290,10 +326,177 @@ export async function stopInstance(ec2: TimedEc2, id: string) {
   await ec2.send(new StopInstancesCommand({ InstanceIds: [id] }));
 }
 
+const ISOLATED = 'isolated-network';
+const JOB_SG = 'test-security-group';
+
+/**
+ * The network of a test recovery that has none of its own (contracts/recovery.ts TestNetworkNeed):
+ * an isolated VPC with one subnet — no internet gateway, NAT or peering route, only the VPC's
+ * local route — and the job's security group in each VPC that needs one, allowing the health
+ * checks' ports from within the VPC only (egress: the VPC only). Everything is tagged with the
+ * job and looked up by tag before it is created, so a retried step creates nothing twice.
+ */
+export async function ensureTestNetwork(
+  ec2: TimedEc2,
+  l: ResourceLabels,
+  need: TestNetworkNeed,
+): Promise<TestNetwork> {
+  const made: string[] = [];
+  const tags = (purpose: string) => [...resourceTags(l), { Key: TAG.purpose, Value: purpose }];
+  const byTag = (purpose: string): Filter[] => [
+    { Name: `tag:${TAG.job}`, Values: [l.jobId] },
+    { Name: `tag:${TAG.purpose}`, Values: [purpose] },
+  ];
+  let vpcId: string | undefined;
+  let subnetId: string | undefined;
+  if (need.isolated) {
+    const vpcs = await ec2.send<{ Vpcs?: { VpcId?: string }[] }>(
+      new DescribeVpcsCommand({ Filters: byTag(ISOLATED) }),
+    );
+    vpcId = vpcs.Vpcs?.[0]?.VpcId;
+    if (!vpcId) {
+      const r = await ec2.send<{ Vpc?: { VpcId?: string } }>(
+        new CreateVpcCommand({
+          CidrBlock: ISOLATED_VPC_CIDR,
+          TagSpecifications: [
+            {
+              ResourceType: 'vpc',
+              Tags: [...tags(ISOLATED), { Key: 'Name', Value: `lifeboat-drill-${l.jobId}` }],
+            },
+          ],
+        }),
+      );
+      vpcId = r.Vpc!.VpcId!;
+      made.push(`VPC ${vpcId} (${ISOLATED_VPC_CIDR}, no internet gateway)`);
+    }
+    await ec2.send(new CreateTagsCommand({ Resources: [vpcId], Tags: tags(ISOLATED) }));
+    const subs = await ec2.send<{ Subnets?: { SubnetId?: string }[] }>(
+      new DescribeSubnetsCommand({ Filters: [...byTag(ISOLATED), { Name: 'vpc-id', Values: [vpcId] }] }),
+    );
+    subnetId = subs.Subnets?.[0]?.SubnetId;
+    if (!subnetId) {
+      const az = await zoneOffering(ec2, need.instanceTypes ?? []);
+      const r = await ec2.send<{ Subnet?: { SubnetId?: string } }>(
+        new CreateSubnetCommand({
+          VpcId: vpcId,
+          CidrBlock: ISOLATED_SUBNET_CIDR,
+          ...(az ? { AvailabilityZone: az } : {}),
+          TagSpecifications: [{ ResourceType: 'subnet', Tags: tags(ISOLATED) }],
+        }),
+      );
+      subnetId = r.Subnet!.SubnetId!;
+      made.push(`subnet ${subnetId}${az ? ` in ${az}` : ''}`);
+    }
+    await ec2.send(new CreateTagsCommand({ Resources: [subnetId], Tags: tags(ISOLATED) }));
+  }
+  const securityGroups: Record<string, string> = {};
+  for (const vpc of [...(vpcId ? [vpcId] : []), ...need.vpcIds]) {
+    const found = await ec2.send<{ SecurityGroups?: { GroupId?: string }[] }>(
+      new DescribeSecurityGroupsCommand({ Filters: [...byTag(JOB_SG), { Name: 'vpc-id', Values: [vpc] }] }),
+    );
+    let groupId = found.SecurityGroups?.[0]?.GroupId;
+    const cidr =
+      vpc === vpcId
+        ? ISOLATED_VPC_CIDR
+        : (await ec2.send<{ Vpcs?: { CidrBlock?: string }[] }>(new DescribeVpcsCommand({ VpcIds: [vpc] })))
+            .Vpcs?.[0]?.CidrBlock;
+    if (!groupId) {
+      const r = await ec2
+        .send<{ GroupId?: string }>(
+          new CreateSecurityGroupCommand({
+            GroupName: `lifeboat-test-${l.jobId}`,
+            Description: `Lifeboat test recovery ${l.jobId}: health-check ports from within the VPC only`,
+            VpcId: vpc,
+            TagSpecifications: [{ ResourceType: 'security-group', Tags: tags(JOB_SG) }],
+          }),
+        )
+        .catch(async (e: Error) => {
+          // Created by an earlier attempt whose tags are not visible yet: find it by name.
+          if (e.name !== 'InvalidGroup.Duplicate') throw e;
+          const byName = await ec2.send<{ SecurityGroups?: { GroupId?: string }[] }>(
+            new DescribeSecurityGroupsCommand({
+              Filters: [
+                { Name: 'group-name', Values: [`lifeboat-test-${l.jobId}`] },
+                { Name: 'vpc-id', Values: [vpc] },
+              ],
+            }),
+          );
+          return { GroupId: byName.SecurityGroups?.[0]?.GroupId };
+        });
+      groupId = r.GroupId!;
+      made.push(`security group ${groupId} in ${vpc}`);
+    }
+    await ec2.send(new CreateTagsCommand({ Resources: [groupId], Tags: tags(JOB_SG) }));
+    if (cidr) await restrictGroup(ec2, groupId, cidr, need.ports);
+    securityGroups[vpc] = groupId;
+  }
+  return {
+    ...(vpcId ? { vpcId } : {}),
+    ...(subnetId ? { subnetId } : {}),
+    securityGroups,
+    message: made.length
+      ? `Created ${made.join(', ')}; ingress ${need.ports.length ? `tcp ${need.ports.join(', ')}` : 'none'} from within the VPC`
+      : `Found the job's test network (${[vpcId, subnetId, ...Object.values(securityGroups)].filter(Boolean).join(', ')})`,
+  };
+}
+
+/** Ingress: the health-check ports from the VPC; egress: the VPC only (the default allow-all is revoked). */
+async function restrictGroup(ec2: TimedEc2, groupId: string, cidr: string, ports: number[]) {
+  const dup = (e: Error) => {
+    if (!/Duplicate|NotFound/i.test(e.name)) throw e;
+  };
+  for (const port of ports)
+    await ec2
+      .send(
+        new AuthorizeSecurityGroupIngressCommand({
+          GroupId: groupId,
+          IpPermissions: [{ IpProtocol: 'tcp', FromPort: port, ToPort: port, IpRanges: [{ CidrIp: cidr }] }],
+        }),
+      )
+      .catch(dup);
+  await ec2
+    .send(
+      new RevokeSecurityGroupEgressCommand({
+        GroupId: groupId,
+        IpPermissions: [{ IpProtocol: '-1', IpRanges: [{ CidrIp: '0.0.0.0/0' }] }],
+      }),
+    )
+    .catch(dup);
+  await ec2
+    .send(
+      new AuthorizeSecurityGroupEgressCommand({
+        GroupId: groupId,
+        IpPermissions: [{ IpProtocol: '-1', IpRanges: [{ CidrIp: cidr }] }],
+      }),
+    )
+    .catch(dup);
+}
+
+/** A zone of the region where every one of these instance types is offered (undefined: let EC2 choose). */
+async function zoneOffering(ec2: TimedEc2, types: string[]): Promise<string | undefined> {
+  if (!types.length) return undefined;
+  const r = await ec2.send<{ InstanceTypeOfferings?: { InstanceType?: string; Location?: string }[] }>(
+    new DescribeInstanceTypeOfferingsCommand({
+      LocationType: 'availability-zone',
+      Filters: [{ Name: 'instance-type', Values: types }],
+    }),
+  );
+  const byZone = new Map<string, Set<string>>();
+  for (const o of r.InstanceTypeOfferings ?? []) {
+    const set = byZone.get(o.Location!) ?? new Set<string>();
+    set.add(o.InstanceType!);
+    byZone.set(o.Location!, set);
+  }
+  return [...byZone.entries()]
+    .filter(([, set]) => types.every((t) => set.has(t)))
+    .map(([z]) => z)
+    .sort()[0];
+}
+
 /** Everything in the target that carries the job's tag. */
 export async function listJobResources(ec2: TimedEc2, jobId: string): Promise<CreatedResources> {
   const f = tagFilters({ jobId });
-  const [instances, vols, imgs, snaps, enis] = await Promise.all([
+  const [instances, vols, imgs, snaps, enis, sgs, subnets, vpcs] = await Promise.all([
     findInstances(ec2, f),
     ec2.send<{ Volumes?: { VolumeId?: string }[] }>(new DescribeVolumesCommand({ Filters: f })),
     ec2.send<{ Images?: { ImageId?: string; State?: string }[] }>(
@@ -305,13 +508,25 @@ export async function listJobResources(ec2: TimedEc2, jobId: string): Promise<Cr
     ec2.send<{ NetworkInterfaces?: { NetworkInterfaceId?: string }[] }>(
       new DescribeNetworkInterfacesCommand({ Filters: f }),
     ),
+    ec2.send<{ SecurityGroups?: { GroupId?: string }[] }>(new DescribeSecurityGroupsCommand({ Filters: f })),
+    ec2.send<{ Subnets?: { SubnetId?: string }[] }>(new DescribeSubnetsCommand({ Filters: f })),
+    ec2.send<{ Vpcs?: { VpcId?: string }[] }>(new DescribeVpcsCommand({ Filters: f })),
   ]);
+  const network = {
+    securityGroups: (sgs.SecurityGroups ?? []).map((g) => g.GroupId!),
+    subnets: (subnets.Subnets ?? []).map((s) => s.SubnetId!),
+    vpcs: (vpcs.Vpcs ?? []).map((v) => v.VpcId!),
+  };
   return {
     instances: instances.map((i) => i.InstanceId!),
     volumes: (vols.Volumes ?? []).map((v) => v.VolumeId!),
     images: (imgs.Images ?? []).filter((i) => i.State !== 'deregistered').map((i) => i.ImageId!),
     snapshots: (snaps.Snapshots ?? []).map((s) => s.SnapshotId!),
     networkInterfaces: (enis.NetworkInterfaces ?? []).map((e) => e.NetworkInterfaceId!),
+    // Only when there are any: results recorded before isolated drills keep their shape.
+    ...(network.securityGroups.length ? { securityGroups: network.securityGroups } : {}),
+    ...(network.subnets.length ? { subnets: network.subnets } : {}),
+    ...(network.vpcs.length ? { vpcs: network.vpcs } : {}),
   };
 }
 
@@ -369,11 +584,35 @@ export async function deleteJobResources(
     await ec2.send(new DeregisterImageCommand({ ImageId: id })).catch(ignoreNotFound);
   for (const id of after.snapshots)
     await ec2.send(new DeleteSnapshotCommand({ SnapshotId: id })).catch(ignoreNotFound);
+  // The test network last: its groups and subnet are free once the instances and ENIs are gone
+  // (EC2 answers DependencyViolation while an interface still uses them: wait and try again).
+  const deadline = Date.now() + opts.timeoutMs;
+  const settle = async (what: string, del: () => Promise<unknown>) => {
+    for (;;) {
+      try {
+        await del();
+        return;
+      } catch (e) {
+        if (/NotFound/i.test((e as Error).name)) return;
+        if ((e as Error).name !== 'DependencyViolation' || Date.now() > deadline) throw e;
+        opts.onTick(`waiting for ${what} to be free`);
+        await new Promise((r) => setTimeout(r, opts.pollMs));
+      }
+    }
+  };
+  for (const id of after.securityGroups ?? [])
+    await settle(id, () => ec2.send(new DeleteSecurityGroupCommand({ GroupId: id })));
+  for (const id of after.subnets ?? [])
+    await settle(id, () => ec2.send(new DeleteSubnetCommand({ SubnetId: id })));
+  for (const id of after.vpcs ?? []) await settle(id, () => ec2.send(new DeleteVpcCommand({ VpcId: id })));
   return {
     instances: found.instances,
     volumes: [...new Set([...found.volumes, ...after.volumes])],
     images: after.images,
     snapshots: after.snapshots,
     networkInterfaces: [...new Set([...found.networkInterfaces, ...after.networkInterfaces])],
+    ...(after.securityGroups ? { securityGroups: after.securityGroups } : {}),
+    ...(after.subnets ? { subnets: after.subnets } : {}),
+    ...(after.vpcs ? { vpcs: after.vpcs } : {}),
   } satisfies CreatedResources;
 }

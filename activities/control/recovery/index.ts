@@ -4,19 +4,24 @@ import { eq } from 'drizzle-orm';
 import type {
   AwsTarget,
   CreatedResources,
+  PreflightInput,
+  PreflightResult,
   RecoveryInput,
   RecoveryPlanSnapshot,
   RecoveryVm,
   ScriptContext,
   ScriptRef,
   StepRef,
+  TestNetworkNeed,
 } from '../../../contracts';
-import { planScheduleId, TAG, vmScheduleId } from '../../../contracts';
+import { DEFAULT_GUEST_READY_MINUTES, planScheduleId, TAG, vmScheduleId } from '../../../contracts';
 import { redact } from '../../../lib/redact';
 import { secretStore } from '../../../lib/secrets';
 import type { Db } from '../../../schema/db';
+import { DEFAULT_HEALTH_URL, renderHealthUrl } from '../../../schema/domain/ec2-rules';
 import { jobs, plans, vms } from '../../../schema/index';
 import { loadPlanModel } from '../../../schema/read/plan';
+import type { AwsClientHooks } from '../../node/replication/target/clients';
 import type { JobActivities } from '../jobs/activities';
 import { createJobProjection, type JobProjection } from '../jobs/projection';
 import type { ProtectionActivities } from '../protection';
@@ -29,8 +34,10 @@ import {
   consoleOutput,
   deleteJobResources,
   describeInstance,
+  Ec2Clients,
   ensureImage,
   ensureInstance,
+  ensureTestNetwork,
   listJobResources,
   type ResourceLabels,
   startInstance,
@@ -38,7 +45,8 @@ import {
   stopInstance,
   TimedEc2,
 } from './ec2';
-import { loadAndValidate, recoveryTarget } from './plan-snapshot';
+import { recoveryTarget } from './plan-snapshot';
+import { loadAndValidate, runPreflight } from './preflight';
 import { httpProbe, tcpProbe } from './probes';
 
 type VmLabels = ResourceLabels & { vmId: string; stepKey: string };
@@ -78,8 +86,10 @@ async function asStep<T extends { message: string }>(
  * the job/VM/step tags first and carry a ClientToken from workflow id + step key; Postgres writes
  * are upserts keyed by (job, step).
  */
-export function createRecoveryActivities(db: Db, settings: ControlSettings) {
+export function createRecoveryActivities(db: Db, settings: ControlSettings, hooks: AwsClientHooks = {}) {
   const store = createJobProjection(db);
+  const clients = new Ec2Clients(hooks);
+  const timed = (target: AwsTarget) => new TimedEc2(target, clients);
 
   return {
     async validateRecoveryPoint(
@@ -87,8 +97,53 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
       input: Pick<RecoveryInput, 'planId' | 'mode' | 'recoveryPoint' | 'vms'>,
     ): Promise<RecoveryPlanSnapshot & { message: string; ec2Ms: number }> {
       return asStep(store, step, async () => {
-        const r = await loadAndValidate(db, input, settings);
+        const { findings: _f, ...r } = await loadAndValidate(
+          db,
+          input,
+          settings,
+          (t) => clients.get(t),
+          (t) => clients.quotas(t),
+        );
         return { ...r, message: r.summary };
+      });
+    },
+
+    /** Preflight (POST /v1/plans/{id}/preflight, `lifeboat recover --dry-run`): the validate step's checks as findings. */
+    async preflightRecovery(input: PreflightInput): Promise<PreflightResult> {
+      const stop = keepAlive();
+      try {
+        const r = await runPreflight(
+          db,
+          input,
+          settings,
+          (t) => clients.get(t),
+          (t) => clients.quotas(t),
+        );
+        return {
+          ok: !r.findings.some((f) => f.severity === 'error'),
+          findings: r.findings,
+          summary: r.summary,
+        };
+      } finally {
+        stop();
+      }
+    },
+
+    /**
+     * Test recovery: the isolated network (VPC + subnet, no route out) and/or the job's security
+     * groups, before any instance — all tagged with the job, found by tag on a retry, removed by
+     * the job's cleanup.
+     */
+    async prepareTestNetwork(
+      step: StepRef,
+      labels: ResourceLabels,
+      target: AwsTarget,
+      need: TestNetworkNeed,
+    ) {
+      return asStep(store, step, async () => {
+        const ec2 = timed(target);
+        const r = await ensureTestNetwork(ec2, labels, need);
+        return { ...r, ec2Ms: ec2.ms };
       });
     },
 
@@ -122,7 +177,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
 
     async createVmImage(step: StepRef, labels: VmLabels, target: AwsTarget, vm: RecoveryVm) {
       return asStep(store, step, async () => {
-        const ec2 = new TimedEc2(target);
+        const ec2 = timed(target);
         const r = await ensureImage(ec2, labels, vm);
         return {
           ...r,
@@ -134,7 +189,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
 
     async launchVm(step: StepRef, labels: VmLabels, target: AwsTarget, vm: RecoveryVm, imageId: string) {
       return asStep(store, step, async () => {
-        const ec2 = new TimedEc2(target);
+        const ec2 = timed(target);
         // An operator's retry (attempt 2+) is a new request to EC2: a RunInstances that failed is
         // not answered again from its token. What an earlier attempt launched is found by tag first.
         const token = clientToken(
@@ -161,7 +216,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
     ) {
       return asStep(store, step, async () => {
         const ctx = Context.current();
-        const ec2 = new TimedEc2(target);
+        const ec2 = timed(target);
         const t0 = Date.now();
         for (;;) {
           const i = await describeInstance(ec2, instanceId);
@@ -201,6 +256,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
       vm: RecoveryVm,
       instanceId: string,
       privateIp?: string,
+      publicIp?: string,
     ) {
       return asStep(store, step, async () => {
         const ctx = Context.current();
@@ -209,12 +265,15 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
         const prev = ctx.info.heartbeatDetails as { firstAt?: number; attempts?: number } | undefined;
         const firstAt = prev?.firstAt ?? Date.now();
         let attempts = prev?.attempts ?? 0;
-        const ec2 = new TimedEc2(target);
+        const ec2 = timed(target);
+        // The check probes the recovered copy: its private IP unless a host is named; URL placeholders filled in.
+        const url =
+          hc.type === 'http' ? renderHealthUrl(hc.url ?? DEFAULT_HEALTH_URL, { privateIp, publicIp }) : '';
         const what =
           hc.type === 'tcp'
             ? `tcp ${hc.host ?? privateIp}:${hc.port}`
             : hc.type === 'http'
-              ? `GET ${hc.url} → ${hc.expectedStatus}`
+              ? `GET ${url} → ${hc.expectedStatus}`
               : 'EC2 status checks';
         const attemptTimeout = Math.min(5000, hc.intervalSeconds * 1000);
         let lastError = '';
@@ -226,7 +285,8 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
               if (!host) throw new Error('the instance has no private IP and the check names no host');
               await tcpProbe(host, hc.port, attemptTimeout);
             } else if (hc.type === 'http') {
-              await httpProbe(hc.url, hc.expectedStatus, attemptTimeout);
+              if (url.includes('{')) throw new Error(`${url}: the instance has no such address`);
+              await httpProbe(url, hc.expectedStatus, attemptTimeout);
             } else {
               const s = await statusChecksOk(ec2, instanceId);
               if (!s.ok) throw new Error(s.detail);
@@ -270,42 +330,64 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
       vmName: string,
       instanceId: string,
       prepNodeInstanceId?: string,
+      wait: { deadlineMinutes?: number; pollSeconds?: number } = {},
     ) {
       return asStep(store, step, async () => {
         const ctx = Context.current();
-        const ec2 = new TimedEc2(target);
+        const ec2 = timed(target);
         const notes: string[] = [];
+        let ready = '';
+        // The deadline survives a retry (worker crash): the first attempt's start travels in the heartbeat.
+        const prev = ctx.info.heartbeatDetails as { firstAt?: number } | undefined;
+        const firstAt = prev?.firstAt ?? Date.now();
+        const deadlineMs = (wait.deadlineMinutes ?? DEFAULT_GUEST_READY_MINUTES) * 60_000;
+        const pollMs = (wait.pollSeconds ?? 10) * 1000;
         if (prepNodeInstanceId) {
           await startInstance(ec2, prepNodeInstanceId);
           for (let i = 0; ; i++) {
             const p = await describeInstance(ec2, prepNodeInstanceId);
             if (p?.State?.Name === 'running') break;
             if (i > 120) throw new Error(`Prep node ${prepNodeInstanceId} did not start`);
+            ctx.heartbeat({ firstAt });
             await ctx.sleep(1000);
           }
           notes.push(`prep node ${prepNodeInstanceId} powered on`);
         }
         try {
-          const s = await statusChecksOk(ec2, instanceId);
-          if (!s.ok)
-            throw ApplicationFailure.nonRetryable(
-              `Windows validation of ${vmName}: status checks not ok (${s.detail})`,
-              'WindowsValidationFailed',
-            );
-          const out = await consoleOutput(ec2, instanceId);
-          if (!out.trim())
-            throw ApplicationFailure.nonRetryable(
-              `Windows validation of ${vmName}: the guest wrote no console output`,
-              'WindowsValidationFailed',
-            );
-          notes.push(`status checks ok, ${out.length} bytes of console output`);
+          // EC2 status stays "initializing" for minutes after boot and the console output is empty
+          // until the guest has written it: poll both until the deadline instead of judging the first look.
+          let looks = 0;
+          for (;;) {
+            looks++;
+            const s = await statusChecksOk(ec2, instanceId);
+            const out = s.ok ? await consoleOutput(ec2, instanceId) : '';
+            if (s.ok && out.trim()) {
+              notes.push(`status checks ok, ${out.length} bytes of console output`);
+              ready = `guest ready after ${looks} look(s), ${((Date.now() - firstAt) / 1000).toFixed(1)} s`;
+              break;
+            }
+            const why = s.ok ? 'the guest wrote no console output yet' : `status checks not ok (${s.detail})`;
+            if (Date.now() - firstAt >= deadlineMs)
+              throw ApplicationFailure.create({
+                type: 'WindowsValidationFailed',
+                nonRetryable: true,
+                message: `Windows validation of ${vmName}: ${why} after ${Math.round(deadlineMs / 60_000)} min (${looks} looks)`,
+                details: [
+                  {
+                    remediation: `Look at ${instanceId}'s console screenshot; raise guestReadyMinutes (VM or plan targetDefaults) if the guest boots slowly`,
+                  },
+                ],
+              });
+            ctx.heartbeat({ firstAt, looks, why });
+            await ctx.sleep(Math.min(pollMs, Math.max(0, deadlineMs - (Date.now() - firstAt))));
+          }
         } finally {
           if (prepNodeInstanceId) {
             await stopInstance(ec2, prepNodeInstanceId);
             notes.push('prep node powered off');
           }
         }
-        return { ec2Ms: ec2.ms, message: `Windows validation of ${vmName}: ${notes.join('; ')}` };
+        return { ec2Ms: ec2.ms, message: `Windows validation of ${vmName}: ${notes.join('; ')} (${ready})` };
       });
     },
 
@@ -371,7 +453,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
     async listRecoveryResources(target: AwsTarget, jobId: string): Promise<CreatedResources> {
       const stop = keepAlive();
       try {
-        return await listJobResources(new TimedEc2(target), jobId);
+        return await listJobResources(timed(target), jobId);
       } finally {
         stop();
       }
@@ -407,15 +489,16 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings) {
     async cleanupRecoveryResources(step: StepRef, target: AwsTarget, targetJobId: string, pollMs: number) {
       return asStep(store, step, async () => {
         const ctx = Context.current();
-        const deleted = await deleteJobResources(new TimedEc2(target), targetJobId, {
+        const deleted = await deleteJobResources(timed(target), targetJobId, {
           pollMs,
           timeoutMs: 600_000,
           onTick: (d) => ctx.heartbeat(d),
         });
-        const n = (k: keyof CreatedResources) => `${deleted[k].length} ${k}`;
+        const n = (k: keyof CreatedResources) => `${deleted[k]?.length ?? 0} ${k}`;
+        const net = (['securityGroups', 'subnets', 'vpcs'] as const).filter((k) => deleted[k]?.length).map(n);
         return {
           deleted,
-          message: `Deleted ${n('instances')}, ${n('volumes')}, ${n('images')}, ${n('snapshots')}, ${n('networkInterfaces')} tagged ${targetJobId}`,
+          message: `Deleted ${n('instances')}, ${n('volumes')}, ${n('images')}, ${n('snapshots')}, ${n('networkInterfaces')}${net.length ? `, ${net.join(', ')}` : ''} tagged ${targetJobId}`,
         };
       });
     },

@@ -1,18 +1,16 @@
-import { DescribeSnapshotsCommand, type Snapshot } from '@aws-sdk/client-ec2';
 import { ApplicationFailure } from '@temporalio/activity';
 import { and, desc, eq, inArray, isNull, lte, or } from 'drizzle-orm';
 import {
   type AwsTarget,
+  DEFAULT_GUEST_READY_MINUTES,
   DEFAULT_INSTANCE_TYPE,
   type NetworkPlacement,
   type RecoveryInput,
   type RecoveryMode,
-  type RecoveryPlanSnapshot,
   type RecoveryPointSelector,
   type RecoveryVm,
   type ScriptRef,
 } from '../../../contracts';
-import { ec2Client } from '../../../lib/aws';
 import type { Db } from '../../../schema/db';
 import type { Script } from '../../../schema/domain/script';
 import type { NetworkSettings } from '../../../schema/domain/vm';
@@ -20,6 +18,7 @@ import { recoveryPointDisks, recoveryPoints } from '../../../schema/index';
 import { loadPlanModel, type PlanModel, type VmModel } from '../../../schema/read/plan';
 import { awsTargetOfSite, NotAnAwsSiteError, type SiteModel } from '../../../schema/read/site';
 import type { ControlSettings } from '../settings';
+import { sourcedPlacement } from './placement';
 
 const GiB = 2 ** 30;
 
@@ -52,34 +51,9 @@ export function scriptRef(s: Script | null | undefined): ScriptRef | undefined {
 
 type Defaults = PlanModel['targetDefaults'];
 
-/**
- * The VM's network for this mode. Full recovery and migration: the production settings (VM, then
- * plan defaults). Test recovery: the VM's test overrides, then the plan's test defaults; the
- * production private IP is NOT reused unless the test overrides name one (a drill must not
- * take a production address).
- */
+/** The VM's network for this mode (see sourcedPlacement: a test never takes production networking). */
 export function placementFor(mode: RecoveryMode, net: NetworkSettings, d: Defaults): NetworkPlacement {
-  const pick = <T>(...v: (T | undefined)[]) => v.find((x) => x !== undefined);
-  const out: NetworkPlacement =
-    mode === 'test'
-      ? {
-          subnetId: pick(net.test?.subnetId, d.testSubnetId, net.subnetId, d.subnetId),
-          privateIp: net.test?.privateIp,
-          securityGroupIds: pick(
-            net.test?.securityGroupIds,
-            d.testSecurityGroupIds,
-            net.securityGroupIds,
-            d.securityGroupIds,
-          ),
-          publicIp: pick(net.test?.publicIp, net.publicIp),
-        }
-      : {
-          subnetId: pick(net.subnetId, d.subnetId),
-          privateIp: net.privateIp,
-          securityGroupIds: pick(net.securityGroupIds, d.securityGroupIds),
-          publicIp: net.publicIp,
-        };
-  return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as NetworkPlacement;
+  return sourcedPlacement(mode, net, d, 'vm').placement;
 }
 
 /** The recovery target of a plan's target site (an AWS site; its endpoint else the configured one). */
@@ -96,7 +70,7 @@ export function recoveryTarget(site: SiteModel, settings: ControlSettings): AwsT
 }
 
 /** Phase 1: the plan and the VMs the job recovers (all, or those named in the request). */
-async function loadRecoveryScope(db: Db, input: ValidateInput) {
+export async function loadRecoveryScope(db: Db, input: ValidateInput) {
   const plan = await loadPlanModel(db, input.planId);
   if (!plan) throw invalid(`Plan ${input.planId} does not exist`, 'Check the plan id');
   let vms = plan.vms;
@@ -119,7 +93,7 @@ async function loadRecoveryScope(db: Db, input: ValidateInput) {
  * that synchronizes all VMs has plan-wide points (vmId null); per-VM replication has one point
  * per VM, so each VM takes the newest point covering it.
  */
-async function chooseRecoveryPoints(
+export async function chooseRecoveryPoints(
   db: Db,
   plan: PlanModel,
   vms: VmModel[],
@@ -172,7 +146,7 @@ async function chooseRecoveryPoints(
 }
 
 /** Phase 3: the snapshot of every disk in its VM's point; a disk the point does not hold stops the job. */
-async function snapshotsOfDisks(
+export async function snapshotsOfDisks(
   db: Db,
   plan: PlanModel,
   vms: VmModel[],
@@ -199,36 +173,6 @@ async function snapshotsOfDisks(
   return snapOfDisk;
 }
 
-/** Phase 4: every snapshot present and completed in the target account (DescribeSnapshots, 200 ids a call). */
-async function checkSnapshotsInTarget(target: AwsTarget, snapshotIds: string[], pointIds: string[]) {
-  const ec2 = ec2Client(target);
-  const t0 = Date.now();
-  const found = new Map<string, Snapshot>();
-  for (let i = 0; i < snapshotIds.length; i += 200) {
-    const chunk = snapshotIds.slice(i, i + 200);
-    const res = await ec2.send(
-      new DescribeSnapshotsCommand({ Filters: [{ Name: 'snapshot-id', Values: chunk }] }),
-    );
-    for (const s of res.Snapshots ?? []) found.set(s.SnapshotId!, s);
-  }
-  const ec2Ms = Date.now() - t0;
-  const missing = snapshotIds.filter((s) => !found.has(s));
-  const incomplete = snapshotIds.filter((s) => found.has(s) && found.get(s)!.State !== 'completed');
-  if (missing.length || incomplete.length) {
-    const parts = [];
-    if (missing.length) parts.push(`missing in ${target.region}: ${missing.join(', ')}`);
-    if (incomplete.length)
-      parts.push(`not completed: ${incomplete.map((s) => `${s} (${found.get(s)!.State})`).join(', ')}`);
-    throw invalid(
-      `Recovery point ${pointIds.join(', ')} is not usable: snapshots ${parts.join('; ')}`,
-      incomplete.length && !missing.length
-        ? 'Wait for the snapshots to complete, or choose an earlier recovery point'
-        : 'The snapshots were deleted in the target account: choose another recovery point, or replicate again',
-    );
-  }
-  return ec2Ms;
-}
-
 /** Phase 5 (pure): one VM as the workflow recovers it, in this mode, from these snapshots. */
 export function recoveryVmOf(
   vm: VmModel,
@@ -246,6 +190,9 @@ export function recoveryVmOf(
     instanceType: spec.instanceType ?? defaults.instanceType ?? DEFAULT_INSTANCE_TYPE,
     network: placementFor(mode, spec.network ?? {}, defaults),
     healthCheck: spec.healthCheck ?? { type: 'none' },
+    bootMode: spec.bootMode ?? 'bios',
+    architecture: spec.architecture ?? 'x86_64',
+    guestReadyMinutes: spec.guestReadyMinutes ?? defaults.guestReadyMinutes ?? DEFAULT_GUEST_READY_MINUTES,
     ...(spec.guestCredentials ? { guestCredentials: { secretRef: spec.guestCredentials.secretRef } } : {}),
     ...(spec.preScript ? { preScript: scriptRef(spec.preScript)! } : {}),
     ...(spec.postScript ? { postScript: scriptRef(spec.postScript)! } : {}),
@@ -259,52 +206,5 @@ export function recoveryVmOf(
         sizeGiB: Math.max(rpd.volumeSizeGiB, Math.ceil(k.sizeBytes / GiB)),
       };
     }),
-  };
-}
-
-/**
- * Load the plan as the job will recover it and validate the recovery point: it exists, covers
- * every selected VM's disks, and each target snapshot is present and completed in EC2.
- */
-export async function loadAndValidate(
-  db: Db,
-  input: ValidateInput,
-  settings: ControlSettings,
-): Promise<RecoveryPlanSnapshot & { summary: string; ec2Ms: number }> {
-  const { plan, vms } = await loadRecoveryScope(db, input);
-  const target = recoveryTarget(plan.targetSite, settings);
-  const pointOfVm = await chooseRecoveryPoints(db, plan, vms, input.recoveryPoint ?? { latest: true });
-  const chosen = [...new Map([...pointOfVm.values()].map((r) => [r.id, r])).values()].sort(
-    (x, y) => y.pointInTime.getTime() - x.pointInTime.getTime(),
-  );
-  const rp = chosen[0]!;
-  const snapOfDisk = await snapshotsOfDisks(db, plan, vms, pointOfVm);
-  const snapshotIds = [...new Set(vms.flatMap((v) => v.disks.map((d) => snapOfDisk.get(d.id)!.snapshotId)))];
-  const ec2Ms = await checkSnapshotsInTarget(
-    target,
-    snapshotIds,
-    chosen.map((c) => c.id),
-  );
-
-  const d = plan.targetDefaults;
-  const out = vms.map((v) => recoveryVmOf(v, input.mode, d, snapOfDisk));
-  const pre = scriptRef(plan.preScript);
-  const post = scriptRef(plan.postScript);
-  const which =
-    chosen.length === 1
-      ? `Recovery point ${rp.id} (${rp.pointInTime.toISOString()})`
-      : `${chosen.length} per-VM recovery points, newest ${rp.id} (${rp.pointInTime.toISOString()})`;
-  return {
-    planId: plan.id,
-    planName: plan.name,
-    target,
-    recoveryPointId: rp.id,
-    pointInTime: rp.pointInTime.toISOString(),
-    ...(pre ? { preScript: pre } : {}),
-    ...(post ? { postScript: post } : {}),
-    ...(d.prepNodeInstanceId ? { prepNodeInstanceId: d.prepNodeInstanceId } : {}),
-    vms: out,
-    summary: `${which}: ${snapshotIds.length} snapshot(s) present and completed for ${out.length} VM(s)`,
-    ec2Ms,
   };
 }

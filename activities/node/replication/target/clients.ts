@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { EBSClient } from '@aws-sdk/client-ebs';
 import type { EC2Client } from '@aws-sdk/client-ec2';
+import type { ServiceQuotasClient } from '@aws-sdk/client-service-quotas';
 import type { AwsTarget } from '../../../../contracts';
 import { ebsClient, ec2Client } from '../../../../lib/aws';
 
@@ -12,6 +13,8 @@ import { ebsClient, ec2Client } from '../../../../lib/aws';
 export interface AwsClientHooks {
   ebs?: (client: EBSClient) => void;
   ec2?: (client: EC2Client) => void;
+  /** Service Quotas (control worker, preflight). */
+  serviceQuotas?: (client: ServiceQuotasClient) => void;
 }
 
 /** One EBS and one EC2 client per target per worker process, so sockets are reused across transfers. */
