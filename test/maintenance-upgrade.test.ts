@@ -167,5 +167,35 @@ describe('upgrade window (maintenance task appliance-upgrade)', () => {
     expect(viaApi.status).toBe('completed');
     const [node] = await api.db.select().from(nodes).where(eq(nodes.id, nodeId));
     expect(node!.drainRequestedAt).toBeNull();
+
+    // A rollout of the site already running (started by hand): the next firing starts nothing.
+    const manual = crypto.randomUUID();
+    await api.db.insert(jobs).values({
+      id: manual,
+      kind: 'appliance-upgrade',
+      status: 'running',
+      workflowId: `appliance-upgrade-${manual}`,
+      requestedBy: 'operator',
+      params: { siteId: site.id, siteName, version: '3.0.0' },
+    });
+    await call('PUT', '/v1/maintenance', {
+      token: api.tokens.admin,
+      body: { tasks: { 'appliance-upgrade': { version: '3.0.0' } } },
+    });
+    await client.schedule.getHandle(scheduleId).trigger();
+    const second = await waitFor(
+      'the second firing',
+      async () => {
+        const actions = (await client.schedule.getHandle(scheduleId).describe()).info.recentActions;
+        return actions.length >= 2 && actions.at(-1)!.action.workflow.workflowId;
+      },
+      30_000,
+      100,
+    );
+    const skipped = await client.workflow.getHandle(second).result();
+    expect(skipped).toEqual({
+      skipped: `a rolling upgrade of site "${siteName}" is already running (job ${manual})`,
+    });
+    expect(await api.db.select().from(jobs).where(eq(jobs.kind, 'appliance-upgrade'))).toHaveLength(2);
   }, 60_000);
 });
