@@ -5,7 +5,7 @@
  * `lifeboat maintenance get|set` read and change the schedules of exactly these tasks; a new
  * task is one entry here plus its workflow. Pure: safe in the workflow bundle.
  */
-export const MAINTENANCE_TASK_NAMES = ['expiry', 'key-rotation'] as const;
+export const MAINTENANCE_TASK_NAMES = ['expiry', 'key-rotation', 'appliance-upgrade'] as const;
 export type MaintenanceTaskName = (typeof MAINTENANCE_TASK_NAMES)[number];
 
 export interface MaintenanceTask {
@@ -20,12 +20,18 @@ export interface MaintenanceTask {
   defaultTimezone: string;
   /** A task that changes something an operator may not expect (key rotation) starts paused. */
   defaultPaused: boolean;
-  /** The workflow's arguments on every firing. */
+  /**
+   * The workflow's arguments on every firing. A task whose arguments an admin sets (the upgrade
+   * window: site and version) starts with these and keeps what the admin set in its schedule.
+   */
   args: unknown[];
+  /** The admin sets the arguments (PUT /v1/maintenance): they live in the schedule's action. */
+  adminArgs?: boolean;
 }
 
 export const EXPIRY_WORKFLOW = 'expiryWorkflow';
 export const SCHEDULED_KEY_ROTATION_WORKFLOW = 'scheduledKeyRotationWorkflow';
+export const SCHEDULED_APPLIANCE_UPGRADE_WORKFLOW = 'scheduledApplianceUpgradeWorkflow';
 
 export const MAINTENANCE_TASKS: readonly MaintenanceTask[] = [
   {
@@ -51,6 +57,19 @@ export const MAINTENANCE_TASKS: readonly MaintenanceTask[] = [
     defaultTimezone: 'UTC',
     defaultPaused: true,
     args: [],
+  },
+  {
+    task: 'appliance-upgrade',
+    scheduleId: 'lifeboat-maintenance-appliance-upgrade',
+    name: 'Lifeboat maintenance: rolling appliance upgrade window',
+    description:
+      'In its window, a rolling upgrade of the set site to the set version (skipped when every node is at it or a rollout of the site runs; paused until an admin sets site and version)',
+    workflowType: SCHEDULED_APPLIANCE_UPGRADE_WORKFLOW,
+    defaultCron: '0 2 * * 6',
+    defaultTimezone: 'UTC',
+    defaultPaused: true,
+    args: [],
+    adminArgs: true,
   },
 ];
 
@@ -103,6 +122,22 @@ export interface ExpiryResult {
 
 /** The key-rotation maintenance run: starts a key-rotation job unless one is active. */
 export interface ScheduledKeyRotationResult {
+  jobId?: string;
+  skipped?: string;
+}
+
+// ---- appliance upgrade window ---------------------------------------------------------------
+
+/** The upgrade window's arguments, kept in its schedule's action (a cron-only PUT keeps them). */
+export interface ScheduledApplianceUpgradeInput {
+  siteId: string;
+  /** The site's name when the admin set the window (display only; the id is what counts). */
+  siteName?: string;
+  version: string;
+}
+
+/** One firing of the upgrade window: the rollout job it started, or why it started none. */
+export interface ScheduledApplianceUpgradeResult {
   jobId?: string;
   skipped?: string;
 }

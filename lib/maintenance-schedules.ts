@@ -10,6 +10,7 @@ import {
   type MaintenanceTask,
   type MaintenanceTaskName,
   maintenanceTask,
+  type ScheduledApplianceUpgradeInput,
 } from '../contracts/maintenance';
 
 /** What an admin sets of a maintenance task: when it runs and whether it is paused. */
@@ -28,6 +29,9 @@ export interface MaintenanceView extends MaintenanceTiming {
   nextRuns: string[];
   /** The latest run's workflow id and scheduled time, if any. */
   lastRun?: { workflowId: string; scheduledAt: string };
+  /** The upgrade window (appliance-upgrade): the site it upgrades and to which version. */
+  site?: { id: string; name?: string };
+  version?: string;
 }
 
 /**
@@ -39,6 +43,7 @@ export function maintenanceScheduleOptions(
   t: MaintenanceTask,
   taskQueue: string,
   timing: MaintenanceTiming,
+  args: unknown[] = t.args,
 ): ScheduleOptions {
   return {
     scheduleId: t.scheduleId,
@@ -48,7 +53,7 @@ export function maintenanceScheduleOptions(
       workflowType: t.workflowType,
       workflowId: t.scheduleId,
       taskQueue,
-      args: t.args,
+      args,
       staticSummary: t.name,
       // Temporal describes a cron as calendars, and a schedule's own memo cannot be updated: each
       // run's memo keeps the cron string the admin gave (updated with the action).
@@ -89,8 +94,21 @@ const memoCron = (d: ScheduleDescription) => {
   return typeof memo?.cron === 'string' ? memo.cron : undefined;
 };
 
+/** The arguments the schedule fires with (an admin's, for a task with adminArgs). */
+export const scheduleArgs = (t: MaintenanceTask, d: ScheduleDescription | undefined): unknown[] =>
+  t.adminArgs && d?.action.type === 'startWorkflow' ? [...(d.action.args ?? t.args)] : t.args;
+
+/** The upgrade window's site and version, when set. */
+export const upgradeWindowOf = (args: unknown[]): ScheduledApplianceUpgradeInput | undefined => {
+  const a = args[0] as Partial<ScheduledApplianceUpgradeInput> | undefined;
+  return a && typeof a.siteId === 'string' && typeof a.version === 'string'
+    ? { siteId: a.siteId, version: a.version, ...(a.siteName ? { siteName: a.siteName } : {}) }
+    : undefined;
+};
+
 const viewOf = (t: MaintenanceTask, d: ScheduleDescription): MaintenanceView => {
   const last = d.info.recentActions.at(-1);
+  const window = t.task === 'appliance-upgrade' ? upgradeWindowOf(scheduleArgs(t, d)) : undefined;
   return {
     task: t.task,
     name: t.name,
@@ -100,6 +118,12 @@ const viewOf = (t: MaintenanceTask, d: ScheduleDescription): MaintenanceView => 
     timezone: d.spec.timezone ?? 'UTC',
     paused: d.state.paused,
     nextRuns: d.state.paused ? [] : d.info.nextActionTimes.slice(0, 3).map((x) => x.toISOString()),
+    ...(window
+      ? {
+          site: { id: window.siteId, ...(window.siteName ? { name: window.siteName } : {}) },
+          version: window.version,
+        }
+      : {}),
     ...(last
       ? {
           lastRun: {
@@ -137,12 +161,26 @@ export async function ensureMaintenanceSchedules(
   return out;
 }
 
-/** Change a task's cron, time zone or paused state (the rest stays); its schedule is created when missing. */
+/** A task's schedule as it stands: timing and arguments (defaults when it does not exist yet). */
+export async function currentMaintenance(client: Client, task: MaintenanceTaskName) {
+  const t = maintenanceTask(task);
+  const d = await describe(client, t.scheduleId);
+  const timing: MaintenanceTiming = d
+    ? { cron: memoCron(d) ?? t.defaultCron, timezone: d.spec.timezone ?? 'UTC', paused: d.state.paused }
+    : defaults(t);
+  return { timing, args: scheduleArgs(t, d) };
+}
+
+/**
+ * Change a task's cron, time zone or paused state, and for a task with adminArgs its arguments
+ * (the rest stays, arguments included); its schedule is created when missing.
+ */
 export async function setMaintenanceTiming(
   client: Client,
   taskQueue: string,
   task: MaintenanceTaskName,
   change: Partial<MaintenanceTiming>,
+  args?: unknown[],
 ): Promise<MaintenanceView> {
   const t = maintenanceTask(task);
   const d = await describe(client, t.scheduleId);
@@ -150,7 +188,7 @@ export async function setMaintenanceTiming(
     ? { cron: memoCron(d) ?? t.defaultCron, timezone: d.spec.timezone ?? 'UTC', paused: d.state.paused }
     : defaults(t);
   const next = { ...current, ...change };
-  const options = maintenanceScheduleOptions(t, taskQueue, next);
+  const options = maintenanceScheduleOptions(t, taskQueue, next, args ?? scheduleArgs(t, d));
   if (!d) await createQuietly(client, options);
   else {
     const { scheduleId: _id, ...rest } = options;

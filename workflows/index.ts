@@ -4,6 +4,7 @@ export { checkpointWorkflow } from './checkpoints/checkpoint';
 export { scheduledDrillWorkflow } from './drills/scheduled';
 export { jobReconcilerWorkflow } from './jobs/reconciler';
 export { keyRotationWorkflow } from './keys/rotation';
+export { scheduledApplianceUpgradeWorkflow } from './maintenance/appliance-upgrade';
 export { expiryWorkflow } from './maintenance/expiry';
 export { scheduledKeyRotationWorkflow } from './maintenance/key-rotation';
 export { acknowledgeAlertWorkflow, emitEventsWorkflow, monitorWorkflow } from './monitor';

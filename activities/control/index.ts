@@ -11,6 +11,7 @@ import { createJobReconcilerActivities } from './jobs/reconciler';
 import { createKeyActivities } from './keys';
 import { createScheduledKeyActivities } from './keys/scheduled';
 import { createMonitorActivities } from './monitor';
+import { createScheduledUpgradeActivities } from './nodes/scheduled-upgrade';
 import { createApplianceUpgradeActivities } from './nodes/upgrade';
 import { createNotificationActivities, notificationListener } from './notifications';
 import { createProtectionActivities } from './protection';
@@ -65,6 +66,7 @@ export function createControlActivities(deps: ControlActivityDeps) {
     ...createCheckpointActivities(deps.db, settings, reporter),
     ...createExpiryActivities(deps.db, settings, reporter),
     ...createScheduledKeyActivities(deps.db),
+    ...createScheduledUpgradeActivities(deps.db),
   };
 }
 
