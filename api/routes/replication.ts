@@ -29,6 +29,23 @@ const PlanVmParam = PlanParam.extend({
 });
 const Action = z.enum(['pause', 'resume', 'now']).openapi({ param: { name: 'action', in: 'path' } });
 
+const NowRequest = z
+  .object({
+    force: z
+      .boolean()
+      .optional()
+      .describe(
+        '`now` only: run even though the plan or the VM is paused (it stays paused); without it a paused one answers 409',
+      ),
+  })
+  .strict()
+  .openapi('ReplicationActionRequest');
+const optionalNowBody = {
+  required: false,
+  description: 'Optional, for `now`: `{"force": true}` replicates once even while paused',
+  content: { 'application/json': { schema: NowRequest } },
+};
+
 const PauseState = z
   .object({
     planId: z.uuid(),
@@ -87,8 +104,8 @@ const planAction = route('operator', 'post', '/plans/{plan}/replication/{action}
   operationId: 'controlPlanReplication',
   summary: 'Pause, resume or replicate now (the whole plan)',
   description:
-    '`pause`/`resume` answer 200 with the paused state (mirrored in the plan’s replicationPaused); `now` triggers the schedule and answers 202 with the workflow id of the iteration.',
-  request: { params: PlanParam.extend({ action: Action }) },
+    '`pause`/`resume` answer 200 with the paused state (mirrored in the plan’s replicationPaused); `now` triggers the schedule and answers 202 with the workflow id of the iteration. `now` on a paused plan (or a plan with paused VMs) answers 409 `replication_paused` naming what is paused, unless the body is `{"force": true}`.',
+  request: { params: PlanParam.extend({ action: Action }), body: optionalNowBody },
   responses: {
     200: jsonContent(PauseState, 'Paused or resumed'),
     202: jsonContent(NowStarted, 'Iteration started (or already running)'),
@@ -98,7 +115,9 @@ const planAction = route('operator', 'post', '/plans/{plan}/replication/{action}
 const vmAction = route('operator', 'post', '/plans/{plan}/vms/{vm}/replication/{action}', {
   operationId: 'controlVmReplication',
   summary: 'Pause, resume or replicate now one VM (plans with per-VM schedules)',
-  request: { params: PlanVmParam.extend({ action: Action }) },
+  description:
+    '`now` for a paused VM (or a VM of a paused plan) answers 409 `replication_paused`, unless the body is `{"force": true}`.',
+  request: { params: PlanVmParam.extend({ action: Action }), body: optionalNowBody },
   responses: {
     200: jsonContent(PauseState, 'Paused or resumed'),
     202: jsonContent(NowStarted, 'Iteration started (or already running)'),
@@ -151,12 +170,18 @@ export function replicationRoutes(deps: AppDeps) {
     taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
   });
 
-  async function act(planRef: string, action: 'pause' | 'resume' | 'now', vmRef?: string) {
+  async function act(planRef: string, action: 'pause' | 'resume' | 'now', vmRef?: string, force = false) {
     const plan = await findPlan(deps.db, planRef);
     if (action === 'pause') return { status: 200 as const, body: await schedules.pause(plan.id, vmRef) };
     if (action === 'resume') return { status: 200 as const, body: await schedules.resume(plan.id, vmRef) };
-    return { status: 202 as const, body: await schedules.replicateNow(plan.id, vmRef) };
+    return { status: 202 as const, body: await schedules.replicateNow(plan.id, vmRef, { force }) };
   }
+  // The body is optional: validated only when one is sent as JSON.
+  // biome-ignore lint/suspicious/noExplicitAny: both action routes' contexts
+  const forceOf = (c: any): boolean =>
+    c.req.header('content-type')?.includes('application/json')
+      ? (c.req.valid('json')?.force ?? false)
+      : false;
 
   return v1Router()
     .openapi(status, async (c) => c.json(await svc.planStatus(c.req.valid('param').plan), 200))
@@ -166,14 +191,14 @@ export function replicationRoutes(deps: AppDeps) {
     })
     .openapi(planAction, async (c) => {
       const { plan, action } = c.req.valid('param');
-      const r = await act(plan, action);
+      const r = await act(plan, action, undefined, forceOf(c));
       return r.status === 200
         ? c.json(r.body as z.infer<typeof PauseState>, 200)
         : c.json(r.body as z.infer<typeof NowStarted>, 202);
     })
     .openapi(vmAction, async (c) => {
       const { plan, vm, action } = c.req.valid('param');
-      const r = await act(plan, action, vm);
+      const r = await act(plan, action, vm, forceOf(c));
       return r.status === 200
         ? c.json(r.body as z.infer<typeof PauseState>, 200)
         : c.json(r.body as z.infer<typeof NowStarted>, 202);

@@ -76,25 +76,28 @@ export function replicationCommands(program: Command, cli: Cli) {
     ['resume', 'Resume the schedule of a plan (or of one VM)'],
     ['now', 'Replicate now: start an iteration at once (an iteration already running is reported instead)'],
   ] as const) {
-    repl
+    const cmd = repl
       .command(`${action} <plan>`)
       .description(what)
-      .option('--vm <vm>', 'only this VM (name or id)')
-      .action(async (plan: string, o) => {
-        const { body } = await cli
-          .api()
-          .request<{ paused?: boolean; runs?: { workflowId: string; alreadyRunning: boolean }[] }>(
-            'POST',
-            `${scope(plan, o.vm)}/replication/${action}`,
-          );
-        cli.print(body, () =>
-          body.runs
-            ? body.runs
-                .map((r) => `${r.alreadyRunning ? 'already running' : 'started'}: ${r.workflowId}`)
-                .join('\n')
-            : `replication ${body.paused ? 'paused' : 'resumed'}${o.vm ? ` for VM ${o.vm}` : ''}`,
+      .option('--vm <vm>', 'only this VM (name or id)');
+    if (action === 'now')
+      cmd.option('--force', 'replicate even though the plan or the VM is paused (it stays paused)');
+    cmd.action(async (plan: string, o) => {
+      const { body } = await cli
+        .api()
+        .request<{ paused?: boolean; runs?: { workflowId: string; alreadyRunning: boolean }[] }>(
+          'POST',
+          `${scope(plan, o.vm)}/replication/${action}`,
+          o.force ? { body: { force: true } } : undefined,
         );
-      });
+      cli.print(body, () =>
+        body.runs
+          ? body.runs
+              .map((r) => `${r.alreadyRunning ? 'already running' : 'started'}: ${r.workflowId}`)
+              .join('\n')
+          : `replication ${body.paused ? 'paused' : 'resumed'}${o.vm ? ` for VM ${o.vm}` : ''}`,
+      );
+    });
   }
 
   program
