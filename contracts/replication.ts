@@ -193,7 +193,7 @@ export interface VerifyPlan {
     diskId: string;
     diskName: string;
     vmName: string;
-    /** The node that wrote this disk's snapshot: it keeps the block-hash index to compare with. */
+    /** The node that wrote this disk's snapshot: preferred (its index cache is warm); any node can verify. */
     nodeId: string;
     /** This recovery point's snapshot, then its ancestors, newest first. */
     snapshotChain: string[];

@@ -75,6 +75,7 @@ async function startNode(siteId: string, activeJobs = 0) {
     activities: createNodeActivities({
       nodeId,
       aws: target,
+      db: api.db,
       dataDir: path.join(dir, nodeId),
       replication: {
         awsClientHooks: layerHooks({ strict: new StrictEbsLayer(target) }),

@@ -1,7 +1,9 @@
 import type { AwsTarget } from '../../contracts';
+import type { Db } from '../../schema/db';
 import type { JobLogSink } from '../control/jobs/log';
 import { ebsRoundTrip } from './ebs-probe';
 import { createReplicationActivities, type ReplicationActivityOptions } from './replication/activities';
+import { blockIndexStore } from './replication/index-store';
 
 export interface NodeActivityDeps {
   nodeId: string;
@@ -17,6 +19,11 @@ export interface NodeActivityDeps {
    * lines appear while the copy runs, with no extra workflow commands.
    */
   jobLog?: JobLogSink;
+  /**
+   * The database, for the shared block-hash indexes (activities/node/replication/index-store.ts):
+   * any node of the site diffs against and verifies any point. Without it a node uses only its cache.
+   */
+  db?: Db;
 }
 
 /** Every activity a node worker (task queue node-<id>) registers: the data path. */
@@ -26,6 +33,7 @@ export function createNodeActivities(deps: NodeActivityDeps) {
       ...deps.replication,
       nodeId: deps.nodeId,
       jobLog: deps.jobLog,
+      indexStore: deps.db ? blockIndexStore(deps.db) : undefined,
       dataDir: deps.dataDir ?? '.data',
     }),
     async ebsRoundTrip(clientToken: string) {

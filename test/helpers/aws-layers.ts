@@ -92,7 +92,9 @@ export class StrictEbsLayer {
       const data = await got.BlockData!.transformToByteArray();
       written.set(b.BlockIndex!, createHash('sha256').update(data).digest('base64'));
     }
-    const s: SnapshotState = { volumeSizeGiB: snap.VolumeSize ?? 1, status: 'pending', written };
+    // Completed by another process (another node of the site) is completed here too.
+    const status = snap.State === 'completed' ? 'completed' : 'pending';
+    const s: SnapshotState = { volumeSizeGiB: snap.VolumeSize ?? 1, status, written };
     this.snapshots.set(snapshotId, s);
     return s;
   }

@@ -24,7 +24,7 @@ export async function createNodeWorker(config: Config, nodeId = config.LIFEBOAT_
       nodeId,
       aws: awsTargetFromConfig(config),
       dataDir: config.LIFEBOAT_DATA_DIR,
-      ...(db ? { jobLog: createJobLog(db).append } : {}),
+      ...(db ? { jobLog: createJobLog(db).append, db } : {}),
     }),
     // Heartbeats carry the transfer's resume point: send them promptly instead of up to 60 s late.
     maxHeartbeatThrottleInterval: '2s',

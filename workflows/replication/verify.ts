@@ -88,7 +88,7 @@ export async function verifyRecoveryPointWorkflow(
         siteId: rp.sourceSiteId,
         siteName: rp.sourceSiteName,
       });
-      // The writer keeps the block-hash index: it goes first.
+      // The writer has the block-hash index in its cache: it goes first; any node can read the shared one.
       const ordered: TransferNode[] = [
         ...candidates.filter((n) => n.nodeId === d.nodeId),
         ...candidates.filter((n) => n.nodeId !== d.nodeId),

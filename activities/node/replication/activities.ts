@@ -9,6 +9,7 @@ import type {
 } from '../../../contracts';
 import { transferLive } from '../../../contracts';
 import type { JobLogSink } from '../../control/jobs/log';
+import type { BlockIndexStore } from './index-store';
 import type { AwsClientHooks } from './target/clients';
 import { AwsClients } from './target/clients';
 import { type TransferOutcome, transferDisk } from './transfer';
@@ -17,6 +18,8 @@ import { MissingIndexError, verifyDiskBlocks } from './verify';
 export interface ReplicationActivityOptions {
   nodeId: string;
   dataDir: string;
+  /** The shared block-hash index store (Postgres); the node worker passes it, the benchmark does not. */
+  indexStore?: BlockIndexStore | undefined;
   /** Test-only: SDK middleware (strict, fault, counting layers) added to every AWS client. */
   awsClientHooks?: AwsClientHooks | undefined;
   /** Block writes in flight per snapshot (default 64). */
@@ -50,6 +53,7 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
   const deps = {
     nodeId: o.nodeId,
     dataDir: o.dataDir,
+    indexStore: o.indexStore,
     clients,
     nodeLimit,
     perSnapshotConcurrency: o.perSnapshotConcurrency ?? 64,

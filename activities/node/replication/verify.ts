@@ -4,7 +4,7 @@ import type { LimitFunction } from 'p-limit';
 import type { VerifyDiskInput, VerifyDiskResult } from '../../../contracts';
 import { blockCount, sha256, ZERO_HASH } from './blocks';
 import { listSnapshotBlocks } from './ebs-listing';
-import { indexPath, readIndex } from './hash-index';
+import { type BlockIndexStore, nodeIndexes } from './index-store';
 import { withBackoff } from './target/backoff';
 import type { AwsClients } from './target/clients';
 
@@ -23,15 +23,19 @@ export async function verifyDiskBlocks(
   deps: {
     nodeId: string;
     dataDir: string;
+    indexStore?: BlockIndexStore | undefined;
     clients: AwsClients;
     nodeLimit: LimitFunction;
     concurrency?: number;
   },
   env: { signal: AbortSignal; heartbeat(blocksChecked: number): void },
 ): Promise<VerifyDiskResult> {
-  const file = indexPath(deps.dataDir, deps.nodeId, input.diskId, input.recoveryPointId);
-  const index = await readIndex(file);
-  if (!index) throw new MissingIndexError(`node ${deps.nodeId} has no block-hash index at ${file}`);
+  const indexes = nodeIndexes({ dataDir: deps.dataDir, nodeId: deps.nodeId, store: deps.indexStore });
+  const { index } = await indexes.load(input.recoveryPointId, input.diskId);
+  if (!index)
+    throw new MissingIndexError(
+      `no block-hash index of disk ${input.diskId} at recovery point ${input.recoveryPointId}: neither in the shared store nor in node ${deps.nodeId}'s cache (${indexes.file(input.recoveryPointId, input.diskId)})`,
+    );
   if (input.snapshotChain.length === 0) throw new Error('snapshotChain is empty');
   const ebs = deps.clients.ebs(input.target);
   setMaxListeners(0, env.signal); // every in-flight SDK request listens for cancellation
