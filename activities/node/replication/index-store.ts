@@ -3,7 +3,6 @@ import { deflateRaw, inflateRaw } from 'node:zlib';
 import { and, eq, gte, inArray, lt, notExists, sql } from 'drizzle-orm';
 import type { Db } from '../../../schema/db';
 import { blockIndexChunks, blockIndexes, recoveryPoints } from '../../../schema/index';
-import { HASH_BYTES } from './blocks';
 import { BlockHashIndex, indexPath, pruneIndexCache, readIndex, writeIndexAtomic } from './hash-index';
 
 const deflate = promisify(deflateRaw);
