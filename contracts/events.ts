@@ -15,6 +15,8 @@ export const EVENT_TYPES = [
   'replication.rpo-breached',
   'replication.within-rpo',
   'recovery-point.created',
+  'recovery-point.verified',
+  'recovery-point.verification-failed',
   'snapshot-budget.saturated',
   // nodes
   'node.offline',
@@ -34,6 +36,7 @@ export const ALERT_TYPES = [
   'replication.rpo-breached',
   'job.failed',
   'node.offline',
+  'recovery-point.verification-failed',
 ] as const satisfies readonly EventType[];
 export type AlertType = (typeof ALERT_TYPES)[number];
 

@@ -5,6 +5,7 @@
  * workflow sandbox.
  */
 export * from './aws';
+export * from './consistency';
 export * from './drills';
 export * from './events';
 export * from './job-logs';

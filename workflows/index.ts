@@ -5,6 +5,7 @@ export { keyRotationWorkflow } from './keys/rotation';
 export { acknowledgeAlertWorkflow, emitEventsWorkflow, monitorWorkflow } from './monitor';
 export { deliverEventWorkflow } from './notifications/deliver';
 export { cleanupWorkflow, recoveryWorkflow } from './recovery';
+export { consistencyCheckWorkflow, consistencySweepWorkflow } from './replication/consistency';
 export { replicationIterationWorkflow } from './replication/iteration';
 export { snapshotBudgetWorkflow } from './replication/snapshot-budget';
 export { verifyRecoveryPointWorkflow } from './replication/verify';

@@ -8,6 +8,7 @@ import { etagOf, IfMatchHeader, PageQuery, pageOf } from '../services/common';
 import { planRtoPrediction } from '../services/drills/rto';
 import { drillScheduleHooks } from '../services/drills/schedules';
 import { Plan, PlanApplyInput, PlanSummary, planForViewer, plansService } from '../services/plans';
+import { consistencyScheduleHooks } from '../services/replication/consistency-schedules';
 import { planScheduleHooks } from '../services/replication/schedules';
 import { Drill, reportsService } from '../services/reports';
 import {
@@ -146,15 +147,19 @@ export function planRoutes(deps: AppDeps) {
   const replicationHooks = planScheduleHooks(deps);
   // The drill schedule follows the plan's `drills` setting (issue 14).
   const drillHooks = drillScheduleHooks(deps);
+  // The consistency-check schedule follows `consistencyChecks` (issue 17.2).
+  const consistencyHooks = consistencyScheduleHooks(deps);
   const schedules = {
     async afterWrite(planId: string) {
       await replicationHooks.afterWrite(planId);
       await drillHooks.afterWrite(planId);
+      await consistencyHooks.afterWrite(planId);
     },
     beforeDelete: replicationHooks.beforeDelete,
     async afterDelete(planId: string, vmIds: string[]) {
       await replicationHooks.afterDelete(planId, vmIds);
       await drillHooks.afterDelete(planId);
+      await consistencyHooks.afterDelete(planId);
     },
   };
   const reports = reportsService(deps.db);

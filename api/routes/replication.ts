@@ -2,6 +2,7 @@ import { z } from '@hono/zod-openapi';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { PageQuery, pageOf } from '../services/common';
+import { consistencyScheduleHooks } from '../services/replication/consistency-schedules';
 import { replicationSchedules } from '../services/replication/schedules';
 import {
   findPlan,
@@ -163,6 +164,7 @@ const verifications = route('viewer', 'get', '/recovery-points/{id}/verification
 /** Replication routes: status, pause/resume/now, recovery points, verify. */
 export function replicationRoutes(deps: AppDeps) {
   const schedules = replicationSchedules(deps);
+  const consistency = consistencyScheduleHooks(deps);
   const svc = replicationStatusService(deps.db, schedules);
   const verifies = verifyJobsService({
     db: deps.db,
@@ -172,8 +174,14 @@ export function replicationRoutes(deps: AppDeps) {
 
   async function act(planRef: string, action: 'pause' | 'resume' | 'now', vmRef?: string, force = false) {
     const plan = await findPlan(deps.db, planRef);
-    if (action === 'pause') return { status: 200 as const, body: await schedules.pause(plan.id, vmRef) };
-    if (action === 'resume') return { status: 200 as const, body: await schedules.resume(plan.id, vmRef) };
+    if (action === 'pause' || action === 'resume') {
+      const body = await (action === 'pause'
+        ? schedules.pause(plan.id, vmRef)
+        : schedules.resume(plan.id, vmRef));
+      // The consistency-check schedule pauses and resumes with the plan.
+      if (!vmRef) await consistency.afterWrite(plan.id);
+      return { status: 200 as const, body };
+    }
     return { status: 202 as const, body: await schedules.replicateNow(plan.id, vmRef, { force }) };
   }
   // The body is optional: validated only when one is sent as JSON.

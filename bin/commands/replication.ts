@@ -9,7 +9,12 @@ interface VmStatus {
   lastSuccessAt: string | null;
   lagSeconds: number | null;
   rpoBreached: boolean;
-  lastIteration: { bytesWritten: number; changedBlocks: number; durationMs: number } | null;
+  lastIteration: {
+    bytesWritten: number;
+    changedBlocks: number;
+    durationMs: number;
+    verificationState?: string;
+  } | null;
   running: { workflowId: string } | null;
   error: string | null;
   remediation: string | null;
@@ -26,6 +31,8 @@ interface RecoveryPoint {
   bytesWritten: number;
   changedBlocks: number;
   durationMs: number;
+  verificationState?: string;
+  verifiedAt?: string | null;
   disks: unknown[];
 }
 
@@ -58,6 +65,7 @@ export function replicationCommands(program: Command, cli: Cli) {
           `${lag(v.lagSeconds)} / ${v.rpoMinutes}m${v.rpoBreached ? ' BREACH' : ''}`,
           v.lastIteration ? MiB(v.lastIteration.bytesWritten) : '—',
           v.lastIteration ? `${(v.lastIteration.durationMs / 1000).toFixed(1)}s` : '—',
+          v.lastIteration?.verificationState ?? '—',
           v.running ? v.running.workflowId : '',
         ]);
         const notes = body.vms
@@ -67,7 +75,7 @@ export function replicationCommands(program: Command, cli: Cli) {
         const next = body.schedules
           .map((s) => `${s.scheduleId}: ${s.paused ? 'paused' : `next ${s.nextRuns[0] ?? '—'}`}`)
           .join('\n');
-        return `${table(['VM', 'STATE', 'LAST SUCCESS', 'LAG / RPO', 'LAST BYTES', 'LAST TIME', 'RUNNING'], rows)}\n\n${next}${notes}`;
+        return `${table(['VM', 'STATE', 'LAST SUCCESS', 'LAG / RPO', 'LAST BYTES', 'LAST TIME', 'VERIFIED', 'RUNNING'], rows)}\n\n${next}${notes}`;
       });
     });
 
@@ -119,7 +127,7 @@ export function replicationCommands(program: Command, cli: Cli) {
         body,
         () =>
           table(
-            ['ID', 'POINT IN TIME', 'DISKS', 'CHANGED BLOCKS', 'BYTES', 'DURATION'],
+            ['ID', 'POINT IN TIME', 'DISKS', 'CHANGED BLOCKS', 'BYTES', 'DURATION', 'VERIFIED'],
             body.items.map((p) => [
               p.id,
               p.pointInTime,
@@ -127,6 +135,9 @@ export function replicationCommands(program: Command, cli: Cli) {
               p.changedBlocks,
               MiB(p.bytesWritten),
               `${(p.durationMs / 1000).toFixed(1)}s`,
+              p.verificationState === 'verified' && p.verifiedAt
+                ? `verified ${p.verifiedAt}`
+                : (p.verificationState ?? '—'),
             ]),
           ) + moreHint(body),
       );

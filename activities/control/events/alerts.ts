@@ -37,6 +37,13 @@ const ALERT_TYPES: {
     resolvedBy: 'node.online',
     subject: (e) => (e.nodeId ? `node:${e.nodeId}` : undefined),
   },
+  {
+    // A point that failed a consistency check; a later successful verification resolves it.
+    type: 'recovery-point.verification-failed',
+    resolvedBy: 'recovery-point.verified',
+    subject: (e) =>
+      typeof e.data?.recoveryPointId === 'string' ? `recovery-point:${e.data.recoveryPointId}` : undefined,
+  },
 ];
 
 /**

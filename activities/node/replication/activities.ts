@@ -12,7 +12,7 @@ import type { JobLogSink } from '../../control/jobs/log';
 import type { BlockIndexStore } from './index-store';
 import type { AwsClientHooks } from './target/clients';
 import { AwsClients } from './target/clients';
-import { type TransferOutcome, transferDisk } from './transfer';
+import { type TransferDeps, type TransferOutcome, transferDisk } from './transfer';
 import { MissingIndexError, verifyDiskBlocks } from './verify';
 
 export interface ReplicationActivityOptions {
@@ -20,6 +20,8 @@ export interface ReplicationActivityOptions {
   dataDir: string;
   /** The shared block-hash index store (Postgres); the node worker passes it, the benchmark does not. */
   indexStore?: BlockIndexStore | undefined;
+  /** Test-only: the sparse-detection seam of file sources (a file system that lies about holes). */
+  dataExtents?: TransferDeps['dataExtents'];
   /** Test-only: SDK middleware (strict, fault, counting layers) added to every AWS client. */
   awsClientHooks?: AwsClientHooks | undefined;
   /** Block writes in flight per snapshot (default 64). */
@@ -54,6 +56,7 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
     nodeId: o.nodeId,
     dataDir: o.dataDir,
     indexStore: o.indexStore,
+    dataExtents: o.dataExtents,
     clients,
     nodeLimit,
     perSnapshotConcurrency: o.perSnapshotConcurrency ?? 64,

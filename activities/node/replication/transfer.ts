@@ -13,6 +13,7 @@ import { type BlockIndexStore, nodeIndexes } from './index-store';
 import { openAwsSource } from './sources/aws';
 import { openFileSource } from './sources/file';
 import type { BlockSource } from './sources/source';
+import type { Extent } from './sparse';
 import type { AwsClients } from './target/clients';
 import {
   completeSnapshot,
@@ -28,6 +29,8 @@ export interface TransferDeps {
   dataDir: string;
   /** The shared block-hash indexes (Postgres); without it only the node's own cache is used. */
   indexStore?: BlockIndexStore | undefined;
+  /** Test-only: the sparse-detection seam of file sources (default SEEK_DATA/SEEK_HOLE). */
+  dataExtents?: ((fd: number, size: number) => Extent[]) | undefined;
   clients: AwsClients;
   /** Node-wide limit on block requests in flight, shared by every transfer of this worker process. */
   nodeLimit: LimitFunction;
@@ -262,8 +265,12 @@ async function openSource(
   const s = input.source;
   if (s.kind === 'file') {
     const usable = prevIndex && prevIndex.sizeBytes <= s.sizeBytes ? prevIndex : undefined;
-    return openFileSource(s.path, s.sizeBytes, (i) =>
-      usable && i < usable.blockCount ? usable.get(i) : ZERO_HASH,
+    return openFileSource(
+      s.path,
+      s.sizeBytes,
+      (i) => (usable && i < usable.blockCount ? usable.get(i) : ZERO_HASH),
+      8,
+      deps.dataExtents,
     );
   }
   return openAwsSource(

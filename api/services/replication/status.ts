@@ -13,6 +13,12 @@ export const ReplicationState = z
     'initial-sync: no recovery point yet; in-sync: last point within the RPO; exceeded-interval: last point older than the RPO; paused: by an operator; error: the last iteration failed (see remediation)',
   );
 
+const VerificationState = z
+  .enum(['unverified', 'verified', 'failed'])
+  .describe(
+    'Consistency-check state of the point: a failed point is never picked as the latest by a recovery',
+  );
+
 export const VmReplicationStatus = z
   .object({
     vmId: z.uuid(),
@@ -32,6 +38,8 @@ export const VmReplicationStatus = z
         bytesWritten: z.number().describe("This VM's disks"),
         changedBlocks: z.number(),
         durationMs: z.number(),
+        verificationState: VerificationState,
+        verifiedAt: z.string().nullable(),
       })
       .nullable(),
     running: z.object({ workflowId: z.string(), startedAt: z.string().nullable() }).nullable(),
@@ -89,6 +97,14 @@ export const RecoveryPoint = z
     changedBlocks: z.number(),
     durationMs: z.number(),
     preserved: z.boolean(),
+    verificationState: VerificationState,
+    verifiedAt: z.string().nullable(),
+    verificationFailure: z
+      .record(z.string(), z.unknown())
+      .nullable()
+      .describe(
+        'For a failed point: per disk, the mismatching target blocks and source blocks (capped lists)',
+      ),
     disks: z.array(RecoveryPointDisk),
   })
   .openapi('RecoveryPoint');
@@ -148,6 +164,9 @@ export function replicationStatusService(db: Db, schedules: ReplicationSchedules
       changedBlocks: r.changedBlocks,
       durationMs: r.durationMs,
       preserved: r.preserved,
+      verificationState: r.verificationState,
+      verifiedAt: r.verifiedAt?.toISOString() ?? null,
+      verificationFailure: r.verificationFailure ?? null,
       disks: diskRows
         .filter((d) => d.recoveryPointId === r.id)
         .map(({ recoveryPointId: _r, sourceSnapshotId: _s, ...d }) => d),
@@ -238,6 +257,8 @@ export function replicationStatusService(db: Db, schedules: ReplicationSchedules
                 bytesWritten: Number(last.bytesWritten),
                 changedBlocks: Number(last.changedBlocks),
                 durationMs: last.durationMs,
+                verificationState: last.verificationState,
+                verifiedAt: last.verifiedAt?.toISOString() ?? null,
               }
             : null,
           running:
