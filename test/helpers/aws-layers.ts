@@ -303,15 +303,47 @@ export class PagingEbsLayer {
   }
 }
 
+/**
+ * Corrupts what GetSnapshotBlock returns for chosen (snapshot, block) pairs — a target block that
+ * rotted after it was written — so consistency checks can be shown to catch it.
+ */
+export class CorruptReadEbsLayer {
+  readonly corrupt = new Set<string>();
+  readonly served: string[] = [];
+  add(snapshotId: string, blockIndex: number) {
+    this.corrupt.add(`${snapshotId}#${blockIndex}`);
+  }
+  readonly middleware: Mw = (next, context) => async (args) => {
+    const out = await next(args);
+    if ((context as { commandName?: string }).commandName !== 'GetSnapshotBlockCommand') return out;
+    // biome-ignore lint/suspicious/noExplicitAny: GetSnapshotBlock input and output
+    const input = args.input as any;
+    const key = `${input.SnapshotId}#${input.BlockIndex}`;
+    if (!this.corrupt.has(key)) return out;
+    this.served.push(key);
+    // biome-ignore lint/suspicious/noExplicitAny: the streaming body
+    const o = out.output as any;
+    const bytes = Buffer.from(await o.BlockData.transformToByteArray());
+    bytes[0] = (bytes[0]! ^ 0xff) & 0xff;
+    o.BlockData = { transformToByteArray: async () => new Uint8Array(bytes) };
+    return out;
+  };
+  install(ebs: EBSClient) {
+    addLayer(ebs, this.middleware, 'lifeboatCorruptReadLayer', 'initialize', 'low');
+  }
+}
+
 /** Hooks for the data path with the given layers (outermost first: counting, strict, then faults per attempt). */
 export function layerHooks(layers: {
   strict?: StrictEbsLayer;
   fault?: FaultEbsLayer;
   counting?: CountingEbsLayer;
   paging?: PagingEbsLayer;
+  corruptRead?: CorruptReadEbsLayer;
 }): AwsClientHooks {
   return {
     ebs: (c) => {
+      layers.corruptRead?.install(c);
       layers.paging?.install(c);
       layers.counting?.install(c);
       layers.strict?.install(c);
