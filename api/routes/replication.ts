@@ -148,7 +148,36 @@ const verify = route('operator', 'post', '/recovery-points/{id}/verify', {
   summary: 'Read every block of a recovery point back from the target and compare it with the source index',
   description:
     'Starts a verify job (202); its result is in GET /v1/jobs/{jobId} and GET /v1/recovery-points/{id}/verifications.',
-  request: { params: UuidParam },
+  request: {
+    params: UuidParam,
+    body: {
+      required: false,
+      description: 'Optional: verify a sample of the blocks, and re-read a sample of the source too',
+      content: {
+        'application/json': {
+          schema: z
+            .object({
+              samplePercent: z
+                .number()
+                .gt(0)
+                .max(100)
+                .optional()
+                .describe('Percent of the target blocks read back (default 100)'),
+              sourceSamplePercent: z
+                .number()
+                .gt(0)
+                .max(100)
+                .optional()
+                .describe(
+                  'Percent of the source blocks re-read (file sources): flags blocks the index holds as holes while the source has data',
+                ),
+            })
+            .strict()
+            .openapi('VerifyRequest'),
+        },
+      },
+    },
+  },
   responses: {
     202: jsonContent(VerifyStarted, 'Verification started'),
     ...errorResponses(400, 401, 403, 404, 503),
@@ -222,7 +251,10 @@ export function replicationRoutes(deps: AppDeps) {
     })
     .openapi(getPoint, async (c) => c.json(await svc.getRecoveryPoint(c.req.valid('param').id), 200))
     .openapi(verify, async (c) => {
-      const job = await verifies.start(c.req.valid('param').id, c.get('principal').name);
+      const opts = c.req.header('content-type')?.includes('application/json')
+        ? (c.req.valid('json') ?? {})
+        : {};
+      const job = await verifies.start(c.req.valid('param').id, c.get('principal').name, opts);
       return c.json({ jobId: job.id, workflowId: job.workflowId }, 202);
     })
     .openapi(verifications, async (c) => c.json(await verifies.list(c.req.valid('param').id), 200));

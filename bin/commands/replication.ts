@@ -147,12 +147,26 @@ export function replicationCommands(program: Command, cli: Cli) {
     .command('verify <recovery-point>')
     .description('Read a recovery point back from the target and compare every block with the source index')
     .option('--no-wait', 'start the verification and return its job id')
+    .option('--sample <percent>', 'read back only this percent of the blocks', Number)
+    .option(
+      '--source-sample <percent>',
+      're-read this percent of the source blocks too (file sources)',
+      Number,
+    )
     .option('--timeout <seconds>', 'give up waiting after this long', intOption, 3600)
     .action(async (rp: string, o) => {
       const api = cli.api();
       const { body: started } = await api.request<{ jobId: string; workflowId: string }>(
         'POST',
         `/v1/recovery-points/${enc(rp)}/verify`,
+        o.sample !== undefined || o.sourceSample !== undefined
+          ? {
+              body: {
+                ...(o.sample !== undefined ? { samplePercent: o.sample } : {}),
+                ...(o.sourceSample !== undefined ? { sourceSamplePercent: o.sourceSample } : {}),
+              },
+            }
+          : {},
       );
       if (o.wait === false) {
         cli.print(started, () => `started verify job ${started.jobId} (lifeboat jobs get ${started.jobId})`);
