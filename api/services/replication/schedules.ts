@@ -190,13 +190,15 @@ export function replicationSchedules(deps: ScheduleDeps) {
    */
   async function refuseIfPaused(plan: PlanRow, vmRows: VmRow[], targets: WantedSchedule[], vmRef?: string) {
     const how = `resume it first, or repeat with {"force": true} (lifeboat replication now --force) to replicate once while it stays paused`;
+    // Described first: an undecodable schedule answers its own 409 (schedule_unreadable).
+    const described = [];
+    for (const t of targets) described.push({ t, d: await describeOrUndefined(t.scheduleId) });
     if (plan.replicationPaused)
       throw new ApiError(409, 'replication_paused', `Plan "${plan.name}" is paused: ${how}`, [
         { path: 'plan', message: `plan "${plan.name}" is paused` },
       ]);
     const paused: string[] = [];
-    for (const t of targets) {
-      const d = await describeOrUndefined(t.scheduleId);
+    for (const { t, d } of described) {
       if (!d?.state.paused) continue;
       const names = t.vmId ? vmRows.filter((v) => v.id === t.vmId).map((v) => v.name) : [];
       paused.push(...(names.length ? names : [t.scheduleId]));
