@@ -96,7 +96,13 @@ async function preferNode(chosen: string, other: string) {
 }
 
 async function replicateNow(planId: string): Promise<ReplicationIterationResult> {
-  const started = await call('POST', `/v1/plans/${planId}/replication/now`, { token: api.tokens.operator });
+  // On a loaded machine the scheduler may take over 10 s to start the run: the API answers 503
+  // and repeating the request returns the run (already running) instead of a second one.
+  let r = await api.call('POST', `/v1/plans/${planId}/replication/now`, { token: api.tokens.operator });
+  for (let i = 0; i < 3 && r.status === 503; i++)
+    r = await api.call('POST', `/v1/plans/${planId}/replication/now`, { token: api.tokens.operator });
+  if (r.status !== 202) throw new Error(`replication/now → ${r.status} ${JSON.stringify(r.body)}`);
+  const started = r.body;
   return client.workflow.getHandle(started.runs[0].workflowId).result();
 }
 
