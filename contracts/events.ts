@@ -24,6 +24,8 @@ export const EVENT_TYPES = [
   'recovery-point.locked',
   'recovery-point.unlocked',
   'recovery-point.deleted',
+  'recovery-point.verified',
+  'recovery-point.verification-failed',
   'snapshot-budget.saturated',
   // failover as a state (contracts/protection.ts)
   'plan.protection-state-changed',
@@ -51,6 +53,7 @@ export const ALERT_TYPES = [
   'job.failed',
   'node.offline',
   'node.upgrade-failed',
+  'recovery-point.verification-failed',
 ] as const satisfies readonly EventType[];
 export type AlertType = (typeof ALERT_TYPES)[number];
 

@@ -6,6 +6,7 @@
  */
 export * from './aws';
 export * from './checkpoints';
+export * from './consistency';
 export * from './drills';
 export * from './events';
 export * from './job-logs';

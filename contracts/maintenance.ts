@@ -5,7 +5,14 @@
  * `lifeboat maintenance get|set` read and change the schedules of exactly these tasks; a new
  * task is one entry here plus its workflow. Pure: safe in the workflow bundle.
  */
-export const MAINTENANCE_TASK_NAMES = ['expiry', 'key-rotation', 'appliance-upgrade'] as const;
+import { CONSISTENCY_SWEEP_WORKFLOW } from './consistency';
+
+export const MAINTENANCE_TASK_NAMES = [
+  'expiry',
+  'consistency-sweep',
+  'key-rotation',
+  'appliance-upgrade',
+] as const;
 export type MaintenanceTaskName = (typeof MAINTENANCE_TASK_NAMES)[number];
 
 export interface MaintenanceTask {
@@ -45,6 +52,18 @@ export const MAINTENANCE_TASKS: readonly MaintenanceTask[] = [
     defaultTimezone: 'UTC',
     defaultPaused: false,
     args: [{ requestedBy: 'schedule' }],
+  },
+  {
+    task: 'consistency-sweep',
+    scheduleId: 'lifeboat-maintenance-consistency-sweep',
+    name: 'Lifeboat maintenance: consistency sweep of every plan',
+    description:
+      'Runs the consistency check of every plan that has `consistencyChecks` (its scope), then deletes block indexes of points that were never recorded',
+    workflowType: CONSISTENCY_SWEEP_WORKFLOW,
+    defaultCron: '0 4 * * 0',
+    defaultTimezone: 'UTC',
+    defaultPaused: false,
+    args: [],
   },
   {
     task: 'key-rotation',

@@ -30,7 +30,11 @@ export const DEFAULT_GUEST_READY_MINUTES = 20;
 export const cleanupWorkflowId = (jobId: string) => `cleanup-${jobId}`;
 
 /** Which recovery point: the latest (default), a given id, or the latest at or before a time. */
-export type RecoveryPointSelector = { latest: true } | { id: string } | { before: string };
+/**
+ * Which point a recovery uses. `latest` and `before` never pick a point that failed a
+ * consistency check (issue 17.2); an explicit `id` of such a point needs `force: true`.
+ */
+export type RecoveryPointSelector = { latest: true } | { id: string; force?: boolean } | { before: string };
 
 export interface RecoveryInput {
   jobId: string;

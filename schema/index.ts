@@ -2,6 +2,7 @@
 export * from './tables/alerts';
 export * from './tables/api-tokens';
 export * from './tables/audit-log';
+export * from './tables/block-indexes';
 export * from './tables/channels';
 export * from './tables/disks';
 export * from './tables/events';

@@ -79,7 +79,7 @@ describe('replication pure logic', () => {
     const file = path.join(dir, 'n', 'd', 'rp.idx');
     await writeIndexAtomic(file, idx);
     const back = await readIndex(file);
-    expect(back?.hashes.equals(idx.hashes)).toBe(true);
+    expect(back?.equals(idx)).toBe(true);
     expect(back?.sizeBytes).toBe(3 * BLOCK_SIZE + 5);
     expect(await readIndex(path.join(dir, 'missing.idx'))).toBeUndefined();
     truncateSync(file, 40);

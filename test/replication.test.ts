@@ -75,6 +75,7 @@ async function startNode(siteId: string, activeJobs = 0) {
     activities: createNodeActivities({
       nodeId,
       aws: target,
+      db: api.db,
       dataDir: path.join(dir, nodeId),
       replication: {
         awsClientHooks: layerHooks({ strict: new StrictEbsLayer(target) }),
@@ -126,9 +127,11 @@ afterAll(async () => {
 
 async function replicateNow(
   planId: string,
+  body?: { force: boolean },
 ): Promise<{ workflowId: string; result: ReplicationIterationResult }> {
   const started = await api.call('POST', `/v1/plans/${planId}/replication/now`, {
     token: api.tokens.operator,
+    ...(body ? { body } : {}),
   });
   expect(started.status).toBe(202);
   const { workflowId } = started.body.runs[0];
@@ -437,12 +440,17 @@ describe('replication schedules', () => {
     expect((await handle.describe()).state.paused).toBe(false);
     await waitActions(atPause + 1, 8000);
 
-    // Replicate now, paused again so that only the trigger can start a run.
+    // Replicate now, paused again so that only the trigger can start a run: a paused plan needs
+    // force (issue 17.6), without it 409 names the pause.
     await call('POST', `/v1/plans/${plan.id}/replication/pause`, { token: api.tokens.operator });
     await new Promise((r) => setTimeout(r, 1000));
+    const refused = await api.call('POST', `/v1/plans/${plan.id}/replication/now`, {
+      token: api.tokens.operator,
+    });
+    expect(refused.status).toBe(409);
     const beforeNow = await actions();
     const t0 = Date.now();
-    const { workflowId, result } = await replicateNow(plan.id);
+    const { workflowId, result } = await replicateNow(plan.id, { force: true });
     expect(Date.now() - t0).toBeLessThan(15_000);
     expect(workflowId).toMatch(/^replication-plan-/);
     expect(result.recoveryPointId).toMatch(/^[0-9a-f-]{36}$/);

@@ -11,6 +11,7 @@ export { acknowledgeAlertWorkflow, emitEventsWorkflow, monitorWorkflow } from '.
 export { applianceUpgradeWorkflow } from './nodes/upgrade';
 export { deliverEventWorkflow } from './notifications/deliver';
 export { cleanupWorkflow, preflightWorkflow, recoveryWorkflow } from './recovery';
+export { consistencyCheckWorkflow, consistencySweepWorkflow } from './replication/consistency';
 export { replicationIterationWorkflow } from './replication/iteration';
 export { snapshotBudgetWorkflow } from './replication/snapshot-budget';
 export { verifyRecoveryPointWorkflow } from './replication/verify';

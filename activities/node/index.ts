@@ -1,7 +1,9 @@
 import type { AwsTarget } from '../../contracts';
+import type { Db } from '../../schema/db';
 import type { JobLogSink } from '../control/jobs/log';
 import { ebsRoundTrip } from './ebs-probe';
 import { createReplicationActivities, type ReplicationActivityOptions } from './replication/activities';
+import { blockIndexStore } from './replication/index-store';
 import { deleteBlockIndexFiles } from './replication/prune-index';
 
 export interface NodeActivityDeps {
@@ -18,6 +20,11 @@ export interface NodeActivityDeps {
    * lines appear while the copy runs, with no extra workflow commands.
    */
   jobLog?: JobLogSink;
+  /**
+   * The database, for the shared block-hash indexes (activities/node/replication/index-store.ts):
+   * any node of the site diffs against and verifies any point. Without it a node uses only its cache.
+   */
+  db?: Db;
 }
 
 /** Every activity a node worker (task queue node-<id>) registers: the data path. */
@@ -27,6 +34,7 @@ export function createNodeActivities(deps: NodeActivityDeps) {
       ...deps.replication,
       nodeId: deps.nodeId,
       jobLog: deps.jobLog,
+      indexStore: deps.db ? blockIndexStore(deps.db) : undefined,
       dataDir: deps.dataDir ?? '.data',
     }),
     /** The expiry job: delete this node's block-hash index files of deleted recovery points. */

@@ -17,6 +17,7 @@ import {
   planForViewer,
   plansService,
 } from '../services/plans';
+import { consistencyScheduleHooks } from '../services/replication/consistency-schedules';
 import { planScheduleHooks } from '../services/replication/schedules';
 import { Drill, reportsService } from '../services/reports';
 import {
@@ -185,17 +186,21 @@ export function planRoutes(deps: AppDeps) {
   // The checkpoint schedule follows `checkpoints.cron` / `.timezone` (issue 12).
   const checkpointHooks = checkpointScheduleHooks(deps);
   const checkpointTimes = checkpointSchedules(deps);
+  // The consistency-check schedule follows `consistencyChecks` (issue 17.2).
+  const consistencyHooks = consistencyScheduleHooks(deps);
   const schedules = {
     async afterWrite(planId: string) {
       await replicationHooks.afterWrite(planId);
       await drillHooks.afterWrite(planId);
       await checkpointHooks.afterWrite(planId);
+      await consistencyHooks.afterWrite(planId);
     },
     beforeDelete: replicationHooks.beforeDelete,
     async afterDelete(planId: string, vmIds: string[]) {
       await replicationHooks.afterDelete(planId, vmIds);
       await drillHooks.afterDelete(planId);
       await checkpointHooks.afterDelete(planId);
+      await consistencyHooks.afterDelete(planId);
     },
   };
   const reports = reportsService(deps.db);

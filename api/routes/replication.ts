@@ -2,6 +2,7 @@ import { z } from '@hono/zod-openapi';
 import { errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
 import { PageQuery, pageOf } from '../services/common';
+import { consistencyScheduleHooks } from '../services/replication/consistency-schedules';
 import { replicationSchedules } from '../services/replication/schedules';
 import {
   findPlan,
@@ -29,6 +30,23 @@ const PlanVmParam = PlanParam.extend({
     .openapi({ param: { name: 'vm', in: 'path' }, description: 'VM id or name' }),
 });
 const Action = z.enum(['pause', 'resume', 'now']).openapi({ param: { name: 'action', in: 'path' } });
+
+const NowRequest = z
+  .object({
+    force: z
+      .boolean()
+      .optional()
+      .describe(
+        '`now` only: run even though the plan or the VM is paused (it stays paused); without it a paused one answers 409',
+      ),
+  })
+  .strict()
+  .openapi('ReplicationActionRequest');
+const optionalNowBody = {
+  required: false,
+  description: 'Optional, for `now`: `{"force": true}` replicates once even while paused',
+  content: { 'application/json': { schema: NowRequest } },
+};
 
 const PauseState = z
   .object({
@@ -88,8 +106,8 @@ const planAction = route('operator', 'post', '/plans/{plan}/replication/{action}
   operationId: 'controlPlanReplication',
   summary: 'Pause, resume or replicate now (the whole plan)',
   description:
-    '`pause`/`resume` answer 200 with the paused state (mirrored in the plan’s replicationPaused); `now` triggers the schedule and answers 202 with the workflow id of the iteration.',
-  request: { params: PlanParam.extend({ action: Action }) },
+    '`pause`/`resume` answer 200 with the paused state (mirrored in the plan’s replicationPaused); `now` triggers the schedule and answers 202 with the workflow id of the iteration. `now` on a paused plan (or a plan with paused VMs) answers 409 `replication_paused` naming what is paused, unless the body is `{"force": true}`.',
+  request: { params: PlanParam.extend({ action: Action }), body: optionalNowBody },
   responses: {
     200: jsonContent(PauseState, 'Paused or resumed'),
     202: jsonContent(NowStarted, 'Iteration started (or already running)'),
@@ -99,7 +117,9 @@ const planAction = route('operator', 'post', '/plans/{plan}/replication/{action}
 const vmAction = route('operator', 'post', '/plans/{plan}/vms/{vm}/replication/{action}', {
   operationId: 'controlVmReplication',
   summary: 'Pause, resume or replicate now one VM (plans with per-VM schedules)',
-  request: { params: PlanVmParam.extend({ action: Action }) },
+  description:
+    '`now` for a paused VM (or a VM of a paused plan) answers 409 `replication_paused`, unless the body is `{"force": true}`.',
+  request: { params: PlanVmParam.extend({ action: Action }), body: optionalNowBody },
   responses: {
     200: jsonContent(PauseState, 'Paused or resumed'),
     202: jsonContent(NowStarted, 'Iteration started (or already running)'),
@@ -138,7 +158,36 @@ const verify = route('operator', 'post', '/recovery-points/{id}/verify', {
   summary: 'Read every block of a recovery point back from the target and compare it with the source index',
   description:
     'Starts a verify job (202); its result is in GET /v1/jobs/{jobId} and GET /v1/recovery-points/{id}/verifications.',
-  request: { params: UuidParam },
+  request: {
+    params: UuidParam,
+    body: {
+      required: false,
+      description: 'Optional: verify a sample of the blocks, and re-read a sample of the source too',
+      content: {
+        'application/json': {
+          schema: z
+            .object({
+              samplePercent: z
+                .number()
+                .gt(0)
+                .max(100)
+                .optional()
+                .describe('Percent of the target blocks read back (default 100)'),
+              sourceSamplePercent: z
+                .number()
+                .gt(0)
+                .max(100)
+                .optional()
+                .describe(
+                  'Percent of the source blocks re-read (file sources): flags blocks the index holds as holes while the source has data',
+                ),
+            })
+            .strict()
+            .openapi('VerifyRequest'),
+        },
+      },
+    },
+  },
   responses: {
     202: jsonContent(VerifyStarted, 'Verification started'),
     ...errorResponses(400, 401, 403, 404, 503),
@@ -154,6 +203,7 @@ const verifications = route('viewer', 'get', '/recovery-points/{id}/verification
 /** Replication routes: status, pause/resume/now, recovery points, verify. */
 export function replicationRoutes(deps: AppDeps) {
   const schedules = replicationSchedules(deps);
+  const consistency = consistencyScheduleHooks(deps);
   const svc = replicationStatusService(deps.db, schedules);
   const verifies = verifyJobsService({
     db: deps.db,
@@ -161,12 +211,24 @@ export function replicationRoutes(deps: AppDeps) {
     taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
   });
 
-  async function act(planRef: string, action: 'pause' | 'resume' | 'now', vmRef?: string) {
+  async function act(planRef: string, action: 'pause' | 'resume' | 'now', vmRef?: string, force = false) {
     const plan = await findPlan(deps.db, planRef);
-    if (action === 'pause') return { status: 200 as const, body: await schedules.pause(plan.id, vmRef) };
-    if (action === 'resume') return { status: 200 as const, body: await schedules.resume(plan.id, vmRef) };
-    return { status: 202 as const, body: await schedules.replicateNow(plan.id, vmRef) };
+    if (action === 'pause' || action === 'resume') {
+      const body = await (action === 'pause'
+        ? schedules.pause(plan.id, vmRef)
+        : schedules.resume(plan.id, vmRef));
+      // The consistency-check schedule pauses and resumes with the plan.
+      if (!vmRef) await consistency.afterWrite(plan.id);
+      return { status: 200 as const, body };
+    }
+    return { status: 202 as const, body: await schedules.replicateNow(plan.id, vmRef, { force }) };
   }
+  // The body is optional: validated only when one is sent as JSON.
+  // biome-ignore lint/suspicious/noExplicitAny: both action routes' contexts
+  const forceOf = (c: any): boolean =>
+    c.req.header('content-type')?.includes('application/json')
+      ? (c.req.valid('json')?.force ?? false)
+      : false;
 
   return v1Router()
     .openapi(status, async (c) => c.json(await svc.planStatus(c.req.valid('param').plan), 200))
@@ -176,14 +238,14 @@ export function replicationRoutes(deps: AppDeps) {
     })
     .openapi(planAction, async (c) => {
       const { plan, action } = c.req.valid('param');
-      const r = await act(plan, action);
+      const r = await act(plan, action, undefined, forceOf(c));
       return r.status === 200
         ? c.json(r.body as z.infer<typeof PauseState>, 200)
         : c.json(r.body as z.infer<typeof NowStarted>, 202);
     })
     .openapi(vmAction, async (c) => {
       const { plan, vm, action } = c.req.valid('param');
-      const r = await act(plan, action, vm);
+      const r = await act(plan, action, vm, forceOf(c));
       return r.status === 200
         ? c.json(r.body as z.infer<typeof PauseState>, 200)
         : c.json(r.body as z.infer<typeof NowStarted>, 202);
@@ -202,7 +264,10 @@ export function replicationRoutes(deps: AppDeps) {
     })
     .openapi(getPoint, async (c) => c.json(await svc.getRecoveryPoint(c.req.valid('param').id), 200))
     .openapi(verify, async (c) => {
-      const job = await verifies.start(c.req.valid('param').id, c.get('principal').name);
+      const opts = c.req.header('content-type')?.includes('application/json')
+        ? (c.req.valid('json') ?? {})
+        : {};
+      const job = await verifies.start(c.req.valid('param').id, c.get('principal').name, opts);
       return c.json({ jobId: job.id, workflowId: job.workflowId }, 202);
     })
     .openapi(verifications, async (c) => c.json(await verifies.list(c.req.valid('param').id), 200));

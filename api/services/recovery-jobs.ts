@@ -31,11 +31,21 @@ export const RecoveryRequest = z
     mode: z.enum(['test', 'full', 'migration']),
     recoveryPoint: z
       .union([
-        z.object({ id: z.uuid() }).strict(),
+        z
+          .object({
+            id: z.uuid(),
+            force: z
+              .boolean()
+              .optional()
+              .describe('Recover from a point that failed its consistency check (refused without it)'),
+          })
+          .strict(),
         z.object({ before: z.iso.datetime({ offset: true }) }).strict(),
       ])
       .optional()
-      .describe('Omitted: the latest recovery point. `{id}` or `{before: ISO date-time}`'),
+      .describe(
+        'Omitted: the latest recovery point that did not fail a consistency check. `{id}` (with `force: true` for a point that failed one) or `{before: ISO date-time}`',
+      ),
     vms: z.array(Name).min(1).max(500).optional().describe('VM names; omitted: all'),
     runScripts: z.boolean().default(true),
     confirm: z
@@ -125,13 +135,18 @@ async function checkRecoveryRequest(tx: Tx, plan: { id: string; name: string }, 
   }
   if (req.recoveryPoint && 'id' in req.recoveryPoint) {
     const [rp] = await tx
-      .select({ id: recoveryPoints.id })
+      .select({ id: recoveryPoints.id, state: recoveryPoints.verificationState })
       .from(recoveryPoints)
       .where(and(eq(recoveryPoints.id, req.recoveryPoint.id), eq(recoveryPoints.planId, plan.id)));
     if (!rp)
       issues.push({
         path: 'recoveryPoint.id',
         message: `is not a recovery point of plan "${plan.name}" (lifeboat recovery-points list ${plan.name})`,
+      });
+    else if (rp.state === 'failed' && !req.recoveryPoint.force)
+      issues.push({
+        path: 'recoveryPoint.force',
+        message: `recovery point ${rp.id} failed its consistency check (lifeboat recovery-points list ${plan.name}); pass force: true to recover from it anyway`,
       });
   }
   if (issues.length)

@@ -171,7 +171,11 @@ export function recoveryCommands(program: Command, cli: Cli) {
       'Recover a plan (name or id): a test recovery (drill), a full recovery (failover) or a migration',
     )
     .option('--mode <mode>', 'test, full or migration', 'test')
-    .option('--point <id>', 'recover from this recovery point (default: the latest)')
+    .option(
+      '--point <id>',
+      'recover from this recovery point (default: the latest that did not fail a consistency check)',
+    )
+    .option('--force', 'with --point: recover from a point that failed its consistency check')
     .option('--before <time>', 'the latest recovery point at or before this ISO 8601 time')
     .option('--vms <names>', 'comma-separated VM names (default: all)')
     .option('--no-scripts', 'do not run the pre/post scripts')
@@ -196,7 +200,7 @@ export function recoveryCommands(program: Command, cli: Cli) {
         mode: o.mode,
         runScripts: o.scripts !== false,
         ...(o.point
-          ? { recoveryPoint: { id: o.point } }
+          ? { recoveryPoint: { id: o.point, ...(o.force ? { force: true } : {}) } }
           : o.before
             ? { recoveryPoint: { before: o.before } }
             : {}),

@@ -9,7 +9,12 @@ interface VmStatus {
   lastSuccessAt: string | null;
   lagSeconds: number | null;
   rpoBreached: boolean;
-  lastIteration: { bytesWritten: number; changedBlocks: number; durationMs: number } | null;
+  lastIteration: {
+    bytesWritten: number;
+    changedBlocks: number;
+    durationMs: number;
+    verificationState?: string;
+  } | null;
   running: { workflowId: string } | null;
   error: string | null;
   remediation: string | null;
@@ -50,6 +55,7 @@ export function replicationCommands(program: Command, cli: Cli) {
           `${lag(v.lagSeconds)} / ${v.rpoMinutes}m${v.rpoBreached ? ' BREACH' : ''}`,
           v.lastIteration ? MiB(v.lastIteration.bytesWritten) : '—',
           v.lastIteration ? `${(v.lastIteration.durationMs / 1000).toFixed(1)}s` : '—',
+          v.lastIteration?.verificationState ?? '—',
           v.running ? v.running.workflowId : '',
         ]);
         const notes = body.vms
@@ -60,7 +66,7 @@ export function replicationCommands(program: Command, cli: Cli) {
           .map((s) => `${s.scheduleId}: ${s.paused ? 'paused' : `next ${s.nextRuns[0] ?? '—'}`}`)
           .join('\n');
         const protection = `protection: ${body.protectionState}${body.protectionState === 'protected' ? '' : ' (forward replication paused)'}`;
-        return `${protection}\n${table(['VM', 'STATE', 'LAST SUCCESS', 'LAG / RPO', 'LAST BYTES', 'LAST TIME', 'RUNNING'], rows)}\n\n${next}${notes}`;
+        return `${protection}\n${table(['VM', 'STATE', 'LAST SUCCESS', 'LAG / RPO', 'LAST BYTES', 'LAST TIME', 'VERIFIED', 'RUNNING'], rows)}\n\n${next}${notes}`;
       });
     });
 
@@ -69,37 +75,54 @@ export function replicationCommands(program: Command, cli: Cli) {
     ['resume', 'Resume the schedule of a plan (or of one VM)'],
     ['now', 'Replicate now: start an iteration at once (an iteration already running is reported instead)'],
   ] as const) {
-    repl
+    const cmd = repl
       .command(`${action} <plan>`)
       .description(what)
-      .option('--vm <vm>', 'only this VM (name or id)')
-      .action(async (plan: string, o) => {
-        const { body } = await cli
-          .api()
-          .request<{ paused?: boolean; runs?: { workflowId: string; alreadyRunning: boolean }[] }>(
-            'POST',
-            `${scope(plan, o.vm)}/replication/${action}`,
-          );
-        cli.print(body, () =>
-          body.runs
-            ? body.runs
-                .map((r) => `${r.alreadyRunning ? 'already running' : 'started'}: ${r.workflowId}`)
-                .join('\n')
-            : `replication ${body.paused ? 'paused' : 'resumed'}${o.vm ? ` for VM ${o.vm}` : ''}`,
+      .option('--vm <vm>', 'only this VM (name or id)');
+    if (action === 'now')
+      cmd.option('--force', 'replicate even though the plan or the VM is paused (it stays paused)');
+    cmd.action(async (plan: string, o) => {
+      const { body } = await cli
+        .api()
+        .request<{ paused?: boolean; runs?: { workflowId: string; alreadyRunning: boolean }[] }>(
+          'POST',
+          `${scope(plan, o.vm)}/replication/${action}`,
+          o.force ? { body: { force: true } } : undefined,
         );
-      });
+      cli.print(body, () =>
+        body.runs
+          ? body.runs
+              .map((r) => `${r.alreadyRunning ? 'already running' : 'started'}: ${r.workflowId}`)
+              .join('\n')
+          : `replication ${body.paused ? 'paused' : 'resumed'}${o.vm ? ` for VM ${o.vm}` : ''}`,
+      );
+    });
   }
 
   program
     .command('verify <recovery-point>')
     .description('Read a recovery point back from the target and compare every block with the source index')
     .option('--no-wait', 'start the verification and return its job id')
+    .option('--sample <percent>', 'read back only this percent of the blocks', Number)
+    .option(
+      '--source-sample <percent>',
+      're-read this percent of the source blocks too (file sources)',
+      Number,
+    )
     .option('--timeout <seconds>', 'give up waiting after this long', intOption, 3600)
     .action(async (rp: string, o) => {
       const api = cli.api();
       const { body: started } = await api.request<{ jobId: string; workflowId: string }>(
         'POST',
         `/v1/recovery-points/${enc(rp)}/verify`,
+        o.sample !== undefined || o.sourceSample !== undefined
+          ? {
+              body: {
+                ...(o.sample !== undefined ? { samplePercent: o.sample } : {}),
+                ...(o.sourceSample !== undefined ? { sourceSamplePercent: o.sourceSample } : {}),
+              },
+            }
+          : {},
       );
       if (o.wait === false) {
         cli.print(started, () => `started verify job ${started.jobId} (lifeboat jobs get ${started.jobId})`);

@@ -187,6 +187,40 @@ export const DrillSettings = z
   .openapi('DrillSettings');
 export type DrillSettings = z.infer<typeof DrillSettings>;
 
+/** Scheduled consistency checks of a plan's recovery points (issue 17.2). */
+export const ConsistencyCheckSettings = z
+  .object({
+    cron: DrillCron.describe('When the check runs (5-field cron or @daily-style name), in `timezone`'),
+    timezone: TimeZone.default('UTC').describe('IANA time zone of the cron'),
+    scope: z
+      .enum(['latest', 'checkpoints', 'sample'])
+      .default('latest')
+      .describe(
+        '`latest`: every block of the newest point; `checkpoints`: every block of each checkpoint (the 10 newest, unverified first); `sample`: `samplePercent` of the blocks of every point (the 20 newest)',
+      ),
+    samplePercent: z
+      .number()
+      .gt(0)
+      .max(100)
+      .optional()
+      .describe('scope `sample`: percent of the blocks of each point read back (default 5)'),
+    sourceSamplePercent: z
+      .number()
+      .gt(0)
+      .max(100)
+      .optional()
+      .describe(
+        'Also re-read this percent of the source blocks of the newest point (file sources) and flag blocks the index holds as holes/zeros while the source has data',
+      ),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.samplePercent !== undefined && c.scope !== 'sample')
+      ctx.addIssue({ code: 'custom', path: ['samplePercent'], message: 'only with scope "sample"' });
+  })
+  .openapi('ConsistencyCheckSettings');
+export type ConsistencyCheckSettings = z.infer<typeof ConsistencyCheckSettings>;
+
 const SecurityGroups = z.array(z.string().regex(/^sg-[0-9a-f]+$/, 'must be a security group id')).max(16);
 export const TargetDefaults = z
   .object({
@@ -322,6 +356,9 @@ export const PlanFields = {
   checkpoints: CheckpointSettings.default({ retention: {} }),
   objectives: Objectives.optional(),
   drills: DrillSettings.optional().describe('Unattended test recoveries on a schedule (issue 14)'),
+  consistencyChecks: ConsistencyCheckSettings.optional().describe(
+    'Verify recovery points against the block index on a schedule (issue 17.2)',
+  ),
   preScript: Script.optional(),
   postScript: Script.optional(),
   failbackScript: Script.optional().describe(

@@ -24,6 +24,8 @@ export async function lastPointsOfVms(
       recoveryPointId: recoveryPoints.id,
       pointInTime: recoveryPoints.pointInTime,
       durationMs: recoveryPoints.durationMs,
+      verificationState: recoveryPoints.verificationState,
+      verifiedAt: recoveryPoints.verifiedAt,
       bytesWritten: sql<number>`sum(${recoveryPointDisks.bytesWritten})::float8`,
       changedBlocks: sql<number>`sum(${recoveryPointDisks.changedBlocks})::int`,
     })

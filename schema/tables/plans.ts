@@ -23,6 +23,8 @@ export const plans = pgTable('plans', {
   checkpoints: jsonb('checkpoints').$type<PlanInput['checkpoints']>().notNull(),
   /** Scheduled drills (null: none); the drill-plan-<id> Temporal Schedule mirrors it. */
   drills: jsonb('drills').$type<PlanInput['drills']>(),
+  /** Scheduled consistency checks (null: none); the consistency-plan-<id> Temporal Schedule mirrors it. */
+  consistencyChecks: jsonb('consistency_checks').$type<PlanInput['consistencyChecks']>(),
   preScript: jsonb('pre_script').$type<PlanInput['preScript']>(),
   postScript: jsonb('post_script').$type<PlanInput['postScript']>(),
   /** Run by a failback after the source images are verified (powers the original VMs on); reads what was written. */

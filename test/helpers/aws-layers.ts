@@ -138,7 +138,9 @@ export class StrictEbsLayer {
       const data = await got.BlockData!.transformToByteArray();
       written.set(b.BlockIndex!, createHash('sha256').update(data).digest('base64'));
     }
-    const s: SnapshotState = { volumeSizeGiB: snap.VolumeSize ?? 1, status: 'pending', written };
+    // Completed by another process (another node of the site) is completed here too.
+    const status = snap.State === 'completed' ? 'completed' : 'pending';
+    const s: SnapshotState = { volumeSizeGiB: snap.VolumeSize ?? 1, status, written };
     this.snapshots.set(snapshotId, s);
     return s;
   }
@@ -555,6 +557,36 @@ export class StrictEc2Layer {
   }
 }
 
+/**
+ * Corrupts what GetSnapshotBlock returns for chosen (snapshot, block) pairs — a target block that
+ * rotted after it was written — so consistency checks can be shown to catch it.
+ */
+export class CorruptReadEbsLayer {
+  readonly corrupt = new Set<string>();
+  readonly served: string[] = [];
+  add(snapshotId: string, blockIndex: number) {
+    this.corrupt.add(`${snapshotId}#${blockIndex}`);
+  }
+  readonly middleware: Mw = (next, context) => async (args) => {
+    const out = await next(args);
+    if ((context as { commandName?: string }).commandName !== 'GetSnapshotBlockCommand') return out;
+    // biome-ignore lint/suspicious/noExplicitAny: GetSnapshotBlock input and output
+    const input = args.input as any;
+    const key = `${input.SnapshotId}#${input.BlockIndex}`;
+    if (!this.corrupt.has(key)) return out;
+    this.served.push(key);
+    // biome-ignore lint/suspicious/noExplicitAny: the streaming body
+    const o = out.output as any;
+    const bytes = Buffer.from(await o.BlockData.transformToByteArray());
+    bytes[0] = (bytes[0]! ^ 0xff) & 0xff;
+    o.BlockData = { transformToByteArray: async () => new Uint8Array(bytes) };
+    return out;
+  };
+  install(ebs: EBSClient) {
+    addLayer(ebs, this.middleware, 'lifeboatCorruptReadLayer', 'initialize', 'low');
+  }
+}
+
 /** Hooks for the data path with the given layers (outermost first: counting, strict, then faults per attempt). */
 export function layerHooks(layers: {
   strict?: StrictEbsLayer;
@@ -563,9 +595,11 @@ export function layerHooks(layers: {
   paging?: PagingEbsLayer;
   concurrency?: ConcurrencyThrottleLayer;
   notVisible?: NotVisibleLayer;
+  corruptRead?: CorruptReadEbsLayer;
 }): AwsClientHooks {
   return {
     ebs: (c) => {
+      layers.corruptRead?.install(c);
       layers.notVisible?.install(c);
       layers.concurrency?.install(c);
       layers.paging?.install(c);

@@ -25,7 +25,7 @@ export async function createNodeWorker(config: Config, nodeId = config.LIFEBOAT_
       aws: awsTargetFromConfig(config),
       dataDir: config.LIFEBOAT_DATA_DIR,
       replication: { writeConcurrency: writeConcurrencyOf(config) },
-      ...(db ? { jobLog: createJobLog(db).append } : {}),
+      ...(db ? { jobLog: createJobLog(db).append, db } : {}),
     }),
     // Heartbeats carry the transfer's resume point: send them promptly instead of up to 60 s late.
     maxHeartbeatThrottleInterval: '2s',

@@ -1,5 +1,6 @@
 import {
   ApplicationFailure,
+  patched,
   proxyActivities,
   upsertSearchAttributes,
   uuid4,
@@ -7,6 +8,7 @@ import {
 } from '@temporalio/workflow';
 import type {
   NodeReplicationActivities,
+  RecordVerificationInput,
   TransferNode,
   VerifyDiskResult,
   VerifyPlan,
@@ -31,6 +33,9 @@ export interface VerifyRecoveryPointResult {
     blocksChecked: number;
     mismatches: number;
     firstMismatches: VerifyDiskResult['mismatches'];
+    /** Source blocks re-read, and those the index holds as holes while the source has data. */
+    sourceBlocksChecked?: number;
+    sourceMismatches?: number;
   }[];
 }
 
@@ -44,6 +49,7 @@ export async function verifyRecoveryPointWorkflow(
 ): Promise<VerifyRecoveryPointResult> {
   const { workflowId } = workflowInfo();
   const jobId = input.jobId ?? uuid4();
+  const kind = input.kind ?? 'verify';
   const rp: VerifyPlan = await controlActivities(
     'Load the recovery point, its disks and snapshot chains',
   ).loadRecoveryPointForVerify({
@@ -51,16 +57,18 @@ export async function verifyRecoveryPointWorkflow(
   });
   upsertSearchAttributes([
     { key: PlanIdAttr, value: rp.planId },
-    { key: JobKindAttr, value: 'verify' },
+    { key: JobKindAttr, value: kind },
   ]);
   setJobStatusAttr('running', rp.planName);
   const jobBase = {
     jobId,
     workflowId,
-    kind: 'verify' as const,
+    kind,
     planId: rp.planId,
     params: {
       recoveryPointId: rp.recoveryPointId,
+      ...(input.samplePercent !== undefined ? { samplePercent: input.samplePercent } : {}),
+      ...(input.sourceSamplePercent !== undefined ? { sourceSamplePercent: input.sourceSamplePercent } : {}),
       ...(input.requestedBy ? { requestedBy: input.requestedBy } : {}),
     },
   };
@@ -71,6 +79,7 @@ export async function verifyRecoveryPointWorkflow(
 
   const disks: VerifyRecoveryPointResult['disks'] = [];
   const failures: string[] = [];
+  const perDisk: RecordVerificationInput['disks'] = [];
   await forEachBounded(rp.disks, 4, async (d, i) => {
     const step = {
       jobId,
@@ -88,7 +97,7 @@ export async function verifyRecoveryPointWorkflow(
         siteId: rp.sourceSiteId,
         siteName: rp.sourceSiteName,
       });
-      // The writer keeps the block-hash index: it goes first.
+      // The writer has the block-hash index in its cache: it goes first; any node can read the shared one.
       const ordered: TransferNode[] = [
         ...candidates.filter((n) => n.nodeId === d.nodeId),
         ...candidates.filter((n) => n.nodeId !== d.nodeId),
@@ -110,6 +119,10 @@ export async function verifyRecoveryPointWorkflow(
             recoveryPointId: rp.recoveryPointId,
             snapshotChain: d.snapshotChain,
             target: rp.target,
+            ...(input.samplePercent !== undefined ? { samplePercent: input.samplePercent } : {}),
+            ...(input.sourceSamplePercent && d.source
+              ? { sourceSample: { percent: input.sourceSamplePercent, source: d.source } }
+              : {}),
           }),
         (node) =>
           controlActivities(`Mark node ${node.nodeId} suspect`).markNodeSuspect({
@@ -125,10 +138,21 @@ export async function verifyRecoveryPointWorkflow(
         blocksChecked: result.blocksChecked,
         mismatches: result.mismatches.length,
         firstMismatches: result.mismatches.slice(0, 10),
+        ...(result.sourceMismatches
+          ? {
+              sourceBlocksChecked: result.sourceBlocksChecked ?? 0,
+              sourceMismatches: result.sourceMismatches.length,
+            }
+          : {}),
       };
       disks.push(entry);
-      const ok = entry.mismatches === 0;
-      if (!ok) failures.push(`disk "${d.diskName}" of VM "${d.vmName}": ${entry.mismatches} block(s) differ`);
+      perDisk.push({ diskId: d.diskId, diskName: d.diskName, vmName: d.vmName, result });
+      const sourceBad = entry.sourceMismatches ?? 0;
+      const ok = entry.mismatches === 0 && sourceBad === 0;
+      if (!ok)
+        failures.push(
+          `disk "${d.diskName}" of VM "${d.vmName}": ${entry.mismatches} block(s) differ${sourceBad ? `, ${sourceBad} source block(s) hold data the index records as holes` : ''}`,
+        );
       await controlActivities('Record the disk verification').upsertReplicationSteps([
         {
           ...step,
@@ -141,6 +165,7 @@ export async function verifyRecoveryPointWorkflow(
     } catch (e) {
       const message = failureMessage(e);
       failures.push(`disk "${d.diskName}" of VM "${d.vmName}": ${message}`);
+      perDisk.push({ diskId: d.diskId, diskName: d.diskName, vmName: d.vmName, error: message });
       await controlActivities('Record the disk verification as failed').upsertReplicationSteps([
         { ...step, status: 'failed', message },
       ]);
@@ -166,6 +191,18 @@ export async function verifyRecoveryPointWorkflow(
             'Do not recover from this recovery point; replicate again (lifeboat replication now) and verify the new point. Mismatches persisting across points mean the source changed during the copy or the target is corrupt.',
         }),
   });
+  // The point's verification state (issue 17.2): verified, or failed with the mismatching blocks.
+  // A run stopped by errors alone (no node, no index) proves nothing either way: state unchanged.
+  const mismatched = disks.some((d) => d.mismatches > 0 || (d.sourceMismatches ?? 0) > 0);
+  if (patched('verification-state') && (result.ok || mismatched))
+    await controlActivities('Record the recovery point’s verification state').recordVerification({
+      recoveryPointId: rp.recoveryPointId,
+      jobId,
+      workflowId,
+      kind,
+      ok: result.ok,
+      disks: perDisk,
+    });
   setJobStatusAttr(result.ok ? 'completed' : 'failed');
   if (!result.ok)
     throw ApplicationFailure.nonRetryable(

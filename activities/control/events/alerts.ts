@@ -43,6 +43,13 @@ const ALERT_TYPES: {
     resolvedBy: 'node.upgraded',
     subject: (e) => (e.nodeId ? `node-upgrade:${e.nodeId}` : undefined),
   },
+  {
+    // A point that failed a consistency check; a later successful verification resolves it.
+    type: 'recovery-point.verification-failed',
+    resolvedBy: 'recovery-point.verified',
+    subject: (e) =>
+      typeof e.data?.recoveryPointId === 'string' ? `recovery-point:${e.data.recoveryPointId}` : undefined,
+  },
 ];
 
 /**

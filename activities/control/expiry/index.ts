@@ -43,12 +43,12 @@ export const deletableNow = sql`${recoveryPoints.expiresAt} <= now()
           )}))))`;
 
 /**
- * The one seam for block-hash indexes of deleted points: today each index is a file on the node
- * that wrote it (activities/node/replication/hash-index.ts), so this answers which online node
- * must delete which files (the node activity `deleteBlockIndexFiles`). When the index moves into
- * Postgres (issue 17.1) this becomes the deletion itself and the workflow's node calls go away.
+ * The block-hash indexes of deleted points: the shared copy in Postgres goes with the point's row
+ * (trigger of migration 0017; activities/node/replication/index-store.ts), so this only answers
+ * which online node must drop which files of its local index cache (the node activity
+ * `deleteBlockIndexFiles`); an offline node's cache keeps only its newest few per disk anyway.
  */
-export async function deleteBlockIndexes(db: Db, points: ExpiringPoint[]) {
+export async function blockIndexCachesOf(db: Db, points: ExpiringPoint[]) {
   const byNode = new Map<string, { recoveryPointId: string; diskId: string }[]>();
   for (const p of points)
     for (const d of p.disks)
@@ -135,7 +135,7 @@ export function createExpiryActivities(db: Db, settings: ControlSettings, report
     async claimExpiredBatch(
       cursor: string | undefined,
       limit: number,
-    ): Promise<{ points: ExpiringPoint[]; indexes: Awaited<ReturnType<typeof deleteBlockIndexes>> }> {
+    ): Promise<{ points: ExpiringPoint[]; indexes: Awaited<ReturnType<typeof blockIndexCachesOf>> }> {
       const rows = await db
         .select({
           id: recoveryPoints.id,
@@ -168,7 +168,7 @@ export function createExpiryActivities(db: Db, settings: ControlSettings, report
           .filter((d) => d.recoveryPointId === r.id)
           .map(({ diskId, snapshotId, nodeId }) => ({ diskId, snapshotId, nodeId })),
       }));
-      return { points, indexes: await deleteBlockIndexes(db, points) };
+      return { points, indexes: await blockIndexCachesOf(db, points) };
     },
 
     /**

@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/activity';
-import { and, desc, eq, inArray, isNull, lte, or } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNull, lte, ne, or } from 'drizzle-orm';
 import {
   type AwsTarget,
   DEFAULT_GUEST_READY_MINUTES,
@@ -117,6 +117,11 @@ export async function chooseRecoveryPoints(
         `Recovery point ${rp.id} covers one VM only; it has nothing for ${uncovered.join(', ')}`,
         'Name the VM it covers in `vms`, or recover by time (`before`) so each VM takes its own point',
       );
+    if (rp.verificationState === 'failed' && !sel.force)
+      throw invalid(
+        `Recovery point ${rp.id} failed its consistency check`,
+        'Choose another point, or pass force: true with its id to recover from it anyway',
+      );
     for (const v of vms) pointOfVm.set(v.id, rp);
     return pointOfVm;
   }
@@ -124,6 +129,8 @@ export async function chooseRecoveryPoints(
   const where = [eq(recoveryPoints.planId, plan.id), eq(recoveryPoints.direction, 'forward')];
   if ('before' in sel) where.push(lte(recoveryPoints.pointInTime, new Date(sel.before)));
   where.push(or(isNull(recoveryPoints.vmId), inArray(recoveryPoints.vmId, vmIds))!);
+  // A point that failed a consistency check is never the "latest" (issue 17.2).
+  where.push(ne(recoveryPoints.verificationState, 'failed'));
   const candidates = await db
     .select()
     .from(recoveryPoints)

@@ -2,6 +2,7 @@ import type { Db } from '../../../schema/db';
 import type { Reporter } from '../events/alerts';
 import type { JobActivities } from '../jobs/activities';
 import type { ControlSettings } from '../settings';
+import { createConsistencyActivities } from './consistency';
 import { createIterationDataActivities } from './iteration-data';
 import { createNodeSelectionActivities } from './nodes';
 import { createSnapshotSlotActivities } from './snapshot-slots';
@@ -14,6 +15,7 @@ export function createReplicationControlActivities(db: Db, settings: ControlSett
     ...createNodeSelectionActivities(db, reporter),
     ...createSnapshotSlotActivities(settings.budget, reporter),
     ...createVerifyDataActivities(db, settings),
+    ...createConsistencyActivities(db, reporter),
   };
 }
 

@@ -5,7 +5,7 @@ import type { Db } from '../../../schema/db';
 import { disks, recoveryPointDisks, recoveryPoints, vms } from '../../../schema/index';
 import { loadPlanModel } from '../../../schema/read/plan';
 import type { ControlSettings } from '../settings';
-import { replicationTarget } from './iteration-data';
+import { replicationTarget, sourceOfDisk } from './iteration-data';
 
 /** Reads for the verify workflow: a recovery point's disks and each one's snapshot chain. */
 export function createVerifyDataActivities(db: Db, settings: ControlSettings) {
@@ -23,6 +23,8 @@ export function createVerifyDataActivities(db: Db, settings: ControlSettings) {
           parentSnapshotId: recoveryPointDisks.parentSnapshotId,
           nodeId: recoveryPointDisks.nodeId,
           diskName: disks.name,
+          sourceRef: disks.sourceRef,
+          sizeBytes: disks.sizeBytes,
           vmName: vms.name,
         })
         .from(recoveryPointDisks)
@@ -52,6 +54,7 @@ export function createVerifyDataActivities(db: Db, settings: ControlSettings) {
           vmName: r.vmName,
           nodeId: r.nodeId,
           snapshotChain: chain,
+          source: sourceOfDisk(plan.sourceSite, r, settings),
         });
       }
       return {

@@ -13,16 +13,21 @@ import type {
 } from '../../../contracts';
 import { transferLive } from '../../../contracts';
 import type { JobLogSink } from '../../control/jobs/log';
+import type { BlockIndexStore } from './index-store';
 import { reverseDisk, verifyImage } from './reverse';
 import { AdaptiveLimit, type AimdBounds } from './target/adaptive-limit';
 import type { AwsClientHooks } from './target/clients';
 import { AwsClients } from './target/clients';
-import { type TransferOutcome, transferDisk } from './transfer';
+import { type TransferDeps, type TransferOutcome, transferDisk } from './transfer';
 import { MissingIndexError, verifyDiskBlocks } from './verify';
 
 export interface ReplicationActivityOptions {
   nodeId: string;
   dataDir: string;
+  /** The shared block-hash index store (Postgres); the node worker passes it, the benchmark does not. */
+  indexStore?: BlockIndexStore | undefined;
+  /** Test-only: the sparse-detection seam of file sources (a file system that lies about holes). */
+  dataExtents?: TransferDeps['dataExtents'];
   /** Test-only: SDK middleware (strict, fault, counting layers) added to every AWS client. */
   awsClientHooks?: AwsClientHooks | undefined;
   /** A fixed number of block writes in flight per snapshot (no adaptation; tests that count writes). */
@@ -68,6 +73,8 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
   const deps = {
     nodeId: o.nodeId,
     dataDir: o.dataDir,
+    indexStore: o.indexStore,
+    dataExtents: o.dataExtents,
     clients,
     nodeLimit,
     perSnapshotConcurrency: o.perSnapshotConcurrency ?? 64,

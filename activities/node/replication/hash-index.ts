@@ -1,33 +1,80 @@
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { BLOCK_SIZE, HASH_BYTES } from './blocks';
 
 /**
- * The node's per-recovery-point block-hash index: SHA-256 of every 512 KiB block of the disk
- * at that recovery point (a hole or zero block has the zero-block hash). It is the base of the
- * next incremental (changed = hash differs) and the reference of verify.
+ * A per-recovery-point block-hash index: SHA-256 of every 512 KiB block of the disk at that
+ * recovery point (a hole or zero block has the zero-block hash). It is the base of the next
+ * incremental (changed = hash differs) and the reference of verify.
  *
- * File format (little endian): "LBIX" | u32 version=1 | u64 disk size in bytes | u32 block count
- * | 12 reserved bytes | block count × 32-byte SHA-256.
+ * Held in chunks of `chunkBlocks` hashes (default 32,768 = 1 MiB each), never one buffer: a
+ * 32 TiB disk has 64 Mi blocks = 2 GiB of hashes, past what Node reads or writes in one call.
+ * The shared copy in Postgres (index-store.ts) is stored chunk by chunk too; the node keeps a
+ * local cache file.
+ *
+ * Cache file format (little endian): "LBIX" | u32 version=1 | u64 disk size in bytes | u32 block
+ * count | 12 reserved bytes | block count × 32-byte SHA-256.
  */
 const MAGIC = 'LBIX';
 const HEADER_BYTES = 32;
+export const DEFAULT_CHUNK_BLOCKS = 32_768;
 
 export class BlockHashIndex {
-  readonly hashes: Buffer;
+  readonly chunks: Buffer[];
   constructor(
     readonly sizeBytes: number,
     readonly blockCount: number,
-    hashes?: Buffer,
+    readonly chunkBlocks = DEFAULT_CHUNK_BLOCKS,
   ) {
-    this.hashes = hashes ?? Buffer.alloc(blockCount * HASH_BYTES);
-    if (this.hashes.length !== blockCount * HASH_BYTES) throw new Error('hash index: wrong length');
+    const n = Math.ceil(blockCount / chunkBlocks);
+    this.chunks = Array.from({ length: n }, (_, c) =>
+      Buffer.alloc(Math.min(chunkBlocks, blockCount - c * chunkBlocks) * HASH_BYTES),
+    );
+  }
+  get chunkCount(): number {
+    return this.chunks.length;
   }
   get(i: number): Buffer {
-    return this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
+    const c = this.chunks[Math.floor(i / this.chunkBlocks)]!;
+    const o = (i % this.chunkBlocks) * HASH_BYTES;
+    return c.subarray(o, o + HASH_BYTES);
   }
   set(i: number, hash: Uint8Array): void {
-    this.hashes.set(hash, i * HASH_BYTES);
+    this.chunks[Math.floor(i / this.chunkBlocks)]!.set(hash, (i % this.chunkBlocks) * HASH_BYTES);
+  }
+  /** Fill chunk `c` (exactly its length, uncompressed). */
+  setChunk(c: number, raw: Buffer): void {
+    const into = this.chunks[c];
+    if (!into || raw.length !== into.length)
+      throw new Error(`hash index chunk ${c}: ${raw.length} bytes, expected ${into?.length ?? 'none'}`);
+    raw.copy(into);
+  }
+  /** The hashes of blocks [from, to) as consecutive slices of the chunks (for file writes). */
+  *ranges(fromBlock: number, toBlock: number): Generator<{ offset: number; data: Buffer }> {
+    for (let b = fromBlock; b < toBlock; ) {
+      const c = Math.floor(b / this.chunkBlocks);
+      const end = Math.min(toBlock, (c + 1) * this.chunkBlocks);
+      const base = c * this.chunkBlocks;
+      yield {
+        offset: b * HASH_BYTES,
+        data: this.chunks[c]!.subarray((b - base) * HASH_BYTES, (end - base) * HASH_BYTES),
+      };
+      b = end;
+    }
+  }
+  /** SHA-256 (hex) over every hash in block order: checks an index assembled from chunks. */
+  digest(): string {
+    const h = createHash('sha256');
+    for (const c of this.chunks) h.update(c);
+    return h.digest('hex');
+  }
+  equals(other: BlockHashIndex): boolean {
+    return (
+      other.sizeBytes === this.sizeBytes &&
+      other.blockCount === this.blockCount &&
+      other.digest() === this.digest()
+    );
   }
   header(): Buffer {
     const h = Buffer.alloc(HEADER_BYTES);
@@ -50,24 +97,56 @@ function safe(id: string): string {
   return id;
 }
 
-/** Read an index; undefined when the file does not exist (e.g. the previous iteration ran on another node). */
+type FileHandle = Awaited<ReturnType<typeof open>>;
+
+/** Write every byte of `data` at `position` (a write may be short). */
+async function writeFully(fh: FileHandle, data: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < data.length; ) {
+    const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/** Read exactly `into.length` bytes at `position`; false when the file ends first. */
+async function readFully(fh: FileHandle, into: Buffer, position: number): Promise<boolean> {
+  for (let done = 0; done < into.length; ) {
+    const { bytesRead } = await fh.read(into, done, into.length - done, position + done);
+    if (bytesRead === 0) return false;
+    done += bytesRead;
+  }
+  return true;
+}
+
+/** Read an index chunk by chunk; undefined when the file does not exist. */
 export async function readIndex(file: string): Promise<BlockHashIndex | undefined> {
-  let buf: Buffer;
+  let fh: FileHandle;
   try {
-    buf = await readFile(file);
+    fh = await open(file, 'r');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
-  if (buf.length < HEADER_BYTES || buf.toString('latin1', 0, 4) !== MAGIC || buf.readUInt32LE(4) !== 1) {
-    throw new Error(`${file} is not a Lifeboat block-hash index`);
+  try {
+    const header = Buffer.alloc(HEADER_BYTES);
+    if (
+      !(await readFully(fh, header, 0)) ||
+      header.toString('latin1', 0, 4) !== MAGIC ||
+      header.readUInt32LE(4) !== 1
+    )
+      throw new Error(`${file} is not a Lifeboat block-hash index`);
+    const sizeBytes = Number(header.readBigUInt64LE(8));
+    const count = header.readUInt32LE(16);
+    const { size } = await fh.stat();
+    if (count !== Math.ceil(sizeBytes / BLOCK_SIZE) || size !== HEADER_BYTES + count * HASH_BYTES)
+      throw new Error(`${file} is truncated or corrupt`);
+    const index = new BlockHashIndex(sizeBytes, count);
+    for (const r of index.ranges(0, count))
+      if (!(await readFully(fh, r.data, HEADER_BYTES + r.offset)))
+        throw new Error(`${file} is truncated or corrupt`);
+    return index;
+  } finally {
+    await fh.close();
   }
-  const sizeBytes = Number(buf.readBigUInt64LE(8));
-  const count = buf.readUInt32LE(16);
-  if (count !== Math.ceil(sizeBytes / BLOCK_SIZE) || buf.length !== HEADER_BYTES + count * HASH_BYTES) {
-    throw new Error(`${file} is truncated or corrupt`);
-  }
-  return new BlockHashIndex(sizeBytes, count, Buffer.from(buf.subarray(HEADER_BYTES)));
 }
 
 /** Write atomically: a temp file, fsync, rename — a crash leaves the old file or the new one, never half. */
@@ -76,12 +155,32 @@ export async function writeIndexAtomic(file: string, index: BlockHashIndex): Pro
   const tmp = `${file}.tmp-${process.pid}`;
   const fh = await open(tmp, 'w');
   try {
-    await fh.writev([index.header(), index.hashes]);
+    await writeFully(fh, index.header(), 0);
+    for (const r of index.ranges(0, index.blockCount)) await writeFully(fh, r.data, HEADER_BYTES + r.offset);
     await fh.sync();
   } finally {
     await fh.close();
   }
   await rename(tmp, file);
+}
+
+/**
+ * The node-local cache keeps the newest `keep` indexes of each disk (by modification time); the
+ * shared copy in Postgres is the one that counts, so an evicted index is fetched again if needed.
+ */
+export async function pruneIndexCache(dir: string, keep: number): Promise<void> {
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => n.endsWith('.idx'));
+  } catch {
+    return;
+  }
+  if (names.length <= keep) return;
+  const withTimes = await Promise.all(
+    names.map(async (n) => ({ n, t: (await stat(path.join(dir, n)).catch(() => undefined))?.mtimeMs ?? 0 })),
+  );
+  withTimes.sort((a, b) => b.t - a.t);
+  for (const { n } of withTimes.slice(keep)) await rm(path.join(dir, n), { force: true });
 }
 
 /**
@@ -92,13 +191,13 @@ export class PartialIndexFile {
   private flushedUpTo = 0;
   private constructor(
     readonly file: string,
-    private readonly fh: Awaited<ReturnType<typeof open>>,
+    private readonly fh: FileHandle,
   ) {}
 
   static async create(file: string, index: BlockHashIndex): Promise<PartialIndexFile> {
     await mkdir(path.dirname(file), { recursive: true });
     const fh = await open(file, 'w');
-    await fh.write(index.header(), 0, HEADER_BYTES, 0);
+    await writeFully(fh, index.header(), 0);
     return new PartialIndexFile(file, fh);
   }
 
@@ -108,16 +207,21 @@ export class PartialIndexFile {
     into: BlockHashIndex,
     upTo: number,
   ): Promise<PartialIndexFile | undefined> {
-    let fh: Awaited<ReturnType<typeof open>>;
+    let fh: FileHandle;
     try {
       fh = await open(file, 'r+');
     } catch {
       return undefined;
     }
     const header = Buffer.alloc(HEADER_BYTES);
-    await fh.read(header, 0, HEADER_BYTES, 0);
-    const { bytesRead } = await fh.read(into.hashes, 0, upTo * HASH_BYTES, HEADER_BYTES);
-    if (!header.equals(into.header()) || bytesRead !== upTo * HASH_BYTES) {
+    let ok = (await readFully(fh, header, 0)) && header.equals(into.header());
+    for (const r of ok ? into.ranges(0, upTo) : []) {
+      if (!(await readFully(fh, r.data, HEADER_BYTES + r.offset))) {
+        ok = false;
+        break;
+      }
+    }
+    if (!ok) {
       await fh.close();
       return undefined;
     }
@@ -129,8 +233,8 @@ export class PartialIndexFile {
   /** Persist the hashes of blocks [flushed, upTo) durably. */
   async flush(index: BlockHashIndex, upTo: number): Promise<void> {
     if (upTo <= this.flushedUpTo) return;
-    const from = this.flushedUpTo * HASH_BYTES;
-    await this.fh.write(index.hashes, from, upTo * HASH_BYTES - from, HEADER_BYTES + from);
+    for (const r of index.ranges(this.flushedUpTo, upTo))
+      await writeFully(this.fh, r.data, HEADER_BYTES + r.offset);
     await this.fh.datasync();
     this.flushedUpTo = upTo;
   }

@@ -12,7 +12,8 @@ import type {
 import { REVERSE_VOLUME_TAG, reverseIterationTag, TAG } from '../../../contracts';
 import { BLOCK_SIZE, blockCount, sha256, ZERO_BLOCK, ZERO_HASH } from './blocks';
 import { listChangedBlocks, listSnapshotBlocks } from './ebs-listing';
-import { BlockHashIndex, indexPath, readIndex, writeIndexAtomic } from './hash-index';
+import { BlockHashIndex } from './hash-index';
+import { type BlockIndexStore, nodeIndexes } from './index-store';
 import { withBackoff } from './target/backoff';
 import type { AwsClients } from './target/clients';
 
@@ -29,6 +30,8 @@ export interface ReverseDeps {
   clients: AwsClients;
   nodeLimit: LimitFunction;
   heartbeatEveryBlocks: number;
+  /** The shared block index (Postgres): a reverse point's index is readable by every node of the site. */
+  indexStore?: BlockIndexStore | undefined;
 }
 
 /** The recovered volume's snapshot for this iteration: found by its tags (volume + iteration), else created. */
@@ -92,7 +95,7 @@ async function waitCompleted(
 /** The index of the image as it is: the baseline point's index on this node, else the image hashed block by block. */
 async function baselineIndex(deps: ReverseDeps, input: ReverseDiskInput): Promise<BlockHashIndex> {
   const { disk } = input;
-  const known = await readIndex(indexPath(deps.dataDir, deps.nodeId, disk.diskId, disk.baselinePointId));
+  const { index: known } = await nodeIndexes(deps).load(disk.baselinePointId, disk.diskId);
   if (known && known.sizeBytes === disk.imageSizeBytes) return known;
   return hashImage(disk.imagePath, disk.imageSizeBytes);
 }
@@ -113,7 +116,11 @@ export async function hashImage(file: string, sizeBytes: number): Promise<BlockH
   return index;
 }
 
-export const indexDigest = (index: BlockHashIndex) => createHash('sha256').update(index.hashes).digest('hex');
+export const indexDigest = (index: BlockHashIndex) => {
+  const h = createHash('sha256');
+  for (const c of index.chunks) h.update(c);
+  return h.digest('hex');
+};
 
 /**
  * Copy one recovered volume's changed blocks back into its source image. `resume` is the last
@@ -211,8 +218,9 @@ export async function reverseDisk(
   } finally {
     await fh.close();
   }
+  const indexes = nodeIndexes(deps);
   for (const id of [input.recoveryPointId, ...(input.alsoIndexAs ?? [])])
-    await writeIndexAtomic(indexPath(deps.dataDir, deps.nodeId, disk.diskId, id), index);
+    await indexes.save(id, disk.diskId, index);
   return {
     nodeId: deps.nodeId,
     snapshotId,
@@ -229,10 +237,10 @@ export async function reverseDisk(
 
 /** Verify a source image against a reverse point's index, block for block. */
 export async function verifyImage(
-  deps: Pick<ReverseDeps, 'dataDir' | 'nodeId'>,
+  deps: Pick<ReverseDeps, 'dataDir' | 'nodeId' | 'indexStore'>,
   input: VerifyImageInput,
 ): Promise<{ nodeId: string; diskId: string; blocksChecked: number; mismatches: number[] }> {
-  const index = await readIndex(indexPath(deps.dataDir, deps.nodeId, input.diskId, input.recoveryPointId));
+  const { index } = await nodeIndexes(deps).load(input.recoveryPointId, input.diskId);
   if (!index)
     throw new Error(
       `node ${deps.nodeId} has no index of point ${input.recoveryPointId} for disk ${input.diskId}`,

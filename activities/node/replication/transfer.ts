@@ -8,11 +8,13 @@ import {
   type TransferProgress,
 } from '../../../contracts';
 import { BLOCK_SIZE, blockCount, linearAggregate, volumeSizeGiB, ZERO_BLOCK, ZERO_HASH } from './blocks';
-import { BlockHashIndex, indexPath, PartialIndexFile, readIndex, writeIndexAtomic } from './hash-index';
+import { BlockHashIndex, indexPath, PartialIndexFile } from './hash-index';
+import { type BlockIndexStore, nodeIndexes } from './index-store';
 import { openAwsSource } from './sources/aws';
 import { openFileSource } from './sources/file';
 import { openQcow2Source } from './sources/qcow2';
 import type { BlockSource } from './sources/source';
+import type { Extent } from './sparse';
 import { AdaptiveLimit, type AimdBounds, LimitPair } from './target/adaptive-limit';
 import type { AwsClients } from './target/clients';
 import {
@@ -26,8 +28,12 @@ import {
 
 export interface TransferDeps {
   nodeId: string;
-  /** LIFEBOAT_DATA_DIR: block-hash indexes live under nodes/<nodeId>/index/. */
+  /** LIFEBOAT_DATA_DIR: the node's cache of block-hash indexes lives under nodes/<nodeId>/index/. */
   dataDir: string;
+  /** The shared block-hash indexes (Postgres); without it only the node's own cache is used. */
+  indexStore?: BlockIndexStore | undefined;
+  /** Test-only: the sparse-detection seam of file sources (default SEEK_DATA/SEEK_HOLE). */
+  dataExtents?: ((fd: number, size: number) => Extent[]) | undefined;
   clients: AwsClients;
   /** Node-wide limit on block requests in flight, shared by every transfer of this worker process. */
   nodeLimit: LimitFunction;
@@ -95,9 +101,11 @@ export async function transferDisk(
   const ebs = deps.clients.ebs(input.target);
   const visibilityMs = deps.snapshotVisibilityMs ?? SNAPSHOT_VISIBILITY_MS;
 
-  // The baseline: the previous recovery point's index, if this node has it and the disk did not shrink.
+  // The baseline: the previous recovery point's index (this node's cache, else the shared copy
+  // written by whichever node copied it), if the disk did not shrink.
+  const indexes = nodeIndexes({ dataDir: deps.dataDir, nodeId: deps.nodeId, store: deps.indexStore });
   const prevIndex = input.previous
-    ? await readIndex(indexPath(deps.dataDir, deps.nodeId, input.diskId, input.previous.recoveryPointId))
+    ? (await indexes.load(input.previous.recoveryPointId, input.diskId)).index
     : undefined;
 
   let source: BlockSource | undefined;
@@ -112,8 +120,7 @@ export async function transferDisk(
     const baseline = (i: number) => (usable && i < usable.blockCount ? usable.get(i) : ZERO_HASH);
     const total = blockCount(sizeBytes);
     const index = new BlockHashIndex(sizeBytes, total);
-    const finalPath = indexPath(deps.dataDir, deps.nodeId, input.diskId, input.recoveryPointId);
-    const partialPath = `${finalPath}.partial`;
+    const partialPath = `${indexes.file(input.recoveryPointId, input.diskId)}.partial`;
 
     // Resume: same snapshot, from the heartbeat's watermark, with the hashes flushed before it.
     let progress: TransferProgress;
@@ -272,7 +279,9 @@ export async function transferDisk(
     if (status === 'error') throw new Error(`CompleteSnapshot put ${snapshotId} in state error`);
     await waitCompleted(deps.clients, input, snapshotId, signal, () => env.heartbeat(progress));
 
-    await writeIndexAtomic(finalPath, index);
+    // The index is kept (cache, then the shared copy) before the partial one goes: a retry after a
+    // failed save resumes at the end, finds the snapshot completed and saves again.
+    await indexes.save(input.recoveryPointId, input.diskId, index);
     await partial.remove();
     partial = undefined;
     const sourceSnapshotId = source.sourceSnapshotId;
@@ -328,8 +337,12 @@ async function openSource(
   }
   if (s.kind === 'file') {
     const usable = prevIndex && prevIndex.sizeBytes <= s.sizeBytes ? prevIndex : undefined;
-    return openFileSource(s.path, s.sizeBytes, (i) =>
-      usable && i < usable.blockCount ? usable.get(i) : ZERO_HASH,
+    return openFileSource(
+      s.path,
+      s.sizeBytes,
+      (i) => (usable && i < usable.blockCount ? usable.get(i) : ZERO_HASH),
+      8,
+      deps.dataExtents,
     );
   }
   return openAwsSource(

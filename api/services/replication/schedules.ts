@@ -183,6 +183,38 @@ export function replicationSchedules(deps: ScheduleDeps) {
     return { plan, vmRows, vm, targets: wanted.filter((w) => w.vmId === vm.id) };
   }
 
+  /**
+   * Replicate-now does not override an operator's pause (a Temporal trigger would run a paused
+   * schedule): 409 `replication_paused` naming the plan or the VMs that are paused, and how to
+   * proceed (resume, or `force: true`).
+   */
+  async function refuseIfPaused(plan: PlanRow, vmRows: VmRow[], targets: WantedSchedule[], vmRef?: string) {
+    const how = `resume it first, or repeat with {"force": true} (lifeboat replication now --force) to replicate once while it stays paused`;
+    // Described first: an undecodable schedule answers its own 409 (schedule_unreadable).
+    const described = [];
+    for (const t of targets) described.push({ t, d: await describeOrUndefined(t.scheduleId) });
+    if (plan.replicationPaused)
+      throw new ApiError(409, 'replication_paused', `Plan "${plan.name}" is paused: ${how}`, [
+        { path: 'plan', message: `plan "${plan.name}" is paused` },
+      ]);
+    const paused: string[] = [];
+    for (const { t, d } of described) {
+      if (!d?.state.paused) continue;
+      const names = t.vmId ? vmRows.filter((v) => v.id === t.vmId).map((v) => v.name) : [];
+      paused.push(...(names.length ? names : [t.scheduleId]));
+    }
+    if (paused.length === 0) return;
+    const what = vmRef
+      ? `VM "${paused[0]}" of plan "${plan.name}" is paused`
+      : `Plan "${plan.name}" has paused VM${paused.length === 1 ? '' : 's'}: ${paused.join(', ')}`;
+    throw new ApiError(
+      409,
+      'replication_paused',
+      `${what}: ${how}`,
+      paused.map((n) => ({ path: 'vm', message: `VM "${n}" is paused` })),
+    );
+  }
+
   const api = {
     /** Create, update or delete the plan's schedules so they match its row. Idempotent. */
     async sync(planId: string): Promise<{ created: string[]; updated: string[]; deleted: string[] }> {
@@ -275,10 +307,11 @@ export function replicationSchedules(deps: ScheduleDeps) {
      * "Replicate now": trigger the schedule (its overlap policy applies: an iteration already
      * running is reported instead of starting a second one) and return the run's workflow id.
      */
-    async replicateNow(planId: string, vmRef?: string) {
-      const { plan, targets } = await schedulesFor(planId, vmRef);
+    async replicateNow(planId: string, vmRef?: string, opts: { force?: boolean } = {}) {
+      const { plan, vmRows, targets } = await schedulesFor(planId, vmRef);
       if (targets.length === 0)
         throw new ApiError(409, 'conflict', `Plan "${plan.name}" has no VMs to replicate`);
+      if (!opts.force) await refuseIfPaused(plan, vmRows, targets, vmRef);
       const runs: { scheduleId: string; workflowId: string; alreadyRunning: boolean }[] = [];
       // One after the other: each schedule's run is learned before the next is triggered.
       for (const t of targets)

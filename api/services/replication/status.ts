@@ -14,6 +14,12 @@ export const ReplicationState = z
     'initial-sync: no recovery point yet; in-sync: last point within the RPO; exceeded-interval: last point older than the RPO; paused: by an operator; error: the last iteration failed (see remediation)',
   );
 
+const VerificationState = z
+  .enum(['unverified', 'verified', 'failed'])
+  .describe(
+    'Consistency-check state of the point: a failed point is never picked as the latest by a recovery',
+  );
+
 export const VmReplicationStatus = z
   .object({
     vmId: z.uuid(),
@@ -33,6 +39,8 @@ export const VmReplicationStatus = z
         bytesWritten: z.number().describe("This VM's disks"),
         changedBlocks: z.number(),
         durationMs: z.number(),
+        verificationState: VerificationState,
+        verifiedAt: z.string().nullable(),
       })
       .nullable(),
     running: z.object({ workflowId: z.string(), startedAt: z.string().nullable() }).nullable(),
@@ -116,6 +124,12 @@ export const RecoveryPoint = z
     direction: z
       .enum(['forward', 'reverse'])
       .describe('forward: source → target EBS; reverse: recovered volumes → source images (issue 15)'),
+    verificationFailure: z
+      .record(z.string(), z.unknown())
+      .nullable()
+      .describe(
+        'For a failed point: per disk, the mismatching target blocks and source blocks (capped lists)',
+      ),
     disks: z.array(RecoveryPointDisk),
   })
   .openapi('RecoveryPoint');
@@ -225,6 +239,7 @@ export async function recoveryPointsWithDisks(
         expiresAt: r.expiresAt?.toISOString() ?? null,
         verificationState: r.verificationState,
         verifiedAt: r.verifiedAt?.toISOString() ?? null,
+        verificationFailure: r.verificationFailure ?? null,
         disks: own.map(
           ({ recoveryPointId: _r, sourceSnapshotId: _s, vmName: storedVm, diskName: storedDisk, ...d }) => ({
             ...d,
@@ -358,6 +373,8 @@ export function replicationStatusService(db: Db, schedules: ReplicationSchedules
                 bytesWritten: Number(last.bytesWritten),
                 changedBlocks: Number(last.changedBlocks),
                 durationMs: last.durationMs,
+                verificationState: last.verificationState,
+                verifiedAt: last.verifiedAt?.toISOString() ?? null,
               }
             : null,
           running:

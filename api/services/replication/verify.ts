@@ -1,4 +1,4 @@
-import { and, desc, eq, sql } from 'drizzle-orm';
+import { and, desc, eq, inArray, sql } from 'drizzle-orm';
 import {
   VERIFY_RECOVERY_POINT_WORKFLOW,
   type VerifyRecoveryPointInput,
@@ -25,14 +25,26 @@ export function verifyJobsService(deps: JobsDeps) {
 
   return {
     /** Read every block of the recovery point back from the target and compare it with the source index. */
-    async start(recoveryPointId: string, requestedBy: string) {
+    async start(
+      recoveryPointId: string,
+      requestedBy: string,
+      opts: { samplePercent?: number | undefined; sourceSamplePercent?: number | undefined } = {},
+    ) {
       const rp = await findRecoveryPoint(recoveryPointId);
       const [plan] = rp.planId
         ? await db.select({ name: plans.name }).from(plans).where(eq(plans.id, rp.planId))
         : [];
       const planName = plan?.name;
       return jobsSvc.start<typeof verifyRecoveryPointWorkflow>((_tx, jobId) => {
-        const input: VerifyRecoveryPointInput = { recoveryPointId: rp.id, jobId, requestedBy };
+        const input: VerifyRecoveryPointInput = {
+          recoveryPointId: rp.id,
+          jobId,
+          requestedBy,
+          ...(opts.samplePercent !== undefined ? { samplePercent: opts.samplePercent } : {}),
+          ...(opts.sourceSamplePercent !== undefined
+            ? { sourceSamplePercent: opts.sourceSamplePercent }
+            : {}),
+        };
         return {
           kind: 'verify',
           planId: rp.planId,
@@ -53,7 +65,12 @@ export function verifyJobsService(deps: JobsDeps) {
       const rows = await db
         .select()
         .from(jobs)
-        .where(and(eq(jobs.kind, 'verify'), sql`${jobs.params} ->> 'recoveryPointId' = ${recoveryPointId}`))
+        .where(
+          and(
+            inArray(jobs.kind, ['verify', 'consistency-check']),
+            sql`${jobs.params} ->> 'recoveryPointId' = ${recoveryPointId}`,
+          ),
+        )
         .orderBy(desc(jobs.createdAt));
       return rows.map((j) => ({
         jobId: j.id,

@@ -1,7 +1,7 @@
 import { webcrypto } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { BLOCK_SIZE, BlockBufferPool, blockCount, ZERO_HASH } from '../blocks';
-import { dataExtents, ExtentCursor } from '../sparse';
+import { dataExtents, type Extent, ExtentCursor } from '../sparse';
 import type { BlockSource, SourceBlock, SourceStats } from './source';
 
 /**
@@ -15,9 +15,11 @@ export async function openFileSource(
   sizeBytes: number,
   baseline: (index: number) => Buffer,
   readAhead = 8,
+  /** Where the data is (holes elsewhere): SEEK_DATA/SEEK_HOLE; a seam for tests of a lying file system. */
+  extentsOf: (fd: number, size: number) => Extent[] = dataExtents,
 ): Promise<BlockSource> {
   const fh = await open(path, 'r');
-  const extents = dataExtents(fh.fd, sizeBytes);
+  const extents = extentsOf(fh.fd, sizeBytes);
   const total = blockCount(sizeBytes);
   const stats: SourceStats = { bytesRead: 0, blocksRead: 0 };
   const pool = new BlockBufferPool();

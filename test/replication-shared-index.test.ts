@@ -1,0 +1,359 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Client } from '@temporalio/client';
+import type { NativeConnection, Worker } from '@temporalio/worker';
+import { and, eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chooseRecoveryPoints, loadRecoveryScope } from '../activities/control/recovery/plan-snapshot';
+import { createNodeActivities } from '../activities/node';
+import { BLOCK_SIZE } from '../activities/node/replication/blocks';
+import { dataExtents, type Extent } from '../activities/node/replication/sparse';
+import { runScheduleNow } from '../api/services/schedule-runs';
+import { consistencyScheduleId, type ReplicationIterationResult } from '../contracts';
+import { alerts, blockIndexes, events, nodes, recoveryPointDisks, recoveryPoints } from '../schema';
+import { type ApiCall, fixtures, startTestApi, type TestApi } from './helpers/api';
+import { CorruptReadEbsLayer, layerHooks, StrictEbsLayer } from './helpers/aws-layers';
+import { makeSparseImage, touchBlock } from './helpers/disk-images';
+import {
+  createControlTestWorker,
+  createTestWorker,
+  temporalClient,
+  testAwsTarget,
+  testConfig,
+  uniqueId,
+} from './helpers/stack';
+
+// The shared block index (issue 17.1) end to end: two live node workers of one site, each with its
+// own data folder (its own cache), the index shared through Postgres. Real Temporal, Postgres, moto.
+const MiB = 1024 ** 2;
+const controlQueue = uniqueId('control');
+const config = testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: controlQueue });
+let api: TestApi;
+let client: Client;
+let closeClient: () => Promise<void>;
+let dir: string;
+const workers: { worker: Worker; connection: NativeConnection; running: Promise<void> }[] = [];
+let sourceSiteId: string;
+let targetSiteId: string;
+/** The two live node workers of the source site. */
+let a: string;
+let b: string;
+/** Target blocks served corrupted on read (GetSnapshotBlock), by every node. */
+const corruptRead = new CorruptReadEbsLayer();
+/** The sparse-detection seam: while set, file sources report this byte range as a hole. */
+let lieAboutHoles: { start: number; end: number } | undefined;
+const lyingExtents = (fd: number, size: number): Extent[] => {
+  const real = dataExtents(fd, size);
+  const lie = lieAboutHoles;
+  if (!lie) return real;
+  return real.flatMap((e) =>
+    [
+      { start: e.start, end: Math.min(e.end, lie.start) },
+      { start: Math.max(e.start, lie.end), end: e.end },
+    ].filter((x) => x.end > x.start),
+  );
+};
+
+// biome-ignore lint/suspicious/noExplicitAny: test bodies
+const call = async (method: string, p: string, c: ApiCall = {}): Promise<any> => {
+  const r = await api.call(method, p, c);
+  if (r.status >= 300) throw new Error(`${method} ${p} → ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+};
+
+async function startNode(siteId: string) {
+  const nodeId = uniqueId('node');
+  const taskQueue = `node-${nodeId}`;
+  await api.db
+    .insert(nodes)
+    .values({ id: nodeId, siteId, kind: 'replication-appliance', version: 't', taskQueue });
+  const target = testAwsTarget();
+  const w = await createTestWorker({
+    config,
+    taskQueue,
+    activities: createNodeActivities({
+      nodeId,
+      aws: target,
+      db: api.db,
+      dataDir: path.join(dir, nodeId),
+      replication: {
+        awsClientHooks: layerHooks({ strict: new StrictEbsLayer(target), corruptRead }),
+        heartbeatIntervalMs: 500,
+        dataExtents: lyingExtents,
+      },
+    }),
+  });
+  workers.push({ ...w, running: w.worker.run() });
+  return nodeId;
+}
+
+/** Node selection seam: the chosen node looks idle, the other busy (least loaded goes first). */
+async function preferNode(chosen: string, other: string) {
+  await api.db.update(nodes).set({ activeJobs: 0, state: 'online' }).where(eq(nodes.id, chosen));
+  await api.db.update(nodes).set({ activeJobs: 50, state: 'online' }).where(eq(nodes.id, other));
+}
+
+async function replicateNow(planId: string): Promise<ReplicationIterationResult> {
+  // On a loaded machine the scheduler may take over 10 s to start the run: the API answers 503
+  // and repeating the request returns the run (already running) instead of a second one.
+  let r = await api.call('POST', `/v1/plans/${planId}/replication/now`, { token: api.tokens.operator });
+  for (let i = 0; i < 3 && r.status === 503; i++)
+    r = await api.call('POST', `/v1/plans/${planId}/replication/now`, { token: api.tokens.operator });
+  if (r.status !== 202) throw new Error(`replication/now → ${r.status} ${JSON.stringify(r.body)}`);
+  const started = r.body;
+  return client.workflow.getHandle(started.runs[0].workflowId).result();
+}
+
+async function verify(recoveryPointId: string) {
+  const started = await call('POST', `/v1/recovery-points/${recoveryPointId}/verify`, {
+    token: api.tokens.operator,
+  });
+  return (await client.workflow.getHandle(started.workflowId).result()) as {
+    ok: boolean;
+    blocksChecked: number;
+    disks: { nodeId: string }[];
+  };
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-shared-index-'));
+  api = await startTestApi({ config });
+  const tc = await temporalClient(config);
+  client = tc.client;
+  closeClient = () => tc.connection.close();
+  const control = await createControlTestWorker({ db: api.db, taskQueue: controlQueue, config });
+  workers.push({ ...control, running: control.worker.run() });
+  sourceSiteId = (await call('POST', '/v1/sites', { body: fixtures.fileSourceSite() })).id;
+  const tgt = fixtures.awsTargetSite();
+  tgt.aws.endpoint = testAwsTarget().endpoint!;
+  targetSiteId = (await call('POST', '/v1/sites', { body: tgt })).id;
+  a = await startNode(sourceSiteId);
+  b = await startNode(sourceSiteId);
+}, 60_000);
+
+afterAll(async () => {
+  for (const w of workers) w.worker.shutdown();
+  await Promise.all(workers.map((w) => w.running.catch(() => {})));
+  await Promise.all(workers.map((w) => w.connection.close()));
+  await closeClient();
+  await api.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('shared block index across two nodes of a site', () => {
+  it('alternates nodes: every iteration after the first writes only changed blocks on the previous snapshot; every point verifies from either node', async () => {
+    const img = path.join(dir, 'alt.img');
+    const size = 16 * MiB; // 32 blocks
+    makeSparseImage(img, size, [0, 2, 4, 6, 8, 10, 20, 30]);
+    const plan = await call('POST', '/v1/plans', {
+      body: fixtures.plan(sourceSiteId, targetSiteId, {
+        vms: [
+          fixtures.vm('app', {
+            disks: [{ name: 'root', sourceRef: img, sizeBytes: size, deviceName: '/dev/sda1' }],
+          }),
+        ],
+      }),
+    });
+    const order = [a, b, a, b];
+    const touched = [[], [2], [4, 5], [30]];
+    const points: { id: string; node: string; snapshotId: string }[] = [];
+    for (const [i, node] of order.entries()) {
+      await preferNode(node, node === a ? b : a);
+      for (const blk of touched[i]!) touchBlock(img, blk);
+      const r = await replicateNow(plan.id);
+      const [row] = await api.db
+        .select()
+        .from(recoveryPointDisks)
+        .where(eq(recoveryPointDisks.recoveryPointId, r.recoveryPointId));
+      expect(row!.nodeId).toBe(node);
+      if (i === 0) {
+        expect(row!.parentSnapshotId).toBeNull();
+        expect(row!.changedBlocks).toBe(8);
+      } else {
+        // The other node wrote the previous point: its index came from the shared store.
+        expect(row!.parentSnapshotId).toBe(points[i - 1]!.snapshotId);
+        expect(row!.changedBlocks).toBe(touched[i]!.length);
+        expect(row!.bytesWritten).toBe(touched[i]!.length * BLOCK_SIZE);
+      }
+      const [idx] = await api.db
+        .select()
+        .from(blockIndexes)
+        .where(
+          and(eq(blockIndexes.recoveryPointId, r.recoveryPointId), eq(blockIndexes.diskId, row!.diskId)),
+        );
+      expect(idx).toMatchObject({ nodeId: node, blockCount: 32 });
+      points.push({ id: r.recoveryPointId, node, snapshotId: row!.snapshotId });
+    }
+
+    // Every point verifies on its writer and on the other node (the writer taken out of selection).
+    for (const p of points) {
+      const other = p.node === a ? b : a;
+      await preferNode(p.node, other);
+      const onWriter = await verify(p.id);
+      expect(onWriter).toMatchObject({ ok: true });
+      expect(onWriter.disks[0]!.nodeId).toBe(p.node);
+      await api.db.update(nodes).set({ state: 'offline' }).where(eq(nodes.id, p.node));
+      const onOther = await verify(p.id);
+      expect(onOther).toMatchObject({ ok: true });
+      expect(onOther.disks[0]!.nodeId).toBe(other);
+      expect(onOther.blocksChecked).toBe(onWriter.blocksChecked);
+    }
+    await preferNode(a, b);
+  }, 120_000);
+});
+
+/** Fire the plan's consistency-check schedule now (instead of waiting for its cron) and wait for the run. */
+async function triggerCheck(planId: string) {
+  const run = await runScheduleNow(client, consistencyScheduleId(planId), async () => {});
+  return (await client.workflow.getHandle(run.workflowId).result()) as {
+    checked: { recoveryPointId: string; ok: boolean }[];
+  };
+}
+const pointRow = async (id: string) =>
+  (await api.db.select().from(recoveryPoints).where(eq(recoveryPoints.id, id)))[0]!;
+
+describe('scheduled consistency checks', () => {
+  it('marks a point whose target block is corrupt as failed; recoveries skip it unless forced by id', async () => {
+    const img = path.join(dir, 'cc.img');
+    const size = 8 * MiB;
+    makeSparseImage(img, size, [0, 1, 3, 9]);
+    const plan = await call('POST', '/v1/plans', {
+      body: fixtures.plan(sourceSiteId, targetSiteId, {
+        consistencyChecks: { cron: '0 3 * * *', timezone: 'Europe/Berlin', scope: 'latest' },
+        vms: [
+          fixtures.vm('cc', {
+            disks: [{ name: 'root', sourceRef: img, sizeBytes: size, deviceName: '/dev/sda1' }],
+          }),
+        ],
+      }),
+    });
+    // The plan's write created the schedule; bad settings are a 400 naming the field.
+    const sched = await client.schedule.getHandle(consistencyScheduleId(plan.id)).describe();
+    expect(sched.spec.calendars?.length ?? 0).toBeGreaterThan(0);
+    expect(sched.spec.timezone).toBe('Europe/Berlin');
+    const bad = await api.call('PATCH', `/v1/plans/${plan.id}`, {
+      body: { consistencyChecks: { cron: '0 3 * * *', scope: 'latest', samplePercent: 5 } },
+      headers: { 'content-type': 'application/merge-patch+json' },
+    });
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body.issues)).toContain('samplePercent');
+
+    const good = await replicateNow(plan.id);
+    const first = await triggerCheck(plan.id);
+    expect(first.checked, JSON.stringify(first)).toEqual([
+      expect.objectContaining({ recoveryPointId: good.recoveryPointId, ok: true }),
+    ]);
+    expect(await pointRow(good.recoveryPointId)).toMatchObject({ verificationState: 'verified' });
+
+    touchBlock(img, 3);
+    const bad2 = await replicateNow(plan.id);
+    const [disk2] = await api.db
+      .select()
+      .from(recoveryPointDisks)
+      .where(eq(recoveryPointDisks.recoveryPointId, bad2.recoveryPointId));
+    corruptRead.add(disk2!.snapshotId, 3);
+    const second = await triggerCheck(plan.id);
+    expect(second.checked).toEqual([
+      expect.objectContaining({ recoveryPointId: bad2.recoveryPointId, ok: false }),
+    ]);
+    const failed = await pointRow(bad2.recoveryPointId);
+    expect(failed.verificationState).toBe('failed');
+    const f = failed.verificationFailure as {
+      disks: { mismatches: { blockIndex: number }[]; mismatchCount: number }[];
+    };
+    expect(f.disks[0]!.mismatchCount).toBe(1);
+    expect(f.disks[0]!.mismatches[0]!.blockIndex).toBe(3);
+    // An event and an open alert name the point; listings and status show the state.
+    const evs = await api.db
+      .select()
+      .from(events)
+      .where(eq(events.type, 'recovery-point.verification-failed'));
+    expect(
+      evs.some((e) => (e.data as { recoveryPointId?: string }).recoveryPointId === bad2.recoveryPointId),
+    ).toBe(true);
+    const open = await api.db
+      .select()
+      .from(alerts)
+      .where(eq(alerts.subject, `recovery-point:${bad2.recoveryPointId}`));
+    expect(open[0]).toMatchObject({ state: 'open' });
+    const listed = await call('GET', `/v1/plans/${plan.id}/recovery-points`);
+    expect(listed.items.map((p: { verificationState: string }) => p.verificationState)).toEqual([
+      'failed',
+      'verified',
+    ]);
+    const status = await call('GET', `/v1/plans/${plan.id}/replication`);
+    expect(status.vms[0].lastIteration.verificationState).toBe('failed');
+
+    // A recovery without an id takes the previous good point; the failed one only by id with force.
+    // The recovery's own choice (the validate step's and preflight's phase 2).
+    const chosen = async (sel: Parameters<typeof chooseRecoveryPoints>[3]) => {
+      const scope = await loadRecoveryScope(api.db, { planId: plan.id, mode: 'test' } as never);
+      return [...(await chooseRecoveryPoints(api.db, scope.plan, scope.vms, sel)).values()][0]!.id;
+    };
+    expect(await chosen({ latest: true })).toBe(good.recoveryPointId);
+    await expect(chosen({ id: bad2.recoveryPointId })).rejects.toThrow(/failed its consistency check/);
+    expect(await chosen({ id: bad2.recoveryPointId, force: true })).toBe(bad2.recoveryPointId);
+    const refused = await api.call('POST', `/v1/plans/${plan.id}/recoveries`, {
+      body: { mode: 'test', recoveryPoint: { id: bad2.recoveryPointId } },
+    });
+    expect(refused.status, JSON.stringify(refused.body)).toBe(422);
+    expect(refused.body.issues[0].path).toBe('recoveryPoint.force');
+
+    // Deleting the plan's setting deletes its schedule.
+    await call('PATCH', `/v1/plans/${plan.id}`, {
+      body: { consistencyChecks: null },
+      headers: { 'content-type': 'application/merge-patch+json' },
+    });
+    await expect(client.schedule.getHandle(consistencyScheduleId(plan.id)).describe()).rejects.toThrow();
+  }, 120_000);
+
+  it('catches an index built over a hole the file system invented, by re-reading the source', async () => {
+    const img = path.join(dir, 'hole.img');
+    const size = 8 * MiB;
+    makeSparseImage(img, size, [0, 5, 6]);
+    const plan = await call('POST', '/v1/plans', {
+      body: fixtures.plan(sourceSiteId, targetSiteId, {
+        consistencyChecks: { cron: '@daily', timezone: 'UTC', scope: 'latest', sourceSamplePercent: 100 },
+        vms: [
+          fixtures.vm('hole', {
+            disks: [{ name: 'root', sourceRef: img, sizeBytes: size, deviceName: '/dev/sda1' }],
+          }),
+        ],
+      }),
+    });
+    // The file system reports blocks 4..5 as a hole although block 5 holds data.
+    lieAboutHoles = { start: 4 * BLOCK_SIZE, end: 6 * BLOCK_SIZE };
+    const r = await replicateNow(plan.id).finally(() => {
+      lieAboutHoles = undefined;
+    });
+    expect(r.changedBlocks).toBe(2); // blocks 0 and 6: block 5 was never read
+    // The target agrees with the (wrong) index: a target-only verification confirms it.
+    expect((await verify(r.recoveryPointId)).ok).toBe(true);
+    // The scheduled check re-reads the source and flags it.
+    const check = await triggerCheck(plan.id);
+    expect(check.checked[0]).toMatchObject({ recoveryPointId: r.recoveryPointId, ok: false });
+    const row = await pointRow(r.recoveryPointId);
+    expect(row.verificationState).toBe('failed');
+    const f = row.verificationFailure as {
+      disks: {
+        sourceMismatches: { blockIndex: number }[];
+        sourceMismatchCount: number;
+        mismatchCount: number;
+      }[];
+    };
+    expect(f.disks[0]).toMatchObject({ sourceMismatchCount: 1, mismatchCount: 0 });
+    expect(f.disks[0]!.sourceMismatches[0]!.blockIndex).toBe(5);
+  }, 90_000);
+
+  it('sweeps every plan with consistency checks in one run', async () => {
+    const { CONSISTENCY_SWEEP_WORKFLOW } = await import('../contracts');
+    const r = (await client.workflow.execute(CONSISTENCY_SWEEP_WORKFLOW, {
+      taskQueue: controlQueue,
+      workflowId: uniqueId('consistency-sweep'),
+      args: [],
+    })) as { plans: { planId: string; checked: number }[]; orphanIndexesDeleted: number };
+    expect(r.plans.length).toBeGreaterThanOrEqual(1);
+    expect(r.plans.every((p) => p.checked >= 1)).toBe(true);
+  }, 90_000);
+});
