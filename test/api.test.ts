@@ -1,6 +1,7 @@
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditLog, jobs, nodes, plans, vms } from '../schema';
+import { writablePlanDocument } from '../schema/domain/plan';
 import { fixtures, startTestApi, type TestApi } from './helpers/api';
 import { uniqueId } from './helpers/stack';
 
@@ -26,25 +27,7 @@ const paths = (body: { issues?: { path: string }[] }) => (body.issues ?? []).map
 
 /** A plan as read, without the fields the server sets: the input to write it back. */
 // biome-ignore lint/suspicious/noExplicitAny: a plan answer as JSON
-const planInput = (plan: any) => {
-  const {
-    id: _i,
-    version: _v,
-    createdAt: _c,
-    updatedAt: _u,
-    replicationPaused: _p,
-    rtoPrediction: _r,
-    ...input
-  } = plan;
-  // Plan documents are strict: the server-set ids of VMs and disks are not part of a write.
-  return {
-    ...input,
-    vms: input.vms.map(({ id: _vm, disks, ...vm }: { id: string; disks: { id: string }[] }) => ({
-      ...vm,
-      disks: disks.map(({ id: _d, ...d }) => d),
-    })),
-  };
-};
+const planInput = (plan: any) => writablePlanDocument(plan);
 
 describe('plan validation', () => {
   // Each case: a change to a valid plan, the status and the field path the error must name.

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { plansService } from '../api/services/plans';
-import { PlanInput } from '../schema/domain/plan';
+import { PlanInput, writablePlanDocument } from '../schema/domain/plan';
 import { DEMO, ensureDemoPlan } from '../scripts/demo-plan';
 import { testConfig, useTestDatabase } from './helpers/stack';
 
@@ -27,12 +27,8 @@ describe('the npm start demo plan', () => {
       [1, 0],
     ]);
     // As a document (plan documents are strict: without the ids, version and times Lifeboat sets).
-    const { id: _i, version: _v, createdAt: _c, updatedAt: _u, replicationPaused: _p, ...doc } = plan;
-    const vmsDoc = plan.vms.map(({ id: _vm, disks, ...vm }) => ({
-      ...vm,
-      disks: disks.map(({ id: _d, ...d }) => d),
-    }));
-    expect(PlanInput.safeParse({ ...doc, vms: vmsDoc }).success).toBe(true);
+    const doc = writablePlanDocument(plan as unknown as Parameters<typeof writablePlanDocument>[0]);
+    expect(PlanInput.safeParse(doc).error?.issues ?? []).toEqual([]);
     for (const disk of plan.vms.flatMap((v) => v.disks)) {
       const st = statSync(disk.sourceRef);
       expect(st.size).toBe(disk.sizeBytes);

@@ -1,5 +1,6 @@
 import { type Command, Option } from 'commander';
 import { stringify as toYaml } from 'yaml';
+import { writablePlanDocument } from '../../schema/domain/plan';
 import { type Cli, CliError, EXIT, intOption, moreHint, query, readDocument, resolveId, table } from '../cli';
 
 interface PlanSummary {
@@ -171,25 +172,7 @@ const applyOptions = (c: Command) =>
  * A plan as read, without what the server sets (ids, version, times, the RTO prediction): plan
  * documents are strict, so this is what `apply` takes back.
  */
-function writableDocument(plan: Plan): Record<string, unknown> {
-  const {
-    id: _i,
-    version: _v,
-    createdAt: _c,
-    updatedAt: _u,
-    replicationPaused: _p,
-    rtoPrediction: _r,
-    nextCheckpoints: _n,
-    ...doc
-  } = plan as Plan & Record<string, unknown>;
-  return {
-    ...doc,
-    vms: plan.vms.map(({ id: _vm, disks, ...vm }) => ({
-      ...vm,
-      disks: (disks as Record<string, unknown>[]).map(({ id: _d, ...d }) => d),
-    })),
-  };
-}
+const writableDocument = (plan: Plan) => writablePlanDocument(plan as Plan & Record<string, unknown>);
 
 /** `lifeboat apply -f plan.yaml`, like kubectl apply. */
 export function applyCommand(program: Command, cli: Cli) {

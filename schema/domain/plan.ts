@@ -326,7 +326,36 @@ export function onlyKnownKeys(shape: Record<string, unknown>) {
 }
 
 /** Keys of a plan as read (GET) that the server sets: named as such when a write carries them. */
-const READ_ONLY_KEYS = ['id', 'version', 'createdAt', 'updatedAt', 'replicationPaused', 'rtoPrediction'];
+export const PLAN_READ_ONLY_KEYS = [
+  'id',
+  'version',
+  'createdAt',
+  'updatedAt',
+  'replicationPaused',
+  'rtoPrediction',
+  'nextCheckpoints',
+  'protectionState',
+];
+const READ_ONLY_KEYS: readonly string[] = PLAN_READ_ONLY_KEYS;
+
+/**
+ * A plan as read (GET) turned into a document a write accepts: without the keys Lifeboat sets
+ * and without the ids of VMs and disks (they are matched by name). Used by
+ * `lifeboat plans get --yaml` and the tests that write a plan back.
+ */
+export function writablePlanDocument(plan: {
+  vms: { disks: unknown[] }[];
+  [key: string]: unknown;
+}): Record<string, unknown> {
+  const doc = Object.fromEntries(Object.entries(plan).filter(([k]) => !READ_ONLY_KEYS.includes(k)));
+  return {
+    ...doc,
+    vms: plan.vms.map(({ id: _vm, disks, ...vm }: { id?: unknown; disks: unknown[] }) => ({
+      ...vm,
+      disks: (disks as Record<string, unknown>[]).map(({ id: _d, ...d }) => d),
+    })),
+  };
+}
 
 /** "unknown key" with the known key it most likely misspells. */
 export function unknownKeyMessage(key: string, known: string[]): string {
