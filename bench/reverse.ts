@@ -13,6 +13,9 @@
  * the reverse point's index; then 5 % of the image's blocks change and a forward incremental
  * iteration runs from the reverse point (as after a failback) in a fresh process.
  *
+ * Peak memory is the transfer process's VmHWM (getrusage's maxRSS carries the parent's RSS across
+ * fork/exec, so it would report the benchmark's own footprint).
+ *
  *   npm run bench -- reverse [--size-mib 1024] [--keep]
  */
 import { spawn } from 'node:child_process';
@@ -50,7 +53,7 @@ function arg(args: string[], name: string, dflt: number): number {
   return i >= 0 ? Number(args[i + 1]) : dflt;
 }
 
-type Rss = { peakRssMiB: number; baseRssMiB: number };
+type Rss = { peakRssMiB: number; baseRssMiB: number; vmHwmMiB: number };
 
 /** Run a transfer script in a fresh Node process; its peak RSS is the data path's own. */
 function inChild<T>(script: string, payload: unknown): Promise<T & Rss> {
@@ -237,10 +240,10 @@ export async function run(args: string[]): Promise<void> {
     );
     console.log(`\n${sizeBytes / MiB} MiB disk, 5 % of the blocks changed`);
     console.log(
-      `  reverse      ${fmt(revRate)} written to the source image, ${perSec(rev.changedBlocks, rev.durationMs)}; ${rev.changedBlocks} of ${rev.listedBlocks} listed blocks written (${reverseChanged.length} staged) in ${(rev.durationMs / 1000).toFixed(1)} s, ${rev.heartbeats} synced heartbeats; node peak RSS ${rev.peakRssMiB.toFixed(0)} MiB (process at start ${rev.baseRssMiB.toFixed(0)})`,
+      `  reverse      ${fmt(revRate)} written to the source image, ${perSec(rev.changedBlocks, rev.durationMs)}; ${rev.changedBlocks} of ${rev.listedBlocks} listed blocks written (${reverseChanged.length} staged) in ${(rev.durationMs / 1000).toFixed(1)} s, ${rev.heartbeats} synced heartbeats; node peak RSS ${rev.vmHwmMiB.toFixed(0)} MiB (VmHWM; process at start ${rev.baseRssMiB.toFixed(0)})`,
     );
     console.log(
-      `  forward inc. ${fmt(incRate)} written to EBS,              ${perSec(inc.changedBlocks, inc.durationMs)}; ${inc.changedBlocks} of ${inc.totalBlocks} blocks in ${(inc.durationMs / 1000).toFixed(1)} s (disk covered ${fmt(mibps(sizeBytes, inc.durationMs)).trim()}); node peak RSS ${inc.peakRssMiB.toFixed(0)} MiB (process at start ${inc.baseRssMiB.toFixed(0)})`,
+      `  forward inc. ${fmt(incRate)} written to EBS,              ${perSec(inc.changedBlocks, inc.durationMs)}; ${inc.changedBlocks} of ${inc.totalBlocks} blocks in ${(inc.durationMs / 1000).toFixed(1)} s (disk covered ${fmt(mibps(sizeBytes, inc.durationMs)).trim()}); node peak RSS ${inc.vmHwmMiB.toFixed(0)} MiB (VmHWM; process at start ${inc.baseRssMiB.toFixed(0)})`,
     );
     console.log(
       `  verify       ${verified.blocksChecked} blocks of the source image against the reverse point's index, ${verified.mismatches.length} mismatches`,
