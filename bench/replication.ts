@@ -37,7 +37,7 @@ function arg(args: string[], name: string, dflt: number): number {
 }
 
 /** A mostly filled sparse image: 90 % of the blocks hold random data, every 10th block is a hole. */
-function makeImage(file: string, sizeBytes: number): number[] {
+export function makeImage(file: string, sizeBytes: number): number[] {
   const fd = openSync(file, 'w');
   ftruncateSync(fd, sizeBytes);
   const buf = Buffer.allocUnsafe(BLOCK_SIZE);

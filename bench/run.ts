@@ -8,6 +8,7 @@ const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void>
   recovery: () => import('./recovery'),
   sink: () => import('./sink'),
   qcow2: () => import('./qcow2'),
+  reverse: () => import('./reverse'),
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -2,8 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CompleteSnapshotCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from '@aws-sdk/client-ebs';
-import { CreateTagsCommand, DescribeInstancesCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
+import { DescribeInstancesCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,15 +14,15 @@ import {
   type RecoveryResult,
   type ReplicationIterationResult,
   type ReverseIterationResult,
-  reverseIterationTag,
   reverseScheduleId,
   TAG,
 } from '../contracts';
-import { ebsClient, ec2Client } from '../lib/aws';
+import { ec2Client } from '../lib/aws';
 import { disks, jobs, nodes, recoveryPointDisks, recoveryPoints, vms } from '../schema';
 import { fixtures, startTestApi, type TestApi } from './helpers/api';
 import { runLifeboat } from './helpers/cli';
 import { makeSparseImage, touchBlock } from './helpers/disk-images';
+import { stageSnapshot, tagAsReverseSnapshot } from './helpers/ebs-staging';
 import { countTagged, waitFor } from './helpers/recovery';
 import {
   createControlTestWorker,
@@ -54,7 +53,6 @@ describe('reverse replication and failback', () => {
   let dir: string;
   const workers: { worker: Worker; connection: NativeConnection; running: Promise<void> }[] = [];
   const target = testAwsTarget();
-  const ebs = ebsClient(target);
   const ec2 = ec2Client(target);
 
   beforeAll(async () => {
@@ -73,35 +71,9 @@ describe('reverse replication and failback', () => {
 
   /** Stage the recovered volume's snapshot for reverse iteration `seq`: the whole content, tagged for the look-up. */
   async function stage(volumeId: string, diskId: string, seq: number, parent: string, content: Buffer[]) {
-    const s = await ebs.send(
-      new StartSnapshotCommand({ VolumeSize: 1, ParentSnapshotId: parent, Timeout: 10 }),
-    );
-    let n = 0;
-    for (const [i, data] of content.entries()) {
-      if (data.every((b) => b === 0)) continue;
-      await ebs.send(
-        new PutSnapshotBlockCommand({
-          SnapshotId: s.SnapshotId!,
-          BlockIndex: i,
-          BlockData: data,
-          DataLength: BLOCK_SIZE,
-          Checksum: createHash('sha256').update(data).digest('base64'),
-          ChecksumAlgorithm: 'SHA256',
-        }),
-      );
-      n++;
-    }
-    await ebs.send(new CompleteSnapshotCommand({ SnapshotId: s.SnapshotId!, ChangedBlocksCount: n }));
-    await ec2.send(
-      new CreateTagsCommand({
-        Resources: [s.SnapshotId!],
-        Tags: [
-          { Key: REVERSE_VOLUME_TAG, Value: volumeId },
-          { Key: TAG.sourceIteration, Value: reverseIterationTag(diskId, seq) },
-        ],
-      }),
-    );
-    return s.SnapshotId!;
+    const id = await stageSnapshot(target, content, { parent });
+    await tagAsReverseSnapshot(target, id, volumeId, diskId, seq);
+    return id;
   }
 
   it('forward, full recovery, reverse twice (only changed blocks), failback, incremental forward, cleanup', async () => {

@@ -407,12 +407,31 @@ export class NotVisibleLayer {
 export class CountingEbsLayer {
   /** Successful PutSnapshotBlock calls, per snapshot. */
   readonly puts = new Map<string, number>();
-  constructor(private readonly opts: { logFile?: string; delayMs?: number } = {}) {}
+  /** Successful GetSnapshotBlock calls, per snapshot (the reverse writer reads each block it writes). */
+  readonly gets = new Map<string, number>();
+  constructor(
+    private readonly opts: {
+      logFile?: string;
+      delayMs?: number;
+      getLogFile?: string;
+      getDelayMs?: number;
+    } = {},
+  ) {}
   putsTo(snapshotId: string) {
     return this.puts.get(snapshotId) ?? 0;
   }
   readonly middleware: Mw = (next, context) => async (args) => {
     const cmd = (context as { commandName?: string }).commandName;
+    if (cmd === 'GetSnapshotBlockCommand') {
+      if (this.opts.getDelayMs) await new Promise((r) => setTimeout(r, this.opts.getDelayMs));
+      const out = await next(args);
+      // biome-ignore lint/suspicious/noExplicitAny: GetSnapshotBlock input
+      const input = args.input as any;
+      this.gets.set(input.SnapshotId, (this.gets.get(input.SnapshotId) ?? 0) + 1);
+      if (this.opts.getLogFile)
+        appendFileSync(this.opts.getLogFile, `${process.pid} ${input.SnapshotId} ${input.BlockIndex}\n`);
+      return out;
+    }
     if (cmd !== 'PutSnapshotBlockCommand') return next(args);
     if (this.opts.delayMs) await new Promise((r) => setTimeout(r, this.opts.delayMs));
     const out = await next(args);

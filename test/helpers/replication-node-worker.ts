@@ -1,8 +1,9 @@
 /**
  * A real node worker in its own process, for the kill-and-resume test: it registers the
  * production node activities with the counting/pacing and strict layers, and logs every
- * successful PutSnapshotBlock (pid, snapshot, block) to a file that survives SIGKILL.
- * Env: NODE_TASK_QUEUE, DATA_DIR, PUT_LOG, plus the test stack's variables.
+ * successful PutSnapshotBlock (pid, snapshot, block) to a file that survives SIGKILL; with GET_LOG,
+ * also every GetSnapshotBlock (the reverse writer reads each block it writes), paced the same way.
+ * Env: NODE_TASK_QUEUE, DATA_DIR, PUT_LOG, GET_LOG (optional), plus the test stack's variables.
  */
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createNodeActivities } from '../../activities/node';
@@ -32,7 +33,11 @@ const worker = await Worker.create({
       ...RESUME_TEST_TUNING,
       awsClientHooks: layerHooks({
         strict: new StrictEbsLayer(aws),
-        counting: new CountingEbsLayer({ logFile: runVar('PUT_LOG')!, delayMs: 60 }),
+        counting: new CountingEbsLayer({
+          logFile: runVar('PUT_LOG')!,
+          delayMs: 60,
+          ...(runVar('GET_LOG') ? { getLogFile: runVar('GET_LOG')!, getDelayMs: 60 } : {}),
+        }),
       }),
     },
   }),
