@@ -28,6 +28,7 @@ const routes: [method: string, path: string, openapiPath: string, role: Role, bo
   ['DELETE', `/v1/plans/${NO_ID}`, '/v1/plans/{id}', 'admin'],
   ['GET', `/v1/plans/${NO_ID}/drills`, '/v1/plans/{id}/drills', 'viewer'],
   ['POST', `/v1/plans/${NO_ID}/drills/run`, '/v1/plans/{id}/drills/run', 'operator'],
+  ['POST', `/v1/plans/${NO_ID}/checkpoints/run`, '/v1/plans/{id}/checkpoints/run', 'operator'],
   ['GET', '/v1/nodes', '/v1/nodes', 'viewer'],
   ['GET', '/v1/nodes/nope', '/v1/nodes/{id}', 'viewer'],
   ['POST', '/v1/nodes/nope/drain', '/v1/nodes/{id}/drain', 'operator'],
