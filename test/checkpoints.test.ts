@@ -80,6 +80,8 @@ beforeAll(async () => {
     activities: createNodeActivities({
       nodeId,
       aws: target,
+      // The shared block index (Postgres), as a node worker has: the local cache keeps 4 per disk.
+      db: api.db,
       dataDir: path.join(dir, nodeId),
       replication: { awsClientHooks: layerHooks({ strict }), heartbeatIntervalMs: 500 },
     }),
