@@ -35,6 +35,15 @@ export interface OperatorWait {
   waitingUntil: string;
 }
 
+/**
+ * What to do while a job waits after a failed step: fix the cause (the step's own hint), then
+ * retry or abandon before the deadline. The job's remediation and its job.waiting event.
+ */
+export function waitingRemediation(jobId: string, wait: OperatorWait): string {
+  const hint = wait.remediation?.trim().replace(/[.;]\s*$/, '');
+  return `Fix the cause of the failed step "${wait.stepName}"${hint ? ` (${hint})` : ''}, then run \`lifeboat jobs retry ${jobId}\` to run the step again (or \`lifeboat jobs abandon ${jobId}\` to end the job) before ${wait.waitingUntil}; after that the job fails by itself`;
+}
+
 export const retryUpdate = defineUpdate<OperatorDecisionResult, [OperatorDecisionInput]>(RETRY_UPDATE);
 export const abandonUpdate = defineUpdate<OperatorDecisionResult, [OperatorDecisionInput]>(ABANDON_UPDATE);
 

@@ -207,6 +207,23 @@ export interface CreatedResources {
   vpcs?: string[];
 }
 
+/** "2 instance(s), 2 volume(s), …": every kind a cleanup deletes, the isolated network included. */
+export function describeCreated(c: CreatedResources): string {
+  const n = (xs: string[] | undefined, what: string) => `${xs?.length ?? 0} ${what}`;
+  const parts = [
+    n(c.instances, 'instance(s)'),
+    n(c.volumes, 'volume(s)'),
+    n(c.images, 'image(s)'),
+    n(c.snapshots, 'snapshot(s)'),
+    n(c.networkInterfaces, 'network interface(s)'),
+  ];
+  // The isolated network only when the job made one (a full recovery has none).
+  if (c.securityGroups?.length) parts.push(n(c.securityGroups, 'security group(s)'));
+  if (c.subnets?.length) parts.push(n(c.subnets, 'subnet(s)'));
+  if (c.vpcs?.length) parts.push(n(c.vpcs, 'VPC(s)'));
+  return parts.join(', ');
+}
+
 export interface RecoveredVm {
   vm: string;
   vmId: string;

@@ -90,6 +90,26 @@ describe('failover as a state', () => {
     });
     expect(resume.status).toBe(409);
     expect(resume.body.message).toMatch(/failed-over/);
+    // Replicate-now from the stale source is refused too, even with force (no new "latest" point).
+    const pointsBefore = (await api.call('GET', `/v1/plans/${plan.id}/recovery-points`)).body;
+    for (const body of [undefined, { force: true }]) {
+      const now = await api.call('POST', `/v1/plans/${plan.id}/replication/now`, {
+        token: api.tokens.operator,
+        ...(body ? { body } : {}),
+      });
+      expect(now.status).toBe(409);
+      expect(now.body.message).toMatch(/is failed-over/);
+      expect(now.body.issues[0]).toMatchObject({ path: 'protectionState' });
+    }
+    expect((await api.call('GET', `/v1/plans/${plan.id}/recovery-points`)).body).toEqual(pointsBefore);
+    // An optional JSON body sent empty means {} (not malformed JSON): the preflight answers.
+    const preflight = await api.call('POST', `/v1/plans/${plan.id}/preflight`, {
+      token: api.tokens.operator,
+      rawBody: '',
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(preflight.status, JSON.stringify(preflight.body)).toBe(200);
+    expect(typeof preflight.body.ok).toBe('boolean');
 
     // The job's first step paused replication; the state changes are events.
     const job = await api.call('GET', `/v1/jobs/${jobId}`, { token: api.tokens.viewer });

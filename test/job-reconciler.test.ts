@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ensureJobReconcilerSchedule } from '../activities/control/job-reconciler-schedule';
 import { reconcileJobsNow } from '../api/services/job-reconciler';
 import { RecoveryRequest, recoveryJobsService } from '../api/services/recovery-jobs';
-import { events, jobs } from '../schema/index';
+import { events, jobs, plans } from '../schema/index';
 import { createPlan, jobWithSteps, testVm, useRecoveryStack, waitFor } from './helpers/recovery';
 import { uniqueId } from './helpers/stack';
 
@@ -92,6 +92,42 @@ describe('job reconciler', () => {
       .from(events)
       .where(and(eq(events.jobId, started.id), eq(events.type, 'job.cancelled')));
     expect(ev).toBeDefined();
+    await expect(stack.svc.startRecovery(planId, full(planName), 'tester')).resolves.toMatchObject({
+      status: 'pending',
+    });
+  });
+
+  it('a dead full recovery does not lock its plan: the reconciler, or else its cleanup, returns failing-over to protected', async () => {
+    const { planId, planName } = await createPlan(stack.db, [testVm('web')]);
+    const state = async () =>
+      (await stack.db.select().from(plans).where(eq(plans.id, planId)))[0]!.protectionState;
+    const failingOver = () =>
+      stack.db.update(plans).set({ protectionState: 'failing-over' }).where(eq(plans.id, planId));
+    const idle = recoveryJobsService({ db: stack.db, temporal: stack.client, taskQueue: uniqueId('nobody') });
+    // Its workflow recorded failing-over, then was terminated.
+    const started = await idle.startRecovery(planId, full(planName), 'tester');
+    await failingOver();
+    await stack.client.workflow.getHandle(started.workflowId).terminate('operator trial');
+    await expect(stack.svc.startRecovery(planId, full(planName), 'tester')).rejects.toMatchObject({
+      status: 409,
+    });
+    expect((await pass(0)).ended).toContainEqual(expect.objectContaining({ jobId: started.id }));
+    expect(await state()).toBe('protected');
+    const { job } = await jobWithSteps(stack.db, started.id);
+    expect(job.remediation).toContain(`lifeboat replication resume ${planName}`);
+    const [ev] = await stack.db
+      .select()
+      .from(events)
+      .where(and(eq(events.jobId, started.id), eq(events.type, 'plan.protection-state-changed')));
+    expect(ev?.data).toMatchObject({ from: 'failing-over', to: 'protected' });
+    // A row ended before this fix, its plan still failing-over: the cleanup of that job unlocks it.
+    await failingOver();
+    const cleanup = await stack.svc.startCleanup(started.id, 'tester');
+    await waitFor('the cleanup ended', async () => {
+      const [r] = await stack.db.select().from(jobs).where(eq(jobs.id, cleanup.id));
+      return r?.status === 'completed' && r;
+    });
+    expect(await state()).toBe('protected');
     await expect(stack.svc.startRecovery(planId, full(planName), 'tester')).resolves.toMatchObject({
       status: 'pending',
     });

@@ -1,4 +1,6 @@
+import { eq } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
+import { plans } from '../schema/index';
 import { fixtures, useTestApi } from './helpers/api';
 import { runLifeboat } from './helpers/cli';
 
@@ -105,5 +107,25 @@ describe('replicate now while paused (issue 17.6)', () => {
     const cliForced = await runLifeboat(api, api.tokens.operator, ['replication', 'now', name, '--force']);
     expect(cliForced.code, cliForced.stderr).toBe(0);
     expect(cliForced.stdout).toMatch(/started|already running/);
+
+    // Not protected (a full recovery under way): no replicate-now, even forced, and no resume —
+    // for the plan and for each VM; a pause stays allowed.
+    await api.call('POST', `/v1/plans/${planId}/replication/resume`, op);
+    await api.db.update(plans).set({ protectionState: 'failing-over' }).where(eq(plans.id, planId));
+    for (const path of ['replication', 'vms/web-01/replication']) {
+      for (const body of [undefined, { force: true }]) {
+        const now = await api.call('POST', `/v1/plans/${planId}/${path}/now`, {
+          ...op,
+          ...(body ? { body } : {}),
+        });
+        expect(now.status, `${path} ${JSON.stringify(now.body)}`).toBe(409);
+        expect(now.body.message).toContain(`Plan "${name}" is failing-over`);
+        expect(now.body.issues[0]).toMatchObject({ path: 'protectionState' });
+      }
+      expect((await api.call('POST', `/v1/plans/${planId}/${path}/pause`, op)).status).toBe(200);
+      const resume = await api.call('POST', `/v1/plans/${planId}/${path}/resume`, op);
+      expect(resume.status).toBe(409);
+      expect(resume.body.message).toContain('failing-over');
+    }
   }, 60_000);
 });

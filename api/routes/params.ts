@@ -1,5 +1,5 @@
 import { createRoute, type RouteConfig, z } from '@hono/zod-openapi';
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { type AuthEnv, recordChanges, requireRole } from '../auth/middleware';
 import type { Role } from '../auth/tokens';
 import { etagOf } from '../services/common';
@@ -72,8 +72,28 @@ export const concernRoute =
     spec: S,
   ) => {
     const { operationId, ...rest } = spec;
-    return createRoute({ operationId, method, path, tags, ...rest, middleware: [requireRole(role)] });
+    const optionalBody = spec.request?.body !== undefined && spec.request.body.required === false;
+    return createRoute({
+      operationId,
+      method,
+      path,
+      tags,
+      ...rest,
+      middleware: optionalBody ? [requireRole(role), emptyJsonBodyIsEmptyObject] : [requireRole(role)],
+    });
   };
+
+/**
+ * An optional JSON body sent empty (`Content-Type: application/json`, no bytes) means `{}`,
+ * not malformed JSON: the json validator then reads `{}` (the request's own body stays unread).
+ */
+const emptyJsonBodyIsEmptyObject: MiddlewareHandler = async (c, next) => {
+  if (/^application\/([a-z0-9.+-]*\+)?json/i.test(c.req.header('content-type') ?? '')) {
+    const text = await c.req.raw.clone().text();
+    if (text.trim() === '') c.req.bodyCache.json = Promise.resolve({});
+  }
+  await next();
+};
 
 /** Answer with the resource's version as its ETag; returns the resource (for `c.json`). */
 export function withEtag<T extends { version: number }>(c: Context<AuthEnv>, resource: T): T {

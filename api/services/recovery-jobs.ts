@@ -367,6 +367,22 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
               [{ path: 'protectionState', message: `is ${targetPlan.state}` }],
             );
           endsFailover = isFailover && targetPlan.state === 'failed-over';
+          // A dead failover (its row ended, the plan still failing-over: no running full recovery
+          // holds it) is unlocked by its cleanup too.
+          if (targetPlan.state === 'failing-over' && target.status !== 'completed') {
+            const [live] = await db
+              .select({ id: jobs.id })
+              .from(jobs)
+              .where(
+                and(
+                  eq(jobs.planId, target.planId),
+                  eq(jobs.kind, 'full-recovery'),
+                  inArray(jobs.status, [...ACTIVE_JOB_STATUSES]),
+                ),
+              )
+              .limit(1);
+            endsFailover = !live;
+          }
         }
       }
       return jobsSvc.start<typeof cleanupWorkflow>((_tx, jobId) => {

@@ -2,6 +2,7 @@ import net from 'node:net';
 import type { NativeConnection, Worker } from '@temporalio/worker';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { reconcileJobsNow } from '../../api/services/job-reconciler';
 import { RecoveryRequest, recoveryJobsService } from '../../api/services/recovery-jobs';
 import { events } from '../../schema/index';
 import { startTestApi, type TestApi } from '../helpers/api';
@@ -80,7 +81,7 @@ describe('recovery: a failed step waits for retry / abandon', () => {
       const j = await getJob(id);
       return !['pending', 'running'].includes(j.status) && j;
     });
-  type StepOut = { key: string; attempt: number; status: string };
+  type StepOut = { key: string; attempt: number; status: string; startedAt: string };
   const step = (job: { steps: StepOut[] }, key: string) => job.steps.find((s) => s.key === key);
   const liveInstanceIds = async (jobId: string) =>
     (await countTagged(jobId)).instances.map((i) => i.InstanceId!).sort();
@@ -112,6 +113,17 @@ describe('recovery: a failed step waits for retry / abandon', () => {
       .from(events)
       .where(and(eq(events.jobId, id), eq(events.type, 'job.waiting')));
     expect(ev?.remediation).toContain(`lifeboat jobs retry ${id}`);
+    // The job's own "what to do" while it waits: fix the cause, then retry (or abandon) before the deadline.
+    expect(w.remediation).toContain(`lifeboat jobs retry ${id}`);
+    expect(w.remediation).toContain(`lifeboat jobs abandon ${id}`);
+    expect(w.remediation).toContain(w.waitingUntil);
+    expect(w.remediation).not.toMatch(/recover again|run the job again/);
+    const [failedEv] = await api.db
+      .select()
+      .from(events)
+      .where(and(eq(events.jobId, id), eq(events.type, 'step.failed')));
+    expect(failedEv?.remediation).not.toMatch(/recover again|run the job again/);
+    const firstStart = Date.parse(step(w, 'vm:app-01:health')!.startedAt);
     const before = await liveInstanceIds(id);
     expect(before).toHaveLength(2);
     // A viewer may not decide.
@@ -119,6 +131,8 @@ describe('recovery: a failed step waits for retry / abandon', () => {
 
     // Fix the cause, then retry (through the CLI).
     await open(port);
+    const retriedAt = Date.now();
+    expect(retriedAt).toBeGreaterThan(firstStart);
     const retry = await runLifeboat(api, api.tokens.operator, ['jobs', 'retry', id, '--watch'], {}, 60_000);
     expect(retry.code, retry.stderr).toBe(0);
     expect(retry.stdout).toMatch(/Health check of app-01 \(attempt 2\)/);
@@ -128,6 +142,8 @@ describe('recovery: a failed step waits for retry / abandon', () => {
     expect(done.error).toBeNull();
     // The failed step ran again (attempt 2); what completed before ran once; nothing was recreated.
     expect(step(done, 'vm:app-01:health')).toMatchObject({ status: 'completed', attempt: 2 });
+    // The retried step's start is the new attempt's start, not the first attempt's.
+    expect(Date.parse(step(done, 'vm:app-01:health')!.startedAt)).toBeGreaterThanOrEqual(retriedAt - 1000);
     for (const k of ['vm:db-01:image', 'vm:db-01:launch', 'vm:db-01:health', 'vm:app-01:launch'])
       expect(step(done, k)?.attempt ?? 1).toBe(1);
     expect(await liveInstanceIds(id)).toEqual(before);
@@ -159,10 +175,66 @@ describe('recovery: a failed step waits for retry / abandon', () => {
     expect(done.error).toMatch(/abandoned by/);
     expect(done.result.failedStep).toBe('vm:app-01:health');
     expect(done.result.created.instances).toHaveLength(2);
+    // "Created so far" names every kind a cleanup deletes (network interfaces included).
+    expect(done.error).toContain(`${done.result.created.networkInterfaces.length} network interface(s)`);
+    expect(done.error).toContain(`lifeboat jobs cleanup ${id}`);
     expect(done.waitingForOperator).toBe(false);
     const again = await runLifeboat(api, api.tokens.operator, ['jobs', 'abandon', id]);
     expect(again.code).not.toBe(0);
     expect(again.stderr).toMatch(/not waiting/);
+  });
+
+  it('full recovery: a terminated one does not lock the plan (reconciler → protected); an abandoned one says replication stays paused', async () => {
+    const { planId, planName } = await twoGroups(await closedPort());
+    const full = () =>
+      api.call('POST', `/v1/plans/${planId}/recoveries`, {
+        token: api.tokens.operator,
+        body: { mode: 'full', confirm: planName },
+      });
+    const protection = async () =>
+      (await api.call('GET', `/v1/plans/${planId}`, { token: api.tokens.viewer })).body.protectionState;
+    const start = await full();
+    expect(start.status).toBe(202);
+    const id = start.body.jobId as string;
+    await waiting(id);
+    expect(await protection()).toBe('failing-over');
+    // The workflow dies mid-way (Terminate in the Temporal UI): nothing returns the plan to protected…
+    const { client, connection } = await temporalClient();
+    await client.workflow.getHandle(start.body.workflowId).terminate('operator trial');
+    expect((await full()).status).toBe(409);
+    // …until the job reconciler ends the row: the plan is protected again, with its event.
+    const pass = await reconcileJobsNow(client, {
+      taskQueue,
+      pendingGraceSeconds: 0,
+      workflowId: uniqueId('reconcile'),
+    });
+    expect(pass.ended).toContainEqual(expect.objectContaining({ jobId: id, found: 'terminated' }));
+    expect(await protection()).toBe('protected');
+    const dead = await getJob(id);
+    expect(dead.status).toBe('cancelled');
+    expect(dead.remediation).toContain(`lifeboat replication resume ${planName}`);
+    expect(dead.remediation).toContain(`lifeboat jobs cleanup ${id} --confirm ${planName}`);
+    const changed = await api.db
+      .select()
+      .from(events)
+      .where(and(eq(events.jobId, id), eq(events.type, 'plan.protection-state-changed')));
+    expect(changed.map((e) => (e.data as { to: string }).to).sort()).toEqual(['failing-over', 'protected']);
+
+    // A new full recovery is accepted; abandoned, it says replication stays paused and how to go on.
+    const again = await full();
+    expect(again.status).toBe(202);
+    const id2 = again.body.jobId as string;
+    await waiting(id2);
+    const abandon = await api.call('POST', `/v1/jobs/${id2}/abandon`, { token: api.tokens.operator });
+    expect(abandon.status).toBeLessThan(300);
+    const done = await ended(id2);
+    expect(done.status).toBe('failed');
+    expect(done.error).toMatch(/forward replication stays paused/);
+    expect(done.error).toContain(`lifeboat replication resume ${planName}`);
+    expect(done.remediation).toContain(`lifeboat replication resume ${planName}`);
+    expect(done.remediation).toContain(`lifeboat jobs cleanup ${id2} --confirm ${planName}`);
+    expect(await protection()).toBe('protected');
+    await connection.close();
   });
 
   it('a cancel while the job waits ends it as cancelled', async () => {

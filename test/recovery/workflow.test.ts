@@ -425,7 +425,7 @@ describe('recoveryWorkflow (time-skipping server, stub activities)', { timeout: 
   });
 
   it('a failing step fails the job with its step and remediation, and skips the rest', async () => {
-    const { handle, log } = await startRecovery({
+    const { handle, log, jobId } = await startRecovery({
       plan: plan('plan-fail'),
       fail: {
         'vm:db-02:launch': ApplicationFailure.create({
@@ -442,7 +442,7 @@ describe('recoveryWorkflow (time-skipping server, stub activities)', { timeout: 
     expect(result.failedStep).toBe('vm:db-02:launch');
     expect(result.remediation).toBe('Choose another instance type');
     expect(result.message).toBe(
-      'Start db-02 failed: InsufficientInstanceCapacity; created so far: 2 instance(s), 0 volume(s), 2 image(s) — run a cleanup of this job to remove them',
+      `Start db-02 failed: InsufficientInstanceCapacity; created so far: 2 instance(s), 0 volume(s), 2 image(s), 0 snapshot(s), 0 network interface(s) — they stay until a cleanup of this job removes them (\`lifeboat jobs cleanup ${jobId}\`)`,
     );
     expect(result.created).toEqual(created);
     const keys = stepKeys(log());
@@ -501,7 +501,7 @@ describe('recoveryWorkflow (time-skipping server, stub activities)', { timeout: 
   });
 
   it('cancellation (during a boot delay) ends cancelled and lists what was created', async () => {
-    const { handle, log } = await startRecovery({ plan: plan('plan-cancel') });
+    const { handle, log, jobId } = await startRecovery({ plan: plan('plan-cancel') });
     // Not awaiting the result: the server does not skip time, so the 600 s timer is pending.
     const delayRunning = () =>
       recorded(log()).some((s) => s.key === 'group:1:delay' && s.status === 'running');
@@ -511,7 +511,7 @@ describe('recoveryWorkflow (time-skipping server, stub activities)', { timeout: 
     const result = await handle.result();
     expect(result.status).toBe('cancelled');
     expect(result.message).toBe(
-      'Cancelled by an operator; created so far: 2 instance(s), 0 volume(s), 2 image(s) — run a cleanup of this job to remove them',
+      `Cancelled by an operator; created so far: 2 instance(s), 0 volume(s), 2 image(s), 0 snapshot(s), 0 network interface(s) — they stay until a cleanup of this job removes them (\`lifeboat jobs cleanup ${jobId}\`)`,
     );
     expect(result.created).toEqual(created);
     expect(result.recovered.map((r) => r.instanceId)).toEqual(['i-db-01', 'i-db-02']);

@@ -46,6 +46,9 @@ export class StepBook {
   retry(key: string): number {
     const s = this.get(key);
     s.attempt = (s.attempt ?? 1) + 1;
+    // The new attempt has its own start (and no end yet): set when it runs.
+    delete s.startedAt;
+    delete s.endedAt;
     return s.attempt;
   }
 

@@ -59,7 +59,8 @@ export async function cleanupWorkflow(input: CleanupInput): Promise<RecoveryResu
           {
             planId: input.planId,
             to: 'protected',
-            from: ['failed-over'],
+            // failing-over: a failover whose workflow died (terminated) before it ended.
+            from: ['failed-over', 'failing-over'],
             jobId: input.jobId,
             reason: `cleanup ${input.jobId} removed failover ${input.targetJobId}; forward replication stays paused until resumed`,
           },

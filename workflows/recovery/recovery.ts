@@ -14,6 +14,7 @@ import {
 } from '@temporalio/workflow';
 import type { RecoveryActivities } from '../../activities/control/recovery';
 import {
+  describeCreated,
   JOB_KIND_OF_MODE,
   PATCH_FAILED_JOB_FAILS,
   PATCH_FAILOVER_STATE,
@@ -717,20 +718,30 @@ async function finishCompleted(job: RecoveryJob, p: RecoveryPlanSnapshot) {
  * open steps, list what the job created so far (for a cleanup), and end with that.
  */
 function finishAfterError(job: RecoveryJob, err: unknown) {
-  const { book, acts, jobId, failedScripts, recovered, plan } = job;
+  const { book, acts, jobId, failedScripts, recovered, plan, input } = job;
   return CancellationScope.nonCancellable(async () => {
     const cancelled = isCancellation(err);
     const closed = book.closeOpen(cancelled ? 'cancelled' : 'skipped');
     if (closed.length) await acts.recordSteps(closed);
     if (job.failoverBegun) await failoverEnds(job, false).catch(() => {});
     const created = plan ? await acts.listRecoveryResources(plan.target, jobId) : undefined;
+    const planName = plan?.planName ?? input.planId;
+    const cleanupCmd = `lifeboat jobs cleanup ${jobId}${job.failover ? ` --confirm ${planName}` : ''}`;
     const createdText = created
-      ? `; created so far: ${created.instances.length} instance(s), ${created.volumes.length} volume(s), ${created.images.length} image(s) — run a cleanup of this job to remove them`
+      ? `; created so far: ${describeCreated(created)} — they stay until a cleanup of this job removes them (\`${cleanupCmd}\`${job.failover ? ', admin' : ''})`
+      : '';
+    // A failover that did not happen: the plan is protected again, its forward replication still paused.
+    const failoverText = job.failoverBegun
+      ? `. The plan is protected again, but its forward replication stays paused: resume it with \`lifeboat replication resume ${planName}\` once the source is healthy`
+      : '';
+    const failoverHint = job.failoverBegun
+      ? ` Forward replication stays paused: \`lifeboat replication resume ${planName}\` once the source is healthy. What the job created stays until \`${cleanupCmd}\` (admin).`
       : '';
     if (cancelled) {
       return finish(job, {
         status: 'cancelled',
-        message: `Cancelled by an operator${createdText}`,
+        message: `Cancelled by an operator${createdText}${failoverText}`,
+        ...(failoverHint ? { remediation: failoverHint.trim() } : {}),
         failedScripts,
         recovered,
         ...(plan ? { recoveryPointId: plan.recoveryPointId } : {}),
@@ -740,9 +751,9 @@ function finishAfterError(job: RecoveryJob, err: unknown) {
     if (err instanceof StepFailed) {
       return finish(job, {
         status: 'failed',
-        message: `${err.stepName} failed: ${err.message}${createdText}`,
+        message: `${err.stepName} failed: ${err.message}${createdText}${failoverText}`,
         failedStep: err.stepKey,
-        remediation: err.remediation,
+        remediation: `${err.remediation}${failoverHint}`,
         failedScripts,
         recovered,
         ...(plan ? { recoveryPointId: plan.recoveryPointId } : {}),
@@ -752,9 +763,8 @@ function finishAfterError(job: RecoveryJob, err: unknown) {
     // Anything else (e.g. the job projection unreachable after all retries): still a clear end.
     return finish(job, {
       status: 'failed',
-      message: `The recovery stopped: ${explainFailure(err, '').message}${createdText}`,
-      remediation:
-        'Read the workflow in the Temporal UI for the cause; clean up this job, then recover again',
+      message: `The recovery stopped: ${explainFailure(err, '').message}${createdText}${failoverText}`,
+      remediation: `Read the workflow in the Temporal UI for the cause; clean up this job, then recover again.${failoverHint}`,
       failedScripts,
       recovered,
       ...(plan ? { recoveryPointId: plan.recoveryPointId } : {}),

@@ -10,6 +10,7 @@ import type {
   Severity,
   StepWrite,
 } from '../../../contracts';
+import { waitingRemediation } from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import { jobs, plans } from '../../../schema/index';
 
@@ -115,7 +116,7 @@ export async function failedStepEvents(db: Db, steps: StepWrite[]): Promise<Even
       jobId: s.jobId,
       remediation:
         s.remediation ??
-        `Read the step's log (\`lifeboat jobs get ${s.jobId}\`), fix the cause, then run the job again; the job's own remediation follows when it ends.`,
+        `Read the step's log (\`lifeboat jobs get ${s.jobId}\`) and fix the cause; then, while the job waits for an operator, \`lifeboat jobs retry ${s.jobId}\` runs the step again (the job's remediation says until when), else the job's own remediation follows when it ends.`,
       data: {
         step: s.key,
         ...(s.vm ? { vm: s.vm } : {}),
@@ -140,7 +141,7 @@ export async function jobWaitingEvent(
     message: `${KIND_NAMES[job.kind]}${name ? ` of plan "${name}"` : ''} waits for an operator: step "${wait.stepName}" failed: ${wait.message}`,
     planId: job.planId,
     jobId: job.jobId,
-    remediation: `${wait.remediation}. Then \`lifeboat jobs retry ${job.jobId}\` to run the step again, or \`lifeboat jobs abandon ${job.jobId}\` to end the job, before ${wait.waitingUntil} (then it fails by itself)`,
+    remediation: waitingRemediation(job.jobId, wait),
     data: {
       kind: job.kind,
       step: wait.stepKey,

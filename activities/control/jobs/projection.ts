@@ -11,6 +11,7 @@ import {
   type StepRef,
   type StepStatus,
   type StepWrite,
+  waitingRemediation,
 } from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import { jobSteps, jobs } from '../../../schema/index';
@@ -126,8 +127,8 @@ export function createJobProjection(db: Db) {
           // A write that names no attempt (an activity's own start) keeps the retry's count.
           attempt: sql`greatest(${jobSteps.attempt}, excluded.attempt)`,
           progress: sql`coalesce(excluded.progress, ${jobSteps.progress})`,
-          // A retried step keeps its first start time.
-          startedAt: sql`coalesce(${jobSteps.startedAt}, excluded.started_at)`,
+          // A new attempt (an operator's retry) starts anew; writes of the same attempt keep its start.
+          startedAt: sql`case when excluded.attempt > ${jobSteps.attempt} then coalesce(excluded.started_at, ${jobSteps.startedAt}) else coalesce(${jobSteps.startedAt}, excluded.started_at) end`,
           endedAt: sql`excluded.ended_at`,
         },
       });
@@ -257,7 +258,7 @@ export function createJobProjection(db: Db) {
         .set({
           waitingUntil: new Date(wait.waitingUntil),
           error: wait.message,
-          remediation: wait.remediation,
+          remediation: waitingRemediation(jobId, wait),
         })
         .where(eq(jobs.id, jobId));
       await jobLog.append({ jobId }, [

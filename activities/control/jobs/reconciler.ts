@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
 import { type Client, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
-import { inArray } from 'drizzle-orm';
+import { eq, inArray } from 'drizzle-orm';
 import {
   ACTIVE_JOB_STATUSES,
   type EndedJobStatus,
@@ -9,8 +9,9 @@ import {
   type ReconcileJobsResult,
 } from '../../../contracts';
 import type { Db } from '../../../schema/db';
-import { jobs } from '../../../schema/index';
+import { jobs, plans } from '../../../schema/index';
 import type { Reporter } from '../events/alerts';
+import { changeProtectionState } from '../protection/index';
 import { jobEvent } from './events';
 import { createJobProjection } from './projection';
 
@@ -118,6 +119,19 @@ async function verdictOf(client: Client, row: Row, graceMs: number): Promise<Ver
   }
 }
 
+/**
+ * The plan's name when this row is a full recovery that ends unsuccessfully while its plan is
+ * still failing-over (its workflow died before returning the plan to protected).
+ */
+async function failoverLeftOpen(db: Db, row: Row, v: Verdict): Promise<string | undefined> {
+  if (row.kind !== 'full-recovery' || v.status === 'completed' || !row.planId) return undefined;
+  const [p] = await db
+    .select({ name: plans.name, state: plans.protectionState })
+    .from(plans)
+    .where(eq(plans.id, row.planId));
+  return p?.state === 'failing-over' ? p.name : undefined;
+}
+
 /** The reason given to a terminate, from the workflow's last history event. */
 async function terminationReason(client: Client, workflowId: string): Promise<string | undefined> {
   try {
@@ -147,8 +161,15 @@ export function createJobReconcilerActivities(db: Db, reporter: Reporter, opts: 
         .where(inArray(jobs.status, [...ACTIVE_JOB_STATUSES]));
       const ended: ReconciledJob[] = [];
       for (const row of rows) {
-        const v = await verdictOf(client, row, graceMs);
-        if (!v) continue;
+        const found = await verdictOf(client, row, graceMs);
+        if (!found) continue;
+        const failover = await failoverLeftOpen(db, row, found);
+        const v = failover
+          ? {
+              ...found,
+              remediation: `${found.remediation} The plan returns from failing-over to protected; forward replication stays paused: resume it with \`lifeboat replication resume ${failover}\` once the source is healthy. The instances it created stay until \`lifeboat jobs cleanup ${row.id} --confirm ${failover}\`.`,
+            }
+          : found;
         const changed = await projection.reconcileJob(row.id, {
           status: v.status,
           message: v.error,
@@ -156,6 +177,15 @@ export function createJobReconcilerActivities(db: Db, reporter: Reporter, opts: 
           found: v.found,
         });
         if (!changed) continue;
+        // A dead full recovery must not lock its plan: failing-over → protected (as a failed one does).
+        if (failover && row.planId)
+          await changeProtectionState(db, reporter, {
+            planId: row.planId,
+            to: 'protected',
+            from: ['failing-over'],
+            jobId: row.id,
+            reason: `full recovery job ${row.id} ended without finishing (${v.found}, found by the job reconciler); forward replication stays paused (resume it, or recover again)`,
+          }).catch(() => undefined); // the state moved meanwhile (another writer): leave it
         ended.push({ jobId: row.id, workflowId: row.workflowId, ...v });
         const ev = await jobEvent(db, {
           jobId: row.id,

@@ -308,7 +308,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings, hook
               message: `Health check of VM ${vm.name} (${what}) did not pass within ${hc.timeoutSeconds} s (${attempts} attempts; last: ${lastError})`,
               details: [
                 {
-                  remediation: `Check that ${vm.name} boots and serves ${what}; then run a cleanup and recover again, or raise healthCheck.timeoutSeconds`,
+                  remediation: `Check that ${vm.name} boots and serves ${what}, or raise healthCheck.timeoutSeconds`,
                 },
               ],
             });

@@ -283,14 +283,7 @@ export function replicationSchedules(deps: ScheduleDeps) {
     /** Resume a plan (its VMs paused one by one stay paused) or one VM (refused while the plan is paused). */
     async resume(planId: string, vmRef?: string) {
       const { plan, targets, vm } = await schedulesFor(planId, vmRef);
-      // Failover as a state: while the plan runs in the target, the source is not what to copy.
-      if (plan.protectionState !== 'protected')
-        throw new ApiError(
-          409,
-          'conflict',
-          `Plan "${plan.name}" is ${plan.protectionState}: forward replication stays paused until the plan is protected again (fail back, or clean up the failover)`,
-          [{ path: 'protectionState', message: `is ${plan.protectionState}` }],
-        );
+      refuseUnlessProtected(plan);
       if (vm && plan.replicationPaused)
         throw new ApiError(409, 'conflict', `Plan "${plan.name}" is paused: resume the plan first`);
       if (!vm) await db.update(plans).set({ replicationPaused: false }).where(eq(plans.id, plan.id));
@@ -311,6 +304,8 @@ export function replicationSchedules(deps: ScheduleDeps) {
       const { plan, vmRows, targets } = await schedulesFor(planId, vmRef);
       if (targets.length === 0)
         throw new ApiError(409, 'conflict', `Plan "${plan.name}" has no VMs to replicate`);
+      // Even with force: a failed-over plan's source holds stale data, not a new recovery point.
+      refuseUnlessProtected(plan);
       if (!opts.force) await refuseIfPaused(plan, vmRows, targets, vmRef);
       const runs: { scheduleId: string; workflowId: string; alreadyRunning: boolean }[] = [];
       // One after the other: each schedule's run is learned before the next is triggered.
@@ -339,6 +334,20 @@ export function replicationSchedules(deps: ScheduleDeps) {
     },
   };
   return api;
+}
+
+/**
+ * Failover as a state: while the plan is not protected (it runs, or is coming up, in the target;
+ * or fails back) the source is not what to copy — no resume, no replicate-now (force or not).
+ */
+function refuseUnlessProtected(plan: { name: string; protectionState: string }) {
+  if (plan.protectionState !== 'protected')
+    throw new ApiError(
+      409,
+      'conflict',
+      `Plan "${plan.name}" is ${plan.protectionState}: forward replication stays paused until the plan is protected again (fail back, or clean up the failover)`,
+      [{ path: 'protectionState', message: `is ${plan.protectionState}` }],
+    );
 }
 
 export type ReplicationSchedules = ReturnType<typeof replicationSchedules>;
