@@ -85,6 +85,9 @@ class InheritedBlocks {
   }
 }
 
+/** Snapshots completed through any strict layer of this process (several node workers share it). */
+const COMPLETED_IN_PROCESS = new Set<string>();
+
 export class StrictEbsLayer {
   readonly violations: string[] = [];
   private readonly snapshots = new Map<string, SnapshotState>();
@@ -138,8 +141,10 @@ export class StrictEbsLayer {
       const data = await got.BlockData!.transformToByteArray();
       written.set(b.BlockIndex!, createHash('sha256').update(data).digest('base64'));
     }
-    // Completed by another process (another node of the site) is completed here too.
-    const status = snap.State === 'completed' ? 'completed' : 'pending';
+    // Completed by another node of this process (its own layer) is completed here too. moto's EC2
+    // view says `completed` for every EBS-direct snapshot, pending or not, so it cannot tell; a
+    // worker restarted in a new process adopts the snapshot it resumes as pending.
+    const status = COMPLETED_IN_PROCESS.has(snapshotId) ? 'completed' : 'pending';
     const s: SnapshotState = { volumeSizeGiB: snap.VolumeSize ?? 1, status, written };
     this.snapshots.set(snapshotId, s);
     return s;
@@ -214,6 +219,7 @@ export class StrictEbsLayer {
       }
       const out = await next(args);
       s.status = 'completed';
+      COMPLETED_IN_PROCESS.add(input.SnapshotId);
       return out;
     }
     if (cmd === 'GetSnapshotBlockCommand') {
