@@ -4,8 +4,10 @@ import path from 'node:path';
 import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
 import { eq, inArray } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
+import { applyRetentionToAllPlans } from '../activities/control/lifecycle/retention';
 import { ec2Client } from '../lib/aws';
 import { events, jobs, recoveryPointDisks, recoveryPoints, sites } from '../schema';
+import { DEFAULT_POINT_RETENTION_COUNT } from '../schema/domain/plan';
 import { useTestApi } from './helpers/api';
 import { StrictEc2LockLayer } from './helpers/aws-layers';
 import { runLifeboat } from './helpers/cli';
@@ -23,6 +25,7 @@ const file = (name: string, text: string) => {
   return p;
 };
 const lifeboat = (args: string[], token = api.tokens.admin) => runLifeboat(api, token, args);
+const HOUR = 3_600_000;
 const paths = (body: { issues?: { path: string }[] }) => (body.issues ?? []).map((i) => i.path);
 
 const vm = (name: string, extra: Record<string, unknown> = {}) => ({
@@ -333,6 +336,63 @@ describe('no silent loss of history', () => {
       vmName: 'app-01',
       removed: true,
     });
+  });
+});
+
+describe('a deleted plan’s retained points', () => {
+  it('are listed by GET /v1/recovery-points?plan= and the CLI, and expire by the default retention', async () => {
+    const doc = await planDoc([vm('app-01')]);
+    const created = await applyPlan(doc);
+    const planId = created.body.plan.id as string;
+    const oldest = await createRecoveryPoint(api.db, planId, {
+      pointInTime: new Date(Date.now() - 1000 * HOUR),
+    });
+    const cli = await lifeboat(['plans', 'delete', doc.name, '--history', 'retain']);
+    expect(cli.code, cli.stderr).toBe(0);
+    const [a] = await api.db
+      .select()
+      .from(recoveryPoints)
+      .where(eq(recoveryPoints.id, oldest.recoveryPointId));
+    // 48 newer ordinary points and an old checkpoint, rows only (the default keeps 48 per VM).
+    const base = { planId, planName: doc.name, vmId: a!.vmId };
+    const [checkpoint] = await api.db
+      .insert(recoveryPoints)
+      .values({
+        ...base,
+        workflowId: uniqueId('wf'),
+        pointInTime: new Date(Date.now() - 2000 * HOUR),
+        isCheckpoint: true,
+      })
+      .returning();
+    await api.db.insert(recoveryPoints).values(
+      Array.from({ length: DEFAULT_POINT_RETENTION_COUNT }, (_, i) => ({
+        ...base,
+        workflowId: uniqueId('wf'),
+        pointInTime: new Date(Date.now() - (i + 1) * HOUR),
+      })),
+    );
+
+    const page = await api.call('GET', `/v1/recovery-points?plan=${doc.name}&limit=2`);
+    expect(page.status, JSON.stringify(page.body)).toBe(200);
+    expect(page.body.items).toHaveLength(2);
+    expect(page.body.items[0].planName).toBe(doc.name);
+    expect(page.body.nextOffset).toBe(2);
+    const byId = await api.call('GET', `/v1/recovery-points?plan=${planId}&kind=checkpoint`);
+    expect(byId.body.items.map((p: { id: string }) => p.id)).toEqual([checkpoint!.id]);
+    expect((await api.call('GET', '/v1/recovery-points?plan=no-such-plan')).status).toBe(404);
+    expect(paths((await api.call('GET', '/v1/recovery-points')).body)).toEqual(['plan']);
+    const listed = await lifeboat(['recovery-points', 'list', doc.name, '--kind', 'checkpoint']);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain('was deleted');
+    expect(listed.stdout).toContain(checkpoint!.id);
+
+    // Retention covers the deleted plan: the 49th ordinary point goes (although it is the newest
+    // point of its removed disk), the checkpoint stays.
+    await applyRetentionToAllPlans(api.db);
+    const rows = await api.db.select().from(recoveryPoints).where(eq(recoveryPoints.planId, planId));
+    const expiring = rows.filter((r) => r.expiresAt && r.expiresAt.getTime() <= Date.now()).map((r) => r.id);
+    expect(expiring).toEqual([oldest.recoveryPointId]);
+    expect(rows.find((r) => r.id === checkpoint!.id)!.expiresAt).toBeNull();
   });
 });
 
