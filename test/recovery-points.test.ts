@@ -5,6 +5,8 @@ import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
 import { eq, inArray } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { applyRetentionToAllPlans } from '../activities/control/lifecycle/retention';
+import { ApiError } from '../api/errors';
+import { recoveryPointsService } from '../api/services/recovery-points';
 import { ec2Client } from '../lib/aws';
 import { events, jobs, recoveryPointDisks, recoveryPoints, sites } from '../schema';
 import { DEFAULT_POINT_RETENTION_COUNT } from '../schema/domain/plan';
@@ -516,6 +518,24 @@ describe('preserve and lock', () => {
     });
     expect(longer.status).toBe(200);
     expect(new Date(longer.body.lock.until).getTime()).toBeGreaterThan(until);
+  });
+
+  it('plain moto (no LockSnapshot): 501 not_implemented naming the endpoint, no field blamed', async () => {
+    const { recoveryPointId: id } = await pointOfNewPlan();
+    const plain = recoveryPointsService({ db: api.db, config: api.config });
+    const err = await plain
+      .lock(id, { mode: 'governance', durationHours: 1 }, 'test')
+      .then(() => undefined)
+      .catch((e: unknown) => e as ApiError);
+    expect(err).toBeInstanceOf(ApiError);
+    expect({ status: err!.status, code: err!.code }, err!.message).toEqual({
+      status: 501,
+      code: 'not_implemented',
+    });
+    expect(err!.message).toContain('does not implement LockSnapshot');
+    expect(err!.issues ?? []).toEqual([]);
+    const [row] = await api.db.select().from(recoveryPoints).where(eq(recoveryPoints.id, id));
+    expect(row!.lockedUntil).toBeNull();
   });
 
   it('bad input: negative duration, unknown mode, a point still being written; nothing half-applied', async () => {
