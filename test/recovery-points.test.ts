@@ -202,13 +202,13 @@ describe('no silent loss of history', () => {
     expect(noPrune.stderr).toContain('--prune');
     const pruneOnly = await lifeboat(['apply', '-f', f, '--prune']);
     expect(pruneOnly.code).toBe(3);
-    expect(pruneOnly.stderr).toContain('history=retain');
+    expect(pruneOnly.stderr).toContain('--history retain');
     expect((await api.call('GET', `/v1/plans/${planId}`)).body.vms).toHaveLength(2);
 
     const retained = await lifeboat(['apply', '-f', f, '--prune', '--history', 'retain']);
     expect(retained.code, retained.stderr).toBe(0);
     expect(retained.stdout).toContain('- VM db-01');
-    expect(retained.stdout).toMatch(/plan "[^"]+" updated \(version 2, 1 VMs\)/);
+    expect(retained.stdout).toMatch(/plan "[^"]+" updated \(version 2, 1 VM\)/);
 
     // The removed VM's snapshots are its own points now (same points in time), listed under it.
     const underVm = await api.call('GET', `/v1/plans/${planId}/vms/db-01/recovery-points`);
@@ -228,6 +228,38 @@ describe('no silent loss of history', () => {
       /^ID\s+POINT IN TIME\s+VM\s+CHECKPOINT\s+PRESERVED\s+LOCK\s+EXPIRES\s+VERIFIED/,
     );
     expect(cliList.stdout).toContain('db-01 (removed)');
+  });
+
+  it('removing a disk of a VM that stays: the dry run shows its history, the 409 names the CLI flag; disk names are unique case-insensitively', async () => {
+    const twoDisks = vm('db-01', {
+      disks: [
+        { name: 'root', sourceRef: '/data/root.img', sizeBytes: 1_048_576, deviceName: '/dev/sda1' },
+        { name: 'data', sourceRef: '/data/data.img', sizeBytes: 1_048_576, deviceName: '/dev/sdb' },
+      ],
+    });
+    const doc = await planDoc([twoDisks]);
+    const created = await applyPlan(doc);
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    await createRecoveryPoint(api.db, created.body.plan.id);
+    const without = { ...doc, vms: [{ ...twoDisks, disks: [twoDisks.disks[0]] }] };
+    const f = file('without-disk.yaml', JSON.stringify(without));
+    const dry = await lifeboat(['apply', '-f', f, '--dry-run']);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain(
+      '- disk db-01/data (1 recovery point, 1 snapshot: needs --history retain|delete)',
+    );
+    const refused = await lifeboat(['apply', '-f', f]);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toContain('1 recovery point (1 EBS snapshot)');
+    expect(refused.stderr).toContain('--history retain');
+    expect(refused.stderr).not.toContain('removed VM');
+
+    const dup = await applyPlan({
+      ...doc,
+      vms: [{ ...twoDisks, disks: [twoDisks.disks[0], { ...twoDisks.disks[1], name: 'ROOT' }] }],
+    });
+    expect(dup.status).toBe(400);
+    expect(paths(dup.body)).toEqual(['vms[0].disks[1].name']);
   });
 
   it('history=delete expires the removed VM’s points; a case-only rename keeps the VM id', async () => {
