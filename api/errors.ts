@@ -86,7 +86,7 @@ export function errorResponse(c: Context<any>, err: ApiError) {
 }
 
 /** OpenAPI response entries for the common errors, to spread into a route's `responses`. */
-export const errorResponses = (...codes: (400 | 401 | 403 | 404 | 409 | 412 | 422 | 503)[]) =>
+export const errorResponses = (...codes: (400 | 401 | 403 | 404 | 409 | 412 | 422 | 501 | 503)[]) =>
   Object.fromEntries(
     codes.map((code) => [
       code,
@@ -102,5 +102,6 @@ const ERROR_DESCRIPTIONS = {
   409: 'Conflicts with the current state',
   412: 'If-Match does not match the current version',
   422: 'Valid syntax but not acceptable (e.g. references something unusable)',
+  501: 'The AWS endpoint does not implement the API this needs (e.g. moto lacks snapshot locks)',
   503: 'Temporal is unreachable: nothing was started (a job created for it is marked failed)',
 } as const;

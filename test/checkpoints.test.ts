@@ -19,7 +19,7 @@ import {
   TAG,
 } from '../contracts';
 import { ec2Client } from '../lib/aws';
-import { nodes, recoveryPoints } from '../schema';
+import { jobSteps, nodes, recoveryPoints } from '../schema';
 import { type ApiCall, fixtures, startTestApi, type TestApi } from './helpers/api';
 import { layerHooks, StrictEbsLayer } from './helpers/aws-layers';
 import { runLifeboat } from './helpers/cli';
@@ -253,6 +253,22 @@ describe('checkpoints and retention', () => {
       expect(c.recoveryPointIds).toEqual([it.recoveryPointId]);
       points.push(it.recoveryPointId);
     }
+    const stepJobs = await call('GET', `/v1/jobs?plan=${plan.id}&kind=checkpoint`, {
+      token: api.tokens.viewer,
+    });
+    // Every step starts before it ends, also "Find the newest…" of the run with a child iteration.
+    const steps = await api.db
+      .select()
+      .from(jobSteps)
+      .where(
+        inArray(
+          jobSteps.jobId,
+          stepJobs.items.map((j: { id: string }) => j.id),
+        ),
+      );
+    expect(steps.filter((s) => s.key === 'newest')).toHaveLength(5);
+    for (const s of steps.filter((x) => x.startedAt && x.endedAt))
+      expect(s.startedAt!.getTime(), s.key).toBeLessThanOrEqual(s.endedAt!.getTime());
     // The checkpoint tag is on every checkpoint's snapshots.
     for (const id of points) {
       const s = await snapshotsOfPoint(id);

@@ -4,8 +4,12 @@ import path from 'node:path';
 import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
 import { eq, inArray } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
+import { applyRetentionToAllPlans } from '../activities/control/lifecycle/retention';
+import { ApiError } from '../api/errors';
+import { recoveryPointsService } from '../api/services/recovery-points';
 import { ec2Client } from '../lib/aws';
 import { events, jobs, recoveryPointDisks, recoveryPoints, sites } from '../schema';
+import { DEFAULT_POINT_RETENTION_COUNT } from '../schema/domain/plan';
 import { useTestApi } from './helpers/api';
 import { StrictEc2LockLayer } from './helpers/aws-layers';
 import { runLifeboat } from './helpers/cli';
@@ -23,6 +27,7 @@ const file = (name: string, text: string) => {
   return p;
 };
 const lifeboat = (args: string[], token = api.tokens.admin) => runLifeboat(api, token, args);
+const HOUR = 3_600_000;
 const paths = (body: { issues?: { path: string }[] }) => (body.issues ?? []).map((i) => i.path);
 
 const vm = (name: string, extra: Record<string, unknown> = {}) => ({
@@ -197,13 +202,13 @@ describe('no silent loss of history', () => {
     expect(noPrune.stderr).toContain('--prune');
     const pruneOnly = await lifeboat(['apply', '-f', f, '--prune']);
     expect(pruneOnly.code).toBe(3);
-    expect(pruneOnly.stderr).toContain('history=retain');
+    expect(pruneOnly.stderr).toContain('--history retain');
     expect((await api.call('GET', `/v1/plans/${planId}`)).body.vms).toHaveLength(2);
 
     const retained = await lifeboat(['apply', '-f', f, '--prune', '--history', 'retain']);
     expect(retained.code, retained.stderr).toBe(0);
     expect(retained.stdout).toContain('- VM db-01');
-    expect(retained.stdout).toMatch(/plan "[^"]+" updated \(version 2, 1 VMs\)/);
+    expect(retained.stdout).toMatch(/plan "[^"]+" updated \(version 2, 1 VM\)/);
 
     // The removed VM's snapshots are its own points now (same points in time), listed under it.
     const underVm = await api.call('GET', `/v1/plans/${planId}/vms/db-01/recovery-points`);
@@ -223,6 +228,38 @@ describe('no silent loss of history', () => {
       /^ID\s+POINT IN TIME\s+VM\s+CHECKPOINT\s+PRESERVED\s+LOCK\s+EXPIRES\s+VERIFIED/,
     );
     expect(cliList.stdout).toContain('db-01 (removed)');
+  });
+
+  it('removing a disk of a VM that stays: the dry run shows its history, the 409 names the CLI flag; disk names are unique case-insensitively', async () => {
+    const twoDisks = vm('db-01', {
+      disks: [
+        { name: 'root', sourceRef: '/data/root.img', sizeBytes: 1_048_576, deviceName: '/dev/sda1' },
+        { name: 'data', sourceRef: '/data/data.img', sizeBytes: 1_048_576, deviceName: '/dev/sdb' },
+      ],
+    });
+    const doc = await planDoc([twoDisks]);
+    const created = await applyPlan(doc);
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    await createRecoveryPoint(api.db, created.body.plan.id);
+    const without = { ...doc, vms: [{ ...twoDisks, disks: [twoDisks.disks[0]] }] };
+    const f = file('without-disk.yaml', JSON.stringify(without));
+    const dry = await lifeboat(['apply', '-f', f, '--dry-run']);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain(
+      '- disk db-01/data (1 recovery point, 1 snapshot: needs --history retain|delete)',
+    );
+    const refused = await lifeboat(['apply', '-f', f]);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toContain('1 recovery point (1 EBS snapshot)');
+    expect(refused.stderr).toContain('--history retain');
+    expect(refused.stderr).not.toContain('removed VM');
+
+    const dup = await applyPlan({
+      ...doc,
+      vms: [{ ...twoDisks, disks: [twoDisks.disks[0], { ...twoDisks.disks[1], name: 'ROOT' }] }],
+    });
+    expect(dup.status).toBe(400);
+    expect(paths(dup.body)).toEqual(['vms[0].disks[1].name']);
   });
 
   it('history=delete expires the removed VM’s points; a case-only rename keeps the VM id', async () => {
@@ -333,6 +370,63 @@ describe('no silent loss of history', () => {
       vmName: 'app-01',
       removed: true,
     });
+  });
+});
+
+describe('a deleted plan’s retained points', () => {
+  it('are listed by GET /v1/recovery-points?plan= and the CLI, and expire by the default retention', async () => {
+    const doc = await planDoc([vm('app-01')]);
+    const created = await applyPlan(doc);
+    const planId = created.body.plan.id as string;
+    const oldest = await createRecoveryPoint(api.db, planId, {
+      pointInTime: new Date(Date.now() - 1000 * HOUR),
+    });
+    const cli = await lifeboat(['plans', 'delete', doc.name, '--history', 'retain']);
+    expect(cli.code, cli.stderr).toBe(0);
+    const [a] = await api.db
+      .select()
+      .from(recoveryPoints)
+      .where(eq(recoveryPoints.id, oldest.recoveryPointId));
+    // 48 newer ordinary points and an old checkpoint, rows only (the default keeps 48 per VM).
+    const base = { planId, planName: doc.name, vmId: a!.vmId };
+    const [checkpoint] = await api.db
+      .insert(recoveryPoints)
+      .values({
+        ...base,
+        workflowId: uniqueId('wf'),
+        pointInTime: new Date(Date.now() - 2000 * HOUR),
+        isCheckpoint: true,
+      })
+      .returning();
+    await api.db.insert(recoveryPoints).values(
+      Array.from({ length: DEFAULT_POINT_RETENTION_COUNT }, (_, i) => ({
+        ...base,
+        workflowId: uniqueId('wf'),
+        pointInTime: new Date(Date.now() - (i + 1) * HOUR),
+      })),
+    );
+
+    const page = await api.call('GET', `/v1/recovery-points?plan=${doc.name}&limit=2`);
+    expect(page.status, JSON.stringify(page.body)).toBe(200);
+    expect(page.body.items).toHaveLength(2);
+    expect(page.body.items[0].planName).toBe(doc.name);
+    expect(page.body.nextOffset).toBe(2);
+    const byId = await api.call('GET', `/v1/recovery-points?plan=${planId}&kind=checkpoint`);
+    expect(byId.body.items.map((p: { id: string }) => p.id)).toEqual([checkpoint!.id]);
+    expect((await api.call('GET', '/v1/recovery-points?plan=no-such-plan')).status).toBe(404);
+    expect(paths((await api.call('GET', '/v1/recovery-points')).body)).toEqual(['plan']);
+    const listed = await lifeboat(['recovery-points', 'list', doc.name, '--kind', 'checkpoint']);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain('was deleted');
+    expect(listed.stdout).toContain(checkpoint!.id);
+
+    // Retention covers the deleted plan: the 49th ordinary point goes (although it is the newest
+    // point of its removed disk), the checkpoint stays.
+    await applyRetentionToAllPlans(api.db);
+    const rows = await api.db.select().from(recoveryPoints).where(eq(recoveryPoints.planId, planId));
+    const expiring = rows.filter((r) => r.expiresAt && r.expiresAt.getTime() <= Date.now()).map((r) => r.id);
+    expect(expiring).toEqual([oldest.recoveryPointId]);
+    expect(rows.find((r) => r.id === checkpoint!.id)!.expiresAt).toBeNull();
   });
 });
 
@@ -456,6 +550,24 @@ describe('preserve and lock', () => {
     });
     expect(longer.status).toBe(200);
     expect(new Date(longer.body.lock.until).getTime()).toBeGreaterThan(until);
+  });
+
+  it('plain moto (no LockSnapshot): 501 not_implemented naming the endpoint, no field blamed', async () => {
+    const { recoveryPointId: id } = await pointOfNewPlan();
+    const plain = recoveryPointsService({ db: api.db, config: api.config });
+    const err = await plain
+      .lock(id, { mode: 'governance', durationHours: 1 }, 'test')
+      .then(() => undefined)
+      .catch((e: unknown) => e as ApiError);
+    expect(err).toBeInstanceOf(ApiError);
+    expect({ status: err!.status, code: err!.code }, err!.message).toEqual({
+      status: 501,
+      code: 'not_implemented',
+    });
+    expect(err!.message).toContain('does not implement LockSnapshot');
+    expect(err!.issues ?? []).toEqual([]);
+    const [row] = await api.db.select().from(recoveryPoints).where(eq(recoveryPoints.id, id));
+    expect(row!.lockedUntil).toBeNull();
   });
 
   it('bad input: negative duration, unknown mode, a point still being written; nothing half-applied', async () => {

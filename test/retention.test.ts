@@ -61,4 +61,18 @@ describe('retention', () => {
     const out = retentionOf(points, new Set(), { ordinary: { count: 1 } }, now);
     expect([...out.keys()].sort()).toEqual(['f2', 'r2']);
   });
+
+  it('a deleted plan (default settings): the newest 48 ordinary points kept, every checkpoint kept', () => {
+    const points = Array.from({ length: 50 }, (_, i) => ({
+      id: `o${i}`,
+      vmId: 'v',
+      pointInTime: new Date(now.getTime() - i * 60_000),
+      isCheckpoint: i === 49,
+      preserved: false,
+      expiresAt: null,
+    }));
+    // No disk exists any more: no newest-of-disk exemption (the caller passes an empty set).
+    const out = retentionOf(points, new Set(), { ordinary: {}, checkpoints: {} }, now);
+    expect([...out.keys()]).toEqual(['o48']);
+  });
 });

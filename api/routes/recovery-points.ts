@@ -30,11 +30,11 @@ const lock = route('admin', 'post', '/recovery-points/{id}/lock', {
   operationId: 'lockRecoveryPoint',
   summary: 'Lock every snapshot of a recovery point (EC2 LockSnapshot): immutable until the lock ends',
   description:
-    '`governance`: an admin can unlock or shorten it; `compliance`: nobody can, it can only be extended (a `coolOffHours` window excepted). A locked point is never deleted or expired before `lockedUntil`. Locking again modifies the lock as EC2 allows (409 when EC2 refuses, e.g. shortening a compliance lock). 409 while the point is still being written.',
+    '`governance`: an admin can unlock or shorten it; `compliance`: nobody can, it can only be extended (a `coolOffHours` window excepted). A locked point is never deleted or expired before `lockedUntil`. Locking again modifies the lock as EC2 allows (409 when EC2 refuses, e.g. shortening a compliance lock). 409 while the point is still being written. 501 `not_implemented` when the AWS endpoint lacks LockSnapshot (moto); 503 when EC2 is throttling or failing (try again).',
   request: { params: UuidParam, body: jsonBody(LockInput, 'Mode and duration') },
   responses: {
     200: jsonContent(RecoveryPoint, 'The recovery point, locked'),
-    ...errorResponses(400, 401, 403, 404, 409, 503),
+    ...errorResponses(400, 401, 403, 404, 409, 501, 503),
   },
 });
 const unlock = route('admin', 'post', '/recovery-points/{id}/unlock', {

@@ -147,6 +147,24 @@ const listVmPoints = route('viewer', 'get', '/plans/{plan}/vms/{vm}/recovery-poi
   request: { params: PlanVmParam, query: PointsQuery },
   responses: { 200: jsonContent(RecoveryPointPage, 'A page'), ...errorResponses(400, 401, 403, 404) },
 });
+const listAllPoints = route('viewer', 'get', '/recovery-points', {
+  operationId: 'listRecoveryPoints',
+  summary:
+    'Recovery points by plan name or id, newest first — also the retained points of a deleted plan (matched by their stored plan name and id); same items and `kind` filter as the plan listing',
+  request: {
+    query: PointsQuery.extend({
+      plan: z
+        .string()
+        .min(1)
+        .max(128)
+        .openapi({
+          param: { name: 'plan', in: 'query' },
+          description: 'Plan id or name (also a deleted plan)',
+        }),
+    }),
+  },
+  responses: { 200: jsonContent(RecoveryPointPage, 'A page'), ...errorResponses(400, 401, 403, 404) },
+});
 const getPoint = route('viewer', 'get', '/recovery-points/{id}', {
   operationId: 'getRecoveryPoint',
   summary: 'One recovery point with its disk snapshots',
@@ -261,6 +279,10 @@ export function replicationRoutes(deps: AppDeps) {
       const { limit, offset, kind } = c.req.valid('query');
       const { plan, vm } = c.req.valid('param');
       return c.json(await svc.listRecoveryPoints(plan, { limit, offset }, vm, kind), 200);
+    })
+    .openapi(listAllPoints, async (c) => {
+      const { limit, offset, kind, plan } = c.req.valid('query');
+      return c.json(await svc.listRecoveryPointsByPlanRef(plan, { limit, offset }, kind), 200);
     })
     .openapi(getPoint, async (c) => c.json(await svc.getRecoveryPoint(c.req.valid('param').id), 200))
     .openapi(verify, async (c) => {

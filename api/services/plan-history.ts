@@ -23,7 +23,7 @@ export const HistoryQuery = {
   history: HistoryChoice.optional().openapi({
     param: { name: 'history', in: 'query' },
     description:
-      'What to do with the recovery points of VMs (or disks) the write removes: `retain` (they stay, listed under the removed VM, and expire by retention) or `delete` (expire now: the expiry job deletes their snapshots). Required when there are any.',
+      'What to do with the recovery points of VMs (or disks) the write removes: `retain` (they stay, listed under their VM — the removed VM, or the VM that keeps going without the removed disk — and expire by retention) or `delete` (expire now: the expiry job deletes their snapshots). Required when there are any.',
   }),
 };
 
@@ -86,6 +86,8 @@ export async function orphansOf(tx: Tx, removed: RemovedDisk[]): Promise<Orphan[
   return [...out.values()];
 }
 
+const plural = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;
+
 const pointLine = (o: Orphan) =>
   `recovery point ${o.recoveryPointId} of ${o.pointInTime.toISOString()}: snapshots ${o.snapshotIds.join(', ')}`;
 
@@ -110,7 +112,7 @@ export function checkHistoryChoice(orphans: Orphan[], choice: HistoryChoice | un
     throw new ApiError(
       409,
       'history_would_be_orphaned',
-      `${doing} would orphan ${new Set(orphans.map((o) => o.recoveryPointId)).size} recovery points (${snapshots} EBS snapshots) of VM ${vmNames.map((n) => `"${n}"`).join(', ')}: repeat it with history=retain (keep them, listed under the removed VM, expiring by retention) or history=delete (expire them now: their snapshots are deleted)`,
+      `${doing} would orphan ${plural(new Set(orphans.map((o) => o.recoveryPointId)).size, 'recovery point')} (${plural(snapshots, 'EBS snapshot')}) of VM ${vmNames.map((n) => `"${n}"`).join(', ')}: repeat it with history=retain (CLI: --history retain; keep them, listed under their VM, expiring by retention) or history=delete (CLI: --history delete; expire them now: their snapshots are deleted)`,
       orphanIssues(orphans),
     );
   }
@@ -121,7 +123,7 @@ export function checkHistoryChoice(orphans: Orphan[], choice: HistoryChoice | un
       throw new ApiError(
         409,
         'history_protected',
-        `${doing} with history=delete would delete preserved or locked recovery points: unpreserve them (lifeboat recovery-points unpreserve ID), wait for their lock to end, or use history=retain`,
+        `${doing} with history=delete (CLI: --history delete) would delete preserved or locked recovery points: unpreserve them (lifeboat recovery-points unpreserve ID), wait for their lock to end, or use history=retain (CLI: --history retain)`,
         orphanIssues(kept, (o) =>
           o.preserved
             ? `recovery point ${o.recoveryPointId} is preserved`

@@ -626,19 +626,26 @@ export function plansService(db: Db) {
           vmsAdded: input.vms.map((v) => v.name),
           vmsChanged: [],
           vmsRemoved: [],
+          disksRemoved: [],
         };
       const changes = diffPlans(existing, input);
       const gone = new Set(changes.vmsRemoved.map((v) => v.name));
-      const orphans = await db.transaction(async (tx) =>
-        orphansOf(
-          tx,
-          (await removedDisks(tx, existing.id, input.vms)).filter((d) => gone.has(d.vmName)),
-        ),
-      );
+      const removed = await db.transaction((tx) => removedDisks(tx, existing.id, input.vms));
+      const orphans = await db.transaction((tx) => orphansOf(tx, removed));
       for (const v of changes.vmsRemoved) {
         const own = orphans.filter((o) => o.vmName === v.name);
         v.recoveryPoints = new Set(own.map((o) => o.recoveryPointId)).size;
         v.snapshots = own.reduce((n, o) => n + o.snapshotIds.length, 0);
+      }
+      // A disk removed from a VM that stays: the same history question as a removed VM.
+      for (const d of removed.filter((r) => !gone.has(r.vmName))) {
+        const own = await db.transaction((tx) => orphansOf(tx, [d]));
+        changes.disksRemoved.push({
+          vm: d.vmName,
+          disk: d.diskName,
+          recoveryPoints: new Set(own.map((o) => o.recoveryPointId)).size,
+          snapshots: own.reduce((n, o) => n + o.snapshotIds.length, 0),
+        });
       }
       const unchanged = isDeepStrictEqual(canonical(existing), canonical(input));
       return { result: unchanged ? 'unchanged' : 'updated', ...changes };
@@ -720,6 +727,16 @@ export const PlanChanges = z
         snapshots: z.number().int().describe('EBS snapshots of its disks in them'),
       }),
     ),
+    disksRemoved: z
+      .array(
+        z.object({
+          vm: z.string().describe('The VM that stays'),
+          disk: z.string(),
+          recoveryPoints: z.number().int().describe('Recovery points holding the disk'),
+          snapshots: z.number().int().describe('EBS snapshots of the disk in them'),
+        }),
+      )
+      .describe('Disks removed from VMs that stay (a removed VM’s disks are counted under vmsRemoved)'),
   })
   .openapi('PlanChanges');
 export type PlanChanges = z.infer<typeof PlanChanges>;
@@ -751,6 +768,7 @@ function diffPlans(current: Plan, input: PlanInput): PlanChanges {
     vmsRemoved: [...old.keys()]
       .filter((k) => !neu.has(k))
       .map((k) => ({ name: String(old.get(k)!.name), recoveryPoints: 0, snapshots: 0 })),
+    disksRemoved: [],
   };
 }
 

@@ -95,6 +95,20 @@ export interface RecoveryPointDeps {
 /** An AWS error as the SDK throws it: its name (code) and message. */
 const awsName = (e: unknown) => (e as { name?: string }).name ?? 'Error';
 
+/**
+ * An endpoint without LockSnapshot: moto answers an HTML 500 page (the SDK then fails to parse
+ * XML) or a NotImplemented error; real EC2 answers XML errors (throttling, 5xx) the SDK parses.
+ */
+function lacksLockSnapshot(e: unknown): boolean {
+  const err = e as { name?: string; message?: string; $response?: { statusCode?: number; body?: unknown } };
+  if (/^(NotImplemented|NotImplementedError|InvalidAction|UnsupportedOperation)$/.test(err.name ?? ''))
+    return true;
+  const text = `${err.message ?? ''}`;
+  if (/not (been )?implemented/i.test(text)) return true;
+  // The SDK's deserialization failure of a non-XML (HTML) error page.
+  return /Deserialization error|Unexpected token|Non-whitespace|char '<'|<html|<!doctype/i.test(text);
+}
+
 export function recoveryPointsService(deps: RecoveryPointDeps) {
   const { db } = deps;
   const events = createEventLog(db);
@@ -242,11 +256,26 @@ export function recoveryPointsService(deps: RecoveryPointDeps) {
       if (failure) {
         const name = awsName(failure);
         const message = (failure as Error).message;
+        const recorded = outs.length
+          ? `; ${outs.length} of ${snapshots.length} snapshots were locked and are recorded`
+          : '';
+        if (lacksLockSnapshot(failure))
+          throw new ApiError(
+            501,
+            'not_implemented',
+            `The AWS endpoint ${awsEndpoint(deps.config) ?? 'of the target site'} does not implement LockSnapshot (moto lacks snapshot locks; real EC2 has them): recovery point ${id} was not locked${recorded}`,
+          );
         const client = (failure as { $fault?: string }).$fault === 'client';
+        if (!client)
+          throw new ApiError(
+            503,
+            'aws_unavailable',
+            `EC2 could not lock the snapshots of recovery point ${id} now (${name}: ${message}); try again${recorded}`,
+          );
         throw new ApiError(
-          client ? 409 : 503,
-          client ? 'lock_refused' : 'aws_unavailable',
-          `EC2 refused to lock the snapshots of recovery point ${id} (${name}: ${message})${outs.length ? `; ${outs.length} of ${snapshots.length} snapshots were locked and are recorded` : ''}`,
+          409,
+          'lock_refused',
+          `EC2 refused to lock the snapshots of recovery point ${id} (${name}: ${message})${recorded}`,
           [{ path: 'mode', message: `${name}: ${message}` }],
         );
       }

@@ -188,7 +188,13 @@ interface PlanChanges {
   vmsAdded: string[];
   vmsChanged: { name: string; renamedFrom?: string; fields: string[] }[];
   vmsRemoved: { name: string; recoveryPoints: number; snapshots: number }[];
+  disksRemoved?: { vm: string; disk: string; recoveryPoints: number; snapshots: number }[];
 }
+
+/** `1 recovery point`, `2 recovery points`. */
+const count = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;
+const historyOf = (h: { recoveryPoints: number; snapshots: number }) =>
+  `${count(h.recoveryPoints, 'recovery point')}, ${count(h.snapshots, 'snapshot')}${h.recoveryPoints ? ': needs --history retain|delete' : ''}`;
 
 /** What an apply will do, one line per change. */
 function changeLines(name: string, result: string, c: PlanChanges): string {
@@ -200,10 +206,8 @@ function changeLines(name: string, result: string, c: PlanChanges): string {
     lines.push(
       `  ~ VM ${v.name}${v.renamedFrom ? ` (renamed from ${v.renamedFrom}: same VM, id and history)` : ''}: ${v.fields.join(', ')}`,
     );
-  for (const v of c.vmsRemoved)
-    lines.push(
-      `  - VM ${v.name} (${v.recoveryPoints} recovery points, ${v.snapshots} snapshots${v.recoveryPoints ? ': needs --history retain|delete' : ''})`,
-    );
+  for (const v of c.vmsRemoved) lines.push(`  - VM ${v.name} (${historyOf(v)})`);
+  for (const d of c.disksRemoved ?? []) lines.push(`  - disk ${d.vm}/${d.disk} (${historyOf(d)})`);
   return lines.join('\n');
 }
 
@@ -243,7 +247,7 @@ async function apply(
       `${said}\nthe apply would remove VMs not in ${o.file}: re-run with --prune (and --history retain|delete for their recovery points) to remove them, or add them back`,
       preview.changes.vmsRemoved.map((v) => ({
         path: `vms.${v.name}`,
-        message: `not in the document (${v.recoveryPoints} recovery points)`,
+        message: `not in the document (${count(v.recoveryPoints, 'recovery point')})`,
       })),
     );
   const { body } = await api.request<{ result: string; plan: Plan }>(
@@ -254,6 +258,6 @@ async function apply(
   cli.print(
     { ...body, changes: preview.changes },
     () =>
-      `${preview.result === 'updated' ? `${said}\n` : ''}plan "${body.plan!.name}" ${body.result} (version ${body.plan!.version}, ${body.plan!.vms.length} VMs)`,
+      `${preview.result === 'updated' ? `${said}\n` : ''}plan "${body.plan!.name}" ${body.result} (version ${body.plan!.version}, ${count(body.plan!.vms.length, 'VM')})`,
   );
 }

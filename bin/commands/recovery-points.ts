@@ -1,5 +1,5 @@
 import { type Command, Option } from 'commander';
-import { type Cli, intOption, moreHint, query, table } from '../cli';
+import { type Cli, CliError, EXIT, intOption, moreHint, query, table } from '../cli';
 
 interface RecoveryPoint {
   id: string;
@@ -53,15 +53,30 @@ export function recoveryPointCommands(program: Command, cli: Cli) {
     .option('--limit <n>', 'page size', intOption)
     .option('--offset <n>', 'skip this many', intOption)
     .action(async (plan: string, o) => {
-      const { body } = await cli
+      type PointPage = { items: RecoveryPoint[]; nextOffset: number | null };
+      const q = { kind: o.kind, limit: o.limit, offset: o.offset };
+      let deleted = false;
+      const body = await cli
         .api()
-        .request<{ items: RecoveryPoint[]; nextOffset: number | null }>(
-          'GET',
-          `${scope(plan, o.vm)}/recovery-points${query({ kind: o.kind, limit: o.limit, offset: o.offset })}`,
-        );
+        .request<PointPage>('GET', `${scope(plan, o.vm)}/recovery-points${query(q)}`)
+        .then((r) => r.body)
+        .catch(async (e: unknown) => {
+          // A deleted plan's retained points: GET /v1/recovery-points?plan= (matched by stored name/id).
+          if (
+            o.vm ||
+            !(e instanceof CliError) ||
+            e.exitCode !== EXIT.notFound ||
+            !/^No plan /.test(e.message)
+          )
+            throw e;
+          deleted = true;
+          return (await cli.api().request<PointPage>('GET', `/v1/recovery-points${query({ ...q, plan })}`))
+            .body;
+        });
       cli.print(
         body,
         () =>
+          (deleted ? `Plan "${plan}" was deleted; its retained recovery points:\n` : '') +
           table(
             [
               'ID',
@@ -89,7 +104,8 @@ export function recoveryPointCommands(program: Command, cli: Cli) {
               p.disks.length,
               MiB(p.bytesWritten),
             ]),
-          ) + moreHint(body),
+          ) +
+          moreHint(body),
       );
     });
 

@@ -420,13 +420,15 @@ export const PlanInput = z
       const diskNames = new Map<string, number>();
       const devices = new Map<string, number>();
       vm.disks.forEach((d, j) => {
-        if (diskNames.has(d.name)) {
+        // Case-insensitively, like VM names.
+        const diskKey = d.name.toLowerCase();
+        if (diskNames.has(diskKey)) {
           ctx.addIssue({
             code: 'custom',
             path: ['vms', i, 'disks', j, 'name'],
-            message: `duplicate disk name "${d.name}" in VM "${vm.name}"`,
+            message: `duplicate disk name "${d.name}" in VM "${vm.name}" (also disks[${diskNames.get(diskKey)}]; names differing only by case are the same)`,
           });
-        } else diskNames.set(d.name, j);
+        } else diskNames.set(diskKey, j);
         if (devices.has(d.deviceName)) {
           ctx.addIssue({
             code: 'custom',

@@ -74,6 +74,9 @@ export async function checkpointWorkflow(input: CheckpointInput): Promise<Checkp
     const rpoMs = started.rpoMinutes * 60_000;
     const now = startTime.getTime();
     const stale = started.units.filter((u) => u.newestAt === undefined || now - u.newestAt > rpoMs);
+    // Its start is the book's (workflow time), not the time the row is first written (after a child
+    // iteration): startedAt never comes after endedAt. In-memory only: no new command.
+    book.set('newest', 'running');
     book.set(
       'newest',
       'completed',

@@ -1,7 +1,7 @@
 import { and, desc, eq, sql } from 'drizzle-orm';
 import type { Db } from '../../../schema/db';
 import { DEFAULT_POINT_RETENTION_COUNT } from '../../../schema/domain/plan';
-import { plans, recoveryPointDisks, recoveryPoints } from '../../../schema/index';
+import { disks, plans, recoveryPointDisks, recoveryPoints } from '../../../schema/index';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -24,7 +24,8 @@ interface PointRow {
  *   none older than `maxAgeHours` when set;
  * - checkpoints: the newest `checkpoints.retention.count`, none older than `maxAgeDays`; with
  *   neither set every checkpoint is kept;
- * - never: a preserved point, or the newest point of any disk (the next incremental's parent).
+ * - never: a preserved point, or the newest point of any disk that still exists (the next
+ *   incremental's parent; the caller passes those in `newestOfDisk`).
  * Forward and reverse points are counted apart: reverse iterations never push forward history out.
  * Returns point id → expiry time (now for those past the count, the age limit's end otherwise).
  */
@@ -67,7 +68,11 @@ export function retentionOf(
 }
 
 /**
- * Apply a plan's retention: write `expiresAt` where retention lets a point go. Only ever brings an
+ * Apply a plan's retention: write `expiresAt` where retention lets a point go. A deleted plan's
+ * retained points (`history=retain`) follow the default retention: the newest
+ * {@link DEFAULT_POINT_RETENTION_COUNT} ordinary points per VM, every checkpoint kept. The newest
+ * point of a disk is exempt only while the disk exists (a removed disk has no next incremental).
+ * Only ever brings an
  * expiry earlier (an operator's "delete these points", `expiresAt = now()`, stays); preserved
  * points are left alone. Idempotent. Called after every recorded point and every checkpoint run.
  * Returns how many points got a new or earlier expiry.
@@ -77,7 +82,6 @@ export async function applyRetention(db: Db, planId: string, now = new Date()): 
     .select({ replication: plans.replication, checkpoints: plans.checkpoints })
     .from(plans)
     .where(eq(plans.id, planId));
-  if (!plan) return 0;
   const points = await db
     .select({
       id: recoveryPoints.id,
@@ -97,12 +101,15 @@ export async function applyRetention(db: Db, planId: string, now = new Date()): 
     })
     .from(recoveryPointDisks)
     .innerJoin(recoveryPoints, eq(recoveryPoints.id, recoveryPointDisks.recoveryPointId))
+    .innerJoin(disks, eq(disks.id, recoveryPointDisks.diskId))
     .where(eq(recoveryPoints.planId, planId))
     .orderBy(recoveryPointDisks.diskId, recoveryPoints.direction, desc(recoveryPoints.pointInTime));
   const wanted = retentionOf(
     points,
     new Set(newest.map((n) => n.id)),
-    { ordinary: plan.replication.retention, checkpoints: plan.checkpoints.retention },
+    plan
+      ? { ordinary: plan.replication.retention, checkpoints: plan.checkpoints.retention }
+      : { ordinary: {}, checkpoints: {} },
     now,
   );
   const byId = new Map(points.map((p) => [p.id, p]));
@@ -125,7 +132,10 @@ export async function applyRetention(db: Db, planId: string, now = new Date()): 
   return changes.length;
 }
 
-/** Every plan's retention (the expiry job's first step: plan edits take effect before it deletes). */
+/**
+ * Every plan's retention (the expiry job's first step: plan edits take effect before it deletes),
+ * including the retained points of deleted plans (default retention).
+ */
 export async function applyRetentionToAllPlans(db: Db, now = new Date()): Promise<number> {
   const rows = await db
     .selectDistinct({ planId: recoveryPoints.planId })

@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi';
-import { and, asc, desc, eq, inArray, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, or, sql } from 'drizzle-orm';
 import { PROTECTION_STATES } from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import { disks, jobs, plans, recoveryPointDisks, recoveryPoints, vms } from '../../../schema/index';
@@ -310,6 +310,44 @@ export function replicationStatusService(db: Db, schedules: ReplicationSchedules
         .offset(page.offset);
       const { items, ...rest } = toPage(rows, page);
       return { ...rest, items: await withDisks(items, vm?.id) };
+    },
+
+    /**
+     * Recovery points by plan name or id, also of a deleted plan (matched by the stored
+     * `planName`/`planId`): a live plan's points plus any deleted plan's of that name or id.
+     * 404 when there is neither a plan nor any point of a deleted plan by that reference.
+     */
+    async listRecoveryPointsByPlanRef(
+      planRef: string,
+      page: Page,
+      kind: z.infer<typeof RecoveryPointKind> = 'all',
+    ) {
+      const live = await findPlan(db, planRef).catch(() => undefined);
+      const isUuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(planRef);
+      const ofPlan = or(
+        live ? eq(recoveryPoints.planId, live.id) : undefined,
+        isUuid
+          ? eq(recoveryPoints.planId, planRef)
+          : sql`lower(${recoveryPoints.planName}) = lower(${planRef})`,
+      );
+      if (!live) {
+        const [any] = await db.select({ id: recoveryPoints.id }).from(recoveryPoints).where(ofPlan).limit(1);
+        if (!any)
+          throw new ApiError(
+            404,
+            'not_found',
+            `No plan ${isUuid ? 'with id' : 'named'} "${planRef}", and no recovery points of a deleted plan by that ${isUuid ? 'id' : 'name'}`,
+          );
+      }
+      const rows = await db
+        .select()
+        .from(recoveryPoints)
+        .where(and(ofPlan, kind === 'checkpoint' ? eq(recoveryPoints.isCheckpoint, true) : undefined))
+        .orderBy(desc(recoveryPoints.pointInTime), desc(recoveryPoints.id))
+        .limit(page.limit + 1)
+        .offset(page.offset);
+      const { items, ...rest } = toPage(rows, page);
+      return { ...rest, items: await withDisks(items) };
     },
 
     async getRecoveryPoint(id: string) {
