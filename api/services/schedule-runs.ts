@@ -39,7 +39,9 @@ export async function runScheduleNow(
   const running = d?.info.runningActions[0];
   if (running) return { scheduleId, workflowId: running.workflow.workflowId, alreadyRunning: true };
   const before = new Set((d?.info.recentActions ?? []).map((a) => a.action.workflow.workflowId));
-  await temporal.schedule.getHandle(scheduleId).trigger(ScheduleOverlapPolicy.SKIP);
+  // BUFFER_ONE, not SKIP: a run that just ended may still count as running for the scheduler for
+  // a moment (its job row is written before the workflow closes); SKIP would drop this trigger.
+  await temporal.schedule.getHandle(scheduleId).trigger(ScheduleOverlapPolicy.BUFFER_ONE);
   const until = Date.now() + 10_000;
   let workflowId: string | undefined;
   while (!workflowId && Date.now() < until) {
