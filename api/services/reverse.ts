@@ -220,7 +220,7 @@ export function reverseService(deps: ReverseDeps) {
         .getHandle(reverseScheduleId(row.id))
         .delete()
         .catch((e) => {
-          if (!(e instanceof ScheduleNotFoundError)) throw e;
+          if (!(e instanceof ScheduleNotFoundError) && !/not found/i.test((e as Error).message)) throw e;
         });
       await changeProtectionState(db, reporter, {
         planId: row.id,
