@@ -18,7 +18,7 @@ import {
   TAG,
 } from '../contracts';
 import { ec2Client } from '../lib/aws';
-import { disks, jobs, nodes, recoveryPointDisks, recoveryPoints, vms } from '../schema';
+import { disks, jobs, nodes, plans, recoveryPointDisks, recoveryPoints, vms } from '../schema';
 import { fixtures, startTestApi, type TestApi } from './helpers/api';
 import { runLifeboat } from './helpers/cli';
 import { makeSparseImage, touchBlock } from './helpers/disk-images';
@@ -361,6 +361,24 @@ describe('reverse replication and failback', () => {
     expect(rest.instances).toHaveLength(0);
     expect(rest.volumes).toHaveLength(0);
     expect((await api.call('GET', `/v1/plans/${plan.id}`)).body.protectionState).toBe('protected');
+
+    // While failing back, reverse actions say a failback runs and name its job.
+    const fbId = crypto.randomUUID();
+    await api.db.insert(jobs).values({
+      id: fbId,
+      kind: 'failback',
+      status: 'running',
+      planId: plan.id,
+      workflowId: `fake-${fbId}`,
+    });
+    await api.db.update(plans).set({ protectionState: 'failing-back' }).where(eq(plans.id, plan.id));
+    for (const a of ['', '/now', '/resume', '/stop']) {
+      const r = await api.call('POST', `/v1/plans/${plan.id}/reverse${a}`, { token: api.tokens.operator });
+      expect(r.status, a).toBe(409);
+      expect(r.body.message).toContain(`a failback is running (job ${fbId}`);
+    }
+    await api.db.update(plans).set({ protectionState: 'protected' }).where(eq(plans.id, plan.id));
+    await api.db.delete(jobs).where(eq(jobs.id, fbId));
     await connection.close();
   });
 });
