@@ -18,7 +18,7 @@ import {
   TAG,
 } from '../contracts';
 import { ec2Client } from '../lib/aws';
-import { disks, jobs, nodes, recoveryPointDisks, recoveryPoints, vms } from '../schema';
+import { disks, jobs, nodes, plans, recoveryPointDisks, recoveryPoints, vms } from '../schema';
 import { fixtures, startTestApi, type TestApi } from './helpers/api';
 import { runLifeboat } from './helpers/cli';
 import { makeSparseImage, touchBlock } from './helpers/disk-images';
@@ -236,6 +236,35 @@ describe('reverse replication and failback', () => {
     const left = (gone.Snapshots ?? []).map((s) => s.SnapshotId);
     for (const id of staged1) expect(left).not.toContain(id);
 
+    // A reverse point is listed (DIRECTION reverse) but cannot be recovered from by id.
+    const byId = await api.call('POST', `/v1/plans/${plan.id}/recoveries`, {
+      token: api.tokens.operator,
+      body: { mode: 'test', recoveryPoint: { id: r2.recoveryPointId } },
+    });
+    expect(byId.status, JSON.stringify(byId.body)).toBe(422);
+    expect(byId.body.issues).toContainEqual({
+      path: 'recoveryPoint.id',
+      message: expect.stringMatching(/a reverse \(failback\) point cannot be recovered from/),
+    });
+    const listed = await runLifeboat(api, api.tokens.viewer, ['recovery-points', 'list', plan.name]);
+    expect(listed.stdout).toMatch(/DIRECTION/);
+    expect(listed.stdout).toMatch(new RegExp(`${r2.recoveryPointId}\\s+\\S+\\s+reverse`));
+    const got = await runLifeboat(api, api.tokens.viewer, ['plans', 'get', plan.name]);
+    expect(got.stdout).toMatch(/protection: reverse-protecting/);
+    // Unknown body keys are refused; a paused reverse schedule stays paused when started again.
+    const bogus = await api.call('POST', `/v1/plans/${plan.id}/reverse/now`, {
+      token: api.tokens.operator,
+      body: { bogus: 1 },
+    });
+    expect(bogus.status).toBe(400);
+    expect(
+      (await api.call('POST', `/v1/plans/${plan.id}/reverse/pause`, { token: api.tokens.operator })).status,
+    ).toBe(200);
+    const again = await api.call('POST', `/v1/plans/${plan.id}/reverse`, { token: api.tokens.operator });
+    expect(again.status).toBe(409);
+    expect(again.body.message).toMatch(/reverse protection is paused: lifeboat reverse \S+ --resume/);
+    expect((await client.schedule.getHandle(reverseScheduleId(plan.id)).describe()).state.paused).toBe(true);
+
     // Failback refused while a reverse iteration runs (its job row is what the API reads).
     const fakeId = crypto.randomUUID();
     await api.db.insert(jobs).values({
@@ -251,7 +280,22 @@ describe('reverse replication and failback', () => {
     });
     expect(busy.status).toBe(409);
     expect(busy.body.message).toMatch(/reverse iteration .* is running/);
+    const stopBusy = await api.call('POST', `/v1/plans/${plan.id}/reverse/stop`, {
+      token: api.tokens.operator,
+    });
+    expect(stopBusy.status).toBe(409);
+    expect(stopBusy.body.message).toMatch(/reverse iteration .* is running/);
     await api.db.delete(jobs).where(eq(jobs.id, fakeId));
+
+    // Stopping reverse protection: the schedule is deleted, the plan is failed over again.
+    const stopped0 = await runLifeboat(api, api.tokens.operator, ['reverse', plan.name, '--stop']);
+    expect(stopped0.code, stopped0.stderr).toBe(0);
+    expect(stopped0.stdout).toMatch(/failed-over/);
+    expect((await api.call('GET', `/v1/plans/${plan.id}`)).body.protectionState).toBe('failed-over');
+    await expect(client.schedule.getHandle(reverseScheduleId(plan.id)).describe()).rejects.toThrow();
+    expect(
+      (await api.call('POST', `/v1/plans/${plan.id}/reverse/stop`, { token: api.tokens.operator })).status,
+    ).toBe(409);
 
     // Failback: the final reverse iteration reads snapshot 3 (one more change on app-01).
     change(app, [2]);
@@ -317,6 +361,24 @@ describe('reverse replication and failback', () => {
     expect(rest.instances).toHaveLength(0);
     expect(rest.volumes).toHaveLength(0);
     expect((await api.call('GET', `/v1/plans/${plan.id}`)).body.protectionState).toBe('protected');
+
+    // While failing back, reverse actions say a failback runs and name its job.
+    const fbId = crypto.randomUUID();
+    await api.db.insert(jobs).values({
+      id: fbId,
+      kind: 'failback',
+      status: 'running',
+      planId: plan.id,
+      workflowId: `fake-${fbId}`,
+    });
+    await api.db.update(plans).set({ protectionState: 'failing-back' }).where(eq(plans.id, plan.id));
+    for (const a of ['', '/now', '/resume', '/stop']) {
+      const r = await api.call('POST', `/v1/plans/${plan.id}/reverse${a}`, { token: api.tokens.operator });
+      expect(r.status, a).toBe(409);
+      expect(r.body.message).toContain(`a failback is running (job ${fbId}`);
+    }
+    await api.db.update(plans).set({ protectionState: 'protected' }).where(eq(plans.id, plan.id));
+    await api.db.delete(jobs).where(eq(jobs.id, fbId));
     await connection.close();
   });
 });

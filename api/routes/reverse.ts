@@ -8,16 +8,25 @@ const route = concernRoute(['reverse']);
 const Started = z
   .object({ scheduleId: z.string(), workflowId: z.string(), alreadyRunning: z.boolean() })
   .openapi('ReverseIterationStarted');
+const ProtectionStarted = Started.extend({ protectionState: z.literal('reverse-protecting') }).openapi(
+  'ReverseProtectionStarted',
+);
+/** These actions take no parameters: an optional empty JSON object (unknown keys → 400). */
+const noBody = {
+  required: false,
+  description: 'Optional; no parameters (an empty object)',
+  content: { 'application/json': { schema: z.object({}).strict().openapi('ReverseActionRequest') } },
+};
 const JobStarted = z.object({ jobId: z.uuid(), workflowId: z.string() }).openapi('FailbackStarted');
 
 const start = route('operator', 'post', '/plans/{id}/reverse', {
   operationId: 'startReverseProtection',
   summary: 'Protect a failed-over plan back to its source site (reverse replication on the plan’s RPO)',
   description:
-    'The plan must be failed over (409 otherwise). Creates the Temporal schedule `reverse-plan-<id>` on the plan’s RPO, moves the plan to reverse-protecting and starts a first reverse iteration (202 with its workflow id).',
-  request: { params: IdOrNameParam },
+    'The plan must be failed over (409 otherwise). Creates the Temporal schedule `reverse-plan-<id>` on the plan’s RPO, moves the plan to reverse-protecting and starts a first reverse iteration (202 with its workflow id). A paused reverse schedule stays paused (409: resume it with POST .../reverse/resume).',
+  request: { params: IdOrNameParam, body: noBody },
   responses: {
-    202: jsonContent(Started, 'Reverse protection started'),
+    202: jsonContent(ProtectionStarted, 'Reverse protection started'),
     ...errorResponses(400, 401, 403, 404, 409, 503),
   },
 });
@@ -34,10 +43,22 @@ const action = route('operator', 'post', '/plans/{id}/reverse/{action}', {
     params: IdOrNameParam.extend({
       action: z.enum(['pause', 'resume', 'now']).openapi({ param: { name: 'action', in: 'path' } }),
     }),
+    body: noBody,
   },
   responses: {
     200: jsonContent(ReverseStatus, 'Paused or resumed'),
     202: jsonContent(Started, 'Iteration started (or already running)'),
+    ...errorResponses(400, 401, 403, 404, 409, 503),
+  },
+});
+const stop = route('operator', 'post', '/plans/{id}/reverse/stop', {
+  operationId: 'stopReverseProtection',
+  summary: 'Stop reverse protection: delete the reverse schedule, the plan returns to failed-over',
+  description:
+    'Refused (409) unless the plan is reverse-protecting, and while a reverse iteration or a failback runs. Afterwards the failover can be cleaned up (POST /v1/jobs/{failover job}/cleanup) or reverse protection started again. Reverse points already recorded stay listed.',
+  request: { params: IdOrNameParam, body: noBody },
+  responses: {
+    200: jsonContent(ReverseStatus, 'Stopped (the plan is failed-over)'),
     ...errorResponses(400, 401, 403, 404, 409, 503),
   },
 });
@@ -56,6 +77,7 @@ const failback = route('operator', 'post', '/plans/{id}/failback', {
 export function reverseRoutes(deps: AppDeps) {
   const svc = reverseService({ db: deps.db, temporal: deps.temporal, config: deps.config });
   return v1Router()
+    .openapi(stop, async (c) => c.json(await svc.stop(c.req.valid('param').id), 200))
     .openapi(start, async (c) => c.json(await svc.start(c.req.valid('param').id), 202) as never)
     .openapi(status, async (c) => c.json(await svc.status(c.req.valid('param').id), 200))
     .openapi(action, async (c) => {

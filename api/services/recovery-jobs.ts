@@ -135,13 +135,22 @@ async function checkRecoveryRequest(tx: Tx, plan: { id: string; name: string }, 
   }
   if (req.recoveryPoint && 'id' in req.recoveryPoint) {
     const [rp] = await tx
-      .select({ id: recoveryPoints.id, state: recoveryPoints.verificationState })
+      .select({
+        id: recoveryPoints.id,
+        state: recoveryPoints.verificationState,
+        direction: recoveryPoints.direction,
+      })
       .from(recoveryPoints)
       .where(and(eq(recoveryPoints.id, req.recoveryPoint.id), eq(recoveryPoints.planId, plan.id)));
     if (!rp)
       issues.push({
         path: 'recoveryPoint.id',
         message: `is not a recovery point of plan "${plan.name}" (lifeboat recovery-points list ${plan.name})`,
+      });
+    else if (rp.direction === 'reverse')
+      issues.push({
+        path: 'recoveryPoint.id',
+        message: `a reverse (failback) point cannot be recovered from: ${rp.id} is written back to the source site and its snapshots are replaced by the next reverse iteration`,
       });
     else if (rp.state === 'failed' && !req.recoveryPoint.force)
       issues.push({

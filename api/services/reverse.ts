@@ -121,6 +121,26 @@ export function reverseService(deps: ReverseDeps) {
       { path: 'protectionState', message: `is ${row.protectionState}` },
     ]);
 
+  /** While failing back, every reverse action is refused naming the failback job. */
+  async function refuseWhileFailingBack(row: { id: string; name: string; protectionState: string }) {
+    if (row.protectionState !== 'failing-back') return;
+    const [fb] = await db
+      .select({ id: jobs.id })
+      .from(jobs)
+      .where(
+        and(
+          eq(jobs.planId, row.id),
+          eq(jobs.kind, 'failback'),
+          inArray(jobs.status, [...ACTIVE_JOB_STATUSES]),
+        ),
+      )
+      .limit(1);
+    throw refuse(
+      row,
+      `a failback is running${fb ? ` (job ${fb.id}, lifeboat jobs get ${fb.id})` : ''}; wait for it to end`,
+    );
+  }
+
   async function reverseRunning(planId: string) {
     const [r] = await db
       .select({ id: jobs.id, workflowId: jobs.workflowId })
@@ -142,13 +162,15 @@ export function reverseService(deps: ReverseDeps) {
     /** Start reverse protection: the schedule on the plan's RPO, and a first iteration now. */
     async start(ref: string) {
       const row = await plan(ref);
+      await refuseWhileFailingBack(row);
       if (!(REVERSIBLE as readonly string[]).includes(row.protectionState))
         throw refuse(row, 'reverse protection needs a failed-over plan (run a full recovery first)');
+      if (row.protectionState === 'reverse-protecting') {
+        const d = await describeSchedule(temporal, reverseScheduleId(row.id));
+        if (d?.state.paused)
+          throw refuse(row, `reverse protection is paused: lifeboat reverse ${row.name} --resume`);
+      }
       const scheduleId = await ensureSchedule(row);
-      await temporal.schedule
-        .getHandle(scheduleId)
-        .unpause('reverse protection started')
-        .catch(() => {});
       await changeProtectionState(db, reporter, {
         planId: row.id,
         to: 'reverse-protecting',
@@ -161,6 +183,7 @@ export function reverseService(deps: ReverseDeps) {
 
     async now(ref: string) {
       const row = await plan(ref);
+      await refuseWhileFailingBack(row);
       if (row.protectionState !== 'reverse-protecting')
         throw refuse(row, 'start reverse protection first (`lifeboat reverse PLAN`)');
       return runScheduleNow(temporal, reverseScheduleId(row.id), () => ensureSchedule(row));
@@ -168,11 +191,47 @@ export function reverseService(deps: ReverseDeps) {
 
     async setPaused(ref: string, paused: boolean) {
       const row = await plan(ref);
+      await refuseWhileFailingBack(row);
       if (row.protectionState !== 'reverse-protecting')
         throw refuse(row, 'no reverse protection to pause or resume');
       const h = temporal.schedule.getHandle(await ensureSchedule(row));
       if (paused) await h.pause('paused by an operator');
       else await h.unpause('resumed by an operator');
+      return this.status(ref);
+    },
+
+    /**
+     * Stop reverse protection: delete the reverse schedule and return the plan to failed-over, so the
+     * failover can be cleaned up (or reverse protection started again). Refused while a reverse
+     * iteration or a failback runs.
+     */
+    async stop(ref: string) {
+      const row = await plan(ref);
+      await refuseWhileFailingBack(row);
+      if (row.protectionState !== 'reverse-protecting') throw refuse(row, 'no reverse protection to stop');
+      const running = await reverseRunning(row.id);
+      if (running)
+        throw new ApiError(
+          409,
+          'conflict',
+          `A reverse iteration of plan "${row.name}" is running (${running}); wait for it, then stop reverse protection`,
+        );
+      await temporal.schedule
+        .getHandle(reverseScheduleId(row.id))
+        .delete()
+        .catch((e) => {
+          if (!(e instanceof ScheduleNotFoundError) && !/not found/i.test((e as Error).message)) throw e;
+        });
+      await changeProtectionState(db, reporter, {
+        planId: row.id,
+        to: 'failed-over',
+        from: ['reverse-protecting'],
+        reason: 'reverse protection stopped by an operator',
+      }).catch(async (e) => {
+        // A failback started meanwhile: say so rather than answer 500.
+        await refuseWhileFailingBack(await plan(ref));
+        throw e;
+      });
       return this.status(ref);
     },
 

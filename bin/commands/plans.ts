@@ -14,6 +14,7 @@ interface PlanSummary {
   version: number;
 }
 interface Plan {
+  protectionState?: string;
   id: string;
   name: string;
   version: number;
@@ -120,7 +121,7 @@ export function planCommands(program: Command, cli: Cli) {
 `
             : ''
         }`;
-        return `plan "${body.name}" (${body.id}), version ${body.version}, replication every ${body.replication.intervalMinutes} min\nobjectives: RPO ${body.objectives?.rpoMinutes ?? body.replication.intervalMinutes} min, RTO ${body.objectives?.rtoMinutes !== undefined ? `${body.objectives.rtoMinutes} min` : 'not set'}\n${drills}${rtoLines(rtoPrediction)}\n\n${table(
+        return `plan "${body.name}" (${body.id}), version ${body.version}, replication every ${body.replication.intervalMinutes} min\nprotection: ${body.protectionState ?? '—'}\nobjectives: RPO ${body.objectives?.rpoMinutes ?? body.replication.intervalMinutes} min, RTO ${body.objectives?.rtoMinutes !== undefined ? `${body.objectives.rtoMinutes} min` : 'not set'}\n${drills}${rtoLines(rtoPrediction)}\n\n${table(
           ['VM', 'OS', 'BOOT ORDER', 'BOOT DELAY', 'DISKS'],
           body.vms.map((v) => [v.name, v.guestOs, v.bootOrder, `${v.bootDelaySeconds}s`, v.disks.length]),
         )}`;

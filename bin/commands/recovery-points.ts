@@ -17,6 +17,7 @@ interface RecoveryPoint {
   expiresAt: string | null;
   verificationState: string;
   verifiedAt: string | null;
+  direction?: string;
   disks: { snapshotId: string; vmName: string | null; diskName: string | null; removed: boolean }[];
 }
 
@@ -81,6 +82,7 @@ export function recoveryPointCommands(program: Command, cli: Cli) {
             [
               'ID',
               'POINT IN TIME',
+              'DIRECTION',
               'VM',
               'CHECKPOINT',
               'PRESERVED',
@@ -93,6 +95,7 @@ export function recoveryPointCommands(program: Command, cli: Cli) {
             body.items.map((p) => [
               p.id,
               when(p.pointInTime),
+              p.direction ?? 'forward',
               p.vmName ? `${p.vmName}${p.vmRemoved ? ' (removed)' : ''}` : 'all',
               p.isCheckpoint ? 'yes' : 'no',
               p.preserved ? `yes: ${p.preservedReason ?? ''}` : 'no',

@@ -26,17 +26,18 @@ const statusText = (s: ReverseStatus) =>
     ...(s.running.length ? [`running: ${s.running.join(', ')}`] : []),
   ].join('\n');
 
-/** `lifeboat reverse PLAN [--status|--pause|--resume|--now]`, `lifeboat failback PLAN --confirm PLAN`. */
+/** `lifeboat reverse PLAN [--status|--pause|--resume|--now|--stop]`, `lifeboat failback PLAN --confirm PLAN`. */
 export function reverseCommands(program: Command, cli: Cli) {
   program
     .command('reverse <plan>')
     .description(
-      'Protect a failed-over plan back to its source site (reverse replication on the RPO); or its status, pause, resume, now',
+      'Protect a failed-over plan back to its source site (reverse replication on the RPO); or its status, pause, resume, now, stop',
     )
     .option('--status', 'show the reverse direction (schedule, last reverse point)')
     .option('--pause', 'pause reverse replication')
     .option('--resume', 'resume reverse replication')
     .option('--now', 'run a reverse iteration now')
+    .option('--stop', 'stop reverse protection (delete its schedule; the plan returns to failed-over)')
     .action(async (plan: string, o) => {
       const api = cli.api();
       const p = `/v1/plans/${encodeURIComponent(plan)}/reverse`;
@@ -45,7 +46,7 @@ export function reverseCommands(program: Command, cli: Cli) {
         cli.print(body, () => statusText(body));
         return;
       }
-      const action = o.pause ? 'pause' : o.resume ? 'resume' : o.now ? 'now' : undefined;
+      const action = o.pause ? 'pause' : o.resume ? 'resume' : o.now ? 'now' : o.stop ? 'stop' : undefined;
       const { body } = await api.request<ReverseStatus & { workflowId?: string; alreadyRunning?: boolean }>(
         'POST',
         action ? `${p}/${action}` : p,

@@ -190,7 +190,7 @@ export async function reverseIterationWorkflow(
   });
   if (failures.length) {
     const error = failures.map((f) => `${diskLabel(f.disk)}: ${f.message}`).join('; ');
-    const remediation = `Fix the cause named for each disk (source-site node worker running and able to write the image, target reachable), then \`lifeboat reverse now ${rp.planName}\`; blocks already written are not written again.`;
+    const remediation = `Fix the cause named for each disk (source-site node worker running and able to write the image, target reachable), then \`lifeboat reverse ${rp.planName} --now\`; blocks already written are not written again.`;
     await ctl('Record the reverse job as failed').upsertReplicationJob({
       ...jobBase,
       status: 'failed',

@@ -111,6 +111,11 @@ export async function chooseRecoveryPoints(
         `Recovery point ${sel.id} does not exist for plan "${plan.name}"`,
         'List the recovery points (GET /v1/plans/{id}/recovery-points) and pick one that exists',
       );
+    if (rp.direction === 'reverse')
+      throw invalid(
+        `Recovery point ${rp.id}: a reverse (failback) point cannot be recovered from`,
+        'Recover from a forward point (lifeboat recovery-points list PLAN shows the direction)',
+      );
     const uncovered = vms.filter((v) => !covers(rp, v.id)).map((v) => v.name);
     if (uncovered.length)
       throw invalid(
