@@ -157,7 +157,14 @@ export class StrictEbsLayer {
       if (input.ClientToken !== undefined && String(input.ClientToken).length > 64)
         this.reject('ClientToken > 64 chars');
       if (input.ParentSnapshotId) {
-        const parent = await this.state(input.ParentSnapshotId);
+        // Deleted since this process saw it (DeleteSnapshot, or an endpoint that came back empty):
+        // AWS refuses the parent, so ask the endpoint again rather than trusting the cache.
+        const gone = await ec2Client(this.target)
+          .send(new DescribeSnapshotsCommand({ SnapshotIds: [input.ParentSnapshotId] }))
+          .then((d) => !d.Snapshots?.length)
+          .catch(() => true);
+        if (gone) this.snapshots.delete(input.ParentSnapshotId);
+        const parent = gone ? undefined : await this.state(input.ParentSnapshotId);
         if (!parent) this.reject(`ParentSnapshotId ${input.ParentSnapshotId} does not exist`);
         if (parent.status !== 'completed' && this.snapshots.get(input.ParentSnapshotId)?.status === 'pending')
           this.reject(`ParentSnapshotId ${input.ParentSnapshotId} is not completed`);
