@@ -21,7 +21,7 @@ import {
 } from '../contracts';
 import { ec2Client } from '../lib/aws';
 import { lifeboatDataConverter } from '../lib/crypto';
-import { jobLogs, jobs, nodes, plans, recoveryPointDisks } from '../schema';
+import { jobLogs, jobs, nodes, plans, recoveryPointDisks, recoveryPoints } from '../schema';
 import { runVar } from '../scripts/stack/test-env';
 import { type ApiCall, fixtures, startTestApi, type TestApi } from './helpers/api';
 import { layerHooks, StrictEbsLayer } from './helpers/aws-layers';
@@ -270,6 +270,17 @@ describe('replication iteration', () => {
     const rp1 = await call('GET', `/v1/recovery-points/${first.result.recoveryPointId}`);
     const gone = rp1.disks[0].snapshotId as string;
     await ec2Client(testAwsTarget()).send(new DeleteSnapshotCommand({ SnapshotId: gone }));
+    // Verifying the first point now stops on an error (its snapshot cannot be read): "could not
+    // verify", not a failed verification, and the point's state stays unchanged.
+    const cli = await runLifeboat(api, api.tokens.operator, ['verify', rp1.id]);
+    expect(cli.stdout, cli.stdout + cli.stderr).toMatch(/could not verify: .*the point's state is unchanged/);
+    expect(cli.stdout).not.toMatch(/FAILED verification/);
+    const [vjob] = await call('GET', `/v1/recovery-points/${rp1.id}/verifications`);
+    expect(vjob).toMatchObject({ status: 'failed', result: expect.objectContaining({ inconclusive: true }) });
+    const [vrow] = await api.db.select().from(jobs).where(eq(jobs.id, vjob.jobId));
+    expect(vrow?.remediation).not.toMatch(/corrupt/);
+    const [p1] = await api.db.select().from(recoveryPoints).where(eq(recoveryPoints.id, rp1.id));
+    expect(p1?.verificationState).toBe('unverified');
     touchBlock(img, 0);
     const second = await replicateNow(plan.id);
     // Full copy (every data block), not the one changed block on top of a parent that is gone.

@@ -250,6 +250,19 @@ export class StrictEbsLayer {
       }
       return next(args);
     }
+    // A snapshot deleted through EC2 is gone for the EBS direct APIs too (moto keeps its blocks).
+    if (cmd === 'ListSnapshotBlocksCommand' && !input.NextToken) {
+      const gone = await ec2Client(this.target)
+        .send(new DescribeSnapshotsCommand({ SnapshotIds: [input.SnapshotId] }))
+        .then((d) => !d.Snapshots?.length)
+        .catch((e: Error) => e.name === 'InvalidSnapshot.NotFound');
+      if (gone)
+        throw Object.assign(new Error(`The snapshot '${input.SnapshotId}' does not exist.`), {
+          name: 'ResourceNotFoundException',
+          $fault: 'client' as const,
+          $metadata: { httpStatusCode: 404 },
+        });
+    }
     const out = await next(args);
     if (this.inheritance && cmd === 'ListSnapshotBlocksCommand') {
       // biome-ignore lint/suspicious/noExplicitAny: listing output
