@@ -169,7 +169,12 @@ export interface VerifyDiskInput {
    * Also re-read this percent of the source's blocks (file sources), ignoring its hole map, and
    * flag a block the index holds as zero while the source has data there.
    */
-  sourceSample?: { percent: number; source: DiskSource };
+  sourceSample?: {
+    percent: number;
+    source: DiskSource;
+    /** The point's time (ms): a source written since then is not re-read (a hole filled later is no error). */
+    pointInTime?: number;
+  };
 }
 
 export interface VerifyDiskResult {
@@ -180,6 +185,8 @@ export interface VerifyDiskResult {
   /** Source blocks re-read (sourceSample) and those that contradict the index. */
   sourceBlocksChecked?: number;
   sourceMismatches?: { blockIndex: number; expected: string; actual: string }[];
+  /** Why the source re-read was skipped (the source was written since the point). */
+  sourceNote?: string;
 }
 
 /** The data-path activities every node worker registers (activities/node/replication). */
@@ -216,6 +223,8 @@ export interface VerifyPlan {
   sourceSiteName: string;
   target: AwsTarget;
   nodePickupTimeoutMs: number;
+  /** The point's time (ms since the epoch); absent in histories recorded before it was added. */
+  pointInTime?: number;
   disks: {
     diskId: string;
     diskName: string;

@@ -66,7 +66,7 @@ function ensureSparseImage(file: string, sizeBytes: number, dataBlocks: number[]
   return true;
 }
 
-/** Create the demo sites, images and plan, or leave them as they are when already there. */
+/** Create the demo sites, images and plan when missing; existing ones are left as they are. */
 export async function ensureDemoPlan(db: Db, config: Config) {
   const dir = path.resolve(config.LIFEBOAT_DATA_DIR, 'demo');
   mkdirSync(dir, { recursive: true });
@@ -110,9 +110,16 @@ export async function ensureDemoPlan(db: Db, config: Config) {
   const siteIds: string[] = [];
   for (const input of wanted) {
     const existing = await sites.findByName(input.name);
-    // update() with identical content writes nothing; a changed endpoint (another moto port) is followed.
-    const site = existing ? await sites.update(existing.id, input) : await sites.create(input);
-    siteIds.push(site.id);
+    if (!existing) {
+      siteIds.push((await sites.create(input)).id);
+      continue;
+    }
+    // An existing demo site is the operator's now (an upgradeScript, a description…): left as it
+    // is, but for what the demo needs to keep working: a changed endpoint (another moto port).
+    const had = (existing as { aws?: { endpoint?: string } }).aws?.endpoint;
+    if (input.kind === 'aws' && existing.kind === 'aws' && had !== input.aws.endpoint)
+      await sites.patch(existing.id, { aws: { endpoint: input.aws.endpoint ?? null } });
+    siteIds.push(existing.id);
   }
 
   // An existing demo plan is the operator's now: an edit (a script, a secret reference, another

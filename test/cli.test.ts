@@ -83,6 +83,19 @@ describe('lifeboat CLI', () => {
     const sites = await lifeboat(['sites', 'list']);
     expect(sites.stdout).toMatch(/^NAME\s+ROLE\s+KIND/);
     expect(sites.stdout).toMatch(/aws-dr\s+target\s+aws\s+dr us-east-1/);
+    // A site changed by a merge-patch file (by name), read back as YAML without the server's fields.
+    const upd = await lifeboat([
+      'sites',
+      'update',
+      'dc-east',
+      '-f',
+      file('upd.yaml', 'file:\n  upgradeScript:\n    runtime: sh\n    inline: echo upgrade\n'),
+    ]);
+    expect(upd.code, upd.stderr).toBe(0);
+    expect(upd.stdout).toContain('site "dc-east" updated (version 2)');
+    const asYaml = await lifeboat(['sites', 'get', 'dc-east', '--yaml']);
+    expect(asYaml.stdout).toMatch(/upgradeScript:\n[^]*runtime: sh/);
+    expect(asYaml.stdout).not.toMatch(/^(id|version):/m);
 
     const plan = file('plan.yaml', PLAN_YAML);
     const first = await lifeboat(['apply', '-f', plan]);

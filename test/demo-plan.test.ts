@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { plansService } from '../api/services/plans';
+import { sitesService } from '../api/services/sites';
 import { PlanInput, writablePlanDocument } from '../schema/domain/plan';
 import { DEMO, ensureDemoPlan } from '../scripts/demo-plan';
 import { testConfig, useTestDatabase } from './helpers/stack';
@@ -44,5 +45,18 @@ describe('the npm start demo plan', () => {
     const after = await plansService(testDb.db).get(first.planId);
     expect(after.replication.intervalMinutes).toBe(5);
     expect(after.version).toBe(edited.plan.version);
+
+    // So does an edit of a demo site (e.g. the node upgrade script set by PATCH).
+    const sites = sitesService(testDb.db);
+    const target = (await sites.findByName(DEMO.targetSite))!;
+    const source = (await sites.findByName(DEMO.sourceSite))!;
+    const patched = await sites.patch(source.id, {
+      file: { upgradeScript: { runtime: 'sh', inline: 'echo upgrade' } },
+    });
+    await ensureDemoPlan(testDb.db, config);
+    const kept = await sites.get(source.id);
+    expect(kept.version).toBe(patched.site.version);
+    expect(JSON.stringify(kept)).toContain('echo upgrade');
+    expect((await sites.get(target.id)).version).toBe(target.version);
   });
 });

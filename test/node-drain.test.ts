@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNodeActivities } from '../activities/node';
 import { BLOCK_SIZE } from '../activities/node/replication/blocks';
 import type { ReplicationIterationResult } from '../contracts';
-import { events, nodes, recoveryPointDisks } from '../schema';
+import { events, jobs, nodes, recoveryPointDisks } from '../schema';
 import { type ApiCall, fixtures, startTestApi, type TestApi } from './helpers/api';
 import { CountingEbsLayer, layerHooks, StrictEbsLayer } from './helpers/aws-layers';
 import { runLifeboat } from './helpers/cli';
@@ -129,6 +129,8 @@ describe('node drain', () => {
     const drained = await call('POST', `/v1/nodes/${a}/drain`, { token: api.tokens.operator });
     expect(drained).toMatchObject({ id: a, state: 'draining' });
     expect(drained.drainRequestedAt).toEqual(expect.any(String));
+    // The site's only node: the response warns that the site has no node for new transfers.
+    expect(drained.warning).toMatch(/no node for new transfers/);
     // Idempotent: a second drain records no second event.
     await call('POST', `/v1/nodes/${a}/drain`, { token: api.tokens.operator });
     const missing = await api.call('POST', '/v1/nodes/no-such-node/drain', { token: api.tokens.operator });
@@ -171,6 +173,21 @@ describe('node drain', () => {
     expect(node).toMatchObject({ state: 'online', drainRequestedAt: null });
     const again = await runLifeboat(api, api.tokens.operator, ['nodes', 'drain', b]);
     expect(again.stdout).toMatch(/is draining/);
+    expect(again.stdout).not.toMatch(/Warning/); // A still takes transfers
+
+    // Every node of the site drained: the CLI warns, and replication names the drained nodes.
+    const last = await runLifeboat(api, api.tokens.operator, ['nodes', 'drain', a]);
+    expect(last.stdout).toMatch(/Warning: .*no node for new transfers/);
+    const third = await call('POST', `/v1/plans/${plan.id}/replication/now`, { token: api.tokens.operator });
+    await client.workflow
+      .getHandle(third.runs[0].workflowId)
+      .result()
+      .catch(() => {});
+    const [job] = await api.db.select().from(jobs).where(eq(jobs.workflowId, third.runs[0].workflowId));
+    expect(job?.error).toMatch(/every node of it is drained/);
+    expect(job?.error).toContain(a);
+    expect(job?.error).toContain(b);
+    expect(job?.error).toMatch(/lifeboat nodes undrain/);
 
     const recorded = await api.db
       .select({ type: events.type, nodeId: events.nodeId })
@@ -179,6 +196,7 @@ describe('node drain', () => {
     expect(recorded.filter((e) => e.nodeId === a).map((e) => e.type)).toEqual([
       'node.draining',
       'node.undrained',
+      'node.draining',
     ]);
     expect(recorded.filter((e) => e.nodeId === b).map((e) => e.type)).toEqual(['node.draining']);
   }, 90_000);

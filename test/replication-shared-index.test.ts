@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, utimesSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
@@ -207,7 +207,7 @@ describe('shared block index across two nodes of a site', () => {
 async function triggerCheck(planId: string) {
   const run = await runScheduleNow(client, consistencyScheduleId(planId), async () => {});
   return (await client.workflow.getHandle(run.workflowId).result()) as {
-    checked: { recoveryPointId: string; ok: boolean }[];
+    checked: { recoveryPointId: string; ok: boolean; workflowId: string }[];
   };
 }
 const pointRow = async (id: string) =>
@@ -344,6 +344,34 @@ describe('scheduled consistency checks', () => {
     };
     expect(f.disks[0]).toMatchObject({ sourceMismatchCount: 1, mismatchCount: 0 });
     expect(f.disks[0]!.sourceMismatches[0]!.blockIndex).toBe(5);
+  }, 90_000);
+
+  it('does not fail a point whose source hole was filled after the point: the source re-read is skipped', async () => {
+    const img = path.join(dir, 'filled.img');
+    const size = 8 * MiB;
+    makeSparseImage(img, size, [0, 6]);
+    const plan = await call('POST', '/v1/plans', {
+      body: fixtures.plan(sourceSiteId, targetSiteId, {
+        consistencyChecks: { cron: '@daily', timezone: 'UTC', scope: 'latest', sourceSamplePercent: 100 },
+        vms: [
+          fixtures.vm('filled', {
+            disks: [{ name: 'root', sourceRef: img, sizeBytes: size, deviceName: '/dev/sda1' }],
+          }),
+        ],
+      }),
+    });
+    const r = await replicateNow(plan.id);
+    // A live VM allocates block 3 (a hole at the point) after the point.
+    touchBlock(img, 3);
+    const later = new Date(Date.now() + 2000);
+    utimesSync(img, later, later);
+    const check = await triggerCheck(plan.id);
+    expect(check.checked[0]).toMatchObject({ recoveryPointId: r.recoveryPointId, ok: true });
+    expect((await pointRow(r.recoveryPointId)).verificationState).toBe('verified');
+    const v = (await client.workflow.getHandle(check.checked[0]!.workflowId).result()) as {
+      disks: { sourceNote?: string }[];
+    };
+    expect(v.disks[0]!.sourceNote).toBe('source changed since the point: source re-read skipped');
   }, 90_000);
 
   it('sweeps every plan with consistency checks in one run', async () => {

@@ -1,11 +1,13 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
 import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { type NativeConnection, Worker } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createJobLog } from '../activities/control/jobs/log';
 import { createNodeActivities } from '../activities/node';
 import { BLOCK_SIZE } from '../activities/node/replication/blocks';
 import { reconcileReplicationSchedules } from '../api/services/replication/reconcile';
@@ -17,8 +19,9 @@ import {
   snapshotBudgetWorkflowId,
   vmScheduleId,
 } from '../contracts';
+import { ec2Client } from '../lib/aws';
 import { lifeboatDataConverter } from '../lib/crypto';
-import { nodes, plans, recoveryPointDisks } from '../schema';
+import { jobLogs, jobs, nodes, plans, recoveryPointDisks, recoveryPoints } from '../schema';
 import { runVar } from '../scripts/stack/test-env';
 import { type ApiCall, fixtures, startTestApi, type TestApi } from './helpers/api';
 import { layerHooks, StrictEbsLayer } from './helpers/aws-layers';
@@ -77,6 +80,7 @@ async function startNode(siteId: string, activeJobs = 0) {
       aws: target,
       db: api.db,
       dataDir: path.join(dir, nodeId),
+      jobLog: createJobLog(api.db).append,
       replication: {
         awsClientHooks: layerHooks({ strict: new StrictEbsLayer(target) }),
         heartbeatIntervalMs: 500,
@@ -252,6 +256,47 @@ describe('replication iteration', () => {
       .query(snapshotBudgetStateQuery);
     expect(budget).toMatchObject({ budget: 2, highWater: 2, grantedTotal: 6, inUse: 0, queued: 0 });
   }, 120_000);
+
+  it("copies a disk in full, with no parent, when the previous point's snapshot was deleted outside Lifeboat", async () => {
+    const img = path.join(dir, 'gone-parent.img');
+    const size = 8 * MiB;
+    makeSparseImage(img, size, everyKth(size / BLOCK_SIZE, 4, 0));
+    const plan = await call('POST', '/v1/plans', {
+      body: fixtures.plan(sourceSiteId, targetSiteId, {
+        vms: [fixtures.vm('gone', { disks: [disk('root', img, size, '/dev/sda1')] })],
+      }),
+    });
+    const first = await replicateNow(plan.id);
+    const rp1 = await call('GET', `/v1/recovery-points/${first.result.recoveryPointId}`);
+    const gone = rp1.disks[0].snapshotId as string;
+    await ec2Client(testAwsTarget()).send(new DeleteSnapshotCommand({ SnapshotId: gone }));
+    // Verifying the first point now stops on an error (its snapshot cannot be read): "could not
+    // verify", not a failed verification, and the point's state stays unchanged.
+    const cli = await runLifeboat(api, api.tokens.operator, ['verify', rp1.id]);
+    expect(cli.stdout, cli.stdout + cli.stderr).toMatch(/could not verify: .*the point's state is unchanged/);
+    expect(cli.stdout).not.toMatch(/FAILED verification/);
+    const [vjob] = await call('GET', `/v1/recovery-points/${rp1.id}/verifications`);
+    expect(vjob).toMatchObject({ status: 'failed', result: expect.objectContaining({ inconclusive: true }) });
+    const [vrow] = await api.db.select().from(jobs).where(eq(jobs.id, vjob.jobId));
+    expect(vrow?.remediation).not.toMatch(/corrupt/);
+    const [p1] = await api.db.select().from(recoveryPoints).where(eq(recoveryPoints.id, rp1.id));
+    expect(p1?.verificationState).toBe('unverified');
+    touchBlock(img, 0);
+    const second = await replicateNow(plan.id);
+    // Full copy (every data block), not the one changed block on top of a parent that is gone.
+    expect(second.result.changedBlocks).toBe(first.result.changedBlocks);
+    const [row] = await api.db
+      .select()
+      .from(recoveryPointDisks)
+      .where(eq(recoveryPointDisks.recoveryPointId, second.result.recoveryPointId));
+    expect(row?.parentSnapshotId).toBeNull();
+    const [job] = await api.db.select().from(jobs).where(eq(jobs.workflowId, second.workflowId));
+    const lines = await api.db.select().from(jobLogs).where(eq(jobLogs.jobId, job!.id));
+    expect(
+      lines.some((l) => l.level === 'warn' && l.message.includes(gone) && /in full/.test(l.message)),
+    ).toBe(true);
+    expect(await verify(second.result.recoveryPointId)).toMatchObject({ ok: true, mismatches: 0 });
+  }, 60_000);
 
   it('dispatches to the next node when the least loaded one does not pick up the transfer', async () => {
     const site = await call('POST', '/v1/sites', { body: fixtures.fileSourceSite() });

@@ -1,5 +1,5 @@
 import { z } from '@hono/zod-openapi';
-import { and, asc, eq, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import { createEventLog } from '../../activities/control/events/log';
 import type { Db } from '../../schema/db';
 import { nodes } from '../../schema/index';
@@ -32,6 +32,10 @@ export const Node = z
     idle: z
       .boolean()
       .describe('No transfer runs on it (activeJobs is 0): a draining node that is idle can be stopped'),
+    warning: z
+      .string()
+      .optional()
+      .describe('Drain responses: set when no other node of the site takes new transfers'),
   })
   .openapi('Node');
 
@@ -115,6 +119,25 @@ export function nodesService(db: Db) {
           nodeId: id,
           data: { activeJobs: node.activeJobs, by },
         });
+      // The last node of its site that took transfers: replication of the site stops until one is back.
+      if (node.siteId) {
+        const [others] = await db
+          .select({ n: sql<number>`count(*)::int` })
+          .from(nodes)
+          .where(
+            and(
+              or(eq(nodes.siteId, node.siteId), isNull(nodes.siteId)),
+              sql`${nodes.id} <> ${id}`,
+              isNull(nodes.drainRequestedAt),
+              inArray(nodes.state, ['online', 'suspect']),
+            ),
+          );
+        if (!others?.n)
+          return {
+            ...node,
+            warning: `No other node of site ${node.siteId} takes transfers: the site has no node for new transfers (replication of its plans fails) until one is undrained (lifeboat nodes undrain ${id}) or another node starts.`,
+          };
+      }
       return node;
     },
     /** Undrain: the node takes transfers again. Idempotent like drain. */

@@ -21,6 +21,7 @@ interface Node {
   cpuPercent: number;
   lastHeartbeatAt: string;
   drainRequestedAt?: string | null;
+  warning?: string;
   idle?: boolean;
 }
 
@@ -129,7 +130,7 @@ export function nodeCommands(program: Command, cli: Cli) {
         const { body } = await cli.api().request<Node>('POST', `/v1/nodes/${encodeURIComponent(id)}/${verb}`);
         cli.print(body, () =>
           verb === 'drain'
-            ? `Node ${body.id} is ${body.state}: ${body.idle ? 'idle, no transfer running' : `${body.activeJobs} transfer(s) still running`}`
+            ? `Node ${body.id} is ${body.state}: ${body.idle ? 'idle, no transfer running' : `${body.activeJobs} transfer(s) still running`}${body.warning ? `\nWarning: ${body.warning}` : ''}`
             : `Node ${body.id} is ${body.state} and takes new transfers`,
         );
       });

@@ -135,7 +135,7 @@ export function replicationCommands(program: Command, cli: Cli) {
             jobId: string;
             status: string;
             error: string | null;
-            result: { blocksChecked?: number; mismatches?: number } | null;
+            result: { blocksChecked?: number; mismatches?: number; inconclusive?: boolean } | null;
           }[]
         >('GET', `/v1/recovery-points/${enc(rp)}/verifications`);
         const job = jobs.find((j) => j.jobId === started.jobId);
@@ -143,7 +143,9 @@ export function replicationCommands(program: Command, cli: Cli) {
           cli.print(job, () =>
             job.status === 'completed'
               ? `recovery point ${rp} verified: ${job.result?.blocksChecked ?? 0} blocks checked, 0 mismatches`
-              : `recovery point ${rp} FAILED verification: ${job.error ?? job.status}`,
+              : job.result?.inconclusive
+                ? `recovery point ${rp}: ${job.error ?? job.status}`
+                : `recovery point ${rp} FAILED verification: ${job.error ?? job.status}`,
           );
           if (job.status !== 'completed') process.exitCode = 6;
           return;

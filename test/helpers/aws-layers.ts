@@ -162,7 +162,14 @@ export class StrictEbsLayer {
       if (input.ClientToken !== undefined && String(input.ClientToken).length > 64)
         this.reject('ClientToken > 64 chars');
       if (input.ParentSnapshotId) {
-        const parent = await this.state(input.ParentSnapshotId);
+        // Deleted since this process saw it (DeleteSnapshot, or an endpoint that came back empty):
+        // AWS refuses the parent, so ask the endpoint again rather than trusting the cache.
+        const gone = await ec2Client(this.target)
+          .send(new DescribeSnapshotsCommand({ SnapshotIds: [input.ParentSnapshotId] }))
+          .then((d) => !d.Snapshots?.length)
+          .catch(() => true);
+        if (gone) this.snapshots.delete(input.ParentSnapshotId);
+        const parent = gone ? undefined : await this.state(input.ParentSnapshotId);
         if (!parent) this.reject(`ParentSnapshotId ${input.ParentSnapshotId} does not exist`);
         if (parent.status !== 'completed' && this.snapshots.get(input.ParentSnapshotId)?.status === 'pending')
           this.reject(`ParentSnapshotId ${input.ParentSnapshotId} is not completed`);
@@ -248,6 +255,19 @@ export class StrictEbsLayer {
         } as never;
       }
       return next(args);
+    }
+    // A snapshot deleted through EC2 is gone for the EBS direct APIs too (moto keeps its blocks).
+    if (cmd === 'ListSnapshotBlocksCommand' && !input.NextToken) {
+      const gone = await ec2Client(this.target)
+        .send(new DescribeSnapshotsCommand({ SnapshotIds: [input.SnapshotId] }))
+        .then((d) => !d.Snapshots?.length)
+        .catch((e: Error) => e.name === 'InvalidSnapshot.NotFound');
+      if (gone)
+        throw Object.assign(new Error(`The snapshot '${input.SnapshotId}' does not exist.`), {
+          name: 'ResourceNotFoundException',
+          $fault: 'client' as const,
+          $metadata: { httpStatusCode: 404 },
+        });
     }
     const out = await next(args);
     if (this.inheritance && cmd === 'ListSnapshotBlocksCommand') {

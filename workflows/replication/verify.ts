@@ -23,6 +23,8 @@ import { dispatchToNodes, forEachBounded } from './node-dispatch';
 export interface VerifyRecoveryPointResult {
   recoveryPointId: string;
   ok: boolean;
+  /** Stopped by errors without finding a mismatch: nothing proven, the point's state is unchanged. */
+  inconclusive?: boolean;
   blocksChecked: number;
   mismatches: number;
   disks: {
@@ -36,6 +38,8 @@ export interface VerifyRecoveryPointResult {
     /** Source blocks re-read, and those the index holds as holes while the source has data. */
     sourceBlocksChecked?: number;
     sourceMismatches?: number;
+    /** Why the source re-read was skipped (the source was written since the point). */
+    sourceNote?: string;
   }[];
 }
 
@@ -121,7 +125,13 @@ export async function verifyRecoveryPointWorkflow(
             target: rp.target,
             ...(input.samplePercent !== undefined ? { samplePercent: input.samplePercent } : {}),
             ...(input.sourceSamplePercent && d.source
-              ? { sourceSample: { percent: input.sourceSamplePercent, source: d.source } }
+              ? {
+                  sourceSample: {
+                    percent: input.sourceSamplePercent,
+                    source: d.source,
+                    ...(rp.pointInTime !== undefined ? { pointInTime: rp.pointInTime } : {}),
+                  },
+                }
               : {}),
           }),
         (node) =>
@@ -144,6 +154,7 @@ export async function verifyRecoveryPointWorkflow(
               sourceMismatches: result.sourceMismatches.length,
             }
           : {}),
+        ...(result.sourceNote ? { sourceNote: result.sourceNote } : {}),
       };
       disks.push(entry);
       perDisk.push({ diskId: d.diskId, diskName: d.diskName, vmName: d.vmName, result });
@@ -158,7 +169,7 @@ export async function verifyRecoveryPointWorkflow(
           ...step,
           status: ok ? 'completed' : 'failed',
           actor: result.nodeId,
-          message: `${result.blocksChecked} blocks checked, ${entry.mismatches} mismatches`,
+          message: `${result.blocksChecked} blocks checked, ${entry.mismatches} mismatches${result.sourceNote ? ` (${result.sourceNote})` : ''}`,
           progress: { blocksChecked: result.blocksChecked, mismatches: entry.mismatches },
         },
       ]);
@@ -172,9 +183,14 @@ export async function verifyRecoveryPointWorkflow(
     }
   });
 
+  // A run stopped by errors alone (no node, no index, a snapshot that cannot be read) proves
+  // nothing either way: its own outcome, and the point's state stays unchanged.
+  const mismatched = disks.some((d) => d.mismatches > 0 || (d.sourceMismatches ?? 0) > 0);
+  const inconclusive = failures.length > 0 && !mismatched;
   const result: VerifyRecoveryPointResult = {
     recoveryPointId: rp.recoveryPointId,
     ok: failures.length === 0,
+    ...(inconclusive ? { inconclusive: true } : {}),
     blocksChecked: disks.reduce((n, d) => n + d.blocksChecked, 0),
     mismatches: disks.reduce((n, d) => n + d.mismatches, 0),
     disks,
@@ -185,15 +201,19 @@ export async function verifyRecoveryPointWorkflow(
     result: result as unknown as Record<string, unknown>,
     ...(result.ok
       ? {}
-      : {
-          error: failures.join('; '),
-          remediation:
-            'Do not recover from this recovery point; replicate again (lifeboat replication now) and verify the new point. Mismatches persisting across points mean the source changed during the copy or the target is corrupt.',
-        }),
+      : inconclusive
+        ? {
+            error: `could not verify: ${failures.join('; ')}; the point's state is unchanged`,
+            remediation:
+              'Nothing was found wrong with the point: fix the error above (e.g. a snapshot that cannot be read: does it still exist on the target; no node for the site: start or undrain one; a missing block index) and verify again (lifeboat replication verify).',
+          }
+        : {
+            error: failures.join('; '),
+            remediation:
+              'Do not recover from this recovery point; replicate again (lifeboat replication now) and verify the new point. Mismatches persisting across points mean the source changed during the copy or the target is corrupt.',
+          }),
   });
   // The point's verification state (issue 17.2): verified, or failed with the mismatching blocks.
-  // A run stopped by errors alone (no node, no index) proves nothing either way: state unchanged.
-  const mismatched = disks.some((d) => d.mismatches > 0 || (d.sourceMismatches ?? 0) > 0);
   if (patched('verification-state') && (result.ok || mismatched))
     await controlActivities('Record the recovery point’s verification state').recordVerification({
       recoveryPointId: rp.recoveryPointId,
@@ -206,8 +226,10 @@ export async function verifyRecoveryPointWorkflow(
   setJobStatusAttr(result.ok ? 'completed' : 'failed');
   if (!result.ok)
     throw ApplicationFailure.nonRetryable(
-      `Recovery point ${rp.recoveryPointId} failed verification: ${failures.join('; ')}`,
-      'VerifyFailed',
+      inconclusive
+        ? `Recovery point ${rp.recoveryPointId} could not be verified: ${failures.join('; ')}; the point's state is unchanged`
+        : `Recovery point ${rp.recoveryPointId} failed verification: ${failures.join('; ')}`,
+      inconclusive ? 'VerifyInconclusive' : 'VerifyFailed',
       result,
     );
   return result;

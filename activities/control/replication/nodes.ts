@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { and, asc, eq, inArray, isNull, or, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNotNull, isNull, or, sql } from 'drizzle-orm';
 import type { TransferNode } from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import { nodes } from '../../../schema/index';
@@ -44,6 +44,16 @@ export function createNodeSelectionActivities(db: Db, reporter: Reporter) {
           asc(nodes.id),
         );
       if (rows.length === 0) {
+        // Every node of the site drained (by an operator or a rolling upgrade): name them.
+        const drained = await db
+          .select({ id: nodes.id })
+          .from(nodes)
+          .where(and(eq(nodes.siteId, input.siteId), isNotNull(nodes.drainRequestedAt)))
+          .orderBy(asc(nodes.id));
+        if (drained.length)
+          throw ApplicationFailure.nonRetryable(
+            `No node takes transfers for site "${input.siteName}": every node of it is drained (${drained.map((d) => d.id).join(', ')}). Undrain one (lifeboat nodes undrain ${drained[0]!.id}), or wait for the rolling upgrade to undrain it.`,
+          );
         throw ApplicationFailure.nonRetryable(
           `No node serves site "${input.siteName}": start a node worker there with LIFEBOAT_NODE_SITE="${input.siteName}" (npm start runs one locally).`,
         );

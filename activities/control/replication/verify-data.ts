@@ -65,6 +65,7 @@ export function createVerifyDataActivities(db: Db, settings: ControlSettings) {
         sourceSiteName: plan.sourceSite.name,
         target: replicationTarget(plan.targetSite, settings).target,
         nodePickupTimeoutMs: settings.nodePickupTimeoutMs,
+        pointInTime: rp.pointInTime.getTime(),
         disks: out,
       };
     },

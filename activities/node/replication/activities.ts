@@ -137,6 +137,17 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
           },
         });
         const seconds = Math.max(0.001, r.durationMs / 1000);
+        if (r.missingParent)
+          await log([
+            {
+              level: 'warn',
+              message: `Disk ${input.diskId}: the previous recovery point's snapshot ${r.missingParent.snapshotId} is ${r.missingParent.state === 'missing' ? 'missing (deleted outside Lifeboat, or the endpoint lost it)' : r.missingParent.state}: copied in full with no parent`,
+              stepKey,
+              node: o.nodeId,
+              data: { missingParent: r.missingParent },
+              key: `${stepKey}:transfer:missing-parent`,
+            },
+          ]);
         // qcow2 disks: how the changed blocks were found; a fallback to the hash scan says why.
         const ct = r.changeTracking;
         if (ct)

@@ -70,6 +70,8 @@ export interface TransferOutcome extends DiskTransferResult {
   changeTracking?: { mode: string; listedBlocks: number; notices: string[] };
   /** The snapshot's write concurrency over the transfer: time-weighted mean, range, final, cuts. */
   writeConcurrency?: ReturnType<AdaptiveLimit['summary']>;
+  /** The previous point's snapshot was missing or not completed: this disk was copied in full, with no parent. */
+  missingParent?: { snapshotId: string; state: string };
 }
 
 /** Fixed node limits of callers that pass no adaptive ones, one per nodeLimit (so per process). */
@@ -104,9 +106,19 @@ export async function transferDisk(
   // The baseline: the previous recovery point's index (this node's cache, else the shared copy
   // written by whichever node copied it), if the disk did not shrink.
   const indexes = nodeIndexes({ dataDir: deps.dataDir, nodeId: deps.nodeId, store: deps.indexStore });
-  const prevIndex = input.previous
+  let prevIndex = input.previous
     ? (await indexes.load(input.previous.recoveryPointId, input.diskId)).index
     : undefined;
+  // The parent must still exist and be completed (deleted outside Lifeboat, or an endpoint that
+  // came back empty): AWS refuses StartSnapshot with a missing parent. Without it: full copy.
+  let missingParent: { snapshotId: string; state: string } | undefined;
+  if (prevIndex && input.previous) {
+    const state = await snapshotState(deps.clients, input, input.previous.snapshotId, signal);
+    if (state !== 'completed') {
+      missingParent = { snapshotId: input.previous.snapshotId, state };
+      prevIndex = undefined;
+    }
+  }
 
   let source: BlockSource | undefined;
   let partial: PartialIndexFile | undefined;
@@ -305,6 +317,7 @@ export async function transferDisk(
       bytesRead: stats.bytesRead,
       writeConcurrency: limits.snapshot.summary(),
       ...(changeTracking ? { changeTracking } : {}),
+      ...(missingParent ? { missingParent } : {}),
     };
   } finally {
     await partial?.close().catch(() => {});

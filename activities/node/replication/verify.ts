@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { GetSnapshotBlockCommand } from '@aws-sdk/client-ebs';
 import type { LimitFunction } from 'p-limit';
 import type { VerifyDiskInput, VerifyDiskResult } from '../../../contracts';
@@ -108,8 +108,16 @@ export async function verifyDiskBlocks(
   await Promise.all(inFlight);
   if (failure) throw failure;
   mismatches.sort((a, b) => a.blockIndex - b.blockIndex);
+  // The re-read is conclusive only while the source is unchanged since the point: a hole filled
+  // later (a live VM allocating blocks) cannot be told from an index built from wrong data.
+  const s = input.sourceSample;
+  const changedSince =
+    s?.source.kind === 'file' && s.pointInTime !== undefined
+      ? (await stat(s.source.path)).mtimeMs > s.pointInTime
+      : false;
+  const sourceNote = changedSince ? 'source changed since the point: source re-read skipped' : undefined;
   const source =
-    input.sourceSample?.source.kind === 'file'
+    input.sourceSample?.source.kind === 'file' && !changedSince
       ? await rereadFileSource(
           input.sourceSample.source,
           index,
@@ -123,6 +131,7 @@ export async function verifyDiskBlocks(
     blocksChecked: checked,
     mismatches,
     ...(source ? { sourceBlocksChecked: source.checked, sourceMismatches: source.mismatches } : {}),
+    ...(sourceNote ? { sourceNote } : {}),
   };
 }
 
