@@ -94,12 +94,23 @@ async function preferNode(chosen: string, other: string) {
   await api.db.update(nodes).set({ activeJobs: 50, state: 'online' }).where(eq(nodes.id, other));
 }
 
+/**
+ * Temporal names a scheduled run `<schedule id>-<time to the second>`: two triggers of one plan
+ * within the same second would reuse a closed run's workflow id (and its job row). Wait for the
+ * next second (a clock event, not a fixed sleep) before each trigger.
+ */
+let lastTriggerSecond = 0;
+async function triggerNow(planId: string) {
+  while (Math.floor(Date.now() / 1000) <= lastTriggerSecond) await new Promise((r) => setTimeout(r, 50));
+  lastTriggerSecond = Math.floor(Date.now() / 1000);
+  return api.call('POST', `/v1/plans/${planId}/replication/now`, { token: api.tokens.operator });
+}
+
 async function replicateNow(planId: string): Promise<ReplicationIterationResult> {
   // On a loaded machine the scheduler may take over 10 s to start the run: the API answers 503
   // and repeating the request returns the run (already running) instead of a second one.
-  let r = await api.call('POST', `/v1/plans/${planId}/replication/now`, { token: api.tokens.operator });
-  for (let i = 0; i < 3 && r.status === 503; i++)
-    r = await api.call('POST', `/v1/plans/${planId}/replication/now`, { token: api.tokens.operator });
+  let r = await triggerNow(planId);
+  for (let i = 0; i < 3 && r.status === 503; i++) r = await triggerNow(planId);
   if (r.status !== 202) throw new Error(`replication/now → ${r.status} ${JSON.stringify(r.body)}`);
   const started = r.body;
   return client.workflow.getHandle(started.runs[0].workflowId).result();
