@@ -94,7 +94,7 @@ describe('lifeboat CLI', () => {
     expect(upd.code, upd.stderr).toBe(0);
     expect(upd.stdout).toContain('site "dc-east" updated (version 2)');
     const asYaml = await lifeboat(['sites', 'get', 'dc-east', '--yaml']);
-    expect(asYaml.stdout).toMatch(/upgradeScript:\n[^]*runtime: sh/);
+    expect(asYaml.stdout).toMatch(/upgradeScript:\n[\s\S]*runtime: sh/);
     expect(asYaml.stdout).not.toMatch(/^(id|version):/m);
 
     const plan = file('plan.yaml', PLAN_YAML);
