@@ -225,7 +225,7 @@ describe('no silent loss of history', () => {
     expect(original.disks.map((d: { vmName: string }) => d.vmName)).toEqual(['web-01']);
     const cliList = await lifeboat(['recovery-points', 'list', doc.name, '--vm', 'db-01']);
     expect(cliList.stdout).toMatch(
-      /^ID\s+POINT IN TIME\s+VM\s+CHECKPOINT\s+PRESERVED\s+LOCK\s+EXPIRES\s+VERIFIED/,
+      /^ID\s+POINT IN TIME\s+DIRECTION\s+VM\s+CHECKPOINT\s+PRESERVED\s+LOCK\s+EXPIRES\s+VERIFIED/,
     );
     expect(cliList.stdout).toContain('db-01 (removed)');
   });

@@ -39,6 +39,12 @@ export async function runScheduleNow(
   const running = d?.info.runningActions[0];
   if (running) return { scheduleId, workflowId: running.workflow.workflowId, alreadyRunning: true };
   const before = new Set((d?.info.recentActions ?? []).map((a) => a.action.workflow.workflowId));
+  // Temporal names a scheduled run `<schedule id>-<time to the second>`: a trigger in the same
+  // second as the last run would reuse that closed run's workflow id (and its job row). Wait for
+  // the next second.
+  const last = Math.max(0, ...(d?.info.recentActions ?? []).map((a) => a.scheduledAt.getTime()));
+  while (Math.floor(Date.now() / 1000) <= Math.floor(last / 1000))
+    await new Promise((r) => setTimeout(r, 50));
   // BUFFER_ONE, not SKIP: a run that just ended may still count as running for the scheduler for
   // a moment (its job row is written before the workflow closes); SKIP would drop this trigger.
   await temporal.schedule.getHandle(scheduleId).trigger(ScheduleOverlapPolicy.BUFFER_ONE);
