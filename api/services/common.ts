@@ -176,3 +176,25 @@ export function scheduleSyncError(what: string, e: unknown): ApiError {
     `The plan was saved, but its ${what} could not be updated in Temporal (${(e as Error).message}). Repeat the same request once Temporal is reachable: it is idempotent.`,
   );
 }
+
+/**
+ * The hooks the plan routes call so a per-plan schedule (drill, checkpoint, consistency check)
+ * follows the plan row: sync after a write, delete after a delete; a Temporal failure is
+ * {@link scheduleSyncError} naming `what`.
+ */
+export function planScheduleHooks(
+  what: string,
+  schedules: { sync(planId: string): Promise<unknown>; deletePlan(planId: string): Promise<unknown> },
+) {
+  const guarded = async (step: Promise<unknown>) => {
+    try {
+      await step;
+    } catch (e) {
+      throw scheduleSyncError(what, e);
+    }
+  };
+  return {
+    afterWrite: (planId: string) => guarded(schedules.sync(planId)),
+    afterDelete: (planId: string) => guarded(schedules.deletePlan(planId)),
+  };
+}

@@ -18,7 +18,7 @@ import {
 import type { Config } from '../../../lib/config';
 import type { Db } from '../../../schema/db';
 import { plans } from '../../../schema/index';
-import { scheduleSyncError } from '../common';
+import { planScheduleHooks } from '../common';
 import { describeSchedule, runScheduleNow, unreadable } from '../schedule-runs';
 
 export interface CheckpointScheduleDeps {
@@ -165,21 +165,5 @@ export function checkpointSchedules(deps: CheckpointScheduleDeps) {
 
 /** What the plan routes call so the checkpoint schedule follows the plan row (503 when Temporal fails). */
 export function checkpointScheduleHooks(deps: CheckpointScheduleDeps) {
-  const schedules = checkpointSchedules(deps);
-  return {
-    async afterWrite(planId: string) {
-      try {
-        await schedules.sync(planId);
-      } catch (e) {
-        throw scheduleSyncError('checkpoint schedule', e);
-      }
-    },
-    async afterDelete(planId: string) {
-      try {
-        await schedules.deletePlan(planId);
-      } catch (e) {
-        throw scheduleSyncError('checkpoint schedule', e);
-      }
-    },
-  };
+  return planScheduleHooks('checkpoint schedule', checkpointSchedules(deps));
 }

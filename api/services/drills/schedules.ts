@@ -19,7 +19,7 @@ import type { Db } from '../../../schema/db';
 import type { DrillSettings } from '../../../schema/domain/plan';
 import { plans } from '../../../schema/index';
 import { ApiError } from '../../errors';
-import { scheduleSyncError } from '../common';
+import { planScheduleHooks } from '../common';
 import { describeSchedule, runScheduleNow, unreadable } from '../schedule-runs';
 
 export interface DrillScheduleDeps {
@@ -157,21 +157,5 @@ export function drillSchedules(deps: DrillScheduleDeps) {
 
 /** What the plan routes call so the drill schedule follows the plan row (503 when Temporal fails). */
 export function drillScheduleHooks(deps: DrillScheduleDeps) {
-  const schedules = drillSchedules(deps);
-  return {
-    async afterWrite(planId: string) {
-      try {
-        await schedules.sync(planId);
-      } catch (e) {
-        throw scheduleSyncError('drill schedule', e);
-      }
-    },
-    async afterDelete(planId: string) {
-      try {
-        await schedules.deletePlan(planId);
-      } catch (e) {
-        throw scheduleSyncError('drill schedule', e);
-      }
-    },
-  };
+  return planScheduleHooks('drill schedule', drillSchedules(deps));
 }

@@ -19,7 +19,7 @@ import type { Db } from '../../../schema/db';
 import type { ConsistencyCheckSettings } from '../../../schema/domain/plan';
 import { plans } from '../../../schema/index';
 import { ApiError } from '../../errors';
-import { scheduleSyncError } from '../common';
+import { planScheduleHooks } from '../common';
 import { describeSchedule, runScheduleNow, unreadable } from '../schedule-runs';
 
 export interface ConsistencyScheduleDeps {
@@ -141,21 +141,5 @@ export function consistencySchedules(deps: ConsistencyScheduleDeps) {
 
 /** What the plan and pause/resume routes call so the schedule follows the plan (503 when Temporal fails). */
 export function consistencyScheduleHooks(deps: ConsistencyScheduleDeps) {
-  const schedules = consistencySchedules(deps);
-  return {
-    async afterWrite(planId: string) {
-      try {
-        await schedules.sync(planId);
-      } catch (e) {
-        throw scheduleSyncError('consistency-check schedule', e);
-      }
-    },
-    async afterDelete(planId: string) {
-      try {
-        await schedules.deletePlan(planId);
-      } catch (e) {
-        throw scheduleSyncError('consistency-check schedule', e);
-      }
-    },
-  };
+  return planScheduleHooks('consistency-check schedule', consistencySchedules(deps));
 }
