@@ -12,6 +12,12 @@ export const CONSISTENCY_SWEEP_WORKFLOW = 'consistencySweepWorkflow';
 /** The plan's consistency-check schedule; every firing runs `consistency-plan-<planId>-<time>`. */
 export const consistencyScheduleId = (planId: string) => `consistency-plan-${planId}`;
 
+/**
+ * The one run that checks a plan: every check (schedule, sweep, operator) runs its work as a
+ * child under this id, so Temporal itself refuses a second concurrent check of the plan.
+ */
+export const consistencyCheckRunId = (planId: string) => `consistency-check-${planId}`;
+
 export type ConsistencyScope = 'latest' | 'checkpoints' | 'sample';
 
 export interface ConsistencyCheckInput {
@@ -38,10 +44,12 @@ export interface ConsistencyCheckPlan {
 export interface ConsistencyCheckResult {
   planId: string;
   checked: { recoveryPointId: string; ok: boolean; workflowId: string; error?: string }[];
+  /** Set when nothing was checked because another check of the plan was running (that run's workflow id). */
+  skipped?: { reason: string; runningWorkflowId: string };
 }
 
 export interface ConsistencySweepResult {
-  plans: { planId: string; checked: number; failed: number; error?: string }[];
+  plans: { planId: string; checked: number; failed: number; error?: string; skipped?: string }[];
   orphanIndexesDeleted: number;
 }
 

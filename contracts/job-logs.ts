@@ -25,5 +25,8 @@ export interface JobLogWrite {
   key?: string | undefined;
 }
 
-/** Which job a node's line belongs to: its id, or the workflow id of the job row. */
-export type JobLogTarget = { jobId: string } | { workflowId: string };
+/**
+ * Which job a node's line belongs to: its id, or the workflow (and run) of the job row. A closed
+ * run's workflow id may be reused by a later run, a job of its own: name the run where known.
+ */
+export type JobLogTarget = { jobId: string } | { workflowId: string; runId?: string | undefined };

@@ -13,3 +13,11 @@ export function createDb(url: string, opts: { max?: number } = {}) {
 }
 
 export type Db = ReturnType<typeof createDb>;
+
+/** The SQLSTATE of a postgres.js error, also when drizzle wrapped it (DrizzleQueryError's cause). */
+export function pgCode(e: unknown): string | undefined {
+  const err = e as { code?: unknown; cause?: { code?: unknown } };
+  if (typeof err?.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code)) return err.code;
+  if (typeof err?.cause?.code === 'string') return err.cause.code;
+  return undefined;
+}

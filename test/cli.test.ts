@@ -343,6 +343,45 @@ describe('lifeboat CLI', () => {
       );
     });
 
+    it("`jobs list` shows each job's plan, and --plan filters by name or id, also a deleted plan's name", async () => {
+      const planIdOf = async (name: string) => {
+        const doc = file(`${name}.yaml`, PLAN_YAML.replace('name: erp\n', `name: ${name}\n`));
+        expect((await lifeboat(['apply', '-f', doc])).code).toBe(0);
+        return JSON.parse((await lifeboat(['plans', 'get', name, '--json'])).stdout).id as string;
+      };
+      const jobOfPlan = async (planId: string) =>
+        (
+          await api.db
+            .insert(jobs)
+            .values({ kind: 'replication', status: 'completed', planId, workflowId: `cli-${randomUUID()}` })
+            .returning()
+        )[0]!.id;
+      const [a, b] = [await planIdOf('jobs-a'), await planIdOf('jobs-b')];
+      const [jobA, jobB] = [await jobOfPlan(a), await jobOfPlan(b)];
+      const row = (out: string, id: string) => out.split('\n').find((l) => l.startsWith(id)) ?? '';
+
+      const all = await lifeboat(['jobs', 'list']);
+      expect(all.code, all.stderr).toBe(0);
+      expect(all.stdout.split('\n')[0]).toMatch(/^ID\s+PLAN\s+KIND\s+STATUS/);
+      expect(row(all.stdout, jobA)).toMatch(new RegExp(`^${jobA}\\s+jobs-a\\s+replication\\s+completed`));
+      const byName = await lifeboat(['jobs', 'list', '--plan', 'jobs-a']);
+      expect(byName.stdout).toContain(jobA);
+      expect(byName.stdout).not.toContain(jobB);
+      expect((await lifeboat(['jobs', 'list', '--plan', b])).stdout).toContain(jobB);
+
+      // The plan is deleted: its job stays listed under the plan's name, and the name still finds it.
+      expect((await lifeboat(['plans', 'delete', 'jobs-b'])).code).toBe(0);
+      const left = await lifeboat(['jobs', 'list', '--plan', 'jobs-b']);
+      expect(left.code, left.stderr).toBe(0);
+      expect(row(left.stdout, jobB)).toMatch(new RegExp(`^${jobB}\\s+jobs-b\\s+replication`));
+      expect(left.stdout).not.toContain(jobA);
+      const json = JSON.parse((await lifeboat(['jobs', 'list', '--plan', 'jobs-b', '--json'])).stdout);
+      expect(json.items).toEqual([expect.objectContaining({ id: jobB, planId: null, planName: 'jobs-b' })]);
+      const unknown = await lifeboat(['jobs', 'list', '--plan', 'no-such-plan']);
+      expect(unknown.code).toBe(2);
+      expect(unknown.stderr).toContain('no-such-plan');
+    });
+
     it('`--watch` numbers each step by its own position', async () => {
       const watched = await lifeboat(['jobs', 'get', await jobOf('completed'), '--watch']);
       expect(watched.code, watched.stderr).toBe(0);

@@ -2,6 +2,7 @@ import type { Config } from '../../lib/config';
 import type { Db } from '../../schema/db';
 import type { AwsClientHooks } from '../node/replication/target/clients';
 import { createCheckpointActivities } from './checkpoints';
+import { withPermanentDbFailures } from './db-failures';
 import { createDrillActivities } from './drills';
 import { createReporter } from './events/alerts';
 import { createEventLog, type EventListener } from './events/log';
@@ -49,7 +50,8 @@ export function createControlActivities(deps: ControlActivityDeps) {
     deps.db,
     createEventLog(deps.db, deps.listeners ?? defaultEventListeners(deps)),
   );
-  return {
+  // A write that violates the schema fails at once, instead of retrying without end.
+  return withPermanentDbFailures({
     ...createSelfCheckActivities(deps.db),
     ...createJobActivities(deps.db, reporter),
     ...createJobReconcilerActivities(deps.db, reporter),
@@ -67,7 +69,7 @@ export function createControlActivities(deps: ControlActivityDeps) {
     ...createExpiryActivities(deps.db, settings, reporter),
     ...createScheduledKeyActivities(deps.db),
     ...createScheduledUpgradeActivities(deps.db),
-  };
+  });
 }
 
 export type ControlActivities = ReturnType<typeof createControlActivities>;

@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import { pgCode } from '../../schema/db';
 import { ApiError, zodIssues } from '../errors';
 import { mergePatch } from './merge-patch';
 
@@ -88,14 +89,6 @@ export const IfMatchHeader = z.object({
       description: 'The ETag (version) you read; the write fails with 412 if it changed since',
     }),
 });
-
-/** The SQLSTATE of a postgres.js error, also when drizzle wrapped it. */
-export function pgCode(e: unknown): string | undefined {
-  const err = e as { code?: unknown; cause?: { code?: unknown } };
-  if (typeof err?.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code)) return err.code;
-  if (typeof err?.cause?.code === 'string') return err.cause.code;
-  return undefined;
-}
 
 /**
  * Database errors a client's input can cause, as 4xx: a value Postgres cannot store (NUL

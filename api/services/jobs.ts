@@ -3,7 +3,7 @@ import { z } from '@hono/zod-openapi';
 import type { Client, WorkflowStartOptions } from '@temporalio/client';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Duration, SearchAttributePair, Workflow } from '@temporalio/common';
-import { and, asc, desc, eq, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, isNull, type SQL, sql } from 'drizzle-orm';
 import {
   abandonUpdate,
   isJobEnded,
@@ -21,7 +21,7 @@ import {
   STEP_STATUSES,
 } from '../../contracts';
 import type { Db } from '../../schema/db';
-import { jobSteps, jobs } from '../../schema/index';
+import { jobSteps, jobs, plans } from '../../schema/index';
 import { ApiError } from '../errors';
 import { type Page, toPage } from './common';
 import { findPlan } from './replication/status';
@@ -60,7 +60,14 @@ export const Job = z
     kind: JobKindSchema,
     status: JobStatusSchema,
     planId: z.uuid().nullable(),
+    planName: z.string().nullable().openapi({
+      description: "The plan's name; for a job of a deleted plan (planId null), its name when it was deleted",
+    }),
     workflowId: z.string(),
+    runId: z.string().nullable().openapi({
+      description:
+        'The Temporal run of the workflow (a closed run’s workflow id may be reused by a later run: a job of its own)',
+    }),
     requestedBy: z.string().nullable(),
     params: z.record(z.string(), z.unknown()),
     result: z.record(z.string(), z.unknown()).nullable(),
@@ -93,7 +100,10 @@ export const JobFilterQuery = {
     .min(1)
     .max(128)
     .optional()
-    .openapi({ param: { name: 'plan', in: 'query' }, description: 'Plan id or name' }),
+    .openapi({
+      param: { name: 'plan', in: 'query' },
+      description: 'Plan id or name; the name of a deleted plan finds the jobs it left',
+    }),
   kind: JobKindSchema.optional().openapi({ param: { name: 'kind', in: 'query' } }),
   status: JobStatusSchema.optional().openapi({ param: { name: 'status', in: 'query' } }),
 };
@@ -174,8 +184,31 @@ export interface JobStart<W extends Workflow> {
 export function jobsService(deps: JobsDeps) {
   const { db, temporal, taskQueue } = deps;
 
+  /** Job rows with the plan's current name (or the name stored when the plan was deleted). */
+  const selectJobs = () =>
+    db
+      .select({
+        ...getTableColumns(jobs),
+        planName: sql<string | null>`coalesce(${plans.name}, ${jobs.planName})`,
+      })
+      .from(jobs)
+      .leftJoin(plans, eq(plans.id, jobs.planId))
+      .$dynamic();
+
+  /** Jobs of the plan named or identified by `ref`; a name no plan has may be a deleted plan's. */
+  async function planFilter(ref: string): Promise<SQL | undefined> {
+    try {
+      return eq(jobs.planId, (await findPlan(db, ref)).id);
+    } catch (e) {
+      const byStoredName = and(isNull(jobs.planId), sql`lower(${jobs.planName}) = lower(${ref})`);
+      const [left] = await db.select({ id: jobs.id }).from(jobs).where(byStoredName).limit(1);
+      if (!left) throw e;
+      return byStoredName;
+    }
+  }
+
   async function getJob(id: string) {
-    const [job] = await db.select().from(jobs).where(eq(jobs.id, id));
+    const [job] = await selectJobs().where(eq(jobs.id, id));
     if (!job) throw new ApiError(404, 'not_found', `No job ${id}`);
     return job;
   }
@@ -324,13 +357,11 @@ export function jobsService(deps: JobsDeps) {
       },
       page: Page,
     ) {
-      const where: SQL[] = [];
-      if (filter.plan) where.push(eq(jobs.planId, (await findPlan(db, filter.plan)).id));
+      const where: (SQL | undefined)[] = [];
+      if (filter.plan) where.push(await planFilter(filter.plan));
       if (filter.kind) where.push(eq(jobs.kind, filter.kind));
       if (filter.status) where.push(eq(jobs.status, filter.status));
-      const rows = await db
-        .select()
-        .from(jobs)
+      const rows = await selectJobs()
         .where(where.length ? and(...where) : undefined)
         .orderBy(desc(jobs.createdAt), desc(jobs.id))
         .limit(page.limit + 1)

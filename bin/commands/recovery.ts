@@ -33,6 +33,7 @@ interface Job {
   kind: string;
   status: string;
   planId: string | null;
+  planName?: string | null;
   workflowId: string;
   error: string | null;
   remediation: string | null;
@@ -244,25 +245,26 @@ export function recoveryCommands(program: Command, cli: Cli) {
   jobs
     .command('list', { isDefault: true })
     .description('List jobs, newest first')
-    .option('--plan <plan>', 'jobs of this plan (name or id)')
+    .option('--plan <plan>', "jobs of this plan (name or id; a deleted plan's name finds the jobs it left)")
     .option('--kind <kind>', 'test-recovery, full-recovery, migration, cleanup, replication…')
     .option('--status <status>', JOB_STATUSES.join(', '))
     .option('--limit <n>', 'page size', intOption)
     .option('--offset <n>', 'skip this many', intOption)
     .action(async (o) => {
       const api = cli.api();
-      const plan = o.plan ? await resolveId(api, 'plans', o.plan) : undefined;
+      // The API resolves the plan (id or name): a deleted plan's name still finds its jobs.
       const page = await api.request<{ items: Job[]; nextOffset: number | null }>(
         'GET',
-        `/v1/jobs${query({ plan, kind: o.kind, status: o.status, limit: o.limit, offset: o.offset })}`,
+        `/v1/jobs${query({ plan: o.plan, kind: o.kind, status: o.status, limit: o.limit, offset: o.offset })}`,
       );
       cli.print(
         page.body,
         () =>
           table(
-            ['ID', 'KIND', 'STATUS', 'CREATED', 'ENDED', 'MESSAGE'],
+            ['ID', 'PLAN', 'KIND', 'STATUS', 'CREATED', 'ENDED', 'MESSAGE'],
             page.body.items.map((j) => [
               j.id,
+              j.planName ?? j.planId,
               j.kind,
               j.status,
               j.createdAt,

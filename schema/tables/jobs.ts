@@ -19,7 +19,15 @@ export const jobs = pgTable(
     kind: jobKind('kind').notNull(),
     status: jobStatus('status').notNull().default('pending'),
     planId: uuid('plan_id').references(() => plans.id, { onDelete: 'set null' }),
-    workflowId: text('workflow_id').notNull().unique(),
+    /**
+     * Not unique: Temporal reuses a closed run's workflow id (a schedule's runs are named to the
+     * second), and each run is a job of its own (`runId`).
+     */
+    workflowId: text('workflow_id').notNull(),
+    /** The Temporal run that writes this row (rows the API creates get it from their workflow's first write). */
+    runId: text('run_id'),
+    /** The plan's name, stored when the plan is deleted (planId is then null); else read from the plan. */
+    planName: text('plan_name'),
     requestedBy: text('requested_by'),
     params: jsonb('params').$type<Record<string, unknown>>().notNull().default({}),
     result: jsonb('result').$type<Record<string, unknown>>(),
@@ -31,7 +39,10 @@ export const jobs = pgTable(
     /** Set while a failed step waits for an operator (retry / abandon): the job fails by itself then. */
     waitingUntil: timestamp('waiting_until', { withTimezone: true }),
   },
-  (t) => [index('jobs_plan_kind_status').on(t.planId, t.kind, t.status)],
+  (t) => [
+    index('jobs_plan_kind_status').on(t.planId, t.kind, t.status),
+    index('jobs_workflow_id').on(t.workflowId, t.runId),
+  ],
 );
 
 export const jobsRelations = relations(jobs, ({ one, many }) => ({

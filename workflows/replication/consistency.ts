@@ -1,4 +1,12 @@
-import { executeChild, ParentClosePolicy, upsertSearchAttributes, uuid4 } from '@temporalio/workflow';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import {
+  executeChild,
+  ParentClosePolicy,
+  patched,
+  upsertSearchAttributes,
+  uuid4,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type {
   ConsistencyCheckInput,
   ConsistencyCheckPlan,
@@ -7,6 +15,7 @@ import type {
 } from '../../contracts';
 import {
   CONSISTENCY_CHECK_WORKFLOW,
+  consistencyCheckRunId,
   JobKindAttr,
   PlanIdAttr,
   VERIFY_RECOVERY_POINT_WORKFLOW,
@@ -24,6 +33,29 @@ import type { verifyRecoveryPointWorkflow } from './verify';
 export async function consistencyCheckWorkflow(
   input: ConsistencyCheckInput,
 ): Promise<ConsistencyCheckResult> {
+  // One check of a plan at a time, whoever starts it (its schedule, the sweep, a catch-up after a
+  // restart): the work runs as a child under the plan's one id; Temporal refuses a second open
+  // run of that id, and this run answers that it skipped. Runs before the patch checked in place.
+  const runId = consistencyCheckRunId(input.planId);
+  if (workflowInfo().workflowId !== runId && patched('consistency-check-one-per-plan')) {
+    try {
+      return await executeChild<typeof consistencyCheckWorkflow>(CONSISTENCY_CHECK_WORKFLOW, {
+        workflowId: runId,
+        args: [input],
+        staticSummary: `Consistency check of plan ${input.planId} (requested by ${input.requestedBy ?? 'schedule'}; one at a time)`,
+      });
+    } catch (e) {
+      if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
+      return {
+        planId: input.planId,
+        checked: [],
+        skipped: {
+          reason: `Another consistency check of plan ${input.planId} is running (workflow ${runId}); this one checked nothing`,
+          runningWorkflowId: runId,
+        },
+      };
+    }
+  }
   const plan: ConsistencyCheckPlan = await controlActivities(
     'Load the plan’s consistency-check scope and the recovery points it covers',
   ).loadConsistencyCheck({ planId: input.planId });
@@ -72,7 +104,12 @@ export async function consistencySweepWorkflow(): Promise<ConsistencySweepResult
         workflowId: `consistency-sweep-${planId}-${uuid4().slice(0, 8)}`,
         args: [{ planId, requestedBy: 'sweep' }],
       });
-      plans.push({ planId, checked: r.checked.length, failed: r.checked.filter((c) => !c.ok).length });
+      plans.push({
+        planId,
+        checked: r.checked.length,
+        failed: r.checked.filter((c) => !c.ok).length,
+        ...(r.skipped ? { skipped: r.skipped.reason } : {}),
+      });
     } catch (e) {
       plans.push({ planId, checked: 0, failed: 0, error: failureMessage(e) });
     }

@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { desc, eq, sql } from 'drizzle-orm';
 import type { JobLogTarget, JobLogWrite } from '../../../contracts';
 import type { Db } from '../../../schema/db';
 import { jobLogs, jobs } from '../../../schema/index';
@@ -12,16 +12,26 @@ export type JobLogSink = (target: JobLogTarget, lines: JobLogWrite[]) => Promise
  * workflow whose job row does not exist yet is dropped: the job projection writes the row first.
  */
 export function createJobLog(db: Db) {
+  /** Job id by run id: a workflow id alone may name several runs (a closed run's id reused). */
   const jobIdOf = new Map<string, string>();
 
   async function resolve(target: JobLogTarget): Promise<string | undefined> {
     if ('jobId' in target) return target.jobId;
-    const cached = jobIdOf.get(target.workflowId);
+    const cached = target.runId && jobIdOf.get(target.runId);
     if (cached) return cached;
-    const [row] = await db.select({ id: jobs.id }).from(jobs).where(eq(jobs.workflowId, target.workflowId));
-    if (row) {
+    // The run's own row; else the newest of the workflow id (runs of one id never overlap).
+    const [row] = await db
+      .select({ id: jobs.id, runId: jobs.runId })
+      .from(jobs)
+      .where(eq(jobs.workflowId, target.workflowId))
+      .orderBy(
+        ...(target.runId ? [sql`${jobs.runId} = ${target.runId} desc nulls last`] : []),
+        desc(jobs.createdAt),
+      )
+      .limit(1);
+    if (row && target.runId && row.runId === target.runId) {
       if (jobIdOf.size > 1000) jobIdOf.clear();
-      jobIdOf.set(target.workflowId, row.id);
+      jobIdOf.set(target.runId, row.id);
     }
     return row?.id;
   }

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { Context } from '@temporalio/activity';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import {
   ACTIVE_JOB_STATUSES,
@@ -20,7 +21,19 @@ import { createJobLog } from './log';
 /** Who ran a step when the write names no node: this worker process. */
 export const ACTOR = `${hostname()}:${process.pid}`;
 
-/** A job row as a workflow writes it, keyed by its workflow id (insert on the first write). */
+/**
+ * The Temporal run of the calling activity's workflow; undefined outside an activity. A job row
+ * is one run: Temporal may reuse a closed run's workflow id for the next one.
+ */
+export function activityRunId(): string | undefined {
+  try {
+    return Context.current().info.workflowExecution?.runId;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A job row as a workflow writes it, keyed by its job id (one per run; insert on the first write). */
 export interface JobWrite {
   jobId: string;
   workflowId: string;
@@ -54,8 +67,8 @@ const isEnded = (s: JobStatus) => ['completed', 'failed', 'cancelled', 'partiall
 /**
  * The Postgres projection of every job and its steps (what the API reads). Temporal holds the
  * execution; this is the mirror the activities keep current. Every write is an upsert — jobs
- * keyed by workflow id, steps by (job, step key) — so a retried activity rewrites the same
- * rows instead of adding any.
+ * keyed by job id (one per workflow run), steps by (job, step key) — so a retried activity
+ * rewrites the same rows instead of adding any.
  */
 export function createJobProjection(db: Db) {
   const jobLog = createJobLog(db);
@@ -179,9 +192,13 @@ export function createJobProjection(db: Db) {
       ]);
     },
 
-    /** Insert or update a job row by its workflow id (jobs whose workflow writes its own row). */
+    /**
+     * Insert or update a job row by its job id (jobs whose workflow writes its own row). The job
+     * id is the run's (uuid4() in the workflow): a later run under a reused workflow id is a new row.
+     */
     async upsertJob(job: JobWrite) {
       const ended = isEnded(job.status);
+      const runId = activityRunId() ?? null;
       await db
         .insert(jobs)
         .values({
@@ -190,6 +207,7 @@ export function createJobProjection(db: Db) {
           status: job.status,
           planId: job.planId,
           workflowId: job.workflowId,
+          runId,
           requestedBy: job.params?.trigger ? String(job.params.trigger) : null,
           params: job.params ?? {},
           result: job.result ?? null,
@@ -199,9 +217,10 @@ export function createJobProjection(db: Db) {
           endedAt: ended ? sql`now()` : null,
         })
         .onConflictDoUpdate({
-          target: jobs.workflowId,
+          target: jobs.id,
           set: {
             status: job.status,
+            runId: sql`coalesce(${jobs.runId}, excluded.run_id)`,
             ...(job.params ? { params: job.params } : {}),
             ...(job.result ? { result: job.result } : {}),
             error: job.error ?? null,
@@ -223,9 +242,14 @@ export function createJobProjection(db: Db) {
 
     /** A job whose row the API wrote (pending) is now running. */
     async jobStarted(jobId: string) {
+      const runId = activityRunId();
       await db
         .update(jobs)
-        .set({ status: 'running', startedAt: sql`coalesce(${jobs.startedAt}, now())` })
+        .set({
+          status: 'running',
+          startedAt: sql`coalesce(${jobs.startedAt}, now())`,
+          ...(runId ? { runId: sql`coalesce(${jobs.runId}, ${runId})` } : {}),
+        })
         .where(eq(jobs.id, jobId));
       await jobLog.append({ jobId }, [
         { level: 'info', message: 'Job started', node: ACTOR, key: 'job:started' },

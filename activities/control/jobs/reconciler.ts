@@ -42,7 +42,8 @@ function outcomeOf(
  * started: a pending row younger than the grace period), else how the row must end.
  */
 async function verdictOf(client: Client, row: Row, graceMs: number): Promise<Verdict | undefined> {
-  const handle = client.workflow.getHandle(row.workflowId);
+  // The row's own run: a later run may reuse a closed run's workflow id.
+  const handle = client.workflow.getHandle(row.workflowId, row.runId ?? undefined);
   let status: string;
   let closeReason: string | undefined;
   try {
@@ -71,7 +72,7 @@ async function verdictOf(client: Client, row: Row, graceMs: number): Promise<Ver
     case 'RUNNING':
       return undefined;
     case 'TERMINATED':
-      closeReason = await terminationReason(client, row.workflowId);
+      closeReason = await terminationReason(client, row.workflowId, row.runId);
       return {
         found: 'terminated',
         status: 'cancelled',
@@ -133,9 +134,13 @@ async function failoverLeftOpen(db: Db, row: Row, v: Verdict): Promise<string | 
 }
 
 /** The reason given to a terminate, from the workflow's last history event. */
-async function terminationReason(client: Client, workflowId: string): Promise<string | undefined> {
+async function terminationReason(
+  client: Client,
+  workflowId: string,
+  runId: string | null,
+): Promise<string | undefined> {
   try {
-    const h = await client.workflow.getHandle(workflowId).fetchHistory();
+    const h = await client.workflow.getHandle(workflowId, runId ?? undefined).fetchHistory();
     const last = h.events?.at(-1);
     return last?.workflowExecutionTerminatedEventAttributes?.reason ?? undefined;
   } catch {

@@ -52,6 +52,12 @@ export const DEFAULT_WRITE_CONCURRENCY = {
   node: { min: 4, initial: 128, max: 256, decreaseFactor: 0.7 },
 };
 
+/** The job a line belongs to: the workflow's, of the run that scheduled this activity when it is that workflow. */
+const logTarget = (ctx: Context, workflowId: string) => {
+  const exec = ctx.info.workflowExecution;
+  return { workflowId, ...(exec?.workflowId === workflowId ? { runId: exec.runId } : {}) };
+};
+
 const mib = (bytes: number) => `${(bytes / 1_048_576).toFixed(1)} MiB`;
 
 function isProgress(d: unknown): d is TransferProgress {
@@ -94,7 +100,7 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
       const startBlock = resumeFrom?.nextBlockIndex ?? 0;
       // The job's log: best effort, never in the way of the copy.
       const log = (lines: JobLogWrite[]) =>
-        o.jobLog?.({ workflowId: input.workflowId }, lines).catch(() => {}) ?? Promise.resolve();
+        o.jobLog?.(logTarget(ctx, input.workflowId), lines).catch(() => {}) ?? Promise.resolve();
       await log([
         {
           level: 'info',
@@ -214,7 +220,7 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
       const resume = d && typeof d.snapshotId === 'string' && Number.isInteger(d.nextListed) ? d : undefined;
       const stepKey = `disk-${input.disk.diskId}`;
       const log = (lines: JobLogWrite[]) =>
-        o.jobLog?.({ workflowId: input.workflowId }, lines).catch(() => {}) ?? Promise.resolve();
+        o.jobLog?.(logTarget(ctx, input.workflowId), lines).catch(() => {}) ?? Promise.resolve();
       await log([
         {
           level: 'info',
@@ -267,7 +273,7 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
       const stepKey = `verify-${input.diskId}`;
       const workflowId = ctx.info.workflowExecution?.workflowId ?? '';
       const log = (lines: JobLogWrite[]) =>
-        (workflowId && o.jobLog?.({ workflowId }, lines).catch(() => {})) || Promise.resolve();
+        (workflowId && o.jobLog?.(logTarget(ctx, workflowId), lines).catch(() => {})) || Promise.resolve();
       await log([
         {
           level: 'info',
