@@ -40,7 +40,8 @@ export async function runScheduleNow(
   if (running) return { scheduleId, workflowId: running.workflow.workflowId, alreadyRunning: true };
   const before = new Set((d?.info.recentActions ?? []).map((a) => a.action.workflow.workflowId));
   // Temporal names a scheduled run `<schedule id>-<time to the second>`: a trigger in the same
-  // second as the last run would reuse that closed run's workflow id (and its job row). Wait for
+  // second as the last run would reuse that closed run's workflow id, and this could not tell the
+  // new run from the old one (each still gets its own job row: jobs are keyed by run). Wait for
   // the next second.
   const last = Math.max(0, ...(d?.info.recentActions ?? []).map((a) => a.scheduledAt.getTime()));
   while (Math.floor(Date.now() / 1000) <= Math.floor(last / 1000))
