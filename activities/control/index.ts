@@ -1,8 +1,8 @@
 import type { Config } from '../../lib/config';
 import type { Db } from '../../schema/db';
+import { withPermanentDbFailures } from '../db-failures';
 import type { AwsClientHooks } from '../node/replication/target/clients';
 import { createCheckpointActivities } from './checkpoints';
-import { withPermanentDbFailures } from './db-failures';
 import { createDrillActivities } from './drills';
 import { createReporter } from './events/alerts';
 import { createEventLog, type EventListener } from './events/log';

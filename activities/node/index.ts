@@ -1,6 +1,7 @@
 import type { AwsTarget } from '../../contracts';
 import type { Db } from '../../schema/db';
 import type { JobLogSink } from '../control/jobs/log';
+import { withPermanentDbFailures } from '../db-failures';
 import { ebsRoundTrip } from './ebs-probe';
 import { createReplicationActivities, type ReplicationActivityOptions } from './replication/activities';
 import { blockIndexStore } from './replication/index-store';
@@ -29,7 +30,8 @@ export interface NodeActivityDeps {
 
 /** Every activity a node worker (task queue node-<id>) registers: the data path. */
 export function createNodeActivities(deps: NodeActivityDeps) {
-  return {
+  // The shared block index is in Postgres: a write it refuses fails at once, not on every retry.
+  return withPermanentDbFailures({
     ...createReplicationActivities({
       ...deps.replication,
       nodeId: deps.nodeId,
@@ -44,7 +46,7 @@ export function createNodeActivities(deps: NodeActivityDeps) {
     async ebsRoundTrip(clientToken: string) {
       return { nodeId: deps.nodeId, ...(await ebsRoundTrip(deps.aws, clientToken)) };
     },
-  };
+  });
 }
 
 export type NodeActivities = ReturnType<typeof createNodeActivities>;

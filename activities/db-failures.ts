@@ -1,5 +1,5 @@
 import { ApplicationFailure } from '@temporalio/activity';
-import { pgCode } from '../../schema/db';
+import { pgCode } from '../schema/db';
 
 /** Integrity violations: the write itself is wrong, so the same write fails on every retry. */
 const PERMANENT: Record<string, string> = {
