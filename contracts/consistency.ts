@@ -16,7 +16,7 @@ export const consistencyScheduleId = (planId: string) => `consistency-plan-${pla
  * The one run that checks a plan: every check (schedule, sweep, operator) runs its work as a
  * child under this id, so Temporal itself refuses a second concurrent check of the plan.
  */
-export const consistencyCheckRunId = (planId: string) => `consistency-check-${planId}`;
+export const consistencyCheckWorkflowId = (planId: string) => `consistency-check-${planId}`;
 
 export type ConsistencyScope = 'latest' | 'checkpoints' | 'sample';
 

@@ -14,7 +14,7 @@ import { runScheduleNow } from '../api/services/schedule-runs';
 import {
   CONSISTENCY_CHECK_WORKFLOW,
   type ConsistencyCheckResult,
-  consistencyCheckRunId,
+  consistencyCheckWorkflowId,
   consistencyScheduleId,
   REPLICATION_ITERATION_WORKFLOW,
   type ReplicationIterationResult,
@@ -219,13 +219,13 @@ describe('one consistency check per plan', () => {
         reason: expect.stringMatching(
           /^Another consistency check of plan .* is running \(workflow consistency-check-/,
         ),
-        runningWorkflowId: consistencyCheckRunId(planId),
+        runningWorkflowId: consistencyCheckWorkflowId(planId),
       },
     });
     const states = await Promise.all(handles.map(async (h) => (await h.describe()).status.name));
     expect(states.sort()).toEqual(['COMPLETED', 'RUNNING']);
     const running = handles[states.indexOf('RUNNING')]!;
-    expect((await client.workflow.getHandle(consistencyCheckRunId(planId)).describe()).status.name).toBe(
+    expect((await client.workflow.getHandle(consistencyCheckWorkflowId(planId)).describe()).status.name).toBe(
       'RUNNING',
     );
 
@@ -233,13 +233,13 @@ describe('one consistency check per plan', () => {
     const now = await runScheduleNow(client, consistencyScheduleId(planId), async () => {});
     expect(now.alreadyRunning).toBe(false);
     const third = (await client.workflow.getHandle(now.workflowId).result()) as ConsistencyCheckResult;
-    expect(third.skipped?.runningWorkflowId).toBe(consistencyCheckRunId(planId));
+    expect(third.skipped?.runningWorkflowId).toBe(consistencyCheckWorkflowId(planId));
 
     // Ended (terminating a check ends its run too); the next check runs and verifies the point.
     await running.terminate('test: end the held check');
     await expect(running.result()).rejects.toThrow(WorkflowFailedError);
     await client.workflow
-      .getHandle(consistencyCheckRunId(planId))
+      .getHandle(consistencyCheckWorkflowId(planId))
       .result()
       .catch(() => undefined);
     for await (const w of client.workflow.list({

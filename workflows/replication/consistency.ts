@@ -15,7 +15,7 @@ import type {
 } from '../../contracts';
 import {
   CONSISTENCY_CHECK_WORKFLOW,
-  consistencyCheckRunId,
+  consistencyCheckWorkflowId,
   JobKindAttr,
   PlanIdAttr,
   VERIFY_RECOVERY_POINT_WORKFLOW,
@@ -36,11 +36,11 @@ export async function consistencyCheckWorkflow(
   // One check of a plan at a time, whoever starts it (its schedule, the sweep, a catch-up after a
   // restart): the work runs as a child under the plan's one id; Temporal refuses a second open
   // run of that id, and this run answers that it skipped. Runs before the patch checked in place.
-  const runId = consistencyCheckRunId(input.planId);
-  if (workflowInfo().workflowId !== runId && patched('consistency-check-one-per-plan')) {
+  const checkId = consistencyCheckWorkflowId(input.planId);
+  if (workflowInfo().workflowId !== checkId && patched('consistency-check-one-per-plan')) {
     try {
       return await executeChild<typeof consistencyCheckWorkflow>(CONSISTENCY_CHECK_WORKFLOW, {
-        workflowId: runId,
+        workflowId: checkId,
         args: [input],
         staticSummary: `Consistency check of plan ${input.planId} (requested by ${input.requestedBy ?? 'schedule'}; one at a time)`,
       });
@@ -50,8 +50,8 @@ export async function consistencyCheckWorkflow(
         planId: input.planId,
         checked: [],
         skipped: {
-          reason: `Another consistency check of plan ${input.planId} is running (workflow ${runId}); this one checked nothing`,
-          runningWorkflowId: runId,
+          reason: `Another consistency check of plan ${input.planId} is running (workflow ${checkId}); this one checked nothing`,
+          runningWorkflowId: checkId,
         },
       };
     }
