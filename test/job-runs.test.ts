@@ -223,7 +223,7 @@ describe('one consistency check per plan', () => {
       },
     });
     const states = await Promise.all(handles.map(async (h) => (await h.describe()).status.name));
-    expect(states.sort()).toEqual(['COMPLETED', 'RUNNING']);
+    expect([...states].sort()).toEqual(['COMPLETED', 'RUNNING']);
     const running = handles[states.indexOf('RUNNING')]!;
     expect((await client.workflow.getHandle(consistencyCheckWorkflowId(planId)).describe()).status.name).toBe(
       'RUNNING',
