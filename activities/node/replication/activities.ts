@@ -13,6 +13,7 @@ import type {
 } from '../../../contracts';
 import { transferLive } from '../../../contracts';
 import type { JobLogSink } from '../../control/jobs/log';
+import { NonEbsAnswerError } from './ebs-listing';
 import type { BlockIndexStore } from './index-store';
 import { reverseDisk, verifyImage } from './reverse';
 import { AdaptiveLimit, type AimdBounds } from './target/adaptive-limit';
@@ -53,6 +54,16 @@ export const DEFAULT_WRITE_CONCURRENCY = {
 };
 
 const mib = (bytes: number) => `${(bytes / 1_048_576).toFixed(1)} MiB`;
+
+/**
+ * An EBS listing that the endpoint answered with a non-EBS (HTML) error: retrying cannot help
+ * (moto answers so for every snapshot EC2 created), so the attempt fails for good with the
+ * message that names the call, the snapshots and what to do.
+ */
+function nonEbsAnswerFailure(e: unknown) {
+  if (!(e instanceof NonEbsAnswerError)) return undefined;
+  return ApplicationFailure.create({ message: e.message, type: 'EbsNonApiAnswer', nonRetryable: true });
+}
 
 function isProgress(d: unknown): d is TransferProgress {
   const p = d as TransferProgress;
@@ -200,7 +211,7 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
         if (err.code === 'ENOENT' || err.code === 'EACCES') {
           throw ApplicationFailure.nonRetryable(`disk ${input.diskId}: ${err.message}`, 'SourceUnreadable');
         }
-        throw e;
+        throw nonEbsAnswerFailure(e) ?? e;
       }
     },
 
@@ -243,12 +254,23 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
         return r;
       } catch (e) {
         const err = e as NodeJS.ErrnoException;
+        if (!ctx.cancellationSignal.aborted)
+          await log([
+            {
+              level: 'warn',
+              message: `Reverse transfer of disk ${input.disk.diskId} on node ${o.nodeId} stopped (attempt ${ctx.info.attempt}): ${err.message}`,
+              stepKey,
+              node: o.nodeId,
+              error: err.message,
+              key: `${stepKey}:reverse:attempt-${ctx.info.attempt}:failed`,
+            },
+          ]);
         if (err.code === 'ENOENT' || err.code === 'EACCES' || err.code === 'EREVERSESIZE')
           throw ApplicationFailure.nonRetryable(
             `disk ${input.disk.diskId}: ${err.message}`,
             'ReverseTargetUnwritable',
           );
-        throw e;
+        throw nonEbsAnswerFailure(e) ?? e;
       }
     },
 
