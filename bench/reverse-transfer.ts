@@ -1,6 +1,6 @@
 /**
  * One reverse transfer (issue 15) in a fresh process, so its peak RSS is the node's reverse data
- * path's own. Argument: JSON { input, dataDir }. Prints the result as JSON.
+ * path's own. Argument: JSON { input, dataDir, reads? }. Prints the result as JSON.
  */
 import { readFileSync } from 'node:fs';
 import pLimit from 'p-limit';
@@ -8,7 +8,11 @@ import { reverseDisk } from '../activities/node/replication/reverse';
 import { AwsClients } from '../activities/node/replication/target/clients';
 import type { ReverseDiskInput } from '../contracts';
 
-const { input, dataDir } = JSON.parse(process.argv[2]!) as { input: ReverseDiskInput; dataDir: string };
+const { input, dataDir, reads } = JSON.parse(process.argv[2]!) as {
+  input: ReverseDiskInput;
+  dataDir: string;
+  reads?: number;
+};
 /** The process's RSS high-water mark (VmHWM of /proc/self/status, MiB): unlike getrusage's maxRSS it is not inherited from the parent across fork/exec. */
 const vmHwmMiB = () => {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
@@ -23,6 +27,7 @@ const result = await reverseDisk(
     clients: new AwsClients(),
     nodeLimit: pLimit(128),
     heartbeatEveryBlocks: 256, // the node worker's default
+    readConcurrency: reads, // undefined: the node worker's default (LIFEBOAT_REVERSE_READS)
   },
   input,
   {

@@ -16,7 +16,10 @@
  * Peak memory is the transfer process's VmHWM (getrusage's maxRSS carries the parent's RSS across
  * fork/exec, so it would report the benchmark's own footprint).
  *
- *   npm run bench -- reverse [--size-mib 1024] [--keep]
+ *   npm run bench -- reverse [--size-mib 1024] [--reads N] [--keep]
+ *
+ * --reads: GetSnapshotBlock calls in flight in the reverse transfer (default: the node worker's,
+ * LIFEBOAT_REVERSE_READS = 16; 1 = one block at a time).
  */
 import { spawn } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
@@ -28,7 +31,7 @@ import path from 'node:path';
 import { EBSClient, GetSnapshotBlockCommand, ListSnapshotBlocksCommand } from '@aws-sdk/client-ebs';
 import pLimit from 'p-limit';
 import { BLOCK_SIZE, blockCount } from '../activities/node/replication/blocks';
-import { verifyImage } from '../activities/node/replication/reverse';
+import { DEFAULT_REVERSE_READS, verifyImage } from '../activities/node/replication/reverse';
 import type { TransferOutcome } from '../activities/node/replication/transfer';
 import type { DiskTransferInput, ReverseDiskInput, ReverseDiskResult } from '../contracts';
 import { startMoto } from '../scripts/stack/moto';
@@ -119,6 +122,7 @@ async function getCeiling(endpoint: string, snapshotId: string, n: number, inFli
 
 export async function run(args: string[]): Promise<void> {
   const sizeBytes = arg(args, '--size-mib', 1024) * MiB;
+  const reads = arg(args, '--reads', DEFAULT_REVERSE_READS);
   const total = blockCount(sizeBytes);
   const work = path.join(PROJECT_ROOT, '.data', 'bench', `reverse-${process.pid}`);
   mkdirSync(work, { recursive: true });
@@ -205,6 +209,7 @@ export async function run(args: string[]): Promise<void> {
     const rev = await inChild<ReverseDiskResult & { heartbeats: number }>('reverse-transfer.ts', {
       input: revInput,
       dataDir,
+      reads,
     });
     const verified = await verifyImage(
       { dataDir, nodeId: 'bench-node' },
@@ -240,7 +245,7 @@ export async function run(args: string[]): Promise<void> {
     );
     console.log(`\n${sizeBytes / MiB} MiB disk, 5 % of the blocks changed`);
     console.log(
-      `  reverse      ${fmt(revRate)} written to the source image, ${perSec(rev.changedBlocks, rev.durationMs)}; ${rev.changedBlocks} of ${rev.listedBlocks} listed blocks written (${reverseChanged.length} staged) in ${(rev.durationMs / 1000).toFixed(1)} s, ${rev.heartbeats} synced heartbeats; node peak RSS ${rev.vmHwmMiB.toFixed(0)} MiB (VmHWM; process at start ${rev.baseRssMiB.toFixed(0)})`,
+      `  reverse      ${fmt(revRate)} written to the source image, ${perSec(rev.changedBlocks, rev.durationMs)}, ${reads} read(s) in flight; ${rev.changedBlocks} of ${rev.listedBlocks} listed blocks written (${reverseChanged.length} staged) in ${(rev.durationMs / 1000).toFixed(1)} s, ${rev.heartbeats} synced heartbeats; node peak RSS ${rev.vmHwmMiB.toFixed(0)} MiB (VmHWM; process at start ${rev.baseRssMiB.toFixed(0)})`,
     );
     console.log(
       `  forward inc. ${fmt(incRate)} written to EBS,              ${perSec(inc.changedBlocks, inc.durationMs)}; ${inc.changedBlocks} of ${inc.totalBlocks} blocks in ${(inc.durationMs / 1000).toFixed(1)} s (disk covered ${fmt(mibps(sizeBytes, inc.durationMs)).trim()}); node peak RSS ${inc.vmHwmMiB.toFixed(0)} MiB (VmHWM; process at start ${inc.baseRssMiB.toFixed(0)})`,

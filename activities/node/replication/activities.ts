@@ -42,6 +42,8 @@ export interface ReplicationActivityOptions {
   nodeConcurrency?: number | undefined;
   heartbeatIntervalMs?: number | undefined;
   heartbeatEveryBlocks?: number | undefined;
+  /** GetSnapshotBlock calls in flight per reverse transfer (LIFEBOAT_REVERSE_READS; default 16). */
+  reverseReadConcurrency?: number | undefined;
   /** Where the node writes its lines of the job's log (start, progress, end); none = no lines. */
   jobLog?: JobLogSink | undefined;
   /** A progress line at most this often per transfer (default 5 s). */
@@ -92,6 +94,7 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
     writeConcurrency: adaptive && { snapshot: adaptive.snapshot, node: new AdaptiveLimit(adaptive.node) },
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? 1000,
     heartbeatEveryBlocks: o.heartbeatEveryBlocks ?? 256,
+    readConcurrency: o.reverseReadConcurrency,
   };
   return {
     /** Copy one disk into one EBS snapshot (heartbeats TransferProgress; a retry resumes from it). */
