@@ -16,14 +16,15 @@
  * Peak memory is the transfer process's VmHWM (getrusage's maxRSS carries the parent's RSS across
  * fork/exec, so it would report the benchmark's own footprint).
  *
- *   npm run bench -- reverse [--size-mib 1024] [--reads N] [--keep]
+ *   npm run bench -- reverse [--size-mib 1024] [--reads N] [--compare-reads N] [--keep]
  *
  * --reads: GetSnapshotBlock calls in flight in the reverse transfer (default: the node worker's,
- * LIFEBOAT_REVERSE_READS = 16; 1 = one block at a time).
+ * LIFEBOAT_REVERSE_READS = 16; 1 = one block at a time). --compare-reads: first the same transfer
+ * with that many reads into a copy of the image, reported beside it (both under this run's load).
  */
 import { spawn } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
@@ -204,6 +205,26 @@ export async function run(args: string[]): Promise<void> {
         seq: 1,
       },
     };
+    // --compare-reads N: the same reverse transfer with N reads in flight first, into a copy of the
+    // image (same baseline index, same staged snapshot), so both figures share this run's load.
+    const compareReads = args.includes('--compare-reads') ? arg(args, '--compare-reads', 1) : undefined;
+    let cmp: (ReverseDiskResult & { heartbeats: number }) | undefined;
+    if (compareReads !== undefined) {
+      const copy = path.join(work, 'disk-compare.img');
+      copyFileSync(image, copy);
+      console.log(`reverse transfer with ${compareReads} read(s) in flight (into a copy of the image) …`);
+      cmp = await inChild<ReverseDiskResult & { heartbeats: number }>('reverse-transfer.ts', {
+        input: {
+          ...revInput,
+          recoveryPointId: 'rev-compare',
+          alsoIndexAs: [],
+          disk: { ...revInput.disk, imagePath: copy },
+        },
+        dataDir,
+        reads: compareReads,
+      });
+      rmSync(copy, { force: true });
+    }
     console.log('reverse transfer …');
     const loadBeforeReverse = load();
     const rev = await inChild<ReverseDiskResult & { heartbeats: number }>('reverse-transfer.ts', {
@@ -247,6 +268,10 @@ export async function run(args: string[]): Promise<void> {
     console.log(
       `  reverse      ${fmt(revRate)} written to the source image, ${perSec(rev.changedBlocks, rev.durationMs)}, ${reads} read(s) in flight; ${rev.changedBlocks} of ${rev.listedBlocks} listed blocks written (${reverseChanged.length} staged) in ${(rev.durationMs / 1000).toFixed(1)} s, ${rev.heartbeats} synced heartbeats; node peak RSS ${rev.vmHwmMiB.toFixed(0)} MiB (VmHWM; process at start ${rev.baseRssMiB.toFixed(0)})`,
     );
+    if (cmp)
+      console.log(
+        `  reverse      ${fmt(mibps(cmp.bytesWritten, cmp.durationMs))} written to a copy of the image,  ${perSec(cmp.changedBlocks, cmp.durationMs)}, ${compareReads} read(s) in flight (same run, just before); ${cmp.changedBlocks} of ${cmp.listedBlocks} listed blocks in ${(cmp.durationMs / 1000).toFixed(1)} s`,
+      );
     console.log(
       `  forward inc. ${fmt(incRate)} written to EBS,              ${perSec(inc.changedBlocks, inc.durationMs)}; ${inc.changedBlocks} of ${inc.totalBlocks} blocks in ${(inc.durationMs / 1000).toFixed(1)} s (disk covered ${fmt(mibps(sizeBytes, inc.durationMs)).trim()}); node peak RSS ${inc.vmHwmMiB.toFixed(0)} MiB (VmHWM; process at start ${inc.baseRssMiB.toFixed(0)})`,
     );
