@@ -20,12 +20,22 @@ const vmHwmMiB = () => {
 };
 const baseRssMiB = process.memoryUsage.rss() / 1024 ** 2;
 let heartbeats = 0;
+// The copy phase alone (first GetSnapshotBlock → the last heartbeat, after the final fdatasync),
+// apart from the snapshot look-up, the listing and the index load that precede it.
+let firstReadAt: number | undefined;
+let lastBeatAt = 0;
+const nodeLimit = new Proxy(pLimit(128), {
+  apply(target, self, args) {
+    firstReadAt ??= performance.now();
+    return Reflect.apply(target, self, args);
+  },
+});
 const result = await reverseDisk(
   {
     nodeId: 'bench-node',
     dataDir,
     clients: new AwsClients(),
-    nodeLimit: pLimit(128),
+    nodeLimit,
     heartbeatEveryBlocks: 256, // the node worker's default
     readConcurrency: reads, // undefined: the node worker's default (LIFEBOAT_REVERSE_READS)
   },
@@ -34,6 +44,7 @@ const result = await reverseDisk(
     signal: new AbortController().signal,
     heartbeat: () => {
       heartbeats++;
+      lastBeatAt = performance.now();
     },
   },
 );
@@ -42,6 +53,7 @@ console.log(
   JSON.stringify({
     ...result,
     heartbeats,
+    copyMs: firstReadAt === undefined ? 0 : lastBeatAt - firstReadAt,
     baseRssMiB,
     peakRssMiB: process.resourceUsage().maxRSS / 1024,
     vmHwmMiB: vmHwmMiB(),
