@@ -120,6 +120,8 @@ export const configSchema = z.object({
   LIFEBOAT_NODE_WRITES_INITIAL: positiveInt.default(128),
   LIFEBOAT_NODE_WRITES_MAX: positiveInt.max(4000).default(256),
   LIFEBOAT_WRITES_DECREASE_FACTOR: z.coerce.number().gt(0).lt(1).default(0.7),
+  // Reverse replication: GetSnapshotBlock calls in flight per disk being written back.
+  LIFEBOAT_REVERSE_READS: positiveInt.max(256).default(16),
 
   // Rolling appliance upgrades: how often the rollout looks at the nodes, how long it waits for
   // another online node, for a drained node to be idle, and for an upgraded node to come back.

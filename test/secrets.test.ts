@@ -14,6 +14,7 @@ import {
   initialBudgetState,
   planScheduleId,
   recoveryWorkflowId,
+  reverseScheduleId,
   SNAPSHOT_BUDGET_WORKFLOW,
   snapshotBudgetWorkflowId,
 } from '../contracts';
@@ -25,7 +26,7 @@ import {
   resealSchedule,
   schedulesUsingKey,
 } from '../lib/crypto/key-usage';
-import { auditLog, events, secrets } from '../schema/index';
+import { auditLog, events, plans, secrets } from '../schema/index';
 import { startTestApi, type TestApi } from './helpers/api';
 import { runLifeboat } from './helpers/cli';
 import { createRecoveryPoint, createSites, testVm, waitFor } from './helpers/recovery';
@@ -291,6 +292,80 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     expect(reserved.status).toBe(400);
     expect(reserved.body.issues[0].path).toBe('vms[0].postScript.env.PATH');
 
+    // The failback script's references are checked the same way (API and CLI apply).
+    const failbackScript = {
+      runtime: 'sh',
+      inline: 'cat >/dev/null',
+      env: { DB_PASSWORD: { secretRef: 'db-admin' }, TOKEN: { secretRef: 'no-failback-secret' } },
+    };
+    const badFailback = await call('POST', '/v1/plans', {
+      body: { ...base, name: uniqueId('plan'), vms: [vm], failbackScript },
+    });
+    expect(badFailback.status).toBe(422);
+    expect(badFailback.body.issues).toEqual([
+      {
+        path: 'failbackScript.env.TOKEN',
+        message: expect.stringContaining('no stored secret named "no-failback-secret"'),
+      },
+    ]);
+    const docs = mkdtempSync(path.join(tmpdir(), 'lifeboat-secret-refs-'));
+    const planDoc = path.join(docs, 'plan.json');
+    writeFileSync(planDoc, JSON.stringify({ ...base, name: uniqueId('plan'), vms: [vm], failbackScript }));
+    const cliFailback = await lifeboat(['apply', '-f', planDoc]);
+    expect(cliFailback.code, cliFailback.stdout).toBe(1);
+    expect(cliFailback.stderr).toContain('failbackScript.env.TOKEN');
+    expect(cliFailback.stderr).toContain('no-failback-secret');
+
+    // So are a site's upgrade script's (create, replace, patch; API and CLI).
+    const upgradeScript = {
+      runtime: 'sh',
+      inline: 'true',
+      env: { FROM_ENV: { secretRef: 'from-env' }, NODE_TOKEN: { secretRef: 'no-upgrade-secret' } },
+    };
+    const siteBody = { name: uniqueId('src'), role: 'source', kind: 'file', file: { upgradeScript } };
+    const badSite = await call('POST', '/v1/sites', { body: siteBody });
+    expect(badSite.status, JSON.stringify(badSite.body)).toBe(422);
+    expect(badSite.body.issues).toEqual([
+      {
+        path: 'file.upgradeScript.env.NODE_TOKEN',
+        message: expect.stringContaining('no stored secret named "no-upgrade-secret"'),
+      },
+    ]);
+    const siteDoc = path.join(docs, 'site.json');
+    writeFileSync(siteDoc, JSON.stringify(siteBody));
+    const cliSite = await lifeboat(['sites', 'create', '-f', siteDoc]);
+    expect(cliSite.code, cliSite.stdout).toBe(1);
+    expect(cliSite.stderr).toContain('file.upgradeScript.env.NODE_TOKEN');
+    expect(cliSite.stderr).toContain('no-upgrade-secret');
+    const goodUpgrade = { ...upgradeScript, env: { FROM_ENV: upgradeScript.env.FROM_ENV } };
+    const site = await call('POST', '/v1/sites', {
+      body: { ...siteBody, file: { upgradeScript: goodUpgrade } },
+    });
+    expect(site.status, JSON.stringify(site.body)).toBe(201);
+    const sitePatch = {
+      file: { upgradeScript: { env: { NODE_TOKEN: { secretRef: 'no-upgrade-secret' } } } },
+    };
+    const badPatch = await call('PATCH', `/v1/sites/${site.body.id}`, { body: sitePatch });
+    expect(badPatch.status, JSON.stringify(badPatch.body)).toBe(422);
+    expect(badPatch.body.issues.map((i: { path: string }) => i.path)).toEqual([
+      'file.upgradeScript.env.NODE_TOKEN',
+    ]);
+    writeFileSync(path.join(docs, 'patch.json'), JSON.stringify(sitePatch));
+    const cliPatch = await lifeboat(['sites', 'update', site.body.name, '-f', path.join(docs, 'patch.json')]);
+    expect(cliPatch.code, cliPatch.stdout).toBe(1);
+    expect(cliPatch.stderr).toContain('no-upgrade-secret');
+    const badPut = await call('PUT', `/v1/sites/${site.body.id}`, {
+      body: siteBody,
+      headers: { 'If-Match': site.headers.get('etag') ?? '*' },
+    });
+    expect(badPut.status, JSON.stringify(badPut.body)).toBe(422);
+    // A secret a site's upgrade script uses cannot be deleted; the answer names the site's field.
+    const delUsed = await call('DELETE', '/v1/secrets/from-env');
+    expect(delUsed.status).toBe(409);
+    expect(delUsed.body.issues.map((i: { path: string }) => i.path)).toContain(
+      `sites/${site.body.name}.file.upgradeScript.env.FROM_ENV`,
+    );
+
     const created = await call('POST', '/v1/plans', {
       body: { ...base, name: uniqueId('plan'), vms: [vm] },
     });
@@ -346,6 +421,15 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     expect(await scheduleKeys(client, planScheduleId(planId))).toEqual([k1]);
     await ensureMonitorSchedule(client, { scheduleId: monitorScheduleId, taskQueue, intervalSeconds: 3600 });
     expect(await scheduleKeys(client, monitorScheduleId)).toEqual([k1]);
+    // The plan's reverse schedule (reverse-plan-<id>: reverse protection after a failover), made
+    // by the API's pause of reverse protection (it creates the schedule paused: no iteration runs).
+    await api.db.update(plans).set({ protectionState: 'reverse-protecting' }).where(eq(plans.id, planId));
+    const reverseId = reverseScheduleId(planId);
+    const reversePaused = await call('POST', `/v1/plans/${planId}/reverse/pause`, {
+      token: api.tokens.operator,
+    });
+    expect(reversePaused.status, JSON.stringify(reversePaused.body)).toBe(200);
+    expect(await scheduleKeys(client, reverseId)).toEqual([k1]);
     // A snapshot budget (an entity workflow that never ends) whose history is sealed under k1.
     const budget = await client.workflow.start(SNAPSHOT_BUDGET_WORKFLOW, {
       taskQueue,
@@ -409,12 +493,22 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     expect(job.result.rolledOver).toBeGreaterThanOrEqual(1);
     const k3 = job.result.keyId as string;
     // The job ended through the job projection: its lifecycle events are recorded.
-    const jobEvents = await api.db.select().from(events).where(eq(events.jobId, started.body.jobId));
+    // (The activity writes the job row, then the event: wait for the event, not only the row.)
+    const jobEvents = await waitFor(
+      'the job.completed event',
+      async () => {
+        const rows = await api.db.select().from(events).where(eq(events.jobId, started.body.jobId));
+        return rows.some((e) => e.type === 'job.completed') && rows;
+      },
+      10_000,
+      100,
+    );
     expect(jobEvents.map((e) => e.type).sort()).toEqual(['job.completed', 'job.started']);
 
     // Every schedule's payloads (action args, memos, summaries) are sealed under k3 now.
     expect(await scheduleKeys(client, planScheduleId(planId))).toEqual([k3]);
     expect(await scheduleKeys(client, monitorScheduleId)).toEqual([k3]);
+    expect(await scheduleKeys(client, reverseId)).toEqual([k3]);
     // The budget continued as new, its state carried over, its new run sealed under k3 only.
     const run2 = await waitFor(
       'the snapshot budget continued as new',
@@ -467,6 +561,15 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     const status = await call('GET', `/v1/plans/${planId}/replication`, { token: api.tokens.viewer });
     expect(status.status, JSON.stringify(status.body)).toBe(200);
     expect(status.body.schedules[0]).toMatchObject({ scheduleId: planScheduleId(planId), exists: true });
+    // The reverse schedule too: its status reads it (still paused), stopping reverse protection deletes it.
+    const reverse = await call('GET', `/v1/plans/${planId}/reverse`, { token: api.tokens.viewer });
+    expect(reverse.status, JSON.stringify(reverse.body)).toBe(200);
+    expect(reverse.body).toMatchObject({ scheduleId: reverseId, exists: true, paused: true });
+    const reverseStopped = await call('POST', `/v1/plans/${planId}/reverse/stop`, {
+      token: api.tokens.operator,
+    });
+    expect(reverseStopped.status, JSON.stringify(reverseStopped.body)).toBe(200);
+    await api.db.update(plans).set({ protectionState: 'protected' }).where(eq(plans.id, planId));
     const paused = await call('POST', `/v1/plans/${planId}/replication/pause`);
     expect(paused.status, JSON.stringify(paused.body)).toBe(200);
     const resumed = await call('POST', `/v1/plans/${planId}/replication/resume`);

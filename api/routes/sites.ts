@@ -51,7 +51,7 @@ const create = route('admin', 'post', '/sites', {
   request: { body: jsonBody(SiteInput, 'The site') },
   responses: {
     201: { ...jsonContent(Site, 'Created'), headers: EtagHeader, links: idLinks('Site') },
-    ...errorResponses(400, 401, 403, 409),
+    ...errorResponses(400, 401, 403, 409, 422),
   },
 });
 
@@ -61,7 +61,7 @@ const replace = route('admin', 'put', '/sites/{id}', {
   request: { params: UuidParam, headers: IfMatchHeader, body: jsonBody(SiteInput, 'The whole site') },
   responses: {
     200: { ...jsonContent(Site, 'Updated (or unchanged: same version)'), headers: EtagHeader },
-    ...errorResponses(400, 401, 403, 404, 409, 412),
+    ...errorResponses(400, 401, 403, 404, 409, 412, 422),
   },
 });
 
@@ -77,7 +77,7 @@ const patch = route('admin', 'patch', '/sites/{id}', {
   },
   responses: {
     200: { ...jsonContent(Site, 'Updated (or unchanged)'), headers: EtagHeader },
-    ...errorResponses(400, 401, 403, 404, 409, 412),
+    ...errorResponses(400, 401, 403, 404, 409, 412, 422),
   },
 });
 

@@ -14,7 +14,7 @@ import {
   withoutOperatorKeys,
 } from '../../schema/domain/plan';
 import { Disk, Vm } from '../../schema/domain/vm';
-import { disks, jobs, plans, recoveryPoints, secrets, sites, vms } from '../../schema/index';
+import { disks, jobs, plans, recoveryPoints, sites, vms } from '../../schema/index';
 import { ApiError, zodIssues } from '../errors';
 import { changedPaths } from './audit';
 import { checkIfMatch, clientErrorFromDb, type Page, patchWithRetry, toPage } from './common';
@@ -27,7 +27,7 @@ import {
   type RemovedDisk,
   uncleanedTestRecoveries,
 } from './plan-history';
-import { localNames, planSecretRefs } from './secret-refs';
+import { checkStoredSecretRefs, planSecretRefs } from './secret-refs';
 
 // ---- API shapes -------------------------------------------------------------------------
 
@@ -284,30 +284,6 @@ export function plansService(db: Db) {
       throw new ApiError(422, 'unprocessable', 'The plan refers to sites it cannot use', issues);
   }
 
-  /**
-   * Every stored secret a plan names exists (422 naming each field otherwise); aws-sm references
-   * are only checked for syntax here (by the schema) and read when the script runs. The secrets
-   * rows are locked (for share) so a concurrent delete cannot slip between the check and the write.
-   */
-  async function checkSecretRefs(tx: Reader, input: PlanInput) {
-    const uses = planSecretRefs(input);
-    const names = localNames(uses);
-    if (!names.length) return;
-    const rows = await tx
-      .select({ name: secrets.name })
-      .from(secrets)
-      .where(inArray(secrets.name, names))
-      .for('share');
-    const have = new Set(rows.map((r) => r.name));
-    const issues = uses
-      .filter((u) => !u.ref.startsWith('aws-sm:') && !have.has(u.ref))
-      .map((u) => ({
-        path: u.path,
-        message: `no stored secret named "${u.ref}": create it first (lifeboat secrets set ${u.ref} --from-file F)`,
-      }));
-    if (issues.length) throw new ApiError(422, 'unprocessable', 'The plan refers to unknown secrets', issues);
-  }
-
   async function checkNameFree(tx: Reader, name: string, exceptId?: string) {
     const [row] = await tx
       .select({ id: plans.id })
@@ -511,7 +487,7 @@ export function plansService(db: Db) {
       return withDbErrors(() =>
         db.transaction(async (tx) => {
           await checkSites(tx, input);
-          await checkSecretRefs(tx, input);
+          await checkStoredSecretRefs(tx, planSecretRefs(input), 'plan');
           await checkNameFree(tx, input.name);
           const [row] = await tx.insert(plans).values(planColumns(input)).returning();
           await syncVms(tx, row!.id, input.vms);
@@ -536,7 +512,7 @@ export function plansService(db: Db) {
           if (isDeepStrictEqual(before, after)) return { plan: current, changed: false, paths: [] };
           await checkNoRecoveryRunning(tx, row, 'change');
           await checkSites(tx, input);
-          await checkSecretRefs(tx, input);
+          await checkStoredSecretRefs(tx, planSecretRefs(input), 'plan');
           await checkNameFree(tx, input.name, id);
           // No silent loss of history: VMs or disks the write removes keep (or expire) their points.
           const removed = await removedDisks(tx, id, input.vms);

@@ -1,6 +1,10 @@
+import { inArray } from 'drizzle-orm';
+import type { Db } from '../../schema/db';
 import { parseSecretRef } from '../../schema/domain/secret';
+import { secrets } from '../../schema/index';
+import { ApiError } from '../errors';
 
-/** Where a plan (input or stored form) names secrets: each reference with its field path. */
+/** Where a plan or a site (input or stored form) names secrets: each reference with its field path. */
 interface ScriptLike {
   env?: Record<string, string | { secretRef: string }> | undefined;
 }
@@ -12,6 +16,7 @@ interface VmLike {
 export interface PlanLike {
   preScript?: ScriptLike | null | undefined;
   postScript?: ScriptLike | null | undefined;
+  failbackScript?: ScriptLike | null | undefined;
   vms?: VmLike[];
 }
 
@@ -38,6 +43,7 @@ export function planSecretRefs(plan: PlanLike): RefUse[] {
   const out: RefUse[] = [];
   scriptRefs(plan.preScript, 'preScript', out);
   scriptRefs(plan.postScript, 'postScript', out);
+  scriptRefs(plan.failbackScript, 'failbackScript', out);
   for (const [i, vm] of (plan.vms ?? []).entries()) out.push(...vmSecretRefs(vm, `vms[${i}]`));
   return out;
 }
@@ -52,4 +58,41 @@ export function localNames(uses: RefUse[]): string[] {
       }),
     ),
   ];
+}
+
+/** A site's references: its upgrade script's env (`<kind>.upgradeScript.env.NAME`). */
+export function siteSecretRefs(
+  kind: string,
+  settings: { upgradeScript?: ScriptLike | null } | null | undefined,
+) {
+  const out: RefUse[] = [];
+  scriptRefs(settings?.upgradeScript, `${kind}.upgradeScript`, out);
+  return out;
+}
+
+type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+
+/**
+ * Every stored secret the references name exists (422 naming each field and secret otherwise);
+ * aws-sm references are only checked for syntax (by the schema) and read when the script runs.
+ * The secrets rows are locked (for share) so a concurrent delete cannot slip between the check
+ * and the write. `what`: "plan", "site".
+ */
+export async function checkStoredSecretRefs(tx: Db | Tx, uses: RefUse[], what: string) {
+  const names = localNames(uses);
+  if (!names.length) return;
+  const rows = await tx
+    .select({ name: secrets.name })
+    .from(secrets)
+    .where(inArray(secrets.name, names))
+    .for('share');
+  const have = new Set(rows.map((r) => r.name));
+  const issues = uses
+    .filter((u) => parseSecretRef(u.ref)?.kind === 'local' && !have.has(u.ref))
+    .map((u) => ({
+      path: u.path,
+      message: `no stored secret named "${u.ref}": create it first (lifeboat secrets set ${u.ref} --from-file F)`,
+    }));
+  if (issues.length)
+    throw new ApiError(422, 'unprocessable', `The ${what} refers to unknown secrets`, issues);
 }

@@ -11,11 +11,11 @@ import { KeyringError, loadKeyring } from '../../lib/crypto';
 import { schedulesUsingKey, usesKey } from '../../lib/crypto/key-usage';
 import { secretStore } from '../../lib/secrets';
 import type { Db } from '../../schema/db';
-import { jobs, plans, vms } from '../../schema/index';
+import { jobs, plans, sites, vms } from '../../schema/index';
 import type { keyRotationWorkflow } from '../../workflows/keys/rotation';
 import { ApiError } from '../errors';
 import { type JobsDeps, jobsService } from './jobs';
-import { planSecretRefs, vmSecretRefs } from './secret-refs';
+import { planSecretRefs, siteSecretRefs, vmSecretRefs } from './secret-refs';
 
 // ---- API shapes ------------------------------------------------------------------------------
 
@@ -57,7 +57,13 @@ export interface SecretsDeps extends JobsDeps {
 /** Plans and VMs that name a stored secret (a delete is refused while any does). */
 async function usersOf(db: Db, name: string) {
   const planRows = await db
-    .select({ id: plans.id, name: plans.name, preScript: plans.preScript, postScript: plans.postScript })
+    .select({
+      id: plans.id,
+      name: plans.name,
+      preScript: plans.preScript,
+      postScript: plans.postScript,
+      failbackScript: plans.failbackScript,
+    })
     .from(plans);
   const vmRows = await db
     .select({ id: vms.id, name: vms.name, spec: vms.spec, planName: plans.name })
@@ -65,7 +71,7 @@ async function usersOf(db: Db, name: string) {
     .innerJoin(plans, eq(plans.id, vms.planId));
   const out: { path: string; message: string }[] = [];
   for (const p of planRows)
-    for (const u of planSecretRefs({ preScript: p.preScript, postScript: p.postScript }))
+    for (const u of planSecretRefs(p))
       if (u.ref === name)
         out.push({ path: `plans/${p.name}.${u.path}`, message: `plan "${p.name}" uses it` });
   for (const v of vmRows)
@@ -75,6 +81,13 @@ async function usersOf(db: Db, name: string) {
           path: `plans/${v.planName}/vms/${v.name}.${u.path}`,
           message: `VM "${v.name}" of plan "${v.planName}" uses it`,
         });
+  const siteRows = await db
+    .select({ name: sites.name, kind: sites.kind, settings: sites.settings })
+    .from(sites);
+  for (const s of siteRows)
+    for (const u of siteSecretRefs(s.kind, s.settings))
+      if (u.ref === name)
+        out.push({ path: `sites/${s.name}.${u.path}`, message: `site "${s.name}" uses it` });
   return out;
 }
 
@@ -103,7 +116,7 @@ export function secretsService(deps: SecretsDeps) {
         throw new ApiError(
           409,
           'conflict',
-          `Secret "${name}" is referenced by ${users.length} plan field(s); change them first`,
+          `Secret "${name}" is referenced by ${users.length} plan or site field(s); change them first`,
           users,
         );
       if (!(await store.remove(name))) throw notFound(name);

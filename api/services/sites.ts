@@ -8,6 +8,7 @@ import { ApiError } from '../errors';
 import { changedPaths } from './audit';
 import { checkIfMatch, clientErrorFromDb, type Page, patchWithRetry, toPage } from './common';
 import { scriptForViewer } from './plans';
+import { checkStoredSecretRefs, siteSecretRefs } from './secret-refs';
 
 /** A site as the API returns it: the operator's input plus id, version and timestamps. */
 export const Site = z
@@ -58,6 +59,10 @@ function toInput(row: SiteRow): unknown {
 
 const settingsOf = (input: SiteInput) =>
   (input.kind === 'aws' ? input.aws : input.file) as Record<string, unknown>;
+
+/** The stored secrets a site names (its upgrade script's env) exist: 422 naming each field otherwise. */
+const checkSecretRefs = (tx: Parameters<typeof checkStoredSecretRefs>[0], input: SiteInput) =>
+  checkStoredSecretRefs(tx, siteSecretRefs(input.kind, settingsOf(input)), 'site');
 
 export interface SiteFilter {
   role?: 'source' | 'target' | undefined;
@@ -118,11 +123,14 @@ export function sitesService(db: Db) {
     async create(input: SiteInput) {
       if (await nameTaken(input.name)) throw duplicate(input.name);
       try {
-        const [row] = await db
-          .insert(sites)
-          .values({ name: input.name, role: input.role, kind: input.kind, settings: settingsOf(input) })
-          .returning();
-        return toSite(row!);
+        return await db.transaction(async (tx) => {
+          await checkSecretRefs(tx, input);
+          const [row] = await tx
+            .insert(sites)
+            .values({ name: input.name, role: input.role, kind: input.kind, settings: settingsOf(input) })
+            .returning();
+          return toSite(row!);
+        });
       } catch (e) {
         throw clientErrorFromDb(e) ?? e;
       }
@@ -153,6 +161,7 @@ export function sitesService(db: Db) {
           const after = JSON.parse(JSON.stringify(next));
           const before = toInput(row);
           if (isDeepStrictEqual(after, before)) return { site: toSite(row), paths: [] };
+          await checkSecretRefs(tx, input);
           if (input.name.toLowerCase() !== row.name.toLowerCase() && (await nameTaken(input.name, id)))
             throw duplicate(input.name);
           if (input.role !== row.role || input.kind !== row.kind) {

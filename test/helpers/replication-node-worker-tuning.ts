@@ -3,4 +3,6 @@ export const RESUME_TEST_TUNING = {
   perSnapshotConcurrency: 4,
   heartbeatEveryBlocks: 8,
   heartbeatIntervalMs: 1000,
+  /** Reverse transfers read this many blocks at once (parallel, yet slow enough to kill mid-way). */
+  reverseReadConcurrency: 4,
 };

@@ -24,7 +24,10 @@ export async function createNodeWorker(config: Config, nodeId = config.LIFEBOAT_
       nodeId,
       aws: awsTargetFromConfig(config),
       dataDir: config.LIFEBOAT_DATA_DIR,
-      replication: { writeConcurrency: writeConcurrencyOf(config) },
+      replication: {
+        writeConcurrency: writeConcurrencyOf(config),
+        reverseReadConcurrency: config.LIFEBOAT_REVERSE_READS,
+      },
       ...(db ? { jobLog: createJobLog(db).append, db } : {}),
     }),
     // Heartbeats carry the transfer's resume point: send them promptly instead of up to 60 s late.

@@ -13,6 +13,7 @@ import type {
 } from '../../../contracts';
 import { transferLive } from '../../../contracts';
 import type { JobLogSink } from '../../control/jobs/log';
+import { NonEbsAnswerError } from './ebs-listing';
 import type { BlockIndexStore } from './index-store';
 import { reverseDisk, verifyImage } from './reverse';
 import { AdaptiveLimit, type AimdBounds } from './target/adaptive-limit';
@@ -41,6 +42,8 @@ export interface ReplicationActivityOptions {
   nodeConcurrency?: number | undefined;
   heartbeatIntervalMs?: number | undefined;
   heartbeatEveryBlocks?: number | undefined;
+  /** GetSnapshotBlock calls in flight per reverse transfer (LIFEBOAT_REVERSE_READS; default 16). */
+  reverseReadConcurrency?: number | undefined;
   /** Where the node writes its lines of the job's log (start, progress, end); none = no lines. */
   jobLog?: JobLogSink | undefined;
   /** A progress line at most this often per transfer (default 5 s). */
@@ -59,6 +62,16 @@ const logTarget = (ctx: Context, workflowId: string) => {
 };
 
 const mib = (bytes: number) => `${(bytes / 1_048_576).toFixed(1)} MiB`;
+
+/**
+ * An EBS listing that the endpoint answered with a non-EBS (HTML) error: retrying cannot help
+ * (moto answers so for every snapshot EC2 created), so the attempt fails for good with the
+ * message that names the call, the snapshots and what to do.
+ */
+function nonEbsAnswerFailure(e: unknown) {
+  if (!(e instanceof NonEbsAnswerError)) return undefined;
+  return ApplicationFailure.create({ message: e.message, type: 'EbsNonApiAnswer', nonRetryable: true });
+}
 
 function isProgress(d: unknown): d is TransferProgress {
   const p = d as TransferProgress;
@@ -87,6 +100,7 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
     writeConcurrency: adaptive && { snapshot: adaptive.snapshot, node: new AdaptiveLimit(adaptive.node) },
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? 1000,
     heartbeatEveryBlocks: o.heartbeatEveryBlocks ?? 256,
+    readConcurrency: o.reverseReadConcurrency,
   };
   return {
     /** Copy one disk into one EBS snapshot (heartbeats TransferProgress; a retry resumes from it). */
@@ -206,7 +220,7 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
         if (err.code === 'ENOENT' || err.code === 'EACCES') {
           throw ApplicationFailure.nonRetryable(`disk ${input.diskId}: ${err.message}`, 'SourceUnreadable');
         }
-        throw e;
+        throw nonEbsAnswerFailure(e) ?? e;
       }
     },
 
@@ -249,12 +263,23 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
         return r;
       } catch (e) {
         const err = e as NodeJS.ErrnoException;
+        if (!ctx.cancellationSignal.aborted)
+          await log([
+            {
+              level: 'warn',
+              message: `Reverse transfer of disk ${input.disk.diskId} on node ${o.nodeId} stopped (attempt ${ctx.info.attempt}): ${err.message}`,
+              stepKey,
+              node: o.nodeId,
+              error: err.message,
+              key: `${stepKey}:reverse:attempt-${ctx.info.attempt}:failed`,
+            },
+          ]);
         if (err.code === 'ENOENT' || err.code === 'EACCES' || err.code === 'EREVERSESIZE')
           throw ApplicationFailure.nonRetryable(
             `disk ${input.disk.diskId}: ${err.message}`,
             'ReverseTargetUnwritable',
           );
-        throw e;
+        throw nonEbsAnswerFailure(e) ?? e;
       }
     },
 

@@ -30,9 +30,14 @@ export interface ReverseDeps {
   clients: AwsClients;
   nodeLimit: LimitFunction;
   heartbeatEveryBlocks: number;
+  /** GetSnapshotBlock calls in flight per reverse transfer (default DEFAULT_REVERSE_READS). */
+  readConcurrency?: number | undefined;
   /** The shared block index (Postgres): a reverse point's index is readable by every node of the site. */
   indexStore?: BlockIndexStore | undefined;
 }
+
+/** Blocks read at once per reverse transfer: moto serves about twice one stream's rate with 16 in flight. */
+export const DEFAULT_REVERSE_READS = 16;
 
 /** The recovered volume's snapshot for this iteration: found by its tags (volume + iteration), else created. */
 export async function findOrCreateReverseSnapshot(
@@ -152,9 +157,16 @@ export async function reverseDisk(
   const index = await baselineIndex(deps, input);
   const total = index.blockCount;
   const fh = await open(disk.imagePath, 'r+');
+  // Counts of the listed positions below the watermark only: a resumed attempt redoes the rest.
   let blocksWritten = opts.resume?.blocksWritten ?? 0;
   let bytesWritten = opts.resume?.bytesWritten ?? 0;
   const start = opts.resume?.nextListed ?? 0;
+  // Blocks are read `reads` at a time and written as they arrive (positioned writes, any order);
+  // the watermark is the first listed position not yet written, so it only ever names written
+  // blocks, and a heartbeat syncs before it reports the watermark it read before the sync.
+  const reads = Math.max(1, deps.readConcurrency ?? DEFAULT_REVERSE_READS);
+  const stop = new AbortController();
+  const anySignal = AbortSignal.any([signal, stop.signal]);
   try {
     // Below the watermark: already written and synced by an earlier attempt; their hashes come from the image.
     const buf = Buffer.alloc(BLOCK_SIZE);
@@ -165,14 +177,33 @@ export async function reverseDisk(
       await fh.read(buf, 0, Math.min(BLOCK_SIZE, disk.imageSizeBytes - i * BLOCK_SIZE), i * BLOCK_SIZE);
       index.set(i, sha256(buf));
     }
-    let sinceBeat = 0;
-    const beat = async (next: number) => {
-      await fh.datasync(); // the watermark only ever names synced blocks
-      opts.heartbeat({ snapshotId, nextListed: next, blocksWritten, bytesWritten });
-      sinceBeat = 0;
+    /** Bytes written per listed position done above the watermark (0: unchanged, nothing written). */
+    const done = new Map<number, number>();
+    let watermark = start;
+    const finished = (k: number, bytes: number) => {
+      done.set(k, bytes);
+      for (let b = done.get(watermark); b !== undefined; b = done.get(watermark)) {
+        done.delete(watermark++);
+        if (b > 0) {
+          blocksWritten++;
+          bytesWritten += b;
+        }
+      }
     };
-    for (let k = start; k < listed.length; k++) {
-      signal.throwIfAborted();
+    let sinceBeat = 0;
+    let beating = false;
+    const beat = async () => {
+      beating = true;
+      sinceBeat = 0;
+      try {
+        const mark = { snapshotId, nextListed: watermark, blocksWritten, bytesWritten };
+        await fh.datasync(); // the watermark, read before the sync, only ever names synced blocks
+        opts.heartbeat(mark);
+      } finally {
+        beating = false;
+      }
+    };
+    const copy = async (k: number) => {
       const [i, token] = listed[k]!;
       let data: Buffer;
       if (token === null) data = ZERO_BLOCK;
@@ -182,14 +213,13 @@ export async function reverseDisk(
             () =>
               ebs.send(
                 new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: i, BlockToken: token }),
-                {
-                  abortSignal: signal,
-                },
+                { abortSignal: anySignal },
               ),
-            { signal },
+            { signal: anySignal },
           ),
         );
-        const raw = Buffer.from(await out.BlockData!.transformToByteArray());
+        const bytes = await out.BlockData!.transformToByteArray();
+        const raw = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         data = raw.length === BLOCK_SIZE ? raw : Buffer.concat([raw, Buffer.alloc(BLOCK_SIZE - raw.length)]);
       }
       const hash = token === null ? ZERO_HASH : sha256(data);
@@ -202,17 +232,32 @@ export async function reverseDisk(
             ),
             { code: 'EREVERSESIZE' },
           );
-        continue;
+        return finished(k, 0);
       }
-      if (!hash.equals(index.get(i))) {
-        const len = Math.min(BLOCK_SIZE, disk.imageSizeBytes - i * BLOCK_SIZE);
-        await fh.write(data, 0, len, i * BLOCK_SIZE); // positioned write, in place
-        blocksWritten++;
-        bytesWritten += len;
-        index.set(i, hash);
+      if (hash.equals(index.get(i))) return finished(k, 0);
+      const len = Math.min(BLOCK_SIZE, disk.imageSizeBytes - i * BLOCK_SIZE);
+      await fh.write(data, 0, len, i * BLOCK_SIZE); // positioned write, in place
+      index.set(i, hash);
+      finished(k, len);
+    };
+    let next = start;
+    let failure: unknown;
+    const worker = async () => {
+      while (failure === undefined && next < listed.length) {
+        const k = next++;
+        try {
+          anySignal.throwIfAborted();
+          await copy(k);
+          if (++sinceBeat >= deps.heartbeatEveryBlocks && !beating) await beat();
+        } catch (e) {
+          failure ??= e;
+          stop.abort(e);
+        }
       }
-      if (++sinceBeat >= deps.heartbeatEveryBlocks) await beat(k + 1);
-    }
+    };
+    // Every worker ends before the file is closed, also when one of them failed.
+    await Promise.all(Array.from({ length: Math.min(reads, listed.length - start) }, worker));
+    if (failure !== undefined) throw failure;
     await fh.datasync(); // durable before the point is recorded
     opts.heartbeat({ snapshotId, nextListed: listed.length, blocksWritten, bytesWritten });
   } finally {
