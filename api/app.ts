@@ -39,12 +39,12 @@ export function createApp(deps: AppDeps) {
 
   const v1 = v1Router();
   v1.use('*', authenticate(deps.db), auditMutations(deps.db));
-  // A plan of 500 VMs fits well within this; anything bigger is refused before it is buffered.
+  // A plan of 2,000 VMs (MAX_PLAN_VMS, ~2 KB each with scripts and tags) fits within this; anything bigger is refused before it is buffered.
   v1.use(
     '*',
     bodyLimit({
-      maxSize: 8 * 1024 * 1024,
-      onError: (c) => c.json({ error: 'too_large', message: 'The request body exceeds 8 MiB' }, 413),
+      maxSize: 16 * 1024 * 1024,
+      onError: (c) => c.json({ error: 'too_large', message: 'The request body exceeds 16 MiB' }, 413),
     }),
   );
   // Concern routers are mounted here (one line each).

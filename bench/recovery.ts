@@ -1,14 +1,20 @@
 /**
- * Recovery benchmark: recover 100 VMs in 5 boot groups (zero delays, no health checks, no
- * scripts) against moto, through the real recovery workflow on a real Temporal dev server with
- * the job mirrored to Postgres. Reports the total time, the time inside EC2 calls and waits on the
- * critical path (per group, the slowest VM's EC2 time), and the rest — the orchestration
- * overhead (Temporal round trips, Postgres upserts, scheduling) — per VM. Goal: < 50 ms per VM.
+ * Recovery benchmark: recover N VMs in G boot groups (zero delays, no health checks, no scripts)
+ * against moto, through the real recovery workflow (boot groups as child workflows) on a real
+ * Temporal dev server with the job mirrored to Postgres. Reports the total time, the time inside
+ * EC2 calls and waits on the critical path (per group, the slowest VM's EC2 time), the rest — the
+ * orchestration overhead (Temporal round trips, Postgres upserts, scheduling) — per VM, the EC2
+ * calls made, and the longest history of any workflow of the job, beside this machine's cores and
+ * load average measured in the same run. Goal: < 20 ms of overhead per VM at 1,000 VMs.
  *
- *   npm run bench -- recovery [--vms 100] [--groups 5]
+ *   npm run bench -- recovery [--vms 1000] [--groups 10] [--ec2-rate 1000]
+ *
+ * --ec2-rate: EC2 calls per second of each of the pacing buckets (lib/aws-pacing.ts); moto is not
+ * AWS, so the default is far above AWS's refill rates (20 Describe / 5 mutating a second).
  */
 
 import { createHash } from 'node:crypto';
+import os from 'node:os';
 import { CompleteSnapshotCommand, PutSnapshotBlockCommand, StartSnapshotCommand } from '@aws-sdk/client-ebs';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
@@ -38,8 +44,19 @@ function arg(args: string[], name: string, dflt: number): number {
 }
 
 export async function run(args: string[]) {
-  const nVms = arg(args, '--vms', 100);
-  const nGroups = arg(args, '--groups', 5);
+  const nVms = arg(args, '--vms', 1000);
+  const nGroups = arg(args, '--groups', 10);
+  const ec2Rate = arg(args, '--ec2-rate', 1000);
+  // Read by lib/aws.ts (process config) when the activities build their EC2 clients.
+  process.env.LIFEBOAT_EC2_DESCRIBE_PER_SECOND = String(ec2Rate);
+  process.env.LIFEBOAT_EC2_MUTATE_PER_SECOND = String(ec2Rate);
+  const load = () =>
+    os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' / ');
+  const loadAtStart = load();
+  const cpu0 = process.cpuUsage();
   const say = (m: string) => console.log(`[bench recovery] ${m}`);
   const stack = await startStack('test', () => {});
   try {
@@ -119,6 +136,21 @@ export async function run(args: string[]) {
     );
     say(`inventory ready: ${nVms} VMs in ${nGroups} groups, recovery point ${rpId}`);
 
+    // Every EC2 call the activities make (each attempt), by command.
+    const counter = {
+      calls: new Map<string, number>(),
+      install(c: import('@aws-sdk/client-ec2').EC2Client) {
+        c.middlewareStack.add(
+          // biome-ignore lint/suspicious/noExplicitAny: middleware over any EC2 command
+          ((next: any, context: any) => (a: any) => {
+            const name = String(context.commandName).replace(/Command$/, '');
+            counter.calls.set(name, (counter.calls.get(name) ?? 0) + 1);
+            return next(a);
+          }) as never,
+          { step: 'finalizeRequest', name: 'benchCount', priority: 'low' } as never,
+        );
+      },
+    };
     // Lifeboat's data converter: the benchmark pays for payload encryption like production does.
     const dataConverter = await lifeboatDataConverter(config);
     const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
@@ -128,7 +160,7 @@ export async function run(args: string[]) {
       dataConverter,
       taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
       workflowBundle: { code: (await buildWorkflowBundle()).code },
-      activities: createControlActivities({ db, config }),
+      activities: createControlActivities({ db, config, awsHooks: { ec2: (c) => counter.install(c) } }),
     });
     const clientConn = await Connection.connect(await temporalConnectionOptions(config));
     const client = new Client({
@@ -150,6 +182,19 @@ export async function run(args: string[]) {
       const ms = performance.now() - t0;
       return [r, ms, await handle.query<JobProgress>('progress')] as const;
     });
+    const loadAtEnd = load();
+    const cpu = process.cpuUsage(cpu0);
+    // Every workflow of the job: the job's own and the children it started (from its history).
+    const histories: { id: string; events: number }[] = [];
+    const parentEvents = (await handle.fetchHistory()).events ?? [];
+    histories.push({ id: job.workflowId, events: parentEvents.length });
+    for (const e of parentEvents) {
+      const childId = e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId;
+      if (!childId) continue;
+      const h = await client.workflow.getHandle(childId).fetchHistory();
+      histories.push({ id: childId, events: h.events?.length ?? 0 });
+    }
+    const longest = histories.reduce((a, b) => (b.events > a.events ? b : a));
     if (result.status !== 'completed') throw new Error(`recovery ${result.status}: ${result.message}`);
 
     const ec2Of = new Map<string, number>();
@@ -175,15 +220,23 @@ export async function run(args: string[]) {
     const avgVm = perVmOverhead.reduce((a, b) => a + b, 0) / perVmOverhead.length;
 
     const ms = (v: number) => `${v.toFixed(0).padStart(7)} ms`;
+    const calls = [...counter.calls.entries()].sort((a, b) => b[1] - a[1]);
+    const nCalls = calls.reduce((a, [, n]) => a + n, 0);
     console.log(`
 recovery of ${nVms} VMs in ${nGroups} boot groups (zero delays) against moto
   total (API start → result)                  ${ms(totalMs)}
   EC2 calls + waits on the critical path      ${ms(criticalEc2)}   (validate + per group the slowest VM)
   EC2 calls + waits, summed over all VMs      ${ms(sumEc2)}
   orchestration overhead (total − critical)   ${ms(overhead)}
-  → overhead per VM                           ${ms(overhead / nVms)}   (goal < 50 ms)
+  → overhead per VM                           ${ms(overhead / nVms)}   (goal < 20 ms at 1,000 VMs)
   per-VM own overhead (wall − own EC2), mean  ${ms(avgVm)}   (steps of a VM run in sequence; VMs of a group in parallel)
-  activities per VM: image, launch, wait running (each writes its own step row)`);
+  EC2 calls (each attempt)                    ${String(nCalls).padStart(7)}      ${calls.map(([c, n]) => `${c} ${n}`).join(', ')}
+  EC2 pacing                                  ${ec2Rate}/s per bucket (AWS: 20 Describe/s, 5 mutating/s)
+  workflows of the job                        ${String(histories.length).padStart(7)}      (the job's + one child per boot group of ≤ 250 VMs)
+  longest history                             ${String(longest.events).padStart(7)} events (${longest.id}; the job's own: ${histories[0]!.events})
+  bench process CPU (worker + activities)     ${ms((cpu.user + cpu.system) / 1000)}
+  machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 1024 ** 3)} GiB RAM, node ${process.version}
+  load average (1/5/15 min): at start ${loadAtStart}; at end ${loadAtEnd}`);
     await clientConn.close();
     await connection.close();
     await db.close();

@@ -1,4 +1,4 @@
-import { defineUpdate } from '@temporalio/workflow';
+import { defineSignal, defineUpdate } from '@temporalio/workflow';
 
 /**
  * Resume after failure: a recovery job whose step fails waits for an operator instead of ending.
@@ -49,3 +49,17 @@ export const abandonUpdate = defineUpdate<OperatorDecisionResult, [OperatorDecis
 
 /** The validator's refusal when the job waits for nobody: the API answers 409 with it. */
 export const NOT_WAITING = 'NotWaitingForOperator';
+
+/**
+ * A recovery's boot groups run as child workflows (workflows/recovery/group.ts): a failed step
+ * waits in its child, while the API's retry/abandon update goes to the job's (parent) workflow.
+ * The child tells its parent it waits; the parent answers the update and passes the decision on.
+ */
+export interface ChildWaiting {
+  childWorkflowId: string;
+  stepKey: string;
+  attempt: number;
+}
+export const childWaitingSignal = defineSignal<[ChildWaiting]>('recoveryChildWaiting');
+export const operatorDecisionSignal =
+  defineSignal<[{ decision: 'retry' | 'abandon'; by: string }]>('operatorDecision');

@@ -5,7 +5,7 @@
  */
 import type { HealthCheck } from '../schema/domain/vm';
 import type { AwsTarget } from './aws';
-import type { EndedJobStatus, JobKind } from './jobs';
+import type { EndedJobStatus, JobKind, StepState } from './jobs';
 
 export type RecoveryMode = 'test' | 'full' | 'migration';
 export type RecoveryJobKind = Extract<JobKind, 'test-recovery' | 'full-recovery' | 'migration' | 'cleanup'>;
@@ -23,6 +23,17 @@ export const RECOVERY_WORKFLOW = 'recoveryWorkflow';
 export const CLEANUP_WORKFLOW = 'cleanupWorkflow';
 
 export const recoveryWorkflowId = (jobId: string) => `recovery-${jobId}`;
+/** One boot group (or a slice of a large one) of a recovery: a child workflow of the job's. */
+export const RECOVERY_GROUP_WORKFLOW = 'recoveryGroupWorkflow';
+/**
+ * Boot groups as child workflows with batched waits (issue 16.3): histories recorded before run
+ * every VM's steps in the job's own workflow.
+ */
+export const PATCH_GROUP_CHILDREN = 'lifeboat-recovery-group-children';
+/** A child workflow recovers at most this many VMs (its history stays far below 10,000 events). */
+export const DEFAULT_VMS_PER_CHILD = 250;
+/** VMs of one child in their image + launch steps at once (RunInstances pacing per group). */
+export const DEFAULT_LAUNCH_CONCURRENCY = 25;
 /** The step that creates a test recovery's isolated network (recorded histories before it never ran it). */
 export const PATCH_TEST_NETWORK = 'lifeboat-test-network';
 /** The default of guestReadyMinutes. */
@@ -66,6 +77,37 @@ export interface RecoveryTuning {
    * (scheduled drills). The API sets it from LIFEBOAT_RECOVERY_RETRY_WAIT_MINUTES.
    */
   operatorWaitSeconds?: number;
+  /** VMs of one boot group in their image + launch steps at once (default DEFAULT_LAUNCH_CONCURRENCY). */
+  launchConcurrency?: number;
+  /** A boot group larger than this is recovered by several child workflows (default DEFAULT_VMS_PER_CHILD). */
+  vmsPerChild?: number;
+}
+
+/** What the job's workflow hands the child workflow of one boot group (or a slice of one). */
+export interface RecoveryGroupInput {
+  input: RecoveryInput;
+  /** The job's plan snapshot with only this child's VMs. */
+  plan: RecoveryPlanSnapshot;
+  /** 1-based boot group number. */
+  group: number;
+  /** The VMs' steps as the job declared them (keys, seqs, names): the child runs and records them. */
+  steps: StepState[];
+  /** The job's workflow: told when a step of the child waits for an operator. */
+  parentWorkflowId: string;
+}
+
+/** A child's end: what it recovered and each of its steps' final state (the job's book takes them). */
+export interface RecoveryGroupResult {
+  recovered: RecoveredVm[];
+  failedScripts: string[];
+  steps: StepState[];
+}
+
+/** The details of a child's failure (ApplicationFailure type RecoveryGroupFailed). */
+export interface RecoveryGroupFailure extends RecoveryGroupResult {
+  stepKey?: string;
+  stepName?: string;
+  remediation: string;
 }
 
 export interface CleanupInput {

@@ -7,6 +7,7 @@ import { fromIni } from '@aws-sdk/credential-provider-ini';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/nested-clients/sts';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@aws-sdk/types';
 import type { AwsTarget } from '../contracts/aws';
+import { paceEc2 } from './aws-pacing';
 import { awsEndpoint, awsEnvCredentials, type Config, loadConfig } from './config';
 
 /**
@@ -83,8 +84,14 @@ function commonOptions(target: AwsTarget) {
   };
 }
 
+/** EC2 of a target, paced with every other EC2 client of the same account+region+credentials (lib/aws-pacing.ts). */
 export function ec2Client(target: AwsTarget): EC2Client {
-  return new EC2Client(commonOptions(target));
+  const config = loadConfig();
+  const key = `${target.region}|${target.endpoint ?? ''}|${JSON.stringify(target.credentials ?? null)}`;
+  return paceEc2(new EC2Client(commonOptions(target)), key, {
+    describePerSecond: config.LIFEBOAT_EC2_DESCRIBE_PER_SECOND,
+    mutatePerSecond: config.LIFEBOAT_EC2_MUTATE_PER_SECOND,
+  });
 }
 
 /** KMS (envelope mode of the keyring, lib/crypto/kms.ts). */

@@ -62,6 +62,11 @@ export const configSchema = z.object({
   LIFEBOAT_SNAPSHOT_BUDGET: positiveInt.max(100).optional(),
   // A snapshot-slot lease is re-checked this often: a dead holder's slot returns within it.
   LIFEBOAT_SNAPSHOT_LEASE_TTL_SECONDS: positiveInt.optional(),
+  // EC2 request rate per target account+region+credentials, shared by every EC2 call of the process
+  // (lib/aws-pacing.ts). Defaults: AWS's documented refill rates of the non-mutating (Describe*)
+  // and mutating buckets; lower them when other tools share the account, raise them for a local moto.
+  LIFEBOAT_EC2_DESCRIBE_PER_SECOND: z.coerce.number().positive().default(20),
+  LIFEBOAT_EC2_MUTATE_PER_SECOND: z.coerce.number().positive().default(5),
   // A transfer not picked up by a node this fast marks the node suspect and goes to the next.
   LIFEBOAT_NODE_PICKUP_TIMEOUT_SECONDS: z.coerce.number().positive().default(60),
 

@@ -49,6 +49,9 @@ try {
     // Failed recovery steps end their job at once, as the suite expects; the resume-after-failure
     // tests set their own wait (test/recovery/retry.test.ts).
     LIFEBOAT_RECOVERY_RETRY_WAIT_MINUTES: process.env.LIFEBOAT_RECOVERY_RETRY_WAIT_MINUTES ?? '0',
+    // moto is not AWS: the suite (one moto, many test files) paces EC2 well above AWS's refill rates.
+    LIFEBOAT_EC2_DESCRIBE_PER_SECOND: process.env.LIFEBOAT_EC2_DESCRIBE_PER_SECOND ?? '1000',
+    LIFEBOAT_EC2_MUTATE_PER_SECOND: process.env.LIFEBOAT_EC2_MUTATE_PER_SECOND ?? '1000',
     ...('missing' in qemu ? { LIFEBOAT_QEMU_MISSING: qemu.missing } : {}),
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     NODE_NO_WARNINGS: '1',

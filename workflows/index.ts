@@ -10,7 +10,7 @@ export { scheduledKeyRotationWorkflow } from './maintenance/key-rotation';
 export { acknowledgeAlertWorkflow, emitEventsWorkflow, monitorWorkflow } from './monitor';
 export { applianceUpgradeWorkflow } from './nodes/upgrade';
 export { deliverEventWorkflow } from './notifications/deliver';
-export { cleanupWorkflow, preflightWorkflow, recoveryWorkflow } from './recovery';
+export { cleanupWorkflow, preflightWorkflow, recoveryGroupWorkflow, recoveryWorkflow } from './recovery';
 export { consistencyCheckWorkflow, consistencySweepWorkflow } from './replication/consistency';
 export { replicationIterationWorkflow } from './replication/iteration';
 export { snapshotBudgetWorkflow } from './replication/snapshot-budget';

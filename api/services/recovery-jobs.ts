@@ -20,6 +20,7 @@ import {
   recoveryWorkflowId,
 } from '../../contracts';
 import { Name } from '../../schema/domain/common';
+import { MAX_PLAN_VMS } from '../../schema/domain/plan';
 import { jobs, plans, recoveryPoints, vms } from '../../schema/index';
 import type { cleanupWorkflow } from '../../workflows/recovery/cleanup';
 import type { recoveryWorkflow } from '../../workflows/recovery/recovery';
@@ -46,7 +47,7 @@ export const RecoveryRequest = z
       .describe(
         'Omitted: the latest recovery point that did not fail a consistency check. `{id}` (with `force: true` for a point that failed one) or `{before: ISO date-time}`',
       ),
-    vms: z.array(Name).min(1).max(500).optional().describe('VM names; omitted: all'),
+    vms: z.array(Name).min(1).max(MAX_PLAN_VMS).optional().describe('VM names; omitted: all'),
     runScripts: z.boolean().default(true),
     confirm: z
       .string()

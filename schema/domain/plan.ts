@@ -7,6 +7,8 @@ import { Disk, HealthCheck, NetworkSettings, Vm } from './vm';
 
 /** Ordinary recovery points kept per VM when a plan sets no `replication.retention`. */
 export const DEFAULT_POINT_RETENTION_COUNT = 48;
+/** The most VMs one plan holds (and one recovery recovers): VMware SRM takes thousands per recovery plan. */
+export const MAX_PLAN_VMS = 2000;
 
 export const ReplicationSettings = z
   .object({
@@ -173,7 +175,7 @@ export const DrillSettings = z
       .number()
       .int()
       .min(1)
-      .max(500)
+      .max(MAX_PLAN_VMS)
       .describe('Cost guard: a drill that would launch more instances is refused before anything is created'),
     maxVcpus: z
       .number()
@@ -394,7 +396,7 @@ export const PlanFields = {
     'Run by a failback once the source images are verified (e.g. powers the original VMs on); reads on stdin the JSON of what was written back',
   ),
   targetDefaults: TargetDefaults.default({}),
-  vms: z.array(Vm).max(500).default([]),
+  vms: z.array(Vm).max(MAX_PLAN_VMS).default([]),
 };
 
 export const PlanInput = z

@@ -1,10 +1,12 @@
-import { condition, patched, setHandler } from '@temporalio/workflow';
+import { condition, getExternalWorkflowHandle, patched, setHandler } from '@temporalio/workflow';
 import {
   abandonUpdate,
+  childWaitingSignal,
   NOT_WAITING,
   type OperatorDecisionInput,
   type OperatorDecisionResult,
   type OperatorWait,
+  operatorDecisionSignal,
   PATCH_OPERATOR_WAIT,
   retryUpdate,
 } from '../../contracts';
@@ -29,21 +31,44 @@ export interface OperatorGateHooks {
  */
 export class OperatorGate {
   private readonly waitingSteps = new Map<string, { attempt: number }>();
+  /** Child workflows (a recovery's boot groups) with a step waiting: the decision goes on to them. */
+  private readonly waitingChildren = new Map<string, { stepKey: string; attempt: number }>();
   private generation = 0;
   private last?: { decision: 'retry' | 'abandon'; by: string };
 
+  /**
+   * `child`: the gate of a child workflow. It takes the decision as a signal from its parent (which
+   * received the update and recorded it) instead of the updates, and tells the parent it waits.
+   */
   constructor(
     private readonly waitSeconds: number | undefined,
     private readonly hooks: OperatorGateHooks,
+    private readonly child?: { parentWorkflowId: string; workflowId: string },
   ) {
+    if (child) {
+      setHandler(operatorDecisionSignal, (d) => {
+        if (this.waitingSteps.size === 0) return;
+        this.last = d;
+        this.generation += 1;
+      });
+      return;
+    }
     const validator = (input: OperatorDecisionInput) => {
-      if (this.waitingSteps.size === 0)
+      if (this.waitingSteps.size === 0 && this.waitingChildren.size === 0)
         throw new Error(`${NOT_WAITING}: the job is not waiting for an operator (no failed step waits)`);
       if (!input || typeof input.by !== 'string' || !input.by)
         throw new Error('by: who decides must be named');
     };
     setHandler(retryUpdate, (input) => this.decide('retry', input), { validator });
     setHandler(abandonUpdate, (input) => this.decide('abandon', input), { validator });
+    setHandler(childWaitingSignal, (w) => {
+      this.waitingChildren.set(w.childWorkflowId, { stepKey: w.stepKey, attempt: w.attempt });
+    });
+  }
+
+  /** A child ended: nothing of it waits any more. */
+  childEnded(workflowId: string) {
+    this.waitingChildren.delete(workflowId);
   }
 
   /** Whether a failed step waits (the configured wait, and a workflow run that knows the wait). */
@@ -53,13 +78,14 @@ export class OperatorGate {
 
   /** True when no step waits (e.g. a progress query's "waiting" flag). */
   get waiting(): boolean {
-    return this.waitingSteps.size > 0;
+    return this.waitingSteps.size > 0 || this.waitingChildren.size > 0;
   }
 
   private async decide(
     decision: 'retry' | 'abandon',
     input: OperatorDecisionInput,
   ): Promise<OperatorDecisionResult> {
+    if (this.waitingSteps.size === 0) return this.decideForChild(decision, input);
     const [stepKey, { attempt }] = [...this.waitingSteps.entries()][0]!;
     this.last = { decision, by: input.by };
     this.generation += 1;
@@ -70,6 +96,23 @@ export class OperatorGate {
     };
     // Answered once the job row no longer says "waiting" (the API reads it right after).
     await this.hooks.resumed({ ...result, by: input.by });
+    return result;
+  }
+
+  /** The waiting step is a child's: record the decision here (the API reads the row), then pass it on. */
+  private async decideForChild(
+    decision: 'retry' | 'abandon',
+    input: OperatorDecisionInput,
+  ): Promise<OperatorDecisionResult> {
+    const [childId, { stepKey, attempt }] = [...this.waitingChildren.entries()][0]!;
+    this.waitingChildren.delete(childId);
+    const result: OperatorDecisionResult = {
+      decision,
+      stepKey,
+      attempt: decision === 'retry' ? attempt + 1 : attempt,
+    };
+    await this.hooks.resumed({ ...result, by: input.by });
+    await getExternalWorkflowHandle(childId).signal(operatorDecisionSignal, { decision, by: input.by });
     return result;
   }
 
@@ -94,6 +137,12 @@ export class OperatorGate {
         attempt,
         waitingUntil: new Date(Date.now() + waitMs).toISOString(),
       });
+      if (this.child)
+        await getExternalWorkflowHandle(this.child.parentWorkflowId).signal(childWaitingSignal, {
+          childWorkflowId: this.child.workflowId,
+          stepKey: failure.stepKey,
+          attempt,
+        });
       const decided = await condition(() => this.generation !== gen, waitMs);
       if (!decided) {
         failure.message = `${failure.message} (no operator retried or abandoned it within ${formatWait(this.waitSeconds!)})`;

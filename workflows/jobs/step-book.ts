@@ -10,6 +10,7 @@ export class StepBook {
   readonly progress: JobProgress;
   private readonly byKey = new Map<string, StepState>();
   private seq = 0;
+  private readonly delegated = new Set<string>();
 
   constructor(jobId: string) {
     this.progress = { jobId, status: 'running', steps: [] };
@@ -29,6 +30,29 @@ export class StepBook {
     this.byKey.set(key, s);
     this.progress.steps.push(s);
     return s;
+  }
+
+  /** Steps declared by another workflow (a recovery's child takes its VMs' steps from the job's book). */
+  adopt(steps: StepState[]) {
+    for (const st of steps) {
+      const s = { ...st };
+      this.byKey.set(s.key, s);
+      this.progress.steps.push(s);
+      this.seq = Math.max(this.seq, s.seq);
+    }
+  }
+
+  /** A child workflow runs these steps: it records and closes them itself, closeOpen leaves them. */
+  delegate(keys: string[]) {
+    for (const k of keys) this.delegated.add(k);
+  }
+
+  /** A child's final states of its steps (its result, or its failure's details). */
+  merge(states: StepState[]) {
+    for (const st of states) {
+      const s = this.byKey.get(st.key);
+      if (s) Object.assign(s, st);
+    }
   }
 
   get(key: string): StepState {
@@ -66,6 +90,7 @@ export class StepBook {
   closeOpen(status: 'skipped' | 'cancelled'): StepState[] {
     const changed: StepState[] = [];
     for (const s of this.progress.steps) {
+      if (this.delegated.has(s.key)) continue;
       if (s.status === 'pending' || s.status === 'running') {
         this.set(s.key, s.status === 'running' ? 'cancelled' : status);
         changed.push(s);

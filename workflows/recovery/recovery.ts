@@ -3,6 +3,7 @@ import {
   type ActivityInterfaceFor,
   ApplicationFailure,
   CancellationScope,
+  ChildWorkflowFailure,
   executeChild,
   isCancellation,
   patched,
@@ -14,16 +15,20 @@ import {
 } from '@temporalio/workflow';
 import type { RecoveryActivities } from '../../activities/control/recovery';
 import {
+  DEFAULT_VMS_PER_CHILD,
   describeCreated,
   JOB_KIND_OF_MODE,
   PATCH_FAILED_JOB_FAILS,
   PATCH_FAILOVER_STATE,
+  PATCH_GROUP_CHILDREN,
   PATCH_JOB_REPORT,
   PATCH_TEST_NETWORK,
   placeInTestNetwork,
   progressQuery,
+  RECOVERY_GROUP_WORKFLOW,
   REPLICATION_ITERATION_WORKFLOW,
   type RecoveredVm,
+  type RecoveryGroupFailure,
   type RecoveryInput,
   type RecoveryPlanSnapshot,
   type RecoveryPointSelector,
@@ -39,8 +44,9 @@ import { OperatorGate } from '../jobs/operator-wait';
 import { setJobStatusAttr } from '../jobs/status-attr';
 import { StepBook, StepFailed } from '../jobs/step-book';
 import type { replicationIterationWorkflow } from '../replication/iteration';
+import type { recoveryGroupWorkflow } from './group';
 
-type BootGroup = { order: number; vms: RecoveryVm[]; delaySeconds: number };
+export type BootGroup = { order: number; vms: RecoveryVm[]; delaySeconds: number };
 
 /** Boot groups: VMs with the same boot order, lowest first. */
 export function bootGroups(vms: RecoveryVm[]): BootGroup[] {
@@ -59,11 +65,11 @@ export function bootGroups(vms: RecoveryVm[]): BootGroup[] {
 /** A group's delay is waited only before another group: never after the last one. */
 const waitsAfter = (groups: BootGroup[], i: number) => i < groups.length - 1 && groups[i]!.delaySeconds > 0;
 
-const vmKey = (vm: string, what: string) => `vm:${vm}:${what}`;
+export const vmKey = (vm: string, what: string) => `vm:${vm}:${what}`;
 const MAX_VM_IDS_ATTR = 40;
 
 /** What every phase of one recovery job shares. */
-interface RecoveryJob {
+export interface RecoveryJob {
   jobId: string;
   input: RecoveryInput;
   acts: ActivityInterfaceFor<RecoveryActivities>;
@@ -78,10 +84,47 @@ interface RecoveryJob {
   failover: boolean;
   /** The plan went to failing-over in this job: an unsuccessful end returns it to protected. */
   failoverBegun?: boolean;
+  /** A boot group's child workflow (group.ts): its VMs' first wait for running is one batched poll. */
+  running?: RunningBatch;
+  /** A boot group's child workflow: how many VMs are in their image + launch steps at once. */
+  launchSlots?: Slots;
+  /** A step starts (true) or stops (false) waiting for an operator (the child's batch counts it). */
+  onWait?: (key: string, waiting: boolean) => void;
+}
+
+/** What the batched wait for running answers one VM (the shape of waitVmRunning's result). */
+export interface RunningResult {
+  privateIp?: string;
+  publicIp?: string;
+  ec2Ms: number;
+  message: string;
+}
+
+/** The batched first wait for running of a child's VMs (group.ts). */
+export interface RunningBatch {
+  wait(vm: string, ref: StepRef, instanceId: string): Promise<RunningResult>;
+}
+
+/** At most n holders at once, in arrival order (deterministic: workflow promises only). */
+export class Slots {
+  private readonly queue: (() => void)[] = [];
+  constructor(private free: number) {}
+  async acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free -= 1;
+      return;
+    }
+    await new Promise<void>((r) => this.queue.push(r));
+  }
+  release() {
+    const next = this.queue.shift();
+    if (next) next();
+    else this.free += 1;
+  }
 }
 
 /** Windows validations take turns on the one prep node: each waits for the previous one. */
-type WindowsLock = { chain: Promise<unknown> };
+export type WindowsLock = { chain: Promise<unknown> };
 
 /**
  * One recovery job (test, full or migration), step by step:
@@ -105,7 +148,12 @@ export async function recoveryWorkflow(input: RecoveryInput): Promise<RecoveryRe
     if (plan.testNetwork && patched(PATCH_TEST_NETWORK)) await testNetworkPhase(job, plan);
     await planPreScript(job, plan);
     const windowsLock: WindowsLock = { chain: Promise.resolve() };
-    for (const i of groups.keys()) await runBootGroup(job, plan, groups, i, windowsLock);
+    // Boot groups as child workflows (batched EC2 polls, bounded histories); recorded histories
+    // replay the groups run here.
+    const children = patched(PATCH_GROUP_CHILDREN);
+    for (const i of groups.keys())
+      if (children) await runBootGroupChildren(job, plan, groups, i);
+      else await runBootGroup(job, plan, groups, i, windowsLock);
     await planPostScript(job, plan);
     return await finishCompleted(job, plan);
   } catch (err) {
@@ -136,14 +184,8 @@ export function failedJobFailure(result: RecoveryResult): ApplicationFailure {
 }
 
 function newJob(input: RecoveryInput): RecoveryJob {
+  const acts = recoveryActivities(input);
   const tuning = input.tuning ?? {};
-  const acts = proxyActivities<RecoveryActivities>({
-    startToCloseTimeout: '2 hours',
-    heartbeatTimeout: `${tuning.heartbeatTimeoutSeconds ?? 10} seconds`,
-    retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
-    // On cancel, wait for a running step to stop: what it created is then visible to the final listing.
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  });
   const gate = new OperatorGate(tuning.operatorWaitSeconds, {
     waiting: (wait) => acts.recoveryJobWaiting(input.jobId, wait),
     resumed: (decision) => acts.recoveryJobResumed(input.jobId, decision),
@@ -159,6 +201,17 @@ function newJob(input: RecoveryInput): RecoveryJob {
     // Histories recorded before the failover state replay without its steps.
     failover: input.mode === 'full' && patched(PATCH_FAILOVER_STATE),
   };
+}
+
+/** The activities of a recovery job's workflows (the job's and its boot groups' children). */
+export function recoveryActivities(input: RecoveryInput): ActivityInterfaceFor<RecoveryActivities> {
+  return proxyActivities<RecoveryActivities>({
+    startToCloseTimeout: '2 hours',
+    heartbeatTimeout: `${input.tuning?.heartbeatTimeoutSeconds ?? 10} seconds`,
+    retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
+    // On cancel, wait for a running step to stop: what it created is then visible to the final listing.
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  });
 }
 
 /** The steps known before the plan is loaded. */
@@ -377,6 +430,79 @@ async function runBootGroup(
   if (waitsAfter(groups, i)) await timerStep(job, `group:${i + 1}:delay`, grp.delaySeconds);
 }
 
+/**
+ * One boot group as child workflows (group.ts), one per DEFAULT_VMS_PER_CHILD VMs, all at once:
+ * each runs and records its VMs' steps and returns their final states, which this job's book
+ * takes (its progress query and result). A child's failure carries them too; then the first
+ * failed step fails the job as it would here.
+ */
+async function runBootGroupChildren(
+  job: RecoveryJob,
+  p: RecoveryPlanSnapshot,
+  groups: BootGroup[],
+  i: number,
+) {
+  const { book, input } = job;
+  const grp = groups[i]!;
+  const per = input.tuning?.vmsPerChild ?? DEFAULT_VMS_PER_CHILD;
+  const slices: RecoveryVm[][] = [];
+  for (let j = 0; j < grp.vms.length; j += per) slices.push(grp.vms.slice(j, j + per));
+  const parentWorkflowId = workflowInfo().workflowId;
+  const { vms: _all, ...rest } = input;
+  const childInput: RecoveryInput = rest;
+  const results = await Promise.allSettled(
+    slices.map(async (vms, j) => {
+      const names = new Set(vms.map((v) => v.name));
+      const steps = book.progress.steps.filter((s) => s.vm !== undefined && names.has(s.vm));
+      book.delegate(steps.map((s) => s.key));
+      const workflowId = `${parentWorkflowId}-group-${i + 1}${slices.length > 1 ? `-${j + 1}` : ''}`;
+      try {
+        return await executeChild<typeof recoveryGroupWorkflow>(RECOVERY_GROUP_WORKFLOW, {
+          args: [{ input: childInput, plan: { ...p, vms }, group: i + 1, steps, parentWorkflowId }],
+          workflowId,
+          staticSummary: `Boot group ${i + 1}: ${vms.length} VM(s)${slices.length > 1 ? ` (part ${j + 1} of ${slices.length})` : ''}`,
+        });
+      } finally {
+        job.gate.childEnded(workflowId);
+      }
+    }),
+  );
+  let failure: unknown;
+  for (const r of results) {
+    if (r.status === 'fulfilled') {
+      book.merge(r.value.steps);
+      job.recovered.push(...r.value.recovered);
+      job.failedScripts.push(...r.value.failedScripts);
+      continue;
+    }
+    const details = groupFailure(r.reason);
+    if (details) {
+      book.merge(details.steps);
+      job.recovered.push(...details.recovered);
+      job.failedScripts.push(...details.failedScripts);
+    }
+    // A cancellation wins; else the first child's failed step is the job's.
+    if (failure === undefined || isCancellation(r.reason)) failure = r.reason;
+  }
+  if (failure !== undefined) {
+    if (isCancellation(failure)) throw failure;
+    const d = groupFailure(failure);
+    const why = explainFailure(failure, 'Read the boot group’s workflow in the Temporal UI');
+    if (d?.stepKey) throw new StepFailed(d.stepKey, d.stepName ?? d.stepKey, why.message, d.remediation);
+    throw failure;
+  }
+  if (waitsAfter(groups, i)) await timerStep(job, `group:${i + 1}:delay`, grp.delaySeconds);
+}
+
+/** The details of a boot group child's failure (RecoveryGroupFailed), if it got that far. */
+function groupFailure(err: unknown): RecoveryGroupFailure | undefined {
+  let cause: unknown = err;
+  while (cause instanceof ChildWorkflowFailure) cause = cause.cause;
+  if (cause instanceof ApplicationFailure && cause.type === 'RecoveryGroupFailed')
+    return cause.details?.[0] as RecoveryGroupFailure | undefined;
+  return undefined;
+}
+
 /** The plan post-script reads every recovered VM on stdin. */
 async function planPostScript(job: RecoveryJob, p: RecoveryPlanSnapshot) {
   if (!(job.input.runScripts && p.postScript)) return;
@@ -406,7 +532,7 @@ async function planPostScript(job: RecoveryJob, p: RecoveryPlanSnapshot) {
  * One VM, step by step. Its VMs' steps interleave within a group: keep the awaits of this
  * function as they are, since their order decides the order of commands in a recorded history.
  */
-async function recoverVm(
+export async function recoverVm(
   job: RecoveryJob,
   p: RecoveryPlanSnapshot,
   vm: RecoveryVm,
@@ -425,43 +551,54 @@ async function recoverVm(
     await runScript(job, vmKey(vm.name, 'pre-script'), vm.preScript, `${g}: pre-script of ${vm.name}`, env);
 
   const k = (w: string) => vmKey(vm.name, w);
-  const image = await step(
-    job,
-    k('image'),
-    `${g}: register the image of ${vm.name} from the recovery point's snapshots`,
-    (ref, o) =>
-      acts.createVmImage.executeWithOptions(o, [ref, { ...labels, stepKey: ref.key }, p.target, vm]),
-    'Check that the recovery point snapshots are shared with the target account and that EC2 image quotas allow another AMI',
-  );
-  addEc2(job, k('image'), image.ec2Ms);
-  const launched = await step(
-    job,
-    k('launch'),
-    `${g}: start ${vm.name}`,
-    (ref, o) =>
-      acts.launchVm.executeWithOptions(o, [
-        ref,
-        { ...labels, stepKey: ref.key },
-        p.target,
-        vm,
-        image.imageId,
-      ]),
-    `Check the network settings of ${vm.name} (subnet, private IP free, security groups) and the EC2 instance quota`,
-  );
-  addEc2(job, k('launch'), launched.ec2Ms);
+  // A child's VMs create their images and instances a bounded number at a time (launchSlots);
+  // without slots (recorded histories) nothing here awaits more than it did.
+  if (job.launchSlots) await job.launchSlots.acquire();
+  let launched: Awaited<ReturnType<RecoveryActivities['launchVm']>>;
+  try {
+    const image = await step(
+      job,
+      k('image'),
+      `${g}: register the image of ${vm.name} from the recovery point's snapshots`,
+      (ref, o) =>
+        acts.createVmImage.executeWithOptions(o, [ref, { ...labels, stepKey: ref.key }, p.target, vm]),
+      'Check that the recovery point snapshots are shared with the target account and that EC2 image quotas allow another AMI',
+    );
+    addEc2(job, k('image'), image.ec2Ms);
+    launched = await step(
+      job,
+      k('launch'),
+      `${g}: start ${vm.name}`,
+      (ref, o) =>
+        acts.launchVm.executeWithOptions(o, [
+          ref,
+          { ...labels, stepKey: ref.key },
+          p.target,
+          vm,
+          image.imageId,
+        ]),
+      `Check the network settings of ${vm.name} (subnet, private IP free, security groups) and the EC2 instance quota`,
+    );
+    addEc2(job, k('launch'), launched.ec2Ms);
+  } finally {
+    job.launchSlots?.release();
+  }
   out.instanceId = launched.instanceId;
   const running = await step(
     job,
     k('running'),
     `${g}: wait for ${vm.name} (${launched.instanceId}) to run`,
     (ref, o) =>
-      acts.waitVmRunning.executeWithOptions(o, [
-        ref,
-        p.target,
-        launched.instanceId,
-        (tuning.runningPollSeconds ?? 5) * 1000,
-        (tuning.runningTimeoutSeconds ?? 600) * 1000,
-      ]),
+      // In a child: the first attempt joins the group's batched poll; a retry waits on its own.
+      job.running && (ref.attempt ?? 1) === 1
+        ? job.running.wait(vm.name, ref, launched.instanceId)
+        : acts.waitVmRunning.executeWithOptions(o, [
+            ref,
+            p.target,
+            launched.instanceId,
+            (tuning.runningPollSeconds ?? 5) * 1000,
+            (tuning.runningTimeoutSeconds ?? 600) * 1000,
+          ]),
     `Look at ${launched.instanceId} in the EC2 console (state reason); clean up and recover again`,
   );
   addEc2(job, k('running'), running.ec2Ms);
@@ -570,7 +707,7 @@ type StepCheck<T> = (r: T) => { stepMessage: string; message: string; remediatio
  * wait (OperatorGate): a retry runs the step again as its next attempt (activity id `key#n`; the
  * activity finds by tag what an earlier attempt created), abandon or the end of the wait fails it.
  */
-async function step<T extends { message?: string }>(
+export async function step<T extends { message?: string }>(
   job: RecoveryJob,
   key: string,
   summary: string,
@@ -602,7 +739,10 @@ async function step<T extends { message?: string }>(
       await acts.recordSteps([book.get(key)]);
       failure = new StepFailed(key, book.get(key).name, why.message, why.remediation);
     }
+    const waits = gate.willWait();
+    if (waits) job.onWait?.(key, true);
     const next = await gate.awaitDecision(failure, attempt);
+    if (waits) job.onWait?.(key, false);
     if (!next.retry) throw next.failure;
     book.retry(key);
   }
@@ -618,7 +758,7 @@ async function timerStep({ book, acts }: RecoveryJob, key: string, seconds: numb
 }
 
 /** An operator script: a failure fails the job, or with onFailure 'partial' is only named in the result. */
-async function runScript(
+export async function runScript(
   job: RecoveryJob,
   key: string,
   s: ScriptRef,
@@ -661,7 +801,7 @@ async function runScript(
   }
 }
 
-const baseEnv = ({ jobId, input, plan }: RecoveryJob) => ({
+export const baseEnv = ({ jobId, input, plan }: RecoveryJob) => ({
   LIFEBOAT_JOB_ID: jobId,
   LIFEBOAT_PLAN_ID: input.planId,
   LIFEBOAT_PLAN_NAME: plan?.planName ?? '',

@@ -40,6 +40,11 @@ export function createJobLog(db: Db) {
     if (lines.length === 0) return;
     const jobId = await resolve(target);
     if (!jobId) return;
+    // Chunks: Postgres takes at most 65,535 bind parameters per statement (10 per line).
+    for (let i = 0; i < lines.length; i += 1000) await insertLines(jobId, lines.slice(i, i + 1000));
+  };
+
+  async function insertLines(jobId: string, lines: JobLogWrite[]) {
     await db
       .insert(jobLogs)
       .values(
@@ -57,7 +62,7 @@ export function createJobLog(db: Db) {
         })),
       )
       .onConflictDoNothing({ target: jobLogs.key });
-  };
+  }
 
   return { append };
 }

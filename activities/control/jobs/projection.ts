@@ -70,6 +70,8 @@ const isEnded = (s: JobStatus) => ['completed', 'failed', 'cancelled', 'partiall
  * keyed by job id (one per workflow run), steps by (job, step key) — so a retried activity
  * rewrites the same rows instead of adding any.
  */
+const STEP_ROWS_PER_STATEMENT = 1000;
+
 export function createJobProjection(db: Db) {
   const jobLog = createJobLog(db);
 
@@ -102,7 +104,13 @@ export function createJobProjection(db: Db) {
     await logSteps(rows);
   }
 
+  /** Postgres takes at most 65,535 bind parameters per statement: a 2,000-VM plan's steps go in chunks. */
   async function upsertStepRows(rows: StepWrite[]) {
+    for (let i = 0; i < rows.length; i += STEP_ROWS_PER_STATEMENT)
+      await upsertStepChunk(rows.slice(i, i + STEP_ROWS_PER_STATEMENT));
+  }
+
+  async function upsertStepChunk(rows: StepWrite[]) {
     const now = new Date();
     const values = rows.map((s) => {
       const status = s.status ?? 'pending';

@@ -165,19 +165,25 @@ export async function ensureImage(
   ec2: TimedEc2,
   l: ResourceLabels & { vmId: string; stepKey: string },
   vm: RecoveryVm,
+  lookUp = true,
 ) {
   const alive = (imgs: { ImageId?: string; State?: string }[] | undefined) =>
     (imgs ?? []).find((i) => i.State !== 'deregistered' && i.State !== 'failed');
-  const byTag = await ec2.send<{ Images?: { ImageId?: string; State?: string }[] }>(
-    new DescribeImagesCommand({ Owners: ['self'], Filters: tagFilters(l) }),
-  );
-  const tagged = alive(byTag.Images);
-  if (tagged) return { imageId: tagged.ImageId!, reused: true };
   const name = imageName(l.jobId, l.vmId);
-  const byName = await ec2.send<{ Images?: { ImageId?: string; State?: string }[] }>(
-    new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: 'name', Values: [name] }] }),
-  );
-  let imageId = alive(byName.Images)?.ImageId;
+  let imageId: string | undefined;
+  // The look-ups only when an earlier attempt of the step may have registered it (lookUp): on a
+  // 1,000-VM recovery two DescribeImages per VM would be most of the account's Describe budget.
+  if (lookUp) {
+    const byTag = await ec2.send<{ Images?: { ImageId?: string; State?: string }[] }>(
+      new DescribeImagesCommand({ Owners: ['self'], Filters: tagFilters(l) }),
+    );
+    const tagged = alive(byTag.Images);
+    if (tagged) return { imageId: tagged.ImageId!, reused: true };
+    const byName = await ec2.send<{ Images?: { ImageId?: string; State?: string }[] }>(
+      new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: 'name', Values: [name] }] }),
+    );
+    imageId = alive(byName.Images)?.ImageId;
+  }
   const reused = Boolean(imageId);
   if (!imageId) {
     const res = await ec2
@@ -237,8 +243,10 @@ export async function ensureInstance(
   vm: RecoveryVm,
   imageId: string,
   token: string,
+  lookUp = true,
 ) {
-  const existing = await findInstances(ec2, tagFilters(l));
+  // The tag look-up only when an earlier attempt may have launched it (the ClientToken covers AWS; moto ignores it).
+  const existing = lookUp ? await findInstances(ec2, tagFilters(l)) : [];
   let inst = existing[0];
   const reused = Boolean(inst);
   if (!inst) {
@@ -288,6 +296,34 @@ export async function ensureInstance(
     publicIp: inst.PublicIpAddress,
     reused,
   };
+}
+
+/** DescribeInstances takes at most 200 values per filter: larger id lists go in several calls. */
+const IDS_PER_DESCRIBE = 200;
+
+/**
+ * Many instances in one DescribeInstances per 200 ids (a boot group's poll), by an `instance-id`
+ * filter: an id EC2 does not show yet (eventual consistency right after RunInstances) is simply
+ * absent from the answer instead of failing the whole call as InstanceIds would.
+ */
+export async function describeInstances(
+  ec2: TimedEc2,
+  instanceIds: string[],
+): Promise<Map<string, Instance>> {
+  const out = new Map<string, Instance>();
+  for (let i = 0; i < instanceIds.length; i += IDS_PER_DESCRIBE) {
+    const ids = instanceIds.slice(i, i + IDS_PER_DESCRIBE);
+    let NextToken: string | undefined;
+    do {
+      const res = await ec2.send<{ Reservations?: { Instances?: Instance[] }[]; NextToken?: string }>(
+        new DescribeInstancesCommand({ Filters: [{ Name: 'instance-id', Values: ids }], NextToken }),
+      );
+      for (const r of res.Reservations ?? [])
+        for (const inst of r.Instances ?? []) out.set(inst.InstanceId!, inst);
+      NextToken = res.NextToken;
+    } while (NextToken);
+  }
+  return out;
 }
 
 export async function describeInstance(ec2: TimedEc2, instanceId: string): Promise<Instance | undefined> {

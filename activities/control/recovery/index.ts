@@ -12,6 +12,7 @@ import type {
   ScriptContext,
   ScriptRef,
   StepRef,
+  StepWrite,
   TestNetworkNeed,
 } from '../../../contracts';
 import { DEFAULT_GUEST_READY_MINUTES, planScheduleId, TAG, vmScheduleId } from '../../../contracts';
@@ -34,6 +35,7 @@ import {
   consoleOutput,
   deleteJobResources,
   describeInstance,
+  describeInstances,
   Ec2Clients,
   ensureImage,
   ensureInstance,
@@ -50,6 +52,20 @@ import { loadAndValidate, runPreflight } from './preflight';
 import { httpProbe, tcpProbe } from './probes';
 
 type VmLabels = ResourceLabels & { vmId: string; stepKey: string };
+
+/** One VM's end of a group's wait for running (waitInstancesRunning). */
+export type RunningOutcome =
+  | { ok: true; privateIp?: string; publicIp?: string; ec2Ms: number; message: string }
+  | { ok: false; type: 'InstanceLost' | 'InstanceNotRunning'; message: string };
+
+/**
+ * Whether an earlier run of this step may have created its resource: a Temporal retry of the
+ * activity (worker crash, transient error) or an operator's retry of the step. The first attempt
+ * cannot have, so it skips the tag look-ups (they are most of a large recovery's EC2 calls).
+ */
+function mayHaveRunBefore(step: StepRef): boolean {
+  return Context.current().info.attempt > 1 || (step.attempt ?? 1) > 1;
+}
 
 /** Heartbeat while a short activity works, so a heartbeat timeout can detect a dead worker fast. */
 function keepAlive(details?: () => unknown): () => void {
@@ -178,7 +194,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings, hook
     async createVmImage(step: StepRef, labels: VmLabels, target: AwsTarget, vm: RecoveryVm) {
       return asStep(store, step, async () => {
         const ec2 = timed(target);
-        const r = await ensureImage(ec2, labels, vm);
+        const r = await ensureImage(ec2, labels, vm, mayHaveRunBefore(step));
         return {
           ...r,
           ec2Ms: ec2.ms,
@@ -196,7 +212,7 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings, hook
           Context.current().info.workflowExecution?.workflowId ?? labels.jobId,
           (step.attempt ?? 1) > 1 ? `${step.key}#${step.attempt}` : step.key,
         );
-        const r = await ensureInstance(ec2, labels, vm, imageId, token);
+        const r = await ensureInstance(ec2, labels, vm, imageId, token, mayHaveRunBefore(step));
         const where = [vm.network.subnetId, vm.network.privateIp].filter(Boolean).join(' ');
         return {
           ...r,
@@ -242,6 +258,75 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings, hook
           await ctx.sleep(pollMs);
         }
       });
+    },
+
+    /**
+     * A boot group's wait for running: one DescribeInstances per poll for all of its instances
+     * (per 200 ids) instead of one per VM, heartbeating each poll. Each VM's `running` step row is
+     * written running at the start and completed as soon as its instance runs (one upsert per
+     * poll); a VM whose instance is lost or never runs is reported, not thrown: the workflow fails
+     * that VM's step alone (its retry waits on its own with waitVmRunning).
+     */
+    async waitInstancesRunning(
+      waits: { step: StepRef; instanceId: string }[],
+      target: AwsTarget,
+      pollMs: number,
+      timeoutMs: number,
+    ): Promise<Record<string, RunningOutcome>> {
+      const ctx = Context.current();
+      const ec2 = timed(target);
+      // The deadline survives a retry (worker crash): the first attempt's start rides in the heartbeat.
+      const prev = ctx.info.heartbeatDetails as { firstAt?: number } | undefined;
+      const firstAt = prev?.firstAt ?? Date.now();
+      const startedAt = new Date(firstAt).toISOString();
+      await store.upsertSteps(waits.map((w) => ({ ...w.step, status: 'running', startedAt })));
+      const stop = keepAlive(() => ({ firstAt }));
+      try {
+        const out: Record<string, RunningOutcome> = {};
+        let pending = waits;
+        for (;;) {
+          const seen = await describeInstances(
+            ec2,
+            pending.map((w) => w.instanceId),
+          );
+          const done: StepWrite[] = [];
+          const timedOut = Date.now() - firstAt > timeoutMs;
+          for (const w of pending) {
+            const i = seen.get(w.instanceId);
+            const state = i?.State?.Name ?? 'unknown';
+            if (state === 'running') {
+              const message = `${w.instanceId} is running (private ${i?.PrivateIpAddress ?? '-'}, public ${i?.PublicIpAddress ?? '-'})`;
+              out[w.instanceId] = {
+                ok: true,
+                ...(i?.PrivateIpAddress ? { privateIp: i.PrivateIpAddress } : {}),
+                ...(i?.PublicIpAddress ? { publicIp: i.PublicIpAddress } : {}),
+                ec2Ms: Date.now() - firstAt,
+                message,
+              };
+              done.push({ ...w.step, status: 'completed', message, endedAt: new Date().toISOString() });
+            } else if (state === 'terminated' || state === 'shutting-down') {
+              out[w.instanceId] = {
+                ok: false,
+                type: 'InstanceLost',
+                message: `${w.instanceId} went to ${state} instead of running`,
+              };
+            } else if (timedOut) {
+              out[w.instanceId] = {
+                ok: false,
+                type: 'InstanceNotRunning',
+                message: `${w.instanceId} is still ${state} after ${Math.round(timeoutMs / 1000)} s`,
+              };
+            }
+          }
+          await store.upsertSteps(done);
+          pending = pending.filter((w) => !out[w.instanceId]);
+          if (pending.length === 0) return out;
+          ctx.heartbeat({ firstAt, pending: pending.length });
+          await ctx.sleep(pollMs);
+        }
+      } finally {
+        stop();
+      }
     },
 
     /**
