@@ -3,7 +3,7 @@
 import { ApplicationFailure } from '@temporalio/workflow';
 import type { ReplicationIterationInput, ReplicationIterationResult } from '../../contracts';
 
-export { cleanupWorkflow, recoveryWorkflow } from '../../workflows/recovery';
+export { cleanupWorkflow, recoveryGroupWorkflow, recoveryWorkflow } from '../../workflows/recovery';
 
 /** A plan id containing "fail-iteration" makes the final iteration fail. */
 export async function replicationIterationWorkflow(
