@@ -902,3 +902,64 @@ export class BootingEc2Layer {
     );
   }
 }
+
+/**
+ * Counts the EC2 calls that reach moto (each attempt), with their input, by command: installed
+ * innermost (deserialize, low priority), so a call a throttle layer refused is not counted.
+ */
+export class CountingEc2Layer {
+  readonly calls: { command: string; input: Record<string, unknown> }[] = [];
+  of(command: string) {
+    return this.calls.filter((c) => c.command === command);
+  }
+  // biome-ignore lint/suspicious/noExplicitAny: middleware over any EC2 command
+  readonly middleware = (next: any, context: any) => async (args: any) => {
+    this.calls.push({ command: String(context.commandName).replace(/Command$/, ''), input: args.input });
+    return next(args);
+  };
+  install(ec2: EC2Client) {
+    ec2.middlewareStack.add(
+      this.middleware as never,
+      { step: 'deserialize', name: 'lifeboatCountingEc2Layer', priority: 'low' } as never,
+    );
+  }
+}
+
+/**
+ * EC2's request throttling as AWS documents it and moto lacks: the account's token bucket
+ * (`burst` tokens, refilled at `perSecond`); an attempt that finds it empty is answered
+ * `RequestLimitExceeded` (HTTP 503), on each attempt (inside the SDK's retries).
+ */
+export class ThrottlingEc2Layer {
+  throttled = 0;
+  private tokens: number;
+  private last = Date.now();
+  constructor(
+    private readonly burst: number,
+    private readonly perSecond: number,
+  ) {
+    this.tokens = burst;
+  }
+  // biome-ignore lint/suspicious/noExplicitAny: middleware over any EC2 command
+  readonly middleware = (next: any) => async (args: any) => {
+    const now = Date.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond);
+    this.last = now;
+    if (this.tokens < 1) {
+      this.throttled++;
+      throw Object.assign(new Error('Request limit exceeded.'), {
+        name: 'RequestLimitExceeded',
+        $fault: 'client' as const,
+        $metadata: { httpStatusCode: 503 },
+      });
+    }
+    this.tokens -= 1;
+    return next(args);
+  };
+  install(ec2: EC2Client) {
+    ec2.middlewareStack.add(
+      this.middleware as never,
+      { step: 'deserialize', name: 'lifeboatThrottlingEc2Layer', priority: 'high' } as never,
+    );
+  }
+}

@@ -44,9 +44,10 @@ export function createJobActivities(db: Db, reporter: Reporter) {
     },
     /** Resume after failure: a failed step of the job waits for an operator (row, log line, job.waiting). */
     async recoveryJobWaiting(jobId: string, wait: OperatorWait): Promise<void> {
-      await projection.jobWaiting(jobId, wait);
+      // The event first: once the row says "waiting" (what the API and operators watch), its event exists.
       const row = await jobFacts(db, jobId);
       if (row) await report(await jobWaitingEvent(db, { ...row, jobId }, wait));
+      await projection.jobWaiting(jobId, wait);
     },
     /** An operator retried or abandoned the waiting job (row, log line, job.resumed). */
     async recoveryJobResumed(
