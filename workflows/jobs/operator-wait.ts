@@ -129,6 +129,14 @@ export class OperatorGate {
     const gen = this.generation;
     this.waitingSteps.set(failure.stepKey, { attempt });
     try {
+      // A child tells its parent first: once the job row says "waiting", a retry sent to the job's
+      // workflow finds the waiting step.
+      if (this.child)
+        await getExternalWorkflowHandle(this.child.parentWorkflowId).signal(childWaitingSignal, {
+          childWorkflowId: this.child.workflowId,
+          stepKey: failure.stepKey,
+          attempt,
+        });
       await this.hooks.waiting({
         stepKey: failure.stepKey,
         stepName: failure.stepName,
@@ -137,12 +145,6 @@ export class OperatorGate {
         attempt,
         waitingUntil: new Date(Date.now() + waitMs).toISOString(),
       });
-      if (this.child)
-        await getExternalWorkflowHandle(this.child.parentWorkflowId).signal(childWaitingSignal, {
-          childWorkflowId: this.child.workflowId,
-          stepKey: failure.stepKey,
-          attempt,
-        });
       const decided = await condition(() => this.generation !== gen, waitMs);
       if (!decided) {
         failure.message = `${failure.message} (no operator retried or abandoned it within ${formatWait(this.waitSeconds!)})`;
