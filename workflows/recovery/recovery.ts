@@ -460,6 +460,8 @@ async function runBootGroupChildren(
         return await executeChild<typeof recoveryGroupWorkflow>(RECOVERY_GROUP_WORKFLOW, {
           args: [{ input: childInput, plan: { ...p, vms }, group: i + 1, steps, parentWorkflowId }],
           workflowId,
+          // As the job's own: how soon a task handed to a dead worker goes to another.
+          workflowTaskTimeout: workflowInfo().taskTimeoutMs,
           staticSummary: `Boot group ${i + 1}: ${vms.length} VM(s)${slices.length > 1 ? ` (part ${j + 1} of ${slices.length})` : ''}`,
         });
       } finally {
