@@ -38,6 +38,28 @@ import { startStack } from '../scripts/stack/index';
 import { childEnv } from '../scripts/stack/test-env';
 import { buildWorkflowBundle } from '../workers/bundle';
 
+type HistoryEvent = import('@temporalio/proto').temporal.api.history.v1.IHistoryEvent;
+const epochMs = (t: HistoryEvent['eventTime']) =>
+  Number(t?.seconds ?? 0) * 1000 + Math.floor((t?.nanos ?? 0) / 1e6);
+
+/** [started, completed] of each `running:batch:*` activity of a child's history. */
+function batchedWaits(events: HistoryEvent[]): [number, number][] {
+  const scheduled = new Map<string, string>();
+  const started = new Map<string, number>();
+  const out: [number, number][] = [];
+  for (const e of events) {
+    const sch = e.activityTaskScheduledEventAttributes;
+    if (sch?.activityId?.startsWith('running:batch:')) scheduled.set(String(e.eventId), sch.activityId);
+    const st = e.activityTaskStartedEventAttributes;
+    if (st && scheduled.has(String(st.scheduledEventId)))
+      started.set(String(st.scheduledEventId), epochMs(e.eventTime));
+    const done = e.activityTaskCompletedEventAttributes;
+    const from = done ? started.get(String(done.scheduledEventId)) : undefined;
+    if (from !== undefined) out.push([from, epochMs(e.eventTime)]);
+  }
+  return out;
+}
+
 /** Milliseconds of [from, to] covered by the union of the intervals. */
 function unionMs(intervals: [number, number][], from: number, to: number): number {
   const sorted = intervals
@@ -210,6 +232,8 @@ export async function run(args: string[]) {
     const cpu = process.cpuUsage(cpu0);
     // Every workflow of the job: the job's own and the children it started (from its history).
     const histories: { id: string; events: number }[] = [];
+    /** The batched waits for running (their activities' start → completion), from the children's histories. */
+    const waits: [number, number][] = [];
     const parentEvents = (await handle.fetchHistory()).events ?? [];
     histories.push({ id: job.workflowId, events: parentEvents.length });
     for (const e of parentEvents) {
@@ -217,6 +241,7 @@ export async function run(args: string[]) {
       if (!childId) continue;
       const h = await client.workflow.getHandle(childId).fetchHistory();
       histories.push({ id: childId, events: h.events?.length ?? 0 });
+      waits.push(...batchedWaits(h.events ?? []));
     }
     const longest = histories.reduce((a, b) => (b.events > a.events ? b : a));
     if (result.status !== 'completed') throw new Error(`recovery ${result.status}: ${result.message}`);
@@ -228,11 +253,9 @@ export async function run(args: string[]) {
       if (s.vm) ec2Of.set(s.vm, (ec2Of.get(s.vm) ?? 0) + (s.ec2Ms ?? 0));
     }
     // "In EC2 calls and waits": wall time during which at least one EC2 call of the job was in
-    // flight or a wait for running was under way (polls and the pauses between them). The rest of
+    // flight or a batched wait for running was under way (its polls and the pauses between them;
+    // not the time a VM waits for the batch to start, which is orchestration). The rest of
     // the wall time is Lifeboat's own: Temporal round trips, Postgres writes, scheduling.
-    const waits = progress.steps
-      .filter((s) => s.key.endsWith(':running') && s.startedAt && s.endedAt)
-      .map((s) => [Date.parse(s.startedAt!), Date.parse(s.endedAt!)] as [number, number]);
     const covered = unionMs([...counter.intervals, ...waits], t0Epoch, t0Epoch + totalMs);
     const callsOnly = unionMs(counter.intervals, t0Epoch, t0Epoch + totalMs);
     const sumEc2 = [...ec2Of.values()].reduce((a, b) => a + b, 0) + validateMs;
@@ -253,7 +276,7 @@ export async function run(args: string[]) {
     console.log(`
 recovery of ${nVms} VMs in ${nGroups} boot groups (zero delays) against moto
   total (API start → result)                  ${ms(totalMs)}
-  wall time in EC2 calls + waits              ${ms(covered)}   (some EC2 call of the job in flight, or a wait for running)
+  wall time in EC2 calls + waits              ${ms(covered)}   (some EC2 call of the job in flight, or a batched wait for running)
     of which with an EC2 call in flight       ${ms(callsOnly)}
   EC2 calls + waits, summed over all VMs      ${ms(sumEc2)}   (validate: ${validateMs.toFixed(0)} ms)
   orchestration overhead (total − EC2)        ${ms(overhead)}
