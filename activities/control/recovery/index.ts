@@ -279,7 +279,9 @@ export function createRecoveryActivities(db: Db, settings: ControlSettings, hook
       const prev = ctx.info.heartbeatDetails as { firstAt?: number } | undefined;
       const firstAt = prev?.firstAt ?? Date.now();
       const startedAt = new Date(firstAt).toISOString();
-      await store.upsertSteps(waits.map((w) => ({ ...w.step, status: 'running', startedAt })));
+      // A retry (worker crash) leaves the rows as the first attempt wrote them (some completed).
+      if (ctx.info.attempt === 1)
+        await store.upsertSteps(waits.map((w) => ({ ...w.step, status: 'running', startedAt })));
       const stop = keepAlive(() => ({ firstAt }));
       try {
         const out: Record<string, RunningOutcome> = {};
