@@ -73,13 +73,18 @@ export interface DiskCopies<D extends CopiedDisk, R extends { nodeId: string }> 
   workflowId: string;
   disks: D[];
   stepOf: (disk: D, index: number) => StepRef;
-  /** The site whose snapshot budget the copies count against. */
-  targetSiteId: string;
-  snapshotBudget?: number | undefined;
-  planPriority: number;
-  /** The site whose nodes run the copies. */
-  nodeSite: { siteId: string; siteName: string };
-  nodePickupTimeoutMs: number;
+  /**
+   * The plan as the iteration loaded it: the copies run on nodes of the source site and count
+   * against the target site's snapshot budget.
+   */
+  plan: {
+    planPriority: number;
+    sourceSiteId: string;
+    sourceSiteName: string;
+    targetSiteId: string;
+    snapshotBudget?: number | undefined;
+    nodePickupTimeoutMs: number;
+  };
   /** Start the copy of `disk` on `node` (its node activity). */
   copy: (node: TransferNode, disk: D) => Promise<R>;
   /** Mark a suspect node that picked the copy up online again. */
@@ -107,10 +112,11 @@ export interface DiskCopies<D extends CopiedDisk, R extends { nodeId: string }> 
 export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string }>(
   o: DiskCopies<D, R>,
 ): Promise<{ copied: { disk: D; result: R }[]; failed: { disk: D; message: string }[] }> {
+  const { plan } = o;
   const slots = snapshotSlots(
-    o.targetSiteId,
+    plan.targetSiteId,
     controlActivities('Ask the snapshot budget of the target for a slot').requestSnapshotSlot,
-    o.snapshotBudget ? { budget: o.snapshotBudget } : {},
+    plan.snapshotBudget ? { budget: plan.snapshotBudget } : {},
   );
   // Transfers this workflow has sent to each node and that have not ended (for rankNodes).
   const assigned = new Map<string, number>();
@@ -125,16 +131,19 @@ export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string
       ]);
       await slots.acquire({
         leaseId,
-        planPriority: o.planPriority,
+        planPriority: plan.planPriority,
         vmPriority: disk.vmPriority,
         label: o.say.slotLabel(disk),
       });
       let result: R;
       try {
-        const candidates = await controlActivities(o.say.listNodes).listTransferNodes(o.nodeSite);
+        const candidates = await controlActivities(o.say.listNodes).listTransferNodes({
+          siteId: plan.sourceSiteId,
+          siteName: plan.sourceSiteName,
+        });
         const picked = await dispatchToNodes(
           rankNodes(candidates, assigned),
-          o.nodePickupTimeoutMs,
+          plan.nodePickupTimeoutMs,
           o.say.copyName(disk),
           (node) => {
             assigned.set(node.nodeId, (assigned.get(node.nodeId) ?? 0) + 1);

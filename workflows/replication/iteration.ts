@@ -93,11 +93,7 @@ export async function replicationIterationWorkflow(
     workflowId,
     disks: it.disks,
     stepOf,
-    targetSiteId: it.targetSiteId,
-    snapshotBudget: it.snapshotBudget,
-    planPriority: it.planPriority,
-    nodeSite: { siteId: it.sourceSiteId, siteName: it.sourceSiteName },
-    nodePickupTimeoutMs: it.nodePickupTimeoutMs,
+    plan: it,
     copy: (node, disk) =>
       nodeActivities(
         node,

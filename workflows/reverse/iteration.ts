@@ -90,11 +90,7 @@ export async function reverseIterationWorkflow(
     workflowId,
     disks: rp.disks,
     stepOf,
-    targetSiteId: rp.targetSiteId,
-    snapshotBudget: rp.snapshotBudget,
-    planPriority: rp.planPriority,
-    nodeSite: { siteId: rp.sourceSiteId, siteName: rp.sourceSiteName },
-    nodePickupTimeoutMs: rp.nodePickupTimeoutMs,
+    plan: rp,
     copy: (node, disk) =>
       nodeActivities(
         node,
