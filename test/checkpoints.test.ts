@@ -1,12 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
-import type { Client } from '@temporalio/client';
-import type { NativeConnection, Worker } from '@temporalio/worker';
 import { eq, inArray } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createNodeActivities } from '../activities/node';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../activities/node/replication/blocks';
 import { nextCronTimes } from '../api/services/checkpoints/schedules';
 import {
@@ -19,83 +14,32 @@ import {
   TAG,
 } from '../contracts';
 import { ec2Client } from '../lib/aws';
-import { jobSteps, nodes, recoveryPoints } from '../schema';
-import { type ApiCall, fixtures, startTestApi, type TestApi } from './helpers/api';
+import { jobSteps, recoveryPoints } from '../schema';
+import { fixtures } from './helpers/api';
+import { useApiStack } from './helpers/api-stack';
 import { layerHooks, StrictEbsLayer } from './helpers/aws-layers';
 import { runLifeboat } from './helpers/cli';
 import { everyKth, makeSparseImage, touchBlock } from './helpers/disk-images';
 import { waitFor } from './helpers/recovery';
-import {
-  createControlTestWorker,
-  createTestWorker,
-  temporalClient,
-  testAwsTarget,
-  testConfig,
-  uniqueId,
-} from './helpers/stack';
+import { testAwsTarget, uniqueId } from './helpers/stack';
 
 // Checkpoints, retention and expiry end to end (issue 12): the real API, a control worker running
 // the bundled workflows, a node worker on the real data path behind the strict AWS layer with
 // AWS's snapshot semantics (a child reads through deleted parents), moto, Temporal Schedules.
 const MiB = 1024 ** 2;
-const controlQueue = uniqueId('control');
-const config = testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: controlQueue });
 const target = testAwsTarget();
 const strict = new StrictEbsLayer(target, { awsSnapshotSemantics: true });
-let api: TestApi;
-let client: Client;
-let closeClient: () => Promise<void>;
-let dir: string;
-const workers: { worker: Worker; connection: NativeConnection; running: Promise<void> }[] = [];
+const stack = useApiStack('ckpt');
 let sourceSiteId: string;
 let targetSiteId: string;
 
-// biome-ignore lint/suspicious/noExplicitAny: test bodies
-const call = async (method: string, p: string, c: ApiCall = {}): Promise<any> => {
-  const r = await api.call(method, p, c);
-  if (r.status >= 300) throw new Error(`${method} ${p} → ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body;
-};
-
 beforeAll(async () => {
-  dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-ckpt-'));
-  api = await startTestApi({ config });
-  const tc = await temporalClient(config);
-  client = tc.client;
-  closeClient = () => tc.connection.close();
-  const control = await createControlTestWorker({ db: api.db, taskQueue: controlQueue, config });
-  workers.push({ ...control, running: control.worker.run() });
-  sourceSiteId = (await call('POST', '/v1/sites', { body: fixtures.fileSourceSite() })).id;
-  const tgt = fixtures.awsTargetSite();
-  tgt.aws.endpoint = target.endpoint!;
-  targetSiteId = (await call('POST', '/v1/sites', { body: tgt })).id;
-  const nodeId = uniqueId('node');
-  const taskQueue = `node-${nodeId}`;
-  await api.db
-    .insert(nodes)
-    .values({ id: nodeId, siteId: sourceSiteId, kind: 'replication-appliance', version: 't', taskQueue });
-  const w = await createTestWorker({
-    config,
-    taskQueue,
-    activities: createNodeActivities({
-      nodeId,
-      aws: target,
-      // The shared block index (Postgres), as a node worker has: the local cache keeps 4 per disk.
-      db: api.db,
-      dataDir: path.join(dir, nodeId),
-      replication: { awsClientHooks: layerHooks({ strict }), heartbeatIntervalMs: 500 },
-    }),
+  ({ sourceSiteId, targetSiteId } = await stack.createSites());
+  // The shared block index (Postgres), as a node worker has: the local cache keeps 4 per disk.
+  await stack.startNode(sourceSiteId, {
+    sharedIndex: true,
+    replication: { awsClientHooks: layerHooks({ strict }), heartbeatIntervalMs: 500 },
   });
-  workers.push({ ...w, running: w.worker.run() });
-}, 60_000);
-
-afterAll(async () => {
-  for (const w of workers) w.worker.shutdown();
-  await Promise.all(workers.map((w) => w.running.catch(() => {})));
-  await Promise.all(workers.map((w) => w.connection.close()));
-  await closeClient();
-  await api.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const planBody = (extra: Record<string, unknown> = {}) =>
@@ -105,7 +49,7 @@ const planBody = (extra: Record<string, unknown> = {}) =>
   });
 
 async function issuesOf(body: Record<string, unknown>) {
-  const r = await api.call('POST', '/v1/plans', { body });
+  const r = await stack.api.call('POST', '/v1/plans', { body });
   expect(r.status).toBe(400);
   return r.body.issues as { path: string; message: string }[];
 }
@@ -140,17 +84,21 @@ describe('checkpoint cron, time zone and retention settings', () => {
       'replication.retention.count',
     ]);
 
-    const daily = await call('POST', '/v1/plans', { body: planBody({ checkpoints: { cron: '@daily' } }) });
-    const d = await client.schedule.getHandle(checkpointScheduleId(daily.id)).describe();
+    const daily = await stack.call('POST', '/v1/plans', {
+      body: planBody({ checkpoints: { cron: '@daily' } }),
+    });
+    const d = await stack.client.schedule.getHandle(checkpointScheduleId(daily.id)).describe();
     expect(d.state.note).toContain(`Checkpoints of ${daily.name}: @daily (UTC)`);
-    const got = await call('GET', `/v1/plans/${daily.id}`);
+    const got = await stack.call('GET', `/v1/plans/${daily.id}`);
     expect(got.nextCheckpoints).toHaveLength(3);
     for (const t of got.nextCheckpoints) expect(t).toMatch(/T00:00:00\.000Z$/);
     // Deleting the cron deletes the schedule; deleting the plan too.
-    await call('PATCH', `/v1/plans/${daily.id}`, { body: { checkpoints: { cron: null } } });
-    await expect(client.schedule.getHandle(checkpointScheduleId(daily.id)).describe()).rejects.toThrow();
-    const none = await api.call('POST', `/v1/plans/${daily.id}/checkpoints/run`, {
-      token: api.tokens.operator,
+    await stack.call('PATCH', `/v1/plans/${daily.id}`, { body: { checkpoints: { cron: null } } });
+    await expect(
+      stack.client.schedule.getHandle(checkpointScheduleId(daily.id)).describe(),
+    ).rejects.toThrow();
+    const none = await stack.api.call('POST', `/v1/plans/${daily.id}/checkpoints/run`, {
+      token: stack.api.tokens.operator,
     });
     expect(none.status).toBe(409);
   }, 60_000);
@@ -163,47 +111,51 @@ describe('checkpoint cron, time zone and retention settings', () => {
       '2026-03-29T23:30:00.000Z',
     ]);
     // And Temporal's own next action times (what GET shows) agree with that reading today.
-    const plan = await call('POST', '/v1/plans', {
+    const plan = await stack.call('POST', '/v1/plans', {
       body: planBody({ checkpoints: { cron: '30 1 * * *', timezone: 'America/New_York' } }),
     });
-    const got = await call('GET', `/v1/plans/${plan.id}`);
+    const got = await stack.call('GET', `/v1/plans/${plan.id}`);
     expect(got.nextCheckpoints).toEqual(nextCronTimes('30 1 * * *', 'America/New_York', 3));
-    await call('DELETE', `/v1/plans/${plan.id}`);
-    await expect(client.schedule.getHandle(checkpointScheduleId(plan.id)).describe()).rejects.toThrow();
+    await stack.call('DELETE', `/v1/plans/${plan.id}`);
+    await expect(stack.client.schedule.getHandle(checkpointScheduleId(plan.id)).describe()).rejects.toThrow();
   });
 });
 
 async function replicateNow(planId: string): Promise<ReplicationIterationResult> {
-  const started = await call('POST', `/v1/plans/${planId}/replication/now`, { token: api.tokens.operator });
-  return client.workflow.getHandle(started.runs[0].workflowId).result();
+  const started = await stack.call('POST', `/v1/plans/${planId}/replication/now`, {
+    token: stack.api.tokens.operator,
+  });
+  return stack.client.workflow.getHandle(started.runs[0].workflowId).result();
 }
 
 async function checkpointNow(planId: string): Promise<CheckpointResult> {
-  const run = await call('POST', `/v1/plans/${planId}/checkpoints/run`, { token: api.tokens.operator });
-  return client.workflow.getHandle(run.workflowId).result();
+  const run = await stack.call('POST', `/v1/plans/${planId}/checkpoints/run`, {
+    token: stack.api.tokens.operator,
+  });
+  return stack.client.workflow.getHandle(run.workflowId).result();
 }
 
 /** `lifeboat checkpoints run PLAN`, then the run's result. */
 async function checkpointByCli(planName: string): Promise<CheckpointResult> {
-  const out = await runLifeboat(api, api.tokens.operator, ['checkpoints', 'run', planName]);
+  const out = await runLifeboat(stack.api, stack.api.tokens.operator, ['checkpoints', 'run', planName]);
   expect(out.code, out.stderr).toBe(0);
   expect(out.stdout).toMatch(/^started: checkpoint-plan-/);
-  return client.workflow.getHandle(out.stdout.trim().replace(/^started: /, '')).result();
+  return stack.client.workflow.getHandle(out.stdout.trim().replace(/^started: /, '')).result();
 }
 
 async function expireNow(): Promise<ExpiryResult> {
-  return client.workflow.execute(EXPIRY_WORKFLOW, {
-    taskQueue: controlQueue,
+  return stack.client.workflow.execute(EXPIRY_WORKFLOW, {
+    taskQueue: stack.controlQueue,
     workflowId: uniqueId('expiry'),
     args: [{ requestedBy: 'test' }],
   });
 }
 
 async function verify(recoveryPointId: string) {
-  const started = await call('POST', `/v1/recovery-points/${recoveryPointId}/verify`, {
-    token: api.tokens.operator,
+  const started = await stack.call('POST', `/v1/recovery-points/${recoveryPointId}/verify`, {
+    token: stack.api.tokens.operator,
   });
-  return (await client.workflow.getHandle(started.workflowId).result()) as {
+  return (await stack.client.workflow.getHandle(started.workflowId).result()) as {
     ok: boolean;
     blocksChecked: number;
   };
@@ -218,10 +170,10 @@ async function snapshotsOfPoint(id: string) {
 
 describe('checkpoints and retention', () => {
   it('5 checkpoints with retention.count 2 and one preserved: the newest 2 and the preserved remain, the rest is gone from EC2, survivors verify and recover', async () => {
-    const image = path.join(dir, 'app.img');
+    const image = path.join(stack.dir, 'app.img');
     const size = 8 * MiB;
     makeSparseImage(image, size, everyKth(size / BLOCK_SIZE, 2));
-    const plan = await call('POST', '/v1/plans', {
+    const plan = await stack.call('POST', '/v1/plans', {
       body: planBody({
         // A cron that does not fire during the test: the runs are triggered (schedule trigger).
         checkpoints: { cron: '0 3 1 1 *', timezone: 'Europe/Berlin', retention: { count: 2 } },
@@ -240,7 +192,7 @@ describe('checkpoints and retention', () => {
     expect(first.recoveryPointIds).toHaveLength(1);
     const p1 = first.recoveryPointIds[0]!;
     // The early checkpoint is preserved (12b's API sets this column).
-    await api.db
+    await stack.api.db
       .update(recoveryPoints)
       .set({ preserved: true, preservedReason: 'audit' })
       .where(eq(recoveryPoints.id, p1));
@@ -253,11 +205,11 @@ describe('checkpoints and retention', () => {
       expect(c.recoveryPointIds).toEqual([it.recoveryPointId]);
       points.push(it.recoveryPointId);
     }
-    const stepJobs = await call('GET', `/v1/jobs?plan=${plan.id}&kind=checkpoint`, {
-      token: api.tokens.viewer,
+    const stepJobs = await stack.call('GET', `/v1/jobs?plan=${plan.id}&kind=checkpoint`, {
+      token: stack.api.tokens.viewer,
     });
     // Every step starts before it ends, also "Find the newest…" of the run with a child iteration.
-    const steps = await api.db
+    const steps = await stack.api.db
       .select()
       .from(jobSteps)
       .where(
@@ -274,14 +226,14 @@ describe('checkpoints and retention', () => {
       const s = await snapshotsOfPoint(id);
       expect(s[0]?.Tags).toContainEqual({ Key: CHECKPOINT_TAG, Value: 'true' });
     }
-    const rows = await api.db.select().from(recoveryPoints).where(eq(recoveryPoints.planId, plan.id));
+    const rows = await stack.api.db.select().from(recoveryPoints).where(eq(recoveryPoints.planId, plan.id));
     const expiring = rows.filter((r) => r.expiresAt).map((r) => r.id);
     expect(expiring.sort()).toEqual([points[1]!, points[2]!].sort());
 
     const expired = await expireNow();
     expect(expired).toMatchObject({ status: 'completed' });
     expect(expired.totals.points).toBeGreaterThanOrEqual(2);
-    const left = await api.db.select().from(recoveryPoints).where(eq(recoveryPoints.planId, plan.id));
+    const left = await stack.api.db.select().from(recoveryPoints).where(eq(recoveryPoints.planId, plan.id));
     expect(left.map((r) => r.id).sort()).toEqual([p1, points[3]!, points[4]!].sort());
     expect(await snapshotsOfPoint(points[1]!)).toEqual([]);
     expect(await snapshotsOfPoint(points[2]!)).toEqual([]);
@@ -299,34 +251,34 @@ describe('checkpoints and retention', () => {
     expect(strict.violations).toEqual([]);
 
     // A test recovery from the oldest survivor (the preserved first checkpoint) completes.
-    const started = await call('POST', `/v1/plans/${plan.id}/recoveries`, {
-      token: api.tokens.operator,
+    const started = await stack.call('POST', `/v1/plans/${plan.id}/recoveries`, {
+      token: stack.api.tokens.operator,
       body: { mode: 'test', recoveryPoint: { id: p1 } },
     });
     const job = await waitFor(`job ${started.jobId}`, async () => {
-      const r = await api.call('GET', `/v1/jobs/${started.jobId}`, { token: api.tokens.viewer });
+      const r = await stack.api.call('GET', `/v1/jobs/${started.jobId}`, { token: stack.api.tokens.viewer });
       return !['pending', 'running'].includes(r.body.status) && r.body;
     });
     expect(job.status).toBe('completed');
 
     // plans get shows the schedule and its next times; the YAML (apply-able) leaves them out.
-    const shown = await runLifeboat(api, api.tokens.viewer, ['plans', 'get', plan.name]);
+    const shown = await runLifeboat(stack.api, stack.api.tokens.viewer, ['plans', 'get', plan.name]);
     expect(shown.stdout).toContain('checkpoints: 0 3 1 1 * (Europe/Berlin), next 2027-01-01T02:00:00.000Z');
-    const yaml = await runLifeboat(api, api.tokens.viewer, ['plans', 'get', plan.name, '--yaml']);
+    const yaml = await runLifeboat(stack.api, stack.api.tokens.viewer, ['plans', 'get', plan.name, '--yaml']);
     expect(yaml.stdout).not.toContain('nextCheckpoints');
 
     // The checkpoint jobs are jobs with lifecycle events.
-    const ckptJobs = await call('GET', `/v1/jobs?plan=${plan.id}&kind=checkpoint`, {
-      token: api.tokens.viewer,
+    const ckptJobs = await stack.call('GET', `/v1/jobs?plan=${plan.id}&kind=checkpoint`, {
+      token: stack.api.tokens.viewer,
     });
     expect(ckptJobs.items).toHaveLength(5);
     expect(ckptJobs.items.every((j: { status: string }) => j.status === 'completed')).toBe(true);
   }, 180_000);
 
   it('a locked point is skipped by expiry and deleted once its lock has ended', async () => {
-    const image = path.join(dir, 'lock.img');
+    const image = path.join(stack.dir, 'lock.img');
     makeSparseImage(image, 2 * MiB, [0, 1]);
-    const plan = await call('POST', '/v1/plans', {
+    const plan = await stack.call('POST', '/v1/plans', {
       body: planBody({
         vms: [
           fixtures.vm('lk', {
@@ -339,19 +291,19 @@ describe('checkpoints and retention', () => {
     touchBlock(image, 0);
     await replicateNow(plan.id);
     const lockEnd = new Date(Date.now() + 3_000);
-    await api.db
+    await stack.api.db
       .update(recoveryPoints)
       .set({ expiresAt: new Date(), lockMode: 'governance', lockedUntil: lockEnd })
       .where(eq(recoveryPoints.id, a.recoveryPointId));
     await expireNow();
     expect(
-      await api.db.select().from(recoveryPoints).where(eq(recoveryPoints.id, a.recoveryPointId)),
+      await stack.api.db.select().from(recoveryPoints).where(eq(recoveryPoints.id, a.recoveryPointId)),
     ).toHaveLength(1);
     expect(await snapshotsOfPoint(a.recoveryPointId)).toHaveLength(1);
     await new Promise((r) => setTimeout(r, Math.max(0, lockEnd.getTime() - Date.now() + 100)));
     await expireNow();
     expect(
-      await api.db
+      await stack.api.db
         .select()
         .from(recoveryPoints)
         .where(inArray(recoveryPoints.id, [a.recoveryPointId])),
@@ -362,27 +314,27 @@ describe('checkpoints and retention', () => {
 
 describe('maintenance schedules', () => {
   it('GET lists expiry and key rotation as named Temporal Schedules; PUT (admin) changes cron, zone and pause', async () => {
-    const got = await call('GET', '/v1/maintenance', { token: api.tokens.viewer });
+    const got = await stack.call('GET', '/v1/maintenance', { token: stack.api.tokens.viewer });
     const byTask = Object.fromEntries(got.tasks.map((t: { task: string }) => [t.task, t]));
     expect(byTask.expiry).toMatchObject({ cron: '*/15 * * * *', timezone: 'UTC', paused: false });
     expect(byTask.expiry.nextRuns).toHaveLength(3);
     expect(byTask['key-rotation']).toMatchObject({ paused: true, nextRuns: [] });
-    const d = await client.schedule.getHandle(byTask.expiry.scheduleId).describe();
+    const d = await stack.client.schedule.getHandle(byTask.expiry.scheduleId).describe();
     expect(d.state.note).toBe(byTask.expiry.name);
 
-    const refused = await api.call('PUT', '/v1/maintenance', {
-      token: api.tokens.operator,
+    const refused = await stack.api.call('PUT', '/v1/maintenance', {
+      token: stack.api.tokens.operator,
       body: { tasks: { expiry: { cron: '@hourly' } } },
     });
     expect(refused.status).toBe(403);
-    const bad = await api.call('PUT', '/v1/maintenance', {
-      token: api.tokens.admin,
+    const bad = await stack.api.call('PUT', '/v1/maintenance', {
+      token: stack.api.tokens.admin,
       body: { tasks: { expiry: { cron: '0 0 * * * *' } } },
     });
     expect(bad.status).toBe(400);
     expect(bad.body.issues[0].path).toBe('tasks.expiry.cron');
-    const put = await call('PUT', '/v1/maintenance', {
-      token: api.tokens.admin,
+    const put = await stack.call('PUT', '/v1/maintenance', {
+      token: stack.api.tokens.admin,
       body: {
         tasks: { expiry: { cron: '0 * * * *', timezone: 'Asia/Kolkata' }, 'key-rotation': { paused: false } },
       },
@@ -393,7 +345,7 @@ describe('maintenance schedules', () => {
     for (const t of after.expiry.nextRuns) expect(t).toMatch(/:30:00\.000Z$/);
     expect(after['key-rotation'].paused).toBe(false);
     // The CLI: get as a table, set by an admin.
-    const set = await runLifeboat(api, api.tokens.admin, [
+    const set = await runLifeboat(stack.api, stack.api.tokens.admin, [
       'maintenance',
       'set',
       'expiry',
@@ -402,10 +354,10 @@ describe('maintenance schedules', () => {
       '--pause',
     ]);
     expect(set.code).toBe(0);
-    const table = await runLifeboat(api, api.tokens.viewer, ['maintenance', 'get']);
+    const table = await runLifeboat(stack.api, stack.api.tokens.viewer, ['maintenance', 'get']);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/expiry\s+@hourly\s+Asia\/Kolkata\s+yes/);
-    const badCli = await runLifeboat(api, api.tokens.admin, [
+    const badCli = await runLifeboat(stack.api, stack.api.tokens.admin, [
       'maintenance',
       'set',
       'expiry',
@@ -414,17 +366,19 @@ describe('maintenance schedules', () => {
     ]);
     expect(badCli.code).toBe(1);
     expect(badCli.stderr).toContain('tasks.expiry.cron');
-    await call('PUT', '/v1/maintenance', {
-      token: api.tokens.admin,
+    await stack.call('PUT', '/v1/maintenance', {
+      token: stack.api.tokens.admin,
       body: { tasks: { expiry: { paused: true }, 'key-rotation': { paused: true } } },
     });
 
     // A key-rotation firing (triggered: the schedule is paused) runs a key-rotation job.
-    await client.schedule.getHandle(byTask['key-rotation'].scheduleId).trigger();
+    await stack.client.schedule.getHandle(byTask['key-rotation'].scheduleId).trigger();
     const rotation = await waitFor(
       'the scheduled key rotation',
       async () => {
-        const page = await call('GET', '/v1/jobs?kind=key-rotation', { token: api.tokens.viewer });
+        const page = await stack.call('GET', '/v1/jobs?kind=key-rotation', {
+          token: stack.api.tokens.viewer,
+        });
         const j = page.items.find((i: { requestedBy: string }) => i.requestedBy === 'schedule');
         return j && !['pending', 'running'].includes(j.status) && j;
       },

@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DescribeInstancesCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import { temporal } from '@temporalio/proto';
+import { type NativeConnection, Worker } from '@temporalio/worker';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNodeActivities } from '../activities/node';
@@ -18,7 +19,9 @@ import {
   TAG,
 } from '../contracts';
 import { ec2Client } from '../lib/aws';
+import { lifeboatDataConverter } from '../lib/crypto';
 import { disks, jobs, nodes, plans, recoveryPointDisks, recoveryPoints, vms } from '../schema';
+import { runVar } from '../scripts/stack/test-env';
 import { fixtures, startTestApi, type TestApi } from './helpers/api';
 import { runLifeboat } from './helpers/cli';
 import { makeSparseImage, touchBlock } from './helpers/disk-images';
@@ -31,9 +34,14 @@ import {
   testAwsTarget,
   testConfig,
   uniqueId,
+  workflowBundle,
 } from './helpers/stack';
 
 const BLOCKS = 8;
+const REVERSE_HISTORY = path.resolve(import.meta.dirname, 'histories', 'reverse-iteration.json');
+const TEST_KEYRING = path.resolve(import.meta.dirname, 'histories', 'test-keyring.json');
+const RECORD = runVar('LIFEBOAT_RECORD_HISTORIES') === '1';
+const History = temporal.api.history.v1.History;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const blocksOf = (file: string) => {
   const buf = readFileSync(file);
@@ -48,7 +56,11 @@ const blocksOf = (file: string) => {
 // iteration. Everything after that is the product's own path.
 describe('reverse replication and failback', () => {
   const controlQueue = uniqueId('failback');
-  const config = testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: controlQueue });
+  const config = testConfig({
+    LIFEBOAT_CONTROL_TASK_QUEUE: controlQueue,
+    // A recorded history must be readable by test/replication-replay.test.ts: the committed test keyring.
+    ...(RECORD ? { LIFEBOAT_KEYRING: TEST_KEYRING } : {}),
+  });
   let api: TestApi;
   let dir: string;
   const workers: { worker: Worker; connection: NativeConnection; running: Promise<void> }[] = [];
@@ -226,6 +238,19 @@ describe('reverse replication and failback', () => {
       'app-01': 1,
       'db-01': 3,
     });
+    // The second reverse iteration (incremental, obsolete snapshots deleted) replays against the
+    // current bundle; LIFEBOAT_RECORD_HISTORIES=1 stores it for test/replication-replay.test.ts.
+    const history = await client.workflow.getHandle(now.body.workflowId).fetchHistory();
+    await Worker.runReplayHistory(
+      { workflowBundle: workflowBundle(), dataConverter: await lifeboatDataConverter(config) },
+      history,
+      now.body.workflowId,
+    );
+    if (RECORD)
+      writeFileSync(
+        REVERSE_HISTORY,
+        `${JSON.stringify({ workflowId: now.body.workflowId, history: History.toObject(History.fromObject(history), { longs: String, enums: String, bytes: String }) }, null, 1)}\n`,
+      );
     for (const s of state) expect(blocksOf(s.image).map(sha)).toEqual(s.content.map(sha));
     const gone = await ec2.send(
       new DescribeSnapshotsCommand({

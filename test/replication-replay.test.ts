@@ -13,6 +13,13 @@ import { testConfig, workflowBundle } from './helpers/stack';
  * Regenerate after an intended change: LIFEBOAT_RECORD_HISTORIES=1 npm test -- test/replication.test.ts
  */
 const HISTORY = path.resolve(import.meta.dirname, 'histories', 'replication-iteration.json');
+/**
+ * The second reverse iteration of test/failback.test.ts (2 disks, slots by signal, node dispatch,
+ * reverse point, obsolete snapshots deleted), sealed with the committed TEST keyring.
+ * Regenerate: LIFEBOAT_RECORD_HISTORIES=1 npm test -- test/failback.test.ts
+ */
+const REVERSE_HISTORY = path.resolve(import.meta.dirname, 'histories', 'reverse-iteration.json');
+const TEST_KEYRING = path.resolve(import.meta.dirname, 'histories', 'test-keyring.json');
 const History = temporal.api.history.v1.History;
 
 describe('recorded replication iteration', () => {
@@ -36,6 +43,32 @@ describe('recorded replication iteration', () => {
     expect((history.events ?? []).some((e) => e.workflowExecutionSignaledEventAttributes)).toBe(true);
     // Recorded before encryption: Lifeboat's data converter passes its plain payloads through.
     const dataConverter = await lifeboatDataConverter(testConfig());
+    await Worker.runReplayHistory(
+      { workflowBundle: workflowBundle(), dataConverter },
+      history,
+      recorded.workflowId,
+    );
+  });
+
+  it('replays the recorded reverse iteration against the current workflow code', async () => {
+    expect(existsSync(REVERSE_HISTORY), `${REVERSE_HISTORY} is missing: record it`).toBe(true);
+    const recorded = JSON.parse(readFileSync(REVERSE_HISTORY, 'utf8')) as {
+      workflowId: string;
+      history: object;
+    };
+    const history = History.fromObject(recorded.history);
+    const activities = (history.events ?? [])
+      .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
+      .filter(Boolean);
+    expect(activities.filter((a) => a === 'reverseReplicateDisk')).toHaveLength(2);
+    for (const t of [
+      'requestSnapshotSlot',
+      'listTransferNodes',
+      'recordDirectedPoint',
+      'deleteReverseSnapshots',
+    ])
+      expect(activities).toContain(t);
+    const dataConverter = await lifeboatDataConverter(testConfig({ LIFEBOAT_KEYRING: TEST_KEYRING }));
     await Worker.runReplayHistory(
       { workflowBundle: workflowBundle(), dataConverter },
       history,

@@ -1,39 +1,23 @@
-import { mkdtempSync, rmSync, utimesSync } from 'node:fs';
-import os from 'node:os';
+import { utimesSync } from 'node:fs';
 import path from 'node:path';
-import type { Client } from '@temporalio/client';
-import type { NativeConnection, Worker } from '@temporalio/worker';
 import { and, eq } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { chooseRecoveryPoints, loadRecoveryScope } from '../activities/control/recovery/plan-snapshot';
-import { createNodeActivities } from '../activities/node';
 import { BLOCK_SIZE } from '../activities/node/replication/blocks';
 import { dataExtents, type Extent } from '../activities/node/replication/sparse';
 import { runScheduleNow } from '../api/services/schedule-runs';
 import { consistencyScheduleId, type ReplicationIterationResult } from '../contracts';
 import { alerts, blockIndexes, events, nodes, recoveryPointDisks, recoveryPoints } from '../schema';
-import { type ApiCall, fixtures, startTestApi, type TestApi } from './helpers/api';
+import { fixtures } from './helpers/api';
+import { useApiStack } from './helpers/api-stack';
 import { CorruptReadEbsLayer, layerHooks, StrictEbsLayer } from './helpers/aws-layers';
 import { makeSparseImage, touchBlock } from './helpers/disk-images';
-import {
-  createControlTestWorker,
-  createTestWorker,
-  temporalClient,
-  testAwsTarget,
-  testConfig,
-  uniqueId,
-} from './helpers/stack';
+import { testAwsTarget, uniqueId } from './helpers/stack';
 
 // The shared block index (issue 17.1) end to end: two live node workers of one site, each with its
 // own data folder (its own cache), the index shared through Postgres. Real Temporal, Postgres, moto.
 const MiB = 1024 ** 2;
-const controlQueue = uniqueId('control');
-const config = testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: controlQueue });
-let api: TestApi;
-let client: Client;
-let closeClient: () => Promise<void>;
-let dir: string;
-const workers: { worker: Worker; connection: NativeConnection; running: Promise<void> }[] = [];
+const stack = useApiStack('shared-index');
 let sourceSiteId: string;
 let targetSiteId: string;
 /** The two live node workers of the source site. */
@@ -55,43 +39,20 @@ const lyingExtents = (fd: number, size: number): Extent[] => {
   );
 };
 
-// biome-ignore lint/suspicious/noExplicitAny: test bodies
-const call = async (method: string, p: string, c: ApiCall = {}): Promise<any> => {
-  const r = await api.call(method, p, c);
-  if (r.status >= 300) throw new Error(`${method} ${p} → ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body;
-};
-
-async function startNode(siteId: string) {
-  const nodeId = uniqueId('node');
-  const taskQueue = `node-${nodeId}`;
-  await api.db
-    .insert(nodes)
-    .values({ id: nodeId, siteId, kind: 'replication-appliance', version: 't', taskQueue });
-  const target = testAwsTarget();
-  const w = await createTestWorker({
-    config,
-    taskQueue,
-    activities: createNodeActivities({
-      nodeId,
-      aws: target,
-      db: api.db,
-      dataDir: path.join(dir, nodeId),
-      replication: {
-        awsClientHooks: layerHooks({ strict: new StrictEbsLayer(target), corruptRead }),
-        heartbeatIntervalMs: 500,
-        dataExtents: lyingExtents,
-      },
-    }),
+const startNode = (siteId: string) =>
+  stack.startNode(siteId, {
+    sharedIndex: true,
+    replication: {
+      awsClientHooks: layerHooks({ strict: new StrictEbsLayer(testAwsTarget()), corruptRead }),
+      heartbeatIntervalMs: 500,
+      dataExtents: lyingExtents,
+    },
   });
-  workers.push({ ...w, running: w.worker.run() });
-  return nodeId;
-}
 
 /** Node selection seam: the chosen node looks idle, the other busy (least loaded goes first). */
 async function preferNode(chosen: string, other: string) {
-  await api.db.update(nodes).set({ activeJobs: 0, state: 'online' }).where(eq(nodes.id, chosen));
-  await api.db.update(nodes).set({ activeJobs: 50, state: 'online' }).where(eq(nodes.id, other));
+  await stack.api.db.update(nodes).set({ activeJobs: 0, state: 'online' }).where(eq(nodes.id, chosen));
+  await stack.api.db.update(nodes).set({ activeJobs: 50, state: 'online' }).where(eq(nodes.id, other));
 }
 
 /**
@@ -103,7 +64,7 @@ let lastTriggerSecond = 0;
 async function triggerNow(planId: string) {
   while (Math.floor(Date.now() / 1000) <= lastTriggerSecond) await new Promise((r) => setTimeout(r, 50));
   lastTriggerSecond = Math.floor(Date.now() / 1000);
-  return api.call('POST', `/v1/plans/${planId}/replication/now`, { token: api.tokens.operator });
+  return stack.api.call('POST', `/v1/plans/${planId}/replication/now`, { token: stack.api.tokens.operator });
 }
 
 async function replicateNow(planId: string): Promise<ReplicationIterationResult> {
@@ -113,14 +74,14 @@ async function replicateNow(planId: string): Promise<ReplicationIterationResult>
   for (let i = 0; i < 3 && r.status === 503; i++) r = await triggerNow(planId);
   if (r.status !== 202) throw new Error(`replication/now → ${r.status} ${JSON.stringify(r.body)}`);
   const started = r.body;
-  return client.workflow.getHandle(started.runs[0].workflowId).result();
+  return stack.client.workflow.getHandle(started.runs[0].workflowId).result();
 }
 
 async function verify(recoveryPointId: string) {
-  const started = await call('POST', `/v1/recovery-points/${recoveryPointId}/verify`, {
-    token: api.tokens.operator,
+  const started = await stack.call('POST', `/v1/recovery-points/${recoveryPointId}/verify`, {
+    token: stack.api.tokens.operator,
   });
-  return (await client.workflow.getHandle(started.workflowId).result()) as {
+  return (await stack.client.workflow.getHandle(started.workflowId).result()) as {
     ok: boolean;
     blocksChecked: number;
     disks: { nodeId: string }[];
@@ -128,36 +89,17 @@ async function verify(recoveryPointId: string) {
 }
 
 beforeAll(async () => {
-  dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-shared-index-'));
-  api = await startTestApi({ config });
-  const tc = await temporalClient(config);
-  client = tc.client;
-  closeClient = () => tc.connection.close();
-  const control = await createControlTestWorker({ db: api.db, taskQueue: controlQueue, config });
-  workers.push({ ...control, running: control.worker.run() });
-  sourceSiteId = (await call('POST', '/v1/sites', { body: fixtures.fileSourceSite() })).id;
-  const tgt = fixtures.awsTargetSite();
-  tgt.aws.endpoint = testAwsTarget().endpoint!;
-  targetSiteId = (await call('POST', '/v1/sites', { body: tgt })).id;
+  ({ sourceSiteId, targetSiteId } = await stack.createSites());
   a = await startNode(sourceSiteId);
   b = await startNode(sourceSiteId);
-}, 60_000);
-
-afterAll(async () => {
-  for (const w of workers) w.worker.shutdown();
-  await Promise.all(workers.map((w) => w.running.catch(() => {})));
-  await Promise.all(workers.map((w) => w.connection.close()));
-  await closeClient();
-  await api.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('shared block index across two nodes of a site', () => {
   it('alternates nodes: every iteration after the first writes only changed blocks on the previous snapshot; every point verifies from either node', async () => {
-    const img = path.join(dir, 'alt.img');
+    const img = path.join(stack.dir, 'alt.img');
     const size = 16 * MiB; // 32 blocks
     makeSparseImage(img, size, [0, 2, 4, 6, 8, 10, 20, 30]);
-    const plan = await call('POST', '/v1/plans', {
+    const plan = await stack.call('POST', '/v1/plans', {
       body: fixtures.plan(sourceSiteId, targetSiteId, {
         vms: [
           fixtures.vm('app', {
@@ -173,7 +115,7 @@ describe('shared block index across two nodes of a site', () => {
       await preferNode(node, node === a ? b : a);
       for (const blk of touched[i]!) touchBlock(img, blk);
       const r = await replicateNow(plan.id);
-      const [row] = await api.db
+      const [row] = await stack.api.db
         .select()
         .from(recoveryPointDisks)
         .where(eq(recoveryPointDisks.recoveryPointId, r.recoveryPointId));
@@ -187,7 +129,7 @@ describe('shared block index across two nodes of a site', () => {
         expect(row!.changedBlocks).toBe(touched[i]!.length);
         expect(row!.bytesWritten).toBe(touched[i]!.length * BLOCK_SIZE);
       }
-      const [idx] = await api.db
+      const [idx] = await stack.api.db
         .select()
         .from(blockIndexes)
         .where(
@@ -204,7 +146,7 @@ describe('shared block index across two nodes of a site', () => {
       const onWriter = await verify(p.id);
       expect(onWriter).toMatchObject({ ok: true });
       expect(onWriter.disks[0]!.nodeId).toBe(p.node);
-      await api.db.update(nodes).set({ state: 'offline' }).where(eq(nodes.id, p.node));
+      await stack.api.db.update(nodes).set({ state: 'offline' }).where(eq(nodes.id, p.node));
       const onOther = await verify(p.id);
       expect(onOther).toMatchObject({ ok: true });
       expect(onOther.disks[0]!.nodeId).toBe(other);
@@ -216,20 +158,20 @@ describe('shared block index across two nodes of a site', () => {
 
 /** Fire the plan's consistency-check schedule now (instead of waiting for its cron) and wait for the run. */
 async function triggerCheck(planId: string) {
-  const run = await runScheduleNow(client, consistencyScheduleId(planId), async () => {});
-  return (await client.workflow.getHandle(run.workflowId).result()) as {
+  const run = await runScheduleNow(stack.client, consistencyScheduleId(planId), async () => {});
+  return (await stack.client.workflow.getHandle(run.workflowId).result()) as {
     checked: { recoveryPointId: string; ok: boolean; workflowId: string }[];
   };
 }
 const pointRow = async (id: string) =>
-  (await api.db.select().from(recoveryPoints).where(eq(recoveryPoints.id, id)))[0]!;
+  (await stack.api.db.select().from(recoveryPoints).where(eq(recoveryPoints.id, id)))[0]!;
 
 describe('scheduled consistency checks', () => {
   it('marks a point whose target block is corrupt as failed; recoveries skip it unless forced by id', async () => {
-    const img = path.join(dir, 'cc.img');
+    const img = path.join(stack.dir, 'cc.img');
     const size = 8 * MiB;
     makeSparseImage(img, size, [0, 1, 3, 9]);
-    const plan = await call('POST', '/v1/plans', {
+    const plan = await stack.call('POST', '/v1/plans', {
       body: fixtures.plan(sourceSiteId, targetSiteId, {
         consistencyChecks: { cron: '0 3 * * *', timezone: 'Europe/Berlin', scope: 'latest' },
         vms: [
@@ -240,10 +182,10 @@ describe('scheduled consistency checks', () => {
       }),
     });
     // The plan's write created the schedule; bad settings are a 400 naming the field.
-    const sched = await client.schedule.getHandle(consistencyScheduleId(plan.id)).describe();
+    const sched = await stack.client.schedule.getHandle(consistencyScheduleId(plan.id)).describe();
     expect(sched.spec.calendars?.length ?? 0).toBeGreaterThan(0);
     expect(sched.spec.timezone).toBe('Europe/Berlin');
-    const bad = await api.call('PATCH', `/v1/plans/${plan.id}`, {
+    const bad = await stack.api.call('PATCH', `/v1/plans/${plan.id}`, {
       body: { consistencyChecks: { cron: '0 3 * * *', scope: 'latest', samplePercent: 5 } },
       headers: { 'content-type': 'application/merge-patch+json' },
     });
@@ -259,7 +201,7 @@ describe('scheduled consistency checks', () => {
 
     touchBlock(img, 3);
     const bad2 = await replicateNow(plan.id);
-    const [disk2] = await api.db
+    const [disk2] = await stack.api.db
       .select()
       .from(recoveryPointDisks)
       .where(eq(recoveryPointDisks.recoveryPointId, bad2.recoveryPointId));
@@ -276,54 +218,56 @@ describe('scheduled consistency checks', () => {
     expect(f.disks[0]!.mismatchCount).toBe(1);
     expect(f.disks[0]!.mismatches[0]!.blockIndex).toBe(3);
     // An event and an open alert name the point; listings and status show the state.
-    const evs = await api.db
+    const evs = await stack.api.db
       .select()
       .from(events)
       .where(eq(events.type, 'recovery-point.verification-failed'));
     expect(
       evs.some((e) => (e.data as { recoveryPointId?: string }).recoveryPointId === bad2.recoveryPointId),
     ).toBe(true);
-    const open = await api.db
+    const open = await stack.api.db
       .select()
       .from(alerts)
       .where(eq(alerts.subject, `recovery-point:${bad2.recoveryPointId}`));
     expect(open[0]).toMatchObject({ state: 'open' });
-    const listed = await call('GET', `/v1/plans/${plan.id}/recovery-points`);
+    const listed = await stack.call('GET', `/v1/plans/${plan.id}/recovery-points`);
     expect(listed.items.map((p: { verificationState: string }) => p.verificationState)).toEqual([
       'failed',
       'verified',
     ]);
-    const status = await call('GET', `/v1/plans/${plan.id}/replication`);
+    const status = await stack.call('GET', `/v1/plans/${plan.id}/replication`);
     expect(status.vms[0].lastIteration.verificationState).toBe('failed');
 
     // A recovery without an id takes the previous good point; the failed one only by id with force.
     // The recovery's own choice (the validate step's and preflight's phase 2).
     const chosen = async (sel: Parameters<typeof chooseRecoveryPoints>[3]) => {
-      const scope = await loadRecoveryScope(api.db, { planId: plan.id, mode: 'test' } as never);
-      return [...(await chooseRecoveryPoints(api.db, scope.plan, scope.vms, sel)).values()][0]!.id;
+      const scope = await loadRecoveryScope(stack.api.db, { planId: plan.id, mode: 'test' } as never);
+      return [...(await chooseRecoveryPoints(stack.api.db, scope.plan, scope.vms, sel)).values()][0]!.id;
     };
     expect(await chosen({ latest: true })).toBe(good.recoveryPointId);
     await expect(chosen({ id: bad2.recoveryPointId })).rejects.toThrow(/failed its consistency check/);
     expect(await chosen({ id: bad2.recoveryPointId, force: true })).toBe(bad2.recoveryPointId);
-    const refused = await api.call('POST', `/v1/plans/${plan.id}/recoveries`, {
+    const refused = await stack.api.call('POST', `/v1/plans/${plan.id}/recoveries`, {
       body: { mode: 'test', recoveryPoint: { id: bad2.recoveryPointId } },
     });
     expect(refused.status, JSON.stringify(refused.body)).toBe(422);
     expect(refused.body.issues[0].path).toBe('recoveryPoint.force');
 
     // Deleting the plan's setting deletes its schedule.
-    await call('PATCH', `/v1/plans/${plan.id}`, {
+    await stack.call('PATCH', `/v1/plans/${plan.id}`, {
       body: { consistencyChecks: null },
       headers: { 'content-type': 'application/merge-patch+json' },
     });
-    await expect(client.schedule.getHandle(consistencyScheduleId(plan.id)).describe()).rejects.toThrow();
+    await expect(
+      stack.client.schedule.getHandle(consistencyScheduleId(plan.id)).describe(),
+    ).rejects.toThrow();
   }, 120_000);
 
   it('catches an index built over a hole the file system invented, by re-reading the source', async () => {
-    const img = path.join(dir, 'hole.img');
+    const img = path.join(stack.dir, 'hole.img');
     const size = 8 * MiB;
     makeSparseImage(img, size, [0, 5, 6]);
-    const plan = await call('POST', '/v1/plans', {
+    const plan = await stack.call('POST', '/v1/plans', {
       body: fixtures.plan(sourceSiteId, targetSiteId, {
         consistencyChecks: { cron: '@daily', timezone: 'UTC', scope: 'latest', sourceSamplePercent: 100 },
         vms: [
@@ -358,10 +302,10 @@ describe('scheduled consistency checks', () => {
   }, 90_000);
 
   it('does not fail a point whose source hole was filled after the point: the source re-read is skipped', async () => {
-    const img = path.join(dir, 'filled.img');
+    const img = path.join(stack.dir, 'filled.img');
     const size = 8 * MiB;
     makeSparseImage(img, size, [0, 6]);
-    const plan = await call('POST', '/v1/plans', {
+    const plan = await stack.call('POST', '/v1/plans', {
       body: fixtures.plan(sourceSiteId, targetSiteId, {
         consistencyChecks: { cron: '@daily', timezone: 'UTC', scope: 'latest', sourceSamplePercent: 100 },
         vms: [
@@ -379,7 +323,7 @@ describe('scheduled consistency checks', () => {
     const check = await triggerCheck(plan.id);
     expect(check.checked[0]).toMatchObject({ recoveryPointId: r.recoveryPointId, ok: true });
     expect((await pointRow(r.recoveryPointId)).verificationState).toBe('verified');
-    const v = (await client.workflow.getHandle(check.checked[0]!.workflowId).result()) as {
+    const v = (await stack.client.workflow.getHandle(check.checked[0]!.workflowId).result()) as {
       disks: { sourceNote?: string }[];
     };
     expect(v.disks[0]!.sourceNote).toBe('source changed since the point: source re-read skipped');
@@ -387,8 +331,8 @@ describe('scheduled consistency checks', () => {
 
   it('sweeps every plan with consistency checks in one run', async () => {
     const { CONSISTENCY_SWEEP_WORKFLOW } = await import('../contracts');
-    const r = (await client.workflow.execute(CONSISTENCY_SWEEP_WORKFLOW, {
-      taskQueue: controlQueue,
+    const r = (await stack.client.workflow.execute(CONSISTENCY_SWEEP_WORKFLOW, {
+      taskQueue: stack.controlQueue,
       workflowId: uniqueId('consistency-sweep'),
       args: [],
     })) as { plans: { planId: string; checked: number }[]; orphanIndexesDeleted: number };

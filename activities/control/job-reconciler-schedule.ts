@@ -1,15 +1,10 @@
-import {
-  type Client,
-  ScheduleNotFoundError,
-  type ScheduleOptions,
-  ScheduleOverlapPolicy,
-} from '@temporalio/client';
+import { type Client, ScheduleOverlapPolicy } from '@temporalio/client';
 import {
   JOB_RECONCILER_SCHEDULE_ID,
   JOB_RECONCILER_WORKFLOW,
   type ReconcileJobsInput,
 } from '../../contracts';
-import { isKeyProblem } from '../../lib/crypto/key-usage';
+import { ensureControlSchedule } from './control-schedule';
 
 export interface JobReconcilerScheduleOptions {
   taskQueue: string;
@@ -29,11 +24,11 @@ export async function ensureJobReconcilerSchedule(client: Client, opts: JobRecon
   const every = opts.intervalSeconds * 1000;
   const input: ReconcileJobsInput = { pendingGraceSeconds: opts.pendingGraceSeconds };
   const summary = `Lifeboat job reconciler: every ${opts.intervalSeconds} s, end the job rows whose workflow is gone, terminated or timed out (pending rows after ${opts.pendingGraceSeconds} s)`;
-  const options: ScheduleOptions = {
+  const options = {
     scheduleId,
     spec: { intervals: [{ every }] },
     action: {
-      type: 'startWorkflow',
+      type: 'startWorkflow' as const,
       workflowType: JOB_RECONCILER_WORKFLOW,
       taskQueue: opts.taskQueue,
       workflowId: `${scheduleId}-pass`,
@@ -45,35 +40,14 @@ export async function ensureJobReconcilerSchedule(client: Client, opts: JobRecon
     memo: { summary },
     state: { note: summary },
   };
-  const handle = client.schedule.getHandle(scheduleId);
-  try {
-    const d = await handle.describe();
-    const same =
+  return ensureControlSchedule(
+    client,
+    options,
+    (d) =>
       d.spec.intervals?.[0]?.every === every &&
       d.action.type === 'startWorkflow' &&
       d.action.taskQueue === opts.taskQueue &&
       (d.action.args?.[0] as ReconcileJobsInput | undefined)?.pendingGraceSeconds ===
-        input.pendingGraceSeconds;
-    if (same) return { scheduleId, created: false };
-    await handle.update((prev) => ({
-      ...prev,
-      spec: options.spec,
-      action: { ...prev.action, ...options.action } as typeof prev.action,
-      policies: { ...prev.policies, overlap: ScheduleOverlapPolicy.SKIP },
-      state: { ...prev.state, note: summary },
-    }));
-    return { scheduleId, created: false };
-  } catch (e) {
-    if (isKeyProblem(e)) {
-      await handle.delete().catch((d: unknown) => {
-        if (!(d instanceof ScheduleNotFoundError)) throw d;
-      });
-    } else if (!(e instanceof ScheduleNotFoundError)) throw e;
-  }
-  try {
-    await client.schedule.create(options);
-  } catch (e) {
-    if (!(e as Error).name?.includes('ScheduleAlreadyRunning')) throw e;
-  }
-  return { scheduleId, created: true };
+        input.pendingGraceSeconds,
+  );
 }

@@ -1,11 +1,6 @@
-import {
-  type Client,
-  ScheduleNotFoundError,
-  type ScheduleOptions,
-  ScheduleOverlapPolicy,
-} from '@temporalio/client';
+import { type Client, ScheduleOverlapPolicy } from '@temporalio/client';
 import { MONITOR_SCHEDULE_ID, MONITOR_WORKFLOW } from '../../contracts';
-import { isKeyProblem } from '../../lib/crypto/key-usage';
+import { ensureControlSchedule } from './control-schedule';
 
 export interface MonitorScheduleOptions {
   taskQueue: string;
@@ -25,11 +20,11 @@ export async function ensureMonitorSchedule(client: Client, opts: MonitorSchedul
   const scheduleId = opts.scheduleId ?? MONITOR_SCHEDULE_ID;
   const every = opts.intervalSeconds * 1000;
   const summary = `Lifeboat monitor: every ${opts.intervalSeconds} s, check replication lag against each VM's RPO and node heartbeats; raise or resolve their alerts`;
-  const options: ScheduleOptions = {
+  const options = {
     scheduleId,
     spec: { intervals: [{ every }] },
     action: {
-      type: 'startWorkflow',
+      type: 'startWorkflow' as const,
       workflowType: MONITOR_WORKFLOW,
       taskQueue: opts.taskQueue,
       workflowId: `${scheduleId}-tick`,
@@ -40,34 +35,8 @@ export async function ensureMonitorSchedule(client: Client, opts: MonitorSchedul
     memo: { summary },
     state: { note: summary },
   };
-  const handle = client.schedule.getHandle(scheduleId);
-  let replaced = false;
-  try {
-    const d = await handle.describe();
-    const current = d.spec.intervals?.[0]?.every;
+  return ensureControlSchedule(client, options, (d) => {
     const queue = d.action.type === 'startWorkflow' ? d.action.taskQueue : undefined;
-    if (current === every && queue === opts.taskQueue) return { scheduleId, created: false };
-    await handle.update((prev) => ({
-      ...prev,
-      spec: options.spec,
-      action: { ...prev.action, ...options.action } as typeof prev.action,
-      policies: { ...prev.policies, overlap: ScheduleOverlapPolicy.SKIP },
-      state: { ...prev.state, note: summary },
-    }));
-    return { scheduleId, created: false };
-  } catch (e) {
-    if (isKeyProblem(e)) {
-      await handle.delete().catch((d: unknown) => {
-        if (!(d instanceof ScheduleNotFoundError)) throw d;
-      });
-      replaced = true;
-    } else if (!(e instanceof ScheduleNotFoundError)) throw e;
-  }
-  try {
-    await client.schedule.create(options);
-  } catch (e) {
-    // Another control worker created it meanwhile: fine.
-    if (!(e as Error).name?.includes('ScheduleAlreadyRunning')) throw e;
-  }
-  return { scheduleId, created: true, ...(replaced ? { replaced: true } : {}) };
+    return d.spec.intervals?.[0]?.every === every && queue === opts.taskQueue;
+  });
 }

@@ -3,14 +3,16 @@ import { z } from '@hono/zod-openapi';
 import type { Client, WorkflowStartOptions } from '@temporalio/client';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Duration, SearchAttributePair, Workflow } from '@temporalio/common';
-import { and, asc, desc, eq, getTableColumns, isNull, type SQL, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, inArray, isNull, type SQL, sql } from 'drizzle-orm';
 import {
+  ACTIVE_JOB_STATUSES,
   abandonUpdate,
   isJobEnded,
   JOB_KINDS,
   JOB_STATUSES,
   type JobKind,
   JobKindAttr,
+  type JobStatus,
   JobStatusAttr,
   NOT_WAITING,
   type OperatorDecisionResult,
@@ -112,6 +114,22 @@ export const JobFilterQuery = {
 
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 export type JobRow = typeof jobs.$inferSelect;
+
+/** The newest job of a plan of `kind` whose status is one of `statuses` (default: pending or running). */
+export async function newestPlanJob(
+  db: Db | Tx,
+  planId: string,
+  kind: JobKind,
+  statuses: readonly JobStatus[] = ACTIVE_JOB_STATUSES,
+): Promise<{ id: string; workflowId: string } | undefined> {
+  const [row] = await db
+    .select({ id: jobs.id, workflowId: jobs.workflowId })
+    .from(jobs)
+    .where(and(eq(jobs.planId, planId), eq(jobs.kind, kind), inArray(jobs.status, [...statuses])))
+    .orderBy(desc(jobs.createdAt))
+    .limit(1);
+  return row;
+}
 type StepRow = typeof jobSteps.$inferSelect;
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);

@@ -1,11 +1,11 @@
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
+import { activeSiteUpgrade } from '../../activities/control/nodes/scheduled-upgrade';
 import {
-  ACTIVE_JOB_STATUSES,
   APPLIANCE_UPGRADE_WORKFLOW,
   type ApplianceUpgradeInput,
   applianceUpgradeWorkflowId,
 } from '../../contracts';
-import { jobs, nodes, sites } from '../../schema/index';
+import { nodes, sites } from '../../schema/index';
 import type { applianceUpgradeWorkflow } from '../../workflows/nodes/upgrade';
 import { ApiError } from '../errors';
 import { type JobsDeps, jobsService } from './jobs';
@@ -38,21 +38,12 @@ export function nodeUpgradeService(deps: JobsDeps) {
           .where(eq(nodes.siteId, site.id));
         if (!count[0]?.n)
           throw new ApiError(409, 'conflict', `Site "${site.name}" has no registered node to upgrade`);
-        const running = await tx
-          .select({ id: jobs.id })
-          .from(jobs)
-          .where(
-            and(
-              eq(jobs.kind, 'appliance-upgrade'),
-              inArray(jobs.status, [...ACTIVE_JOB_STATUSES]),
-              sql`${jobs.params}->>'siteId' = ${site.id}`,
-            ),
-          );
-        if (running.length)
+        const running = await activeSiteUpgrade(tx, site.id);
+        if (running)
           throw new ApiError(
             409,
             'conflict',
-            `A rolling upgrade of site "${site.name}" is already running (job ${running[0]!.id})`,
+            `A rolling upgrade of site "${site.name}" is already running (job ${running})`,
           );
         const input: ApplianceUpgradeInput = { siteId: site.id, version, jobId, requestedBy };
         return {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from '@hono/zod-openapi';
 import type { WorkflowHandle } from '@temporalio/client';
-import { and, desc, eq, inArray } from 'drizzle-orm';
+import { and, eq, inArray } from 'drizzle-orm';
 import {
   ACTIVE_JOB_STATUSES,
   CLEANUP_WORKFLOW,
@@ -25,7 +25,7 @@ import { jobs, plans, recoveryPoints, vms } from '../../schema/index';
 import type { cleanupWorkflow } from '../../workflows/recovery/cleanup';
 import type { recoveryWorkflow } from '../../workflows/recovery/recovery';
 import { ApiError } from '../errors';
-import { type JobsDeps, jobsService, type Tx } from './jobs';
+import { type JobsDeps, jobsService, newestPlanJob, type Tx } from './jobs';
 
 export const RecoveryRequest = z
   .object({
@@ -356,18 +356,10 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
             [{ path: 'confirm', message: `must be the plan name "${targetPlan.name}"` }],
           );
         if (targetPlan && target.planId) {
-          const [failover] = await db
-            .select({ id: jobs.id })
-            .from(jobs)
-            .where(
-              and(
-                eq(jobs.planId, target.planId),
-                eq(jobs.kind, 'full-recovery'),
-                inArray(jobs.status, ['completed', 'partially-completed']),
-              ),
-            )
-            .orderBy(desc(jobs.createdAt))
-            .limit(1);
+          const failover = await newestPlanJob(db, target.planId, 'full-recovery', [
+            'completed',
+            'partially-completed',
+          ]);
           const isFailover = failover?.id === targetJobId;
           if (isFailover && targetPlan.state !== 'protected' && targetPlan.state !== 'failed-over')
             throw new ApiError(
@@ -380,17 +372,7 @@ export function recoveryJobsService(deps: RecoveryJobDeps) {
           // A dead failover (its row ended, the plan still failing-over: no running full recovery
           // holds it) is unlocked by its cleanup too.
           if (targetPlan.state === 'failing-over' && target.status !== 'completed') {
-            const [live] = await db
-              .select({ id: jobs.id })
-              .from(jobs)
-              .where(
-                and(
-                  eq(jobs.planId, target.planId),
-                  eq(jobs.kind, 'full-recovery'),
-                  inArray(jobs.status, [...ACTIVE_JOB_STATUSES]),
-                ),
-              )
-              .limit(1);
+            const live = await newestPlanJob(db, target.planId, 'full-recovery');
             endsFailover = !live;
           }
         }

@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { z } from '@hono/zod-openapi';
 import { type Client, ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
-import { and, desc, eq, inArray } from 'drizzle-orm';
+import { and, desc, eq } from 'drizzle-orm';
 import { createEventLog } from '../../activities/control/events/log';
 import { changeProtectionState } from '../../activities/control/protection';
 import {
-  ACTIVE_JOB_STATUSES,
   FAILBACK_WORKFLOW,
   type FailbackInput,
   failbackWorkflowId,
@@ -20,10 +19,10 @@ import {
 } from '../../contracts';
 import type { Config } from '../../lib/config';
 import type { Db } from '../../schema/db';
-import { jobs, plans, recoveryPoints } from '../../schema/index';
+import { plans, recoveryPoints } from '../../schema/index';
 import type { failbackWorkflow } from '../../workflows/reverse/failback';
 import { ApiError } from '../errors';
-import { jobsService } from './jobs';
+import { jobsService, newestPlanJob } from './jobs';
 import { scheduleSpecOf } from './replication/schedules';
 import { findPlan } from './replication/status';
 import { describeSchedule, runScheduleNow } from './schedule-runs';
@@ -124,17 +123,7 @@ export function reverseService(deps: ReverseDeps) {
   /** While failing back, every reverse action is refused naming the failback job. */
   async function refuseWhileFailingBack(row: { id: string; name: string; protectionState: string }) {
     if (row.protectionState !== 'failing-back') return;
-    const [fb] = await db
-      .select({ id: jobs.id })
-      .from(jobs)
-      .where(
-        and(
-          eq(jobs.planId, row.id),
-          eq(jobs.kind, 'failback'),
-          inArray(jobs.status, [...ACTIVE_JOB_STATUSES]),
-        ),
-      )
-      .limit(1);
+    const fb = await newestPlanJob(db, row.id, 'failback');
     throw refuse(
       row,
       `a failback is running${fb ? ` (job ${fb.id}, lifeboat jobs get ${fb.id})` : ''}; wait for it to end`,
@@ -142,17 +131,7 @@ export function reverseService(deps: ReverseDeps) {
   }
 
   async function reverseRunning(planId: string) {
-    const [r] = await db
-      .select({ id: jobs.id, workflowId: jobs.workflowId })
-      .from(jobs)
-      .where(
-        and(
-          eq(jobs.planId, planId),
-          eq(jobs.kind, 'reverse-replication'),
-          inArray(jobs.status, [...ACTIVE_JOB_STATUSES]),
-        ),
-      )
-      .limit(1);
+    const r = await newestPlanJob(db, planId, 'reverse-replication');
     if (r) return r.workflowId;
     const d = await describeSchedule(temporal, reverseScheduleId(planId));
     return d?.info.runningActions[0]?.workflow.workflowId;
@@ -293,16 +272,7 @@ export function reverseService(deps: ReverseDeps) {
       const svc = jobsService({ db, temporal, taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE });
       return svc.start<typeof failbackWorkflow>(async (tx, jobId) => {
         const [locked] = await tx.select().from(plans).where(eq(plans.id, row.id)).for('update');
-        const [busy] = await tx
-          .select({ id: jobs.id, kind: jobs.kind })
-          .from(jobs)
-          .where(
-            and(
-              eq(jobs.planId, row.id),
-              eq(jobs.kind, 'failback'),
-              inArray(jobs.status, [...ACTIVE_JOB_STATUSES]),
-            ),
-          );
+        const busy = await newestPlanJob(tx, row.id, 'failback');
         if (busy)
           throw new ApiError(
             409,

@@ -3,7 +3,7 @@ import { CronExpressionParser } from 'cron-parser';
 import { cidrContains, Id, IsoDateTimeWithOffset, Name, Priority } from './common';
 import { bootDiskIndexes, fixedCheckHost, reservedInSubnet } from './ec2-rules';
 import { Script } from './script';
-import { Disk, HealthCheck, NetworkSettings, Vm } from './vm';
+import { Disk, GuestReadyMinutes, HealthCheck, NetworkSettings, Vm } from './vm';
 
 /** Ordinary recovery points kept per VM when a plan sets no `replication.retention`. */
 export const DEFAULT_POINT_RETENTION_COUNT = 48;
@@ -242,15 +242,9 @@ export const TargetDefaults = z
       .regex(/^i-[0-9a-f]+$/, 'must be an instance id')
       .optional()
       .describe('Windows prep node: powered on only for Windows validation during recovery, off after'),
-    guestReadyMinutes: z
-      .number()
-      .int()
-      .min(1)
-      .max(240)
-      .optional()
-      .describe(
-        'How long Windows validation waits for EC2 status checks ok and console output, for VMs that set none (default 20)',
-      ),
+    guestReadyMinutes: GuestReadyMinutes.optional().describe(
+      'How long Windows validation waits for EC2 status checks ok and console output, for VMs that set none (default 20)',
+    ),
   })
   .strict()
   .openapi('TargetDefaults');

@@ -4,6 +4,9 @@ import { DEFAULT_HEALTH_URL, deviceNameProblem, healthUrlParses } from './ec2-ru
 import { Script } from './script';
 import { SecretRef } from './secret';
 
+/** Minutes Windows validation waits for EC2 status checks ok and console output (plan default or per VM). */
+export const GuestReadyMinutes = z.number().int().min(1).max(240);
+
 export const Disk = z
   .object({
     name: Name,
@@ -128,15 +131,9 @@ export const Vm = z
       .enum(['x86_64', 'arm64'])
       .default('x86_64')
       .describe('CPU architecture of the guest: passed to RegisterImage; the instance type must match'),
-    guestReadyMinutes: z
-      .number()
-      .int()
-      .min(1)
-      .max(240)
-      .optional()
-      .describe(
-        'How long Windows validation waits for EC2 status checks ok and console output (default: the plan targetDefaults.guestReadyMinutes, else 20)',
-      ),
+    guestReadyMinutes: GuestReadyMinutes.optional().describe(
+      'How long Windows validation waits for EC2 status checks ok and console output (default: the plan targetDefaults.guestReadyMinutes, else 20)',
+    ),
     replicationPriority: Priority.default(50),
   })
   .strict()

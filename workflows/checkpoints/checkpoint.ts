@@ -14,7 +14,7 @@ import {
   progressQuery,
   REPLICATION_ITERATION_WORKFLOW,
 } from '../../contracts';
-import { explainFailure } from '../jobs/failures';
+import { explainFailure, failIfJobFailed } from '../jobs/failures';
 import { setJobStatusAttr } from '../jobs/status-attr';
 import { StepBook } from '../jobs/step-book';
 import type { replicationIterationWorkflow } from '../replication/iteration';
@@ -59,14 +59,7 @@ export async function checkpointWorkflow(input: CheckpointInput): Promise<Checkp
       await acts.recoveryJobFinished(jobId, r);
     });
     setJobStatusAttr(r.status);
-    if (r.status === 'failed')
-      throw ApplicationFailure.create({
-        message: r.message,
-        type: 'JobFailed',
-        nonRetryable: true,
-        details: [r],
-      });
-    return r;
+    return failIfJobFailed(r);
   };
 
   let current = 'newest';

@@ -1,5 +1,4 @@
 import {
-  ApplicationFailure,
   CancellationScope,
   executeChild,
   isCancellation,
@@ -26,7 +25,7 @@ import {
   type RecoveryResult,
   recoveryWorkflowId,
 } from '../../contracts';
-import { explainFailure } from '../jobs/failures';
+import { explainFailure, failIfJobFailed } from '../jobs/failures';
 import { setJobStatusAttr } from '../jobs/status-attr';
 import { StepBook } from '../jobs/step-book';
 import type { cleanupWorkflow, recoveryWorkflow } from '../recovery';
@@ -93,14 +92,7 @@ export async function scheduledDrillWorkflow(input: DrillInput): Promise<DrillRe
     setJobStatusAttr(result.status);
     // As every job: a failed drill (refused, or its recovery or cleanup failed) fails its workflow
     // once its row is recorded (red in the Temporal UI); the details carry the drill's result.
-    if (result.status === 'failed')
-      throw ApplicationFailure.create({
-        message: result.message,
-        type: 'JobFailed',
-        nonRetryable: true,
-        details: [result],
-      });
-    return result;
+    return failIfJobFailed(result);
   };
 
   // (1) The cost guard: nothing exists yet.

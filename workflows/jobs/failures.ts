@@ -47,3 +47,21 @@ export function failureMessage(e: unknown): string {
   }
   return parts.slice(-2).join(': ') || String(e);
 }
+
+/**
+ * As every job: a job that ended failed fails its workflow once its row is recorded (red in the
+ * Temporal UI, in its Failures filter); the failure's details carry `details` (default: the result).
+ */
+export function failIfJobFailed<R extends { status: string; message: string }>(
+  r: R,
+  details: unknown = r,
+): R {
+  if (r.status === 'failed')
+    throw ApplicationFailure.create({
+      message: r.message,
+      type: 'JobFailed',
+      nonRetryable: true,
+      details: [details],
+    });
+  return r;
+}

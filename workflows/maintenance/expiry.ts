@@ -17,7 +17,7 @@ import {
   type ExpiryTotals,
   progressQuery,
 } from '../../contracts';
-import { explainFailure } from '../jobs/failures';
+import { explainFailure, failIfJobFailed } from '../jobs/failures';
 import { StepBook } from '../jobs/step-book';
 
 const controlActs = (heartbeatSeconds: number) =>
@@ -98,14 +98,7 @@ export async function expiryWorkflow(input: ExpiryInput & { cursor?: string }): 
       ]);
       await acts.recoveryJobFinished(jobId!, r);
     });
-    if (r.status === 'failed')
-      throw ApplicationFailure.create({
-        message: r.message,
-        type: 'JobFailed',
-        nonRetryable: true,
-        details: [r],
-      });
-    return r;
+    return failIfJobFailed(r);
   };
 
   let cursor = input.cursor;

@@ -22,7 +22,7 @@ import {
   verifyWorkflowId,
 } from '../../contracts';
 import { failureMessage } from '../jobs/failures';
-import { controlActivities } from './iteration';
+import { controlActivities } from './disk-copies';
 import type { verifyRecoveryPointWorkflow } from './verify';
 
 /**

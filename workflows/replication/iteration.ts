@@ -1,14 +1,5 @@
-import {
-  type ActivityOptions,
-  ApplicationFailure,
-  proxyActivities,
-  upsertSearchAttributes,
-  uuid4,
-  workflowInfo,
-} from '@temporalio/workflow';
-import type { ReplicationControlActivities } from '../../activities/control/replication';
+import { proxyActivities, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
 import type {
-  DiskTransferInput,
   DiskTransferResult,
   IterationDisk,
   IterationPlan,
@@ -18,21 +9,15 @@ import type {
   TransferNode,
 } from '../../contracts';
 import { JobKindAttr, PlanIdAttr, replicationSnapshotTags, VmIdsAttr } from '../../contracts';
-import { failureMessage } from '../jobs/failures';
 import { setJobStatusAttr } from '../jobs/status-attr';
-import { dispatchToNodes, forEachBounded, rankNodes } from './node-dispatch';
-import { snapshotSlots } from './snapshot-slots';
-
-/** Disks copied at once by one iteration; the snapshot budget bounds all iterations together. */
-const PARALLEL_DISKS = 8;
-
-export const controlActivities = (summary: string, extra: ActivityOptions = {}) =>
-  proxyActivities<ReplicationControlActivities>({
-    startToCloseTimeout: '1 minute',
-    retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10 },
-    summary,
-    ...extra,
-  });
+import {
+  completeIterationJob,
+  controlActivities,
+  copyDisks,
+  diskLabel,
+  failIterationJob,
+  startIterationJob,
+} from './disk-copies';
 
 /** The transfer activity on one node's own task queue. */
 const nodeActivities = (node: TransferNode, pickupTimeoutMs: number, summary: string) =>
@@ -45,8 +30,6 @@ const nodeActivities = (node: TransferNode, pickupTimeoutMs: number, summary: st
     retry: { initialInterval: '5 seconds', maximumInterval: '1 minute', maximumAttempts: 5 },
     summary,
   });
-
-const diskLabel = (d: IterationDisk) => `disk "${d.diskName}" of VM "${d.vmName}"`;
 
 /**
  * One replication iteration: every disk of the plan (or of one VM) copied into a new EBS
@@ -90,127 +73,70 @@ export async function replicationIterationWorkflow(
     seq: i + 1,
     name: `Replicate ${diskLabel(d)}`,
   });
-  await controlActivities(`Record replication job of plan "${it.planName}" as running`).upsertReplicationJob({
-    ...jobBase,
-    status: 'running',
-  });
-  await controlActivities('Record one pending step per disk').upsertReplicationSteps(
-    it.disks.map((d, i) => ({ ...stepOf(d, i), status: 'pending' })),
+  await startIterationJob(
+    jobBase,
+    `Record replication job of plan "${it.planName}" as running`,
+    it.disks.map(stepOf),
   );
 
   if (it.disks.length === 0) {
     const message = `Plan "${it.planName}" has no disks to replicate${input.vmId ? ' for this VM' : ''}; add VMs with disks to the plan.`;
-    await controlActivities('Record the replication job as failed').upsertReplicationJob({
-      ...jobBase,
-      status: 'failed',
-      error: message,
-      remediation: 'Add VMs with disks to the plan, then replicate again.',
-    });
-    setJobStatusAttr('failed');
-    throw ApplicationFailure.nonRetryable(message, 'NothingToReplicate');
+    await failIterationJob(
+      jobBase,
+      'Record the replication job as failed',
+      { error: message, remediation: 'Add VMs with disks to the plan, then replicate again.' },
+      { message, type: 'NothingToReplicate' },
+    );
   }
 
-  const requestSlot = controlActivities(
-    'Ask the snapshot budget of the target for a slot',
-  ).requestSnapshotSlot;
-  const slots = snapshotSlots(
-    it.targetSiteId,
-    requestSlot,
-    it.snapshotBudget ? { budget: it.snapshotBudget } : {},
-  );
-  const assigned = new Map<string, number>();
-  const results: (DiskTransferResult & { disk: IterationDisk })[] = [];
-  const failures: { disk: IterationDisk; message: string }[] = [];
-
-  await forEachBounded(it.disks, PARALLEL_DISKS, async (disk, i) => {
-    const step = stepOf(disk, i);
-    const leaseId = `${workflowId}/${disk.diskId}`;
-    try {
-      await controlActivities(
-        `Mark ${diskLabel(disk)} as waiting for a snapshot slot`,
-      ).upsertReplicationSteps([{ ...step, status: 'running', message: 'waiting for a snapshot slot' }]);
-      await slots.acquire({
-        leaseId,
-        planPriority: it.planPriority,
-        vmPriority: disk.vmPriority,
-        label: `plan ${it.planName} / VM ${disk.vmName} / disk ${disk.diskName}`,
-      });
-      let result: DiskTransferResult;
-      try {
-        const candidates = await controlActivities(
-          `List the nodes of site "${it.sourceSiteName}" by load`,
-        ).listTransferNodes({ siteId: it.sourceSiteId, siteName: it.sourceSiteName });
-        const picked = await dispatchToNodes(
-          rankNodes(candidates, assigned),
-          it.nodePickupTimeoutMs,
-          `the transfer of ${diskLabel(disk)}`,
-          (node) => {
-            assigned.set(node.nodeId, (assigned.get(node.nodeId) ?? 0) + 1);
-            const transfer: DiskTransferInput = {
-              workflowId,
-              planId: it.planId,
-              vmId: disk.vmId,
-              diskId: disk.diskId,
-              recoveryPointId,
-              ...(disk.previous ? { previous: disk.previous } : {}),
-              source: disk.source,
-              target: it.target,
-              tags: replicationSnapshotTags({
-                planId: it.planId,
-                vmId: disk.vmId,
-                diskId: disk.diskId,
-                recoveryPointId,
-                iterationWorkflowId: workflowId,
-              }),
-            };
-            return nodeActivities(
-              node,
-              it.nodePickupTimeoutMs,
-              `Copy ${disk.previous ? 'the changed blocks of' : 'every block of'} ${diskLabel(disk)} to an EBS snapshot on node ${node.nodeId}`,
-            )
-              .replicateDisk(transfer)
-              .finally(() => assigned.set(node.nodeId, (assigned.get(node.nodeId) ?? 1) - 1));
-          },
-          (node) =>
-            controlActivities(
-              `Mark node ${node.nodeId} suspect: it did not pick up a transfer`,
-            ).markNodeSuspect({
-              nodeId: node.nodeId,
-              reason: `no pickup of ${diskLabel(disk)} within ${it.nodePickupTimeoutMs} ms`,
-            }),
-        );
-        result = picked.result;
-        if (picked.node.state === 'suspect')
-          await controlActivities(`Mark node ${picked.node.nodeId} online again`).markNodeOnline({
-            nodeId: picked.node.nodeId,
-          });
-      } finally {
-        await slots.release(leaseId);
-      }
-      results.push({ ...result, disk });
-      await controlActivities(`Mark ${diskLabel(disk)} as replicated`).upsertReplicationSteps([
-        {
-          ...step,
-          status: 'completed',
-          actor: result.nodeId,
-          message: `${result.changedBlocks} of ${result.totalBlocks} blocks written (${result.bytesWritten} bytes) to ${result.snapshotId}`,
-          progress: {
-            snapshotId: result.snapshotId,
-            changedBlocks: result.changedBlocks,
-            totalBlocks: result.totalBlocks,
-            bytesWritten: result.bytesWritten,
-            durationMs: result.durationMs,
-            nodeId: result.nodeId,
-          },
-        },
-      ]);
-    } catch (e) {
-      const message = failureMessage(e);
-      failures.push({ disk, message });
-      await controlActivities(`Mark ${diskLabel(disk)} as failed`).upsertReplicationSteps([
-        { ...step, status: 'failed', message },
-      ]);
-    }
+  const { copied: results, failed: failures } = await copyDisks<IterationDisk, DiskTransferResult>({
+    workflowId,
+    disks: it.disks,
+    stepOf,
+    plan: it,
+    copy: (node, disk) =>
+      nodeActivities(
+        node,
+        it.nodePickupTimeoutMs,
+        `Copy ${disk.previous ? 'the changed blocks of' : 'every block of'} ${diskLabel(disk)} to an EBS snapshot on node ${node.nodeId}`,
+      ).replicateDisk({
+        workflowId,
+        planId: it.planId,
+        vmId: disk.vmId,
+        diskId: disk.diskId,
+        recoveryPointId,
+        ...(disk.previous ? { previous: disk.previous } : {}),
+        source: disk.source,
+        target: it.target,
+        tags: replicationSnapshotTags({
+          planId: it.planId,
+          vmId: disk.vmId,
+          diskId: disk.diskId,
+          recoveryPointId,
+          iterationWorkflowId: workflowId,
+        }),
+      }),
+    markPickedNodeOnline: true,
+    say: {
+      waiting: (disk) => `Mark ${diskLabel(disk)} as waiting for a snapshot slot`,
+      slotLabel: (disk) => `plan ${it.planName} / VM ${disk.vmName} / disk ${disk.diskName}`,
+      listNodes: `List the nodes of site "${it.sourceSiteName}" by load`,
+      copyName: (disk) => `the transfer of ${diskLabel(disk)}`,
+      suspect: (node) => `Mark node ${node.nodeId} suspect: it did not pick up a transfer`,
+      suspectReason: (disk) => `no pickup of ${diskLabel(disk)} within ${it.nodePickupTimeoutMs} ms`,
+      copied: (disk) => `Mark ${diskLabel(disk)} as replicated`,
+    },
+    copiedStep: (_disk, result) => ({
+      message: `${result.changedBlocks} of ${result.totalBlocks} blocks written (${result.bytesWritten} bytes) to ${result.snapshotId}`,
+      progress: {
+        snapshotId: result.snapshotId,
+        changedBlocks: result.changedBlocks,
+        totalBlocks: result.totalBlocks,
+        bytesWritten: result.bytesWritten,
+        durationMs: result.durationMs,
+        nodeId: result.nodeId,
+      },
+    }),
   });
 
   if (failures.length > 0) {
@@ -219,16 +145,14 @@ export async function replicationIterationWorkflow(
       'Fix the cause named for each disk (node worker running and able to read the source, target reachable, ' +
       `AWS limits), then run \`lifeboat replication now ${it.planName}${input.vmId ? ` --vm ${it.disks[0]?.vmName ?? input.vmId}` : ''}\`; the next scheduled iteration also retries. ` +
       'Disks that succeeded are copied again incrementally.';
-    await controlActivities('Record the replication job as failed').upsertReplicationJob({
-      ...jobBase,
-      status: 'failed',
-      error,
-      remediation,
-    });
-    setJobStatusAttr('failed');
-    throw ApplicationFailure.nonRetryable(
-      `Replication of plan "${it.planName}" failed for ${failures.length} of ${it.disks.length} disk(s): ${error}. ${remediation}`,
-      'ReplicationDiskFailed',
+    await failIterationJob(
+      jobBase,
+      'Record the replication job as failed',
+      { error, remediation },
+      {
+        message: `Replication of plan "${it.planName}" failed for ${failures.length} of ${it.disks.length} disk(s): ${error}. ${remediation}`,
+        type: 'ReplicationDiskFailed',
+      },
     );
   }
 
@@ -240,18 +164,17 @@ export async function replicationIterationWorkflow(
     ...(input.vmId ? { vmId: input.vmId } : {}),
     pointInTime,
     durationMs,
-    disks: results.map(({ disk, ...r }) => ({ ...r, diskId: disk.diskId, vmId: disk.vmId })),
+    disks: results.map(({ disk, result }) => ({ ...result, diskId: disk.diskId, vmId: disk.vmId })),
   });
   const summary: ReplicationIterationResult = {
     recoveryPointId,
-    changedBlocks: results.reduce((n, r) => n + r.changedBlocks, 0),
-    bytesWritten: results.reduce((n, r) => n + r.bytesWritten, 0),
+    changedBlocks: results.reduce((n, r) => n + r.result.changedBlocks, 0),
+    bytesWritten: results.reduce((n, r) => n + r.result.bytesWritten, 0),
   };
-  await controlActivities('Record the replication job as completed').upsertReplicationJob({
-    ...jobBase,
-    status: 'completed',
-    result: { ...summary, durationMs, disks: results.length },
+  await completeIterationJob(jobBase, 'Record the replication job as completed', {
+    ...summary,
+    durationMs,
+    disks: results.length,
   });
-  setJobStatusAttr('completed');
   return summary;
 }

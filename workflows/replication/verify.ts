@@ -17,7 +17,7 @@ import type {
 import { JobKindAttr, PlanIdAttr } from '../../contracts';
 import { failureMessage } from '../jobs/failures';
 import { setJobStatusAttr } from '../jobs/status-attr';
-import { controlActivities } from './iteration';
+import { controlActivities } from './disk-copies';
 import { dispatchToNodes, forEachBounded } from './node-dispatch';
 
 export interface VerifyRecoveryPointResult {

@@ -19,7 +19,7 @@ import {
   type RecoveryResult,
   type ScriptRef,
 } from '../../contracts';
-import { explainFailure } from '../jobs/failures';
+import { explainFailure, failIfJobFailed } from '../jobs/failures';
 import { setJobStatusAttr } from '../jobs/status-attr';
 import { StepBook, StepFailed } from '../jobs/step-book';
 import type { reverseIterationWorkflow } from './iteration';
@@ -242,14 +242,7 @@ export async function failbackWorkflow(input: FailbackInput): Promise<RecoveryRe
       book.progress.result = result;
       await acts.recoveryJobFinished(input.jobId, result);
       setJobStatusAttr(result.status, fb?.planName);
-      if (result.status === 'failed')
-        throw ApplicationFailure.create({
-          message: result.message,
-          type: 'JobFailed',
-          nonRetryable: true,
-          details: [{ remediation: result.remediation }],
-        });
-      return result;
+      return failIfJobFailed(result, { remediation: result.remediation });
     });
   }
 }

@@ -1,10 +1,4 @@
-import {
-  ApplicationFailure,
-  proxyActivities,
-  upsertSearchAttributes,
-  uuid4,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { proxyActivities, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { ReverseActivities } from '../../activities/control/reverse';
 import type {
   NodeReverseActivities,
@@ -16,13 +10,14 @@ import type {
   TransferNode,
 } from '../../contracts';
 import { JobKindAttr, PlanIdAttr, VmIdsAttr } from '../../contracts';
-import { failureMessage } from '../jobs/failures';
 import { setJobStatusAttr } from '../jobs/status-attr';
-import { controlActivities } from '../replication/iteration';
-import { dispatchToNodes, forEachBounded, rankNodes } from '../replication/node-dispatch';
-import { snapshotSlots } from '../replication/snapshot-slots';
-
-const PARALLEL_DISKS = 8;
+import {
+  completeIterationJob,
+  copyDisks,
+  diskLabel,
+  failIterationJob,
+  startIterationJob,
+} from '../replication/disk-copies';
 
 const reverseActivities = (summary: string) =>
   proxyActivities<ReverseActivities>({
@@ -43,8 +38,6 @@ const nodeActivities = (node: TransferNode, pickupTimeoutMs: number, summary: st
     retry: { initialInterval: '2 seconds', maximumInterval: '1 minute', maximumAttempts: 5 },
     summary,
   });
-
-const diskLabel = (d: ReverseDisk) => `disk "${d.diskName}" of VM "${d.vmName}"`;
 
 /**
  * One reverse iteration (issue 15): every recovered volume of the plan's failover copied back into
@@ -87,122 +80,73 @@ export async function reverseIterationWorkflow(
     seq: i + 1,
     name: `Reverse-replicate ${diskLabel(d)} into ${d.imagePath}`,
   });
-  const ctl = controlActivities;
-  await ctl(`Record reverse replication job of plan "${rp.planName}" as running`).upsertReplicationJob({
-    ...jobBase,
-    status: 'running',
-  });
-  await ctl('Record one pending step per disk').upsertReplicationSteps(
-    rp.disks.map((d, i) => ({ ...stepOf(d, i), status: 'pending' })),
+  await startIterationJob(
+    jobBase,
+    `Record reverse replication job of plan "${rp.planName}" as running`,
+    rp.disks.map(stepOf),
   );
   // Reverse iterations create snapshots of the recovered volumes: they count against the target's budget.
-  const slots = snapshotSlots(
-    rp.targetSiteId,
-    ctl('Ask the snapshot budget of the target for a slot').requestSnapshotSlot,
-    rp.snapshotBudget ? { budget: rp.snapshotBudget } : {},
-  );
-  const assigned = new Map<string, number>();
-  const results: ReverseIterationResult['disks'] = [];
-  const failures: { disk: ReverseDisk; message: string }[] = [];
-  await forEachBounded(rp.disks, PARALLEL_DISKS, async (disk, i) => {
-    const step = stepOf(disk, i);
-    const leaseId = `${workflowId}/${disk.diskId}`;
-    try {
-      await ctl(`Mark ${diskLabel(disk)} as running`).upsertReplicationSteps([
-        { ...step, status: 'running', message: 'waiting for a snapshot slot' },
-      ]);
-      await slots.acquire({
-        leaseId,
-        planPriority: rp.planPriority,
-        vmPriority: disk.vmPriority,
-        label: `reverse: plan ${rp.planName} / VM ${disk.vmName} / disk ${disk.diskName}`,
-      });
-      let result: ReverseDiskResult;
-      try {
-        const candidates = await ctl(
-          `List the nodes of source site "${rp.sourceSiteName}" by load`,
-        ).listTransferNodes({
-          siteId: rp.sourceSiteId,
-          siteName: rp.sourceSiteName,
-        });
-        const picked = await dispatchToNodes(
-          rankNodes(candidates, assigned),
-          rp.nodePickupTimeoutMs,
-          `the reverse transfer of ${diskLabel(disk)}`,
-          (node) => {
-            assigned.set(node.nodeId, (assigned.get(node.nodeId) ?? 0) + 1);
-            return nodeActivities(
-              node,
-              rp.nodePickupTimeoutMs,
-              `Write the changed blocks of recovered volume ${disk.volumeId} into ${disk.imagePath} on node ${node.nodeId}`,
-            )
-              .reverseReplicateDisk({
-                workflowId,
-                planId: rp.planId,
-                recoveryPointId,
-                disk,
-                target: rp.target,
-                ...(input.forwardPointId ? { alsoIndexAs: [input.forwardPointId] } : {}),
-              })
-              .finally(() => assigned.set(node.nodeId, (assigned.get(node.nodeId) ?? 1) - 1));
-          },
-          (node) =>
-            ctl(`Mark node ${node.nodeId} suspect`).markNodeSuspect({
-              nodeId: node.nodeId,
-              reason: `no pickup of the reverse transfer of ${diskLabel(disk)}`,
-            }),
-        );
-        result = picked.result;
-      } finally {
-        await slots.release(leaseId);
-      }
-      results.push({
-        ...result,
-        diskId: disk.diskId,
-        vmId: disk.vmId,
-        vmName: disk.vmName,
-        diskName: disk.diskName,
-        imagePath: disk.imagePath,
-        imageSizeBytes: disk.imageSizeBytes,
-      });
-      await ctl(`Mark ${diskLabel(disk)} as reverse-replicated`).upsertReplicationSteps([
-        {
-          ...step,
-          status: 'completed',
-          actor: result.nodeId,
-          message: `${result.changedBlocks} of ${result.listedBlocks} changed block(s) written into ${disk.imagePath} (${result.bytesWritten} bytes) from ${result.snapshotId}`,
-          progress: {
-            snapshotId: result.snapshotId,
-            changedBlocks: result.changedBlocks,
-            listedBlocks: result.listedBlocks,
-            bytesWritten: result.bytesWritten,
-            nodeId: result.nodeId,
-          },
-        },
-      ]);
-    } catch (e) {
-      const message = failureMessage(e);
-      failures.push({ disk, message });
-      await ctl(`Mark ${diskLabel(disk)} as failed`).upsertReplicationSteps([
-        { ...step, status: 'failed', message },
-      ]);
-    }
+  const { copied, failed } = await copyDisks<ReverseDisk, ReverseDiskResult>({
+    workflowId,
+    disks: rp.disks,
+    stepOf,
+    plan: rp,
+    copy: (node, disk) =>
+      nodeActivities(
+        node,
+        rp.nodePickupTimeoutMs,
+        `Write the changed blocks of recovered volume ${disk.volumeId} into ${disk.imagePath} on node ${node.nodeId}`,
+      ).reverseReplicateDisk({
+        workflowId,
+        planId: rp.planId,
+        recoveryPointId,
+        disk,
+        target: rp.target,
+        ...(input.forwardPointId ? { alsoIndexAs: [input.forwardPointId] } : {}),
+      }),
+    markPickedNodeOnline: false,
+    say: {
+      waiting: (disk) => `Mark ${diskLabel(disk)} as running`,
+      slotLabel: (disk) => `reverse: plan ${rp.planName} / VM ${disk.vmName} / disk ${disk.diskName}`,
+      listNodes: `List the nodes of source site "${rp.sourceSiteName}" by load`,
+      copyName: (disk) => `the reverse transfer of ${diskLabel(disk)}`,
+      suspect: (node) => `Mark node ${node.nodeId} suspect`,
+      suspectReason: (disk) => `no pickup of the reverse transfer of ${diskLabel(disk)}`,
+      copied: (disk) => `Mark ${diskLabel(disk)} as reverse-replicated`,
+    },
+    copiedStep: (disk, result) => ({
+      message: `${result.changedBlocks} of ${result.listedBlocks} changed block(s) written into ${disk.imagePath} (${result.bytesWritten} bytes) from ${result.snapshotId}`,
+      progress: {
+        snapshotId: result.snapshotId,
+        changedBlocks: result.changedBlocks,
+        listedBlocks: result.listedBlocks,
+        bytesWritten: result.bytesWritten,
+        nodeId: result.nodeId,
+      },
+    }),
   });
-  if (failures.length) {
-    const error = failures.map((f) => `${diskLabel(f.disk)}: ${f.message}`).join('; ');
+  if (failed.length) {
+    const error = failed.map((f) => `${diskLabel(f.disk)}: ${f.message}`).join('; ');
     const remediation = `Fix the cause named for each disk (source-site node worker running and able to write the image, target reachable), then \`lifeboat reverse ${rp.planName} --now\`; blocks already written are not written again.`;
-    await ctl('Record the reverse job as failed').upsertReplicationJob({
-      ...jobBase,
-      status: 'failed',
-      error,
-      remediation,
-    });
-    setJobStatusAttr('failed');
-    throw ApplicationFailure.nonRetryable(
-      `Reverse replication of plan "${rp.planName}" failed: ${error}. ${remediation}`,
-      'ReverseDiskFailed',
+    await failIterationJob(
+      jobBase,
+      'Record the reverse job as failed',
+      { error, remediation },
+      {
+        message: `Reverse replication of plan "${rp.planName}" failed: ${error}. ${remediation}`,
+        type: 'ReverseDiskFailed',
+      },
     );
   }
+  const results: ReverseIterationResult['disks'] = copied.map(({ disk, result }) => ({
+    ...result,
+    diskId: disk.diskId,
+    vmId: disk.vmId,
+    vmName: disk.vmName,
+    diskName: disk.diskName,
+    imagePath: disk.imagePath,
+    imageSizeBytes: disk.imageSizeBytes,
+  }));
   const durationMs = Date.now() - pointInTime;
   await reverseActivities('Record the reverse recovery point').recordDirectedPoint({
     recoveryPointId,
@@ -228,18 +172,13 @@ export async function reverseIterationWorkflow(
     bytesWritten: results.reduce((n, r) => n + r.bytesWritten, 0),
     disks: results,
   };
-  await ctl('Record the reverse job as completed').upsertReplicationJob({
-    ...jobBase,
-    status: 'completed',
-    result: {
-      recoveryPointId,
-      changedBlocks: summary.changedBlocks,
-      bytesWritten: summary.bytesWritten,
-      durationMs,
-      disks: results.length,
-      deletedSnapshots: obsolete.length,
-    },
+  await completeIterationJob(jobBase, 'Record the reverse job as completed', {
+    recoveryPointId,
+    changedBlocks: summary.changedBlocks,
+    bytesWritten: summary.bytesWritten,
+    durationMs,
+    disks: results.length,
+    deletedSnapshots: obsolete.length,
   });
-  setJobStatusAttr('completed');
   return summary;
 }

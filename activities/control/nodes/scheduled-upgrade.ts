@@ -3,6 +3,23 @@ import { ACTIVE_JOB_STATUSES, applianceUpgradeWorkflowId } from '../../../contra
 import type { Db } from '../../../schema/db';
 import { jobs, nodes, sites } from '../../../schema/index';
 
+type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+
+/** The id of the site's pending or running rolling upgrade, if any (one at a time per site). */
+export async function activeSiteUpgrade(tx: Tx, siteId: string): Promise<string | undefined> {
+  const [running] = await tx
+    .select({ id: jobs.id })
+    .from(jobs)
+    .where(
+      and(
+        eq(jobs.kind, 'appliance-upgrade'),
+        inArray(jobs.status, [...ACTIVE_JOB_STATUSES]),
+        sql`${jobs.params}->>'siteId' = ${siteId}`,
+      ),
+    );
+  return running?.id;
+}
+
 export type ScheduledUpgradeBegin =
   | { start: true }
   | { skipped: string }
@@ -36,20 +53,9 @@ export function createScheduledUpgradeActivities(db: Db) {
         const [site] = await tx.select().from(sites).where(eq(sites.id, input.siteId)).for('update');
         if (!site)
           return { skipped: `site ${input.siteId} no longer exists: set another one for the window` };
-        const running = await tx
-          .select({ id: jobs.id })
-          .from(jobs)
-          .where(
-            and(
-              eq(jobs.kind, 'appliance-upgrade'),
-              inArray(jobs.status, [...ACTIVE_JOB_STATUSES]),
-              sql`${jobs.params}->>'siteId' = ${site.id}`,
-            ),
-          );
-        if (running.length)
-          return {
-            skipped: `a rolling upgrade of site "${site.name}" is already running (job ${running[0]!.id})`,
-          };
+        const running = await activeSiteUpgrade(tx, site.id);
+        if (running)
+          return { skipped: `a rolling upgrade of site "${site.name}" is already running (job ${running})` };
         const rows = await tx
           .select({ id: nodes.id, version: nodes.version })
           .from(nodes)

@@ -1,25 +1,13 @@
-import {
-  type Client,
-  ScheduleNotFoundError,
-  type ScheduleOptions,
-  ScheduleOverlapPolicy,
-} from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import { CronExpressionParser } from 'cron-parser';
 import { eq } from 'drizzle-orm';
-import {
-  CHECKPOINT_WORKFLOW,
-  type CheckpointInput,
-  checkpointScheduleId,
-  JobKindAttr,
-  JobStatusAttr,
-  PlanIdAttr,
-  PlanNameAttr,
-} from '../../../contracts';
+import { CHECKPOINT_WORKFLOW, type CheckpointInput, checkpointScheduleId } from '../../../contracts';
 import type { Config } from '../../../lib/config';
 import type { Db } from '../../../schema/db';
 import { plans } from '../../../schema/index';
 import { planScheduleHooks } from '../common';
-import { describeSchedule, runScheduleNow, unreadable } from '../schedule-runs';
+import { deleteScheduleQuietly, planScheduleOptions, syncPlanSchedule } from '../plan-schedules';
+import { describeSchedule, runScheduleNow } from '../schedule-runs';
 
 export interface CheckpointScheduleDeps {
   db: Db;
@@ -61,75 +49,37 @@ export function nextCronTimes(cron: string, timezone: string, n: number, from = 
 export function checkpointSchedules(deps: CheckpointScheduleDeps) {
   const { temporal, db } = deps;
 
-  function optionsOf(plan: PlanRow, c: Cron): ScheduleOptions {
+  function optionsOf(plan: PlanRow, c: Cron) {
     const args: CheckpointInput = { planId: plan.id };
-    const searchAttributes = [
-      { key: PlanIdAttr, value: plan.id },
-      { key: JobKindAttr, value: 'checkpoint' },
-    ];
     const summary = checkpointSummary(plan, c);
-    return {
+    return planScheduleOptions({
       scheduleId: checkpointScheduleId(plan.id),
+      plan,
+      kind: 'checkpoint',
+      workflowType: CHECKPOINT_WORKFLOW,
+      taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
+      args: [args],
       spec: { cronExpressions: [c.cron], timezone: c.timezone },
-      action: {
-        type: 'startWorkflow',
-        workflowType: CHECKPOINT_WORKFLOW,
-        workflowId: checkpointScheduleId(plan.id),
-        taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
-        args: [args],
-        typedSearchAttributes: [
-          ...searchAttributes,
-          { key: JobStatusAttr, value: 'running' },
-          { key: PlanNameAttr, value: plan.name },
-        ],
-        staticSummary: summary,
-      },
-      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: 3_600_000, pauseOnFailure: false },
-      typedSearchAttributes: searchAttributes,
-      memo: { planId: plan.id, kind: 'checkpoint', summary },
-      state: { paused: false, note: summary },
-    };
-  }
-
-  async function deleteQuietly(scheduleId: string) {
-    try {
-      await temporal.schedule.getHandle(scheduleId).delete();
-    } catch (e) {
-      if (!(e instanceof ScheduleNotFoundError)) throw e;
-    }
+      summary,
+      memo: { summary },
+    });
   }
 
   const api = {
     /** Create, update or delete the plan's checkpoint schedule so it matches `plan.checkpoints`. */
     async sync(planId: string): Promise<'created' | 'updated' | 'deleted' | 'none'> {
       const [plan] = await db.select().from(plans).where(eq(plans.id, planId));
-      const id = checkpointScheduleId(planId);
       const c = plan ? cronOf(plan) : undefined;
-      const current = await describeSchedule(temporal, id);
-      if (!plan || !c) {
-        if (!current) return 'none';
-        await deleteQuietly(id);
-        return 'deleted';
-      }
-      const options = optionsOf(plan, c);
-      if (!current) {
-        await temporal.schedule.create(options);
-        return 'created';
-      }
-      const { scheduleId: _id, ...next } = options;
-      try {
-        await temporal.schedule.getHandle(id).update(() => ({
-          ...next,
-          state: { paused: current.state.paused, note: checkpointSummary(plan, c) },
-        }));
-      } catch (e) {
-        throw unreadable(id, e);
-      }
-      return 'updated';
+      return syncPlanSchedule(
+        temporal,
+        checkpointScheduleId(planId),
+        plan && c ? optionsOf(plan, c) : undefined,
+        { keepPause: true },
+      );
     },
 
     async deletePlan(planId: string) {
-      await deleteQuietly(checkpointScheduleId(planId));
+      await deleteScheduleQuietly(temporal, checkpointScheduleId(planId));
     },
 
     /**

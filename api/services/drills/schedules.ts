@@ -1,26 +1,14 @@
-import {
-  type Client,
-  ScheduleNotFoundError,
-  type ScheduleOptions,
-  ScheduleOverlapPolicy,
-} from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import { eq } from 'drizzle-orm';
-import {
-  DRILL_WORKFLOW,
-  type DrillInput,
-  drillScheduleId,
-  JobKindAttr,
-  JobStatusAttr,
-  PlanIdAttr,
-  PlanNameAttr,
-} from '../../../contracts';
+import { DRILL_WORKFLOW, type DrillInput, drillScheduleId } from '../../../contracts';
 import type { Config } from '../../../lib/config';
 import type { Db } from '../../../schema/db';
 import type { DrillSettings } from '../../../schema/domain/plan';
 import { plans } from '../../../schema/index';
 import { ApiError } from '../../errors';
 import { planScheduleHooks } from '../common';
-import { describeSchedule, runScheduleNow, unreadable } from '../schedule-runs';
+import { deleteScheduleQuietly, planScheduleOptions, syncPlanSchedule } from '../plan-schedules';
+import { runScheduleNow } from '../schedule-runs';
 
 export interface DrillScheduleDeps {
   db: Db;
@@ -56,82 +44,35 @@ export function drillSchedules(deps: DrillScheduleDeps) {
     return plan;
   }
 
-  const describeOrUndefined = (scheduleId: string) => describeSchedule(temporal, scheduleId);
-
-  function optionsOf(plan: PlanRow, d: DrillSettings): ScheduleOptions {
+  function optionsOf(plan: PlanRow, d: DrillSettings) {
     const args: DrillInput = { planId: plan.id };
-    const searchAttributes = [
-      { key: PlanIdAttr, value: plan.id },
-      { key: JobKindAttr, value: 'drill' },
-    ];
-    return {
+    return planScheduleOptions({
       scheduleId: drillScheduleId(plan.id),
+      plan,
+      kind: 'drill',
+      workflowType: DRILL_WORKFLOW,
+      taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
+      args: [args],
       spec: drillSpecOf(d),
-      action: {
-        type: 'startWorkflow',
-        workflowType: DRILL_WORKFLOW,
-        // The schedule appends the scheduled time: one workflow id per firing.
-        workflowId: drillScheduleId(plan.id),
-        taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
-        args: [args],
-        typedSearchAttributes: [
-          ...searchAttributes,
-          { key: JobStatusAttr, value: 'running' },
-          { key: PlanNameAttr, value: plan.name },
-        ],
-        staticSummary: drillSummary(plan, d),
-      },
-      policies: {
-        // One drill of a plan at a time; a missed firing (server down) is caught up within an hour.
-        overlap: ScheduleOverlapPolicy.SKIP,
-        catchupWindow: 3_600_000,
-        pauseOnFailure: false,
-      },
-      typedSearchAttributes: searchAttributes,
-      memo: { planId: plan.id, kind: 'drill' },
-      state: { paused: false, note: drillSummary(plan, d) },
-    };
-  }
-
-  async function deleteQuietly(scheduleId: string) {
-    try {
-      await temporal.schedule.getHandle(scheduleId).delete();
-    } catch (e) {
-      if (!(e instanceof ScheduleNotFoundError)) throw e;
-    }
+      summary: drillSummary(plan, d),
+    });
   }
 
   const api = {
     /** Create, update or delete the plan's drill schedule so it matches `plan.drills`. Idempotent. */
     async sync(planId: string): Promise<'created' | 'updated' | 'deleted' | 'none'> {
       const plan = await loadPlan(planId);
-      const id = drillScheduleId(plan.id);
-      const current = await describeOrUndefined(id);
-      if (!plan.drills) {
-        if (!current) return 'none';
-        await deleteQuietly(id);
-        return 'deleted';
-      }
-      const options = optionsOf(plan, plan.drills);
-      if (!current) {
-        await temporal.schedule.create(options);
-        return 'created';
-      }
-      const { scheduleId: _id, ...next } = options;
-      try {
-        await temporal.schedule.getHandle(id).update(() => ({
-          ...next,
-          state: { paused: current.state.paused, note: drillSummary(plan, plan.drills!) },
-        }));
-      } catch (e) {
-        throw unreadable(id, e);
-      }
-      return 'updated';
+      return syncPlanSchedule(
+        temporal,
+        drillScheduleId(plan.id),
+        plan.drills ? optionsOf(plan, plan.drills) : undefined,
+        { keepPause: true },
+      );
     },
 
     /** Delete the drill schedule of a deleted plan. */
     async deletePlan(planId: string) {
-      await deleteQuietly(drillScheduleId(planId));
+      await deleteScheduleQuietly(temporal, drillScheduleId(planId));
     },
 
     /**

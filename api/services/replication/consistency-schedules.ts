@@ -1,18 +1,9 @@
-import {
-  type Client,
-  ScheduleNotFoundError,
-  type ScheduleOptions,
-  ScheduleOverlapPolicy,
-} from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import { eq } from 'drizzle-orm';
 import {
   CONSISTENCY_CHECK_WORKFLOW,
   type ConsistencyCheckInput,
   consistencyScheduleId,
-  JobKindAttr,
-  JobStatusAttr,
-  PlanIdAttr,
-  PlanNameAttr,
 } from '../../../contracts';
 import type { Config } from '../../../lib/config';
 import type { Db } from '../../../schema/db';
@@ -20,7 +11,8 @@ import type { ConsistencyCheckSettings } from '../../../schema/domain/plan';
 import { plans } from '../../../schema/index';
 import { ApiError } from '../../errors';
 import { planScheduleHooks } from '../common';
-import { describeSchedule, runScheduleNow, unreadable } from '../schedule-runs';
+import { deleteScheduleQuietly, planScheduleOptions, syncPlanSchedule } from '../plan-schedules';
+import { runScheduleNow } from '../schedule-runs';
 
 export interface ConsistencyScheduleDeps {
   db: Db;
@@ -56,69 +48,39 @@ export function consistencySchedules(deps: ConsistencyScheduleDeps) {
     return plan;
   }
 
-  function optionsOf(plan: PlanRow, c: ConsistencyCheckSettings): ScheduleOptions {
+  function optionsOf(plan: PlanRow, c: ConsistencyCheckSettings) {
     const args: ConsistencyCheckInput = { planId: plan.id, requestedBy: 'schedule' };
-    const searchAttributes = [
-      { key: PlanIdAttr, value: plan.id },
-      { key: JobKindAttr, value: 'consistency-check' },
-    ];
-    return {
+    const summary = consistencySummary(plan, c);
+    return planScheduleOptions({
       scheduleId: consistencyScheduleId(plan.id),
+      plan,
+      kind: 'consistency-check',
+      workflowType: CONSISTENCY_CHECK_WORKFLOW,
+      taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
+      args: [args],
       spec: { cronExpressions: [c.cron.trim()], timezone: c.timezone },
-      action: {
-        type: 'startWorkflow',
-        workflowType: CONSISTENCY_CHECK_WORKFLOW,
-        workflowId: consistencyScheduleId(plan.id),
-        taskQueue: deps.config.LIFEBOAT_CONTROL_TASK_QUEUE,
-        args: [args],
-        typedSearchAttributes: [
-          ...searchAttributes,
-          { key: JobStatusAttr, value: 'running' },
-          { key: PlanNameAttr, value: plan.name },
-        ],
-        staticSummary: consistencySummary(plan, c),
-      },
-      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: 3_600_000, pauseOnFailure: false },
-      typedSearchAttributes: searchAttributes,
-      memo: { planId: plan.id, kind: 'consistency-check' },
+      summary,
       state: plan.replicationPaused
         ? { paused: true, note: PAUSED_WITH_PLAN }
-        : { paused: false, note: consistencySummary(plan, c) },
-    };
+        : { paused: false, note: summary },
+    });
   }
 
   const api = {
     /** Create, update (pause with the plan) or delete the schedule so it matches the plan row. Idempotent. */
     async sync(planId: string): Promise<'created' | 'updated' | 'deleted' | 'none'> {
       const plan = await loadPlan(planId);
-      const id = consistencyScheduleId(plan.id);
-      const current = await describeSchedule(temporal, id);
-      if (!plan.consistencyChecks) {
-        if (!current) return 'none';
-        await api.deletePlan(plan.id);
-        return 'deleted';
-      }
-      const options = optionsOf(plan, plan.consistencyChecks);
-      if (!current) {
-        await temporal.schedule.create(options);
-        return 'created';
-      }
-      const { scheduleId: _id, ...next } = options;
-      await temporal.schedule
-        .getHandle(id)
-        .update(() => next as never)
-        .catch((e: unknown) => {
-          throw unreadable(id, e);
-        });
-      return 'updated';
+      return syncPlanSchedule(
+        temporal,
+        consistencyScheduleId(plan.id),
+        plan.consistencyChecks ? optionsOf(plan, plan.consistencyChecks) : undefined,
+        // The pause follows the plan's replication, not an operator's pause of this schedule.
+        { keepPause: false },
+      );
     },
 
     async deletePlan(planId: string) {
-      try {
-        await temporal.schedule.getHandle(consistencyScheduleId(planId)).delete();
-      } catch (e) {
-        if (!(e instanceof ScheduleNotFoundError)) throw e;
-      }
+      await deleteScheduleQuietly(temporal, consistencyScheduleId(planId));
     },
 
     /** Run the plan's check now (409 without a consistencyChecks setting). */

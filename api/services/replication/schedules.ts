@@ -1,9 +1,4 @@
-import {
-  type Client,
-  ScheduleNotFoundError,
-  type ScheduleOptions,
-  ScheduleOverlapPolicy,
-} from '@temporalio/client';
+import { type Client, type ScheduleOptions, ScheduleOverlapPolicy } from '@temporalio/client';
 import { asc, eq } from 'drizzle-orm';
 import {
   JobKindAttr,
@@ -22,6 +17,7 @@ import type { Db } from '../../../schema/db';
 import { plans, vms } from '../../../schema/index';
 import { ApiError } from '../../errors';
 import { scheduleSyncError } from '../common';
+import { deleteScheduleQuietly } from '../plan-schedules';
 import { describeSchedule, runScheduleNow, unreadable } from '../schedule-runs';
 
 export interface ScheduleDeps {
@@ -160,13 +156,7 @@ export function replicationSchedules(deps: ScheduleDeps) {
     return ids;
   }
 
-  async function deleteQuietly(scheduleId: string) {
-    try {
-      await temporal.schedule.getHandle(scheduleId).delete();
-    } catch (e) {
-      if (!(e instanceof ScheduleNotFoundError)) throw e;
-    }
-  }
+  const deleteQuietly = (scheduleId: string) => deleteScheduleQuietly(temporal, scheduleId);
 
   async function schedulesFor(planId: string, vmRef?: string) {
     const { plan, vmRows } = await loadPlan(planId);

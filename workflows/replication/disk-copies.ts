@@ -1,0 +1,181 @@
+import { type ActivityOptions, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import type { JobWrite } from '../../activities/control/jobs/projection';
+import type { ReplicationControlActivities } from '../../activities/control/replication';
+import type { StepRef, StepWrite, TransferNode } from '../../contracts';
+import { failureMessage } from '../jobs/failures';
+import { setJobStatusAttr } from '../jobs/status-attr';
+import { dispatchToNodes, forEachBounded, rankNodes } from './node-dispatch';
+import { snapshotSlots } from './snapshot-slots';
+
+/*
+ * What the forward replication iteration and the reverse iteration share: a job row with one step
+ * per disk, every disk copied on a node of a site while holding a slot of the target's snapshot
+ * budget, and the job's end. Each caller passes its own activity summaries and messages, so both
+ * workflows issue the commands they always did (test/histories: replication and reverse replay).
+ */
+
+/** Disks copied at once by one iteration; the snapshot budget bounds all iterations together. */
+const PARALLEL_DISKS = 8;
+
+export const controlActivities = (summary: string, extra: ActivityOptions = {}) =>
+  proxyActivities<ReplicationControlActivities>({
+    startToCloseTimeout: '1 minute',
+    retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10 },
+    summary,
+    ...extra,
+  });
+
+/** What both iterations know of a disk they copy. */
+export interface CopiedDisk {
+  diskId: string;
+  diskName: string;
+  vmId: string;
+  vmName: string;
+  vmPriority: number;
+}
+
+export const diskLabel = (d: Pick<CopiedDisk, 'diskName' | 'vmName'>) =>
+  `disk "${d.diskName}" of VM "${d.vmName}"`;
+
+/** The iteration's job row without its state. */
+export type IterationJob = Omit<JobWrite, 'status' | 'result' | 'error' | 'remediation'>;
+
+/** Record the job as running, with one pending step per disk. */
+export async function startIterationJob(job: IterationJob, summary: string, steps: StepRef[]) {
+  await controlActivities(summary).upsertReplicationJob({ ...job, status: 'running' });
+  await controlActivities('Record one pending step per disk').upsertReplicationSteps(
+    steps.map((s) => ({ ...s, status: 'pending' })),
+  );
+}
+
+/** Record the job as failed and end the workflow with a non-retryable failure. */
+export async function failIterationJob(
+  job: IterationJob,
+  summary: string,
+  outcome: { error: string; remediation: string },
+  failure: { message: string; type: string },
+): Promise<never> {
+  await controlActivities(summary).upsertReplicationJob({ ...job, status: 'failed', ...outcome });
+  setJobStatusAttr('failed');
+  throw ApplicationFailure.nonRetryable(failure.message, failure.type);
+}
+
+export async function completeIterationJob(
+  job: IterationJob,
+  summary: string,
+  result: Record<string, unknown>,
+) {
+  await controlActivities(summary).upsertReplicationJob({ ...job, status: 'completed', result });
+  setJobStatusAttr('completed');
+}
+
+export interface DiskCopies<D extends CopiedDisk, R extends { nodeId: string }> {
+  workflowId: string;
+  disks: D[];
+  stepOf: (disk: D, index: number) => StepRef;
+  /**
+   * The plan as the iteration loaded it: the copies run on nodes of the source site and count
+   * against the target site's snapshot budget.
+   */
+  plan: {
+    planPriority: number;
+    sourceSiteId: string;
+    sourceSiteName: string;
+    targetSiteId: string;
+    snapshotBudget?: number | undefined;
+    nodePickupTimeoutMs: number;
+  };
+  /** Start the copy of `disk` on `node` (its node activity). */
+  copy: (node: TransferNode, disk: D) => Promise<R>;
+  /** Mark a suspect node that picked the copy up online again. */
+  markPickedNodeOnline: boolean;
+  /** This iteration's activity summaries and texts. */
+  say: {
+    waiting: (disk: D) => string;
+    slotLabel: (disk: D) => string;
+    listNodes: string;
+    /** The copy, as the "no node picked up …" failure names it. */
+    copyName: (disk: D) => string;
+    suspect: (node: TransferNode) => string;
+    suspectReason: (disk: D) => string;
+    copied: (disk: D) => string;
+  };
+  /** The completed step's message and progress. */
+  copiedStep: (disk: D, result: R) => Pick<StepWrite, 'message' | 'progress'>;
+}
+
+/**
+ * Copy every disk, at most PARALLEL_DISKS at once, each on the least loaded node that picks it
+ * up, holding a snapshot slot meanwhile; each disk's step follows. A disk's failure is recorded
+ * and returned, not thrown: the other disks go on. Results are in the order the copies ended.
+ */
+export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string }>(
+  o: DiskCopies<D, R>,
+): Promise<{ copied: { disk: D; result: R }[]; failed: { disk: D; message: string }[] }> {
+  const { plan } = o;
+  const slots = snapshotSlots(
+    plan.targetSiteId,
+    controlActivities('Ask the snapshot budget of the target for a slot').requestSnapshotSlot,
+    plan.snapshotBudget ? { budget: plan.snapshotBudget } : {},
+  );
+  // Transfers this workflow has sent to each node and that have not ended (for rankNodes).
+  const assigned = new Map<string, number>();
+  const copied: { disk: D; result: R }[] = [];
+  const failed: { disk: D; message: string }[] = [];
+  await forEachBounded(o.disks, PARALLEL_DISKS, async (disk, i) => {
+    const step = o.stepOf(disk, i);
+    const leaseId = `${o.workflowId}/${disk.diskId}`;
+    try {
+      await controlActivities(o.say.waiting(disk)).upsertReplicationSteps([
+        { ...step, status: 'running', message: 'waiting for a snapshot slot' },
+      ]);
+      await slots.acquire({
+        leaseId,
+        planPriority: plan.planPriority,
+        vmPriority: disk.vmPriority,
+        label: o.say.slotLabel(disk),
+      });
+      let result: R;
+      try {
+        const candidates = await controlActivities(o.say.listNodes).listTransferNodes({
+          siteId: plan.sourceSiteId,
+          siteName: plan.sourceSiteName,
+        });
+        const picked = await dispatchToNodes(
+          rankNodes(candidates, assigned),
+          plan.nodePickupTimeoutMs,
+          o.say.copyName(disk),
+          (node) => {
+            assigned.set(node.nodeId, (assigned.get(node.nodeId) ?? 0) + 1);
+            return o
+              .copy(node, disk)
+              .finally(() => assigned.set(node.nodeId, (assigned.get(node.nodeId) ?? 1) - 1));
+          },
+          (node) =>
+            controlActivities(o.say.suspect(node)).markNodeSuspect({
+              nodeId: node.nodeId,
+              reason: o.say.suspectReason(disk),
+            }),
+        );
+        result = picked.result;
+        if (o.markPickedNodeOnline && picked.node.state === 'suspect')
+          await controlActivities(`Mark node ${picked.node.nodeId} online again`).markNodeOnline({
+            nodeId: picked.node.nodeId,
+          });
+      } finally {
+        await slots.release(leaseId);
+      }
+      copied.push({ disk, result });
+      await controlActivities(o.say.copied(disk)).upsertReplicationSteps([
+        { ...step, status: 'completed', actor: result.nodeId, ...o.copiedStep(disk, result) },
+      ]);
+    } catch (e) {
+      const message = failureMessage(e);
+      failed.push({ disk, message });
+      await controlActivities(`Mark ${diskLabel(disk)} as failed`).upsertReplicationSteps([
+        { ...step, status: 'failed', message },
+      ]);
+    }
+  });
+  return { copied, failed };
+}
