@@ -63,6 +63,8 @@ export function createSnapshotSlotActivities(defaults: Partial<BudgetSettings> =
         workflowId,
         taskQueue: ctx.info.taskQueue,
         args: [initialBudgetState(input.targetSiteId, settings)],
+        // A busy budget's task may replay thousands of events on a loaded worker: more than the default 10 s.
+        workflowTaskTimeout: '1 minute',
         staticSummary: `Snapshot budget of target site ${input.targetSiteId}: grants pending-snapshot slots by priority`,
       });
     },
