@@ -77,6 +77,14 @@ export interface BudgetSnapshot {
  */
 export const requestSnapshotSlotSignal =
   defineSignal<[SlotRequest & Partial<BudgetSettings>]>('requestSnapshotSlot');
+/**
+ * Many requests in one signal: what the acquiring activity sends (it gathers the requests of
+ * concurrent acquirers for a few milliseconds). One signal per disk drowned the budget at 10,000
+ * disks: Temporal force-fails a workflow task when over 100 events arrive during it, and a
+ * budget that replays after each failure never completes one (bench/budget.ts).
+ */
+export const requestSnapshotSlotsSignal =
+  defineSignal<[{ requests: (SlotRequest & Partial<BudgetSettings>)[] }]>('requestSnapshotSlots');
 /** Give a slot back (or leave the queue). Unknown lease ids are ignored: release is idempotent. */
 export const releaseSnapshotSlotSignal = defineSignal<[{ leaseId: string }]>('releaseSnapshotSlot');
 export const snapshotBudgetStateQuery = defineQuery<BudgetSnapshot>('snapshotBudgetState');

@@ -10,11 +10,14 @@ import {
 } from '@temporalio/workflow';
 import type { createSnapshotSlotActivities } from '../../activities/control/replication/snapshot-slots';
 import {
+  type BudgetSettings,
   type BudgetSnapshot,
   type Lease,
   releaseSnapshotSlotSignal,
   requestSnapshotSlotSignal,
+  requestSnapshotSlotsSignal,
   rolloverSnapshotBudgetSignal,
+  type SlotRequest,
   type SnapshotBudgetState,
   snapshotBudgetStateQuery,
   snapshotSlotGrantedSignal,
@@ -148,8 +151,7 @@ export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Prom
     }
   };
 
-  setHandler(requestSnapshotSlotSignal, (req) => {
-    signalsThisRun++;
+  const onRequest = (req: SlotRequest & Partial<BudgetSettings>) => {
     if (!req?.leaseId || !req.holderWorkflowId) return; // malformed: nobody to answer
     if (req.budget && Number.isInteger(req.budget) && req.budget > 0) s.budget = req.budget;
     if (req.leaseTtlMs && req.leaseTtlMs > 0) s.leaseTtlMs = req.leaseTtlMs;
@@ -164,6 +166,14 @@ export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Prom
     insertSorted(s.queue, { ...request, arrival: s.arrivals++ });
     queuedIds.add(req.leaseId);
     dirty = true;
+  };
+  setHandler(requestSnapshotSlotSignal, (req) => {
+    signalsThisRun++;
+    onRequest(req);
+  });
+  setHandler(requestSnapshotSlotsSignal, (batch) => {
+    signalsThisRun++;
+    for (const req of batch?.requests ?? []) onRequest(req);
   });
 
   setHandler(releaseSnapshotSlotSignal, ({ leaseId }) => {
