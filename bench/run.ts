@@ -9,6 +9,8 @@ const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void>
   sink: () => import('./sink'),
   qcow2: () => import('./qcow2'),
   reverse: () => import('./reverse'),
+  budget: () => import('./budget'),
+  schedules: () => import('./schedules'),
 };
 
 const [name, ...rest] = process.argv.slice(2);

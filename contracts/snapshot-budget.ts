@@ -63,6 +63,10 @@ export interface BudgetSnapshot {
   /** The queue in grant order (first 200). */
   queue: { leaseId: string; label: string; planPriority: number; vmPriority: number; requestedAt: number }[];
   runsSoFar: number;
+  /** Bytes (JSON) of the state the next continue-as-new carries: Temporal refuses a payload over 2 MiB. */
+  stateBytes?: number;
+  /** Events in the current run's history (it continues as new long before Temporal's cap). */
+  historyLength?: number;
 }
 
 /**
@@ -73,6 +77,14 @@ export interface BudgetSnapshot {
  */
 export const requestSnapshotSlotSignal =
   defineSignal<[SlotRequest & Partial<BudgetSettings>]>('requestSnapshotSlot');
+/**
+ * Many requests in one signal: what the acquiring activity sends (it gathers the requests of
+ * concurrent acquirers for a few milliseconds). One signal per disk drowned the budget at 10,000
+ * disks: Temporal force-fails a workflow task when over 100 events arrive during it, and a
+ * budget that replays after each failure never completes one (bench/budget.ts).
+ */
+export const requestSnapshotSlotsSignal =
+  defineSignal<[{ requests: (SlotRequest & Partial<BudgetSettings>)[] }]>('requestSnapshotSlots');
 /** Give a slot back (or leave the queue). Unknown lease ids are ignored: release is idempotent. */
 export const releaseSnapshotSlotSignal = defineSignal<[{ leaseId: string }]>('releaseSnapshotSlot');
 export const snapshotBudgetStateQuery = defineQuery<BudgetSnapshot>('snapshotBudgetState');
@@ -94,13 +106,28 @@ export interface Lease {
   grantSeq: number;
 }
 
+/**
+ * The queue as continue-as-new carries it: each holder workflow id once, one tuple per request
+ * (about a third of the JSON of `QueuedRequest` objects, so 10,000 queued disks stay well under
+ * Temporal's 2 MiB payload limit). Entry: [holder index, lease id, plan priority, VM priority,
+ * requestedAt, arrival, label]; a lease id that starts with its holder id is stored without it
+ * and the index is then negative (−1 − index).
+ */
+export interface PackedSlotQueue {
+  holders: string[];
+  entries: [number, string, number, number, number, number, string][];
+}
+
 /** Everything the budget carries across continue-as-new. */
 export interface SnapshotBudgetState {
   targetSiteId: string;
   budget: number;
   leaseTtlMs: number;
   leases: Lease[];
+  /** Requests in grant order (what runs before the packed queue carried; also read when packedQueue is absent). */
   queue: QueuedRequest[];
+  /** The queue packed (what a run carries into the next); appended after `queue` when both are present. */
+  packedQueue?: PackedSlotQueue;
   arrivals: number;
   highWater: number;
   grantedTotal: number;

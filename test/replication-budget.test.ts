@@ -6,11 +6,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSnapshotSlotActivities } from '../activities/control/replication/snapshot-slots';
 import {
   initialBudgetState,
+  releaseSnapshotSlotSignal,
+  requestSnapshotSlotSignal,
+  rolloverSnapshotBudgetSignal,
+  type SlotRequest,
   SNAPSHOT_BUDGET_WORKFLOW,
   snapshotBudgetStateQuery,
   snapshotBudgetWorkflowId,
 } from '../contracts';
-import { compareSlotRequests, insertSorted, type QueuedRequest } from '../workflows/replication/slot-queue';
+import {
+  compareSlotRequests,
+  insertSorted,
+  packSlotQueue,
+  type QueuedRequest,
+  unpackSlotQueue,
+} from '../workflows/replication/slot-queue';
 import { createTestWorker, temporalClient, uniqueId } from './helpers/stack';
 import type { SlotHolderInput } from './workflows/slot-holders';
 
@@ -38,6 +48,20 @@ describe('slot queue order (pure)', () => {
       insertSorted(q, r);
     expect(q.map((r) => r.leaseId)).toEqual(['new-high-vm', 'new-high', 'older-low', 'same-age', 'old-low']);
     expect(compareSlotRequests(q[0]!, q[1]!)).toBeLessThan(0);
+  });
+
+  it('packs the queue for continue-as-new without losing a field, and smaller', () => {
+    const holder = `replication-plan-${randomUUID()}-2026-11-30T02:04:00Z`;
+    const q: QueuedRequest[] = [
+      { ...req(`${holder}/${randomUUID()}`, 50, 40, 1_764_468_240_000, 0), holderWorkflowId: holder },
+      { ...req(`${holder}/${randomUUID()}`, 50, 30, 1_764_468_240_001, 1), holderWorkflowId: holder },
+      // A lease id that does not start with its holder's id is kept whole.
+      req('other-lease', 10, 50, 5, 2),
+    ];
+    const packed = packSlotQueue(q);
+    expect(packed.holders).toHaveLength(2);
+    expect(unpackSlotQueue(packed)).toEqual(q);
+    expect(JSON.stringify(packed).length).toBeLessThan(JSON.stringify(q).length * 0.6);
   });
 });
 
@@ -170,4 +194,93 @@ describe('snapshot budget workflow', () => {
     expect(end.runsSoFar).toBeGreaterThan(1);
     await budget.terminate('test done');
   }, 120_000);
+
+  it('takes a burst of 400 requests on a budget of 5, continues as new with the queue intact, then grants all in order', async () => {
+    const site = randomUUID();
+    const budgetId = snapshotBudgetWorkflowId(site);
+    const n = 400;
+    const slots = 5;
+    await client.workflow.start(SNAPSHOT_BUDGET_WORKFLOW, {
+      taskQueue,
+      workflowId: budgetId,
+      args: [initialBudgetState(site, { budget: slots, maxHistoryEvents: 300 })],
+    });
+    const budget = client.workflow.getHandle(budgetId);
+    const state = () => budget.query(snapshotBudgetStateQuery);
+    const waitFor = async (what: string, ok: (s: Awaited<ReturnType<typeof state>>) => boolean) => {
+      const until = Date.now() + 60_000;
+      for (;;) {
+        const s = await state().catch(() => undefined);
+        if (s && ok(s)) return s;
+        if (Date.now() > until)
+          throw new Error(
+            `timed out waiting for ${what}: ${JSON.stringify({ ...s, leases: s?.leases.length, queue: s?.queue.length })}`,
+          );
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    };
+    // One holder workflow for every lease: it keeps what it is granted until told to release.
+    const holderId = `${site}-collector`;
+    const collector = await client.workflow.start('grantCollectorWorkflow', {
+      taskQueue,
+      workflowId: holderId,
+      args: [{ targetSiteId: site, expected: n }],
+    });
+    // Shaped like the iteration's (`<holder>/<disk>`); three plan priorities, ages in arrival order.
+    const requests: SlotRequest[] = Array.from({ length: n }, (_, i) => ({
+      leaseId: `${holderId}/${String(i).padStart(4, '0')}`,
+      holderWorkflowId: holderId,
+      planPriority: [10, 50, 90][i % 3]!,
+      vmPriority: 50,
+      requestedAt: 1_000_000 + i,
+      label: `plan p${i % 3} / VM vm-${i} / disk root`,
+    }));
+    const expectedOrder = [...requests]
+      .sort((a, b) => b.planPriority - a.planPriority || a.requestedAt - b.requestedAt)
+      .map((r) => r.leaseId);
+    // The burst: every request at once, plus a repeat of each of the first 50 (idempotent).
+    await Promise.all(
+      [...requests, ...requests.slice(0, 50)].map((r) => budget.signal(requestSnapshotSlotSignal, r)),
+    );
+    const full = await waitFor(`${n - slots} queued`, (s) => s.inUse === slots && s.queued === n - slots);
+    // Grants go out in arrival order until the budget is full; the queue after them is in priority order.
+    const granted = new Set(full.leases.map((l) => l.leaseId));
+    expect(full.queue.map((q) => q.leaseId)).toEqual(
+      expectedOrder.filter((id) => !granted.has(id)).slice(0, 200),
+    );
+    const before = full.runsSoFar;
+
+    // Continue as new with the whole queue (the key-rotation signal forces it now).
+    await budget.signal(rolloverSnapshotBudgetSignal);
+    const carried = await waitFor('the next run', (s) => s.runsSoFar > before);
+    expect(carried.queued).toBe(n - slots);
+    expect(carried.queue).toEqual(full.queue);
+    expect(carried.leases.map((l) => l.leaseId).sort()).toEqual([...granted].sort());
+    // The carried state is packed: well under the JSON of the requests themselves.
+    expect(carried.stateBytes).toBeLessThan(JSON.stringify(requests).length * 0.6);
+
+    // A queued disk that gives up leaves the queue.
+    const leaving = carried.queue[carried.queue.length - 1]!.leaseId;
+    await budget.signal(releaseSnapshotSlotSignal, { leaseId: leaving });
+    await waitFor('one fewer queued', (s) => s.queued === n - slots - 1);
+
+    // Now every grant is released at once: all are granted, in priority order, never more than 5 at once.
+    await collector.signal('releaseAll');
+    // Release the one that left, so the collector's count (every lease) can complete.
+    await budget.signal(requestSnapshotSlotSignal, requests.find((r) => r.leaseId === leaving)!);
+    await collector.result();
+    const grants = await collector.query<{ leaseId: string; grantSeq: number }[]>('grants');
+    expect(new Set(grants.map((g) => g.leaseId)).size).toBe(n);
+    const afterFirst = grants
+      .filter((g) => !granted.has(g.leaseId) && g.leaseId !== leaving)
+      .sort((a, b) => a.grantSeq - b.grantSeq)
+      .map((g) => g.leaseId);
+    expect(afterFirst).toEqual(expectedOrder.filter((id) => !granted.has(id) && id !== leaving));
+    const end = await waitFor('every slot returned', (s) => s.inUse === 0 && s.queued === 0);
+    expect(end.highWater).toBe(slots);
+    expect(end.grantedTotal).toBe(n);
+    // The history limit (300 events) was hit again on the way: the state survived each continue-as-new.
+    expect(end.runsSoFar).toBeGreaterThan(before + 1);
+    await budget.terminate('test done');
+  }, 300_000);
 });

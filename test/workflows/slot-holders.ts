@@ -1,7 +1,20 @@
 // Test-only workflow bundle: the snapshot budget plus a minimal holder that uses the same
 // holder code as the replication iteration (workflows/replication/snapshot-slots.ts).
-import { condition, defineSignal, proxyActivities, setHandler, sleep } from '@temporalio/workflow';
+import {
+  condition,
+  defineQuery,
+  defineSignal,
+  getExternalWorkflowHandle,
+  proxyActivities,
+  setHandler,
+  sleep,
+} from '@temporalio/workflow';
 import type { createSnapshotSlotActivities } from '../../activities/control/replication/snapshot-slots';
+import {
+  releaseSnapshotSlotSignal,
+  snapshotBudgetWorkflowId,
+  snapshotSlotGrantedSignal,
+} from '../../contracts';
 import { snapshotSlots } from '../../workflows/replication/snapshot-slots';
 
 export { snapshotBudgetWorkflow } from '../../workflows/replication/snapshot-budget';
@@ -38,4 +51,40 @@ export async function slotHolderWorkflow(
   else await sleep(10);
   await slots.release(input.leaseId);
   return got;
+}
+
+export const releaseAllSignal = defineSignal('releaseAll');
+export const grantsQuery = defineQuery<{ leaseId: string; grantSeq: number }[]>('grants');
+
+/**
+ * One holder for many leases asked for by someone else (the burst test signals the requests
+ * itself): records every grant; after `releaseAll`, gives back what it holds and every later grant.
+ */
+export async function grantCollectorWorkflow(input: {
+  targetSiteId: string;
+  expected: number;
+}): Promise<void> {
+  const grants: { leaseId: string; grantSeq: number }[] = [];
+  const held: string[] = [];
+  let releasing = false;
+  const budget = getExternalWorkflowHandle(snapshotBudgetWorkflowId(input.targetSiteId));
+  setHandler(grantsQuery, () => grants);
+  const seen = new Set<string>();
+  setHandler(snapshotSlotGrantedSignal, (g) => {
+    // A repeated request of a granted lease is answered with its grant again: count it once.
+    if (seen.has(g.leaseId)) return;
+    seen.add(g.leaseId);
+    grants.push({ leaseId: g.leaseId, grantSeq: g.grantSeq });
+    held.push(g.leaseId);
+  });
+  setHandler(releaseAllSignal, () => {
+    releasing = true;
+  });
+  for (;;) {
+    await condition(() => grants.length >= input.expected || (releasing && held.length > 0));
+    if (releasing && held.length > 0) {
+      const batch = held.splice(0);
+      await Promise.all(batch.map((leaseId) => budget.signal(releaseSnapshotSlotSignal, { leaseId })));
+    } else if (grants.length >= input.expected) return;
+  }
 }

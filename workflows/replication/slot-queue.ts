@@ -1,4 +1,4 @@
-import type { QueuedRequest } from '../../contracts';
+import type { PackedSlotQueue, QueuedRequest } from '../../contracts';
 
 export type { QueuedRequest };
 
@@ -26,4 +26,43 @@ export function insertSorted(queue: QueuedRequest[], item: QueuedRequest): numbe
   }
   queue.splice(lo, 0, item);
   return lo;
+}
+
+/** The queue in the compact form continue-as-new carries (see PackedSlotQueue). */
+export function packSlotQueue(queue: QueuedRequest[]): PackedSlotQueue {
+  const holders: string[] = [];
+  const index = new Map<string, number>();
+  const entries = queue.map((q): PackedSlotQueue['entries'][number] => {
+    let h = index.get(q.holderWorkflowId);
+    if (h === undefined) {
+      h = holders.push(q.holderWorkflowId) - 1;
+      index.set(q.holderWorkflowId, h);
+    }
+    const prefixed = q.leaseId.startsWith(q.holderWorkflowId);
+    return [
+      prefixed ? -1 - h : h,
+      prefixed ? q.leaseId.slice(q.holderWorkflowId.length) : q.leaseId,
+      q.planPriority,
+      q.vmPriority,
+      q.requestedAt,
+      q.arrival,
+      q.label,
+    ];
+  });
+  return { holders, entries };
+}
+
+export function unpackSlotQueue(packed: PackedSlotQueue): QueuedRequest[] {
+  return packed.entries.map(([h, lease, planPriority, vmPriority, requestedAt, arrival, label]) => {
+    const holderWorkflowId = packed.holders[h < 0 ? -1 - h : h]!;
+    return {
+      leaseId: h < 0 ? holderWorkflowId + lease : lease,
+      holderWorkflowId,
+      planPriority,
+      vmPriority,
+      requestedAt,
+      arrival,
+      label,
+    };
+  });
 }

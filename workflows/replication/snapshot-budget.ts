@@ -10,16 +10,19 @@ import {
 } from '@temporalio/workflow';
 import type { createSnapshotSlotActivities } from '../../activities/control/replication/snapshot-slots';
 import {
+  type BudgetSettings,
   type BudgetSnapshot,
   type Lease,
   releaseSnapshotSlotSignal,
   requestSnapshotSlotSignal,
+  requestSnapshotSlotsSignal,
   rolloverSnapshotBudgetSignal,
+  type SlotRequest,
   type SnapshotBudgetState,
   snapshotBudgetStateQuery,
   snapshotSlotGrantedSignal,
 } from '../../contracts';
-import { insertSorted, type QueuedRequest } from './slot-queue';
+import { insertSorted, packSlotQueue, type QueuedRequest, unpackSlotQueue } from './slot-queue';
 
 /**
  * The snapshot budget of one target account+region: an entity workflow that grants slots
@@ -51,9 +54,36 @@ const { snapshotBudgetSaturated } = proxyActivities<ReturnType<typeof createSnap
   summary: 'Record that the snapshot budget is saturated',
 });
 
+/**
+ * A run continues as new after this many signals or history events even before the server
+ * suggests it (about 4,000 events; a hard cap of 10,000 signals per run). Measured with 10,000
+ * disks queued at once (bench/budget.ts): a run that waited for the suggestion took too long to
+ * replay on a loaded machine (workflow tasks timed out, replay started over) and ran into the
+ * signal cap — requests refused, the budget stuck. Short runs replay in well under a second.
+ */
+const MAX_SIGNALS_PER_RUN = 1_500;
+const MAX_EVENTS_PER_RUN = 4_000;
+
 export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Promise<never> {
-  const s: SnapshotBudgetState = { ...initial, runsSoFar: initial.runsSoFar + 1 };
+  // Runs recorded before the limits above continue as new where they did.
+  const runLimits = patched('budget-run-limits');
+  let signalsThisRun = 0;
+  const { packedQueue, ...rest } = initial;
+  const s: SnapshotBudgetState = {
+    ...rest,
+    queue: [...initial.queue, ...(packedQueue ? unpackSlotQueue(packedQueue) : [])],
+    runsSoFar: initial.runsSoFar + 1,
+  };
   const leases = new Map(s.leases.map((l) => [l.leaseId, l]));
+  // Lease ids in the queue: a repeated request or a release is O(1) with thousands queued.
+  const queuedIds = new Set(s.queue.map((q) => q.leaseId));
+  /** What continue-as-new carries: the queue packed (10,000 requests must fit in one payload). */
+  const carried = (): SnapshotBudgetState => ({
+    ...s,
+    leases: [...leases.values()],
+    queue: [],
+    packedQueue: packSlotQueue(s.queue),
+  });
   let notifying = 0;
   let dirty = true;
 
@@ -90,6 +120,7 @@ export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Prom
   const grantFromQueue = () => {
     while (leases.size < s.budget && s.queue.length > 0) {
       const next = s.queue.shift()!;
+      queuedIds.delete(next.leaseId);
       notify(grant(next));
     }
   };
@@ -120,7 +151,7 @@ export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Prom
     }
   };
 
-  setHandler(requestSnapshotSlotSignal, (req) => {
+  const onRequest = (req: SlotRequest & Partial<BudgetSettings>) => {
     if (!req?.leaseId || !req.holderWorkflowId) return; // malformed: nobody to answer
     if (req.budget && Number.isInteger(req.budget) && req.budget > 0) s.budget = req.budget;
     if (req.leaseTtlMs && req.leaseTtlMs > 0) s.leaseTtlMs = req.leaseTtlMs;
@@ -130,16 +161,29 @@ export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Prom
       notify(held);
       return;
     }
-    if (s.queue.some((q) => q.leaseId === req.leaseId)) return;
+    if (queuedIds.has(req.leaseId)) return;
     const { budget: _b, leaseTtlMs: _t, ...request } = req;
     insertSorted(s.queue, { ...request, arrival: s.arrivals++ });
+    queuedIds.add(req.leaseId);
     dirty = true;
+  };
+  setHandler(requestSnapshotSlotSignal, (req) => {
+    signalsThisRun++;
+    onRequest(req);
+  });
+  setHandler(requestSnapshotSlotsSignal, (batch) => {
+    signalsThisRun++;
+    for (const req of batch?.requests ?? []) onRequest(req);
   });
 
   setHandler(releaseSnapshotSlotSignal, ({ leaseId }) => {
+    signalsThisRun++;
     if (leases.delete(leaseId)) dirty = true;
-    const i = s.queue.findIndex((q) => q.leaseId === leaseId);
-    if (i >= 0) s.queue.splice(i, 1);
+    if (queuedIds.delete(leaseId))
+      s.queue.splice(
+        s.queue.findIndex((q) => q.leaseId === leaseId),
+        1,
+      );
   });
 
   // Key rotation: continue as new (full state) at the next safe point, like a long history does.
@@ -168,6 +212,8 @@ export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Prom
         requestedAt: q.requestedAt,
       })),
       runsSoFar: s.runsSoFar,
+      stateBytes: JSON.stringify(carried()).length,
+      historyLength: workflowInfo().historyLength,
     }),
   );
 
@@ -176,7 +222,8 @@ export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Prom
     return (
       rollover ||
       info.continueAsNewSuggested ||
-      (s.maxHistoryEvents !== undefined && info.historyLength >= s.maxHistoryEvents)
+      (s.maxHistoryEvents !== undefined && info.historyLength >= s.maxHistoryEvents) ||
+      (runLimits && (signalsThisRun >= MAX_SIGNALS_PER_RUN || info.historyLength >= MAX_EVENTS_PER_RUN))
     );
   };
 
@@ -228,5 +275,5 @@ export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Prom
 
   // Let running handlers and grant signals finish, then carry the state into a fresh run.
   await condition(() => allHandlersFinished() && notifying === 0);
-  return continueAsNew<typeof snapshotBudgetWorkflow>({ ...s, leases: [...leases.values()] });
+  return continueAsNew<typeof snapshotBudgetWorkflow>(carried());
 }

@@ -1,0 +1,248 @@
+/**
+ * Scheduling benchmark: 1,000 plans with a 1-minute RPO, each one VM with one tiny `file` disk
+ * (one 512 KiB block of data, nothing changes after the first copy), created with the plan
+ * service and the same schedule sync the API calls (real Temporal Schedules), replicated by the
+ * real control worker and a node worker into moto for a few minutes. Reports, per scheduled
+ * iteration, the start lag behind the schedule's nominal time (the scheduled time Temporal
+ * appends to the workflow id): the workflow's start (visibility) and its first job-row write
+ * (the iteration's second step, `jobs.started_at`), p50/p99/max, beside the machine's cores,
+ * load average and the CPU each process used.
+ *
+ *   npm run bench -- schedules [--plans 1000] [--minutes 3] [--phase same|spread]
+ *
+ * `--phase same` (default) gives every plan the same start time: all of them fire in the same
+ * second each minute, the worst case. `spread` spreads the start times over the minute.
+ */
+import { closeSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { inArray } from 'drizzle-orm';
+import pLimit from 'p-limit';
+import { createNodeActivities } from '../activities/node';
+import { plansService } from '../api/services/plans';
+import { replicationSchedules } from '../api/services/replication/schedules';
+import { sitesService } from '../api/services/sites';
+import { planScheduleId } from '../contracts';
+import { awsTargetFromConfig } from '../lib/aws';
+import { loadConfig } from '../lib/config';
+import { lifeboatDataConverter } from '../lib/crypto';
+import { temporalConnectionOptions } from '../lib/temporal';
+import { createDb } from '../schema/db';
+import { PlanInput } from '../schema/domain/plan';
+import { SiteInput } from '../schema/domain/site';
+import { jobs, nodes } from '../schema/index';
+import { startStack } from '../scripts/stack/index';
+import { childEnv } from '../scripts/stack/test-env';
+import { createControlWorker } from '../workers/control/worker';
+import { loadAvg, machine, percentile } from './budget';
+
+function arg(args: string[], name: string, dflt: string): string {
+  const i = args.indexOf(name);
+  return i >= 0 ? String(args[i + 1]) : dflt;
+}
+
+/** CPU seconds of this process's children whose command name starts with `comm` (from /proc). */
+function childCpuSeconds(comm: string): number {
+  const tick = 100; // USER_HZ
+  let total = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(f[1]) !== process.pid || !name.startsWith(comm)) continue;
+      total += (Number(f[11]) + Number(f[12])) / tick;
+    } catch {
+      // gone
+    }
+  }
+  return total;
+}
+const selfCpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+export async function run(args: string[]): Promise<void> {
+  const nPlans = Number(arg(args, '--plans', '1000'));
+  const minutes = Number(arg(args, '--minutes', '3'));
+  const phase = arg(args, '--phase', 'same');
+  const say = (m: string) => console.log(`[bench schedules] ${new Date().toISOString().slice(11, 19)} ${m}`);
+  say(`machine: ${machine()}; load ${loadAvg()}`);
+  const stack = await startStack('test', () => {});
+  try {
+    const config = loadConfig(childEnv({ ...stack.env, LIFEBOAT_CONTROL_TASK_QUEUE: 'bench-schedules' }));
+    const db = createDb(stack.env.DATABASE_URL!, { max: 20 });
+    const work = path.join(config.LIFEBOAT_DATA_DIR, 'bench', `schedules-${process.pid}`);
+    mkdirSync(work, { recursive: true });
+    // One tiny image shared by every disk: 1 MiB, one block of data (the node indexes each disk on its own).
+    const image = path.join(work, 'tiny.img');
+    const fd = openSync(image, 'w');
+    ftruncateSync(fd, 1024 * 1024);
+    writeSync(fd, Buffer.alloc(512 * 1024, 7), 0, 512 * 1024, 0);
+    closeSync(fd);
+
+    const sites = sitesService(db);
+    const src = await sites.create(
+      SiteInput.parse({ name: 'bench-src', role: 'source', kind: 'file', file: {} }),
+    );
+    const target = awsTargetFromConfig(config);
+    const tgt = await sites.create(
+      SiteInput.parse({
+        name: 'bench-tgt',
+        role: 'target',
+        kind: 'aws',
+        aws: { accountAlias: 'bench', region: target.region, endpoint: target.endpoint },
+      }),
+    );
+    const nodeTaskQueue = 'node-bench-schedules';
+    await db.insert(nodes).values({
+      id: 'bench-schedules',
+      siteId: src.id,
+      kind: 'replication-appliance',
+      version: 'bench',
+      taskQueue: nodeTaskQueue,
+    });
+
+    const { worker: control, connection: controlConn } = await createControlWorker(config, db);
+    const nodeConn = await NativeConnection.connect(await temporalConnectionOptions(config));
+    const nodeWorker = await Worker.create({
+      connection: nodeConn,
+      namespace: config.TEMPORAL_NAMESPACE,
+      taskQueue: nodeTaskQueue,
+      dataConverter: await lifeboatDataConverter(config),
+      activities: createNodeActivities({
+        nodeId: 'bench-schedules',
+        aws: target,
+        db,
+        dataDir: path.join(work, 'node'),
+      }),
+    });
+    const clientConn = await Connection.connect(await temporalConnectionOptions(config));
+    const client = new Client({
+      connection: clientConn,
+      namespace: config.TEMPORAL_NAMESPACE,
+      dataConverter: await lifeboatDataConverter(config),
+    });
+    const schedules = replicationSchedules({ db, temporal: client, config });
+    const running = Promise.all([control.run(), nodeWorker.run()]);
+
+    // Plans, through the plan service and the schedule sync the API runs after each write.
+    const base = Date.parse('2026-01-01T00:00:00Z');
+    const plans = pLimit(8);
+    const t0 = Date.now();
+    const planIds = await Promise.all(
+      Array.from({ length: nPlans }, (_, i) =>
+        plans(async () => {
+          const offsetMs = phase === 'spread' ? Math.floor((i * 60_000) / nPlans) : 0;
+          const plan = await plansService(db).create(
+            PlanInput.parse({
+              name: `bench-${String(i).padStart(4, '0')}`,
+              sourceSiteId: src.id,
+              targetSiteId: tgt.id,
+              replication: { intervalMinutes: 1, startTime: new Date(base + offsetMs).toISOString() },
+              vms: [
+                {
+                  name: `vm-${i}`,
+                  sourceRef: `vm-${i}`,
+                  guestOs: 'linux',
+                  bootOrder: 1,
+                  bootDelaySeconds: 0,
+                  disks: [
+                    { name: 'root', sourceRef: image, sizeBytes: 1024 * 1024, deviceName: '/dev/sda1' },
+                  ],
+                },
+              ],
+            }),
+          );
+          await schedules.sync(plan.id);
+          return plan.id;
+        }),
+      ),
+    );
+    const createdS = (Date.now() - t0) / 1000;
+    say(`${nPlans} plans and schedules created in ${createdS.toFixed(1)} s; load ${loadAvg()}`);
+
+    // Measure whole minutes after the first full minute (the first iterations are full copies).
+    const firstMinute = Math.ceil(Date.now() / 60_000) * 60_000;
+    const measureFrom = firstMinute + 60_000;
+    const measureTo = measureFrom + minutes * 60_000;
+    await new Promise((r) => setTimeout(r, measureFrom - Date.now()));
+    const cpu0 = { self: selfCpu(), temporal: childCpuSeconds('temporal'), moto: childCpuSeconds('moto') };
+    say(`measuring ${minutes} minute(s) of schedules …`);
+    const loads: string[] = [];
+    while (Date.now() < measureTo) {
+      await new Promise((r) => setTimeout(r, Math.min(60_000, measureTo - Date.now())));
+      loads.push(loadAvg());
+      say(`load ${loads[loads.length - 1]}`);
+    }
+    const cpu = {
+      self: selfCpu() - cpu0.self,
+      temporal: childCpuSeconds('temporal') - cpu0.temporal,
+      moto: childCpuSeconds('moto') - cpu0.moto,
+    };
+    // Stop firing; let the running iterations end before the workers stop.
+    await Promise.all(
+      planIds.map((id) =>
+        plans(() =>
+          client.schedule
+            .getHandle(planScheduleId(id))
+            .delete()
+            .catch(() => {}),
+        ),
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 15_000));
+
+    // Start lag of every run scheduled inside the window.
+    const nominalOf = (workflowId: string) => Date.parse(workflowId.slice(-20));
+    const startLag: number[] = [];
+    const seen = new Set<string>();
+    for await (const e of client.workflow.list({
+      query: `WorkflowType = 'replicationIterationWorkflow'`,
+    })) {
+      const nominal = nominalOf(e.workflowId);
+      if (!(nominal >= measureFrom && nominal < measureTo)) continue;
+      seen.add(e.workflowId);
+      startLag.push(e.startTime.getTime() - nominal);
+    }
+    const jobRows = await db
+      .select({ workflowId: jobs.workflowId, startedAt: jobs.startedAt, status: jobs.status })
+      .from(jobs)
+      .where(inArray(jobs.planId, planIds));
+    const stepLag: number[] = [];
+    let completed = 0;
+    for (const j of jobRows) {
+      const nominal = nominalOf(j.workflowId);
+      if (!(nominal >= measureFrom && nominal < measureTo) || !j.startedAt) continue;
+      stepLag.push(j.startedAt.getTime() - nominal);
+      if (j.status === 'completed') completed++;
+    }
+    const expected = nPlans * minutes;
+    const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+    const sl = sorted(startLag);
+    const jl = sorted(stepLag);
+    const s = (ms: number) => `${(ms / 1000).toFixed(2).padStart(7)} s`;
+    const windowS = (measureTo - measureFrom) / 1000;
+    console.log(`
+schedules: ${nPlans} plans × 1-minute RPO (${phase === 'same' ? 'all with the same start time: one burst a minute' : 'start times spread over the minute'}), ${minutes} min measured
+  machine                                     ${machine()}
+  load average, each minute                   ${loads.join(' | ')}   (other work on the machine counts here)
+  CPU used in the window (s per s)            bench process (control + node worker) ${(cpu.self / windowS).toFixed(2)}, Temporal dev server ${(cpu.temporal / windowS).toFixed(2)}, moto ${(cpu.moto / windowS).toFixed(2)}
+  iterations due / started / job row / completed  ${expected} / ${sl.length} / ${jl.length} / ${completed}   (a run still going at its next firing is skipped: overlap SKIP)
+  start lag, workflow started − scheduled     p50 ${s(percentile(sl, 50))}  p99 ${s(percentile(sl, 99))}  max ${s(sl[sl.length - 1] ?? Number.NaN)}
+  start lag, job row written (2nd step)       p50 ${s(percentile(jl, 50))}  p99 ${s(percentile(jl, 99))}  max ${s(jl[jl.length - 1] ?? Number.NaN)}   (goal: every one ≤ 5 s)
+  plans + schedules created in                ${createdS.toFixed(1)} s`);
+
+    control.shutdown();
+    nodeWorker.shutdown();
+    await running.catch(() => {});
+    await clientConn.close();
+    await controlConn.close();
+    await nodeConn.close();
+    await db.close();
+  } finally {
+    await stack.stop();
+  }
+}
