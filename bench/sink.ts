@@ -251,13 +251,11 @@ export async function run(args: string[]): Promise<void> {
       const workerCpu0 = await cpuOf(nodeWorker);
       const sinkCpu0 = await cpuOf(sink);
       const t0 = performance.now();
-      const result = (await control.runUntil(
-        client.workflow.execute('benchReplicateDiskWorkflow', {
-          taskQueue: controlQueue,
-          workflowId: input.workflowId,
-          args: [input, nodeQueue],
-        }),
-      )) as DiskTransferResult;
+      const result = (await client.workflow.execute('benchReplicateDiskWorkflow', {
+        taskQueue: controlQueue,
+        workflowId: input.workflowId,
+        args: [input, nodeQueue],
+      })) as DiskTransferResult;
       const wallMs = performance.now() - t0;
       const workerCpu = (await cpuOf(nodeWorker)) - workerCpu0;
       const sinkCpu = (await cpuOf(sink)) - sinkCpu0;
@@ -274,6 +272,7 @@ export async function run(args: string[]): Promise<void> {
         result,
       });
     };
+    const controlRun = control.run(); // one run for every round (a worker runs once)
     // Alternate which goes first, so neither always runs on the warmer (or busier) machine.
     for (let r = 0; r < rounds; r++) {
       say(`round ${r + 1} of ${rounds}: minimal pipeline and Lifeboat's full copy through the node worker …`);
@@ -289,6 +288,8 @@ export async function run(args: string[]): Promise<void> {
       blocks: number;
       badChecksums: number;
     };
+    control.shutdown();
+    await controlRun;
     nodeWorker.send('stop');
     await new Promise((r) => nodeWorker.once('exit', r));
     await clientConn.close();
