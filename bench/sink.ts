@@ -36,6 +36,7 @@ import { ProcessGroup } from '../scripts/stack/processes';
 import { startTemporalDevServer } from '../scripts/stack/temporal';
 import { childEnv } from '../scripts/stack/test-env';
 import { ensureVenv, PROJECT_ROOT } from '../scripts/stack/venv';
+import { numberArg } from './args';
 
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
@@ -51,11 +52,6 @@ const load = () =>
     .loadavg()
     .map((l) => l.toFixed(2))
     .join(' ');
-
-function arg(args: string[], name: string, dflt: number): number {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-}
 
 /** A sparse-free image: every block random data (nothing to skip, nothing compressible). */
 function makeImage(file: string, size: number) {
@@ -140,10 +136,10 @@ function runMinimal(url: string, file: string, size: number, inFlight: number, p
 }
 
 export async function run(args: string[]): Promise<void> {
-  const size = arg(args, '--size-mib', 1024) * MiB;
-  const inFlight = arg(args, '--in-flight', 16);
-  const rounds = Math.max(1, arg(args, '--rounds', 3));
-  const warmupBytes = Math.min(size, Math.max(0, arg(args, '--warmup-mib', 256)) * MiB);
+  const size = numberArg(args, '--size-mib', 1024) * MiB;
+  const inFlight = numberArg(args, '--in-flight', 16);
+  const rounds = Math.max(1, numberArg(args, '--rounds', 3));
+  const warmupBytes = Math.min(size, Math.max(0, numberArg(args, '--warmup-mib', 256)) * MiB);
   const profile = args.includes('--cpu-prof');
   const work = path.join(PROJECT_ROOT, '.data', 'bench', `sink-${process.pid}`);
   mkdirSync(work, { recursive: true });
