@@ -26,7 +26,7 @@ import { recoveryJobsService } from '../api/services/recovery-jobs';
 import { sitesService } from '../api/services/sites';
 import type { JobProgress, RecoveryResult } from '../contracts';
 import { awsTargetFromConfig, ebsClient } from '../lib/aws';
-import { loadConfig } from '../lib/config';
+import { loadConfig, reloadConfig } from '../lib/config';
 import { lifeboatDataConverter } from '../lib/crypto';
 import { temporalConnectionOptions } from '../lib/temporal';
 import { installTemporalRuntime } from '../lib/temporal-runtime';
@@ -61,6 +61,56 @@ function batchedWaits(events: HistoryEvent[]): [number, number][] {
   return out;
 }
 
+/** Per activity type (and workflow tasks): mean schedule→start and start→close latency, from histories. */
+function latencies(events: HistoryEvent[], into: Map<string, { n: number; queue: number; run: number }>) {
+  const sched = new Map<string, { type: string; at: number }>();
+  const started = new Map<string, number>();
+  const add = (type: string, queue: number, run: number) => {
+    const v = into.get(type) ?? { n: 0, queue: 0, run: 0 };
+    v.n += 1;
+    v.queue += queue;
+    v.run += run;
+    into.set(type, v);
+  };
+  for (const e of events) {
+    const at = epochMs(e.eventTime);
+    const id = String(e.eventId);
+    if (e.activityTaskScheduledEventAttributes)
+      sched.set(id, { type: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', at });
+    if (e.workflowTaskScheduledEventAttributes) sched.set(id, { type: '(workflow task)', at });
+    const st = e.activityTaskStartedEventAttributes ?? e.workflowTaskStartedEventAttributes;
+    if (st) started.set(String(st.scheduledEventId), at);
+    const done = e.activityTaskCompletedEventAttributes ?? e.workflowTaskCompletedEventAttributes;
+    if (done) {
+      const k = String(done.scheduledEventId);
+      const s = sched.get(k);
+      const t = started.get(k);
+      if (s && t !== undefined) add(s.type, t - s.at, at - t);
+    }
+  }
+}
+
+/** The largest payload set of any event (bytes as stored: encoded and encrypted), and what it was. */
+function largestPayload(events: HistoryEvent[], best: { bytes: number; what: string }) {
+  const names = new Map<string, string>();
+  const size = (p: { payloads?: { data?: Uint8Array | null }[] | null } | null | undefined) =>
+    (p?.payloads ?? []).reduce((a, x) => a + (x.data?.length ?? 0), 0);
+  for (const e of events) {
+    const sch = e.activityTaskScheduledEventAttributes;
+    if (sch) names.set(String(e.eventId), sch.activityType?.name ?? '?');
+    const done = e.activityTaskCompletedEventAttributes;
+    const candidates: [number, string][] = [
+      [size(sch?.input), `input of ${sch?.activityType?.name}`],
+      [size(done?.result), `result of ${names.get(String(done?.scheduledEventId))}`],
+      [size(e.workflowExecutionStartedEventAttributes?.input), 'workflow input'],
+      [size(e.workflowExecutionCompletedEventAttributes?.result), 'workflow result'],
+      [size(e.startChildWorkflowExecutionInitiatedEventAttributes?.input), 'child input'],
+      [size(e.childWorkflowExecutionCompletedEventAttributes?.result), 'child result'],
+    ];
+    for (const [bytes, what] of candidates) if (bytes > best.bytes) Object.assign(best, { bytes, what });
+  }
+}
+
 /** Milliseconds of [from, to] covered by the union of the intervals. */
 function unionMs(intervals: [number, number][], from: number, to: number): number {
   const sorted = intervals
@@ -81,9 +131,14 @@ export async function run(args: string[]) {
   const nVms = numberArg(args, '--vms', 1000);
   const nGroups = numberArg(args, '--groups', 10);
   const ec2Rate = numberArg(args, '--ec2-rate', 1000);
-  // Read by lib/aws.ts (process config) when the activities build their EC2 clients.
+  // Read by lib/aws.ts (process config) when the activities build their EC2 clients. The process
+  // config was parsed (and cached) when the modules were imported: read it again, or the pacing
+  // runs at AWS's defaults (5 mutating calls a second: 0.6 s of "overhead" per VM at 3 per VM).
   process.env.LIFEBOAT_EC2_DESCRIBE_PER_SECOND = String(ec2Rate);
   process.env.LIFEBOAT_EC2_MUTATE_PER_SECOND = String(ec2Rate);
+  const rates = reloadConfig();
+  if (rates.LIFEBOAT_EC2_MUTATE_PER_SECOND !== ec2Rate || rates.LIFEBOAT_EC2_DESCRIBE_PER_SECOND !== ec2Rate)
+    throw new Error(`EC2 pacing not applied: ${rates.LIFEBOAT_EC2_MUTATE_PER_SECOND}/s`);
   const load = () =>
     os
       .loadavg()
@@ -175,13 +230,31 @@ export async function run(args: string[]) {
     const counter = {
       calls: new Map<string, number>(),
       intervals: [] as [number, number][],
+      /** When a call waited for a pacing token (lib/aws-pacing.ts): EC2 throttling, not orchestration. */
+      paced: [] as [number, number][],
       install(c: import('@aws-sdk/client-ec2').EC2Client) {
+        // Outside the pacing middleware (high priority): from before its token wait to the answer.
+        c.middlewareStack.add(
+          // biome-ignore lint/suspicious/noExplicitAny: middleware over any EC2 command
+          ((next: any, context: any) => async (a: any) => {
+            const from = Date.now();
+            try {
+              return await next(a);
+            } finally {
+              // The inner counter's first send of this call ends its token wait.
+              const sent = context.benchFirstSent as number | undefined;
+              if (sent !== undefined && sent > from) counter.paced.push([from, sent]);
+            }
+          }) as never,
+          { step: 'finalizeRequest', name: 'benchPacedWait', priority: 'high' } as never,
+        );
         c.middlewareStack.add(
           // biome-ignore lint/suspicious/noExplicitAny: middleware over any EC2 command
           ((next: any, context: any) => async (a: any) => {
             const name = String(context.commandName).replace(/Command$/, '');
             counter.calls.set(name, (counter.calls.get(name) ?? 0) + 1);
             const from = Date.now();
+            context.benchFirstSent ??= from;
             try {
               return await next(a);
             } finally {
@@ -225,12 +298,17 @@ export async function run(args: string[]) {
       return [r, ms, await handle.query<JobProgress>('progress')] as const;
     });
     const loadAtEnd = load();
+    const progressBytes = Buffer.byteLength(JSON.stringify(progress));
     const cpu = process.cpuUsage(cpu0);
     // Every workflow of the job: the job's own and the children it started (from its history).
     const histories: { id: string; events: number }[] = [];
     /** The batched waits for running (their activities' start → completion), from the children's histories. */
     const waits: [number, number][] = [];
     const parentEvents = (await handle.fetchHistory()).events ?? [];
+    const lat = new Map<string, { n: number; queue: number; run: number }>();
+    latencies(parentEvents, lat);
+    const biggest = { bytes: 0, what: '' };
+    largestPayload(parentEvents, biggest);
     histories.push({ id: job.workflowId, events: parentEvents.length });
     for (const e of parentEvents) {
       const childId = e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId;
@@ -238,6 +316,8 @@ export async function run(args: string[]) {
       const h = await client.workflow.getHandle(childId).fetchHistory();
       histories.push({ id: childId, events: h.events?.length ?? 0 });
       waits.push(...batchedWaits(h.events ?? []));
+      latencies(h.events ?? [], lat);
+      largestPayload(h.events ?? [], biggest);
     }
     const longest = histories.reduce((a, b) => (b.events > a.events ? b : a));
     if (result.status !== 'completed') throw new Error(`recovery ${result.status}: ${result.message}`);
@@ -252,8 +332,10 @@ export async function run(args: string[]) {
     // flight or a batched wait for running was under way (its polls and the pauses between them;
     // not the time a VM waits for the batch to start, which is orchestration). The rest of
     // the wall time is Lifeboat's own: Temporal round trips, Postgres writes, scheduling.
-    const covered = unionMs([...counter.intervals, ...waits], t0Epoch, t0Epoch + totalMs);
+    // A wait for a pacing token is EC2 throttling (self-imposed), not orchestration either.
+    const covered = unionMs([...counter.intervals, ...counter.paced, ...waits], t0Epoch, t0Epoch + totalMs);
     const callsOnly = unionMs(counter.intervals, t0Epoch, t0Epoch + totalMs);
+    const pacedOnly = unionMs(counter.paced, t0Epoch, t0Epoch + totalMs);
     const sumEc2 = [...ec2Of.values()].reduce((a, b) => a + b, 0) + validateMs;
     const overhead = totalMs - covered;
     // Per VM, its own wall time (first step start → last step end) minus its own EC2 time.
@@ -272,19 +354,24 @@ export async function run(args: string[]) {
     console.log(`
 recovery of ${nVms} VMs in ${nGroups} boot groups (zero delays) against moto
   total (API start → result)                  ${ms(totalMs)}
-  wall time in EC2 calls + waits              ${ms(covered)}   (some EC2 call of the job in flight, or a batched wait for running)
+  wall time in EC2 calls + waits              ${ms(covered)}   (some EC2 call of the job in flight or paced, or a batched wait for running)
     of which with an EC2 call in flight       ${ms(callsOnly)}
+    with a call waiting for a pacing token    ${ms(pacedOnly)}   (${counter.paced.length} calls waited)
   EC2 calls + waits, summed over all VMs      ${ms(sumEc2)}   (validate: ${validateMs.toFixed(0)} ms)
   orchestration overhead (total − EC2)        ${ms(overhead)}
   → overhead per VM                           ${ms(overhead / nVms)}   (goal < 20 ms at 1,000 VMs)
   per-VM own overhead (wall − own EC2), mean  ${ms(avgVm)}   (steps of a VM run in sequence; VMs of a group in parallel)
   EC2 calls (each attempt)                    ${String(nCalls).padStart(7)}      ${calls.map(([c, n]) => `${c} ${n}`).join(', ')}
-  EC2 pacing                                  ${ec2Rate}/s per bucket (AWS: 20 Describe/s, 5 mutating/s)
+  EC2 pacing (in effect)                      ${rates.LIFEBOAT_EC2_DESCRIBE_PER_SECOND} Describe/s, ${rates.LIFEBOAT_EC2_MUTATE_PER_SECOND} mutating/s (AWS: 20 / 5)
   workflows of the job                        ${String(histories.length).padStart(7)}      (the job's + one child per boot group of ≤ 250 VMs)
   longest history                             ${String(longest.events).padStart(7)} events (${longest.id}; the job's own: ${histories[0]!.events})
+  largest payload in any history           ${String(biggest.bytes).padStart(9)} B   (${biggest.what}; Temporal warns at 512 KiB, fails at 2 MiB)
+  progress query answer                     ${String(progressBytes).padStart(9)} B   (JSON)
   bench process CPU (worker + activities)     ${ms((cpu.user + cpu.system) / 1000)}
   machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 1024 ** 3)} GiB RAM, node ${process.version}
-  load average (1/5/15 min): at start ${loadAtStart}; at end ${loadAtEnd}`);
+  load average (1/5/15 min): at start ${loadAtStart}; at end ${loadAtEnd}
+  task latencies from the histories (mean schedule→start / start→close, count):
+${[...lat.entries()].map(([t, v]) => `    ${t.padEnd(28)} ${ms(v.queue / v.n)} / ${ms(v.run / v.n)}  × ${v.n}`).join('\n')}`);
     await clientConn.close();
     await connection.close();
     await db.close();

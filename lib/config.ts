@@ -159,6 +159,15 @@ export function writeConcurrencyOf(config: Config) {
 
 let cached: Config | undefined;
 
+/**
+ * Forget the parsed process environment: the next loadConfig() reads it again. For tools that set
+ * variables after a module already read them at import time (a benchmark's EC2 pacing rates).
+ */
+export function reloadConfig(): Config {
+  cached = undefined;
+  return loadConfig();
+}
+
 /** Parse the environment; a bad value fails fast with the variable's name. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (env === process.env && cached) return cached;

@@ -97,7 +97,11 @@ describe('payload encryption through the real stack', () => {
     expect(r.message).toContain(failMarker);
     expect((await jobWithSteps(rs.db, job.id)).job.error).toContain(failMarker);
     // ...but the history holds it only sealed.
-    const history = await handle.fetchHistory();
+    // The health check runs in the boot group's child workflow: its history holds the failure.
+    const parent = await handle.fetchHistory();
+    const childId = (parent.events ?? []).find((e) => e.startChildWorkflowExecutionInitiatedEventAttributes)
+      ?.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId;
+    const history = childId ? await rs.client.workflow.getHandle(childId).fetchHistory() : parent;
     const failed = (history.events ?? []).find((e) => e.activityTaskFailedEventAttributes)!;
     const failure = failed.activityTaskFailedEventAttributes!.failure!;
     expect(failure.message).toBe('Encoded failure');
@@ -106,6 +110,8 @@ describe('payload encryption through the real stack', () => {
     const raw = Buffer.from(History.encode(History.fromObject(history)).finish());
     expect(raw.includes(failMarker)).toBe(false);
     expect(plainPayloadPaths(history)).toEqual([]);
+    expect(plainPayloadPaths(parent)).toEqual([]);
+    expect(Buffer.from(History.encode(History.fromObject(parent)).finish()).includes(failMarker)).toBe(false);
     // The rs.client decodes the failure back (its converter reads encoded attributes).
     await cleanupJob(job.id);
   });

@@ -1,10 +1,12 @@
 import path from 'node:path';
 import type { DataConverter } from '@temporalio/common';
 import type { Config } from '../config';
+import { GzipPayloadCodec } from './compression-codec';
 import { Keyring, KeyringError } from './keyring';
 import { kmsKeyWrapper } from './kms';
 import { KeyringPayloadCodec } from './payload-codec';
 
+export { GZIP_ENCODING, GzipPayloadCodec } from './compression-codec';
 export { Keyring, KeyringError } from './keyring';
 export { isEncryptedPayload, KeyringPayloadCodec } from './payload-codec';
 
@@ -48,14 +50,16 @@ export function loadKeyring(config: Config): Promise<Keyring> {
 export const FAILURE_CONVERTER_PATH = path.resolve(import.meta.dirname, 'failure-converter.cjs');
 
 /**
- * The data converter of every Temporal client and worker Lifeboat creates: payloads sealed by
- * the keyring (AES-256-GCM, key id in the metadata), failure messages and stack traces too.
+ * The data converter of every Temporal client and worker Lifeboat creates: large payloads
+ * compressed (GzipPayloadCodec: a 2,000-VM plan stays under Temporal's 2 MiB per payload), then
+ * sealed by the keyring (AES-256-GCM, key id in the metadata), failure messages and stack traces too.
  * SDK 1.24 takes the failure converter by path only (it also runs inside the workflow sandbox).
  */
 export async function lifeboatDataConverter(config: Config): Promise<DataConverter> {
   const keyring = await loadKeyring(config);
   return {
-    payloadCodecs: [new KeyringPayloadCodec(keyring)],
+    // Applied in order on encode (compress, then encrypt), reversed on decode.
+    payloadCodecs: [new GzipPayloadCodec(), new KeyringPayloadCodec(keyring)],
     failureConverterPath: FAILURE_CONVERTER_PATH,
   };
 }
