@@ -61,6 +61,9 @@ secretCommands(program, cli);
 maintenanceCommands(program, cli);
 checkpointCommands(program, cli);
 
+/** How many of an error's issues the CLI prints (the rest are counted). */
+const MAX_ISSUES_PRINTED = 50;
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
@@ -75,7 +78,14 @@ function report(e: unknown): number {
   }
   if (e instanceof CliError) {
     process.stderr.write(`error: ${e.message}\n`);
-    for (const i of e.issues) process.stderr.write(`  ${i.path}: ${i.message}\n`);
+    // A big plan can fail with thousands of issues: the first ones say what to fix, --json has all.
+    for (const i of e.issues.slice(0, MAX_ISSUES_PRINTED))
+      process.stderr.write(`  ${i.path}: ${i.message}\n`);
+    const more = e.issues.length - MAX_ISSUES_PRINTED;
+    if (more > 0)
+      process.stderr.write(
+        `  … and ${more} more error${more === 1 ? '' : 's'} (fix these first, or see the API's full JSON answer with --json)\n`,
+      );
     if (cli.json() && e.body !== undefined) process.stdout.write(`${JSON.stringify(e.body, null, 2)}\n`);
     return e.exitCode;
   }

@@ -234,7 +234,7 @@ describe('plan validation', () => {
     expect((await api.call('GET', '/v1/plans/-bad')).status).toBe(400);
     expect((await api.call('GET', '/v1/plans/00000000-0000-4000-8000-000000000000')).status).toBe(404);
     const huge = await api.call('POST', '/v1/plans', {
-      rawBody: JSON.stringify({ description: 'x'.repeat(9 * 1024 * 1024) }),
+      rawBody: JSON.stringify({ description: 'x'.repeat(17 * 1024 * 1024) }),
       headers: { 'content-type': 'application/json' },
     });
     expect(huge.status).toBe(413);
@@ -393,6 +393,58 @@ describe('plans by name', () => {
     expect(gone.body.message).toBe(`No plan named "${plan.name}"`);
     expect((await api.call('GET', `/v1/plans/${created.body.id}`)).status).toBe(404);
     expect((await api.call('DELETE', '/v1/plans/-bad')).status).toBe(400);
+  });
+});
+
+describe('operator-trial errors', () => {
+  it('names the plan size limit with the count, and a missing recovery mode with its choices', async () => {
+    const plan = fixtures.plan(sourceId, targetId);
+    const vms = Array.from({ length: 2001 }, (_, i) => fixtures.vm(`vm-${i}`));
+    const big = await api.call('POST', '/v1/plans', { body: { ...plan, vms } });
+    expect(big.status).toBe(400);
+    expect(big.body.issues).toContainEqual({
+      path: 'vms',
+      message: 'a plan holds at most 2,000 VMs (got 2,001); split it into several plans',
+    });
+    const created = await api.call('POST', '/v1/plans', { body: fixtures.plan(sourceId, targetId) });
+    const noMode = await api.call('POST', `/v1/plans/${created.body.id}/recoveries`, { body: {} });
+    expect(noMode.status).toBe(400);
+    expect(noMode.body.issues).toContainEqual({
+      path: 'mode',
+      message: 'required: one of test, full, migration',
+    });
+    const badMode = await api.call('POST', `/v1/plans/${created.body.id}/recoveries`, {
+      body: { mode: 'tset' },
+    });
+    expect(badMode.body.issues).toContainEqual({
+      path: 'mode',
+      message: 'must be one of test, full, migration (got "tset")',
+    });
+  });
+
+  it('reads, patches and deletes /v1/sites/{id} given the site name', async () => {
+    const site = await api.call('POST', '/v1/sites', { body: fixtures.fileSourceSite('demo-onprem') });
+    expect(site.status).toBe(201);
+    const got = await api.call('GET', '/v1/sites/DEMO-ONPREM');
+    expect(got.body.id).toBe(site.body.id);
+    const patched = await api.call('PATCH', '/v1/sites/demo-onprem', {
+      body: { file: { description: 'by name' } },
+    });
+    expect(patched.status, JSON.stringify(patched.body)).toBe(200);
+    expect(patched.body).toMatchObject({ id: site.body.id, version: 2 });
+    const put = await api.call('PUT', '/v1/sites/demo-onprem', {
+      body: { ...fixtures.fileSourceSite('demo-onprem') },
+    });
+    expect(put.status, JSON.stringify(put.body)).toBe(200);
+    expect((await api.call('DELETE', '/v1/sites/demo-onprem')).status).toBe(204);
+    const gone = await api.call('GET', '/v1/sites/demo-onprem');
+    expect(gone.status).toBe(404);
+    expect(gone.body.message).toBe('No site named "demo-onprem"');
+    expect((await api.call('GET', '/v1/sites/-bad')).status).toBe(400);
+    expect((await api.call('GET', `/v1/sites/${site.body.id}`)).status).toBe(404);
+    const doc = (await api.call('GET', '/openapi.json')).body;
+    const param = doc.paths['/v1/sites/{id}'].patch.parameters.find((p: { name: string }) => p.name === 'id');
+    expect(param.description).toMatch(/id or name/i);
   });
 });
 

@@ -159,6 +159,31 @@ describe('lifeboat CLI', () => {
     expect(usage.stderr).toMatch(/required option/);
   });
 
+  it('prints the first 50 errors of a plan with many, then how many more', async () => {
+    const vmsYaml = Array.from(
+      { length: 60 },
+      (_, i) => `  - name: vm-${i}
+    sourceRef: vm-${i}
+    guestOs: linux
+    network: { subnetCidr: 10.0.1.0/24, privateIp: 10.0.2.${i + 10} }
+    disks:
+      - { name: root, sourceRef: /data/vm-${i}.img, sizeBytes: 1048576, deviceName: /dev/sda1 }`,
+    ).join('\n');
+    const doc = `${PLAN_YAML.slice(0, PLAN_YAML.indexOf('vms:'))}vms:\n${vmsYaml}\n`.replace(
+      'name: erp\n',
+      'name: flood\n',
+    );
+    const res = await lifeboat(['apply', '-f', file('flood.yaml', doc), '--dry-run']);
+    expect(res.code).toBe(1);
+    const issueLines = res.stderr.split('\n').filter((l) => /^ {2}vms\[\d+\]/.test(l));
+    expect(issueLines).toHaveLength(50);
+    expect(res.stderr).toContain(
+      "  … and 10 more errors (fix these first, or see the API's full JSON answer with --json)",
+    );
+    const json = await lifeboat(['apply', '-f', file('flood.yaml', doc), '--dry-run', '--json']);
+    expect(JSON.parse(json.stdout).issues).toHaveLength(60);
+  });
+
   it('exits 2 not found, 3 conflict, 4 auth, 5 unreachable', async () => {
     // Independent invocations: run them side by side.
     const [missing, inUse, viewer, anonymous, down] = await Promise.all([
@@ -380,6 +405,41 @@ describe('lifeboat CLI', () => {
       const unknown = await lifeboat(['jobs', 'list', '--plan', 'no-such-plan']);
       expect(unknown.code).toBe(2);
       expect(unknown.stderr).toContain('no-such-plan');
+      // The deleted plan's id still finds its jobs; an id no plan and no job has is 404.
+      const byOldId = await lifeboat(['jobs', 'list', '--plan', b]);
+      expect(byOldId.code, byOldId.stderr).toBe(0);
+      expect(byOldId.stdout).toContain(jobB);
+      expect((await lifeboat(['jobs', 'list', '--plan', randomUUID()])).code).toBe(2);
+      // A new plan takes the name: the name finds the new plan's jobs and the old plan's.
+      const reborn = await planIdOf('jobs-b');
+      const jobB2 = await jobOfPlan(reborn);
+      const both = await lifeboat(['jobs', 'list', '--plan', 'jobs-b']);
+      expect(both.stdout).toContain(jobB);
+      expect(both.stdout).toContain(jobB2);
+      expect(both.stdout).not.toContain(jobA);
+      const newOnly = await lifeboat(['jobs', 'list', '--plan', reborn]);
+      expect(newOnly.stdout).toContain(jobB2);
+      expect(newOnly.stdout).not.toContain(jobB);
+    });
+
+    it('`jobs list` cuts a long message to one line; `jobs get` shows it whole', async () => {
+      const remediation = `${'The reverse copy of disk root failed. '.repeat(20)}\nRetry once the source answers.`;
+      const [row] = await api.db
+        .insert(jobs)
+        .values({
+          kind: 'test-recovery',
+          status: 'failed',
+          workflowId: `cli-long-${randomUUID()}`,
+          error: remediation,
+        })
+        .returning();
+      const list = await lifeboat(['jobs', 'list']);
+      const line = list.stdout.split('\n').find((l) => l.startsWith(row!.id)) ?? '';
+      const message = line.slice(line.indexOf('The reverse copy'));
+      expect(message).toHaveLength(120);
+      expect(message.endsWith('…')).toBe(true);
+      const got = await lifeboat(['jobs', 'get', row!.id, '--json']);
+      expect(JSON.parse(got.stdout).error).toBe(remediation);
     });
 
     it('`--watch` numbers each step by its own position', async () => {

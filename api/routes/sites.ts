@@ -10,13 +10,21 @@ import {
   changedWithEtag,
   concernRoute,
   EtagHeader,
+  IdOrNameParam,
   idLinks,
   jsonBody,
   jsonContent,
   PatchDocument,
-  UuidParam,
   withEtag,
 } from './params';
+
+/** `{id}`: a site's id or its name, as plans take theirs. */
+const SiteRefParam = z.object({
+  id: IdOrNameParam.shape.id.openapi({
+    description: 'Site id or name (a uuid-shaped value is taken as the id)',
+    example: 'demo-onprem',
+  }),
+});
 
 const route = concernRoute(['sites']);
 const SitePage = pageOf(Site, 'SitePage');
@@ -38,7 +46,7 @@ const list = route('viewer', 'get', '/sites', {
 const get = route('viewer', 'get', '/sites/{id}', {
   operationId: 'getSite',
   summary: 'Read a site (ETag = version)',
-  request: { params: UuidParam },
+  request: { params: SiteRefParam },
   responses: {
     200: { ...jsonContent(Site, 'The site'), headers: EtagHeader },
     ...errorResponses(400, 401, 403, 404),
@@ -58,7 +66,7 @@ const create = route('admin', 'post', '/sites', {
 const replace = route('admin', 'put', '/sites/{id}', {
   operationId: 'replaceSite',
   summary: 'Replace a site (If-Match: the version you read)',
-  request: { params: UuidParam, headers: IfMatchHeader, body: jsonBody(SiteInput, 'The whole site') },
+  request: { params: SiteRefParam, headers: IfMatchHeader, body: jsonBody(SiteInput, 'The whole site') },
   responses: {
     200: { ...jsonContent(Site, 'Updated (or unchanged: same version)'), headers: EtagHeader },
     ...errorResponses(400, 401, 403, 404, 409, 412, 422),
@@ -71,7 +79,7 @@ const patch = route('admin', 'patch', '/sites/{id}', {
   description:
     'Objects merge key by key, `null` removes a field, arrays (e.g. `vms`) are replaced whole. The result is validated like a full write.',
   request: {
-    params: UuidParam,
+    params: SiteRefParam,
     headers: IfMatchHeader,
     body: jsonBody(PatchDocument, 'The fields to change'),
   },
@@ -84,7 +92,7 @@ const patch = route('admin', 'patch', '/sites/{id}', {
 const remove = route('admin', 'delete', '/sites/{id}', {
   operationId: 'deleteSite',
   summary: 'Delete a site that no plan uses',
-  request: { params: UuidParam, headers: IfMatchHeader },
+  request: { params: SiteRefParam, headers: IfMatchHeader },
   responses: { 204: { description: 'Deleted' }, ...errorResponses(400, 401, 403, 404, 409, 412) },
 });
 
@@ -101,20 +109,20 @@ export function siteRoutes(deps: AppDeps) {
       return c.json(viewer ? { ...page, items: page.items.map(siteForViewer) } : page, 200);
     })
     .openapi(get, async (c) => {
-      const site = withEtag(c, await svc.get(c.req.valid('param').id));
+      const site = withEtag(c, await svc.get(await svc.idOf(c.req.valid('param').id)));
       return c.json(c.get('principal').role === 'viewer' ? siteForViewer(site) : site, 200);
     })
     .openapi(create, async (c) => c.json(withEtag(c, await svc.create(c.req.valid('json'))), 201))
     .openapi(replace, async (c) => {
-      const [id, ifMatch] = [c.req.valid('param').id, c.req.valid('header')['if-match']];
+      const [id, ifMatch] = [await svc.idOf(c.req.valid('param').id), c.req.valid('header')['if-match']];
       return c.json(written(c, await svc.updateWithChanges(id, c.req.valid('json'), ifMatch)), 200);
     })
     .openapi(patch, async (c) => {
-      const [id, ifMatch] = [c.req.valid('param').id, c.req.valid('header')['if-match']];
+      const [id, ifMatch] = [await svc.idOf(c.req.valid('param').id), c.req.valid('header')['if-match']];
       return c.json(written(c, await svc.patch(id, c.req.valid('json'), ifMatch)), 200);
     })
     .openapi(remove, async (c) => {
-      await svc.remove(c.req.valid('param').id, c.req.valid('header')['if-match']);
+      await svc.remove(await svc.idOf(c.req.valid('param').id), c.req.valid('header')['if-match']);
       return c.body(null, 204);
     });
 }

@@ -51,6 +51,10 @@ export function toPage<T>(rows: T[], page: Page) {
   };
 }
 
+/** Whether a path or query reference is uuid-shaped (an id) rather than a name. */
+export const isUuidRef = (ref: string) =>
+  /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(ref);
+
 export const etagOf = (version: number) => `"${version}"`;
 
 /**

@@ -3,7 +3,7 @@ import { z } from '@hono/zod-openapi';
 import type { Client, WorkflowStartOptions } from '@temporalio/client';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Duration, SearchAttributePair, Workflow } from '@temporalio/common';
-import { and, asc, desc, eq, getTableColumns, inArray, isNull, type SQL, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, inArray, isNull, or, type SQL, sql } from 'drizzle-orm';
 import {
   ACTIVE_JOB_STATUSES,
   abandonUpdate,
@@ -25,7 +25,7 @@ import {
 import type { Db } from '../../schema/db';
 import { jobSteps, jobs, plans } from '../../schema/index';
 import { ApiError } from '../errors';
-import { type Page, toPage } from './common';
+import { isUuidRef, type Page, toPage } from './common';
 import { findPlan } from './replication/status';
 
 /** How long a workflow start may take before the API gives up and answers 503. */
@@ -104,7 +104,8 @@ export const JobFilterQuery = {
     .optional()
     .openapi({
       param: { name: 'plan', in: 'query' },
-      description: 'Plan id or name; the name of a deleted plan finds the jobs it left',
+      description:
+        "Plan id or name: the live plan's jobs and those deleted plans left under that name or id (a reused name finds both)",
     }),
   kind: JobKindSchema.optional().openapi({ param: { name: 'kind', in: 'query' } }),
   status: JobStatusSchema.optional().openapi({ param: { name: 'status', in: 'query' } }),
@@ -133,7 +134,7 @@ export async function newestPlanJob(
 type StepRow = typeof jobSteps.$inferSelect;
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
-export const jobOut = (j: JobRow) => ({
+export const jobOut = ({ deletedPlanId: _internal, ...j }: JobRow) => ({
   ...j,
   createdAt: j.createdAt.toISOString(),
   startedAt: iso(j.startedAt),
@@ -213,16 +214,22 @@ export function jobsService(deps: JobsDeps) {
       .leftJoin(plans, eq(plans.id, jobs.planId))
       .$dynamic();
 
-  /** Jobs of the plan named or identified by `ref`; a name no plan has may be a deleted plan's. */
+  /**
+   * Jobs of the plan named or identified by `ref`, with the jobs deleted plans left under that
+   * name or id (a name can be reused by a new plan; the old plan's jobs stay findable by it).
+   */
   async function planFilter(ref: string): Promise<SQL | undefined> {
-    try {
-      return eq(jobs.planId, (await findPlan(db, ref)).id);
-    } catch (e) {
-      const byStoredName = and(isNull(jobs.planId), sql`lower(${jobs.planName}) = lower(${ref})`);
-      const [left] = await db.select({ id: jobs.id }).from(jobs).where(byStoredName).limit(1);
-      if (!left) throw e;
-      return byStoredName;
-    }
+    const ofDeleted = isUuidRef(ref)
+      ? eq(jobs.deletedPlanId, ref)
+      : and(isNull(jobs.planId), sql`lower(${jobs.planName}) = lower(${ref})`);
+    const live = await findPlan(db, ref).catch((e: unknown) => {
+      if (e instanceof ApiError && e.status === 404) return undefined;
+      throw e;
+    });
+    if (live) return or(eq(jobs.planId, live.id), ofDeleted);
+    const [left] = await db.select({ id: jobs.id }).from(jobs).where(ofDeleted).limit(1);
+    if (!left) await findPlan(db, ref); // the 404 naming the plan
+    return ofDeleted;
   }
 
   async function getJob(id: string) {

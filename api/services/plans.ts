@@ -583,7 +583,7 @@ export function plansService(db: Db) {
             .set({ planName: row.name, targetSiteId: row.targetSiteId })
             .where(eq(recoveryPoints.planId, id));
           // Its jobs stay listed (planId set null), under the plan's name.
-          await tx.update(jobs).set({ planName: row.name }).where(eq(jobs.planId, id));
+          await tx.update(jobs).set({ planName: row.name, deletedPlanId: id }).where(eq(jobs.planId, id));
           await tx.delete(plans).where(eq(plans.id, id));
         }),
       );

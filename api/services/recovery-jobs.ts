@@ -27,9 +27,17 @@ import type { recoveryWorkflow } from '../../workflows/recovery/recovery';
 import { ApiError } from '../errors';
 import { type JobsDeps, jobsService, newestPlanJob, type Tx } from './jobs';
 
+const RECOVERY_MODES = ['test', 'full', 'migration'] as const;
+
 export const RecoveryRequest = z
   .object({
-    mode: z.enum(['test', 'full', 'migration']),
+    mode: z.enum(RECOVERY_MODES, {
+      // zod's own "Invalid option" names neither the fault nor the choices.
+      error: (iss) =>
+        iss.input === undefined
+          ? `required: one of ${RECOVERY_MODES.join(', ')}`
+          : `must be one of ${RECOVERY_MODES.join(', ')} (got ${JSON.stringify(iss.input)})`,
+    }),
     recoveryPoint: z
       .union([
         z

@@ -6,7 +6,7 @@ import { SiteInput } from '../../schema/domain/site';
 import { plans, sites } from '../../schema/index';
 import { ApiError } from '../errors';
 import { changedPaths } from './audit';
-import { checkIfMatch, clientErrorFromDb, type Page, patchWithRetry, toPage } from './common';
+import { checkIfMatch, clientErrorFromDb, isUuidRef, type Page, patchWithRetry, toPage } from './common';
 import { scriptForViewer } from './plans';
 import { checkStoredSecretRefs, siteSecretRefs } from './secret-refs';
 
@@ -113,6 +113,18 @@ export function sitesService(db: Db) {
       const [row] = await db.select().from(sites).where(eq(sites.id, id));
       if (!row) throw new ApiError(404, 'not_found', `No site with id ${id}`);
       return toSite(row);
+    },
+
+    /** The id of a site given by id (uuid-shaped) or by name; 404 when there is none. */
+    async idOf(ref: string): Promise<string> {
+      const isUuid = isUuidRef(ref);
+      const [row] = await db
+        .select({ id: sites.id })
+        .from(sites)
+        .where(isUuid ? eq(sites.id, ref) : sql`lower(${sites.name}) = lower(${ref})`);
+      if (!row)
+        throw new ApiError(404, 'not_found', isUuid ? `No site with id ${ref}` : `No site named "${ref}"`);
+      return row.id;
     },
 
     async findByName(name: string) {

@@ -13,10 +13,15 @@ import {
   EXIT,
   intOption,
   moreHint,
+  oneLine,
   query,
   resolveId,
   table,
+  truncate,
 } from '../cli';
+
+/** The widest MESSAGE cell of `jobs list` (characters). */
+const LIST_MESSAGE_WIDTH = 120;
 
 interface Step {
   key: string;
@@ -269,7 +274,8 @@ export function recoveryCommands(program: Command, cli: Cli) {
               j.status,
               j.createdAt,
               j.endedAt,
-              j.error ?? j.result?.message,
+              // One line per job: a failed job's error can be paragraphs (`jobs get` shows it whole).
+              truncate(oneLine(j.error ?? j.result?.message ?? '-'), LIST_MESSAGE_WIDTH),
             ]),
           ) + moreHint(page.body),
       );

@@ -390,7 +390,13 @@ export const PlanFields = {
     'Run by a failback once the source images are verified (e.g. powers the original VMs on); reads on stdin the JSON of what was written back',
   ),
   targetDefaults: TargetDefaults.default({}),
-  vms: z.array(Vm).max(MAX_PLAN_VMS).default([]),
+  vms: z
+    .array(Vm)
+    .max(MAX_PLAN_VMS, {
+      error: (iss) =>
+        `a plan holds at most ${MAX_PLAN_VMS.toLocaleString('en-US')} VMs (got ${(iss.input as unknown[]).length.toLocaleString('en-US')}); split it into several plans`,
+    })
+    .default([]),
 };
 
 export const PlanInput = z

@@ -28,6 +28,8 @@ export const jobs = pgTable(
     runId: text('run_id'),
     /** The plan's name, stored when the plan is deleted (planId is then null); else read from the plan. */
     planName: text('plan_name'),
+    /** The deleted plan's id, stored with planName when the plan is deleted: `--plan <uuid>` still finds its jobs. */
+    deletedPlanId: uuid('deleted_plan_id'),
     requestedBy: text('requested_by'),
     params: jsonb('params').$type<Record<string, unknown>>().notNull().default({}),
     result: jsonb('result').$type<Record<string, unknown>>(),

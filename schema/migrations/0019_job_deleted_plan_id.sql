@@ -1,0 +1,1 @@
+ALTER TABLE "jobs" ADD COLUMN "deleted_plan_id" uuid;
