@@ -28,12 +28,9 @@ import { startTemporalDevServer } from '../scripts/stack/temporal';
 import { childEnv } from '../scripts/stack/test-env';
 import { ensureVenv, PROJECT_ROOT } from '../scripts/stack/venv';
 import { ControlWorker, createSnapshotBudgetWorker } from '../workers/control/worker';
+import { BenchUsageError, numberArg, stringArg } from './args';
 import type { BenchHolderInput, BenchLeaseTimes } from './budget-workflows';
 
-function arg(args: string[], name: string, dflt: string): string {
-  const i = args.indexOf(name);
-  return i >= 0 ? String(args[i + 1]) : dflt;
-}
 export const loadAvg = () =>
   os
     .loadavg()
@@ -47,13 +44,15 @@ export function percentile(sorted: number[], p: number): number {
 }
 
 export async function run(args: string[]): Promise<void> {
-  const nDisks = Number(arg(args, '--disks', '10000'));
-  const budget = Number(arg(args, '--budget', '80'));
-  const perHolder = Number(arg(args, '--per-holder', '8'));
-  const [holdMinMs, holdMaxMs] = arg(args, '--hold-ms', '1000-3000').split('-').map(Number) as [
+  const nDisks = numberArg(args, '--disks', 10000);
+  const budget = numberArg(args, '--budget', 80);
+  const perHolder = numberArg(args, '--per-holder', 8);
+  const [holdMinMs, holdMaxMs] = stringArg(args, '--hold-ms', '1000-3000').split('-').map(Number) as [
     number,
     number,
   ];
+  if (![holdMinMs, holdMaxMs].every(Number.isFinite) || holdMinMs > holdMaxMs)
+    throw new BenchUsageError('--hold-ms must be MIN-MAX in milliseconds (e.g. 1000-3000)');
   const say = (m: string) => console.log(`[bench budget] ${m}`);
   say(`machine: ${machine()}; load ${loadAvg()}`);
   ensureVenv();

@@ -24,6 +24,7 @@ import {
 import type { DiskTransferInput } from '../contracts';
 import { ensureQemuTools } from '../scripts/stack/qemu';
 import { PROJECT_ROOT } from '../scripts/stack/venv';
+import { BenchUsageError, numberArg, stringArg } from './args';
 
 const GiB = 1024 ** 3;
 const load = () =>
@@ -48,10 +49,10 @@ function changeBlocks(image: string, size: number, pct: number, pattern: number,
 }
 
 export async function run(args: string[]): Promise<void> {
-  const i = args.indexOf('--sizes-gib');
-  const sizes = (i >= 0 ? args[i + 1]! : '10').split(',').map(Number);
-  const j = args.indexOf('--changed-pct');
-  const pct = j >= 0 ? Number(args[j + 1]) : 0.5;
+  const sizes = stringArg(args, '--sizes-gib', '10').split(',').map(Number);
+  if (sizes.some((g) => !Number.isInteger(g) || g < 1))
+    throw new BenchUsageError('--sizes-gib must be whole GiB, comma-separated (e.g. 10,40)');
+  const pct = numberArg(args, '--changed-pct', 0.5);
   const tools = ensureQemuTools(console.log);
   if ('missing' in tools) throw new Error(`qcow2 benchmark: ${tools.missing}`);
   const work = path.join(PROJECT_ROOT, '.data', 'bench', `qcow2-${process.pid}`);

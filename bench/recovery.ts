@@ -37,6 +37,7 @@ import { disks, recoveryPointDisks, recoveryPoints, vms } from '../schema/index'
 import { startStack } from '../scripts/stack/index';
 import { childEnv } from '../scripts/stack/test-env';
 import { buildWorkflowBundle } from '../workers/bundle';
+import { numberArg } from './args';
 
 type HistoryEvent = import('@temporalio/proto').temporal.api.history.v1.IHistoryEvent;
 const epochMs = (t: HistoryEvent['eventTime']) =>
@@ -76,15 +77,10 @@ function unionMs(intervals: [number, number][], from: number, to: number): numbe
   return total;
 }
 
-function arg(args: string[], name: string, dflt: number): number {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-}
-
 export async function run(args: string[]) {
-  const nVms = arg(args, '--vms', 1000);
-  const nGroups = arg(args, '--groups', 10);
-  const ec2Rate = arg(args, '--ec2-rate', 1000);
+  const nVms = numberArg(args, '--vms', 1000);
+  const nGroups = numberArg(args, '--groups', 10);
+  const ec2Rate = numberArg(args, '--ec2-rate', 1000);
   // Read by lib/aws.ts (process config) when the activities build their EC2 clients.
   process.env.LIFEBOAT_EC2_DESCRIBE_PER_SECOND = String(ec2Rate);
   process.env.LIFEBOAT_EC2_MUTATE_PER_SECOND = String(ec2Rate);

@@ -21,17 +21,13 @@ import { freePort } from '../scripts/stack/ports';
 import { ProcessGroup } from '../scripts/stack/processes';
 import { ensureVenv, PROJECT_ROOT } from '../scripts/stack/venv';
 import { ConcurrencyThrottleLayer, layerHooks } from '../test/helpers/aws-layers';
+import { numberArg } from './args';
 
 const MiB = 1024 ** 2;
 
-function arg(args: string[], name: string, dflt: number): number {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-}
-
 export async function run(args: string[]): Promise<void> {
-  const sizeBytes = arg(args, '--size-mib', 256) * MiB;
-  const n = arg(args, '--n', 16);
+  const sizeBytes = numberArg(args, '--size-mib', 256) * MiB;
+  const n = numberArg(args, '--n', 16);
   const work = path.join(PROJECT_ROOT, '.data', 'bench', `adaptive-${process.pid}`);
   mkdirSync(work, { recursive: true });
   ensureVenv();

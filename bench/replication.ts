@@ -26,15 +26,11 @@ import { freePort } from '../scripts/stack/ports';
 import { ProcessGroup } from '../scripts/stack/processes';
 import { childEnv } from '../scripts/stack/test-env';
 import { ensureVenv, PROJECT_ROOT } from '../scripts/stack/venv';
+import { numberArg } from './args';
 
 const MiB = 1024 ** 2;
 const mibps = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
 const fmt = (v: number) => `${v.toFixed(1).padStart(7)} MiB/s`;
-
-function arg(args: string[], name: string, dflt: number): number {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-}
 
 /** A mostly filled sparse image: 90 % of the blocks hold random data, every 10th block is a hole. */
 export function makeImage(file: string, sizeBytes: number): number[] {
@@ -138,7 +134,7 @@ function transferInChild(
 }
 
 export async function run(args: string[]): Promise<void> {
-  const sizeBytes = arg(args, '--size-mib', 1024) * MiB;
+  const sizeBytes = numberArg(args, '--size-mib', 1024) * MiB;
   const work = path.join(PROJECT_ROOT, '.data', 'bench', `replication-${process.pid}`);
   mkdirSync(work, { recursive: true });
   ensureVenv();

@@ -41,6 +41,7 @@ import { ProcessGroup } from '../scripts/stack/processes';
 import { childEnv } from '../scripts/stack/test-env';
 import { ensureVenv, PROJECT_ROOT } from '../scripts/stack/venv';
 import { stageSnapshot, tagAsReverseSnapshot } from '../test/helpers/ebs-staging';
+import { numberArg } from './args';
 import { makeImage } from './replication';
 
 const MiB = 1024 ** 2;
@@ -51,11 +52,6 @@ const load = () =>
     .loadavg()
     .map((l) => l.toFixed(2))
     .join(' / ');
-
-function arg(args: string[], name: string, dflt: number): number {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-}
 
 type Rss = { peakRssMiB: number; baseRssMiB: number; vmHwmMiB: number };
 
@@ -122,8 +118,8 @@ async function getCeiling(endpoint: string, snapshotId: string, n: number, inFli
 }
 
 export async function run(args: string[]): Promise<void> {
-  const sizeBytes = arg(args, '--size-mib', 1024) * MiB;
-  const reads = arg(args, '--reads', DEFAULT_REVERSE_READS);
+  const sizeBytes = numberArg(args, '--size-mib', 1024) * MiB;
+  const reads = numberArg(args, '--reads', DEFAULT_REVERSE_READS);
   const total = blockCount(sizeBytes);
   const work = path.join(PROJECT_ROOT, '.data', 'bench', `reverse-${process.pid}`);
   mkdirSync(work, { recursive: true });
@@ -207,7 +203,7 @@ export async function run(args: string[]): Promise<void> {
     };
     // --compare-reads N: the same reverse transfer with N reads in flight first, into a copy of the
     // image (same baseline index, same staged snapshot), so both figures share this run's load.
-    const compareReads = args.includes('--compare-reads') ? arg(args, '--compare-reads', 1) : undefined;
+    const compareReads = args.includes('--compare-reads') ? numberArg(args, '--compare-reads', 1) : undefined;
     let cmp: (ReverseDiskResult & { heartbeats: number; copyMs: number }) | undefined;
     if (compareReads !== undefined) {
       const copy = path.join(work, 'disk-compare.img');

@@ -35,12 +35,8 @@ import { jobs, nodes } from '../schema/index';
 import { startStack } from '../scripts/stack/index';
 import { childEnv } from '../scripts/stack/test-env';
 import { createControlWorker } from '../workers/control/worker';
+import { numberArg, stringArg } from './args';
 import { loadAvg, machine, percentile } from './budget';
-
-function arg(args: string[], name: string, dflt: string): string {
-  const i = args.indexOf(name);
-  return i >= 0 ? String(args[i + 1]) : dflt;
-}
 
 /** CPU seconds of this process's children whose command name starts with `comm` (from /proc). */
 function childCpuSeconds(comm: string): number {
@@ -65,9 +61,9 @@ const selfCpu = () => {
 };
 
 export async function run(args: string[]): Promise<void> {
-  const nPlans = Number(arg(args, '--plans', '1000'));
-  const minutes = Number(arg(args, '--minutes', '3'));
-  const phase = arg(args, '--phase', 'same');
+  const nPlans = numberArg(args, '--plans', 1000);
+  const minutes = numberArg(args, '--minutes', 3);
+  const phase = stringArg(args, '--phase', 'same');
   const say = (m: string) => console.log(`[bench schedules] ${new Date().toISOString().slice(11, 19)} ${m}`);
   say(`machine: ${machine()}; load ${loadAvg()}`);
   const stack = await startStack('test', () => {});

@@ -3,18 +3,20 @@
  * 512 KiB blocks, SHA-256 each on the event loop, raw HTTP PUT to the sink (node:http keep-alive
  * agent, a few requests in flight), with StartSnapshot/CompleteSnapshot as plain JSON requests.
  * No SDK, no signing, no retries, no index, no heartbeats. Argument: JSON { url, file, size,
- * inFlight }. Prints { bytes, ms, cpuUs } as JSON.
+ * inFlight, prof? } (prof: write a CPU profile of the copy there). Prints { bytes, ms, cpuUs } as JSON.
  */
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import http from 'node:http';
+import { startCpuProfile } from './cpu-profile';
 
 const BLOCK = 524_288;
-const { url, file, size, inFlight } = JSON.parse(process.argv[2]!) as {
+const { url, file, size, inFlight, prof } = JSON.parse(process.argv[2]!) as {
   url: string;
   file: string;
   size: number;
   inFlight: number;
+  prof?: string;
 };
 const agent = new http.Agent({ keepAlive: true, maxSockets: inFlight });
 
@@ -39,6 +41,7 @@ function request(method: string, path: string, body: Buffer, headers: http.Outgo
   });
 }
 
+const stopProfile = prof ? await startCpuProfile() : undefined;
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();
 const started = JSON.parse(
@@ -72,5 +75,6 @@ await request('POST', `/snapshots/completion/${started.SnapshotId}`, Buffer.from
 const ms = performance.now() - t0;
 const cpu = process.cpuUsage(cpu0);
 await fh.close();
+if (prof) await stopProfile?.(prof);
 console.log(JSON.stringify({ bytes: size, ms, cpuUs: cpu.user + cpu.system }));
 agent.destroy();

@@ -15,6 +15,7 @@ import { listChangedBlocks, listSnapshotBlocks } from './ebs-listing';
 import { BlockHashIndex } from './hash-index';
 import { type BlockIndexStore, nodeIndexes } from './index-store';
 import { withBackoff } from './target/backoff';
+import { withSignal } from './target/block-send';
 import type { AwsClients } from './target/clients';
 
 /**
@@ -212,8 +213,10 @@ export async function reverseDisk(
           withBackoff(
             () =>
               ebs.send(
-                new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: i, BlockToken: token }),
-                { abortSignal: anySignal },
+                withSignal(
+                  new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: i, BlockToken: token }),
+                  anySignal,
+                ),
               ),
             { signal: anySignal },
           ),

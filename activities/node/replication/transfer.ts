@@ -101,6 +101,7 @@ export async function transferDisk(
   const { signal } = env;
   setMaxListeners(0, signal); // every in-flight SDK request listens for cancellation
   const ebs = deps.clients.ebs(input.target);
+  const writer = deps.clients.blockWriter(input.target);
   const visibilityMs = deps.snapshotVisibilityMs ?? SNAPSHOT_VISIBILITY_MS;
 
   // The baseline: the previous recovery point's index (this node's cache, else the shared copy
@@ -243,7 +244,7 @@ export async function transferDisk(
           if (failure) break;
           const data = b.data ?? ZERO_BLOCK;
           inFlight.add(b.index);
-          const p: Promise<void> = putBlock(ebs, snapshotId, b.index, data, b.hash, writeOptions)
+          const p: Promise<void> = putBlock(writer, snapshotId, b.index, data, b.hash, writeOptions)
             .then(
               () => {
                 inFlight.delete(b.index);

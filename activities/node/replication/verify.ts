@@ -8,6 +8,7 @@ import { listSnapshotBlocks } from './ebs-listing';
 import type { BlockHashIndex } from './hash-index';
 import { type BlockIndexStore, nodeIndexes } from './index-store';
 import { withBackoff } from './target/backoff';
+import { withSignal } from './target/block-send';
 import type { AwsClients } from './target/clients';
 
 export class MissingIndexError extends Error {
@@ -70,10 +71,10 @@ export async function verifyDiskBlocks(
       withBackoff(
         () =>
           ebs.send(
-            new GetSnapshotBlockCommand({ SnapshotId: o.snapshotId, BlockIndex: i, BlockToken: o.token }),
-            {
-              abortSignal: env.signal,
-            },
+            withSignal(
+              new GetSnapshotBlockCommand({ SnapshotId: o.snapshotId, BlockIndex: i, BlockToken: o.token }),
+              env.signal,
+            ),
           ),
         { signal: env.signal },
       ),

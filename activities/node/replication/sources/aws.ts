@@ -7,6 +7,7 @@ import { BLOCK_SIZE, blockCount, GIB, sha256, ZERO_HASH } from '../blocks';
 import { type BlockTokens, listChangedBlocks, listSnapshotBlocks } from '../ebs-listing';
 import type { BlockHashIndex } from '../hash-index';
 import { withBackoff } from '../target/backoff';
+import { withSignal } from '../target/block-send';
 import type { AwsClients } from '../target/clients';
 import type { BlockSource, SourceBlock, SourceStats } from './source';
 
@@ -68,10 +69,10 @@ export async function openSnapshotSource(
       withBackoff(
         () =>
           ebs.send(
-            new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: index, BlockToken: token }),
-            {
-              abortSignal: signal,
-            },
+            withSignal(
+              new GetSnapshotBlockCommand({ SnapshotId: snapshotId, BlockIndex: index, BlockToken: token }),
+              signal,
+            ),
           ),
         { signal },
       ),

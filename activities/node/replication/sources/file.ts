@@ -1,5 +1,5 @@
-import { webcrypto } from 'node:crypto';
 import { open } from 'node:fs/promises';
+import { type BlockHasher, blockHasher } from '../block-hasher';
 import { BLOCK_SIZE, BlockBufferPool, blockCount, ZERO_HASH } from '../blocks';
 import { dataExtents, type Extent, ExtentCursor } from '../sparse';
 import type { BlockSource, SourceBlock, SourceStats } from './source';
@@ -17,6 +17,7 @@ export async function openFileSource(
   readAhead = 8,
   /** Where the data is (holes elsewhere): SEEK_DATA/SEEK_HOLE; a seam for tests of a lying file system. */
   extentsOf: (fd: number, size: number) => Extent[] = dataExtents,
+  hasher: BlockHasher = blockHasher,
 ): Promise<BlockSource> {
   const fh = await open(path, 'r');
   const extents = extentsOf(fh.fd, sizeBytes);
@@ -24,19 +25,19 @@ export async function openFileSource(
   const stats: SourceStats = { bytesRead: 0, blocksRead: 0 };
   const pool = new BlockBufferPool();
 
-  async function readBlock(index: number): Promise<Buffer> {
-    const buf = pool.acquire();
+  // Reads on the hashing threads use the bare descriptor: close() waits for them, or a reused
+  // descriptor number could be read in its place.
+  const reading = new Set<Promise<unknown>>();
+
+  /** Read and hash a data block on a hashing thread (the pool buffer travels there and back). */
+  async function readBlock(index: number): Promise<{ data: Buffer; hash: Buffer }> {
     const want = Math.min(BLOCK_SIZE, sizeBytes - index * BLOCK_SIZE);
-    let got = 0;
-    while (got < want) {
-      const { bytesRead } = await fh.read(buf, got, want - got, index * BLOCK_SIZE + got);
-      if (bytesRead === 0) break; // image shorter than the disk size: the rest reads as zeros
-      got += bytesRead;
-    }
-    stats.bytesRead += got;
+    const read = hasher.readAndHash(fh.fd, index * BLOCK_SIZE, want, pool.acquire());
+    reading.add(read);
+    const { data, hash, bytesRead } = await read.finally(() => reading.delete(read));
+    stats.bytesRead += bytesRead;
     stats.blocksRead++;
-    if (got < BLOCK_SIZE) buf.fill(0, got); // the last block is zero-padded to 512 KiB
-    return buf;
+    return { data, hash };
   }
 
   return {
@@ -45,18 +46,15 @@ export async function openFileSource(
     async *blocks(fromIndex, signal): AsyncGenerator<SourceBlock> {
       const cursor = new ExtentCursor(extents);
       const isData = (i: number) => cursor.overlaps(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE);
-      // The next data blocks, read and hashed ahead on libuv's thread pool (WebCrypto digests
-      // run off the event loop), so reading and hashing use every core while the writer sends.
+      // The next data blocks, read and hashed ahead on the hashing threads, so reading and
+      // hashing use every core while the event loop sends.
       const ahead = new Map<number, Promise<{ data: Buffer; hash: Buffer }>>();
       let scan = fromIndex;
       const fill = () => {
         while (ahead.size < readAhead && scan < total) {
           const i = scan++;
           if (!isData(i)) continue;
-          const p = readBlock(i).then(async (data) => ({
-            data,
-            hash: Buffer.from(await webcrypto.subtle.digest('SHA-256', data)),
-          }));
+          const p = readBlock(i);
           p.catch(() => {}); // an abandoned read-ahead must not become an unhandled rejection
           ahead.set(i, p);
         }
@@ -83,6 +81,7 @@ export async function openFileSource(
       }
     },
     async close() {
+      await Promise.allSettled(reading);
       await fh.close();
     },
   };

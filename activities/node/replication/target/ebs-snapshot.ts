@@ -1,14 +1,10 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  CompleteSnapshotCommand,
-  type EBSClient,
-  PutSnapshotBlockCommand,
-  StartSnapshotCommand,
-} from '@aws-sdk/client-ebs';
+import { CompleteSnapshotCommand, type EBSClient, StartSnapshotCommand } from '@aws-sdk/client-ebs';
 import { BLOCK_SIZE } from '../blocks';
 import { isThrottling, type LimitPair, type Permit } from './adaptive-limit';
 import { withBackoff } from './backoff';
+import type { BlockWriter } from './block-writer';
 
 /**
  * Writes one EBS snapshot through the EBS direct APIs, to the AWS documentation:
@@ -76,22 +72,8 @@ export interface PutBlockOptions {
   retryNotFoundUntil?: number | undefined;
 }
 
-/**
- * Every attempt of a command (the SDK retries inside `send`) reports its throttling answer at
- * once, so the limits shrink on the first throttle instead of after the SDK's retries.
- */
-const throttleObserver =
-  (onThrottle: () => void) => (next: (args: unknown) => Promise<unknown>) => async (args: unknown) => {
-    try {
-      return await next(args);
-    } catch (e) {
-      if (isThrottling(e)) onThrottle();
-      throw e;
-    }
-  };
-
 export async function putBlock(
-  ebs: EBSClient,
+  writer: BlockWriter,
   snapshotId: string,
   index: number,
   data: Buffer,
@@ -105,24 +87,20 @@ export async function putBlock(
   const attempt = async () => {
     const permit: [Permit, Permit] | undefined = limits ? await limits.acquire() : undefined;
     try {
-      const command = new PutSnapshotBlockCommand({
-        SnapshotId: snapshotId,
-        BlockIndex: index,
-        BlockData: data,
-        DataLength: BLOCK_SIZE,
-        Checksum: checksum,
-        ChecksumAlgorithm: 'SHA256',
-      });
-      if (limits && permit)
-        command.middlewareStack.add(
-          throttleObserver(() => limits.throttled(permit)) as never,
-          {
-            step: 'finalizeRequest',
-            priority: 'low',
-            name: 'lifeboatThrottleObserver',
-          } as never,
-        );
-      await ebs.send(command, signal ? { abortSignal: signal } : {});
+      try {
+        await writer.put({
+          SnapshotId: snapshotId,
+          BlockIndex: index,
+          BlockData: data,
+          DataLength: BLOCK_SIZE,
+          Checksum: checksum,
+          ChecksumAlgorithm: 'SHA256',
+        });
+      } catch (e) {
+        // One call is one attempt: its throttling answer shrinks the limits at once.
+        if (limits && permit && isThrottling(e)) limits.throttled(permit);
+        throw e;
+      }
       if (limits && permit) limits.succeeded(permit);
     } finally {
       if (limits && permit) limits.release(permit);
