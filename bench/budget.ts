@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
 import pLimit from 'p-limit';
 import { createSnapshotSlotActivities } from '../activities/control/replication/snapshot-slots';
 import { snapshotBudgetStateQuery, snapshotBudgetWorkflowId } from '../contracts';
@@ -27,6 +27,7 @@ import { ProcessGroup } from '../scripts/stack/processes';
 import { startTemporalDevServer } from '../scripts/stack/temporal';
 import { childEnv } from '../scripts/stack/test-env';
 import { ensureVenv, PROJECT_ROOT } from '../scripts/stack/venv';
+import { ControlWorker, createSnapshotBudgetWorker } from '../workers/control/worker';
 import { BenchUsageError, numberArg, stringArg } from './args';
 import type { BenchHolderInput, BenchLeaseTimes } from './budget-workflows';
 
@@ -72,14 +73,16 @@ export async function run(args: string[]): Promise<void> {
     installTemporalRuntime();
     const taskQueue = `bench-budget-${process.pid}`;
     const connection = await NativeConnection.connect(await temporalConnectionOptions(config));
-    const worker = await Worker.create({
-      connection,
-      namespace: 'default',
-      taskQueue,
-      dataConverter,
+    const workflowBundle = await bundleWorkflowCode({
       workflowsPath: path.join(import.meta.dirname, 'budget-workflows.ts'),
-      activities: createSnapshotSlotActivities({ budget }),
     });
+    const activities = createSnapshotSlotActivities({ budget });
+    const common = { connection, namespace: 'default', dataConverter, workflowBundle };
+    // Like the control process: the holders on the control queue, the budget on its own queue.
+    const worker = new ControlWorker(
+      await Worker.create({ ...common, taskQueue, activities }),
+      await createSnapshotBudgetWorker({ ...common, controlTaskQueue: taskQueue, activities }),
+    );
     const clientConn = await Connection.connect(await temporalConnectionOptions(config));
     const client = new Client({ connection: clientConn, namespace: 'default', dataConverter });
     const site = `bench-${process.pid}`;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
 import { type Client, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DrillResult, drillScheduleId, TAG } from '../contracts';
@@ -14,6 +14,7 @@ import { startTestApi, type TestApi } from './helpers/api';
 import { countTagged, createPlan, createRecoveryPoint, testVm } from './helpers/recovery';
 import {
   createControlTestWorker,
+  type RunnableWorker,
   temporalClient,
   testAwsTarget,
   testConfig,
@@ -43,7 +44,7 @@ const DRILLS = { cron: '0 3 * * 0', timezone: 'Europe/Berlin', keepMinutes: 0, m
 
 describe('scheduled drills (real Temporal, Postgres, moto)', () => {
   let api: TestApi;
-  let worker: Worker;
+  let worker: RunnableWorker;
   let workerConn: NativeConnection;
   let running: Promise<void>;
   let client: Client;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createControlActivities } from '../activities/control';
@@ -10,7 +10,13 @@ import { alerts, events, jobs, nodes, plans, vms } from '../schema';
 import { reportLoad } from '../workers/node/registration';
 import { fixtures, startTestApi, type TestApi } from './helpers/api';
 import { runLifeboat } from './helpers/cli';
-import { createControlTestWorker, temporalClient, testConfig, uniqueId } from './helpers/stack';
+import {
+  createControlTestWorker,
+  type RunnableWorker,
+  temporalClient,
+  testConfig,
+  uniqueId,
+} from './helpers/stack';
 
 // Events, alerts and the monitor on the real stack: the API over HTTP, a control worker with the
 // bundled workflows, the monitor's Temporal Schedule (1 s ticks), Postgres.
@@ -19,7 +25,7 @@ const config = testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: controlQueue });
 let api: TestApi;
 let client: Client;
 let closeClient: () => Promise<void>;
-let control: { worker: Worker; connection: NativeConnection; running: Promise<void> };
+let control: { worker: RunnableWorker; connection: NativeConnection; running: Promise<void> };
 let activities: ReturnType<typeof createControlActivities>;
 const scheduleId = uniqueId('monitor');
 let plan: { id: string; name: string };

@@ -30,6 +30,7 @@ import { countTagged, waitFor } from './helpers/recovery';
 import {
   createControlTestWorker,
   createTestWorker,
+  type RunnableWorker,
   temporalClient,
   testAwsTarget,
   testConfig,
@@ -63,7 +64,7 @@ describe('reverse replication and failback', () => {
   });
   let api: TestApi;
   let dir: string;
-  const workers: { worker: Worker; connection: NativeConnection; running: Promise<void> }[] = [];
+  const workers: { worker: RunnableWorker; connection: NativeConnection; running: Promise<void> }[] = [];
   const target = testAwsTarget();
   const ec2 = ec2Client(target);
 

@@ -3,7 +3,7 @@ import {
   DescribeVolumesCommand,
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planScheduleId, type RecoveryResult, TAG } from '../contracts';
 import { ec2Client } from '../lib/aws';
@@ -12,6 +12,7 @@ import { runLifeboat } from './helpers/cli';
 import { countTagged, createRecoveryPoint, waitFor } from './helpers/recovery';
 import {
   createControlTestWorker,
+  type RunnableWorker,
   temporalClient,
   testAwsTarget,
   testConfig,
@@ -26,7 +27,7 @@ describe('failover as a state', () => {
   const controlQueue = uniqueId('failover');
   const config = testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: controlQueue });
   let api: TestApi;
-  let control: { worker: Worker; connection: NativeConnection; running: Promise<void> };
+  let control: { worker: RunnableWorker; connection: NativeConnection; running: Promise<void> };
 
   beforeAll(async () => {
     api = await startTestApi({ config });

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type Client, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { asc, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createControlActivities } from '../activities/control';
@@ -26,6 +26,7 @@ import { makeSparseImage, touchBlock } from './helpers/disk-images';
 import {
   createControlTestWorker,
   createTestWorker,
+  type RunnableWorker,
   temporalClient,
   testAwsTarget,
   testConfig,
@@ -41,7 +42,7 @@ let api: TestApi;
 let client: Client;
 let closeClient: () => Promise<void>;
 let dir: string;
-const workers: { worker: Worker; connection: NativeConnection; running: Promise<void> }[] = [];
+const workers: { worker: RunnableWorker; connection: NativeConnection; running: Promise<void> }[] = [];
 let sourceSiteId: string;
 let nodeId: string;
 /** The plan of the first test (one disk, two recovery points), with consistency checks set. */

@@ -1,5 +1,5 @@
 import type { Client } from '@temporalio/client';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maintenanceTask } from '../contracts';
@@ -7,7 +7,13 @@ import { jobs, nodes } from '../schema';
 import { type ApiCall, fixtures, startTestApi, type TestApi } from './helpers/api';
 import { runLifeboat } from './helpers/cli';
 import { waitFor } from './helpers/recovery';
-import { createControlTestWorker, temporalClient, testConfig, uniqueId } from './helpers/stack';
+import {
+  createControlTestWorker,
+  type RunnableWorker,
+  temporalClient,
+  testConfig,
+  uniqueId,
+} from './helpers/stack';
 
 // The upgrade window (maintenance task appliance-upgrade, issue 17 point 4): the real API, a
 // control worker running the bundled workflows, a Temporal Schedule whose action keeps the site
@@ -17,7 +23,7 @@ const config = testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: controlQueue });
 let api: TestApi;
 let client: Client;
 let closeClient: () => Promise<void>;
-const workers: { worker: Worker; connection: NativeConnection; running: Promise<void> }[] = [];
+const workers: { worker: RunnableWorker; connection: NativeConnection; running: Promise<void> }[] = [];
 
 // biome-ignore lint/suspicious/noExplicitAny: test bodies
 const call = async (method: string, p: string, c: ApiCall = {}): Promise<any> => {

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { and, eq, inArray } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../activities/node/replication/blocks';
@@ -21,6 +21,7 @@ import { everyKth, makeSparseImage } from './helpers/disk-images';
 import { startNodeWorkerProcess, stopProcess } from './helpers/node-worker-process';
 import {
   createControlTestWorker,
+  type RunnableWorker,
   temporalClient,
   testAwsTarget,
   testConfig,
@@ -40,7 +41,7 @@ let closeClient: () => Promise<void>;
 let dir: string;
 let requests: string;
 const children = new Set<ChildProcess>();
-const inProcess: { worker: Worker; connection: NativeConnection; running: Promise<void> }[] = [];
+const inProcess: { worker: RunnableWorker; connection: NativeConnection; running: Promise<void> }[] = [];
 
 // biome-ignore lint/suspicious/noExplicitAny: test bodies
 const call = async (method: string, p: string, c: ApiCall = {}): Promise<any> => {

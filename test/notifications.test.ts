@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
 import type { Client } from '@temporalio/client';
-import type { Worker } from '@temporalio/worker';
 import { and, eq, sql } from 'drizzle-orm';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,6 +28,7 @@ const until = (what: string, cond: () => boolean, ms = 30_000) =>
 
 import {
   createControlTestWorker,
+  type RunnableWorker,
   temporalClient,
   testAwsTarget,
   testConfig,
@@ -55,7 +55,7 @@ describe('notification channels (real Temporal, Postgres, moto, local receivers)
     routingKey: `rk${randomUUID().replaceAll('-', '')}`,
     smtpPassword: `smtp-pw-${randomUUID()}`,
   };
-  let worker: Worker;
+  let worker: RunnableWorker;
   let running: Promise<void>;
   let client: Client;
   let closeClient: () => Promise<void>;

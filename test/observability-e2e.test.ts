@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
 import type { Client } from '@temporalio/client';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
 import parsePrometheusTextFormat, { type PromFamily } from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,6 +26,7 @@ import { createPlan, createRecoveryPoint, jobOutcome, testVm, waitFor } from './
 import {
   createControlTestWorker,
   createTestWorker,
+  type RunnableWorker,
   temporalClient,
   testAwsTarget,
   testConfig,
@@ -52,7 +53,7 @@ let api: TestApi;
 let client: Client;
 let closeClient: () => Promise<void>;
 let dir: string;
-const workers: { worker: Worker; connection: NativeConnection; running: Promise<void> }[] = [];
+const workers: { worker: RunnableWorker; connection: NativeConnection; running: Promise<void> }[] = [];
 let nodeId: string;
 let sourceSiteId: string;
 let targetSite: { id: string; name: string };

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { bundleWorkflowCode, type NativeConnection, type Worker } from '@temporalio/worker';
+import { bundleWorkflowCode, type NativeConnection } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSnapshotSlotActivities } from '../activities/control/replication/snapshot-slots';
 import {
@@ -12,8 +12,11 @@ import {
   type SlotRequest,
   SNAPSHOT_BUDGET_WORKFLOW,
   snapshotBudgetStateQuery,
+  snapshotBudgetTaskQueue,
   snapshotBudgetWorkflowId,
 } from '../contracts';
+import { lifeboatDataConverter } from '../lib/crypto';
+import { ControlWorker, createSnapshotBudgetWorker } from '../workers/control/worker';
 import {
   compareSlotRequests,
   insertSorted,
@@ -21,7 +24,7 @@ import {
   type QueuedRequest,
   unpackSlotQueue,
 } from '../workflows/replication/slot-queue';
-import { createTestWorker, temporalClient, uniqueId } from './helpers/stack';
+import { createTestWorker, temporalClient, testConfig, uniqueId } from './helpers/stack';
 import type { SlotHolderInput } from './workflows/slot-holders';
 
 describe('slot queue order (pure)', () => {
@@ -70,22 +73,35 @@ describe('slot queue order (pure)', () => {
 describe('snapshot budget workflow', () => {
   let client: Client;
   let closeClient: () => Promise<void>;
-  let worker: Worker;
+  let worker: ControlWorker;
   let workerConnection: NativeConnection;
   let running: Promise<void>;
   const taskQueue = uniqueId('budget');
+  const budgetQueue = snapshotBudgetTaskQueue(taskQueue);
 
   beforeAll(async () => {
     const bundle = await bundleWorkflowCode({
       workflowsPath: path.resolve(import.meta.dirname, 'workflows', 'slot-holders.ts'),
       logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error, log() {} },
     });
-    ({ worker, connection: workerConnection } = await createTestWorker({
+    const activities = createSnapshotSlotActivities();
+    const holders = await createTestWorker({
       taskQueue,
       workflowBundle: bundle,
-      activities: createSnapshotSlotActivities(),
+      activities,
       maxCachedWorkflows: 300,
-    }));
+    });
+    workerConnection = holders.connection;
+    // Like the control process: the budgets on their own queue, beside the holders'.
+    const budgets = await createSnapshotBudgetWorker({
+      connection: workerConnection,
+      namespace: testConfig().TEMPORAL_NAMESPACE,
+      dataConverter: await lifeboatDataConverter(testConfig()),
+      workflowBundle: bundle,
+      controlTaskQueue: taskQueue,
+      activities,
+    });
+    worker = new ControlWorker(holders.worker, budgets);
     running = worker.run();
     const tc = await temporalClient();
     client = tc.client;
@@ -104,6 +120,8 @@ describe('snapshot budget workflow', () => {
     const budgetId = snapshotBudgetWorkflowId(site);
     const ttlMs = 3000;
     // Started here only to set a small history limit: the holders' signal-with-start finds it running.
+    // Started on the holders' (control) queue, as budgets were before they had their own queue:
+    // it moves to its own queue at its first continue-as-new.
     await client.workflow.start(SNAPSHOT_BUDGET_WORKFLOW, {
       taskQueue,
       workflowId: budgetId,
@@ -192,6 +210,8 @@ describe('snapshot budget workflow', () => {
     expect(end.expiredTotal).toBe(1);
     // The history limit was hit and the state survived continue-as-new.
     expect(end.runsSoFar).toBeGreaterThan(1);
+    // …and the run continued on the budgets' own queue.
+    expect((await budget.describe()).taskQueue).toBe(budgetQueue);
     await budget.terminate('test done');
   }, 120_000);
 
@@ -201,7 +221,7 @@ describe('snapshot budget workflow', () => {
     const n = 400;
     const slots = 5;
     await client.workflow.start(SNAPSHOT_BUDGET_WORKFLOW, {
-      taskQueue,
+      taskQueue: budgetQueue,
       workflowId: budgetId,
       args: [initialBudgetState(site, { budget: slots, maxHistoryEvents: 300 })],
     });
@@ -283,4 +303,34 @@ describe('snapshot budget workflow', () => {
     expect(end.runsSoFar).toBeGreaterThan(before + 1);
     await budget.terminate('test done');
   }, 300_000);
+
+  it('a release that cannot reach the budget does not fail the holder (the lease is reclaimed by the holder check)', async () => {
+    const site = randomUUID();
+    const budgetId = snapshotBudgetWorkflowId(site);
+    const holder = await client.workflow.start('slotHolderWorkflow', {
+      taskQueue,
+      workflowId: `${site}-holder`,
+      args: [
+        {
+          targetSiteId: site,
+          leaseId: `${site}-holder`,
+          planPriority: 50,
+          vmPriority: 50,
+          holdUntilSignal: true,
+        },
+      ],
+    });
+    const budget = client.workflow.getHandle(budgetId);
+    // The holder's signal-with-start started the budget on its own queue; the slot is granted.
+    for (;;) {
+      const s = await budget.query(snapshotBudgetStateQuery).catch(() => undefined);
+      if (s?.inUse === 1) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect((await budget.describe()).taskQueue).toBe(budgetQueue);
+    // The budget is gone when the holder releases: the release signal fails, the holder completes.
+    await budget.terminate('test: the budget is gone');
+    await holder.signal('finish');
+    await expect(holder.result()).resolves.toMatchObject({ grantSeq: 1 });
+  }, 60_000);
 });

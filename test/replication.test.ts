@@ -30,6 +30,7 @@ import { everyKth, makeSparseImage, touchBlock } from './helpers/disk-images';
 import {
   createControlTestWorker,
   createTestWorker,
+  type RunnableWorker,
   temporalClient,
   testAwsTarget,
   testConfig,
@@ -52,7 +53,7 @@ let api: TestApi;
 let client: Client;
 let closeClient: () => Promise<void>;
 let dir: string;
-const workers: { worker: Worker; connection: NativeConnection; running: Promise<void> }[] = [];
+const workers: { worker: RunnableWorker; connection: NativeConnection; running: Promise<void> }[] = [];
 let sourceSiteId: string;
 /** The synchronized plan of the first test and its second recovery point, for the CLI test. */
 let syncPlan: { name: string; recoveryPointId: string } | undefined;

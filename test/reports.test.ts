@@ -4,7 +4,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
 import type { Locator } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +15,13 @@ import { childEnv, runVar } from '../scripts/stack/test-env';
 import { fixtures, startTestApi, type TestApi } from './helpers/api';
 import { airGappedPage } from './helpers/browser';
 import { countTagged, createPlan, createRecoveryPoint, jobOutcome, testVm } from './helpers/recovery';
-import { createControlTestWorker, temporalClient, testConfig, uniqueId } from './helpers/stack';
+import {
+  createControlTestWorker,
+  type RunnableWorker,
+  temporalClient,
+  testConfig,
+  uniqueId,
+} from './helpers/stack';
 
 const TUNING = { heartbeatTimeoutSeconds: 10, runningPollSeconds: 0.2 };
 
@@ -50,7 +56,7 @@ const sec = (a: string | null, b: string | null) => (Date.parse(b!) - Date.parse
 
 describe('drill evidence: recovery reports (real Temporal, moto, Postgres, Chromium)', () => {
   let api: TestApi;
-  let worker: Worker;
+  let worker: RunnableWorker;
   let workerConn: NativeConnection;
   let client: Client;
   let closeClient: () => Promise<void>;

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNodeActivities } from '../activities/node';
@@ -16,6 +16,7 @@ import { makeSparseImage } from './helpers/disk-images';
 import {
   createControlTestWorker,
   createTestWorker,
+  type RunnableWorker,
   temporalClient,
   testAwsTarget,
   testConfig,
@@ -34,7 +35,7 @@ describe('reverse iteration against an endpoint that answers EBS calls with HTML
   const config = testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: controlQueue });
   let api: TestApi;
   let dir: string;
-  const workers: { worker: Worker; connection: NativeConnection; running: Promise<void> }[] = [];
+  const workers: { worker: RunnableWorker; connection: NativeConnection; running: Promise<void> }[] = [];
   const target = testAwsTarget();
 
   beforeAll(async () => {

@@ -5,10 +5,9 @@ import path from 'node:path';
 import { CreateSecretCommand } from '@aws-sdk/client-secrets-manager';
 import type { Payload } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { asc, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createControlActivities } from '../activities/control';
 import { ensureMonitorSchedule } from '../activities/control/monitor-schedule';
 import {
   initialBudgetState,
@@ -16,6 +15,7 @@ import {
   recoveryWorkflowId,
   reverseScheduleId,
   SNAPSHOT_BUDGET_WORKFLOW,
+  snapshotBudgetTaskQueue,
   snapshotBudgetWorkflowId,
 } from '../contracts';
 import { secretsManagerClient } from '../lib/aws';
@@ -31,12 +31,12 @@ import { startTestApi, type TestApi } from './helpers/api';
 import { runLifeboat } from './helpers/cli';
 import { createRecoveryPoint, createSites, testVm, waitFor } from './helpers/recovery';
 import {
-  createTestWorker,
+  createControlTestWorker,
+  type RunnableWorker,
   temporalClient,
   testAwsTarget,
   testConfig,
   uniqueId,
-  workflowBundle,
 } from './helpers/stack';
 
 const sha = (v: string) => createHash('sha256').update(v).digest('hex');
@@ -51,7 +51,7 @@ const ALL_VALUES = [DB_PASSWORD, API_KEY, GUEST_PASSWORD, FILE_VALUE, ENV_VALUE]
 
 describe('secrets: store, references, redaction, least privilege, key rotation', () => {
   let api: TestApi;
-  let worker: Worker;
+  let worker: RunnableWorker;
   let conn: NativeConnection;
   let running: Promise<void>;
   let dataDir: string;
@@ -63,12 +63,8 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     dataDir = mkdtempSync(path.join(tmpdir(), 'lifeboat-secrets-data-'));
     const config = testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: taskQueue, LIFEBOAT_DATA_DIR: dataDir });
     api = await startTestApi({ config });
-    const w = await createTestWorker({
-      config,
-      taskQueue,
-      workflowBundle: workflowBundle(),
-      activities: createControlActivities({ db: api.db, config }),
-    });
+    // The control worker and, beside it, the snapshot budgets' (the rotated budget moves there).
+    const w = await createControlTestWorker({ db: api.db, taskQueue, config });
     worker = w.worker;
     conn = w.connection;
     running = worker.run();
@@ -430,7 +426,8 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     });
     expect(reversePaused.status, JSON.stringify(reversePaused.body)).toBe(200);
     expect(await scheduleKeys(client, reverseId)).toEqual([k1]);
-    // A snapshot budget (an entity workflow that never ends) whose history is sealed under k1.
+    // A snapshot budget (an entity workflow that never ends) whose history is sealed under k1,
+    // started on the control queue as budgets were before they had their own queue.
     const budget = await client.workflow.start(SNAPSHOT_BUDGET_WORKFLOW, {
       taskQueue,
       workflowId: budgetId,
@@ -527,6 +524,10 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
       .getHandle(budgetId)
       .query<{ runsSoFar: number; budget: number }>('snapshotBudgetState');
     expect(state).toMatchObject({ runsSoFar: 2, budget: initialBudgetState(budgetId).budget });
+    // Its new run moved to the budgets' own task queue.
+    expect((await client.workflow.getHandle(budgetId).describe()).taskQueue).toBe(
+      snapshotBudgetTaskQueue(taskQueue),
+    );
     keys = await call('GET', '/v1/keys');
     expect(keys.body.items.find((k: { id: string }) => k.id === k3)).toMatchObject({
       current: true,

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { createNodeActivities, type NodeActivityDeps } from '../../activities/node';
 import type { Config } from '../../lib/config';
 import { nodes } from '../../schema';
@@ -10,6 +10,7 @@ import {
   createControlTestWorker,
   createTestWorker,
   perTestFile,
+  type RunnableWorker,
   temporalClient,
   testAwsTarget,
   testConfig,
@@ -30,8 +31,8 @@ export function useApiStack(name: string, overrides: Partial<Record<keyof Config
       const dir = mkdtempSync(path.join(os.tmpdir(), `lifeboat-${name}-`));
       const api = await startTestApi({ config });
       const tc = await temporalClient(config);
-      const workers: { worker: Worker; connection: NativeConnection; running: Promise<void> }[] = [];
-      const run = (w: { worker: Worker; connection: NativeConnection }) =>
+      const workers: { worker: RunnableWorker; connection: NativeConnection; running: Promise<void> }[] = [];
+      const run = (w: { worker: RunnableWorker; connection: NativeConnection }) =>
         workers.push({ ...w, running: w.worker.run() });
       run(await createControlTestWorker({ db: api.db, taskQueue: controlQueue, config }));
       /** An API call that must succeed (< 300): its body; otherwise it throws with the answer. */

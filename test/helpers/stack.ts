@@ -14,6 +14,9 @@ import { createDb, type Db } from '../../schema/db';
 import { runMigrations } from '../../schema/migrate';
 import { dropDatabase, ensureDatabase } from '../../scripts/stack/postgres';
 import { childEnv, runVar } from '../../scripts/stack/test-env';
+import { ControlWorker, createSnapshotBudgetWorker } from '../../workers/control/worker';
+
+export type { RunnableWorker } from '../../workers/control/worker';
 
 /**
  * Helpers over the real stack that `npm test` started (scripts/test.ts): it exports the
@@ -85,8 +88,11 @@ export async function createTestWorker(
 
 export const testAwsTarget = () => awsTargetFromConfig(testConfig());
 
-/** A control-plane worker for tests: the run's workflow bundle and the control activities over `db`. */
-export function createControlTestWorker(opts: {
+/**
+ * A control-plane worker for tests: the run's workflow bundle and the control activities over
+ * `db`, on `taskQueue` and (like the control process) on the snapshot budgets' own queue.
+ */
+export async function createControlTestWorker(opts: {
   db: Db;
   taskQueue: string;
   config?: Config;
@@ -94,19 +100,31 @@ export function createControlTestWorker(opts: {
   worker?: Partial<WorkerOptions>;
   /** SDK middleware on the recovery activities' EC2 clients (the strict EC2 layer). */
   awsHooks?: AwsClientHooks;
-}) {
+}): Promise<{ worker: ControlWorker; connection: NativeConnection }> {
   const config = opts.config ?? testConfig();
-  return createTestWorker({
+  const activities = createControlActivities({
+    db: opts.db,
+    config,
+    ...(opts.awsHooks ? { awsHooks: opts.awsHooks } : {}),
+  });
+  const { worker: main, connection } = await createTestWorker({
     config,
     taskQueue: opts.taskQueue,
     workflowBundle: workflowBundle(),
-    activities: createControlActivities({
-      db: opts.db,
-      config,
-      ...(opts.awsHooks ? { awsHooks: opts.awsHooks } : {}),
-    }),
+    activities,
     ...opts.worker,
   });
+  const { taskQueue: _q, activities: _a, ...workerOptions } = opts.worker ?? {};
+  const budget = await createSnapshotBudgetWorker({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    dataConverter: await lifeboatDataConverter(config),
+    workflowBundle: workflowBundle(),
+    ...workerOptions,
+    controlTaskQueue: opts.taskQueue,
+    activities,
+  });
+  return { worker: new ControlWorker(main, budget), connection };
 }
 
 /**

@@ -1,14 +1,20 @@
 import net from 'node:net';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApi, type TestApi } from '../helpers/api';
 import { runLifeboat } from '../helpers/cli';
 import { createPlan, createRecoveryPoint, testVm, waitFor } from '../helpers/recovery';
-import { createControlTestWorker, temporalClient, testConfig, uniqueId } from '../helpers/stack';
+import {
+  createControlTestWorker,
+  type RunnableWorker,
+  temporalClient,
+  testConfig,
+  uniqueId,
+} from '../helpers/stack';
 
 describe('recovery API: /v1/plans/{id}/recoveries and /v1/jobs', () => {
   let api: TestApi;
-  let worker: Worker;
+  let worker: RunnableWorker;
   let conn: NativeConnection;
   let running: Promise<void>;
   const taskQueue = uniqueId('api-recovery');

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNodeActivities } from '../../activities/node';
@@ -15,6 +15,7 @@ import { countTagged, waitFor } from '../helpers/recovery';
 import {
   createControlTestWorker,
   createTestWorker,
+  type RunnableWorker,
   temporalClient,
   testAwsTarget,
   testConfig,
@@ -29,7 +30,7 @@ describe('migration', () => {
   const config = testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: controlQueue });
   let api: TestApi;
   let dir: string;
-  const workers: { worker: Worker; connection: NativeConnection; running: Promise<void> }[] = [];
+  const workers: { worker: RunnableWorker; connection: NativeConnection; running: Promise<void> }[] = [];
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-migration-'));

@@ -8,7 +8,7 @@ import {
   RegisterImageCommand,
   RunInstancesCommand,
 } from '@aws-sdk/client-ec2';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runPreflight } from '../../activities/control/recovery/preflight';
@@ -22,6 +22,7 @@ import { runLifeboat } from '../helpers/cli';
 import { countTagged, createPlan, createRecoveryPoint, jobOutcome, testVm } from '../helpers/recovery';
 import {
   createControlTestWorker,
+  type RunnableWorker,
   temporalClient,
   testAwsTarget,
   testConfig,
@@ -66,7 +67,7 @@ async function typeNotOfferedIn(az: string) {
 
 describe('preflight: POST /v1/plans/{id}/preflight, lifeboat recover --dry-run, the validate step', () => {
   let api: TestApi;
-  let worker: Worker;
+  let worker: RunnableWorker;
   let conn: NativeConnection;
   let running: Promise<void>;
   const taskQueue = uniqueId('preflight');

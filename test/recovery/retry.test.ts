@@ -1,5 +1,5 @@
 import net from 'node:net';
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reconcileJobsNow } from '../../api/services/job-reconciler';
@@ -8,7 +8,13 @@ import { events } from '../../schema/index';
 import { startTestApi, type TestApi } from '../helpers/api';
 import { runLifeboat } from '../helpers/cli';
 import { countTagged, createPlan, createRecoveryPoint, testVm, waitFor } from '../helpers/recovery';
-import { createControlTestWorker, temporalClient, testConfig, uniqueId } from '../helpers/stack';
+import {
+  createControlTestWorker,
+  type RunnableWorker,
+  temporalClient,
+  testConfig,
+  uniqueId,
+} from '../helpers/stack';
 
 /**
  * Issue 13.5: resume after failure. A health check of boot group 2 fails (its TCP port is
@@ -18,7 +24,7 @@ import { createControlTestWorker, temporalClient, testConfig, uniqueId } from '.
  */
 describe('recovery: a failed step waits for retry / abandon', () => {
   let api: TestApi;
-  let worker: Worker;
+  let worker: RunnableWorker;
   let conn: NativeConnection;
   let running: Promise<void>;
   const taskQueue = uniqueId('retry');

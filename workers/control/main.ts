@@ -1,6 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { ensureJobReconcilerSchedule } from '../../activities/control/job-reconciler-schedule';
 import { ensureMonitorSchedule } from '../../activities/control/monitor-schedule';
+import { snapshotBudgetTaskQueue } from '../../contracts';
 import { databaseUrl, loadConfig } from '../../lib/config';
 import { lifeboatDataConverter } from '../../lib/crypto';
 import { createLogger } from '../../lib/logger';
@@ -48,7 +49,13 @@ try {
   await clientConnection.close();
 }
 
-log.info({ taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE }, 'control-plane worker polling');
+log.info(
+  {
+    taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
+    snapshotBudgetTaskQueue: snapshotBudgetTaskQueue(config.LIFEBOAT_CONTROL_TASK_QUEUE),
+  },
+  'control-plane worker polling',
+);
 // Worker.run() stops gracefully on SIGINT/SIGTERM.
 await worker.run();
 await connection.close();

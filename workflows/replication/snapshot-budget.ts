@@ -1,8 +1,8 @@
 import {
   allHandlersFinished,
   condition,
-  continueAsNew,
   getExternalWorkflowHandle,
+  makeContinueAsNewFunc,
   patched,
   proxyActivities,
   setHandler,
@@ -20,6 +20,7 @@ import {
   type SlotRequest,
   type SnapshotBudgetState,
   snapshotBudgetStateQuery,
+  snapshotBudgetTaskQueue,
   snapshotSlotGrantedSignal,
 } from '../../contracts';
 import { insertSorted, packSlotQueue, type QueuedRequest, unpackSlotQueue } from './slot-queue';
@@ -275,5 +276,9 @@ export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Prom
 
   // Let running handlers and grant signals finish, then carry the state into a fresh run.
   await condition(() => allHandlersFinished() && notifying === 0);
-  return continueAsNew<typeof snapshotBudgetWorkflow>(carried());
+  // A budget started on the control queue (before budgets had their own) moves to its own queue.
+  const { taskQueue } = workflowInfo();
+  const ownQueue = snapshotBudgetTaskQueue(taskQueue);
+  const move = ownQueue !== taskQueue && patched('budget-own-task-queue');
+  return makeContinueAsNewFunc<typeof snapshotBudgetWorkflow>(move ? { taskQueue: ownQueue } : {})(carried());
 }

@@ -2,6 +2,7 @@ import {
   CancellationScope,
   condition,
   getExternalWorkflowHandle,
+  log,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -55,12 +56,22 @@ export function snapshotSlots(
       return { waitedMs: Date.now() - t0, grantSeq: granted.get(req.leaseId)! };
     },
 
-    /** Give the slot back (also leaves the queue if not granted yet). Safe to call twice. */
+    /**
+     * Give the slot back (also leaves the queue if not granted yet). Safe to call twice. Never
+     * throws: a release that fails (the budget not running) must not fail the copied disk; the
+     * budget's holder check reclaims the lease once this workflow has closed.
+     */
     async release(leaseId: string): Promise<void> {
       granted.delete(leaseId);
       await CancellationScope.nonCancellable(() =>
         getExternalWorkflowHandle(budgetId).signal(releaseSnapshotSlotSignal, { leaseId }),
-      );
+      ).catch((e) => {
+        log.warn('snapshot slot release failed; the budget reclaims it when this workflow closes', {
+          leaseId,
+          budgetId,
+          error: e instanceof Error ? e.message : String(e),
+        });
+      });
     },
   };
 }

@@ -7,6 +7,7 @@ import {
   requestSnapshotSlotsSignal,
   type SlotRequest,
   SNAPSHOT_BUDGET_WORKFLOW,
+  snapshotBudgetTaskQueue,
   snapshotBudgetWorkflowId,
 } from '../../../contracts';
 import type { snapshotBudgetWorkflow } from '../../../workflows/replication/snapshot-budget';
@@ -27,7 +28,7 @@ interface Gathering {
 
 /**
  * The acquirer's side of the snapshot budget: a signal-with-start to the budget workflow of the
- * target site (started on first use, on this worker's task queue) carrying the requests of every
+ * target site (started on first use, on the budgets' own task queue beside this worker's) carrying the requests of every
  * acquirer of this worker that asked within the same few milliseconds (one signal each drowned
  * the budget at 10,000 disks). The grant comes back as a signal to the holder workflow.
  * Idempotent by lease id; a failed send fails every activity of it, and each retries.
@@ -45,7 +46,8 @@ export function createSnapshotSlotActivities(defaults: Partial<BudgetSettings> =
         signal: requestSnapshotSlotsSignal,
         signalArgs: [{ requests: g.requests }],
         workflowId: snapshotBudgetWorkflowId(g.targetSiteId),
-        taskQueue: g.taskQueue,
+        // Its own queue (a second worker of the control process): never behind the iterations' tasks.
+        taskQueue: snapshotBudgetTaskQueue(g.taskQueue),
         args: [
           initialBudgetState(g.targetSiteId, {
             ...(last.budget ? { budget: last.budget } : {}),
