@@ -1,5 +1,4 @@
 import { z } from '@hono/zod-openapi';
-import { eq } from 'drizzle-orm';
 import { MAINTENANCE_TASK_NAMES, type ScheduledApplianceUpgradeInput } from '../../contracts/maintenance';
 import {
   currentMaintenance,
@@ -12,6 +11,7 @@ import { sites } from '../../schema/index';
 import { recordChanges } from '../auth/middleware';
 import { ApiError, errorResponses } from '../errors';
 import { type AppDeps, v1Router } from '../router';
+import { siteRefIs } from '../services/sites';
 import { concernRoute, jsonBody, jsonContent } from './params';
 
 const route = concernRoute(['maintenance']);
@@ -108,7 +108,6 @@ const put = route('admin', 'put', '/maintenance', {
   },
 });
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const P = 'tasks.appliance-upgrade';
 
 /**
@@ -125,10 +124,7 @@ async function upgradeWindowArgs(
   let siteId = was?.siteId;
   let siteName = was?.siteName;
   if (change.site !== undefined) {
-    const [site] = await deps.db
-      .select()
-      .from(sites)
-      .where(UUID.test(change.site) ? eq(sites.id, change.site) : eq(sites.name, change.site));
+    const [site] = await deps.db.select().from(sites).where(siteRefIs(change.site));
     if (!site)
       throw new ApiError(422, 'unprocessable', `No site ${change.site}`, [
         { path: `${P}.site`, message: `no site has the id or name "${change.site}"` },

@@ -9,8 +9,7 @@ import { nodes, sites } from '../../schema/index';
 import type { applianceUpgradeWorkflow } from '../../workflows/nodes/upgrade';
 import { ApiError } from '../errors';
 import { type JobsDeps, jobsService } from './jobs';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { siteRefIs } from './sites';
 
 /** Rolling appliance upgrades of a site: one at a time per site (409 while another runs). */
 export function nodeUpgradeService(deps: JobsDeps) {
@@ -18,11 +17,7 @@ export function nodeUpgradeService(deps: JobsDeps) {
   return {
     async start(siteRef: string, version: string, requestedBy: string) {
       return jobsSvc.start<typeof applianceUpgradeWorkflow>(async (tx, jobId) => {
-        const [site] = await tx
-          .select()
-          .from(sites)
-          .where(UUID.test(siteRef) ? eq(sites.id, siteRef) : eq(sites.name, siteRef))
-          .for('update');
+        const [site] = await tx.select().from(sites).where(siteRefIs(siteRef)).for('update');
         if (!site) throw new ApiError(404, 'not_found', `No site ${siteRef}`);
         if (!(site.settings as { upgradeScript?: unknown }).upgradeScript)
           throw new ApiError(422, 'unprocessable', `Site "${site.name}" has no upgrade script`, [

@@ -71,6 +71,10 @@ export interface SiteFilter {
 }
 
 /** Sites: validation that needs the database (unique names, sites in use by plans). */
+/** The row of a site given by id (uuid-shaped) or by name (names match case-insensitively). */
+export const siteRefIs = (ref: string) =>
+  isUuidRef(ref) ? eq(sites.id, ref) : sql`lower(${sites.name}) = lower(${ref})`;
+
 export function sitesService(db: Db) {
   async function nameTaken(name: string, exceptId?: string) {
     const [row] = await db
@@ -118,10 +122,7 @@ export function sitesService(db: Db) {
     /** The id of a site given by id (uuid-shaped) or by name; 404 when there is none. */
     async idOf(ref: string): Promise<string> {
       const isUuid = isUuidRef(ref);
-      const [row] = await db
-        .select({ id: sites.id })
-        .from(sites)
-        .where(isUuid ? eq(sites.id, ref) : sql`lower(${sites.name}) = lower(${ref})`);
+      const [row] = await db.select({ id: sites.id }).from(sites).where(siteRefIs(ref));
       if (!row)
         throw new ApiError(404, 'not_found', isUuid ? `No site with id ${ref}` : `No site named "${ref}"`);
       return row.id;
