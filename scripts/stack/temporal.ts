@@ -18,6 +18,27 @@ export interface DevServerOptions {
   codecEndpoint?: string;
 }
 
+/**
+ * Dynamic config of the dev server (Temporal server dynamic configuration reference,
+ * docs.temporal.io/references/dynamic-configuration; defaults from common/dynamicconfig of the
+ * server). A production cluster needs the same values in its dynamic config; README "Scaling".
+ */
+export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, unknown> = {
+  // The history service reads new transfer tasks (a workflow task to hand to matching, a signal to
+  // another workflow) and due timers at most this often per shard: at the default of 20 a second,
+  // every hop waits up to 50 ms, and a snapshot-budget hand-off (release signal, budget task,
+  // grant signal, holder task) is four hops — 0.2 s of a 1–3 s slot (bench/budget.ts).
+  'history.transferProcessorMaxPollRPS': 200,
+  'history.timerProcessorMaxPollRPS': 200,
+  // Starts by schedules, per namespace (default 30 a second): 1,000 plans firing at the same
+  // minute took 33 s to start (bench/schedules.ts); at 500 a second, 2 s.
+  'worker.schedulerNamespaceStartWorkflowRPS': 500,
+  // The schedules' own workflows run on the server's per-namespace worker: one, with 2 pollers by
+  // default. Temporal's guidance: a poller per 4 schedule starts a second (these go together).
+  'worker.perNamespaceWorkerCount': 4,
+  'worker.perNamespaceWorkerOptions': { MaxConcurrentWorkflowTaskPollers: 64, MaxConcurrentActivityTaskPollers: 8 },
+};
+
 /** Start the Temporal CLI's dev server from .venv on loopback and wait until it answers. */
 export async function startTemporalDevServer(group: ProcessGroup, opts: DevServerOptions): Promise<void> {
   const args = [
@@ -34,6 +55,8 @@ export async function startTemporalDevServer(group: ProcessGroup, opts: DevServe
     '--namespace',
     opts.namespace,
   ];
+  for (const [key, value] of Object.entries(DEV_SERVER_DYNAMIC_CONFIG))
+    args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
   if (opts.codecEndpoint) args.push('--ui-codec-endpoint', opts.codecEndpoint);
   if (opts.dbFile) {
     mkdirSync(path.dirname(opts.dbFile), { recursive: true });
