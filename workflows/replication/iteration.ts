@@ -12,7 +12,7 @@ import { JobKindAttr, PlanIdAttr, replicationSnapshotTags, VmIdsAttr } from '../
 import { setJobStatusAttr } from '../jobs/status-attr';
 import {
   completeIterationJob,
-  controlActivities,
+  controlSteps,
   copyDisks,
   diskLabel,
   failIterationJob,
@@ -44,7 +44,7 @@ export async function replicationIterationWorkflow(
   // uuid4() is seeded from the workflow: the same ids on replay and on retries of the activities.
   const recoveryPointId = uuid4();
   const jobId = uuid4();
-  const it: IterationPlan = await controlActivities(
+  const it: IterationPlan = await controlSteps(
     'Load the plan, its VMs and disks, and the previous recovery point of each disk',
   ).loadReplicationIteration({ planId: input.planId, ...(input.vmId ? { vmId: input.vmId } : {}) });
   upsertSearchAttributes([
@@ -157,7 +157,7 @@ export async function replicationIterationWorkflow(
   }
 
   const durationMs = Date.now() - pointInTime;
-  await controlActivities('Record the recovery point with each disk snapshot').recordRecoveryPoint({
+  await controlSteps('Record the recovery point with each disk snapshot').recordRecoveryPoint({
     recoveryPointId,
     workflowId,
     planId: it.planId,
