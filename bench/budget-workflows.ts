@@ -1,7 +1,7 @@
 // Bench-only workflow bundle (bench/budget.ts): the real snapshot budget, and a light holder
 // that takes slots with the same holder code as the replication iteration
 // (workflows/replication/snapshot-slots.ts), holds each a random short time, and releases it.
-import { proxyActivities, sleep, uuid4, workflowInfo } from '@temporalio/workflow';
+import { proxyLocalActivities, sleep, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { createSnapshotSlotActivities } from '../activities/control/replication/snapshot-slots';
 import { snapshotSlots } from '../workflows/replication/snapshot-slots';
 
@@ -22,10 +22,11 @@ export interface BenchHolderInput {
 export type BenchLeaseTimes = [requestedAt: number, grantedAt: number, releasedAt: number];
 
 export async function benchSlotHolderWorkflow(input: BenchHolderInput): Promise<BenchLeaseTimes[]> {
-  const { requestSnapshotSlot } = proxyActivities<ReturnType<typeof createSnapshotSlotActivities>>({
-    startToCloseTimeout: '1 minute',
-  });
-  const slots = snapshotSlots(input.targetSiteId, requestSnapshotSlot);
+  // Local activities, like the iteration's control steps (workflows/replication/disk-copies.ts).
+  const { requestSnapshotSlot, releaseSnapshotSlot } = proxyLocalActivities<
+    ReturnType<typeof createSnapshotSlotActivities>
+  >({ startToCloseTimeout: '1 minute' });
+  const slots = snapshotSlots(input.targetSiteId, requestSnapshotSlot, {}, releaseSnapshotSlot);
   return Promise.all(
     Array.from({ length: input.disks }, async (_, d): Promise<BenchLeaseTimes> => {
       // Shaped like the iteration's: `<iteration workflow id>/<disk id>` (the state size depends on it).

@@ -94,6 +94,12 @@ export const requestSnapshotSlotsSignal =
   defineSignal<[{ requests: (SlotRequest & Partial<BudgetSettings>)[] }]>('requestSnapshotSlots');
 /** Give a slot back (or leave the queue). Unknown lease ids are ignored: release is idempotent. */
 export const releaseSnapshotSlotSignal = defineSignal<[{ leaseId: string }]>('releaseSnapshotSlot');
+/**
+ * Many releases in one signal: what the releasing activity sends (it gathers the releases of
+ * concurrent holders like the acquiring activity gathers requests), so a busy budget runs fewer
+ * workflow tasks and continues as new less often.
+ */
+export const releaseSnapshotSlotsSignal = defineSignal<[{ leaseIds: string[] }]>('releaseSnapshotSlots');
 export const snapshotBudgetStateQuery = defineQuery<BudgetSnapshot>('snapshotBudgetState');
 /**
  * Continue as new at the next safe point (running handlers and grant signals finished), carrying

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { bundleWorkflowCode, type NativeConnection } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSnapshotSlotActivities } from '../activities/control/replication/snapshot-slots';
+import { createSnapshotSlotActivities, SignalGate } from '../activities/control/replication/snapshot-slots';
 import {
   initialBudgetState,
   releaseSnapshotSlotSignal,
@@ -68,6 +68,42 @@ describe('slot queue order (pure)', () => {
   });
 });
 
+describe('signal gate around a budget continue-as-new (pure, real timers)', () => {
+  it('holds new signals until opened, waits for the ones already sent, and opens by itself after the hold', async () => {
+    const gate = new SignalGate();
+    const order: string[] = [];
+    let finishInFlight!: () => void;
+    const inFlight = gate.send(
+      () =>
+        new Promise<void>((resolve) => {
+          finishInFlight = () => {
+            order.push('in-flight sent');
+            resolve();
+          };
+        }),
+    );
+    // hold() returns only once the signal already past the gate is sent.
+    const held = gate.hold(5_000).then(() => order.push('held'));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(order).toEqual([]);
+    finishInFlight();
+    await Promise.all([inFlight, held]);
+    expect(order).toEqual(['in-flight sent', 'held']);
+    // A signal arriving while closed waits for open().
+    const late = gate.send(async () => order.push('late sent'));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(order).not.toContain('late sent');
+    gate.open();
+    await late;
+    expect(order.at(-1)).toBe('late sent');
+    // A gate nobody opens lets signals through when its hold expires (a crashed budget run).
+    await gate.hold(50);
+    const t0 = Date.now();
+    await gate.send(async () => undefined);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(40);
+  });
+});
+
 // The budget entity workflow on the real Temporal server, with real holder workflows
 // (same holder code as the replication iteration) and the real signal-with-start activity.
 describe('snapshot budget workflow', () => {
@@ -125,7 +161,7 @@ describe('snapshot budget workflow', () => {
     await client.workflow.start(SNAPSHOT_BUDGET_WORKFLOW, {
       taskQueue,
       workflowId: budgetId,
-      args: [initialBudgetState(site, { budget: 80, leaseTtlMs: ttlMs, maxHistoryEvents: 600 })],
+      args: [initialBudgetState(site, { budget: 80, leaseTtlMs: ttlMs, maxHistoryEvents: 300 })],
     });
     const budget = client.workflow.getHandle(budgetId);
     const state = () => budget.query(snapshotBudgetStateQuery);

@@ -11,7 +11,12 @@ import type { Db } from '../../schema/db';
 import { loadWorkflowBundle } from '../bundle';
 
 /** The activities the snapshot budget workflow schedules (on its own task queue). */
-export const SNAPSHOT_BUDGET_ACTIVITIES = ['checkSlotHolders', 'snapshotBudgetSaturated'] as const;
+export const SNAPSHOT_BUDGET_ACTIVITIES = [
+  'checkSlotHolders',
+  'snapshotBudgetSaturated',
+  'holdSnapshotBudgetSignals',
+  'resumeSnapshotBudgetSignals',
+] as const;
 
 /** What callers of a worker use: a Temporal Worker or the control process's pair. */
 export type RunnableWorker = Pick<Worker, 'run' | 'runUntil' | 'shutdown' | 'getState'>;

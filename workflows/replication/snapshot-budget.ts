@@ -5,7 +5,9 @@ import {
   makeContinueAsNewFunc,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
+  sleep,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { createSnapshotSlotActivities } from '../../activities/control/replication/snapshot-slots';
@@ -14,6 +16,7 @@ import {
   type BudgetSnapshot,
   type Lease,
   releaseSnapshotSlotSignal,
+  releaseSnapshotSlotsSignal,
   requestSnapshotSlotSignal,
   requestSnapshotSlotsSignal,
   rolloverSnapshotBudgetSignal,
@@ -48,6 +51,14 @@ const { checkSlotHolders: checkHolders } = proxyActivities<ReturnType<typeof cre
   retry: { maximumAttempts: 3 },
   summary: 'Check which slot holders are still running',
 });
+
+/** Local activities of the budget's own worker: hold this process's signals around a continue-as-new. */
+const signalGate = proxyLocalActivities<ReturnType<typeof createSnapshotSlotActivities>>({
+  startToCloseTimeout: '10 seconds',
+  retry: { maximumAttempts: 2 },
+});
+/** How long the gate may stay closed if the new run never opens it (its crash, a worker restart). */
+const GATE_HOLD_MS = 3_000;
 
 const { snapshotBudgetSaturated } = proxyActivities<ReturnType<typeof createSnapshotSlotActivities>>({
   startToCloseTimeout: '30 seconds',
@@ -177,14 +188,21 @@ export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Prom
     for (const req of batch?.requests ?? []) onRequest(req);
   });
 
-  setHandler(releaseSnapshotSlotSignal, ({ leaseId }) => {
-    signalsThisRun++;
+  const onRelease = (leaseId: string) => {
     if (leases.delete(leaseId)) dirty = true;
     if (queuedIds.delete(leaseId))
       s.queue.splice(
         s.queue.findIndex((q) => q.leaseId === leaseId),
         1,
       );
+  };
+  setHandler(releaseSnapshotSlotSignal, ({ leaseId }) => {
+    signalsThisRun++;
+    onRelease(leaseId);
+  });
+  setHandler(releaseSnapshotSlotsSignal, (batch) => {
+    signalsThisRun++;
+    for (const leaseId of batch?.leaseIds ?? []) onRelease(leaseId);
   });
 
   // Key rotation: continue as new (full state) at the next safe point, like a long history does.
@@ -258,6 +276,29 @@ export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Prom
       });
   };
 
+  /*
+   * One timer for the next lease check. Runs recorded before it waited with a timeout on every
+   * wake-up: a timer started and cancelled per grant, two of every five events of a busy budget.
+   * A pending timer is kept while the next expiry is not earlier (grants and checks only push
+   * expiries later); it may fire with nothing due, and the loop arms the next one.
+   */
+  const oneLeaseTimer = patched('budget-one-lease-timer');
+  let timerDue = Number.POSITIVE_INFINITY;
+  let leaseCheckDue = false;
+  const armLeaseTimer = (at: number) => {
+    if (at >= timerDue) return;
+    timerDue = at;
+    void sleep(Math.max(1, at - Date.now())).then(() => {
+      if (timerDue === at) timerDue = Number.POSITIVE_INFINITY;
+      leaseCheckDue = true;
+    });
+  };
+
+  // The previous run held this process's signals while it continued as new: let them go.
+  const quietContinueAsNew = patched('budget-quiet-continue-as-new');
+  if (quietContinueAsNew)
+    await signalGate.resumeSnapshotBudgetSignals({ targetSiteId: s.targetSiteId }).catch(() => undefined);
+
   for (;;) {
     grantFromQueue();
     watchSaturation();
@@ -268,6 +309,13 @@ export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Prom
       continue;
     }
     const nextExpiry = Math.min(...[...leases.values()].map((l) => l.expiresAt));
+    if (oneLeaseTimer) {
+      if (Number.isFinite(nextExpiry)) armLeaseTimer(nextExpiry);
+      leaseCheckDue = false;
+      // Wake on any change, when the lease timer fires, or to check the history size.
+      await condition(() => dirty || leaseCheckDue || historyTooLong());
+      continue;
+    }
     const wait = Number.isFinite(nextExpiry) ? Math.max(1, nextExpiry - Date.now()) : undefined;
     // Wake on any change, on the next lease expiry, or to check the history size.
     if (wait === undefined) await condition(() => dirty || historyTooLong());
@@ -275,6 +323,16 @@ export async function snapshotBudgetWorkflow(initial: SnapshotBudgetState): Prom
   }
 
   // Let running handlers and grant signals finish, then carry the state into a fresh run.
+  if (quietContinueAsNew) {
+    // Hold this process's signals and let the ones already sent land (see SignalGate,
+    // activities/control/replication/snapshot-slots.ts), then continue as new in a fresh
+    // workflow task that no signal of this process can race (UnhandledCommand, a full replay).
+    await signalGate
+      .holdSnapshotBudgetSignals({ targetSiteId: s.targetSiteId, holdMs: GATE_HOLD_MS })
+      .catch(() => undefined);
+    await condition(() => allHandlersFinished() && notifying === 0);
+    await sleep(1);
+  }
   await condition(() => allHandlersFinished() && notifying === 0);
   // A budget started on the control queue (before budgets had their own) moves to its own queue.
   const { taskQueue } = workflowInfo();

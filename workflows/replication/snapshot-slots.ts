@@ -3,6 +3,7 @@ import {
   condition,
   getExternalWorkflowHandle,
   log,
+  patched,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -22,6 +23,9 @@ export type RequestSlot = (input: {
   settings?: Partial<BudgetSettings>;
 }) => Promise<void>;
 
+/** The control activity that gives a slot back (gathered with other holders' releases). */
+export type ReleaseSlot = (input: { targetSiteId: string; leaseId: string }) => Promise<void>;
+
 /**
  * The holder side of the snapshot budget, for use inside a workflow (the replication iteration):
  * acquire a slot (waiting for the grant signal when queued) and release it in a non-cancellable
@@ -33,6 +37,11 @@ export function snapshotSlots(
   requestSlot: RequestSlot,
   /** The target site's budget setting, if any: the latest request's value wins in the budget. */
   settings: Partial<BudgetSettings> = {},
+  /**
+   * Releases through this control activity (one signal for many holders) instead of a signal of
+   * this workflow each; histories recorded before it replay with their signals (patch).
+   */
+  releaseSlot?: ReleaseSlot,
 ) {
   const budgetId = snapshotBudgetWorkflowId(targetSiteId);
   const holderWorkflowId = workflowInfo().workflowId;
@@ -63,8 +72,11 @@ export function snapshotSlots(
      */
     async release(leaseId: string): Promise<void> {
       granted.delete(leaseId);
+      const gathered = releaseSlot && patched('snapshot-slot-release-activity');
       await CancellationScope.nonCancellable(() =>
-        getExternalWorkflowHandle(budgetId).signal(releaseSnapshotSlotSignal, { leaseId }),
+        gathered
+          ? releaseSlot({ targetSiteId, leaseId })
+          : getExternalWorkflowHandle(budgetId).signal(releaseSnapshotSlotSignal, { leaseId }),
       ).catch((e) => {
         log.warn('snapshot slot release failed; the budget reclaims it when this workflow closes', {
           leaseId,
