@@ -8,12 +8,19 @@
  * size and history length per run (bounded by continue-as-new), the process RSS, total time,
  * beside the machine's cores and load average.
  *
- *   npm run bench -- budget [--disks 10000] [--budget 80] [--per-holder 8] [--hold-ms 1000-3000]
+ *   npm run bench -- budget [--disks 10000] [--budget 80] [--per-holder 8] [--hold-ms 1000-3000] [--cpu-prof]
+ *
+ * --cpu-prof writes a V8 CPU profile of the bench process's main thread (the workers' event loop:
+ * payload codec, activations) over the run to .data/bench/budget-<pid>.cpuprofile.
  */
 import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import { tsToMs } from '@temporalio/common/lib/time';
+// Default import: the package is CommonJS (see scripts/stack/temporal.ts).
+import proto from '@temporalio/proto';
 import { bundleWorkflowCode, NativeConnection, Worker } from '@temporalio/worker';
 import pLimit from 'p-limit';
 import { createSnapshotSlotActivities } from '../activities/control/replication/snapshot-slots';
@@ -30,6 +37,7 @@ import { ensureVenv, PROJECT_ROOT } from '../scripts/stack/venv';
 import { ControlWorker, createSnapshotBudgetWorker } from '../workers/control/worker';
 import { BenchUsageError, numberArg, stringArg } from './args';
 import type { BenchHolderInput, BenchLeaseTimes } from './budget-workflows';
+import { startCpuProfile } from './cpu-profile';
 
 export const loadAvg = () =>
   os
@@ -114,6 +122,7 @@ export async function run(args: string[]): Promise<void> {
     say(
       `${nDisks} disks in ${holders} holder workflows (${perHolder} each) on a budget of ${budget}, each slot held ${holdMinMs}–${holdMaxMs} ms …`,
     );
+    const stopProfile = args.includes('--cpu-prof') ? await startCpuProfile() : undefined;
     const t0 = Date.now();
     const times = await worker.runUntil(async () => {
       const limit = pLimit(32);
@@ -144,14 +153,59 @@ export async function run(args: string[]): Promise<void> {
       return out.flat();
     });
     const totalMs = Date.now() - t0;
+    if (stopProfile) {
+      mkdirSync(path.join(PROJECT_ROOT, '.data', 'bench'), { recursive: true });
+      const file = path.join(PROJECT_ROOT, '.data', 'bench', `budget-${process.pid}.cpuprofile`);
+      await stopProfile(file);
+      say(`CPU profile of the main thread: ${file}`);
+    }
     sampling = false;
     await sampler;
     const loadEnd = loadAvg();
 
     // Runs of the budget workflow (continue-as-new): history length and size of each.
-    const runs: { historyLength: number; historySize?: number | undefined }[] = [];
+    const runs: { historyLength: number; historySize?: number | undefined; runId: string }[] = [];
     for await (const e of client.workflow.list({ query: `WorkflowId = '${snapshotBudgetWorkflowId(site)}'` }))
-      runs.push({ historyLength: e.historyLength, historySize: e.historySize });
+      runs.push({ historyLength: e.historyLength, historySize: e.historySize, runId: e.runId });
+    // Each run's workflow tasks: the first and last completed (a continue-as-new pauses the grants
+    // from the old run's last task to the new run's first), the slowest, and the failed ones.
+    const EventType = proto.temporal.api.enums.v1.EventType;
+    const failures: string[] = [];
+    const tasks = await Promise.all(
+      runs.map(async (r) => {
+        const history = await client.workflow
+          .getHandle(snapshotBudgetWorkflowId(site), r.runId)
+          .fetchHistory();
+        const at = (e: proto.temporal.api.history.v1.IHistoryEvent) => tsToMs(e.eventTime);
+        let started = 0;
+        let slowest = 0;
+        let failed = 0;
+        const completed: number[] = [];
+        for (const e of history.events ?? []) {
+          if (e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED) started = at(e);
+          else if (e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) {
+            completed.push(at(e));
+            slowest = Math.max(slowest, at(e) - started);
+          } else if (
+            e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED ||
+            e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT
+          ) {
+            failed++;
+            const f = e.workflowTaskFailedEventAttributes;
+            if (f)
+              failures.push(
+                `${proto.temporal.api.enums.v1.WorkflowTaskFailedCause[f.cause ?? 0]}: ${f.failure?.message ?? ''}`.slice(
+                  0,
+                  200,
+                ),
+              );
+          }
+        }
+        return { first: completed[0] ?? 0, last: completed[completed.length - 1] ?? 0, slowest, failed };
+      }),
+    );
+    tasks.sort((a, b) => a.first - b.first);
+    const canPauses = tasks.slice(1).map((t, i) => t.first - tasks[i]!.last);
     await budgetHandle.terminate('bench done').catch(() => {});
     await clientConn.close();
     await connection.close();
@@ -191,6 +245,8 @@ snapshot budget: ${times.length} disks, budget ${budget}, holds ${holdMinMs}–$
   hand-off, release → next grant received  p50 ${s(percentile(handoffs, 50))}  p99 ${s(percentile(handoffs, 99))}  max ${s(handoffs[handoffs.length - 1] ?? 0)}
   slot utilisation while a backlog exists  ${(100 * utilisation).toFixed(1)} %   (goal ≥ 95 %; ${s(to - from)} of backlog; max in use seen ${maxInUse}, max queued seen ${maxQueued})
   budget state carried by continue-as-new  max ${(maxState / 1024).toFixed(0)} KiB (Temporal refuses a payload over 2 MiB)
+  continue-as-new pause (old run's last task → new run's first)   median ${s(percentile(sorted(canPauses), 50))}  max ${s(Math.max(0, ...canPauses))}
+  budget workflow tasks                    slowest ${s(Math.max(0, ...tasks.map((t) => t.slowest)))}; failed or timed out ${tasks.reduce((n, t) => n + t.failed, 0)}${failures.map((f) => `\n    ${f}`).join('')}
   budget workflow runs                     ${runs.length}; history length max ${Math.max(...histLengths)} events, size max ${(Math.max(...histSizes) / 1024 ** 2).toFixed(2)} MiB (server cap 51,200 events / 50 MiB)
   bench process (worker + client) peak     RSS ${(peakRss / 1024 ** 2).toFixed(0)} MiB, heap ${(peakHeap / 1024 ** 2).toFixed(0)} MiB`);
   } finally {
