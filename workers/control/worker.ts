@@ -101,6 +101,11 @@ export async function createControlWorker(
     ...common,
     taskQueue: config.LIFEBOAT_CONTROL_TASK_QUEUE,
     activities,
+    // An iteration's workflow task stays open while its control steps run as local activities
+    // (Postgres reads and writes): at the SDK's default of 40 open tasks, 300 plans firing in the
+    // same second wrote their job rows 11 s late (bench/schedules.ts).
+    maxConcurrentWorkflowTaskExecutions: 200,
+    maxConcurrentLocalActivityExecutions: 200,
     ...opts.worker,
   });
   const { taskQueue: _q, activities: _a, ...workerOptions } = opts.worker ?? {};
