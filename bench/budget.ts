@@ -52,9 +52,13 @@ export function percentile(sorted: number[], p: number): number {
 }
 
 export async function run(args: string[]): Promise<void> {
-  const nDisks = numberArg(args, '--disks', 10000);
-  const budget = numberArg(args, '--budget', 80);
-  const perHolder = numberArg(args, '--per-holder', 8);
+  const nDisks = numberArg(args, '--disks', 10000, 1);
+  const budget = numberArg(args, '--budget', 80, 1);
+  const perHolder = numberArg(args, '--per-holder', 8, 1);
+  if (nDisks <= budget)
+    throw new BenchUsageError(
+      `--disks must be more than --budget (${budget}): a backlog is what this measures`,
+    );
   const [holdMinMs, holdMaxMs] = stringArg(args, '--hold-ms', '1000-3000').split('-').map(Number) as [
     number,
     number,
