@@ -36,7 +36,10 @@ export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, unknown> = {
   // The schedules' own workflows run on the server's per-namespace worker: one, with 2 pollers by
   // default. Temporal's guidance: a poller per 4 schedule starts a second (these go together).
   'worker.perNamespaceWorkerCount': 4,
-  'worker.perNamespaceWorkerOptions': { MaxConcurrentWorkflowTaskPollers: 64, MaxConcurrentActivityTaskPollers: 8 },
+  'worker.perNamespaceWorkerOptions': {
+    MaxConcurrentWorkflowTaskPollers: 64,
+    MaxConcurrentActivityTaskPollers: 8,
+  },
 };
 
 /** Start the Temporal CLI's dev server from .venv on loopback and wait until it answers. */
