@@ -40,7 +40,8 @@ export const controlActivities = (summary: string, extra: ActivityOptions = {}) 
  * round trip through the server's task queues each (three history events and two workflow tasks
  * fewer per step): at 1,000 plans on a 1-minute RPO those round trips were most of the Temporal
  * server's work (bench/schedules.ts). Each is idempotent like before; a local activity that
- * fails is retried in the worker (a server timer once a backoff passes a minute). Iterations
+ * fails is retried in the worker (backoff up to 30 s, under the SDK's one-minute threshold for a
+ * server timer) while the workflow task stays open and is kept alive by the SDK. Iterations
  * recorded before ran them as activities and still replay so (patch `iteration-local-steps`).
  */
 export const controlSteps = (summary: string): ReplicationControlActivities =>
