@@ -35,7 +35,7 @@ import { startTemporalDevServer } from '../scripts/stack/temporal';
 import { childEnv } from '../scripts/stack/test-env';
 import { ensureVenv, PROJECT_ROOT } from '../scripts/stack/venv';
 import { ControlWorker, createSnapshotBudgetWorker } from '../workers/control/worker';
-import { BenchUsageError, numberArg, stringArg } from './args';
+import { BenchUsageError, integerArg, rejectUnknownArgs, stringArg } from './args';
 import type { BenchHolderInput, BenchLeaseTimes } from './budget-workflows';
 import { startCpuProfile } from './cpu-profile';
 
@@ -52,9 +52,10 @@ export function percentile(sorted: number[], p: number): number {
 }
 
 export async function run(args: string[]): Promise<void> {
-  const nDisks = numberArg(args, '--disks', 10000, 1);
-  const budget = numberArg(args, '--budget', 80, 1);
-  const perHolder = numberArg(args, '--per-holder', 8, 1);
+  rejectUnknownArgs(args, ['--disks', '--budget', '--per-holder', '--hold-ms'], ['--cpu-prof']);
+  const nDisks = integerArg(args, '--disks', 10000, 1);
+  const budget = integerArg(args, '--budget', 80, 1);
+  const perHolder = integerArg(args, '--per-holder', 8, 1);
   if (nDisks <= budget)
     throw new BenchUsageError(
       `--disks must be more than --budget (${budget}): a backlog is what this measures`,
@@ -63,8 +64,10 @@ export async function run(args: string[]): Promise<void> {
     number,
     number,
   ];
-  if (![holdMinMs, holdMaxMs].every(Number.isFinite) || holdMinMs > holdMaxMs)
-    throw new BenchUsageError('--hold-ms must be MIN-MAX in milliseconds (e.g. 1000-3000)');
+  if (![holdMinMs, holdMaxMs].every(Number.isFinite) || holdMinMs > holdMaxMs || holdMaxMs < 1)
+    throw new BenchUsageError(
+      `--hold-ms must be MIN-MAX in milliseconds with MIN ≤ MAX and MAX ≥ 1, e.g. 1000-3000 (got "${stringArg(args, '--hold-ms', '1000-3000')}")`,
+    );
   const say = (m: string) => console.log(`[bench budget] ${m}`);
   say(`machine: ${machine()}; load ${loadAvg()}`);
   ensureVenv();
@@ -124,7 +127,7 @@ export async function run(args: string[]): Promise<void> {
 
     const holders = Math.ceil(nDisks / perHolder);
     say(
-      `${nDisks} disks in ${holders} holder workflows (${perHolder} each) on a budget of ${budget}, each slot held ${holdMinMs}–${holdMaxMs} ms …`,
+      `${nDisks} disks in ${holders} holder workflow(s) (up to ${perHolder} each) on a budget of ${budget}, each slot held ${holdMinMs}–${holdMaxMs} ms …`,
     );
     const stopProfile = args.includes('--cpu-prof') ? await startCpuProfile() : undefined;
     const t0 = Date.now();
@@ -205,6 +208,9 @@ export async function run(args: string[]): Promise<void> {
               );
           }
         }
+        // The list reports 0 for a run still open: count its history here.
+        r.historyLength = history.events?.length ?? 0;
+        r.historySize = proto.temporal.api.history.v1.History.encode(history).finish().length;
         return { first: completed[0] ?? 0, last: completed[completed.length - 1] ?? 0, slowest, failed };
       }),
     );
@@ -249,7 +255,7 @@ snapshot budget: ${times.length} disks, budget ${budget}, holds ${holdMinMs}–$
   hand-off, release → next grant received  p50 ${s(percentile(handoffs, 50))}  p99 ${s(percentile(handoffs, 99))}  max ${s(handoffs[handoffs.length - 1] ?? 0)}
   slot utilisation while a backlog exists  ${(100 * utilisation).toFixed(1)} %   (goal ≥ 95 %; ${s(to - from)} of backlog; max in use seen ${maxInUse}, max queued seen ${maxQueued})
   budget state carried by continue-as-new  max ${(maxState / 1024).toFixed(0)} KiB (Temporal refuses a payload over 2 MiB)
-  continue-as-new pause (old run's last task → new run's first)   median ${s(percentile(sorted(canPauses), 50))}  max ${s(Math.max(0, ...canPauses))}
+  continue-as-new pause (old run's last task → new run's first)   ${canPauses.length === 0 ? 'none (one run)' : `median ${s(percentile(sorted(canPauses), 50))}  max ${s(Math.max(...canPauses))}`}
   budget workflow tasks                    slowest ${s(Math.max(0, ...tasks.map((t) => t.slowest)))}; failed or timed out ${tasks.reduce((n, t) => n + t.failed, 0)}${failures.map((f) => `\n    ${f}`).join('')}
   budget workflow runs                     ${runs.length}; history length max ${Math.max(...histLengths)} events, size max ${(Math.max(...histSizes) / 1024 ** 2).toFixed(2)} MiB (server cap 51,200 events / 50 MiB)
   bench process (worker + client) peak     RSS ${(peakRss / 1024 ** 2).toFixed(0)} MiB, heap ${(peakHeap / 1024 ** 2).toFixed(0)} MiB`);

@@ -35,7 +35,7 @@ import { jobs, nodes } from '../schema/index';
 import { startStack } from '../scripts/stack/index';
 import { childEnv } from '../scripts/stack/test-env';
 import { createControlWorker } from '../workers/control/worker';
-import { BenchUsageError, numberArg, stringArg } from './args';
+import { BenchUsageError, integerArg, rejectUnknownArgs, stringArg } from './args';
 import { loadAvg, machine, percentile } from './budget';
 
 /** CPU seconds of this process's children whose command name starts with `comm` (from /proc). */
@@ -61,8 +61,9 @@ const selfCpu = () => {
 };
 
 export async function run(args: string[]): Promise<void> {
-  const nPlans = numberArg(args, '--plans', 1000, 1);
-  const minutes = numberArg(args, '--minutes', 3, 1);
+  rejectUnknownArgs(args, ['--plans', '--minutes', '--phase']);
+  const nPlans = integerArg(args, '--plans', 1000, 1);
+  const minutes = integerArg(args, '--minutes', 3, 1);
   const phase = stringArg(args, '--phase', 'same');
   if (phase !== 'same' && phase !== 'spread')
     throw new BenchUsageError(`--phase must be "same" or "spread" (got "${phase}")`);
