@@ -60,13 +60,12 @@ export async function run(args: string[]): Promise<void> {
     throw new BenchUsageError(
       `--disks must be more than --budget (${budget}): a backlog is what this measures`,
     );
-  const [holdMinMs, holdMaxMs] = stringArg(args, '--hold-ms', '1000-3000').split('-').map(Number) as [
-    number,
-    number,
-  ];
-  if (![holdMinMs, holdMaxMs].every(Number.isFinite) || holdMinMs > holdMaxMs || holdMaxMs < 1)
+  const holdArg = stringArg(args, '--hold-ms', '1000-3000');
+  const hold = /^(\d+)-(\d+)$/.exec(holdArg);
+  const [holdMinMs, holdMaxMs] = [Number(hold?.[1]), Number(hold?.[2])];
+  if (!hold || holdMinMs > holdMaxMs || holdMaxMs < 1)
     throw new BenchUsageError(
-      `--hold-ms must be MIN-MAX in milliseconds with MIN ≤ MAX and MAX ≥ 1, e.g. 1000-3000 (got "${stringArg(args, '--hold-ms', '1000-3000')}")`,
+      `--hold-ms must be MIN-MAX in whole milliseconds with MIN ≤ MAX and MAX ≥ 1, e.g. 1000-3000 (got "${holdArg}")`,
     );
   const say = (m: string) => console.log(`[bench budget] ${m}`);
   say(`machine: ${machine()}; load ${loadAvg()}`);

@@ -67,6 +67,13 @@ export async function run(args: string[]): Promise<void> {
   const phase = stringArg(args, '--phase', 'same');
   if (phase !== 'same' && phase !== 'spread')
     throw new BenchUsageError(`--phase must be "same" or "spread" (got "${phase}")`);
+  // It creates 1,000 schedules that fire every minute until it deletes them at the end: only
+  // ever on the stack it starts itself, never on a cluster or AWS account named in the environment.
+  for (const name of ['TEMPORAL_ADDRESS', 'LIFEBOAT_AWS_ENDPOINT'])
+    if (process.env[name] && !(name === 'LIFEBOAT_AWS_ENDPOINT' && process.env[name] === 'moto'))
+      throw new BenchUsageError(
+        `${name} is set (${process.env[name]}): this bench starts its own Temporal dev server and moto; unset it`,
+      );
   const say = (m: string) => console.log(`[bench schedules] ${new Date().toISOString().slice(11, 19)} ${m}`);
   say(`machine: ${machine()}; load ${loadAvg()}`);
   const stack = await startStack('test', () => {});
