@@ -170,9 +170,10 @@ export async function run(args: string[]): Promise<void> {
     const loadEnd = loadAvg();
 
     // Runs of the budget workflow (continue-as-new): history length and size of each.
-    const runs: { historyLength: number; historySize?: number | undefined; runId: string }[] = [];
+    // Counted from each run's own history below: the list reports 0 for the run still open.
+    const runs: { historyLength: number; historySize: number; runId: string }[] = [];
     for await (const e of client.workflow.list({ query: `WorkflowId = '${snapshotBudgetWorkflowId(site)}'` }))
-      runs.push({ historyLength: e.historyLength, historySize: e.historySize, runId: e.runId });
+      runs.push({ historyLength: 0, historySize: 0, runId: e.runId });
     // Each run's workflow tasks: the first and last completed (a continue-as-new pauses the grants
     // from the old run's last task to the new run's first), the slowest, and the failed ones.
     const EventType = proto.temporal.api.enums.v1.EventType;
@@ -207,7 +208,6 @@ export async function run(args: string[]): Promise<void> {
               );
           }
         }
-        // The list reports 0 for a run still open: count its history here.
         r.historyLength = history.events?.length ?? 0;
         r.historySize = proto.temporal.api.history.v1.History.encode(history).finish().length;
         return { first: completed[0] ?? 0, last: completed[completed.length - 1] ?? 0, slowest, failed };
@@ -243,7 +243,7 @@ export async function run(args: string[]): Promise<void> {
     const maxInUse = Math.max(0, ...samples.map((s) => s.inUse));
     const s = (ms: number) => `${(ms / 1000).toFixed(2).padStart(8)} s`;
     const histLengths = runs.map((r) => r.historyLength);
-    const histSizes = runs.map((r) => r.historySize ?? 0);
+    const histSizes = runs.map((r) => r.historySize);
     console.log(`
 snapshot budget: ${times.length} disks, budget ${budget}, holds ${holdMinMs}–${holdMaxMs} ms (ideal ${s((nDisks / budget) * ((holdMinMs + holdMaxMs) / 2))})
   machine                                  ${machine()}
