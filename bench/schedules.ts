@@ -17,7 +17,7 @@ import { closeSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSyn
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import { inArray } from 'drizzle-orm';
+import { inArray, sql } from 'drizzle-orm';
 import pLimit from 'p-limit';
 import { createNodeActivities } from '../activities/node';
 import { plansService } from '../api/services/plans';
@@ -31,15 +31,18 @@ import { temporalConnectionOptions } from '../lib/temporal';
 import { createDb } from '../schema/db';
 import { PlanInput } from '../schema/domain/plan';
 import { SiteInput } from '../schema/domain/site';
-import { jobs, nodes } from '../schema/index';
+import { jobSteps, jobs, nodes } from '../schema/index';
 import { startStack } from '../scripts/stack/index';
 import { childEnv } from '../scripts/stack/test-env';
 import { createControlWorker } from '../workers/control/worker';
 import { BenchUsageError, integerArg, rejectUnknownArgs, stringArg } from './args';
 import { loadAvg, machine, percentile } from './budget';
 
-/** CPU seconds of this process's children whose command name starts with `comm` (from /proc). */
-function childCpuSeconds(comm: string): number {
+/**
+ * CPU seconds of the processes whose command name starts with `comm` (from /proc): this process's
+ * children, or with `anyParent` every such process (Postgres runs as a system service here).
+ */
+function childCpuSeconds(comm: string, anyParent = false): number {
   const tick = 100; // USER_HZ
   let total = 0;
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
@@ -47,7 +50,7 @@ function childCpuSeconds(comm: string): number {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(f[1]) !== process.pid || !name.startsWith(comm)) continue;
+      if ((!anyParent && Number(f[1]) !== process.pid) || !name.startsWith(comm)) continue;
       total += (Number(f[11]) + Number(f[12])) / tick;
     } catch {
       // gone
@@ -175,7 +178,23 @@ export async function run(args: string[]): Promise<void> {
     const measureFrom = firstMinute + 60_000;
     const measureTo = measureFrom + minutes * 60_000;
     await new Promise((r) => setTimeout(r, measureFrom - Date.now()));
-    const cpu0 = { self: selfCpu(), temporal: childCpuSeconds('temporal'), moto: childCpuSeconds('moto') };
+    const dbName = new URL(stack.env.DATABASE_URL!).pathname.slice(1);
+    // Statements (each autocommit statement is a transaction) the bench's database ran.
+    const dbTransactions = async () =>
+      Number(
+        (
+          await db.execute(
+            sql`select xact_commit + xact_rollback as n from pg_stat_database where datname = ${dbName}`,
+          )
+        )[0]?.n ?? 0,
+      );
+    const cpu0 = {
+      self: selfCpu(),
+      temporal: childCpuSeconds('temporal'),
+      moto: childCpuSeconds('moto'),
+      postgres: childCpuSeconds('postgres', true),
+      xacts: await dbTransactions(),
+    };
     say(`measuring ${minutes} minute(s) of schedules …`);
     const loads: string[] = [];
     while (Date.now() < measureTo) {
@@ -187,6 +206,8 @@ export async function run(args: string[]): Promise<void> {
       self: selfCpu() - cpu0.self,
       temporal: childCpuSeconds('temporal') - cpu0.temporal,
       moto: childCpuSeconds('moto') - cpu0.moto,
+      postgres: childCpuSeconds('postgres', true) - cpu0.postgres,
+      xacts: (await dbTransactions()) - cpu0.xacts,
     };
     // Stop firing; let the running iterations end before the workers stop.
     await Promise.all(
@@ -214,16 +235,41 @@ export async function run(args: string[]): Promise<void> {
       startLag.push(e.startTime.getTime() - nominal);
     }
     const jobRows = await db
-      .select({ workflowId: jobs.workflowId, startedAt: jobs.startedAt, status: jobs.status })
+      .select({
+        id: jobs.id,
+        workflowId: jobs.workflowId,
+        startedAt: jobs.startedAt,
+        endedAt: jobs.endedAt,
+        status: jobs.status,
+      })
       .from(jobs)
       .where(inArray(jobs.planId, planIds));
+    // Where an iteration's time goes: the whole job, and the copy on the node (the disk step's progress).
+    const copyMs = new Map(
+      (
+        await db
+          .select({ jobId: jobSteps.jobId, progress: jobSteps.progress })
+          .from(jobSteps)
+          .where(
+            inArray(
+              jobSteps.jobId,
+              jobRows.map((j) => j.id),
+            ),
+          )
+      ).map((r) => [r.jobId, Number((r.progress as { durationMs?: unknown } | null)?.durationMs)]),
+    );
     const stepLag: number[] = [];
+    const jobMs: number[] = [];
+    const nodeMs: number[] = [];
     let completed = 0;
     for (const j of jobRows) {
       const nominal = nominalOf(j.workflowId);
       if (!(nominal >= measureFrom && nominal < measureTo) || !j.startedAt) continue;
       stepLag.push(j.startedAt.getTime() - nominal);
       if (j.status === 'completed') completed++;
+      if (j.endedAt) jobMs.push(j.endedAt.getTime() - j.startedAt.getTime());
+      const c = copyMs.get(j.id);
+      if (c !== undefined && Number.isFinite(c)) nodeMs.push(c);
     }
     const expected = nPlans * minutes;
     const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
@@ -231,14 +277,18 @@ export async function run(args: string[]): Promise<void> {
     const jl = sorted(stepLag);
     const s = (ms: number) => `${(ms / 1000).toFixed(2).padStart(7)} s`;
     const windowS = (measureTo - measureFrom) / 1000;
+    const perIt = (cpuS: number) => ((cpuS * 1000) / Math.max(1, sl.length)).toFixed(0);
     console.log(`
 schedules: ${nPlans} plans × 1-minute RPO (${phase === 'same' ? 'all with the same start time: one burst a minute' : 'start times spread over the minute'}), ${minutes} min measured
   machine                                     ${machine()}
   load average, each minute                   ${loads.join(' | ')}   (other work on the machine counts here)
-  CPU used in the window (s per s)            bench process (control + node worker) ${(cpu.self / windowS).toFixed(2)}, Temporal dev server ${(cpu.temporal / windowS).toFixed(2)}, moto ${(cpu.moto / windowS).toFixed(2)}
+  CPU used in the window (s per s)            bench process (control + node worker) ${(cpu.self / windowS).toFixed(2)}, Temporal dev server ${(cpu.temporal / windowS).toFixed(2)}, moto ${(cpu.moto / windowS).toFixed(2)}, Postgres (every process of the service) ${(cpu.postgres / windowS).toFixed(2)}
+  per iteration started (ms CPU; statements)  bench ${perIt(cpu.self)}, Temporal ${perIt(cpu.temporal)}, moto ${perIt(cpu.moto)}, Postgres ${perIt(cpu.postgres)}; ${(cpu.xacts / Math.max(1, sl.length)).toFixed(0)} Postgres transactions
   iterations due / started / job row / completed  ${expected} / ${sl.length} / ${jl.length} / ${completed}   (a run still going at its next firing is skipped: overlap SKIP)
   start lag, workflow started − scheduled     p50 ${s(percentile(sl, 50))}  p99 ${s(percentile(sl, 99))}  max ${s(sl[sl.length - 1] ?? Number.NaN)}
   start lag, job row written (2nd step)       p50 ${s(percentile(jl, 50))}  p99 ${s(percentile(jl, 99))}  max ${s(jl[jl.length - 1] ?? Number.NaN)}   (goal: every one ≤ 5 s)
+  iteration, job row written → ended          p50 ${s(percentile(sorted(jobMs), 50))}  p99 ${s(percentile(sorted(jobMs), 99))}  max ${s(sorted(jobMs)[jobMs.length - 1] ?? Number.NaN)}   (over 60 s: the next firing is skipped)
+  of which the copy on the node               p50 ${s(percentile(sorted(nodeMs), 50))}  p99 ${s(percentile(sorted(nodeMs), 99))}  max ${s(sorted(nodeMs)[nodeMs.length - 1] ?? Number.NaN)}
   plans + schedules created in                ${createdS.toFixed(1)} s`);
 
     control.shutdown();

@@ -56,6 +56,40 @@ export interface IterationPlan {
   nodePickupTimeoutMs: number;
 }
 
+/** How jobs, steps and messages name a disk: `disk "root" of VM "web-1"`. */
+export const diskLabel = (d: { diskName: string; vmName: string }) =>
+  `disk "${d.diskName}" of VM "${d.vmName}"`;
+
+/** The step of one disk in a replication iteration's job (the workflow and `beginReplicationIteration` agree on it). */
+export const iterationDiskStep = (jobId: string, d: IterationDisk, index: number) => ({
+  jobId,
+  key: `disk-${d.diskId}`,
+  seq: index + 1,
+  name: `Replicate ${diskLabel(d)}`,
+});
+
+/** The ids an iteration draws before its first step (uuid4() in the workflow: the same on replay). */
+export interface IterationIds {
+  workflowId: string;
+  jobId: string;
+  recoveryPointId: string;
+}
+
+/** The replication job row of an iteration, without its status (the workflow and `beginReplicationIteration` agree on it). */
+export const replicationJobOf = (input: ReplicationIterationInput, ids: IterationIds, it: IterationPlan) => ({
+  jobId: ids.jobId,
+  workflowId: ids.workflowId,
+  kind: 'replication' as const,
+  planId: it.planId,
+  planName: it.planName,
+  params: {
+    trigger: input.trigger,
+    vmIds: it.vmIds,
+    recoveryPointId: ids.recoveryPointId,
+    ...(input.vmId ? { vmId: input.vmId } : {}),
+  },
+});
+
 /** A node that can take a transfer, as node selection ranks it. */
 export interface TransferNode {
   nodeId: string;
@@ -150,6 +184,8 @@ export interface RecoveryPointRecord {
   recoveryPointId: string;
   workflowId: string;
   planId: string;
+  /** Known to the iteration: its event names the plan without a lookup. */
+  planName?: string;
   vmId?: string;
   /** When the iteration started (epoch ms): the point in time the point stands for. */
   pointInTime: number;

@@ -20,6 +20,16 @@ const HISTORY = path.resolve(import.meta.dirname, 'histories', 'replication-iter
  */
 const REVERSE_HISTORY = path.resolve(import.meta.dirname, 'histories', 'reverse-iteration.json');
 const TEST_KEYRING = path.resolve(import.meta.dirname, 'histories', 'test-keyring.json');
+/**
+ * An incremental iteration on PATCH_COMBINED_STEPS (3 disks; its control steps two or three per
+ * local activity), recorded by test/replication.test.ts with the committed TEST keyring.
+ * Regenerate: LIFEBOAT_RECORD_HISTORIES=1 npm test -- test/replication.test.ts
+ */
+const COMBINED_HISTORY = path.resolve(
+  import.meta.dirname,
+  'histories',
+  'replication-iteration-combined.json',
+);
 const History = temporal.api.history.v1.History;
 
 describe('recorded replication iteration', () => {
@@ -43,6 +53,35 @@ describe('recorded replication iteration', () => {
     expect((history.events ?? []).some((e) => e.workflowExecutionSignaledEventAttributes)).toBe(true);
     // Recorded before encryption: Lifeboat's data converter passes its plain payloads through.
     const dataConverter = await lifeboatDataConverter(testConfig());
+    await Worker.runReplayHistory(
+      { workflowBundle: workflowBundle(), dataConverter },
+      history,
+      recorded.workflowId,
+    );
+  });
+
+  it('replays the recorded iteration on combined control steps against the current workflow code', async () => {
+    expect(existsSync(COMBINED_HISTORY), `${COMBINED_HISTORY} is missing: record it`).toBe(true);
+    const recorded = JSON.parse(readFileSync(COMBINED_HISTORY, 'utf8')) as {
+      workflowId: string;
+      history: object;
+    };
+    const history = History.fromObject(recorded.history);
+    const events = history.events ?? [];
+    // The local activities' types, from their markers' data (core's LocalActivityMarkerData).
+    const localActivities = events
+      .map((e) => e.markerRecordedEventAttributes?.details?.data?.payloads?.[0]?.data)
+      .filter((d): d is Uint8Array => d instanceof Uint8Array)
+      .map((d) => (JSON.parse(Buffer.from(d).toString('utf8')) as { activity_type?: string }).activity_type);
+    expect(localActivities.filter((t) => t === 'beginReplicationIteration')).toHaveLength(1);
+    expect(localActivities.filter((t) => t === 'requestSnapshotSlotForStep')).toHaveLength(3);
+    expect(localActivities.filter((t) => t === 'releaseSnapshotSlotForStep')).toHaveLength(3);
+    expect(localActivities.filter((t) => t === 'finishReplicationIteration')).toHaveLength(1);
+    const activities = events
+      .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
+      .filter(Boolean);
+    expect(activities.filter((a) => a === 'replicateDisk')).toHaveLength(3);
+    const dataConverter = await lifeboatDataConverter(testConfig({ LIFEBOAT_KEYRING: TEST_KEYRING }));
     await Worker.runReplayHistory(
       { workflowBundle: workflowBundle(), dataConverter },
       history,

@@ -42,13 +42,24 @@ import {
 // bundled workflows, node workers running the real data path (behind the strict AWS layer)
 // against moto, Temporal Schedules on the dev server.
 const MiB = 1024 ** 2;
-const ITERATION_HISTORY = path.resolve(import.meta.dirname, 'histories', 'replication-iteration.json');
+/** Recorded on request (iterations on PATCH_COMBINED_STEPS); `replication-iteration.json` keeps the oldest form. */
+const ITERATION_HISTORY = path.resolve(
+  import.meta.dirname,
+  'histories',
+  'replication-iteration-combined.json',
+);
+const TEST_KEYRING = path.resolve(import.meta.dirname, 'histories', 'test-keyring.json');
+const RECORD = runVar('LIFEBOAT_RECORD_HISTORIES') === '1';
 // Same storage as test/recovery/replay.test.ts (protobufjs plain objects; see its comment).
 const History = temporal.api.history.v1.History;
 const historyToObject = (h: temporal.api.history.v1.IHistory) =>
   History.toObject(History.fromObject(h), { longs: String, enums: String, bytes: String });
 const controlQueue = uniqueId('control');
-const config = testConfig({ LIFEBOAT_CONTROL_TASK_QUEUE: controlQueue });
+const config = testConfig({
+  LIFEBOAT_CONTROL_TASK_QUEUE: controlQueue,
+  // A recorded history must be readable by test/replication-replay.test.ts: the committed test keyring.
+  ...(RECORD ? { LIFEBOAT_KEYRING: TEST_KEYRING } : {}),
+});
 let api: TestApi;
 let client: Client;
 let closeClient: () => Promise<void>;
@@ -220,7 +231,7 @@ describe('replication iteration', () => {
       history,
       second.workflowId,
     );
-    if (runVar('LIFEBOAT_RECORD_HISTORIES') === '1')
+    if (RECORD)
       writeFileSync(
         ITERATION_HISTORY,
         `${JSON.stringify({ workflowId: second.workflowId, history: historyToObject(history) }, null, 1)}\n`,

@@ -50,12 +50,13 @@ export function createControlActivities(deps: ControlActivityDeps) {
     deps.db,
     createEventLog(deps.db, deps.listeners ?? defaultEventListeners(deps)),
   );
+  const jobs = createJobActivities(deps.db, reporter);
   // A write that violates the schema fails at once, instead of retrying without end.
   return withPermanentDbFailures({
     ...createSelfCheckActivities(deps.db),
-    ...createJobActivities(deps.db, reporter),
+    ...jobs,
     ...createJobReconcilerActivities(deps.db, reporter),
-    ...createReplicationControlActivities(deps.db, settings, reporter),
+    ...createReplicationControlActivities(deps.db, settings, reporter, jobs),
     ...createRecoveryActivities(deps.db, settings, deps.awsHooks),
     ...createProtectionActivities(deps.db, reporter),
     ...createReverseActivities(deps.db, settings, reporter),

@@ -7,9 +7,9 @@ import {
 } from '@temporalio/workflow';
 import type { JobWrite } from '../../activities/control/jobs/projection';
 import type { ReplicationControlActivities } from '../../activities/control/replication';
-import type { StepRef, StepWrite, TransferNode } from '../../contracts';
+import { diskLabel, type StepRef, type StepWrite, type TransferNode } from '../../contracts';
 import { failureMessage } from '../jobs/failures';
-import { setJobStatusAttr } from '../jobs/status-attr';
+import { setJobStatusAttr, updateJobStatusAttr } from '../jobs/status-attr';
 import { dispatchToNodes, forEachBounded, rankNodes } from './node-dispatch';
 import { snapshotSlots } from './snapshot-slots';
 
@@ -45,13 +45,23 @@ export const controlActivities = (summary: string, extra: ActivityOptions = {}) 
  * recorded before ran them as activities and still replay so (patch `iteration-local-steps`).
  */
 export const controlSteps = (summary: string): ReplicationControlActivities =>
-  patched('iteration-local-steps')
-    ? proxyLocalActivities<ReplicationControlActivities>({
-        startToCloseTimeout: '1 minute',
-        retry: CONTROL_RETRY,
-        summary,
-      })
-    : controlActivities(summary);
+  patched('iteration-local-steps') ? localSteps(summary) : controlActivities(summary);
+
+/** The control steps as local activities, with no patch check (iterations on PATCH_COMBINED_STEPS). */
+export const localSteps = (summary: string): ReplicationControlActivities =>
+  proxyLocalActivities<ReplicationControlActivities>({
+    startToCloseTimeout: '1 minute',
+    retry: CONTROL_RETRY,
+    summary,
+  });
+
+/**
+ * The forward iteration's control steps two or three per local activity
+ * (activities/control/replication/iteration-steps.ts), its search attributes upserted only when
+ * they differ from what its schedule set, and no other patch checked: about a third fewer history
+ * events and activations per iteration. Iterations recorded before replay their own way.
+ */
+export const PATCH_COMBINED_STEPS = 'iteration-combined-steps';
 
 /** What both iterations know of a disk they copy. */
 export interface CopiedDisk {
@@ -62,8 +72,7 @@ export interface CopiedDisk {
   vmPriority: number;
 }
 
-export const diskLabel = (d: Pick<CopiedDisk, 'diskName' | 'vmName'>) =>
-  `disk "${d.diskName}" of VM "${d.vmName}"`;
+export { diskLabel };
 
 /** The iteration's job row without its state. */
 export type IterationJob = Omit<JobWrite, 'status' | 'result' | 'error' | 'remediation'>;
@@ -82,9 +91,16 @@ export async function failIterationJob(
   summary: string,
   outcome: { error: string; remediation: string },
   failure: { message: string; type: string },
+  /** The iteration runs on PATCH_COMBINED_STEPS: no patch checks. */
+  combinedSteps = false,
 ): Promise<never> {
-  await controlSteps(summary).upsertReplicationJob({ ...job, status: 'failed', ...outcome });
-  setJobStatusAttr('failed');
+  await (combinedSteps ? localSteps : controlSteps)(summary).upsertReplicationJob({
+    ...job,
+    status: 'failed',
+    ...outcome,
+  });
+  if (combinedSteps) updateJobStatusAttr('failed');
+  else setJobStatusAttr('failed');
   throw ApplicationFailure.nonRetryable(failure.message, failure.type);
 }
 
@@ -130,6 +146,8 @@ export interface DiskCopies<D extends CopiedDisk, R extends { nodeId: string }> 
   };
   /** The completed step's message and progress. */
   copiedStep: (disk: D, result: R) => Pick<StepWrite, 'message' | 'progress'>;
+  /** The iteration runs on PATCH_COMBINED_STEPS: a disk's control steps go two per local activity. */
+  combinedSteps?: boolean;
 }
 
 /**
@@ -141,9 +159,10 @@ export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string
   o: DiskCopies<D, R>,
 ): Promise<{ copied: { disk: D; result: R }[]; failed: { disk: D; message: string }[] }> {
   const { plan } = o;
+  const steps = o.combinedSteps ? localSteps : controlSteps;
   const slots = snapshotSlots(
     plan.targetSiteId,
-    controlSteps('Ask the snapshot budget of the target for a slot').requestSnapshotSlot,
+    steps('Ask the snapshot budget of the target for a slot').requestSnapshotSlot,
     plan.snapshotBudget ? { budget: plan.snapshotBudget } : {},
     (input) => controlSteps('Give the snapshot slot back').releaseSnapshotSlot(input),
   );
@@ -151,9 +170,90 @@ export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string
   const assigned = new Map<string, number>();
   const copied: { disk: D; result: R }[] = [];
   const failed: { disk: D; message: string }[] = [];
+
+  /** Copy the disk on the least loaded node of the source site that picks it up. */
+  const copyOnNode = async (disk: D): Promise<R> => {
+    const candidates = await steps(o.say.listNodes).listTransferNodes({
+      siteId: plan.sourceSiteId,
+      siteName: plan.sourceSiteName,
+    });
+    const picked = await dispatchToNodes(
+      rankNodes(candidates, assigned),
+      plan.nodePickupTimeoutMs,
+      o.say.copyName(disk),
+      (node) => {
+        assigned.set(node.nodeId, (assigned.get(node.nodeId) ?? 0) + 1);
+        return o
+          .copy(node, disk)
+          .finally(() => assigned.set(node.nodeId, (assigned.get(node.nodeId) ?? 1) - 1));
+      },
+      (node) =>
+        steps(o.say.suspect(node)).markNodeSuspect({
+          nodeId: node.nodeId,
+          reason: o.say.suspectReason(disk),
+        }),
+    );
+    if (o.markPickedNodeOnline && picked.node.state === 'suspect')
+      await steps(`Mark node ${picked.node.nodeId} online again`).markNodeOnline({
+        nodeId: picked.node.nodeId,
+      });
+    return picked.result;
+  };
+
+  const markFailed = async (disk: D, step: StepRef, e: unknown) => {
+    const message = failureMessage(e);
+    failed.push({ disk, message });
+    await steps(`Mark ${diskLabel(disk)} as failed`).upsertReplicationSteps([
+      { ...step, status: 'failed', message },
+    ]);
+  };
+
+  /**
+   * One disk on PATCH_COMBINED_STEPS: its step marked waiting with the slot request, and the slot
+   * given back with its outcome (completed or failed), each in one local activity.
+   */
+  const copyCombined = async (disk: D, step: StepRef, leaseId: string) => {
+    try {
+      await slots.acquire(
+        {
+          leaseId,
+          planPriority: plan.planPriority,
+          vmPriority: disk.vmPriority,
+          label: o.say.slotLabel(disk),
+        },
+        (ask) =>
+          localSteps(o.say.waiting(disk)).requestSnapshotSlotForStep({
+            ...ask,
+            step: { ...step, status: 'running', message: 'waiting for a snapshot slot' },
+          }),
+      );
+    } catch (e) {
+      // Not granted (cancelled while queued): the budget's holder check reclaims the request.
+      await markFailed(disk, step, e);
+      return;
+    }
+    let outcome: StepWrite;
+    let summary: string;
+    try {
+      const result = await copyOnNode(disk);
+      copied.push({ disk, result });
+      outcome = { ...step, status: 'completed', actor: result.nodeId, ...o.copiedStep(disk, result) };
+      summary = o.say.copied(disk);
+    } catch (e) {
+      const message = failureMessage(e);
+      failed.push({ disk, message });
+      outcome = { ...step, status: 'failed', message };
+      summary = `Mark ${diskLabel(disk)} as failed`;
+    }
+    await slots.release(leaseId, (input) =>
+      localSteps(summary).releaseSnapshotSlotForStep({ ...input, step: outcome }),
+    );
+  };
+
   await forEachBounded(o.disks, PARALLEL_DISKS, async (disk, i) => {
     const step = o.stepOf(disk, i);
     const leaseId = `${o.workflowId}/${disk.diskId}`;
+    if (o.combinedSteps) return copyCombined(disk, step, leaseId);
     try {
       await controlSteps(o.say.waiting(disk)).upsertReplicationSteps([
         { ...step, status: 'running', message: 'waiting for a snapshot slot' },
@@ -166,31 +266,7 @@ export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string
       });
       let result: R;
       try {
-        const candidates = await controlSteps(o.say.listNodes).listTransferNodes({
-          siteId: plan.sourceSiteId,
-          siteName: plan.sourceSiteName,
-        });
-        const picked = await dispatchToNodes(
-          rankNodes(candidates, assigned),
-          plan.nodePickupTimeoutMs,
-          o.say.copyName(disk),
-          (node) => {
-            assigned.set(node.nodeId, (assigned.get(node.nodeId) ?? 0) + 1);
-            return o
-              .copy(node, disk)
-              .finally(() => assigned.set(node.nodeId, (assigned.get(node.nodeId) ?? 1) - 1));
-          },
-          (node) =>
-            controlSteps(o.say.suspect(node)).markNodeSuspect({
-              nodeId: node.nodeId,
-              reason: o.say.suspectReason(disk),
-            }),
-        );
-        result = picked.result;
-        if (o.markPickedNodeOnline && picked.node.state === 'suspect')
-          await controlSteps(`Mark node ${picked.node.nodeId} online again`).markNodeOnline({
-            nodeId: picked.node.nodeId,
-          });
+        result = await copyOnNode(disk);
       } finally {
         await slots.release(leaseId);
       }
@@ -199,11 +275,7 @@ export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string
         { ...step, status: 'completed', actor: result.nodeId, ...o.copiedStep(disk, result) },
       ]);
     } catch (e) {
-      const message = failureMessage(e);
-      failed.push({ disk, message });
-      await controlSteps(`Mark ${diskLabel(disk)} as failed`).upsertReplicationSteps([
-        { ...step, status: 'failed', message },
-      ]);
+      await markFailed(disk, step, e);
     }
   });
   return { copied, failed };

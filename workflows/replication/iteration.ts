@@ -1,4 +1,4 @@
-import { proxyActivities, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
+import { patched, proxyActivities, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
 import type {
   DiskTransferResult,
   IterationDisk,
@@ -8,14 +8,25 @@ import type {
   ReplicationIterationResult,
   TransferNode,
 } from '../../contracts';
-import { JobKindAttr, PlanIdAttr, replicationSnapshotTags, VmIdsAttr } from '../../contracts';
-import { setJobStatusAttr } from '../jobs/status-attr';
+import {
+  iterationDiskStep,
+  JobKindAttr,
+  JobStatusAttr,
+  PlanIdAttr,
+  PlanNameAttr,
+  replicationJobOf,
+  replicationSnapshotTags,
+  VmIdsAttr,
+} from '../../contracts';
+import { setJobStatusAttr, updateJobStatusAttr, upsertChangedSearchAttributes } from '../jobs/status-attr';
 import {
   completeIterationJob,
   controlSteps,
   copyDisks,
   diskLabel,
   failIterationJob,
+  localSteps,
+  PATCH_COMBINED_STEPS,
   startIterationJob,
 } from './disk-copies';
 
@@ -40,44 +51,50 @@ export async function replicationIterationWorkflow(
   input: ReplicationIterationInput,
 ): Promise<ReplicationIterationResult> {
   const { workflowId } = workflowInfo();
+  // Checked first: on it, no other patch is checked (disk-copies.ts).
+  const combined = patched(PATCH_COMBINED_STEPS);
   const pointInTime = Date.now();
   // uuid4() is seeded from the workflow: the same ids on replay and on retries of the activities.
   const recoveryPointId = uuid4();
   const jobId = uuid4();
-  const it: IterationPlan = await controlSteps(
-    'Load the plan, its VMs and disks, and the previous recovery point of each disk',
-  ).loadReplicationIteration({ planId: input.planId, ...(input.vmId ? { vmId: input.vmId } : {}) });
-  upsertSearchAttributes([
-    { key: PlanIdAttr, value: it.planId },
-    // Keyword lists are capped (about 2 KB): the first 40 VM ids, like recovery jobs.
-    { key: VmIdsAttr, value: it.vmIds.slice(0, 40) },
-    { key: JobKindAttr, value: 'replication' },
-  ]);
-  setJobStatusAttr('running', it.planName);
+  const ids = { workflowId, jobId, recoveryPointId };
+  const stepOf = (d: IterationDisk, i: number) => iterationDiskStep(jobId, d, i);
+  let it: IterationPlan;
+  if (combined) {
+    // The plan's load, its job row and its pending steps in one local activity.
+    it = await localSteps(
+      'Load the plan, its VMs, disks and previous recovery points; record the replication job as running',
+    ).beginReplicationIteration({ iteration: input, ids });
+    // The schedule starts the iteration with these set: upserted only when the plan changed since.
+    upsertChangedSearchAttributes([
+      { key: PlanIdAttr, value: it.planId },
+      { key: VmIdsAttr, value: it.vmIds.slice(0, 40) },
+      { key: JobKindAttr, value: 'replication' },
+      { key: JobStatusAttr, value: 'running' },
+      { key: PlanNameAttr, value: it.planName },
+    ]);
+  } else {
+    it = await controlSteps(
+      'Load the plan, its VMs and disks, and the previous recovery point of each disk',
+    ).loadReplicationIteration({ planId: input.planId, ...(input.vmId ? { vmId: input.vmId } : {}) });
+    upsertSearchAttributes([
+      { key: PlanIdAttr, value: it.planId },
+      // Keyword lists are capped (about 2 KB): the first 40 VM ids, like recovery jobs.
+      { key: VmIdsAttr, value: it.vmIds.slice(0, 40) },
+      { key: JobKindAttr, value: 'replication' },
+    ]);
+    setJobStatusAttr('running', it.planName);
+  }
 
-  const jobBase = {
-    jobId,
-    workflowId,
-    kind: 'replication' as const,
-    planId: it.planId,
-    params: {
-      trigger: input.trigger,
-      vmIds: it.vmIds,
-      recoveryPointId,
-      ...(input.vmId ? { vmId: input.vmId } : {}),
-    },
-  };
-  const stepOf = (d: IterationDisk, i: number) => ({
-    jobId,
-    key: `disk-${d.diskId}`,
-    seq: i + 1,
-    name: `Replicate ${diskLabel(d)}`,
-  });
-  await startIterationJob(
-    jobBase,
-    `Record replication job of plan "${it.planName}" as running`,
-    it.disks.map(stepOf),
-  );
+  // The job row as the activities write it (with the plan's name for its events on PATCH_COMBINED_STEPS).
+  const { planName: _name, ...legacyJob } = replicationJobOf(input, ids, it);
+  const jobBase = combined ? replicationJobOf(input, ids, it) : legacyJob;
+  if (!combined)
+    await startIterationJob(
+      jobBase,
+      `Record replication job of plan "${it.planName}" as running`,
+      it.disks.map(stepOf),
+    );
 
   if (it.disks.length === 0) {
     const message = `Plan "${it.planName}" has no disks to replicate${input.vmId ? ' for this VM' : ''}; add VMs with disks to the plan.`;
@@ -86,6 +103,7 @@ export async function replicationIterationWorkflow(
       'Record the replication job as failed',
       { error: message, remediation: 'Add VMs with disks to the plan, then replicate again.' },
       { message, type: 'NothingToReplicate' },
+      combined,
     );
   }
 
@@ -126,6 +144,7 @@ export async function replicationIterationWorkflow(
       suspectReason: (disk) => `no pickup of ${diskLabel(disk)} within ${it.nodePickupTimeoutMs} ms`,
       copied: (disk) => `Mark ${diskLabel(disk)} as replicated`,
     },
+    combinedSteps: combined,
     copiedStep: (_disk, result) => ({
       message: `${result.changedBlocks} of ${result.totalBlocks} blocks written (${result.bytesWritten} bytes) to ${result.snapshotId}`,
       progress: {
@@ -153,11 +172,12 @@ export async function replicationIterationWorkflow(
         message: `Replication of plan "${it.planName}" failed for ${failures.length} of ${it.disks.length} disk(s): ${error}. ${remediation}`,
         type: 'ReplicationDiskFailed',
       },
+      combined,
     );
   }
 
   const durationMs = Date.now() - pointInTime;
-  await controlSteps('Record the recovery point with each disk snapshot').recordRecoveryPoint({
+  const recoveryPoint = {
     recoveryPointId,
     workflowId,
     planId: it.planId,
@@ -165,16 +185,24 @@ export async function replicationIterationWorkflow(
     pointInTime,
     durationMs,
     disks: results.map(({ disk, result }) => ({ ...result, diskId: disk.diskId, vmId: disk.vmId })),
-  });
+  };
   const summary: ReplicationIterationResult = {
     recoveryPointId,
     changedBlocks: results.reduce((n, r) => n + r.result.changedBlocks, 0),
     bytesWritten: results.reduce((n, r) => n + r.result.bytesWritten, 0),
   };
-  await completeIterationJob(jobBase, 'Record the replication job as completed', {
-    ...summary,
-    durationMs,
-    disks: results.length,
-  });
+  const result = { ...summary, durationMs, disks: results.length };
+  if (combined) {
+    await localSteps(
+      'Record the recovery point with each disk snapshot; record the replication job as completed',
+    ).finishReplicationIteration({
+      recoveryPoint: { ...recoveryPoint, planName: it.planName },
+      job: { ...jobBase, status: 'completed', result },
+    });
+    updateJobStatusAttr('completed');
+    return summary;
+  }
+  await controlSteps('Record the recovery point with each disk snapshot').recordRecoveryPoint(recoveryPoint);
+  await completeIterationJob(jobBase, 'Record the replication job as completed', result);
   return summary;
 }

@@ -54,11 +54,13 @@ export function snapshotSlots(
   return {
     async acquire(
       req: Omit<SlotRequest, 'holderWorkflowId' | 'requestedAt'>,
+      /** Sends the first request instead of `requestSlot` (one that also records the disk's step). */
+      firstAsk?: RequestSlot,
     ): Promise<{ waitedMs: number; grantSeq: number }> {
       const t0 = Date.now();
       const request: SlotRequest = { ...req, holderWorkflowId, requestedAt: t0 };
-      for (;;) {
-        await requestSlot({ targetSiteId, request, settings });
+      for (let ask = firstAsk ?? requestSlot; ; ask = requestSlot) {
+        await ask({ targetSiteId, request, settings });
         // Re-ask after a long silence: harmless (idempotent), and survives a reset budget workflow.
         if (await condition(() => granted.has(req.leaseId), REASK_AFTER_MS)) break;
       }
@@ -70,12 +72,17 @@ export function snapshotSlots(
      * throws: a release that fails (the budget not running) must not fail the copied disk; the
      * budget's holder check reclaims the lease once this workflow has closed.
      */
-    async release(leaseId: string): Promise<void> {
+    async release(
+      leaseId: string,
+      /** Gives the slot back instead of `releaseSlot` (one that also records the disk's step); no patch check. */
+      via?: ReleaseSlot,
+    ): Promise<void> {
       granted.delete(leaseId);
-      const gathered = releaseSlot && patched('snapshot-slot-release-activity');
+      const gathered =
+        via ?? (releaseSlot && patched('snapshot-slot-release-activity') ? releaseSlot : undefined);
       await CancellationScope.nonCancellable(() =>
         gathered
-          ? releaseSlot({ targetSiteId, leaseId })
+          ? gathered({ targetSiteId, leaseId })
           : getExternalWorkflowHandle(budgetId).signal(releaseSnapshotSlotSignal, { leaseId }),
       ).catch((e) => {
         log.warn('snapshot slot release failed; the budget reclaims it when this workflow closes', {

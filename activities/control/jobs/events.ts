@@ -53,6 +53,8 @@ export interface JobFacts {
   jobId: string;
   kind: JobKind;
   planId: string | null;
+  /** Known to the caller (the replication iteration): no lookup. */
+  planName?: string | null | undefined;
   status: JobStatus;
   workflowId?: string;
   error?: string | null | undefined;
@@ -69,7 +71,7 @@ async function planName(db: Db, planId: string | null) {
 export async function jobEvent(db: Db, job: JobFacts): Promise<EventInput | undefined> {
   const l = LIFECYCLE[job.status];
   if (!l) return undefined;
-  const name = await planName(db, job.planId);
+  const name = job.planName ?? (await planName(db, job.planId));
   const what = `${KIND_NAMES[job.kind]}${name ? ` of plan "${name}"` : ''}`;
   const failed = job.status !== 'running' && job.status !== 'completed';
   return {

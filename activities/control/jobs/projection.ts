@@ -37,6 +37,8 @@ export function activityRunId(): string | undefined {
 export interface JobWrite {
   jobId: string;
   workflowId: string;
+  /** The plan's name when the workflow knows it: the job's event names it without a lookup. */
+  planName?: string;
   kind: JobKind;
   planId: string;
   status: JobStatus;

@@ -155,12 +155,14 @@ export function createIterationDataActivities(db: Db, settings: ControlSettings,
       });
       // Retention follows every new point (idempotent: a retried call writes the same expiries).
       await applyRetention(db, input.planId);
-      const [plan] = await db.select({ name: plans.name }).from(plans).where(eq(plans.id, input.planId));
+      const planName =
+        input.planName ??
+        (await db.select({ name: plans.name }).from(plans).where(eq(plans.id, input.planId)))[0]?.name;
       const bytes = input.disks.reduce((n, d) => n + d.bytesWritten, 0);
       await reporter.report({
         type: 'recovery-point.created',
         severity: 'info',
-        message: `Recovery point of plan "${plan?.name ?? input.planId}" at ${new Date(input.pointInTime).toISOString()}: ${input.disks.length} disk(s), ${bytes} bytes written`,
+        message: `Recovery point of plan "${planName ?? input.planId}" at ${new Date(input.pointInTime).toISOString()}: ${input.disks.length} disk(s), ${bytes} bytes written`,
         planId: input.planId,
         vmId: input.vmId ?? null,
         data: {
