@@ -16,6 +16,7 @@ const BENCHES: Record<string, () => Promise<{ run(args: string[]): Promise<void>
   reverse: () => import('./reverse'),
   budget: () => import('./budget'),
   schedules: () => import('./schedules'),
+  'schedule-fire': () => import('./schedule-fire'),
 };
 
 /** A bench's leading doc comment, without its comment markers. */

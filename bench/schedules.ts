@@ -42,7 +42,7 @@ import { loadAvg, machine, percentile } from './budget';
  * CPU seconds of the processes whose command name starts with `comm` (from /proc): this process's
  * children, or with `anyParent` every such process (Postgres runs as a system service here).
  */
-function childCpuSeconds(comm: string, anyParent = false): number {
+export function childCpuSeconds(comm: string, anyParent = false): number {
   const tick = 100; // USER_HZ
   let total = 0;
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
