@@ -310,6 +310,49 @@ describe('replication iteration', () => {
     expect(await verify(second.result.recoveryPointId)).toMatchObject({ ok: true, mismatches: 0 });
   }, 60_000);
 
+  it('records a disk it cannot read as failed, gives its snapshot slot back, and fails the job naming the disk', async () => {
+    const img = path.join(dir, 'readable.img');
+    makeSparseImage(img, 4 * MiB, everyKth((4 * MiB) / BLOCK_SIZE, 2, 0));
+    const missing = path.join(dir, 'missing.img');
+    const plan = await call('POST', '/v1/plans', {
+      body: fixtures.plan(sourceSiteId, targetSiteId, {
+        vms: [
+          fixtures.vm('half', {
+            disks: [disk('root', img, 4 * MiB, '/dev/sda1'), disk('lost', missing, 4 * MiB, '/dev/sdb')],
+          }),
+        ],
+      }),
+    });
+    const started = await api.call('POST', `/v1/plans/${plan.id}/replication/now`, {
+      token: api.tokens.operator,
+    });
+    expect(started.status).toBe(202);
+    const { workflowId } = started.body.runs[0];
+    await expect(client.workflow.getHandle(workflowId).result()).rejects.toThrow();
+    const [job] = await api.db.select().from(jobs).where(eq(jobs.workflowId, workflowId));
+    expect(job).toMatchObject({ status: 'failed' });
+    expect(job?.error).toMatch(/disk "lost" of VM "half"/);
+    expect(job?.remediation).toMatch(/replication now/);
+    const detail = await call('GET', `/v1/jobs/${job!.id}`);
+    const byName = Object.fromEntries(
+      detail.steps.map((st: { name: string; status: string; message?: string }) => [st.name, st]),
+    );
+    expect(byName['Replicate disk "root" of VM "half"']).toMatchObject({ status: 'completed' });
+    expect(byName['Replicate disk "lost" of VM "half"']).toMatchObject({ status: 'failed' });
+    expect(byName['Replicate disk "lost" of VM "half"'].message).toMatch(/missing\.img/);
+    const stepFailed = await call('GET', `/v1/events?type=step.failed&plan=${plan.id}`);
+    expect(stepFailed.items.some((e: { jobId?: string }) => e.jobId === job!.id)).toBe(true);
+    // Both slots (the copied disk's and the failed one's) are back: nothing held, nothing queued.
+    const budget = await client.workflow
+      .getHandle(snapshotBudgetWorkflowId(targetSiteId))
+      .query(snapshotBudgetStateQuery);
+    expect(budget).toMatchObject({ inUse: 0, queued: 0 });
+    // No recovery point for a failed iteration.
+    expect(
+      await api.db.select().from(recoveryPoints).where(eq(recoveryPoints.workflowId, workflowId)),
+    ).toHaveLength(0);
+  }, 60_000);
+
   it('dispatches to the next node when the least loaded one does not pick up the transfer', async () => {
     const site = await call('POST', '/v1/sites', { body: fixtures.fileSourceSite() });
     const silent = uniqueId('silent');
