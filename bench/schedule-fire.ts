@@ -18,7 +18,7 @@ import { startStack } from '../scripts/stack/index';
 import { childEnv } from '../scripts/stack/test-env';
 import { integerArg, rejectUnknownArgs } from './args';
 import { loadAvg, machine } from './budget';
-import { childCpuSeconds } from './schedules';
+import { cpuMeter } from './schedules';
 
 export async function run(args: string[]): Promise<void> {
   rejectUnknownArgs(args, ['--schedules', '--minutes']);
@@ -44,11 +44,10 @@ export async function run(args: string[]): Promise<void> {
     const running = worker.run();
     const conn = await Connection.connect({ address });
     const client = new Client({ connection: conn, namespace });
-    const serverCpu = () => childCpuSeconds('temporal');
 
     // (1) Client starts, N a minute for `minutes`, spread like the schedules' firings.
     const started: Promise<unknown>[] = [];
-    let cpu0 = serverCpu();
+    let server = cpuMeter('temporal');
     const t0 = Date.now();
     for (let i = 0; i < n * minutes; i++) {
       await new Promise((r) => setTimeout(r, Math.max(0, t0 + (i * 60_000) / n - Date.now())));
@@ -59,7 +58,7 @@ export async function run(args: string[]): Promise<void> {
       );
     }
     await Promise.all(started);
-    const clientMs = ((serverCpu() - cpu0) * 1000) / (n * minutes);
+    const clientMs = (server.read() * 1000) / (n * minutes);
     say(`client-started: ${clientMs.toFixed(1)} ms of server CPU per workflow; load ${loadAvg()}`);
 
     // (2) The same workflow from N Schedules.
@@ -83,7 +82,7 @@ export async function run(args: string[]): Promise<void> {
     );
     // The first minute has the creations in it: measure whole minutes after it.
     await new Promise((r) => setTimeout(r, 60_000));
-    cpu0 = serverCpu();
+    server = cpuMeter('temporal');
     const countFired = async () => {
       let c = 0;
       for await (const _ of client.workflow.list({ query: `WorkflowId STARTS_WITH 'fire-'` })) c++;
@@ -91,7 +90,7 @@ export async function run(args: string[]): Promise<void> {
     };
     const fired0 = await countFired();
     await new Promise((r) => setTimeout(r, minutes * 60_000));
-    const cpu = serverCpu() - cpu0;
+    const cpu = server.read();
     const fired = (await countFired()) - fired0;
     const fireMs = (cpu * 1000) / Math.max(1, fired);
     await Promise.all(

@@ -39,25 +39,43 @@ import { BenchUsageError, integerArg, rejectUnknownArgs, stringArg } from './arg
 import { loadAvg, machine, percentile } from './budget';
 
 /**
- * CPU seconds of the processes whose command name starts with `comm` (from /proc): this process's
- * children, or with `anyParent` every such process (Postgres runs as a system service here).
+ * CPU seconds, by pid, of the processes whose command name starts with `comm` (from /proc): this
+ * process's children, or with `anyParent` every such process (Postgres runs as a system service
+ * here, its backends come and go).
  */
-export function childCpuSeconds(comm: string, anyParent = false): number {
+function cpuByPid(comm: string, anyParent: boolean): Map<string, number> {
   const tick = 100; // USER_HZ
-  let total = 0;
+  const byPid = new Map<string, number>();
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       if ((!anyParent && Number(f[1]) !== process.pid) || !name.startsWith(comm)) continue;
-      total += (Number(f[11]) + Number(f[12])) / tick;
+      byPid.set(pid, (Number(f[11]) + Number(f[12])) / tick);
     } catch {
       // gone
     }
   }
-  return total;
+  return byPid;
 }
+
+/**
+ * A CPU meter over a window: `read()` gives the CPU seconds those processes used since the meter
+ * started — per pid, so a process that exits in the window drops out without making the sum go
+ * back (its share of the window is then missing: a low figure, never a negative one).
+ */
+export function cpuMeter(comm: string, anyParent = false): { read(): number } {
+  const start = cpuByPid(comm, anyParent);
+  return {
+    read() {
+      let total = 0;
+      for (const [pid, s] of cpuByPid(comm, anyParent)) total += s - (start.get(pid) ?? 0);
+      return total;
+    },
+  };
+}
+
 const selfCpu = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
@@ -188,13 +206,13 @@ export async function run(args: string[]): Promise<void> {
           )
         )[0]?.n ?? 0,
       );
-    const cpu0 = {
-      self: selfCpu(),
-      temporal: childCpuSeconds('temporal'),
-      moto: childCpuSeconds('moto'),
-      postgres: childCpuSeconds('postgres', true),
-      xacts: await dbTransactions(),
+    const self0 = selfCpu();
+    const meters = {
+      temporal: cpuMeter('temporal'),
+      moto: cpuMeter('moto'),
+      postgres: cpuMeter('postgres', true),
     };
+    const xacts0 = await dbTransactions();
     say(`measuring ${minutes} minute(s) of schedules …`);
     const loads: string[] = [];
     while (Date.now() < measureTo) {
@@ -203,11 +221,11 @@ export async function run(args: string[]): Promise<void> {
       say(`load ${loads[loads.length - 1]}`);
     }
     const cpu = {
-      self: selfCpu() - cpu0.self,
-      temporal: childCpuSeconds('temporal') - cpu0.temporal,
-      moto: childCpuSeconds('moto') - cpu0.moto,
-      postgres: childCpuSeconds('postgres', true) - cpu0.postgres,
-      xacts: (await dbTransactions()) - cpu0.xacts,
+      self: selfCpu() - self0,
+      temporal: meters.temporal.read(),
+      moto: meters.moto.read(),
+      postgres: meters.postgres.read(),
+      xacts: (await dbTransactions()) - xacts0,
     };
     // Stop firing; let the running iterations end before the workers stop.
     await Promise.all(
@@ -282,8 +300,8 @@ export async function run(args: string[]): Promise<void> {
 schedules: ${nPlans} plans × 1-minute RPO (${phase === 'same' ? 'all with the same start time: one burst a minute' : 'start times spread over the minute'}), ${minutes} min measured
   machine                                     ${machine()}
   load average, each minute                   ${loads.join(' | ')}   (other work on the machine counts here)
-  CPU used in the window (s per s)            bench process (control + node worker) ${(cpu.self / windowS).toFixed(2)}, Temporal dev server ${(cpu.temporal / windowS).toFixed(2)}, moto ${(cpu.moto / windowS).toFixed(2)}, Postgres (every process of the service) ${(cpu.postgres / windowS).toFixed(2)}
-  per iteration started (ms CPU; statements)  bench ${perIt(cpu.self)}, Temporal ${perIt(cpu.temporal)}, moto ${perIt(cpu.moto)}, Postgres ${perIt(cpu.postgres)}; ${(cpu.xacts / Math.max(1, sl.length)).toFixed(0)} Postgres transactions
+  CPU used in the window (s per s)            bench process (control + node worker) ${(cpu.self / windowS).toFixed(2)}, Temporal dev server ${(cpu.temporal / windowS).toFixed(2)}, moto ${(cpu.moto / windowS).toFixed(2)}, Postgres (the service's processes, other databases' work included) ${(cpu.postgres / windowS).toFixed(2)}
+  per iteration started (ms CPU; statements)  bench ${perIt(cpu.self)}, Temporal ${perIt(cpu.temporal)}, moto ${perIt(cpu.moto)}, Postgres ${perIt(cpu.postgres)}; ${(cpu.xacts / Math.max(1, sl.length)).toFixed(0)} Postgres transactions   (idle work included: telling at hundreds of plans, not at a few)
   iterations due / started / job row / completed  ${expected} / ${sl.length} / ${jl.length} / ${completed}   (a run still going at its next firing is skipped: overlap SKIP)
   start lag, workflow started − scheduled     p50 ${s(percentile(sl, 50))}  p99 ${s(percentile(sl, 99))}  max ${s(sl[sl.length - 1] ?? Number.NaN)}
   start lag, job row written (2nd step)       p50 ${s(percentile(jl, 50))}  p99 ${s(percentile(jl, 99))}  max ${s(jl[jl.length - 1] ?? Number.NaN)}   (goal: every one ≤ 5 s)
