@@ -103,6 +103,16 @@ async function startNode(siteId: string, activeJobs = 0) {
   return nodeId;
 }
 
+/**
+ * A schedule that cannot fire while a test runs (weekly, first firing a day away): tests that
+ * compare one "replication now" with the next must not see a scheduled iteration in between
+ * (a 15-minute schedule fired between two of them when the test crossed a quarter hour).
+ */
+const quietReplication = () => ({
+  intervalMinutes: 10_080,
+  startTime: new Date(Date.now() + 86_400_000).toISOString(),
+});
+
 const disk = (name: string, file: string, sizeBytes: number, deviceName: string) => ({
   name,
   sourceRef: file,
@@ -174,7 +184,7 @@ describe('replication iteration', () => {
     const dataBlocks = sizes.map((s) => s / BLOCK_SIZE / 4);
     const plan = await call('POST', '/v1/plans', {
       body: fixtures.plan(sourceSiteId, targetSiteId, {
-        replication: { intervalMinutes: 60, startTime: '2026-01-01T00:07:00Z', synchronizeAllVms: true },
+        replication: { ...quietReplication(), synchronizeAllVms: true },
         vms: [
           fixtures.vm('web', {
             disks: [
@@ -188,7 +198,7 @@ describe('replication iteration', () => {
     });
     // The plan's write created its schedule (one for the plan: synchronize all VMs).
     const schedule = await client.schedule.getHandle(planScheduleId(plan.id)).describe();
-    expect(schedule.spec.intervals?.[0]?.every).toBe(60 * 60_000);
+    expect(schedule.spec.intervals?.[0]?.every).toBe(quietReplication().intervalMinutes * 60_000);
 
     const first = await replicateNow(plan.id);
     expect(first.result.changedBlocks).toBe(dataBlocks.reduce((a, b) => a + b, 0));
@@ -275,6 +285,7 @@ describe('replication iteration', () => {
     makeSparseImage(img, size, everyKth(size / BLOCK_SIZE, 4, 0));
     const plan = await call('POST', '/v1/plans', {
       body: fixtures.plan(sourceSiteId, targetSiteId, {
+        replication: quietReplication(),
         vms: [fixtures.vm('gone', { disks: [disk('root', img, size, '/dev/sda1')] })],
       }),
     });
@@ -316,6 +327,7 @@ describe('replication iteration', () => {
     const missing = path.join(dir, 'missing.img');
     const plan = await call('POST', '/v1/plans', {
       body: fixtures.plan(sourceSiteId, targetSiteId, {
+        replication: quietReplication(),
         vms: [
           fixtures.vm('half', {
             disks: [disk('root', img, 4 * MiB, '/dev/sda1'), disk('lost', missing, 4 * MiB, '/dev/sdb')],
