@@ -32,15 +32,27 @@ const COMBINED_HISTORY = path.resolve(
 );
 const History = temporal.api.history.v1.History;
 
+/** A recorded history and its workflow id (lease ids derive from it: the replay must use the same one). */
+function loadRecorded(file: string) {
+  expect(existsSync(file), `${file} is missing: record it (see this file's comments)`).toBe(true);
+  const recorded = JSON.parse(readFileSync(file, 'utf8')) as { workflowId: string; history: object };
+  const history = History.fromObject(recorded.history);
+  const events = history.events ?? [];
+  const activities = events
+    .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
+    .filter(Boolean);
+  return { workflowId: recorded.workflowId, history, events, activities };
+}
+
+/** Replay against the current bundle with the keyring the history was sealed with (none: plain payloads). */
+async function replay(r: ReturnType<typeof loadRecorded>, keyring?: string) {
+  const dataConverter = await lifeboatDataConverter(testConfig(keyring ? { LIFEBOAT_KEYRING: keyring } : {}));
+  await Worker.runReplayHistory({ workflowBundle: workflowBundle(), dataConverter }, r.history, r.workflowId);
+}
+
 describe('recorded replication iteration', () => {
   it('replays against the current workflow code', async () => {
-    expect(existsSync(HISTORY), `${HISTORY} is missing: record it (see this file's comment)`).toBe(true);
-    // The workflow id is stored too: lease ids derive from it, so the replay must use the same one.
-    const recorded = JSON.parse(readFileSync(HISTORY, 'utf8')) as { workflowId: string; history: object };
-    const history = History.fromObject(recorded.history);
-    const activities = (history.events ?? [])
-      .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
-      .filter(Boolean);
+    const r = loadRecorded(HISTORY);
     for (const t of [
       'loadReplicationIteration',
       'requestSnapshotSlot',
@@ -48,28 +60,17 @@ describe('recorded replication iteration', () => {
       'replicateDisk',
       'recordRecoveryPoint',
     ])
-      expect(activities).toContain(t);
-    expect(activities.filter((a) => a === 'replicateDisk')).toHaveLength(3);
-    expect((history.events ?? []).some((e) => e.workflowExecutionSignaledEventAttributes)).toBe(true);
+      expect(r.activities).toContain(t);
+    expect(r.activities.filter((a) => a === 'replicateDisk')).toHaveLength(3);
+    expect(r.events.some((e) => e.workflowExecutionSignaledEventAttributes)).toBe(true);
     // Recorded before encryption: Lifeboat's data converter passes its plain payloads through.
-    const dataConverter = await lifeboatDataConverter(testConfig());
-    await Worker.runReplayHistory(
-      { workflowBundle: workflowBundle(), dataConverter },
-      history,
-      recorded.workflowId,
-    );
+    await replay(r);
   });
 
   it('replays the recorded iteration on combined control steps against the current workflow code', async () => {
-    expect(existsSync(COMBINED_HISTORY), `${COMBINED_HISTORY} is missing: record it`).toBe(true);
-    const recorded = JSON.parse(readFileSync(COMBINED_HISTORY, 'utf8')) as {
-      workflowId: string;
-      history: object;
-    };
-    const history = History.fromObject(recorded.history);
-    const events = history.events ?? [];
+    const r = loadRecorded(COMBINED_HISTORY);
     // The local activities' types, from their markers' data (core's LocalActivityMarkerData).
-    const localActivities = events
+    const localActivities = r.events
       .map((e) => e.markerRecordedEventAttributes?.details?.data?.payloads?.[0]?.data)
       .filter((d): d is Uint8Array => d instanceof Uint8Array)
       .map((d) => (JSON.parse(Buffer.from(d).toString('utf8')) as { activity_type?: string }).activity_type);
@@ -77,41 +78,20 @@ describe('recorded replication iteration', () => {
     expect(localActivities.filter((t) => t === 'requestSnapshotSlotForStep')).toHaveLength(3);
     expect(localActivities.filter((t) => t === 'releaseSnapshotSlotForStep')).toHaveLength(3);
     expect(localActivities.filter((t) => t === 'finishReplicationIteration')).toHaveLength(1);
-    const activities = events
-      .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
-      .filter(Boolean);
-    expect(activities.filter((a) => a === 'replicateDisk')).toHaveLength(3);
-    const dataConverter = await lifeboatDataConverter(testConfig({ LIFEBOAT_KEYRING: TEST_KEYRING }));
-    await Worker.runReplayHistory(
-      { workflowBundle: workflowBundle(), dataConverter },
-      history,
-      recorded.workflowId,
-    );
+    expect(r.activities.filter((a) => a === 'replicateDisk')).toHaveLength(3);
+    await replay(r, TEST_KEYRING);
   });
 
   it('replays the recorded reverse iteration against the current workflow code', async () => {
-    expect(existsSync(REVERSE_HISTORY), `${REVERSE_HISTORY} is missing: record it`).toBe(true);
-    const recorded = JSON.parse(readFileSync(REVERSE_HISTORY, 'utf8')) as {
-      workflowId: string;
-      history: object;
-    };
-    const history = History.fromObject(recorded.history);
-    const activities = (history.events ?? [])
-      .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
-      .filter(Boolean);
-    expect(activities.filter((a) => a === 'reverseReplicateDisk')).toHaveLength(2);
+    const r = loadRecorded(REVERSE_HISTORY);
+    expect(r.activities.filter((a) => a === 'reverseReplicateDisk')).toHaveLength(2);
     for (const t of [
       'requestSnapshotSlot',
       'listTransferNodes',
       'recordDirectedPoint',
       'deleteReverseSnapshots',
     ])
-      expect(activities).toContain(t);
-    const dataConverter = await lifeboatDataConverter(testConfig({ LIFEBOAT_KEYRING: TEST_KEYRING }));
-    await Worker.runReplayHistory(
-      { workflowBundle: workflowBundle(), dataConverter },
-      history,
-      recorded.workflowId,
-    );
+      expect(r.activities).toContain(t);
+    await replay(r, TEST_KEYRING);
   });
 });

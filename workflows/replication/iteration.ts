@@ -87,8 +87,9 @@ export async function replicationIterationWorkflow(
   }
 
   // The job row as the activities write it (with the plan's name for its events on PATCH_COMBINED_STEPS).
-  const { planName: _name, ...legacyJob } = replicationJobOf(input, ids, it);
-  const jobBase = combined ? replicationJobOf(input, ids, it) : legacyJob;
+  const job = replicationJobOf(input, ids, it);
+  const { planName: _name, ...legacyJob } = job;
+  const jobBase = combined ? job : legacyJob;
   if (!combined)
     await startIterationJob(
       jobBase,
