@@ -8,12 +8,24 @@
  * (the iteration's second step, `jobs.started_at`), p50/p99/max, beside the machine's cores,
  * load average and the CPU each process used.
  *
- *   npm run bench -- schedules [--plans 1000] [--minutes 3] [--phase same|spread]
+ *   npm run bench -- schedules [--plans 1000] [--minutes 3] [--phase same|spread] [--changing 0]
  *
  * `--phase same` (default) gives every plan the same start time: all of them fire in the same
  * second each minute, the worst case. `spread` spreads the start times over the minute.
+ * `--changing PCT` gives that share of the plans a disk of their own with one block rewritten
+ * every minute, half a minute after the plan's firing: each of their iterations copies a changed
+ * block into a new snapshot, while the others' disks stay unchanged (their points share a snapshot).
  */
-import { closeSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
@@ -82,9 +94,13 @@ const selfCpu = () => {
 };
 
 export async function run(args: string[]): Promise<void> {
-  rejectUnknownArgs(args, ['--plans', '--minutes', '--phase']);
+  rejectUnknownArgs(args, ['--plans', '--minutes', '--phase', '--changing']);
   const nPlans = integerArg(args, '--plans', 1000, 1);
   const minutes = integerArg(args, '--minutes', 3, 1);
+  const changingPct = integerArg(args, '--changing', 0, 0);
+  if (changingPct > 100)
+    throw new BenchUsageError(`--changing is a percentage of the plans, 0 to 100 (got ${changingPct})`);
+  const nChanging = Math.round((nPlans * changingPct) / 100);
   const phase = stringArg(args, '--phase', 'same');
   if (phase !== 'same' && phase !== 'spread')
     throw new BenchUsageError(`--phase must be "same" or "spread" (got "${phase}")`);
@@ -109,6 +125,10 @@ export async function run(args: string[]): Promise<void> {
     ftruncateSync(fd, 1024 * 1024);
     writeSync(fd, Buffer.alloc(512 * 1024, 7), 0, 512 * 1024, 0);
     closeSync(fd);
+    // --changing: the first plans each get their own copy, rewritten once a minute (below).
+    const imageOf = (i: number) => (i < nChanging ? path.join(work, `changing-${i}.img`) : image);
+    for (let i = 0; i < nChanging; i++) copyFileSync(image, imageOf(i));
+    const offsetOf = (i: number) => (phase === 'spread' ? Math.floor((i * 60_000) / nPlans) : 0);
 
     const sites = sitesService(db);
     const src = await sites.create(
@@ -162,7 +182,7 @@ export async function run(args: string[]): Promise<void> {
     const planIds = await Promise.all(
       Array.from({ length: nPlans }, (_, i) =>
         plans(async () => {
-          const offsetMs = phase === 'spread' ? Math.floor((i * 60_000) / nPlans) : 0;
+          const offsetMs = offsetOf(i);
           const plan = await plansService(db).create(
             PlanInput.parse({
               name: `bench-${String(i).padStart(4, '0')}`,
@@ -177,7 +197,7 @@ export async function run(args: string[]): Promise<void> {
                   bootOrder: 1,
                   bootDelaySeconds: 0,
                   disks: [
-                    { name: 'root', sourceRef: image, sizeBytes: 1024 * 1024, deviceName: '/dev/sda1' },
+                    { name: 'root', sourceRef: imageOf(i), sizeBytes: 1024 * 1024, deviceName: '/dev/sda1' },
                   ],
                 },
               ],
@@ -190,6 +210,22 @@ export async function run(args: string[]): Promise<void> {
     );
     const createdS = (Date.now() - t0) / 1000;
     say(`${nPlans} plans and schedules created in ${createdS.toFixed(1)} s; load ${loadAvg()}`);
+
+    // The changing plans' disks: one block rewritten each minute, 30 s after the plan's firing.
+    const bySecond: number[][] = Array.from({ length: 60 }, () => []);
+    for (let i = 0; i < nChanging; i++)
+      bySecond[Math.floor(((offsetOf(i) + 30_000) % 60_000) / 1000)]!.push(i);
+    let writes = 0;
+    const writer = setInterval(() => {
+      for (const i of bySecond[Math.floor((Date.now() % 60_000) / 1000)] ?? []) {
+        const w = openSync(imageOf(i), 'r+');
+        const stamp = Buffer.alloc(16);
+        stamp.writeDoubleLE(Date.now(), 0);
+        stamp.writeUInt32LE(++writes, 8);
+        writeSync(w, stamp, 0, stamp.length, 0);
+        closeSync(w);
+      }
+    }, 1000);
 
     // Measure whole minutes after the first full minute (the first iterations are full copies).
     const firstMinute = Math.ceil(Date.now() / 60_000) * 60_000;
@@ -227,6 +263,7 @@ export async function run(args: string[]): Promise<void> {
       postgres: meters.postgres.read(),
       xacts: (await dbTransactions()) - xacts0,
     };
+    clearInterval(writer);
     // Stop firing; let the running iterations end before the workers stop.
     await Promise.all(
       planIds.map((id) =>
@@ -276,6 +313,12 @@ export async function run(args: string[]): Promise<void> {
           )
       ).map((r) => [r.jobId, Number((r.progress as { durationMs?: unknown } | null)?.durationMs)]),
     );
+    // Points in the window whose disk had a changed block (a new snapshot) or none (shared).
+    const [kinds] = await db.execute<{ copied: number; shared: number }>(
+      sql`select count(*) filter (where d.changed_blocks > 0)::int as copied, count(*) filter (where d.changed_blocks = 0)::int as shared
+          from recovery_point_disks d join recovery_points p on p.id = d.recovery_point_id
+          where p.plan_id in ${planIds} and p.point_in_time >= ${new Date(measureFrom).toISOString()} and p.point_in_time < ${new Date(measureTo).toISOString()}`,
+    );
     const stepLag: number[] = [];
     const jobMs: number[] = [];
     const nodeMs: number[] = [];
@@ -297,7 +340,8 @@ export async function run(args: string[]): Promise<void> {
     const windowS = (measureTo - measureFrom) / 1000;
     const perIt = (cpuS: number) => ((cpuS * 1000) / Math.max(1, sl.length)).toFixed(0);
     console.log(`
-schedules: ${nPlans} plans × 1-minute RPO (${phase === 'same' ? 'all with the same start time: one burst a minute' : 'start times spread over the minute'}), ${minutes} min measured
+schedules: ${nPlans} plans × 1-minute RPO (${phase === 'same' ? 'all with the same start time: one burst a minute' : 'start times spread over the minute'}), ${minutes} min measured; ${nChanging} plan(s) with a block changed every minute
+  points recorded: new snapshot / shared      ${kinds?.copied ?? 0} / ${kinds?.shared ?? 0}   (a disk with no changed block shares its previous point's snapshot)
   machine                                     ${machine()}
   load average, each minute                   ${loads.join(' | ')}   (other work on the machine counts here)
   CPU used in the window (s per s)            bench process (control + node worker) ${(cpu.self / windowS).toFixed(2)}, Temporal dev server ${(cpu.temporal / windowS).toFixed(2)}, moto ${(cpu.moto / windowS).toFixed(2)}, Postgres (the service's processes, other databases' work included) ${(cpu.postgres / windowS).toFixed(2)}

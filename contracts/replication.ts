@@ -35,7 +35,11 @@ export interface IterationDisk {
   vmName: string;
   vmPriority: number;
   source: DiskSource;
-  previous?: { recoveryPointId: string; snapshotId: string };
+  /**
+   * The disk's previous recovery point. `idle`: that point found no changed block, so this
+   * iteration first looks for changes without a snapshot slot (an idle disk never asks for one).
+   */
+  previous?: { recoveryPointId: string; snapshotId: string; idle?: boolean };
 }
 
 /** What `loadReplicationIteration` gives the iteration workflow. */
@@ -131,9 +135,15 @@ export interface DiskTransferInput {
   /** The recovery point this transfer belongs to (names the node's block-hash index). */
   recoveryPointId: string;
   /** The previous recovery point of this disk, if any: its index and snapshot are the base of the diff. */
-  previous?: { recoveryPointId: string; snapshotId: string };
+  previous?: { recoveryPointId: string; snapshotId: string; idle?: boolean };
   source: DiskSource;
   target: AwsTarget;
+  /**
+   * The workflow holds no snapshot slot for this transfer: the node may not start a snapshot. If a
+   * block changed since `previous` (or there is no usable previous point), it returns at once with
+   * `needsSlot`; otherwise the previous point's snapshot is the disk's snapshot again.
+   */
+  withoutSlot?: boolean;
   /** Tags put on the target snapshot (`replicationSnapshotTags`: ids of plan, VM, disk, point, iteration). */
   tags: Record<string, string>;
 }
@@ -171,6 +181,14 @@ export interface DiskTransferResult {
   changedBlocks: number;
   bytesWritten: number;
   durationMs: number;
+  /**
+   * No block changed since the previous recovery point: no snapshot was started, and
+   * `snapshotId` is the previous point's snapshot, which this point shares (expiry deletes a
+   * snapshot only when no point holds it any more).
+   */
+  reusedSnapshot?: boolean;
+  /** A transfer started `withoutSlot` found a changed block: nothing was written; run it again holding a slot. */
+  needsSlot?: boolean;
 }
 
 /** One disk's snapshot in a recovery point: its transfer's result, for the disk and VM it belongs to. */

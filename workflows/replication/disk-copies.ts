@@ -129,8 +129,16 @@ export interface DiskCopies<D extends CopiedDisk, R extends { nodeId: string }> 
     snapshotBudget?: number | undefined;
     nodePickupTimeoutMs: number;
   };
-  /** Start the copy of `disk` on `node` (its node activity). */
-  copy: (node: TransferNode, disk: D) => Promise<R>;
+  /**
+   * Start the copy of `disk` on `node` (its node activity). `withoutSlot`: no snapshot slot is
+   * held; the node answers `needsSlot` instead of starting a snapshot.
+   */
+  copy: (node: TransferNode, disk: D, withoutSlot?: boolean) => Promise<R>;
+  /**
+   * Copy this disk without a slot first (PATCH_COMBINED_STEPS only): it was unchanged last time,
+   * so most likely nothing needs a snapshot. Decided from recorded results only (deterministic).
+   */
+  withoutSlotFirst?: (disk: D) => boolean;
   /** Mark a suspect node that picked the copy up online again. */
   markPickedNodeOnline: boolean;
   /** This iteration's activity summaries and texts. */
@@ -155,7 +163,7 @@ export interface DiskCopies<D extends CopiedDisk, R extends { nodeId: string }> 
  * up, holding a snapshot slot meanwhile; each disk's step follows. A disk's failure is recorded
  * and returned, not thrown: the other disks go on. Results are in the order the copies ended.
  */
-export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string }>(
+export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string; needsSlot?: boolean }>(
   o: DiskCopies<D, R>,
 ): Promise<{ copied: { disk: D; result: R }[]; failed: { disk: D; message: string }[] }> {
   const { plan } = o;
@@ -172,7 +180,7 @@ export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string
   const failed: { disk: D; message: string }[] = [];
 
   /** Copy the disk on the least loaded node of the source site that picks it up. */
-  const copyOnNode = async (disk: D): Promise<R> => {
+  const copyOnNode = async (disk: D, withoutSlot?: boolean): Promise<R> => {
     const candidates = await steps(o.say.listNodes).listTransferNodes({
       siteId: plan.sourceSiteId,
       siteName: plan.sourceSiteName,
@@ -184,7 +192,7 @@ export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string
       (node) => {
         assigned.set(node.nodeId, (assigned.get(node.nodeId) ?? 0) + 1);
         return o
-          .copy(node, disk)
+          .copy(node, disk, withoutSlot)
           .finally(() => assigned.set(node.nodeId, (assigned.get(node.nodeId) ?? 1) - 1));
       },
       (node) =>
@@ -213,6 +221,22 @@ export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string
    * given back with its outcome (completed or failed), each in one local activity.
    */
   const copyCombined = async (disk: D, step: StepRef, leaseId: string) => {
+    // An idle disk: the node looks for changed blocks holding no slot, and needs none if there are none.
+    if (o.withoutSlotFirst?.(disk)) {
+      let outcome: StepWrite | undefined;
+      try {
+        const result = await copyOnNode(disk, true);
+        if (!result.needsSlot) {
+          copied.push({ disk, result });
+          outcome = { ...step, status: 'completed', actor: result.nodeId, ...o.copiedStep(disk, result) };
+          await localSteps(o.say.copied(disk)).upsertReplicationSteps([outcome]);
+          return;
+        }
+      } catch (e) {
+        await markFailed(disk, step, e);
+        return;
+      }
+    }
     try {
       await slots.acquire(
         {

@@ -1,4 +1,11 @@
-import { patched, proxyActivities, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  patched,
+  proxyActivities,
+  upsertSearchAttributes,
+  uuid4,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type {
   DiskTransferResult,
   IterationDisk,
@@ -113,11 +120,13 @@ export async function replicationIterationWorkflow(
     disks: it.disks,
     stepOf,
     plan: it,
-    copy: (node, disk) =>
+    copy: (node, disk, withoutSlot) =>
       nodeActivities(
         node,
         it.nodePickupTimeoutMs,
-        `Copy ${disk.previous ? 'the changed blocks of' : 'every block of'} ${diskLabel(disk)} to an EBS snapshot on node ${node.nodeId}`,
+        withoutSlot
+          ? `Look for changed blocks of ${diskLabel(disk)} on node ${node.nodeId} (unchanged last time: no snapshot slot held)`
+          : `Copy ${disk.previous ? 'the changed blocks of' : 'every block of'} ${diskLabel(disk)} to an EBS snapshot on node ${node.nodeId}`,
       ).replicateDisk({
         workflowId,
         planId: it.planId,
@@ -125,6 +134,7 @@ export async function replicationIterationWorkflow(
         diskId: disk.diskId,
         recoveryPointId,
         ...(disk.previous ? { previous: disk.previous } : {}),
+        ...(withoutSlot ? { withoutSlot } : {}),
         source: disk.source,
         target: it.target,
         tags: replicationSnapshotTags({
@@ -146,10 +156,14 @@ export async function replicationIterationWorkflow(
       copied: (disk) => `Mark ${diskLabel(disk)} as replicated`,
     },
     combinedSteps: combined,
+    withoutSlotFirst: (disk) => disk.previous?.idle === true,
     copiedStep: (_disk, result) => ({
-      message: `${result.changedBlocks} of ${result.totalBlocks} blocks written (${result.bytesWritten} bytes) to ${result.snapshotId}`,
+      message: result.reusedSnapshot
+        ? `no block changed since the previous recovery point (${result.totalBlocks} blocks checked): no new snapshot, the point shares ${result.snapshotId}`
+        : `${result.changedBlocks} of ${result.totalBlocks} blocks written (${result.bytesWritten} bytes) to ${result.snapshotId}`,
       progress: {
         snapshotId: result.snapshotId,
+        ...(result.reusedSnapshot ? { reusedSnapshot: true } : {}),
         changedBlocks: result.changedBlocks,
         totalBlocks: result.totalBlocks,
         bytesWritten: result.bytesWritten,
@@ -194,12 +208,16 @@ export async function replicationIterationWorkflow(
   };
   const result = { ...summary, durationMs, disks: results.length };
   if (combined) {
-    await localSteps(
+    const finished = await localSteps(
       'Record the recovery point with each disk snapshot; record the replication job as completed',
     ).finishReplicationIteration({
       recoveryPoint: { ...recoveryPoint, planName: it.planName },
       job: { ...jobBase, status: 'completed', result },
     });
+    if (finished.failure) {
+      updateJobStatusAttr('failed');
+      throw ApplicationFailure.nonRetryable(finished.failure, 'ReusedSnapshotExpired');
+    }
     updateJobStatusAttr('completed');
     return summary;
   }

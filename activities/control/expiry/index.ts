@@ -178,6 +178,13 @@ export function createExpiryActivities(db: Db, settings: ControlSettings, report
      * AWS refuses to delete (e.g. `InvalidSnapshot.InUse` by an image of a running recovery)
      * keeps its point for the next run. On AWS a deleted parent's blocks that a later snapshot
      * needs stay readable through it: a point never depends on its parents' rows or snapshots.
+     *
+     * Points share a snapshot when a disk had no changed block (the iteration reuses the previous
+     * point's snapshot). The batch runs in one transaction that first locks (FOR UPDATE, in id
+     * order) every point holding one of its snapshots: a snapshot is deleted only when no point
+     * outside the batch holds it, and an iteration recording a new holder (FOR SHARE on the same
+     * rows) either lands first — the snapshot is kept — or waits and finds it gone
+     * (activities/control/replication/iteration-data.ts).
      */
     async deleteExpiredBatch(
       step: StepRef,
@@ -185,45 +192,76 @@ export function createExpiryActivities(db: Db, settings: ControlSettings, report
       before: ExpiryTotals,
     ): Promise<{ points: number; snapshotsDeleted: number; snapshotsAlreadyGone: number; kept: string[] }> {
       const ctx = Context.current();
-      const limit = pLimit(16);
       let deleted = 0;
       let gone = 0;
+      let shared = 0;
       const kept: string[] = [];
-      const done: string[] = [];
-      await Promise.all(
-        points.map((p) =>
-          limit(async () => {
-            ctx.heartbeat(p.id);
+      const removedCount = await db.transaction(async (tx) => {
+        const snapshotIds = [...new Set(points.flatMap((p) => p.disks.map((d) => d.snapshotId)))];
+        const inBatch = new Set(points.map((p) => p.id));
+        const holders = snapshotIds.length
+          ? await tx.execute<{ id: string; snapshot_id: string }>(
+              sql`select p.id, d.snapshot_id
+                  from ${recoveryPoints} p join ${recoveryPointDisks} d on d.recovery_point_id = p.id
+                  where d.snapshot_id in ${snapshotIds} order by p.id for update of p`,
+            )
+          : [];
+        const heldElsewhere = new Set(holders.filter((h) => !inBatch.has(h.id)).map((h) => h.snapshot_id));
+        // One DeleteSnapshot per snapshot: its outcome is every holder's in the batch.
+        const limit = pLimit(16);
+        const outcome = new Map<string, Promise<string | null>>();
+        const deleteOnce = (ec2: EC2Client, snapshotId: string) => {
+          let o = outcome.get(snapshotId);
+          if (!o) {
+            o = limit(() => ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }))).then(
+              () => {
+                deleted++;
+                return null;
+              },
+              (e) => {
+                if (isNotFound(e)) {
+                  gone++;
+                  return null;
+                }
+                return `${snapshotId}: ${(e as Error).name}: ${(e as Error).message}`;
+              },
+            );
+            outcome.set(snapshotId, o);
+          }
+          return o;
+        };
+        const done: string[] = [];
+        await Promise.all(
+          points.map(async (p) => {
             const ec2 = await ec2Of(p);
             // Without a target to delete from, the point and its snapshot ids stay (never orphaned).
-            let ok = ec2 !== null || p.disks.length === 0;
-            if (!ok) kept.push(`${p.id}: no target site to delete its snapshots from`);
+            if (!ec2 && p.disks.length > 0) {
+              kept.push(`${p.id}: no target site to delete its snapshots from`);
+              return;
+            }
+            const refused: string[] = [];
             for (const d of p.disks) {
-              if (!ec2) break;
-              try {
-                await ec2.send(new DeleteSnapshotCommand({ SnapshotId: d.snapshotId }));
-                deleted++;
-              } catch (e) {
-                if (isNotFound(e)) gone++;
-                else {
-                  ok = false;
-                  kept.push(`${p.id}: ${d.snapshotId}: ${(e as Error).name}: ${(e as Error).message}`);
-                  break;
-                }
+              if (heldElsewhere.has(d.snapshotId)) shared++;
+              else {
+                const r = await deleteOnce(ec2!, d.snapshotId);
+                if (r) refused.push(r);
               }
             }
-            if (ok) done.push(p.id);
+            ctx.heartbeat(p.id);
+            if (refused.length) kept.push(`${p.id}: ${refused.join('; ')}`);
+            else done.push(p.id);
           }),
-        ),
-      );
-      const removed = done.length
-        ? await db
-            .delete(recoveryPoints)
-            .where(inArray(recoveryPoints.id, done))
-            .returning({ id: recoveryPoints.id })
-        : [];
+        );
+        const removed = done.length
+          ? await tx
+              .delete(recoveryPoints)
+              .where(inArray(recoveryPoints.id, done))
+              .returning({ id: recoveryPoints.id })
+          : [];
+        return removed.length;
+      });
       const totals = {
-        points: before.points + removed.length,
+        points: before.points + removedCount,
         snapshotsDeleted: before.snapshotsDeleted + deleted,
         snapshotsAlreadyGone: before.snapshotsAlreadyGone + gone,
       };
@@ -231,11 +269,11 @@ export function createExpiryActivities(db: Db, settings: ControlSettings, report
         {
           ...step,
           status: 'running',
-          message: `${totals.points} expired point(s) deleted, ${totals.snapshotsDeleted} snapshot(s) deleted, ${totals.snapshotsAlreadyGone} already gone`,
+          message: `${totals.points} expired point(s) deleted, ${totals.snapshotsDeleted} snapshot(s) deleted, ${totals.snapshotsAlreadyGone} already gone${shared ? `; in the last batch ${shared} disk snapshot(s) kept: newer points share them` : ''}`,
           progress: { ...totals, batches: before.batches + 1 },
         },
       ]);
-      return { points: removed.length, snapshotsDeleted: deleted, snapshotsAlreadyGone: gone, kept };
+      return { points: removedCount, snapshotsDeleted: deleted, snapshotsAlreadyGone: gone, kept };
     },
   };
 }

@@ -52,6 +52,7 @@ async function previousPoints(db: Db, diskIds: string[]) {
       recoveryPointId: recoveryPointDisks.recoveryPointId,
       snapshotId: recoveryPointDisks.snapshotId,
       sourceSnapshotId: recoveryPointDisks.sourceSnapshotId,
+      changedBlocks: recoveryPointDisks.changedBlocks,
     })
     .from(recoveryPointDisks)
     .innerJoin(recoveryPoints, eq(recoveryPoints.id, recoveryPointDisks.recoveryPointId))
@@ -59,7 +60,12 @@ async function previousPoints(db: Db, diskIds: string[]) {
     .orderBy(recoveryPointDisks.diskId, desc(recoveryPoints.pointInTime));
   return new Map(rows.map((p) => [p.diskId, p]));
 }
-type PreviousPoint = { recoveryPointId: string; snapshotId: string; sourceSnapshotId: string | null };
+type PreviousPoint = {
+  recoveryPointId: string;
+  snapshotId: string;
+  sourceSnapshotId: string | null;
+  changedBlocks: number;
+};
 
 /**
  * The iteration's view of a plan (pure): every disk of the loaded VMs with its source and its
@@ -96,7 +102,16 @@ export function iterationPlanOf(
             vmName: vm.name,
             vmPriority: vm.replicationPriority,
             source: src,
-            ...(p ? { previous: { recoveryPointId: p.recoveryPointId, snapshotId: p.snapshotId } } : {}),
+            ...(p
+              ? {
+                  previous: {
+                    recoveryPointId: p.recoveryPointId,
+                    snapshotId: p.snapshotId,
+                    // Nothing changed last time: look for changes before asking for a snapshot slot.
+                    ...(p.changedBlocks === 0 ? { idle: true } : {}),
+                  },
+                }
+              : {}),
           };
         }),
       )
@@ -122,14 +137,36 @@ export function createIterationDataActivities(db: Db, settings: ControlSettings,
       return iterationPlanOf(plan, await previousPoints(db, diskIds), settings);
     },
 
-    /** One recovery point per iteration: insert keyed by the workflow id, so a retried call changes nothing. */
-    async recordRecoveryPoint(input: RecoveryPointRecord): Promise<{ recoveryPointId: string }> {
+    /**
+     * One recovery point per iteration: insert keyed by the workflow id, so a retried call changes
+     * nothing. A disk whose snapshot is reused (no block changed) shares the snapshot of the points
+     * that hold it: they are locked (FOR SHARE) until the new point is in, so the expiry job, which
+     * locks a point FOR UPDATE before deleting its snapshots (activities/control/expiry), either
+     * sees the new holder and keeps the snapshot, or has deleted it first — then nothing is
+     * recorded and `lostSnapshots` names it (the next iteration copies the disk in full).
+     */
+    async recordRecoveryPoint(
+      input: RecoveryPointRecord,
+    ): Promise<{ recoveryPointId: string; lostSnapshots?: string[] }> {
       const recorded = await db.transaction(async (tx) => {
         const [existing] = await tx
           .select({ id: recoveryPoints.id })
           .from(recoveryPoints)
           .where(eq(recoveryPoints.workflowId, input.workflowId));
         if (existing) return { recoveryPointId: existing.id };
+        const reused = [...new Set(input.disks.filter((d) => d.reusedSnapshot).map((d) => d.snapshotId))];
+        // The parent of a shared snapshot is the one its first point recorded (verify walks the chain).
+        const parentOf = new Map<string, string | null>();
+        if (reused.length) {
+          const holders = await tx.execute<{ snapshot_id: string; parent_snapshot_id: string | null }>(
+            sql`select d.snapshot_id, d.parent_snapshot_id
+                from ${recoveryPoints} p join ${recoveryPointDisks} d on d.recovery_point_id = p.id
+                where d.snapshot_id in ${reused} order by p.id for share of p`,
+          );
+          for (const h of holders) parentOf.set(h.snapshot_id, h.parent_snapshot_id);
+          const lost = reused.filter((id) => !parentOf.has(id));
+          if (lost.length) return { recoveryPointId: input.recoveryPointId, lostSnapshots: lost };
+        }
         await tx.insert(recoveryPoints).values({
           id: input.recoveryPointId,
           planId: input.planId,
@@ -146,13 +183,14 @@ export function createIterationDataActivities(db: Db, settings: ControlSettings,
             input.disks.map((d) => ({
               ...d,
               recoveryPointId: input.recoveryPointId,
-              parentSnapshotId: d.parentSnapshotId ?? null,
+              parentSnapshotId: (d.reusedSnapshot ? parentOf.get(d.snapshotId) : d.parentSnapshotId) ?? null,
               sourceSnapshotId: d.sourceSnapshotId ?? null,
               durationMs: Math.round(d.durationMs),
             })),
           );
         return { recoveryPointId: input.recoveryPointId };
       });
+      if ('lostSnapshots' in recorded) return recorded;
       // Retention follows every new point (idempotent: a retried call writes the same expiries).
       await applyRetention(db, input.planId);
       const planName =

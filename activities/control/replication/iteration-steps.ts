@@ -88,12 +88,27 @@ export function createIterationStepActivities(parts: {
       await jobs.upsertReplicationSteps([input.step]);
     },
 
-    /** Record the recovery point (keyed by the iteration), then the job as completed. */
+    /**
+     * Record the recovery point (keyed by the iteration), then the job as completed. If the
+     * expiry job deleted a snapshot this point was to share (an unchanged disk's), no point is
+     * recorded, the job is recorded as failed, and `failure` says why (the workflow fails with it).
+     */
     async finishReplicationIteration(input: {
       recoveryPoint: RecoveryPointRecord;
       job: JobWrite;
-    }): Promise<{ recoveryPointId: string }> {
+    }): Promise<{ recoveryPointId: string; failure?: string }> {
       const recorded = await iteration.recordRecoveryPoint(input.recoveryPoint);
+      if (recorded.lostSnapshots) {
+        const failure = `No block changed on ${recorded.lostSnapshots.length} disk(s) since the previous recovery point, but the expiry job deleted that point and its snapshot(s) ${recorded.lostSnapshots.join(', ')} during this iteration: no recovery point was recorded.`;
+        await jobs.upsertReplicationJob({
+          ...input.job,
+          status: 'failed',
+          error: failure,
+          remediation:
+            'Nothing to fix: the next iteration copies those disks in full (or run `lifeboat replication now` for the plan).',
+        });
+        return { recoveryPointId: recorded.recoveryPointId, failure };
+      }
       await jobs.upsertReplicationJob(input.job);
       return recorded;
     },

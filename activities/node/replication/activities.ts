@@ -77,7 +77,9 @@ function isProgress(d: unknown): d is TransferProgress {
   const p = d as TransferProgress;
   return (
     !!p &&
+    // A beat before the snapshot was started holds nothing to resume from.
     typeof p.snapshotId === 'string' &&
+    p.snapshotId !== '' &&
     Number.isInteger(p.nextBlockIndex) &&
     Number.isInteger(p.blocksWritten)
   );
@@ -157,6 +159,18 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
           },
         });
         const seconds = Math.max(0.001, r.durationMs / 1000);
+        if (r.needsSlot) {
+          await log([
+            {
+              level: 'info',
+              message: `Disk ${input.diskId} changed since the previous recovery point: its copy waits for a snapshot slot`,
+              stepKey,
+              node: o.nodeId,
+              key: `${stepKey}:transfer:needs-slot`,
+            },
+          ]);
+          return r;
+        }
         if (r.missingParent)
           await log([
             {
@@ -189,7 +203,9 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
         await log([
           {
             level: 'info',
-            message: `Transfer of disk ${input.diskId} done on node ${o.nodeId}: ${r.changedBlocks} of ${r.totalBlocks} blocks changed, ${mib(r.bytesWritten)} written to ${r.snapshotId} in ${seconds.toFixed(1)} s (${mib(r.bytesRead / seconds)}/s read)`,
+            message: r.reusedSnapshot
+              ? `Transfer of disk ${input.diskId} done on node ${o.nodeId}: no block changed since the previous recovery point (${r.totalBlocks} blocks checked in ${seconds.toFixed(1)} s): no new snapshot, the point keeps ${r.snapshotId}`
+              : `Transfer of disk ${input.diskId} done on node ${o.nodeId}: ${r.changedBlocks} of ${r.totalBlocks} blocks changed, ${mib(r.bytesWritten)} written to ${r.snapshotId} in ${seconds.toFixed(1)} s (${mib(r.bytesRead / seconds)}/s read)`,
             stepKey,
             node: o.nodeId,
             bytes: r.bytesWritten,

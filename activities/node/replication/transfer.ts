@@ -136,8 +136,7 @@ export async function transferDisk(
     const partialPath = `${indexes.file(input.recoveryPointId, input.diskId)}.partial`;
 
     // Resume: same snapshot, from the heartbeat's watermark, with the hashes flushed before it.
-    let progress: TransferProgress;
-    let r = env.resumeFrom;
+    let r = env.resumeFrom?.snapshotId ? env.resumeFrom : undefined;
     let restarts = 0;
     if (r?.snapshotId) {
       // AWS cancels a snapshot left idle past its Timeout (state error): start over in a new one.
@@ -152,9 +151,22 @@ export async function transferDisk(
       }
     }
     partial = r?.snapshotId ? await PartialIndexFile.resume(partialPath, index, r.nextBlockIndex) : undefined;
-    if (r?.snapshotId && partial) {
-      progress = { ...r, totalBlocks: total, sizeBytes };
-    } else {
+    // Progress before a snapshot exists: the scan's position only (a retry scans again from 0).
+    let progress: TransferProgress = {
+      snapshotId: '',
+      nextBlockIndex: 0,
+      blocksWritten: r?.blocksWritten ?? 0,
+      bytesWritten: r?.bytesWritten ?? 0,
+      totalBlocks: total,
+      sizeBytes,
+      ...(restarts ? { restarts } : {}),
+    };
+    /**
+     * The snapshot is started at the first changed block, not before: a disk with no changed
+     * block since a usable previous point writes nothing, starts no snapshot and keeps the
+     * previous point's one (AWS: an incremental snapshot with no changed block holds nothing new).
+     */
+    const startTargetSnapshot = async () => {
       const snapshotStartedAt = r?.snapshotId ? r.snapshotStartedAt : Date.now();
       const snapshotId =
         r?.snapshotId ??
@@ -182,27 +194,38 @@ export async function transferDisk(
         ));
       // A resumed attempt without a usable partial index rewrites from block 0 into the same snapshot.
       progress = {
+        ...progress,
         snapshotId,
-        nextBlockIndex: 0,
-        blocksWritten: r?.blocksWritten ?? 0,
-        bytesWritten: r?.bytesWritten ?? 0,
-        totalBlocks: total,
-        sizeBytes,
-        ...(restarts ? { restarts } : {}),
         ...(snapshotStartedAt !== undefined ? { snapshotStartedAt } : {}),
       };
       partial = await PartialIndexFile.create(partialPath, index);
-      env.heartbeat(progress); // record the snapshot id at once: a crash now must not start another
+      // Recorded at once: a crash now must not start another (the client token would hand the
+      // same snapshot back on AWS; the heartbeat also keeps the blocks scanned before it).
+      env.heartbeat(progress);
+    };
+    if (r?.snapshotId && partial) {
+      progress = { ...r, totalBlocks: total, sizeBytes };
+    } else if (r?.snapshotId || !usable) {
+      // A resumed attempt's snapshot, or a full copy (no usable previous point): nothing to keep.
+      if (input.withoutSlot) return needsSlot(deps.nodeId, sizeBytes, started);
+      await startTargetSnapshot();
     }
     const resumedFromBlock = progress.nextBlockIndex;
-    const snapshotId = progress.snapshotId;
     const limits = writeLimitsOf(deps);
-    deps.onWriteLimits?.(snapshotId, limits);
-    const writeOptions = {
+    let writeOptions = {
       signal,
       limits,
       retryNotFoundUntil: (progress.snapshotStartedAt ?? 0) + visibilityMs,
     };
+    const snapshotReady = () => {
+      deps.onWriteLimits?.(progress.snapshotId, limits);
+      writeOptions = {
+        ...writeOptions,
+        retryNotFoundUntil: (progress.snapshotStartedAt ?? 0) + visibilityMs,
+      };
+    };
+    if (progress.snapshotId) snapshotReady();
+    let slotNeeded = false;
     // Blocks read ahead of the writers: enough to keep the current limit busy, bounded in memory.
     const readAhead = () => Math.min(limits.snapshot.bounds.max, limits.snapshot.limit + 8);
 
@@ -229,7 +252,8 @@ export async function transferDisk(
         stats.blocksRead - lastBeatRead < deps.heartbeatEveryBlocks
       )
         return;
-      await partial!.flush(index, wm);
+      // Before the snapshot exists there is nothing to resume into: the beat only keeps the activity alive.
+      if (partial) await partial.flush(index, wm);
       progress = { ...progress, nextBlockIndex: wm };
       env.heartbeat(progress);
       lastBeatAt = Date.now();
@@ -240,11 +264,20 @@ export async function transferDisk(
       for await (const b of source.blocks(progress.nextBlockIndex, signal)) {
         index.set(b.index, b.hash);
         if (b.changed) {
+          if (!progress.snapshotId) {
+            if (input.withoutSlot) {
+              b.release?.();
+              slotNeeded = true;
+              break;
+            }
+            await startTargetSnapshot();
+            snapshotReady();
+          }
           while (pending.size >= readAhead()) await Promise.race(pending);
           if (failure) break;
           const data = b.data ?? ZERO_BLOCK;
           inFlight.add(b.index);
-          const p: Promise<void> = putBlock(writer, snapshotId, b.index, data, b.hash, writeOptions)
+          const p: Promise<void> = putBlock(writer, progress.snapshotId, b.index, data, b.hash, writeOptions)
             .then(
               () => {
                 inFlight.delete(b.index);
@@ -268,6 +301,40 @@ export async function transferDisk(
       if (!signal.aborted || failure) await beat(true).catch(() => {});
     }
     if (failure) throw failure;
+    if (slotNeeded) return needsSlot(deps.nodeId, sizeBytes, started);
+
+    /** The point's data is in: close the source and let it start its next generation (qcow2 bitmaps). */
+    const closeAndCommit = async () => {
+      const s = source!;
+      const sourceSnapshotId = s.sourceSnapshotId;
+      if (s.commit) {
+        source = undefined;
+        await s.close();
+        await s.commit();
+      }
+      return sourceSnapshotId;
+    };
+
+    // No block changed since a usable previous point: its snapshot is this point's too.
+    if (!progress.snapshotId && usable && input.previous) {
+      await indexes.save(input.recoveryPointId, input.diskId, index);
+      const sourceSnapshotId = await closeAndCommit();
+      return {
+        nodeId: deps.nodeId,
+        snapshotId: input.previous.snapshotId,
+        reusedSnapshot: true,
+        ...(sourceSnapshotId ? { sourceSnapshotId } : {}),
+        volumeSizeGiB: volumeSizeGiB(sizeBytes),
+        totalBlocks: total,
+        changedBlocks: 0,
+        bytesWritten: 0,
+        durationMs: Date.now() - started,
+        resumedFromBlock,
+        bytesRead: stats.bytesRead,
+        ...(changeTracking ? { changeTracking } : {}),
+      };
+    }
+    const snapshotId = progress.snapshotId;
 
     // Complete with the count and LINEAR checksum of every block this snapshot holds (all attempts).
     let changedBlocks = 0;
@@ -295,15 +362,9 @@ export async function transferDisk(
     // The index is kept (cache, then the shared copy) before the partial one goes: a retry after a
     // failed save resumes at the end, finds the snapshot completed and saves again.
     await indexes.save(input.recoveryPointId, input.diskId, index);
-    await partial.remove();
+    await partial?.remove();
     partial = undefined;
-    const sourceSnapshotId = source.sourceSnapshotId;
-    if (source.commit) {
-      const s = source;
-      source = undefined;
-      await s.close();
-      await s.commit?.();
-    }
+    const sourceSnapshotId = await closeAndCommit();
     return {
       nodeId: deps.nodeId,
       snapshotId,
@@ -324,6 +385,22 @@ export async function transferDisk(
     await partial?.close().catch(() => {});
     await source?.close();
   }
+}
+
+/** A transfer without a slot found something to write: nothing was started or written. */
+function needsSlot(nodeId: string, sizeBytes: number, started: number): TransferOutcome {
+  return {
+    nodeId,
+    snapshotId: '',
+    needsSlot: true,
+    volumeSizeGiB: volumeSizeGiB(sizeBytes),
+    totalBlocks: blockCount(sizeBytes),
+    changedBlocks: 0,
+    bytesWritten: 0,
+    durationMs: Date.now() - started,
+    resumedFromBlock: 0,
+    bytesRead: 0,
+  };
 }
 
 async function openSource(
