@@ -8,10 +8,11 @@
  * (the iteration's second step, `jobs.started_at`), p50/p99/max, beside the machine's cores,
  * load average and the CPU each process used.
  *
- *   npm run bench -- schedules [--plans 1000] [--minutes 3] [--phase same|spread] [--changing 0]
+ *   npm run bench -- schedules [--plans 1000] [--minutes 3] [--phase same|spread] [--changing 0] [--cpu-prof]
  *
  * `--phase same` (default) gives every plan the same start time: all of them fire in the same
  * second each minute, the worst case. `spread` spreads the start times over the minute.
+ * `--cpu-prof` writes a V8 CPU profile of the bench process's main thread over the measured minutes.
  * `--changing PCT` gives that share of the plans a disk of their own with one block rewritten
  * every minute, half a minute after the plan's firing: each of their iterations copies a changed
  * block into a new snapshot, while the others' disks stay unchanged (their points share a snapshot).
@@ -49,6 +50,7 @@ import { childEnv } from '../scripts/stack/test-env';
 import { createControlWorker } from '../workers/control/worker';
 import { BenchUsageError, integerArg, rejectUnknownArgs, stringArg } from './args';
 import { loadAvg, machine, percentile } from './budget';
+import { startCpuProfile } from './cpu-profile';
 
 /**
  * CPU seconds, by pid, of the processes whose command name starts with `comm` (from /proc): this
@@ -94,7 +96,7 @@ const selfCpu = () => {
 };
 
 export async function run(args: string[]): Promise<void> {
-  rejectUnknownArgs(args, ['--plans', '--minutes', '--phase', '--changing']);
+  rejectUnknownArgs(args, ['--plans', '--minutes', '--phase', '--changing'], ['--cpu-prof']);
   const nPlans = integerArg(args, '--plans', 1000, 1);
   const minutes = integerArg(args, '--minutes', 3, 1);
   const changingPct = integerArg(args, '--changing', 0, 0);
@@ -249,6 +251,7 @@ export async function run(args: string[]): Promise<void> {
       postgres: cpuMeter('postgres', true),
     };
     const xacts0 = await dbTransactions();
+    const stopProfile = args.includes('--cpu-prof') ? await startCpuProfile() : undefined;
     say(`measuring ${minutes} minute(s) of schedules …`);
     const loads: string[] = [];
     while (Date.now() < measureTo) {
@@ -256,6 +259,9 @@ export async function run(args: string[]): Promise<void> {
       loads.push(loadAvg());
       say(`load ${loads[loads.length - 1]}`);
     }
+    const profileFile = path.join(work, 'schedules.cpuprofile');
+    await stopProfile?.(profileFile);
+    if (stopProfile) say(`CPU profile of the measured minutes: ${profileFile}`);
     const cpu = {
       self: selfCpu() - self0,
       temporal: meters.temporal.read(),
@@ -281,6 +287,7 @@ export async function run(args: string[]): Promise<void> {
     const nominalOf = (workflowId: string) => Date.parse(workflowId.slice(-20));
     const startLag: number[] = [];
     const seen = new Set<string>();
+    const startedPerMinute: number[] = Array.from({ length: minutes }, () => 0);
     for await (const e of client.workflow.list({
       query: `WorkflowType = 'replicationIterationWorkflow'`,
     })) {
@@ -288,6 +295,8 @@ export async function run(args: string[]): Promise<void> {
       if (!(nominal >= measureFrom && nominal < measureTo)) continue;
       seen.add(e.workflowId);
       startLag.push(e.startTime.getTime() - nominal);
+      const m = Math.floor((nominal - measureFrom) / 60_000);
+      startedPerMinute[m] = (startedPerMinute[m] ?? 0) + 1;
     }
     const jobRows = await db
       .select({
@@ -323,10 +332,12 @@ export async function run(args: string[]): Promise<void> {
     const jobMs: number[] = [];
     const nodeMs: number[] = [];
     let completed = 0;
+    const stepLagPerMinute: number[][] = Array.from({ length: minutes }, () => []);
     for (const j of jobRows) {
       const nominal = nominalOf(j.workflowId);
       if (!(nominal >= measureFrom && nominal < measureTo) || !j.startedAt) continue;
       stepLag.push(j.startedAt.getTime() - nominal);
+      stepLagPerMinute[Math.floor((nominal - measureFrom) / 60_000)]!.push(j.startedAt.getTime() - nominal);
       if (j.status === 'completed') completed++;
       if (j.endedAt) jobMs.push(j.endedAt.getTime() - j.startedAt.getTime());
       const c = copyMs.get(j.id);
@@ -347,6 +358,7 @@ schedules: ${nPlans} plans × 1-minute RPO (${phase === 'same' ? 'all with the s
   CPU used in the window (s per s)            bench process (control + node worker) ${(cpu.self / windowS).toFixed(2)}, Temporal dev server ${(cpu.temporal / windowS).toFixed(2)}, moto ${(cpu.moto / windowS).toFixed(2)}, Postgres (the service's processes, other databases' work included) ${(cpu.postgres / windowS).toFixed(2)}
   per iteration started (ms CPU; statements)  bench ${perIt(cpu.self)}, Temporal ${perIt(cpu.temporal)}, moto ${perIt(cpu.moto)}, Postgres ${perIt(cpu.postgres)}; ${(cpu.xacts / Math.max(1, sl.length)).toFixed(0)} Postgres transactions   (idle work included: telling at hundreds of plans, not at a few)
   iterations due / started / job row / completed  ${expected} / ${sl.length} / ${jl.length} / ${completed}   (a run still going at its next firing is skipped: overlap SKIP)
+  each measured minute: started of ${nPlans}; job row p99   ${startedPerMinute.map((n, m) => `${n}; ${(percentile(sorted(stepLagPerMinute[m]!), 99) / 1000).toFixed(2)} s`).join(' | ')}
   start lag, workflow started − scheduled     p50 ${s(percentile(sl, 50))}  p99 ${s(percentile(sl, 99))}  max ${s(sl[sl.length - 1] ?? Number.NaN)}
   start lag, job row written (2nd step)       p50 ${s(percentile(jl, 50))}  p99 ${s(percentile(jl, 99))}  max ${s(jl[jl.length - 1] ?? Number.NaN)}   (goal: every one ≤ 5 s)
   iteration, job row written → ended          p50 ${s(percentile(sorted(jobMs), 50))}  p99 ${s(percentile(sorted(jobMs), 99))}  max ${s(sorted(jobMs)[jobMs.length - 1] ?? Number.NaN)}   (over 60 s: the next firing is skipped)

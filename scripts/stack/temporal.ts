@@ -37,6 +37,10 @@ export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, unknown> = {
   // The schedules' own workflows run on the server's per-namespace worker: one, with 2 pollers by
   // default. Temporal's guidance: at least a poller per 4 schedule starts a second (these go together).
   'worker.perNamespaceWorkerCount': 4,
+  // One partition per task queue (default 4): on one host the extra partitions only forward
+  // tasks and polls between each other (bench/schedules.ts measured the server's CPU per iteration).
+  'matching.numTaskqueueReadPartitions': 1,
+  'matching.numTaskqueueWritePartitions': 1,
   'worker.perNamespaceWorkerOptions': {
     MaxConcurrentWorkflowTaskPollers: 64,
     MaxConcurrentActivityTaskPollers: 8,

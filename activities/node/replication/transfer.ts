@@ -297,8 +297,9 @@ export async function transferDisk(
       }
     } finally {
       await Promise.all(pending);
-      // Whatever happened, record how far we durably got, so the next attempt resumes there.
-      if (!signal.aborted || failure) await beat(true).catch(() => {});
+      // Whatever happened, record how far we durably got, so the next attempt resumes there
+      // (with no snapshot started there is nothing to resume: no heartbeat, one server call fewer).
+      if (progress.snapshotId && (!signal.aborted || failure)) await beat(true).catch(() => {});
     }
     if (failure) throw failure;
     if (slotNeeded) return needsSlot(deps.nodeId, sizeBytes, started);
