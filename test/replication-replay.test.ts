@@ -30,6 +30,14 @@ const COMBINED_HISTORY = path.resolve(
   'histories',
   'replication-iteration-combined.json',
 );
+/**
+ * Two iterations of one disk (test/replication.test.ts, TEST keyring): unchanged at its previous
+ * point, so looked at without a snapshot slot, and again unchanged (the point shares the
+ * snapshot); then changed: the node answers needsSlot, the slot is granted, the copy runs.
+ * Regenerate: LIFEBOAT_RECORD_HISTORIES=idle npm test -- test/replication.test.ts
+ */
+const IDLE_HISTORY = path.resolve(import.meta.dirname, 'histories', 'replication-iteration-idle.json');
+const WOKEN_HISTORY = path.resolve(import.meta.dirname, 'histories', 'replication-iteration-woken.json');
 const History = temporal.api.history.v1.History;
 
 /** A recorded history and its workflow id (lease ids derive from it: the replay must use the same one). */
@@ -80,6 +88,18 @@ describe('recorded replication iteration', () => {
     expect(localActivities.filter((t) => t === 'finishReplicationIteration')).toHaveLength(1);
     expect(r.activities.filter((a) => a === 'replicateDisk')).toHaveLength(3);
     await replay(r, TEST_KEYRING);
+  });
+
+  it('replays the recorded iterations of a disk without changes and of one that changed again', async () => {
+    const idle = loadRecorded(IDLE_HISTORY);
+    expect(idle.activities).toEqual(['replicateDisk']);
+    expect(idle.events.some((e) => e.workflowExecutionSignaledEventAttributes)).toBe(false);
+    await replay(idle, TEST_KEYRING);
+    const woken = loadRecorded(WOKEN_HISTORY);
+    // Looked at without a slot (needsSlot), then copied holding the slot granted by signal.
+    expect(woken.activities).toEqual(['replicateDisk', 'replicateDisk']);
+    expect(woken.events.some((e) => e.workflowExecutionSignaledEventAttributes)).toBe(true);
+    await replay(woken, TEST_KEYRING);
   });
 
   it('replays the recorded reverse iteration against the current workflow code', async () => {

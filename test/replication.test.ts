@@ -54,8 +54,12 @@ const ITERATION_HISTORY = path.resolve(
   'histories',
   'replication-iteration-combined.json',
 );
+/** An iteration of a disk unchanged at its previous point, and one whose disk changed again. */
+const IDLE_HISTORY = path.resolve(import.meta.dirname, 'histories', 'replication-iteration-idle.json');
+const WOKEN_HISTORY = path.resolve(import.meta.dirname, 'histories', 'replication-iteration-woken.json');
 const TEST_KEYRING = path.resolve(import.meta.dirname, 'histories', 'test-keyring.json');
 const RECORD = runVar('LIFEBOAT_RECORD_HISTORIES') === '1';
+const RECORD_IDLE = runVar('LIFEBOAT_RECORD_HISTORIES') === 'idle';
 // Same storage as test/recovery/replay.test.ts (protobufjs plain objects; see its comment).
 const History = temporal.api.history.v1.History;
 const historyToObject = (h: temporal.api.history.v1.IHistory) =>
@@ -64,7 +68,7 @@ const controlQueue = uniqueId('control');
 const config = testConfig({
   LIFEBOAT_CONTROL_TASK_QUEUE: controlQueue,
   // A recorded history must be readable by test/replication-replay.test.ts: the committed test keyring.
-  ...(RECORD ? { LIFEBOAT_KEYRING: TEST_KEYRING } : {}),
+  ...(RECORD || RECORD_IDLE ? { LIFEBOAT_KEYRING: TEST_KEYRING } : {}),
 });
 let api: TestApi;
 let client: Client;
@@ -386,6 +390,7 @@ describe('replication iteration', () => {
     const history3 = await client.workflow.getHandle(third.workflowId).fetchHistory();
     const scheduled3 = history3.events!.filter((e) => e.activityTaskScheduledEventAttributes);
     expect(scheduled3).toHaveLength(1);
+    expect(history3.events!.some((e) => e.workflowExecutionSignaledEventAttributes)).toBe(false);
     expect(await verify(third.result.recoveryPointId)).toMatchObject({ ok: true, mismatches: 0 });
 
     // A changed block: the node says so without writing, the iteration takes a slot, then copies.
@@ -396,6 +401,16 @@ describe('replication iteration', () => {
     expect(r4.snapshotId).not.toBe(s1);
     expect((await budget()).grantedTotal).toBe(granted + 1);
     expect((await budget()).inUse).toBe(0);
+    // LIFEBOAT_RECORD_HISTORIES=idle stores both for test/replication-replay.test.ts (only these:
+    // the combined history above stays as it was recorded).
+    if (RECORD_IDLE)
+      for (const [file, workflowId] of [
+        [IDLE_HISTORY, third.workflowId],
+        [WOKEN_HISTORY, fourth.workflowId],
+      ] as const) {
+        const h = await client.workflow.getHandle(workflowId).fetchHistory();
+        writeFileSync(file, `${JSON.stringify({ workflowId, history: historyToObject(h) }, null, 1)}\n`);
+      }
     expect(await verify(fourth.result.recoveryPointId)).toMatchObject({ ok: true, mismatches: 0 });
 
     // Expiry: the first two points go, their snapshot stays (the third point holds it) …
