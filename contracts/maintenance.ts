@@ -119,6 +119,8 @@ export interface ExpiryTotals {
   /** DeleteSnapshot calls that deleted a snapshot, and those that found it already gone. */
   snapshotsDeleted: number;
   snapshotsAlreadyGone: number;
+  /** Snapshots not deleted because a point the job keeps shares them (absent in runs before it). */
+  snapshotsKept?: number;
   batches: number;
   runs: number;
 }

@@ -425,7 +425,9 @@ describe('replication iteration', () => {
         args: [{ requestedBy: 'test' }],
       });
     };
-    await expire(first.result.recoveryPointId, second.result.recoveryPointId);
+    const kept = await expire(first.result.recoveryPointId, second.result.recoveryPointId);
+    expect(kept.totals).toMatchObject({ points: 2, snapshotsDeleted: 0, snapshotsKept: 1 });
+    expect(kept.message).toContain('1 kept (newer points share them)');
     const left = await api.db
       .select({ id: recoveryPoints.id })
       .from(recoveryPoints)

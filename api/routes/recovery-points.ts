@@ -50,7 +50,7 @@ const unlock = route('admin', 'post', '/recovery-points/{id}/unlock', {
 const remove = route('operator', 'delete', '/recovery-points/{id}', {
   operationId: 'deleteRecoveryPoint',
   summary:
-    'Delete a recovery point: it expires now and the expiry job deletes its snapshots, then its row; 409 while locked or preserved',
+    'Delete a recovery point: it expires now and the expiry job deletes its snapshots (except those a newer point shares: a disk with no changed block shares its previous point’s snapshot), then its row; 409 while locked or preserved',
   request: { params: UuidParam },
   responses: {
     202: jsonContent(RecoveryPoint, 'Expired: deletion pending'),

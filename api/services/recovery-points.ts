@@ -353,7 +353,7 @@ export function recoveryPointsService(deps: RecoveryPointDeps) {
       await events.emit({
         type: 'recovery-point.deleted',
         severity: 'info',
-        message: `Recovery point ${id} deleted by ${by}: it expires now; the expiry job deletes its snapshots`,
+        message: `Recovery point ${id} deleted by ${by}: it expires now; the expiry job deletes its snapshots (those a newer point shares stay)`,
         planId: p.planId,
         vmId: p.vmId,
         data: { recoveryPointId: id, by },

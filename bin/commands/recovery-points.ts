@@ -180,10 +180,14 @@ export function recoveryPointCommands(program: Command, cli: Cli) {
 
   rp.command('delete <id>')
     .description(
-      'Delete a recovery point: it expires now, the expiry job deletes its snapshots (refused while locked or preserved)',
+      'Delete a recovery point: it expires now, the expiry job deletes its snapshots, except those a newer point shares (refused while locked or preserved)',
     )
     .action(async (id: string) => {
       const { body } = await cli.api().request<RecoveryPoint>('DELETE', `/v1/recovery-points/${enc(id)}`);
-      cli.print(body, () => `recovery point ${id} expired: the expiry job deletes its snapshots`);
+      cli.print(
+        body,
+        () =>
+          `recovery point ${id} expired: the expiry job deletes its snapshots (those a newer point shares stay)`,
+      );
     });
 }

@@ -108,7 +108,7 @@ export async function expiryWorkflow(input: ExpiryInput & { cursor?: string }): 
       if (!batch.points.length)
         return await finish({
           status: 'completed',
-          message: `${totals.points} expired recovery point(s) deleted in ${totals.batches} batch(es): ${totals.snapshotsDeleted} snapshot(s) deleted, ${totals.snapshotsAlreadyGone} already gone`,
+          message: `${totals.points} expired recovery point(s) deleted in ${totals.batches} batch(es): ${totals.snapshotsDeleted} snapshot(s) deleted, ${totals.snapshotsAlreadyGone} already gone${totals.snapshotsKept ? `, ${totals.snapshotsKept} kept (newer points share them)` : ''}`,
           totals,
         });
       for (const n of batch.indexes.nodes) {
@@ -122,6 +122,7 @@ export async function expiryWorkflow(input: ExpiryInput & { cursor?: string }): 
       totals.points += r.points;
       totals.snapshotsDeleted += r.snapshotsDeleted;
       totals.snapshotsAlreadyGone += r.snapshotsAlreadyGone;
+      if (r.snapshotsKept) totals.snapshotsKept = (totals.snapshotsKept ?? 0) + r.snapshotsKept;
       totals.batches++;
       cursor = batch.points[batch.points.length - 1]!.id;
     }

@@ -190,11 +190,17 @@ export function createExpiryActivities(db: Db, settings: ControlSettings, report
       step: StepRef,
       points: ExpiringPoint[],
       before: ExpiryTotals,
-    ): Promise<{ points: number; snapshotsDeleted: number; snapshotsAlreadyGone: number; kept: string[] }> {
+    ): Promise<{
+      points: number;
+      snapshotsDeleted: number;
+      snapshotsAlreadyGone: number;
+      snapshotsKept: number;
+      kept: string[];
+    }> {
       const ctx = Context.current();
       let deleted = 0;
       let gone = 0;
-      let shared = 0;
+      const shared = new Set<string>();
       const kept: string[] = [];
       const removedCount = await db.transaction(async (tx) => {
         const snapshotIds = [...new Set(points.flatMap((p) => p.disks.map((d) => d.snapshotId)))];
@@ -241,7 +247,7 @@ export function createExpiryActivities(db: Db, settings: ControlSettings, report
             }
             const refused: string[] = [];
             for (const d of p.disks) {
-              if (heldElsewhere.has(d.snapshotId)) shared++;
+              if (heldElsewhere.has(d.snapshotId)) shared.add(d.snapshotId);
               else {
                 const r = await deleteOnce(ec2!, d.snapshotId);
                 if (r) refused.push(r);
@@ -264,16 +270,23 @@ export function createExpiryActivities(db: Db, settings: ControlSettings, report
         points: before.points + removedCount,
         snapshotsDeleted: before.snapshotsDeleted + deleted,
         snapshotsAlreadyGone: before.snapshotsAlreadyGone + gone,
+        snapshotsKept: (before.snapshotsKept ?? 0) + shared.size,
       };
       await projection.upsertSteps([
         {
           ...step,
           status: 'running',
-          message: `${totals.points} expired point(s) deleted, ${totals.snapshotsDeleted} snapshot(s) deleted, ${totals.snapshotsAlreadyGone} already gone${shared ? `; in the last batch ${shared} disk snapshot(s) kept: newer points share them` : ''}`,
+          message: `${totals.points} expired point(s) deleted, ${totals.snapshotsDeleted} snapshot(s) deleted, ${totals.snapshotsAlreadyGone} already gone${totals.snapshotsKept ? `, ${totals.snapshotsKept} kept (newer points share them)` : ''}`,
           progress: { ...totals, batches: before.batches + 1 },
         },
       ]);
-      return { points: removedCount, snapshotsDeleted: deleted, snapshotsAlreadyGone: gone, kept };
+      return {
+        points: removedCount,
+        snapshotsDeleted: deleted,
+        snapshotsAlreadyGone: gone,
+        snapshotsKept: shared.size,
+        kept,
+      };
     },
   };
 }

@@ -120,11 +120,13 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
       await log([
         {
           level: 'info',
-          message: `Transfer of disk ${input.diskId} started on node ${o.nodeId} (attempt ${attempt}${resumeFrom ? `, resuming at block ${startBlock}` : ''}; ${input.previous ? 'changed blocks since the previous recovery point' : 'full copy'})`,
+          message: input.withoutSlot
+            ? `Looking for changed blocks of disk ${input.diskId} on node ${o.nodeId} (attempt ${attempt}; unchanged at the previous recovery point, so no snapshot slot is held)`
+            : `Transfer of disk ${input.diskId} started on node ${o.nodeId} (attempt ${attempt}${resumeFrom ? `, resuming at block ${startBlock}` : ''}; ${input.previous ? 'changed blocks since the previous recovery point' : 'full copy'})`,
           stepKey,
           node: o.nodeId,
           data: { attempt, resumedFromBlock: startBlock },
-          key: `${stepKey}:transfer:attempt-${attempt}:started`,
+          key: `${stepKey}:transfer${input.withoutSlot ? ':without-slot' : ''}:attempt-${attempt}:started`,
         },
       ]);
       let lastLineAt = startedAt;
@@ -163,7 +165,7 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
           await log([
             {
               level: 'info',
-              message: `Disk ${input.diskId} changed since the previous recovery point: its copy waits for a snapshot slot`,
+              message: `Disk ${input.diskId} needs a new snapshot (${r.needsSlotReason ?? 'a block changed'}): its copy waits for a snapshot slot`,
               stepKey,
               node: o.nodeId,
               key: `${stepKey}:transfer:needs-slot`,

@@ -72,6 +72,8 @@ export interface TransferOutcome extends DiskTransferResult {
   writeConcurrency?: ReturnType<AdaptiveLimit['summary']>;
   /** The previous point's snapshot was missing or not completed: this disk was copied in full, with no parent. */
   missingParent?: { snapshotId: string; state: string };
+  /** With `needsSlot`: why a snapshot is needed. */
+  needsSlotReason?: string;
 }
 
 /** Fixed node limits of callers that pass no adaptive ones, one per nodeLimit (so per process). */
@@ -207,7 +209,15 @@ export async function transferDisk(
       progress = { ...r, totalBlocks: total, sizeBytes };
     } else if (r?.snapshotId || !usable) {
       // A resumed attempt's snapshot, or a full copy (no usable previous point): nothing to keep.
-      if (input.withoutSlot) return needsSlot(deps.nodeId, sizeBytes, started);
+      if (input.withoutSlot)
+        return needsSlot(
+          deps.nodeId,
+          sizeBytes,
+          started,
+          missingParent
+            ? `the previous recovery point's snapshot ${missingParent.snapshotId} is ${missingParent.state}: a full copy`
+            : 'no usable block index of the previous recovery point: a full copy',
+        );
       await startTargetSnapshot();
     }
     const resumedFromBlock = progress.nextBlockIndex;
@@ -302,7 +312,16 @@ export async function transferDisk(
       if (progress.snapshotId && (!signal.aborted || failure)) await beat(true).catch(() => {});
     }
     if (failure) throw failure;
-    if (slotNeeded) return needsSlot(deps.nodeId, sizeBytes, started);
+    if (slotNeeded)
+      return needsSlot(deps.nodeId, sizeBytes, started, 'a block changed since the previous recovery point');
+    // A disk that grew with no block changed still needs a snapshot of its new size.
+    const grew = volumeSizeGiB(sizeBytes) !== volumeSizeGiB(usable?.sizeBytes ?? sizeBytes);
+    if (!progress.snapshotId && grew) {
+      if (input.withoutSlot)
+        return needsSlot(deps.nodeId, sizeBytes, started, `the disk grew to ${volumeSizeGiB(sizeBytes)} GiB`);
+      await startTargetSnapshot();
+      snapshotReady();
+    }
 
     /** The point's data is in: close the source and let it start its next generation (qcow2 bitmaps). */
     const closeAndCommit = async () => {
@@ -388,12 +407,13 @@ export async function transferDisk(
   }
 }
 
-/** A transfer without a slot found something to write: nothing was started or written. */
-function needsSlot(nodeId: string, sizeBytes: number, started: number): TransferOutcome {
+/** A transfer without a slot found something to write (`reason`): nothing was started or written. */
+function needsSlot(nodeId: string, sizeBytes: number, started: number, reason: string): TransferOutcome {
   return {
     nodeId,
     snapshotId: '',
     needsSlot: true,
+    needsSlotReason: reason,
     volumeSizeGiB: volumeSizeGiB(sizeBytes),
     totalBlocks: blockCount(sizeBytes),
     changedBlocks: 0,
