@@ -197,6 +197,56 @@ describe('replication data path (file source → EBS snapshots on moto)', () => 
     expect(h.strict.violations).toEqual([]);
   });
 
+  it('an incremental starts its snapshot at the first changed block (none when nothing changed) and resumes into it', async () => {
+    const h = harness();
+    const { size, total, image, diskId } = fullDisk('disk-lazy.img', 32 * MiB);
+    const full = await transferDisk(input(diskId, image, size, 'rp-1'), h.deps, h.env());
+    const previous = { recoveryPointId: 'rp-1', snapshotId: full.snapshotId };
+
+    // Nothing changed: no snapshot, the previous one is the point's; no heartbeat was needed.
+    const beats0: TransferProgress[] = [];
+    const same = await transferDisk(input(diskId, image, size, 'rp-2', previous), h.deps, {
+      signal: new AbortController().signal,
+      heartbeat: (p) => beats0.push(p),
+    });
+    expect(same).toMatchObject({ snapshotId: full.snapshotId, reusedSnapshot: true, changedBlocks: 0 });
+    expect(beats0.every((b) => b.snapshotId === '')).toBe(true);
+    // Without a slot and with a change: nothing started or written, and it says why.
+    for (let i = 40; i < total; i++) touchBlock(image, i);
+    const probe = await transferDisk(
+      { ...input(diskId, image, size, 'rp-3', { ...previous, recoveryPointId: 'rp-2' }), withoutSlot: true },
+      h.deps,
+      h.env(),
+    );
+    expect(probe).toMatchObject({ needsSlot: true, snapshotId: '', bytesWritten: 0 });
+    expect(probe.needsSlotReason).toMatch(/a block changed/);
+
+    // Holding a slot: scanned without a snapshot up to block 40, then started; cancelled and resumed.
+    const slow = new CountingEbsLayer({ delayMs: 40 });
+    h.deps.clients = new AwsClients(layerHooks({ strict: h.strict, counting: slow }));
+    h.deps.perSnapshotConcurrency = 2;
+    h.deps.heartbeatEveryBlocks = 4;
+    const inp = input(diskId, image, size, 'rp-3', { ...previous, recoveryPointId: 'rp-2' });
+    const abort = new AbortController();
+    const beats: TransferProgress[] = [];
+    const first = transferDisk(inp, h.deps, { signal: abort.signal, heartbeat: (p) => beats.push(p) });
+    while (!(beats.at(-1)?.snapshotId && beats.at(-1)!.nextBlockIndex > 40))
+      await new Promise((r) => setTimeout(r, 5));
+    abort.abort(new Error('cancelled by the test'));
+    await expect(first).rejects.toThrow();
+    expect(beats.some((b) => b.snapshotId === '' && b.nextBlockIndex > 0)).toBe(true);
+    const last = beats.at(-1)!;
+    const resumed = await transferDisk(inp, h.deps, { ...h.env(), resumeFrom: last });
+    expect(resumed).toMatchObject({
+      snapshotId: last.snapshotId,
+      parentSnapshotId: full.snapshotId,
+      changedBlocks: total - 40,
+    });
+    expect(resumed.resumedFromBlock).toBe(last.nextBlockIndex);
+    expect((await h.verify(diskId, 'rp-3', [resumed.snapshotId, full.snapshotId])).mismatches).toEqual([]);
+    expect(h.strict.violations).toEqual([]);
+  });
+
   it('the strict layer rejects requests AWS would reject and moto accepts', async () => {
     const target = testAwsTarget();
     const strict = new StrictEbsLayer(target);

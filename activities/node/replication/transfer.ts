@@ -201,6 +201,9 @@ export async function transferDisk(
         ...(snapshotStartedAt !== undefined ? { snapshotStartedAt } : {}),
       };
       partial = await PartialIndexFile.create(partialPath, index);
+      // Started mid-scan: the hashes below the last beat's watermark go in first, so a resume
+      // from that watermark finds them.
+      await partial.flush(index, progress.nextBlockIndex);
       // Recorded at once: a crash now must not start another (the client token would hand the
       // same snapshot back on AWS; the heartbeat also keeps the blocks scanned before it).
       env.heartbeat(progress);
