@@ -223,17 +223,18 @@ export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string
   const copyCombined = async (disk: D, step: StepRef, leaseId: string) => {
     // An idle disk: the node looks for changed blocks holding no slot, and needs none if there are none.
     if (o.withoutSlotFirst?.(disk)) {
-      let outcome: StepWrite | undefined;
+      let result: R;
       try {
-        const result = await copyOnNode(disk, true);
-        if (!result.needsSlot) {
-          copied.push({ disk, result });
-          outcome = { ...step, status: 'completed', actor: result.nodeId, ...o.copiedStep(disk, result) };
-          await localSteps(o.say.copied(disk)).upsertReplicationSteps([outcome]);
-          return;
-        }
+        result = await copyOnNode(disk, true);
       } catch (e) {
         await markFailed(disk, step, e);
+        return;
+      }
+      if (!result.needsSlot) {
+        copied.push({ disk, result });
+        await localSteps(o.say.copied(disk)).upsertReplicationSteps([
+          { ...step, status: 'completed', actor: result.nodeId, ...o.copiedStep(disk, result) },
+        ]);
         return;
       }
     }
