@@ -53,7 +53,6 @@ async function previousPoints(db: Db, diskIds: string[]) {
       snapshotId: recoveryPointDisks.snapshotId,
       sourceSnapshotId: recoveryPointDisks.sourceSnapshotId,
       changedBlocks: recoveryPointDisks.changedBlocks,
-      parentSnapshotId: recoveryPointDisks.parentSnapshotId,
     })
     .from(recoveryPointDisks)
     .innerJoin(recoveryPoints, eq(recoveryPoints.id, recoveryPointDisks.recoveryPointId))
@@ -66,7 +65,6 @@ type PreviousPoint = {
   snapshotId: string;
   sourceSnapshotId: string | null;
   changedBlocks: number;
-  parentSnapshotId: string | null;
 };
 
 /**
@@ -109,10 +107,8 @@ export function iterationPlanOf(
                   previous: {
                     recoveryPointId: p.recoveryPointId,
                     snapshotId: p.snapshotId,
-                    // Nothing changed last time, or last time was the full copy (a new disk's
-                    // first incremental; 1,000 new plans would otherwise queue for slots at once):
-                    // look for changes before asking for a snapshot slot.
-                    ...(p.changedBlocks === 0 || p.parentSnapshotId === null ? { idle: true } : {}),
+                    // Nothing changed last time: look for changes before asking for a snapshot slot.
+                    ...(p.changedBlocks === 0 ? { idle: true } : {}),
                   },
                 }
               : {}),
