@@ -100,8 +100,10 @@ export function createIterationStepActivities(parts: {
       const recorded = await iteration.recordRecoveryPoint(input.recoveryPoint);
       if (recorded.lostSnapshots) {
         const failure = `No block changed on ${recorded.lostSnapshots.length} disk(s) since the previous recovery point, but the expiry job deleted that point and its snapshot(s) ${recorded.lostSnapshots.join(', ')} during this iteration: no recovery point was recorded.`;
+        // The completed job's result describes a point that was not recorded: not kept.
+        const { result: _result, ...job } = input.job;
         await jobs.upsertReplicationJob({
-          ...input.job,
+          ...job,
           status: 'failed',
           error: failure,
           remediation:
