@@ -21,8 +21,10 @@ import { explainFailure } from '../jobs/failures';
 import { setJobStatusAttr } from '../jobs/status-attr';
 import { StepBook } from '../jobs/step-book';
 
+// Database reads and writes only: a control worker killed in the middle of one is noticed by this
+// timeout (they send no heartbeat), so it stays short: a rollout resumes within it after a crash.
 const acts = proxyActivities<ApplianceUpgradeActivities & JobActivities>({
-  startToCloseTimeout: '5 minutes',
+  startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
 });
 
