@@ -125,6 +125,9 @@ export const configSchema = z.object({
   LIFEBOAT_NODE_WRITES_INITIAL: positiveInt.default(128),
   LIFEBOAT_NODE_WRITES_MAX: positiveInt.max(4000).default(256),
   LIFEBOAT_WRITES_DECREASE_FACTOR: z.coerce.number().gt(0).lt(1).default(0.7),
+  // An incremental's parent snapshot seen completed by this node within this many seconds is not
+  // described again (EC2 Describe* calls are throttled per account); 0 = describe it every time.
+  LIFEBOAT_PARENT_CHECK_SECONDS: z.coerce.number().int().min(0).default(300),
   // Reverse replication: GetSnapshotBlock calls in flight per disk being written back.
   LIFEBOAT_REVERSE_READS: positiveInt.max(256).default(16),
 

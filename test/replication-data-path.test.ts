@@ -7,12 +7,13 @@ import {
   PutSnapshotBlockCommand,
   StartSnapshotCommand,
 } from '@aws-sdk/client-ebs';
-import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
+import { DeleteSnapshotCommand, type EC2Client } from '@aws-sdk/client-ec2';
 import pLimit from 'p-limit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE, blockCount, sha256 } from '../activities/node/replication/blocks';
 import { indexPath, readIndex } from '../activities/node/replication/hash-index';
 import { AwsClients } from '../activities/node/replication/target/clients';
+import { CompletedSnapshots } from '../activities/node/replication/target/completed-snapshots';
 import { type TransferDeps, type TransferEnv, transferDisk } from '../activities/node/replication/transfer';
 import { verifyDiskBlocks } from '../activities/node/replication/verify';
 import type { DiskTransferInput, TransferProgress } from '../contracts';
@@ -36,16 +37,20 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function harness(extra: { fault?: FaultEbsLayer } = {}) {
+function harness(extra: { fault?: FaultEbsLayer; ec2?: (c: EC2Client) => void } = {}) {
   const target = testAwsTarget();
   const strict = new StrictEbsLayer(target);
   const counting = new CountingEbsLayer();
   const nodeId = uniqueId('node');
+  const { ec2, ...ebsLayers } = extra;
   const deps: TransferDeps = {
     nodeId,
     dataDir: path.join(dir, 'data'),
     // Listings come back in pages of 7 (as AWS may): verify must follow NextToken.
-    clients: new AwsClients(layerHooks({ strict, counting, paging: new PagingEbsLayer(7), ...extra })),
+    clients: new AwsClients({
+      ...layerHooks({ strict, counting, paging: new PagingEbsLayer(7), ...ebsLayers }),
+      ...(ec2 ? { ec2 } : {}),
+    }),
     nodeLimit: pLimit(128),
     perSnapshotConcurrency: 16,
     heartbeatIntervalMs: 200,
@@ -195,6 +200,51 @@ describe('replication data path (file source → EBS snapshots on moto)', () => 
     expect(h.counting.putsTo(r.snapshotId)).toBe(total);
     expect((await h.verify(diskId, 'rp-1', [r.snapshotId])).mismatches).toEqual([]);
     expect(h.strict.violations).toEqual([]);
+  });
+
+  it("describes an incremental's parent once per parent-check window; a parent deleted within it is refused by StartSnapshot and the retry copies in full", async () => {
+    /** The snapshot ids of every DescribeSnapshots call the transfer makes. */
+    const described: string[] = [];
+    const countDescribes = (c: EC2Client) =>
+      c.middlewareStack.add(
+        (next, context) => async (args) => {
+          if ((context as { commandName?: string }).commandName === 'DescribeSnapshotsCommand')
+            described.push(...(((args.input as { SnapshotIds?: string[] }).SnapshotIds ?? []) as string[]));
+          return next(args);
+        },
+        { step: 'initialize', name: 'countDescribes' },
+      );
+    const h = harness({ ec2: countDescribes });
+    h.deps.completedSnapshots = new CompletedSnapshots(60_000);
+    const { size, total, image, diskId } = fullDisk('disk-parent-check.img', 8 * MiB);
+    const full = await transferDisk(input(diskId, image, size, 'rp-1'), h.deps, h.env());
+    const previous = { recoveryPointId: 'rp-1', snapshotId: full.snapshotId };
+    // The full copy followed its snapshot to `completed`: the next incrementals do not ask again.
+    let before = described.length;
+    const same = await transferDisk(input(diskId, image, size, 'rp-2', previous), h.deps, h.env());
+    expect(same).toMatchObject({ reusedSnapshot: true, snapshotId: full.snapshotId });
+    expect(described.slice(before)).toEqual([]);
+
+    // Without the cache (LIFEBOAT_PARENT_CHECK_SECONDS=0) every incremental describes its parent.
+    const uncached = { ...h.deps, completedSnapshots: new CompletedSnapshots(0) };
+    before = described.length;
+    await transferDisk(input(diskId, image, size, 'rp-2b', previous), uncached, h.env());
+    expect(described.slice(before)).toEqual([full.snapshotId]);
+
+    // Deleted outside Lifeboat within the window, and a block changed: StartSnapshot names a
+    // parent that is gone, AWS (the strict layer) refuses it, and the attempt forgets the parent.
+    await ec2Client(h.target).send(new DeleteSnapshotCommand({ SnapshotId: full.snapshotId }));
+    touchBlock(image, 3);
+    const inp = input(diskId, image, size, 'rp-3', previous);
+    await expect(transferDisk(inp, h.deps, h.env())).rejects.toThrow(/ParentSnapshotId .* does not exist/);
+    expect(h.strict.violations).toEqual([`ParentSnapshotId ${full.snapshotId} does not exist`]);
+    // The retry describes it, finds it gone and copies every block, with no parent.
+    before = described.length;
+    const retried = await transferDisk(inp, h.deps, h.env());
+    expect(described.slice(before)[0]).toBe(full.snapshotId);
+    expect(retried.parentSnapshotId).toBeUndefined();
+    expect(h.counting.putsTo(retried.snapshotId)).toBe(total);
+    expect((await h.verify(diskId, 'rp-3', [retried.snapshotId])).mismatches).toEqual([]);
   });
 
   it('an incremental starts its snapshot at the first changed block (none when nothing changed) and resumes into it', async () => {

@@ -27,6 +27,7 @@ export async function createNodeWorker(config: Config, nodeId = config.LIFEBOAT_
       replication: {
         writeConcurrency: writeConcurrencyOf(config),
         reverseReadConcurrency: config.LIFEBOAT_REVERSE_READS,
+        parentCheckMs: config.LIFEBOAT_PARENT_CHECK_SECONDS * 1000,
       },
       ...(db ? { jobLog: createJobLog(db).append, db } : {}),
     }),

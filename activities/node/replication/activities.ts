@@ -19,6 +19,7 @@ import { reverseDisk, verifyImage } from './reverse';
 import { AdaptiveLimit, type AimdBounds } from './target/adaptive-limit';
 import type { AwsClientHooks } from './target/clients';
 import { AwsClients } from './target/clients';
+import { CompletedSnapshots } from './target/completed-snapshots';
 import { type TransferDeps, type TransferOutcome, transferDisk } from './transfer';
 import { MissingIndexError, verifyDiskBlocks } from './verify';
 
@@ -46,6 +47,8 @@ export interface ReplicationActivityOptions {
   reverseReadConcurrency?: number | undefined;
   /** Where the node writes its lines of the job's log (start, progress, end); none = no lines. */
   jobLog?: JobLogSink | undefined;
+  /** A parent snapshot seen completed within this long is not described again (default 300 s; 0 = always). */
+  parentCheckMs?: number | undefined;
   /** A progress line at most this often per transfer (default 5 s). */
   progressLogIntervalMs?: number | undefined;
 }
@@ -103,6 +106,7 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? 1000,
     heartbeatEveryBlocks: o.heartbeatEveryBlocks ?? 256,
     readConcurrency: o.reverseReadConcurrency,
+    completedSnapshots: new CompletedSnapshots(o.parentCheckMs ?? 300_000),
   };
   return {
     /** Copy one disk into one EBS snapshot (heartbeats TransferProgress; a retry resumes from it). */

@@ -17,6 +17,7 @@ import type { BlockSource } from './sources/source';
 import type { Extent } from './sparse';
 import { AdaptiveLimit, type AimdBounds, LimitPair } from './target/adaptive-limit';
 import type { AwsClients } from './target/clients';
+import type { CompletedSnapshots } from './target/completed-snapshots';
 import {
   completeSnapshot,
   putBlock,
@@ -47,6 +48,11 @@ export interface TransferDeps {
   writeConcurrency?: { node: AdaptiveLimit; snapshot: AimdBounds } | undefined;
   /** Told each transfer's write limits when it starts (the benchmark and tests read their traces). */
   onWriteLimits?: ((snapshotId: string, limits: LimitPair) => void) | undefined;
+  /**
+   * The snapshots this worker saw completed (LIFEBOAT_PARENT_CHECK_SECONDS): a parent seen
+   * recently is not described again. Absent: every incremental describes its parent.
+   */
+  completedSnapshots?: CompletedSnapshots | undefined;
   /** How long after StartSnapshot "not found" is retried as "not visible yet" (default 2 min). */
   snapshotVisibilityMs?: number | undefined;
   /** Heartbeat at least this often, and whenever the source read this many blocks since the last one. */
@@ -114,13 +120,16 @@ export async function transferDisk(
     : undefined;
   // The parent must still exist and be completed (deleted outside Lifeboat, or an endpoint that
   // came back empty): AWS refuses StartSnapshot with a missing parent. Without it: full copy.
+  // Seen completed recently (by this worker): not described again (target/completed-snapshots.ts).
   let missingParent: { snapshotId: string; state: string } | undefined;
-  if (prevIndex && input.previous) {
+  const completed = deps.completedSnapshots;
+  if (prevIndex && input.previous && !completed?.fresh(input.previous.snapshotId)) {
     const state = await snapshotState(deps.clients, input, input.previous.snapshotId, signal);
     if (state !== 'completed') {
+      completed?.forget(input.previous.snapshotId);
       missingParent = { snapshotId: input.previous.snapshotId, state };
       prevIndex = undefined;
-    }
+    } else completed?.seen(input.previous.snapshotId);
   }
 
   let source: BlockSource | undefined;
@@ -193,7 +202,11 @@ export async function transferDisk(
             },
           },
           signal,
-        ));
+        ).catch((e) => {
+          // Perhaps the parent is gone since it was last seen: the retry describes it again.
+          if (parentSnapshotId) completed?.forget(parentSnapshotId);
+          throw e;
+        }));
       // A resumed attempt without a usable partial index rewrites from block 0 into the same snapshot.
       progress = {
         ...progress,
@@ -381,6 +394,8 @@ export async function transferDisk(
     );
     if (status === 'error') throw new Error(`CompleteSnapshot put ${snapshotId} in state error`);
     await waitCompleted(deps.clients, input, snapshotId, signal, () => env.heartbeat(progress));
+    // The next incremental's parent: seen completed now.
+    completed?.seen(snapshotId);
 
     // The index is kept (cache, then the shared copy) before the partial one goes: a retry after a
     // failed save resumes at the end, finds the snapshot completed and saves again.
