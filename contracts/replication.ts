@@ -36,8 +36,9 @@ export interface IterationDisk {
   vmPriority: number;
   source: DiskSource;
   /**
-   * The disk's previous recovery point. `idle`: that point found no changed block, so this
-   * iteration first looks for changes without a snapshot slot (an idle disk never asks for one).
+   * The disk's previous recovery point. `idle`: that point found no changed block (or was the
+   * disk's full copy), so this iteration first looks for changes without a snapshot slot (an idle
+   * disk never asks for one).
    */
   previous?: { recoveryPointId: string; snapshotId: string; idle?: boolean };
 }

@@ -368,7 +368,7 @@ describe('replication iteration', () => {
     const first = await replicateNow(plan.id);
     const s1 = (await diskRow(first.result.recoveryPointId)).snapshotId;
 
-    // Nothing changed (it changed last time, so the copy held a slot): no snapshot was started.
+    // Nothing changed (looked at without a slot: the previous point was the full copy): no snapshot.
     const second = await replicateNow(plan.id);
     expect(second.result).toMatchObject({ changedBlocks: 0, bytesWritten: 0 });
     expect(await diskRow(second.result.recoveryPointId)).toMatchObject({ snapshotId: s1, changedBlocks: 0 });
@@ -384,6 +384,9 @@ describe('replication iteration', () => {
 
     // Idle last time: the node looks for changes holding no slot; the budget grants nothing.
     const granted = (await budget()).grantedTotal;
+    const history2 = await client.workflow.getHandle(second.workflowId).fetchHistory();
+    expect(history2.events!.filter((e) => e.activityTaskScheduledEventAttributes)).toHaveLength(1);
+    expect(history2.events!.some((e) => e.workflowExecutionSignaledEventAttributes)).toBe(false);
     const third = await replicateNow(plan.id);
     expect((await diskRow(third.result.recoveryPointId)).snapshotId).toBe(s1);
     expect((await budget()).grantedTotal).toBe(granted);

@@ -53,6 +53,7 @@ async function previousPoints(db: Db, diskIds: string[]) {
       snapshotId: recoveryPointDisks.snapshotId,
       sourceSnapshotId: recoveryPointDisks.sourceSnapshotId,
       changedBlocks: recoveryPointDisks.changedBlocks,
+      parentSnapshotId: recoveryPointDisks.parentSnapshotId,
     })
     .from(recoveryPointDisks)
     .innerJoin(recoveryPoints, eq(recoveryPoints.id, recoveryPointDisks.recoveryPointId))
@@ -65,6 +66,7 @@ type PreviousPoint = {
   snapshotId: string;
   sourceSnapshotId: string | null;
   changedBlocks: number;
+  parentSnapshotId: string | null;
 };
 
 /**
@@ -107,8 +109,10 @@ export function iterationPlanOf(
                   previous: {
                     recoveryPointId: p.recoveryPointId,
                     snapshotId: p.snapshotId,
-                    // Nothing changed last time: look for changes before asking for a snapshot slot.
-                    ...(p.changedBlocks === 0 ? { idle: true } : {}),
+                    // Nothing changed last time, or last time was the full copy (a new disk's
+                    // first incremental; 1,000 new plans would otherwise queue for slots at once):
+                    // look for changes before asking for a snapshot slot.
+                    ...(p.changedBlocks === 0 || p.parentSnapshotId === null ? { idle: true } : {}),
                   },
                 }
               : {}),
