@@ -41,6 +41,13 @@ export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, unknown> = {
   // tasks and polls between each other (bench/schedules.ts measured the server's CPU per iteration).
   'matching.numTaskqueueReadPartitions': 1,
   'matching.numTaskqueueWritePartitions': 1,
+  // The history service's mutable-state cache holds 512 workflows per shard by default (the dev
+  // server has one shard): 1,000 one-minute plans keep over 1,000 schedule workflows plus their
+  // iterations warm, so at the default nearly every task reloaded its workflow from the database.
+  // The events cache (512 KiB per shard by default) likewise: a task's new events are read back
+  // from it when the workflow task is handed to a worker.
+  'history.cacheMaxSize': 8192,
+  'history.eventsCacheMaxSizeBytes': 64 * 1024 * 1024,
   'worker.perNamespaceWorkerOptions': {
     MaxConcurrentWorkflowTaskPollers: 64,
     MaxConcurrentActivityTaskPollers: 8,
