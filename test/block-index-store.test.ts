@@ -73,6 +73,23 @@ describe('shared block index', () => {
     expect((await other.load(randomUUID(), disk)).from).toBe('none');
   });
 
+  it('saves an index of a few chunks in one statement; a rewrite replaces it whole (shorter: no chunk left past its end)', async () => {
+    const store = blockIndexStore(t.db);
+    const rp = randomUUID();
+    const disk = randomUUID();
+    const big = synthetic(700, 100); // 7 chunks: the one-statement path
+    await store.save(rp, disk, 'node-a', big);
+    expect((await store.load(rp, disk))?.equals(big)).toBe(true);
+    // Rewritten (a retry from another node, of a disk that shrank): 3 chunks, a new header.
+    const small = synthetic(250, 100);
+    await store.save(rp, disk, 'node-b', small);
+    const chunks = await t.db.select().from(blockIndexChunks).where(eq(blockIndexChunks.recoveryPointId, rp));
+    expect(chunks.map((c) => c.seq).sort()).toEqual([0, 1, 2]);
+    const [h] = await t.db.select().from(blockIndexes).where(eq(blockIndexes.recoveryPointId, rp));
+    expect(h).toMatchObject({ nodeId: 'node-b', blockCount: 250, chunkCount: 3, digest: small.digest() });
+    expect((await store.load(rp, disk))?.equals(small)).toBe(true);
+  });
+
   it('refuses an index whose chunks were tampered with or lost', async () => {
     const store = blockIndexStore(t.db);
     const idx = synthetic(1000, 100);

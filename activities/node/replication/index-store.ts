@@ -19,6 +19,43 @@ const CHUNKS_PER_QUERY = 8;
  * time: a 32 TiB disk (2 GiB of hashes, 2,048 chunks) never sits in one buffer or one statement.
  */
 export function blockIndexStore(db: Db) {
+  /**
+   * An index of at most CHUNKS_PER_QUERY chunks (a disk up to 128 GiB) in one statement: its
+   * chunks, the removal of chunks past its end and its header, so a reader sees the old index
+   * or the new one, never a mix; one round trip instead of four (an idle disk saves one each
+   * iteration: bench/schedules.ts).
+   */
+  async function saveInOneStatement(
+    recoveryPointId: string,
+    diskId: string,
+    nodeId: string,
+    index: BlockHashIndex,
+  ): Promise<void> {
+    const chunks = await Promise.all(index.chunks.map((raw) => deflate(raw)));
+    const rp = sql`${recoveryPointId}::uuid`;
+    const disk = sql`${diskId}::uuid`;
+    await db.execute(sql`
+      with stale as (
+        delete from ${blockIndexChunks}
+        where recovery_point_id = ${rp} and disk_id = ${disk} and seq >= ${index.chunkCount}
+      ), chunks as (
+        insert into ${blockIndexChunks} (recovery_point_id, disk_id, seq, data)
+        values ${sql.join(
+          chunks.map((data, seq) => sql`(${rp}, ${disk}, ${seq}, ${data})`),
+          sql`, `,
+        )}
+        on conflict (recovery_point_id, disk_id, seq) do update set data = excluded.data
+      )
+      insert into ${blockIndexes}
+        (recovery_point_id, disk_id, node_id, size_bytes, block_count, chunk_blocks, chunk_count, compression, digest)
+      values (${rp}, ${disk}, ${nodeId}, ${index.sizeBytes}, ${index.blockCount}, ${index.chunkBlocks},
+              ${index.chunkCount}, 'deflate', ${index.digest()})
+      on conflict (recovery_point_id, disk_id) do update set
+        node_id = excluded.node_id, size_bytes = excluded.size_bytes, block_count = excluded.block_count,
+        chunk_blocks = excluded.chunk_blocks, chunk_count = excluded.chunk_count,
+        compression = excluded.compression, digest = excluded.digest`);
+  }
+
   return {
     /** Store an index (idempotent: a retry overwrites the same chunks, then the header). */
     async save(
@@ -27,6 +64,8 @@ export function blockIndexStore(db: Db) {
       nodeId: string,
       index: BlockHashIndex,
     ): Promise<void> {
+      if (index.chunkCount <= CHUNKS_PER_QUERY)
+        return saveInOneStatement(recoveryPointId, diskId, nodeId, index);
       const key = and(eq(blockIndexes.recoveryPointId, recoveryPointId), eq(blockIndexes.diskId, diskId));
       // A rewrite must not leave a stale header over new chunks: the header goes first, comes back last.
       await db.delete(blockIndexes).where(key);
