@@ -153,11 +153,6 @@ export function createIterationDataActivities(db: Db, settings: ControlSettings,
       input: RecoveryPointRecord,
     ): Promise<{ recoveryPointId: string; lostSnapshots?: string[] }> {
       const recorded = await db.transaction(async (tx) => {
-        const [existing] = await tx
-          .select({ id: recoveryPoints.id })
-          .from(recoveryPoints)
-          .where(eq(recoveryPoints.workflowId, input.workflowId));
-        if (existing) return { recoveryPointId: existing.id };
         const reused = [...new Set(input.disks.filter((d) => d.reusedSnapshot).map((d) => d.snapshotId))];
         // The parent of a shared snapshot is the one its first point recorded (verify walks the chain).
         const parentOf = new Map<string, string | null>();
@@ -171,17 +166,29 @@ export function createIterationDataActivities(db: Db, settings: ControlSettings,
           const lost = reused.filter((id) => !parentOf.has(id));
           if (lost.length) return { recoveryPointId: input.recoveryPointId, lostSnapshots: lost };
         }
-        await tx.insert(recoveryPoints).values({
-          id: input.recoveryPointId,
-          planId: input.planId,
-          vmId: input.vmId ?? null,
-          workflowId: input.workflowId,
-          pointInTime: new Date(input.pointInTime),
-          completedAt: sql`now()`,
-          bytesWritten: input.disks.reduce((n, d) => n + d.bytesWritten, 0),
-          changedBlocks: input.disks.reduce((n, d) => n + d.changedBlocks, 0),
-          durationMs: input.durationMs,
-        });
+        // Keyed by the iteration's workflow id: a retried call inserts nothing and returns the point.
+        const inserted = await tx
+          .insert(recoveryPoints)
+          .values({
+            id: input.recoveryPointId,
+            planId: input.planId,
+            vmId: input.vmId ?? null,
+            workflowId: input.workflowId,
+            pointInTime: new Date(input.pointInTime),
+            completedAt: sql`now()`,
+            bytesWritten: input.disks.reduce((n, d) => n + d.bytesWritten, 0),
+            changedBlocks: input.disks.reduce((n, d) => n + d.changedBlocks, 0),
+            durationMs: input.durationMs,
+          })
+          .onConflictDoNothing({ target: recoveryPoints.workflowId })
+          .returning({ id: recoveryPoints.id });
+        if (inserted.length === 0) {
+          const [existing] = await tx
+            .select({ id: recoveryPoints.id })
+            .from(recoveryPoints)
+            .where(eq(recoveryPoints.workflowId, input.workflowId));
+          return { recoveryPointId: existing?.id ?? input.recoveryPointId };
+        }
         if (input.disks.length)
           await tx.insert(recoveryPointDisks).values(
             input.disks.map((d) => ({
