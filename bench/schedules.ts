@@ -32,6 +32,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { inArray, sql } from 'drizzle-orm';
 import pLimit from 'p-limit';
+import { createJobLog } from '../activities/control/jobs/log';
 import { createNodeActivities } from '../activities/node';
 import { plansService } from '../api/services/plans';
 import { replicationSchedules } from '../api/services/replication/schedules';
@@ -161,10 +162,12 @@ export async function run(args: string[]): Promise<void> {
       namespace: config.TEMPORAL_NAMESPACE,
       taskQueue: nodeTaskQueue,
       dataConverter: await lifeboatDataConverter(config),
+      // As the node worker runs it (workers/node/worker.ts): its job log lines count too.
       activities: createNodeActivities({
         nodeId: 'bench-schedules',
         aws: target,
         db,
+        jobLog: createJobLog(db).append,
         dataDir: path.join(work, 'node'),
       }),
     });

@@ -130,6 +130,8 @@ export type DiskSource =
 export interface DiskTransferInput {
   /** Iteration workflow id: with diskId it makes the StartSnapshot ClientToken deterministic. */
   workflowId: string;
+  /** The iteration's job id: the node's job log lines go to it without looking it up (absent in older histories). */
+  jobId?: string;
   planId: string;
   vmId: string;
   diskId: string;

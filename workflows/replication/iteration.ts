@@ -129,6 +129,7 @@ export async function replicationIterationWorkflow(
           : `Copy ${disk.previous ? 'the changed blocks of' : 'every block of'} ${diskLabel(disk)} to an EBS snapshot on node ${node.nodeId}`,
       ).replicateDisk({
         workflowId,
+        jobId,
         planId: it.planId,
         vmId: disk.vmId,
         diskId: disk.diskId,

@@ -2,6 +2,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
 import type {
   DiskTransferInput,
+  JobLogTarget,
   JobLogWrite,
   ReverseDiskInput,
   ReverseDiskResult,
@@ -58,8 +59,12 @@ export const DEFAULT_WRITE_CONCURRENCY = {
   node: { min: 4, initial: 128, max: 256, decreaseFactor: 0.7 },
 };
 
-/** The job a line belongs to: the workflow's, of the run that scheduled this activity when it is that workflow. */
-const logTarget = (ctx: Context, workflowId: string) => {
+/**
+ * The job a line belongs to: the job id when the workflow passed it, else the workflow's, of the
+ * run that scheduled this activity when it is that workflow (looked up once per run).
+ */
+const logTarget = (ctx: Context, workflowId: string, jobId?: string): JobLogTarget => {
+  if (jobId) return { jobId };
   const exec = ctx.info.workflowExecution;
   return { workflowId, ...(exec?.workflowId === workflowId ? { runId: exec.runId } : {}) };
 };
@@ -118,10 +123,20 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
       const attempt = ctx.info.attempt;
       const startedAt = Date.now();
       const startBlock = resumeFrom?.nextBlockIndex ?? 0;
-      // The job's log: best effort, never in the way of the copy.
-      const log = (lines: JobLogWrite[]) =>
-        o.jobLog?.(logTarget(ctx, input.workflowId), lines).catch(() => {}) ?? Promise.resolve();
-      await log([
+      // The job's log: best effort, never in the way of the copy. A look without a slot takes
+      // milliseconds: its "started" line waits for the next line and goes in the same insert.
+      const held: JobLogWrite[] = [];
+      const log = (lines: JobLogWrite[]) => {
+        const all = held.splice(0).concat(lines);
+        return (
+          o.jobLog?.(logTarget(ctx, input.workflowId, input.jobId), all).catch(() => {}) ?? Promise.resolve()
+        );
+      };
+      const hold = (lines: JobLogWrite[]) => {
+        held.push(...lines);
+        return Promise.resolve();
+      };
+      await (input.withoutSlot ? hold : log)([
         {
           level: 'info',
           message: input.withoutSlot
