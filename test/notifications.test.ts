@@ -207,6 +207,43 @@ describe('notification channels (real Temporal, Postgres, moto, local receivers)
     expect((await api.call('GET', '/v1/channels', { token: api.tokens.operator })).status).toBe(403);
   });
 
+  it('matches events against a channel written after the worker cached the channels (NOTIFY from the channels trigger)', async () => {
+    await deleteChannels();
+    // No channel yet: the listener caches an empty list.
+    await emit({ type: 'node.undrained', severity: 'info', message: 'nobody listens' });
+    // An event type no other test here subscribes to: this test's late deliveries touch no other channel.
+    const created = await api.call('POST', '/v1/channels', {
+      body: {
+        name: 'late',
+        kind: 'webhook',
+        url: 'http://127.0.0.1:1/late',
+        secret: SECRETS.webhook,
+        filters: { types: ['node.undrained'] },
+      },
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    // The write's NOTIFY drops the cached list: within moments an event goes to the new channel
+    // (without the notice the empty list would stay and this would time out).
+    const delivered = async () => {
+      const [ev] = await emit({ type: 'node.undrained', severity: 'info', message: 'a late channel' });
+      return client.workflow
+        .getHandle(deliverEventWorkflowId(ev!.id))
+        .describe()
+        .then(() => true)
+        .catch(() => false);
+    };
+    await waitFor('an event matched against the new channel', delivered, 10_000, 200);
+    // Disabled by a direct SQL write (the trigger fires for any writer): events stop going to it.
+    await api.db.update(channels).set({ enabled: false }).where(eq(channels.id, created.body.id));
+    await waitFor(
+      'events no longer matched against the disabled channel',
+      async () => !(await delivered()),
+      10_000,
+      200,
+    );
+    await deleteChannels();
+  });
+
   it('a stored header fetch cannot send is a final failure; a short secret is not scrubbed letter by letter; errors are one line in the CLI', async () => {
     // A receiver that refuses (400, final) with a two-line answer.
     const got: string[] = [];

@@ -48,10 +48,64 @@ async function planNameOf(db: Db, planId: string | null | undefined): Promise<st
   return p?.name ?? null;
 }
 
+/**
+ * The enabled channels, kept in memory per database handle: a trigger on `channels` sends
+ * NOTIFY lifeboat_channels on every write (migration 0020), and the notice (or a reconnection of
+ * the listening connection, which may have missed one) drops the copy. Without the listener (it
+ * could not start) every call selects them. Every event of every job asks (3 per replication
+ * iteration), so this saves those selects; a channel written in the milliseconds before an event
+ * may miss that one event.
+ */
+const enabledChannelsOf = new WeakMap<Db, () => Promise<ChannelRow[]>>();
+
+function enabledChannels(db: Db): Promise<ChannelRow[]> {
+  let get = enabledChannelsOf.get(db);
+  if (!get) {
+    const select = () => db.select().from(channels).where(eq(channels.enabled, true));
+    let cached: Promise<ChannelRow[]> | undefined;
+    let generation = 0;
+    const invalidate = () => {
+      generation++;
+      cached = undefined;
+    };
+    const listening = db.$client
+      .listen('lifeboat_channels', invalidate, invalidate)
+      .then(() => true)
+      .catch((e: Error) => {
+        log.warn(
+          { err: e.message },
+          'cannot listen for channel changes: channels are selected for every event',
+        );
+        return false;
+      });
+    get = async () => {
+      if (!(await listening)) return select();
+      if (cached) return cached;
+      const at = generation;
+      const loading = select();
+      cached = loading;
+      // A notice during the load makes this copy stale: the next call selects again.
+      loading.then(
+        () => {
+          if (generation !== at && cached === loading) cached = undefined;
+        },
+        () => {
+          if (cached === loading) cached = undefined;
+        },
+      );
+      return loading;
+    };
+    enabledChannelsOf.set(db, get);
+  }
+  return get();
+}
+
 async function matching(db: Db, e: LifeboatEvent): Promise<ChannelRow[]> {
-  const rows = await db.select().from(channels).where(eq(channels.enabled, true));
+  const rows = await enabledChannels(db);
   if (rows.length === 0) return [];
-  const planName = await planNameOf(db, e.planId);
+  // The plan's name only matters to a channel whose plan filter names plans.
+  const byPlanName = e.planId && rows.some((ch) => (ch.filters as ChannelFilters).plans?.length);
+  const planName = byPlanName ? await planNameOf(db, e.planId) : null;
   return rows.filter((ch) => channelMatches(ch, e, planName));
 }
 
