@@ -6,7 +6,10 @@
  * iteration, the start lag behind the schedule's nominal time (the scheduled time Temporal
  * appends to the workflow id): the workflow's start (visibility) and its first job-row write
  * (the iteration's second step, `jobs.started_at`), p50/p99/max, beside the machine's cores,
- * load average and the CPU each process used.
+ * load average and the CPU each process used. The measured minutes start at the first whole
+ * minute after every plan has its full copy and its first incremental (RPOs apply to protected
+ * disks); the initial sync before them is reported on its own line: how long it took and how many
+ * firings it skipped.
  *
  *   npm run bench -- schedules [--plans 1000] [--minutes 3] [--phase same|spread] [--changing 0] [--cpu-prof]
  *
@@ -184,6 +187,8 @@ export async function run(args: string[]): Promise<void> {
     const base = Date.parse('2026-01-01T00:00:00Z');
     const plans = pLimit(8);
     const t0 = Date.now();
+    /** When each plan's schedule was created: its firings count from then on. */
+    const createdAt: number[] = [];
     const planIds = await Promise.all(
       Array.from({ length: nPlans }, (_, i) =>
         plans(async () => {
@@ -209,6 +214,7 @@ export async function run(args: string[]): Promise<void> {
             }),
           );
           await schedules.sync(plan.id);
+          createdAt[i] = Date.now();
           return plan.id;
         }),
       ),
@@ -232,9 +238,31 @@ export async function run(args: string[]): Promise<void> {
       }
     }, 1000);
 
-    // Measure whole minutes after the first full minute (the first iterations are full copies).
-    const firstMinute = Math.ceil(Date.now() / 60_000) * 60_000;
-    const measureFrom = firstMinute + 60_000;
+    // The initial sync: every plan's first point (its full copy), then its second (the first
+    // incremental). RPOs apply once a disk is protected; the measured minutes are whole minutes
+    // after every plan has both, and what happened before them is reported on its own line.
+    const pointsPerPlan = async () =>
+      (
+        await db.execute<{ n: number }>(
+          sql`select count(*)::int as n from recovery_points where plan_id in ${planIds} group by plan_id`,
+        )
+      ).map((r) => r.n);
+    const syncLimit = Date.now() + 15 * 60_000;
+    let firstPointsAt: number | undefined;
+    let secondPointsAt: number | undefined;
+    while (secondPointsAt === undefined && Date.now() < syncLimit) {
+      await new Promise((r) => setTimeout(r, 2000));
+      const counts = await pointsPerPlan();
+      const done = (k: number) => counts.length === nPlans && counts.every((n) => n >= k);
+      if (firstPointsAt === undefined && done(1)) firstPointsAt = Date.now();
+      if (firstPointsAt !== undefined && done(2)) secondPointsAt = Date.now();
+    }
+    const since = (t: number | undefined) =>
+      t === undefined ? 'not within 15 min' : `${((t - t0) / 1000).toFixed(0)} s`;
+    say(
+      `initial sync: every plan's full copy after ${since(firstPointsAt)}, its first incremental after ${since(secondPointsAt)}`,
+    );
+    const measureFrom = Math.ceil(Date.now() / 60_000) * 60_000;
     const measureTo = measureFrom + minutes * 60_000;
     await new Promise((r) => setTimeout(r, measureFrom - Date.now()));
     const dbName = new URL(stack.env.DATABASE_URL!).pathname.slice(1);
@@ -291,10 +319,12 @@ export async function run(args: string[]): Promise<void> {
     const startLag: number[] = [];
     const seen = new Set<string>();
     const startedPerMinute: number[] = Array.from({ length: minutes }, () => 0);
+    let startedBefore = 0;
     for await (const e of client.workflow.list({
       query: `WorkflowType = 'replicationIterationWorkflow'`,
     })) {
       const nominal = nominalOf(e.workflowId);
+      if (nominal < measureFrom) startedBefore++;
       if (!(nominal >= measureFrom && nominal < measureTo)) continue;
       seen.add(e.workflowId);
       startLag.push(e.startTime.getTime() - nominal);
@@ -347,6 +377,11 @@ export async function run(args: string[]): Promise<void> {
       if (c !== undefined && Number.isFinite(c)) nodeMs.push(c);
     }
     const expected = nPlans * minutes;
+    // Firings between each plan's creation and the window (its nominal times at base + offset + k min).
+    const dueBefore = createdAt.reduce((n, c, i) => {
+      const first = Math.ceil((c - base - offsetOf(i)) / 60_000) * 60_000 + base + offsetOf(i);
+      return n + Math.max(0, Math.ceil((measureFrom - first) / 60_000));
+    }, 0);
     const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
     const sl = sorted(startLag);
     const jl = sorted(stepLag);
@@ -366,7 +401,8 @@ schedules: ${nPlans} plans × 1-minute RPO (${phase === 'same' ? 'all with the s
   start lag, job row written (2nd step)       p50 ${s(percentile(jl, 50))}  p99 ${s(percentile(jl, 99))}  max ${s(jl[jl.length - 1] ?? Number.NaN)}   (goal: every one ≤ 5 s)
   iteration, job row written → ended          p50 ${s(percentile(sorted(jobMs), 50))}  p99 ${s(percentile(sorted(jobMs), 99))}  max ${s(sorted(jobMs)[jobMs.length - 1] ?? Number.NaN)}   (over 60 s: the next firing is skipped)
   of which the copy on the node               p50 ${s(percentile(sorted(nodeMs), 50))}  p99 ${s(percentile(sorted(nodeMs), 99))}  max ${s(sorted(nodeMs)[nodeMs.length - 1] ?? Number.NaN)}
-  plans + schedules created in                ${createdS.toFixed(1)} s`);
+  plans + schedules created in                ${createdS.toFixed(1)} s
+  initial sync, before the window             every full copy after ${since(firstPointsAt)}, every first incremental after ${since(secondPointsAt)}; firings ${dueBefore} due, ${startedBefore} started (the rest skipped: their previous iteration still ran)`);
 
     control.shutdown();
     nodeWorker.shutdown();
