@@ -1,7 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { type Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { type LifeboatEvent, severityRank } from '../../../contracts/events';
 import {
   DELIVER_EVENT_WORKFLOW,
@@ -51,33 +52,53 @@ async function planNameOf(db: Db, planId: string | null | undefined): Promise<st
 /**
  * The enabled channels, kept in memory per database handle: a trigger on `channels` sends
  * NOTIFY lifeboat_channels on every write (migration 0020), and the notice (or a reconnection of
- * the listening connection, which may have missed one) drops the copy. Without the listener (it
- * could not start) every call selects them. Every event of every job asks (3 per replication
- * iteration), so this saves those selects; a channel written in the milliseconds before an event
- * may miss that one event.
+ * the listening connection, which may have missed one) drops the copy. The listener first checks
+ * that a notice of its own arrives: where none does (a pooler in transaction mode, the embedded
+ * PGlite, whose connections share one session) or LISTEN fails, every call selects them. Every
+ * event of every job asks (3 per replication iteration), so this saves those selects; a channel
+ * written in the milliseconds before an event may miss that one event.
  */
 const enabledChannelsOf = new WeakMap<Db, () => Promise<ChannelRow[]>>();
+const NOTICE_PROBE_MS = 2000;
 
-function enabledChannels(db: Db): Promise<ChannelRow[]> {
+export function enabledChannels(db: Db): Promise<ChannelRow[]> {
   let get = enabledChannelsOf.get(db);
   if (!get) {
-    const select = () => db.select().from(channels).where(eq(channels.enabled, true));
+    // A native promise: a drizzle query is a thenable that runs again each time it is awaited.
+    const select = async (): Promise<ChannelRow[]> =>
+      db.select().from(channels).where(eq(channels.enabled, true));
     let cached: Promise<ChannelRow[]> | undefined;
     let generation = 0;
     const invalidate = () => {
       generation++;
       cached = undefined;
     };
-    const listening = db.$client
-      .listen('lifeboat_channels', invalidate, invalidate)
-      .then(() => true)
-      .catch((e: Error) => {
-        log.warn(
-          { err: e.message },
-          'cannot listen for channel changes: channels are selected for every event',
-        );
-        return false;
+    const listening = (async () => {
+      const probe = randomUUID();
+      let heard: () => void = () => {};
+      const probeHeard = new Promise<boolean>((resolve) => {
+        heard = () => resolve(true);
+        setTimeout(() => resolve(false), NOTICE_PROBE_MS).unref();
       });
+      await db.$client.listen(
+        'lifeboat_channels',
+        (payload) => {
+          if (payload === probe) heard();
+          invalidate();
+        },
+        invalidate,
+      );
+      await db.execute(sql`select pg_notify('lifeboat_channels', ${probe})`);
+      if (await probeHeard) return true;
+      log.warn('channel change notices do not arrive here: channels are selected for every event');
+      return false;
+    })().catch((e: Error) => {
+      log.warn(
+        { err: e.message },
+        'cannot listen for channel changes: channels are selected for every event',
+      );
+      return false;
+    });
     get = async () => {
       if (!(await listening)) return select();
       if (cached) return cached;
