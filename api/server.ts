@@ -1,10 +1,10 @@
 import { serve } from '@hono/node-server';
 import { Client, Connection } from '@temporalio/client';
 import { awsTargetFromConfig, ec2Client } from '../lib/aws';
-import { databaseUrl, loadConfig } from '../lib/config';
+import { databaseUrl } from '../lib/config';
 import { lifeboatDataConverter } from '../lib/crypto';
 import { createLogger } from '../lib/logger';
-import { refuseToStart } from '../lib/startup';
+import { refuseToStart, startupConfig } from '../lib/startup';
 import { temporalConnectionOptions } from '../lib/temporal';
 import { createDb } from '../schema/db';
 import { createApp } from './app';
@@ -12,8 +12,8 @@ import { ensureBootstrapAdmin } from './auth/tokens';
 import { healthProbes } from './health';
 import { reconcileJobsNow } from './services/job-reconciler';
 
+const config = startupConfig();
 const log = createLogger('api');
-const config = loadConfig();
 // The keyring first: a malformed one ends the process here with one line naming the file.
 const dataConverter = await lifeboatDataConverter(config).catch(refuseToStart);
 const db = createDb(databaseUrl(config));

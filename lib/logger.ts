@@ -18,7 +18,20 @@ export const REDACTED_KEYS = [
 
 const paths = REDACTED_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`]);
 
-export function createLogger(name: string, level: string = loadConfig().LOG_LEVEL) {
+/**
+ * LOG_LEVEL, or `info` while the configuration is invalid: loggers are made when modules load,
+ * before an entry point reads its configuration and reports a bad setting in one line
+ * (lib/startup.ts `startupConfig`).
+ */
+function configuredLevel(): string {
+  try {
+    return loadConfig().LOG_LEVEL;
+  } catch {
+    return 'info';
+  }
+}
+
+export function createLogger(name: string, level: string = configuredLevel()) {
   return pino({ name, level, redact: { paths, censor: '[redacted]' } });
 }
 

@@ -1,4 +1,4 @@
-import { ConfigError } from './config';
+import { type Config, ConfigError, loadConfig } from './config';
 import { KeyringError } from './crypto/keyring';
 
 /**
@@ -12,4 +12,16 @@ export function refuseToStart(e: unknown): never {
     process.exit(1);
   }
   throw e;
+}
+
+/**
+ * The configuration of an entry point, loaded before anything else (its logger reads it too):
+ * a bad setting ends the process with the lines naming each variable, exit code 1, no stack trace.
+ */
+export function startupConfig(): Config {
+  try {
+    return loadConfig();
+  } catch (e) {
+    return refuseToStart(e);
+  }
 }

@@ -2,17 +2,17 @@ import { Client, Connection } from '@temporalio/client';
 import { ensureJobReconcilerSchedule } from '../../activities/control/job-reconciler-schedule';
 import { ensureMonitorSchedule } from '../../activities/control/monitor-schedule';
 import { snapshotBudgetTaskQueue } from '../../contracts';
-import { databaseUrl, loadConfig } from '../../lib/config';
+import { databaseUrl } from '../../lib/config';
 import { lifeboatDataConverter } from '../../lib/crypto';
 import { createLogger } from '../../lib/logger';
 import { ensureMaintenanceSchedules } from '../../lib/maintenance-schedules';
-import { refuseToStart } from '../../lib/startup';
+import { refuseToStart, startupConfig } from '../../lib/startup';
 import { temporalConnectionOptions } from '../../lib/temporal';
 import { createDb } from '../../schema/db';
 import { createControlWorker } from './worker';
 
+const config = startupConfig();
 const log = createLogger('control-worker');
-const config = loadConfig();
 const db = createDb(databaseUrl(config));
 const { worker, connection } = await createControlWorker(config, db).catch(refuseToStart);
 

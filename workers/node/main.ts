@@ -1,13 +1,13 @@
-import { databaseUrl, loadConfig } from '../../lib/config';
+import { databaseUrl } from '../../lib/config';
 import { createLogger } from '../../lib/logger';
-import { refuseToStart } from '../../lib/startup';
+import { refuseToStart, startupConfig } from '../../lib/startup';
 import { createDb } from '../../schema/db';
 import { cpuSampler } from './load';
 import { markOffline, registerNode, reportLoad } from './registration';
 import { createNodeWorker } from './worker';
 
+const config = startupConfig();
 const log = createLogger('node-worker');
-const config = loadConfig();
 const db = createDb(databaseUrl(config), { max: 2 });
 const nodeId = config.LIFEBOAT_NODE_ID;
 const HEARTBEAT_MS = config.LIFEBOAT_NODE_HEARTBEAT_SECONDS * 1000;

@@ -140,7 +140,7 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
         {
           level: 'info',
           message: input.withoutSlot
-            ? `Looking for changed blocks of disk ${input.diskId} on node ${o.nodeId} (attempt ${attempt}; unchanged at the previous recovery point, so no snapshot slot is held)`
+            ? `Looking for changed blocks of disk ${input.diskId} on node ${o.nodeId} (attempt ${attempt}; no snapshot slot held: a snapshot is started only if a block changed)`
             : `Transfer of disk ${input.diskId} started on node ${o.nodeId} (attempt ${attempt}${resumeFrom ? `, resuming at block ${startBlock}` : ''}; ${input.previous ? 'changed blocks since the previous recovery point' : 'full copy'})`,
           stepKey,
           node: o.nodeId,
