@@ -2,7 +2,8 @@
  * Scheduling benchmark: 1,000 plans with a 1-minute RPO, each one VM with one tiny `file` disk
  * (one 512 KiB block of data, nothing changes after the first copy), created with the plan
  * service and the same schedule sync the API calls (real Temporal Schedules), replicated by the
- * real control worker and a node worker into moto for a few minutes. Reports, per scheduled
+ * real control worker (in this process) and the real node worker (its own process, as on an
+ * appliance) into moto for a few minutes. Reports, per scheduled
  * iteration, the start lag behind the schedule's nominal time (the scheduled time Temporal
  * appends to the workflow id): the workflow's start (visibility) and its first job-row write
  * (the iteration's second step, `jobs.started_at`), p50/p99/max, beside the machine's cores,
@@ -20,6 +21,8 @@
  * every minute, half a minute after the plan's firing: each of their iterations copies a changed
  * block into a new snapshot, while the others' disks stay unchanged (their points share a snapshot).
  */
+
+import { fork } from 'node:child_process';
 import {
   closeSync,
   copyFileSync,
@@ -32,11 +35,8 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
-import { inArray, sql } from 'drizzle-orm';
+import { eq, inArray, sql } from 'drizzle-orm';
 import pLimit from 'p-limit';
-import { createJobLog } from '../activities/control/jobs/log';
-import { createNodeActivities } from '../activities/node';
 import { plansService } from '../api/services/plans';
 import { replicationSchedules } from '../api/services/replication/schedules';
 import { sitesService } from '../api/services/sites';
@@ -149,39 +149,40 @@ export async function run(args: string[]): Promise<void> {
         aws: { accountAlias: 'bench', region: target.region, endpoint: target.endpoint },
       }),
     );
-    const nodeTaskQueue = 'node-bench-schedules';
-    await db.insert(nodes).values({
-      id: 'bench-schedules',
-      siteId: src.id,
-      kind: 'replication-appliance',
-      version: 'bench',
-      taskQueue: nodeTaskQueue,
+    // The node worker is the product's own (workers/node/main.ts) in its own process, as it runs
+    // on a Replication Appliance: it registers with the site and writes its job log lines.
+    const dataConverter = await lifeboatDataConverter(config); // creates the keyring both workers open
+    const nodeWorker = fork(path.resolve(import.meta.dirname, '../workers/node/main.ts'), [], {
+      execArgv: ['--import', 'tsx'],
+      env: childEnv({
+        ...stack.env,
+        LIFEBOAT_NODE_ID: 'bench-schedules',
+        LIFEBOAT_NODE_SITE: src.name,
+        LOG_LEVEL: 'warn',
+        NODE_NO_WARNINGS: '1',
+      }),
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
+    const nodeExited = new Promise<void>((resolve) => nodeWorker.once('exit', () => resolve()));
+    // Also when this process is stopped (Ctrl-C, a kill): the node worker must not outlive it.
+    process.once('exit', () => nodeWorker.kill('SIGTERM'));
+    const registerBy = Date.now() + 60_000;
+    while (!(await db.select({ id: nodes.id }).from(nodes).where(eq(nodes.id, 'bench-schedules')))[0]) {
+      if (nodeWorker.exitCode !== null)
+        throw new Error(`the node worker exited (code ${nodeWorker.exitCode})`);
+      if (Date.now() > registerBy) throw new Error('the node worker did not register within 60 s');
+      await new Promise((r) => setTimeout(r, 200));
+    }
 
     const { worker: control, connection: controlConn } = await createControlWorker(config, db);
-    const nodeConn = await NativeConnection.connect(await temporalConnectionOptions(config));
-    const nodeWorker = await Worker.create({
-      connection: nodeConn,
-      namespace: config.TEMPORAL_NAMESPACE,
-      taskQueue: nodeTaskQueue,
-      dataConverter: await lifeboatDataConverter(config),
-      // As the node worker runs it (workers/node/worker.ts): its job log lines count too.
-      activities: createNodeActivities({
-        nodeId: 'bench-schedules',
-        aws: target,
-        db,
-        jobLog: createJobLog(db).append,
-        dataDir: path.join(work, 'node'),
-      }),
-    });
     const clientConn = await Connection.connect(await temporalConnectionOptions(config));
     const client = new Client({
       connection: clientConn,
       namespace: config.TEMPORAL_NAMESPACE,
-      dataConverter: await lifeboatDataConverter(config),
+      dataConverter,
     });
     const schedules = replicationSchedules({ db, temporal: client, config });
-    const running = Promise.all([control.run(), nodeWorker.run()]);
+    const running = control.run();
 
     // Plans, through the plan service and the schedule sync the API runs after each write.
     const base = Date.parse('2026-01-01T00:00:00Z');
@@ -277,6 +278,8 @@ export async function run(args: string[]): Promise<void> {
       );
     const self0 = selfCpu();
     const meters = {
+      // This process's children named node: the node worker.
+      node: cpuMeter('node'),
       temporal: cpuMeter('temporal'),
       moto: cpuMeter('moto'),
       postgres: cpuMeter('postgres', true),
@@ -295,6 +298,7 @@ export async function run(args: string[]): Promise<void> {
     if (stopProfile) say(`CPU profile of the measured minutes: ${profileFile}`);
     const cpu = {
       self: selfCpu() - self0,
+      node: meters.node.read(),
       temporal: meters.temporal.read(),
       moto: meters.moto.read(),
       postgres: meters.postgres.read(),
@@ -393,8 +397,8 @@ schedules: ${nPlans} plans × 1-minute RPO (${phase === 'same' ? 'all with the s
   points recorded: new snapshot / shared      ${kinds?.copied ?? 0} / ${kinds?.shared ?? 0}   (a disk with no changed block shares its previous point's snapshot)
   machine                                     ${machine()}
   load average, each minute                   ${loads.join(' | ')}   (other work on the machine counts here)
-  CPU used in the window (s per s)            bench process (control + node worker) ${(cpu.self / windowS).toFixed(2)}, Temporal dev server ${(cpu.temporal / windowS).toFixed(2)}, moto ${(cpu.moto / windowS).toFixed(2)}, Postgres (the service's processes, other databases' work included) ${(cpu.postgres / windowS).toFixed(2)}
-  per iteration started (ms CPU; statements)  bench ${perIt(cpu.self)}, Temporal ${perIt(cpu.temporal)}, moto ${perIt(cpu.moto)}, Postgres ${perIt(cpu.postgres)}; ${(cpu.xacts / Math.max(1, sl.length)).toFixed(0)} Postgres transactions   (idle work included: telling at hundreds of plans, not at a few)
+  CPU used in the window (s per s)            bench process (control worker) ${(cpu.self / windowS).toFixed(2)}, node worker ${(cpu.node / windowS).toFixed(2)}, Temporal dev server ${(cpu.temporal / windowS).toFixed(2)}, moto ${(cpu.moto / windowS).toFixed(2)}, Postgres (the service's processes, other databases' work included) ${(cpu.postgres / windowS).toFixed(2)}
+  per iteration started (ms CPU; statements)  control ${perIt(cpu.self)}, node ${perIt(cpu.node)}, Temporal ${perIt(cpu.temporal)}, moto ${perIt(cpu.moto)}, Postgres ${perIt(cpu.postgres)}; ${(cpu.xacts / Math.max(1, sl.length)).toFixed(0)} Postgres transactions   (idle work included: telling at hundreds of plans, not at a few)
   iterations due / started / job row / completed  ${expected} / ${sl.length} / ${jl.length} / ${completed}   (a run still going at its next firing is skipped: overlap SKIP)
   each measured minute: started of ${nPlans}; job row p99   ${startedPerMinute.map((n, m) => `${n}; ${(percentile(sorted(stepLagPerMinute[m]!), 99) / 1000).toFixed(2)} s`).join(' | ')}
   start lag, workflow started − scheduled     p50 ${s(percentile(sl, 50))}  p99 ${s(percentile(sl, 99))}  max ${s(sl[sl.length - 1] ?? Number.NaN)}
@@ -405,11 +409,10 @@ schedules: ${nPlans} plans × 1-minute RPO (${phase === 'same' ? 'all with the s
   initial sync, before the window             every full copy after ${since(firstPointsAt)}, every first incremental after ${since(secondPointsAt)}; firings ${dueBefore} due, ${startedBefore} started (the rest skipped: their previous iteration still ran)`);
 
     control.shutdown();
-    nodeWorker.shutdown();
-    await running.catch(() => {});
+    nodeWorker.kill('SIGTERM');
+    await Promise.all([running.catch(() => {}), nodeExited]);
     await clientConn.close();
     await controlConn.close();
-    await nodeConn.close();
     await db.close();
   } finally {
     await stack.stop();

@@ -59,6 +59,14 @@ export interface IterationPlan {
   snapshotBudget?: number;
   /** scheduleToStartTimeout of a transfer on a node's task queue. */
   nodePickupTimeoutMs: number;
+  /**
+   * The source site's nodes, ranked, listed with the plan for the looks without a slot (empty when
+   * no disk is idle or no node serves the site: the look then lists them itself). Present only on
+   * iterations whose `beginReplicationIteration` returned it — recorded in its marker, so the
+   * workflow takes the shorter path only where its own history says so (it also defers the last
+   * idle disk's step to `finishReplicationIteration`).
+   */
+  lookNodes?: TransferNode[];
 }
 
 /** How jobs, steps and messages name a disk: `disk "root" of VM "web-1"`. */

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { gte, sql } from 'drizzle-orm';
+import { eq, gte, sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { hashToken } from '../api/auth/tokens';
-import { AUTH_FAILURE_ROWS_PER_WINDOW } from '../api/services/audit';
+import { AUTH_FAILURE_ROWS_PER_WINDOW, AuthFailureLog } from '../api/services/audit';
 import { authFailures } from '../schema';
 import { useTestApi } from './helpers/api';
 import { uniqueId } from './helpers/stack';
@@ -96,5 +96,33 @@ describe('failed authentications are audited', () => {
     expect(other.length).toBeGreaterThanOrEqual(1);
     expect(other.every((o) => o.token === '*' && o.source === '*')).toBe(true);
     expect(flood.filter((f) => f.path === '/v1/nodes/flood').every((f) => f.reason === 'unknown')).toBe(true);
+  });
+
+  it('a flush returns only after a write already under way (the timer flush) has landed', async () => {
+    const failureLog = new AuthFailureLog(api.db);
+    const token = uniqueId('lb_inflight').slice(0, 40);
+    const count = async () =>
+      (
+        await api.db
+          .select({ n: sql<number>`coalesce(sum(${authFailures.count}), 0)::int` })
+          .from(authFailures)
+          .where(eq(authFailures.token, token))
+      )[0]!.n;
+    // An hour back: the flood above filled this minute's window, whose overflow row would take these.
+    const at = new Date(Date.now() - 3_600_000);
+    for (let i = 0; i < 3; i++) {
+      failureLog.record({
+        at,
+        source: '198.51.100.7',
+        reason: 'unknown',
+        token,
+        method: 'GET',
+        path: '/v1/x',
+      });
+    }
+    const timerFlush = failureLog.flush(); // as the one-second timer would: takes the batch, writes it
+    await failureLog.flush(); // nothing left buffered, yet it must wait for that write
+    expect(await count()).toBe(3);
+    await timerFlush;
   });
 });

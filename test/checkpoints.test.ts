@@ -44,7 +44,7 @@ beforeAll(async () => {
 
 const planBody = (extra: Record<string, unknown> = {}) =>
   fixtures.plan(sourceSiteId, targetSiteId, {
-    replication: { intervalMinutes: 60, startTime: '2026-01-01T00:07:00Z' },
+    replication: fixtures.quietReplication(),
     ...extra,
   });
 
@@ -177,7 +177,7 @@ describe('checkpoints and retention', () => {
       body: planBody({
         // A cron that does not fire during the test: the runs are triggered (schedule trigger).
         checkpoints: { cron: '0 3 1 1 *', timezone: 'Europe/Berlin', retention: { count: 2 } },
-        replication: { intervalMinutes: 60, startTime: '2026-01-01T00:07:00Z', retention: { count: 1 } },
+        replication: { ...fixtures.quietReplication(), retention: { count: 1 } },
         vms: [
           fixtures.vm('app', {
             disks: [{ name: 'root', sourceRef: image, sizeBytes: size, deviceName: '/dev/sda1' }],

@@ -19,7 +19,7 @@ import {
   REPLICATION_ITERATION_WORKFLOW,
   type ReplicationIterationResult,
 } from '../contracts';
-import { jobLogs, jobSteps, jobs, nodes } from '../schema';
+import { jobLogs, jobSteps, jobs, nodes, recoveryPointDisks, recoveryPoints } from '../schema';
 import { type ApiCall, fixtures, startTestApi, type TestApi } from './helpers/api';
 import { layerHooks, StrictEbsLayer } from './helpers/aws-layers';
 import { makeSparseImage, touchBlock } from './helpers/disk-images';
@@ -103,7 +103,7 @@ afterAll(async () => {
 });
 
 describe('a job per workflow run', () => {
-  it('gives two runs under one reused workflow id a job row, steps and log each', async () => {
+  it('gives two runs under one reused workflow id a recovery point, a job row, steps and log each', async () => {
     const tgt = fixtures.awsTargetSite();
     tgt.aws.endpoint = testAwsTarget().endpoint!;
     const targetSiteId = (await call('POST', '/v1/sites', { body: tgt })).id;
@@ -151,6 +151,18 @@ describe('a job per workflow run', () => {
       first.result.recoveryPointId,
       second.result.recoveryPointId,
     ]);
+    // Each run records its own point (keyed by the run's point id, not the shared workflow id).
+    const points = await api.db
+      .select()
+      .from(recoveryPoints)
+      .where(eq(recoveryPoints.workflowId, workflowId))
+      .orderBy(asc(recoveryPoints.pointInTime));
+    expect(points.map((p) => p.id)).toEqual([first.result.recoveryPointId, second.result.recoveryPointId]);
+    const [secondDisk] = await api.db
+      .select()
+      .from(recoveryPointDisks)
+      .where(eq(recoveryPointDisks.recoveryPointId, second.result.recoveryPointId));
+    expect(secondDisk).toMatchObject({ changedBlocks: 1 });
     for (const row of rows) {
       const steps = await api.db.select().from(jobSteps).where(eq(jobSteps.jobId, row.id));
       expect(steps.map((s) => s.status)).toEqual(['completed']);

@@ -34,7 +34,7 @@ describe('node drain', () => {
     makeSparseImage(image, size, everyKth(size / BLOCK_SIZE, 1));
     const plan = await stack.call('POST', '/v1/plans', {
       body: fixtures.plan(sourceSiteId, targetSiteId, {
-        replication: { intervalMinutes: 60, startTime: '2026-01-01T00:07:00Z', synchronizeAllVms: true },
+        replication: { ...fixtures.quietReplication(), synchronizeAllVms: true },
         vms: [
           fixtures.vm('app', {
             disks: [{ name: 'root', sourceRef: image, sizeBytes: size, deviceName: '/dev/sda1' }],

@@ -101,6 +101,7 @@ describe('shared block index across two nodes of a site', () => {
     makeSparseImage(img, size, [0, 2, 4, 6, 8, 10, 20, 30]);
     const plan = await stack.call('POST', '/v1/plans', {
       body: fixtures.plan(sourceSiteId, targetSiteId, {
+        replication: fixtures.quietReplication(),
         vms: [
           fixtures.vm('app', {
             disks: [{ name: 'root', sourceRef: img, sizeBytes: size, deviceName: '/dev/sda1' }],
@@ -173,6 +174,7 @@ describe('scheduled consistency checks', () => {
     makeSparseImage(img, size, [0, 1, 3, 9]);
     const plan = await stack.call('POST', '/v1/plans', {
       body: fixtures.plan(sourceSiteId, targetSiteId, {
+        replication: fixtures.quietReplication(),
         consistencyChecks: { cron: '0 3 * * *', timezone: 'Europe/Berlin', scope: 'latest' },
         vms: [
           fixtures.vm('cc', {
@@ -269,6 +271,7 @@ describe('scheduled consistency checks', () => {
     makeSparseImage(img, size, [0, 5, 6]);
     const plan = await stack.call('POST', '/v1/plans', {
       body: fixtures.plan(sourceSiteId, targetSiteId, {
+        replication: fixtures.quietReplication(),
         consistencyChecks: { cron: '@daily', timezone: 'UTC', scope: 'latest', sourceSamplePercent: 100 },
         vms: [
           fixtures.vm('hole', {
@@ -307,6 +310,7 @@ describe('scheduled consistency checks', () => {
     makeSparseImage(img, size, [0, 6]);
     const plan = await stack.call('POST', '/v1/plans', {
       body: fixtures.plan(sourceSiteId, targetSiteId, {
+        replication: fixtures.quietReplication(),
         consistencyChecks: { cron: '@daily', timezone: 'UTC', scope: 'latest', sourceSamplePercent: 100 },
         vms: [
           fixtures.vm('filled', {

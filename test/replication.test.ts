@@ -113,15 +113,7 @@ async function startNode(siteId: string, activeJobs = 0) {
   return nodeId;
 }
 
-/**
- * A schedule that cannot fire while a test runs (weekly, first firing a day away): tests that
- * compare one "replication now" with the next must not see a scheduled iteration in between
- * (a 15-minute schedule fired between two of them when the test crossed a quarter hour).
- */
-const quietReplication = () => ({
-  intervalMinutes: 10_080,
-  startTime: new Date(Date.now() + 86_400_000).toISOString(),
-});
+const { quietReplication } = fixtures;
 
 const disk = (name: string, file: string, sizeBytes: number, deviceName: string) => ({
   name,
@@ -387,6 +379,11 @@ describe('replication iteration', () => {
     const history2 = await client.workflow.getHandle(second.workflowId).fetchHistory();
     expect(history2.events!.filter((e) => e.activityTaskScheduledEventAttributes)).toHaveLength(1);
     expect(history2.events!.some((e) => e.workflowExecutionSignaledEventAttributes)).toBe(false);
+    // Two local activities: the plan's load (with the node list the look used), and the point
+    // recorded with the disk's step (its completed step above).
+    const localActivities = (h: typeof history2) =>
+      h.events!.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity').length;
+    expect(localActivities(history2)).toBe(2);
     const third = await replicateNow(plan.id);
     expect((await diskRow(third.result.recoveryPointId)).snapshotId).toBe(s1);
     expect((await budget()).grantedTotal).toBe(granted);

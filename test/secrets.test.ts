@@ -472,6 +472,11 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     expect((await call('POST', `/v1/keys/${k1}/retire`, { token: api.tokens.operator })).status).toBe(403);
     expect((await call('POST', '/v1/keys/rotate', { token: api.tokens.operator })).status).toBe(403);
 
+    // The plan's schedules carry no memo of their own, so the job re-seals them in place: the
+    // same schedule (its creation time, recent actions and counters kept), not a re-created one.
+    const createdAt = async (id: string) => (await client.schedule.getHandle(id).describe()).info.createdAt;
+    const createdBefore = [await createdAt(planScheduleId(planId)), await createdAt(reverseId)];
+
     // The job: a third key, every secret re-encrypted in batches of 1.
     const started = await call('POST', '/v1/keys/rotate', { body: { batchSize: 1 } });
     expect(started.status).toBe(202);
@@ -506,6 +511,7 @@ describe('secrets: store, references, redaction, least privilege, key rotation',
     expect(await scheduleKeys(client, planScheduleId(planId))).toEqual([k3]);
     expect(await scheduleKeys(client, monitorScheduleId)).toEqual([k3]);
     expect(await scheduleKeys(client, reverseId)).toEqual([k3]);
+    expect([await createdAt(planScheduleId(planId)), await createdAt(reverseId)]).toEqual(createdBefore);
     // The budget continued as new, its state carried over, its new run sealed under k3 only.
     const run2 = await waitFor(
       'the snapshot budget continued as new',

@@ -136,6 +136,8 @@ export class AuthFailureLog {
   private perWindow = new Map<number, number>();
   private timer: NodeJS.Timeout | undefined;
   private lastPrune = 0;
+  /** The writes in flight, in order: a flush returns only once everything recorded before it is written. */
+  private written: Promise<void> = Promise.resolve();
 
   constructor(private readonly db: Db) {}
 
@@ -167,14 +169,23 @@ export class AuthFailureLog {
     this.timer ??= setTimeout(() => void this.flush(), FLUSH_DELAY_MS).unref();
   }
 
-  /** Write what is buffered. Errors are logged, never thrown: auditing must not break the API. */
+  /**
+   * Write what is buffered, after any write already under way (a timer's flush may hold the
+   * previous batch). Errors are logged, never thrown: auditing must not break the API.
+   */
   async flush(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.pending.size === 0) return;
-    const batch = [...this.pending.values()];
-    this.pending = new Map();
-    this.perWindow = new Map();
+    if (this.pending.size > 0) {
+      const batch = [...this.pending.values()];
+      this.pending = new Map();
+      this.perWindow = new Map();
+      this.written = this.written.then(() => this.writeOrLog(batch));
+    }
+    await this.written;
+  }
+
+  private async writeOrLog(batch: Aggregate[]) {
     try {
       await this.write(batch);
     } catch (e) {

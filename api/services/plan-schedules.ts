@@ -35,7 +35,6 @@ export function planScheduleOptions(o: {
   /** The schedule's one-line summary (the runs' static summary, and the note unless `state` says). */
   summary: string;
   state?: { paused: boolean; note: string };
-  memo?: Record<string, unknown>;
   policies?: ScheduleOptions['policies'];
 }): PlanScheduleOptions {
   const searchAttributes = [
@@ -64,7 +63,8 @@ export function planScheduleOptions(o: {
       pauseOnFailure: false,
     },
     typedSearchAttributes: searchAttributes,
-    memo: { planId: o.plan.id, kind: o.kind, ...o.memo },
+    // No schedule memo (the search attributes name the plan and kind): key rotation then re-seals
+    // the schedule in place, keeping its recent actions and counters, instead of re-creating it.
     state: o.state ?? { paused: false, note: o.summary },
   };
 }

@@ -110,7 +110,7 @@ export function reverseService(deps: ReverseDeps) {
       },
       // Not tagged with the plan id: the forward schedules' sync deletes the plan's schedules it does not want.
       typedSearchAttributes: [{ key: JobKindAttr, value: 'reverse-replication' }],
-      memo: { planId: row.id, direction: 'reverse' },
+      // No schedule memo: key rotation then re-seals it in place (see replication/schedules.ts).
     });
     return id;
   }

@@ -36,8 +36,13 @@ export const recoveryPoints = pgTable(
     planName: text('plan_name'),
     /** The plan's target site, stored when the plan is deleted (where the snapshots live). */
     targetSiteId: uuid('target_site_id').references(() => sites.id, { onDelete: 'restrict' }),
-    /** The iteration's workflow id: one recovery point per iteration (idempotent insert). */
-    workflowId: text('workflow_id').notNull().unique(),
+    /**
+     * The iteration's workflow id. Not unique: Temporal lets a new run reuse a closed run's id (a
+     * schedule names its runs `<schedule id>-<second>`, so a firing and a trigger in one second,
+     * or a schedule re-created by key rotation, can repeat one), and each run records its own
+     * point. The insert is idempotent on `id`, drawn from the run's seeded uuid4().
+     */
+    workflowId: text('workflow_id').notNull(),
     /** The consistency time: when the iteration started reading the sources. */
     pointInTime: timestamp('point_in_time', { withTimezone: true }).notNull(),
     completedAt: timestamp('completed_at', { withTimezone: true }).notNull().defaultNow(),
@@ -68,7 +73,10 @@ export const recoveryPoints = pgTable(
      */
     direction: text('direction').$type<'forward' | 'reverse'>().notNull().default('forward'),
   },
-  (t) => [index('recovery_points_plan_time').on(t.planId, t.pointInTime)],
+  (t) => [
+    index('recovery_points_plan_time').on(t.planId, t.pointInTime),
+    index('recovery_points_workflow').on(t.workflowId),
+  ],
 );
 
 /** One disk's target snapshot in a recovery point. */

@@ -48,6 +48,15 @@ export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, unknown> = {
   // from it when the workflow task is handed to a worker.
   'history.cacheMaxSize': 8192,
   'history.eventsCacheMaxSizeBytes': 64 * 1024 * 1024,
+  // A history task (a signal to another workflow, a timer) waits at most this long for its
+  // workflow's lock (default 500 ms), then fails as BusyWorkflow and is retried after 3 s, 4.5 s,
+  // 6.8 s … up to 5 minutes. A snapshot budget granting hundreds of slots is such a workflow: in
+  // the initial sync of 1,000 plans its grant signals failed so 6,265 times and reached their
+  // holders p90 48 s, max 223 s late (the server's task_errors_throttled metric; bench/schedules.ts).
+  // The cost: the server keeps a sender's lock while it delivers a signal-external, so two
+  // workflows signalling each other that way wait for each other up to this long. Holders give
+  // slots back through a client signal (the release activity), never a signal-external.
+  'history.cacheNonUserContextLockTimeout': '5s',
   'worker.perNamespaceWorkerOptions': {
     MaxConcurrentWorkflowTaskPollers: 64,
     MaxConcurrentActivityTaskPollers: 8,

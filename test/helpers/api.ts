@@ -108,6 +108,16 @@ export const useTestApi = (opts: Parameters<typeof startTestApi>[0] = {}) =>
 
 /** Minimal valid inputs to build on in tests. */
 export const fixtures = {
+  /**
+   * A replication schedule that cannot fire while a test runs (weekly, first firing a day away).
+   * Tests that count recovery points or compare one "replication now" with the next use it: a
+   * 15-minute schedule fired between two runs when a test crossed a quarter hour, and an hourly
+   * one at :07 added a point to a checkpoint-retention count in CI.
+   */
+  quietReplication: () => ({
+    intervalMinutes: 10_080,
+    startTime: new Date(Date.now() + 86_400_000).toISOString(),
+  }),
   fileSourceSite: (name = uniqueId('src')) => ({ name, role: 'source', kind: 'file', file: {} }),
   awsTargetSite: (name = uniqueId('tgt')) => ({
     name,

@@ -28,12 +28,20 @@ import { deviceNameProblem, reservedInSubnet } from '../../schema/domain/ec2-rul
  */
 type Mw = Parameters<EBSClient['middlewareStack']['add']>[0];
 
-function rejection(message: string) {
+function rejection(message: string, name = 'ValidationException', httpStatusCode = 400) {
   return Object.assign(new Error(`strict layer: ${message}`), {
-    name: 'ValidationException',
+    name,
     $fault: 'client' as const,
-    $metadata: { httpStatusCode: 400 },
+    $metadata: { httpStatusCode },
   });
+}
+
+/** The parameters AWS compares when a StartSnapshot repeats a ClientToken. */
+// biome-ignore lint/suspicious/noExplicitAny: StartSnapshot's input
+function startSnapshotParams(input: any): string {
+  const tags = [...(input.Tags ?? [])].sort((a, b) => String(a.Key).localeCompare(String(b.Key)));
+  const { VolumeSize, ParentSnapshotId, Timeout, Description, Encrypted, KmsKeyArn } = input;
+  return JSON.stringify({ VolumeSize, ParentSnapshotId, Timeout, Description, Encrypted, KmsKeyArn, tags });
 }
 
 interface SnapshotState {
@@ -92,6 +100,12 @@ export class StrictEbsLayer {
   readonly violations: string[] = [];
   private readonly snapshots = new Map<string, SnapshotState>();
   private readonly tokens = new Set<string>();
+  /**
+   * ClientToken → the parameters of the StartSnapshot that succeeded with it. AWS answers a repeat
+   * with other parameters with ConflictException (EBS user guide, "Ensure idempotency in
+   * StartSnapshot API requests"); moto ignores ClientToken.
+   */
+  private readonly startTokens = new Map<string, string>();
   private readonly adopting = new Map<string, Promise<SnapshotState | undefined>>();
   private readonly raw: EBSClient;
   /** Set with `awsSnapshotSemantics`: children read through their parents, deleted or not. */
@@ -104,9 +118,9 @@ export class StrictEbsLayer {
     if (opts.awsSnapshotSemantics) this.inheritance = new InheritedBlocks();
   }
 
-  private reject(message: string): never {
+  private reject(message: string, name?: string, httpStatusCode?: number): never {
     this.violations.push(message);
-    throw rejection(message);
+    throw rejection(message, name, httpStatusCode);
   }
 
   /** A snapshot started by another process (e.g. a worker killed mid-transfer): learn it from the endpoint. */
@@ -161,6 +175,14 @@ export class StrictEbsLayer {
         this.reject(`Timeout ${input.Timeout} outside 10..4320 minutes`);
       if (input.ClientToken !== undefined && String(input.ClientToken).length > 64)
         this.reject('ClientToken > 64 chars');
+      const params = startSnapshotParams(input);
+      const earlier = input.ClientToken !== undefined && this.startTokens.get(String(input.ClientToken));
+      if (earlier && earlier !== params)
+        this.reject(
+          `ConflictException: ClientToken ${input.ClientToken} was used by a StartSnapshot with other parameters`,
+          'ConflictException',
+          409,
+        );
       if (input.ParentSnapshotId) {
         // Deleted since this process saw it (DeleteSnapshot, or an endpoint that came back empty):
         // AWS refuses the parent, so ask the endpoint again rather than trusting the cache.
@@ -177,6 +199,7 @@ export class StrictEbsLayer {
           this.reject('VolumeSize smaller than the parent snapshot');
       }
       const out = await next(args);
+      if (input.ClientToken !== undefined) this.startTokens.set(String(input.ClientToken), params);
       // biome-ignore lint/suspicious/noExplicitAny: output of StartSnapshot
       const id = (out.output as any).SnapshotId as string;
       this.snapshots.set(id, { volumeSizeGiB: input.VolumeSize, status: 'pending', written: new Map() });

@@ -4,17 +4,13 @@ import {
   condition,
   defineQuery,
   defineSignal,
-  getExternalWorkflowHandle,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   sleep,
 } from '@temporalio/workflow';
 import type { createSnapshotSlotActivities } from '../../activities/control/replication/snapshot-slots';
-import {
-  releaseSnapshotSlotSignal,
-  snapshotBudgetWorkflowId,
-  snapshotSlotGrantedSignal,
-} from '../../contracts';
+import { snapshotSlotGrantedSignal } from '../../contracts';
 import { snapshotSlots } from '../../workflows/replication/snapshot-slots';
 
 export { snapshotBudgetWorkflow } from '../../workflows/replication/snapshot-budget';
@@ -67,7 +63,13 @@ export async function grantCollectorWorkflow(input: {
   const grants: { leaseId: string; grantSeq: number }[] = [];
   const held: string[] = [];
   let releasing = false;
-  const budget = getExternalWorkflowHandle(snapshotBudgetWorkflowId(input.targetSiteId));
+  // Releases go as the iteration's do: through the gathering local activity (a client signal),
+  // not a signal-external command. The server holds the sender's lock while it delivers a
+  // signal-external; a budget granting to this holder while this holder signals the budget would
+  // each hold one lock and wait for the other until the busy-workflow lock timeout.
+  const { releaseSnapshotSlot } = proxyLocalActivities<ReturnType<typeof createSnapshotSlotActivities>>({
+    startToCloseTimeout: '30 seconds',
+  });
   setHandler(grantsQuery, () => grants);
   const seen = new Set<string>();
   setHandler(snapshotSlotGrantedSignal, (g) => {
@@ -84,7 +86,9 @@ export async function grantCollectorWorkflow(input: {
     await condition(() => grants.length >= input.expected || (releasing && held.length > 0));
     if (releasing && held.length > 0) {
       const batch = held.splice(0);
-      await Promise.all(batch.map((leaseId) => budget.signal(releaseSnapshotSlotSignal, { leaseId })));
+      await Promise.all(
+        batch.map((leaseId) => releaseSnapshotSlot({ targetSiteId: input.targetSiteId, leaseId })),
+      );
     } else if (grants.length >= input.expected) return;
   }
 }

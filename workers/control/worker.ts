@@ -106,6 +106,11 @@ export async function createControlWorker(
     // same second wrote their job rows 11 s late (bench/schedules.ts).
     maxConcurrentWorkflowTaskExecutions: 200,
     maxConcurrentLocalActivityExecutions: 200,
+    // A new workflow's first task comes from the shared queue, later ones from this worker's sticky
+    // queue. The SDK's default (10 polls, a fifth on the shared queue) left 2 pollers for 1,000 new
+    // iterations a minute: their first tasks waited 13 s at p50 (bench/schedules.ts).
+    maxConcurrentWorkflowTaskPolls: 20,
+    nonStickyToStickyPollRatio: 0.5,
     ...opts.worker,
   });
   const { taskQueue: _q, activities: _a, ...workerOptions } = opts.worker ?? {};

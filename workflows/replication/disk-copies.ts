@@ -156,6 +156,17 @@ export interface DiskCopies<D extends CopiedDisk, R extends { nodeId: string }> 
   copiedStep: (disk: D, result: R) => Pick<StepWrite, 'message' | 'progress'>;
   /** The iteration runs on PATCH_COMBINED_STEPS: a disk's control steps go two per local activity. */
   combinedSteps?: boolean;
+  /**
+   * The source site's nodes as the iteration's first step listed them (`IterationPlan.lookNodes`):
+   * the looks without a slot, which start at once, use them instead of listing again.
+   */
+  lookNodes?: TransferNode[];
+  /**
+   * Hand the step of the disk that ends last, found unchanged, back to the caller (`deferredSteps`)
+   * instead of writing it: the caller records it with the recovery point. Only when every other
+   * disk has ended and none failed, so no step stays unwritten while a disk still copies.
+   */
+  deferLastStep?: boolean;
 }
 
 /**
@@ -165,7 +176,11 @@ export interface DiskCopies<D extends CopiedDisk, R extends { nodeId: string }> 
  */
 export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string; needsSlot?: boolean }>(
   o: DiskCopies<D, R>,
-): Promise<{ copied: { disk: D; result: R }[]; failed: { disk: D; message: string }[] }> {
+): Promise<{
+  copied: { disk: D; result: R }[];
+  failed: { disk: D; message: string }[];
+  deferredSteps: StepWrite[];
+}> {
   const { plan } = o;
   const steps = o.combinedSteps ? localSteps : controlSteps;
   const slots = snapshotSlots(
@@ -178,13 +193,19 @@ export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string
   const assigned = new Map<string, number>();
   const copied: { disk: D; result: R }[] = [];
   const failed: { disk: D; message: string }[] = [];
+  const deferredSteps: StepWrite[] = [];
+  /** Disks whose copy has ended (copied or failed). */
+  let ended = 0;
 
   /** Copy the disk on the least loaded node of the source site that picks it up. */
   const copyOnNode = async (disk: D, withoutSlot?: boolean): Promise<R> => {
-    const candidates = await steps(o.say.listNodes).listTransferNodes({
-      siteId: plan.sourceSiteId,
-      siteName: plan.sourceSiteName,
-    });
+    const candidates =
+      withoutSlot && o.lookNodes?.length
+        ? o.lookNodes
+        : await steps(o.say.listNodes).listTransferNodes({
+            siteId: plan.sourceSiteId,
+            siteName: plan.sourceSiteName,
+          });
     const picked = await dispatchToNodes(
       rankNodes(candidates, assigned),
       plan.nodePickupTimeoutMs,
@@ -232,9 +253,14 @@ export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string
       }
       if (!result.needsSlot) {
         copied.push({ disk, result });
-        await localSteps(o.say.copied(disk)).upsertReplicationSteps([
-          { ...step, status: 'completed', actor: result.nodeId, ...o.copiedStep(disk, result) },
-        ]);
+        const done: StepWrite = {
+          ...step,
+          status: 'completed',
+          actor: result.nodeId,
+          ...o.copiedStep(disk, result),
+        };
+        if (o.deferLastStep && ended === o.disks.length - 1 && failed.length === 0) deferredSteps.push(done);
+        else await localSteps(o.say.copied(disk)).upsertReplicationSteps([done]);
         return;
       }
     }
@@ -278,7 +304,11 @@ export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string
   await forEachBounded(o.disks, PARALLEL_DISKS, async (disk, i) => {
     const step = o.stepOf(disk, i);
     const leaseId = `${o.workflowId}/${disk.diskId}`;
-    if (o.combinedSteps) return copyCombined(disk, step, leaseId);
+    if (o.combinedSteps) {
+      await copyCombined(disk, step, leaseId);
+      ended++;
+      return;
+    }
     try {
       await controlSteps(o.say.waiting(disk)).upsertReplicationSteps([
         { ...step, status: 'running', message: 'waiting for a snapshot slot' },
@@ -303,5 +333,5 @@ export async function copyDisks<D extends CopiedDisk, R extends { nodeId: string
       await markFailed(disk, step, e);
     }
   });
-  return { copied, failed };
+  return { copied, failed, deferredSteps };
 }

@@ -115,7 +115,11 @@ export async function replicationIterationWorkflow(
     );
   }
 
-  const { copied: results, failed: failures } = await copyDisks<IterationDisk, DiskTransferResult>({
+  const {
+    copied: results,
+    failed: failures,
+    deferredSteps,
+  } = await copyDisks<IterationDisk, DiskTransferResult>({
     workflowId,
     disks: it.disks,
     stepOf,
@@ -157,6 +161,8 @@ export async function replicationIterationWorkflow(
       copied: (disk) => `Mark ${diskLabel(disk)} as replicated`,
     },
     combinedSteps: combined,
+    // Begun by this code (its recorded result has lookNodes): two local activities fewer for an idle disk.
+    ...(it.lookNodes ? { lookNodes: it.lookNodes, deferLastStep: true } : {}),
     withoutSlotFirst: (disk) => disk.previous?.idle === true,
     copiedStep: (_disk, result) => ({
       message: result.reusedSnapshot
@@ -214,6 +220,7 @@ export async function replicationIterationWorkflow(
     ).finishReplicationIteration({
       recoveryPoint: { ...recoveryPoint, planName: it.planName },
       job: { ...jobBase, status: 'completed', result },
+      ...(deferredSteps.length ? { steps: deferredSteps } : {}),
     });
     if (finished.failure) {
       updateJobStatusAttr('failed');

@@ -21,13 +21,14 @@ export function createReplicationControlActivities(
 ) {
   const iteration = createIterationDataActivities(db, settings, reporter);
   const slots = createSnapshotSlotActivities(settings.budget, reporter);
+  const nodes = createNodeSelectionActivities(db, reporter);
   return {
     ...iteration,
-    ...createNodeSelectionActivities(db, reporter),
+    ...nodes,
     ...slots,
     ...createVerifyDataActivities(db, settings),
     ...createConsistencyActivities(db, reporter),
-    ...createIterationStepActivities({ iteration, slots, jobs }),
+    ...createIterationStepActivities({ iteration, slots, jobs, nodes }),
   };
 }
 

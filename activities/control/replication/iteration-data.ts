@@ -142,8 +142,8 @@ export function createIterationDataActivities(db: Db, settings: ControlSettings,
     },
 
     /**
-     * One recovery point per iteration: insert keyed by the workflow id, so a retried call changes
-     * nothing. A disk whose snapshot is reused (no block changed) shares the snapshot of the points
+     * One recovery point per iteration run: insert keyed by the point id the run drew, so a retried
+     * call changes nothing. A disk whose snapshot is reused (no block changed) shares the snapshot of the points
      * that hold it: they are locked (FOR SHARE) until the new point is in, so the expiry job, which
      * locks a point FOR UPDATE before deleting its snapshots (activities/control/expiry), either
      * sees the new holder and keeps the snapshot, or has deleted it first — then nothing is
@@ -166,7 +166,8 @@ export function createIterationDataActivities(db: Db, settings: ControlSettings,
           const lost = reused.filter((id) => !parentOf.has(id));
           if (lost.length) return { recoveryPointId: input.recoveryPointId, lostSnapshots: lost };
         }
-        // Keyed by the iteration's workflow id: a retried call inserts nothing and returns the point.
+        // Keyed by the run's point id (its seeded uuid4()): a retried call inserts nothing. Not by
+        // workflow id: a later run under a reused id (a firing and a trigger in one second) records its own.
         const inserted = await tx
           .insert(recoveryPoints)
           .values({
@@ -180,15 +181,9 @@ export function createIterationDataActivities(db: Db, settings: ControlSettings,
             changedBlocks: input.disks.reduce((n, d) => n + d.changedBlocks, 0),
             durationMs: input.durationMs,
           })
-          .onConflictDoNothing({ target: recoveryPoints.workflowId })
+          .onConflictDoNothing({ target: recoveryPoints.id })
           .returning({ id: recoveryPoints.id });
-        if (inserted.length === 0) {
-          const [existing] = await tx
-            .select({ id: recoveryPoints.id })
-            .from(recoveryPoints)
-            .where(eq(recoveryPoints.workflowId, input.workflowId));
-          return { recoveryPointId: existing?.id ?? input.recoveryPointId };
-        }
+        if (inserted.length === 0) return { recoveryPointId: input.recoveryPointId };
         if (input.disks.length)
           await tx.insert(recoveryPointDisks).values(
             input.disks.map((d) => ({
@@ -221,7 +216,7 @@ export function createIterationDataActivities(db: Db, settings: ControlSettings,
           disks: input.disks.length,
           durationMs: input.durationMs,
         },
-        key: `${input.workflowId}/recovery-point/created`,
+        key: `recovery-point:${input.recoveryPointId}/created`,
       });
       return recorded;
     },

@@ -13,6 +13,7 @@ import {
 import type { JobActivities } from '../jobs/activities';
 import type { JobWrite } from '../jobs/projection';
 import type { createIterationDataActivities } from './iteration-data';
+import type { createNodeSelectionActivities } from './nodes';
 import type { createSnapshotSlotActivities } from './snapshot-slots';
 
 /**
@@ -28,12 +29,16 @@ export function createIterationStepActivities(parts: {
   iteration: ReturnType<typeof createIterationDataActivities>;
   slots: ReturnType<typeof createSnapshotSlotActivities>;
   jobs: JobActivities;
+  nodes: ReturnType<typeof createNodeSelectionActivities>;
 }) {
-  const { iteration, slots, jobs } = parts;
+  const { iteration, slots, jobs, nodes } = parts;
   return {
     /**
      * Load the plan (its VMs, disks and each disk's previous recovery point), write its job row
-     * as running and one pending step per disk. Fails, writing nothing, when the plan or VM is gone.
+     * as running and one pending step per disk; when a disk is idle (it will be looked at without
+     * a slot at once), list the source site's nodes too (`lookNodes`; empty when none is idle or
+     * none serves the site: the look lists them itself and says why). Fails, writing nothing, when
+     * the plan or VM is gone.
      */
     async beginReplicationIteration(input: {
       iteration: ReplicationIterationInput;
@@ -48,7 +53,12 @@ export function createIterationStepActivities(parts: {
       await jobs.upsertReplicationSteps(
         it.disks.map((d, i) => ({ ...iterationDiskStep(input.ids.jobId, d, i), status: 'pending' as const })),
       );
-      return it;
+      const lookNodes = it.disks.some((d) => d.previous?.idle)
+        ? await nodes
+            .listTransferNodes({ siteId: it.sourceSiteId, siteName: it.sourceSiteName })
+            .catch(() => [])
+        : [];
+      return { ...it, lookNodes };
     },
 
     /** Record the disk's step (running, waiting for a slot), then ask the target's budget for a slot. */
@@ -89,14 +99,17 @@ export function createIterationStepActivities(parts: {
     },
 
     /**
-     * Record the recovery point (keyed by the iteration), then the job as completed. If the
+     * Record the steps left to it, the recovery point (keyed by the iteration), then the job as completed. If the
      * expiry job deleted a snapshot this point was to share (an unchanged disk's), no point is
      * recorded, the job is recorded as failed, and `failure` says why (the workflow fails with it).
      */
     async finishReplicationIteration(input: {
       recoveryPoint: RecoveryPointRecord;
       job: JobWrite;
+      /** Steps the workflow left to this call (the last disk's, when it ended with nothing to copy). */
+      steps?: StepWrite[];
     }): Promise<{ recoveryPointId: string; failure?: string }> {
+      if (input.steps?.length) await jobs.upsertReplicationSteps(input.steps);
       const recorded = await iteration.recordRecoveryPoint(input.recoveryPoint);
       if (recorded.lostSnapshots) {
         const failure = `No block changed on ${recorded.lostSnapshots.length} disk(s) since the previous recovery point, but the expiry job deleted that point and its snapshot(s) ${recorded.lostSnapshots.join(', ')} during this iteration: no recovery point was recorded.`;

@@ -152,7 +152,7 @@ export function createReverseActivities(db: Db, settings: ControlSettings, repor
       };
     },
 
-    /** A reverse (or, for failback, a forward) recovery point: inserted once per workflow id. */
+    /** A reverse (or, for failback, a forward) recovery point: inserted once per run (its point id). */
     async recordDirectedPoint(input: {
       recoveryPointId: string;
       workflowId: string;
@@ -166,7 +166,7 @@ export function createReverseActivities(db: Db, settings: ControlSettings, repor
         const [existing] = await tx
           .select({ id: recoveryPoints.id })
           .from(recoveryPoints)
-          .where(eq(recoveryPoints.workflowId, input.workflowId));
+          .where(eq(recoveryPoints.id, input.recoveryPointId));
         if (existing) return { recoveryPointId: existing.id, fresh: false };
         const forward = input.direction === 'forward';
         await tx.insert(recoveryPoints).values({
@@ -207,7 +207,7 @@ export function createReverseActivities(db: Db, settings: ControlSettings, repor
           message: `Reverse recovery point of plan "${p?.name ?? input.planId}": ${input.disks.reduce((n, d) => n + d.changedBlocks, 0)} block(s) written back to the source images`,
           planId: input.planId,
           data: { recoveryPointId: r.recoveryPointId, direction: 'reverse' },
-          key: `${input.workflowId}/recovery-point/created`,
+          key: `recovery-point:${input.recoveryPointId}/created`,
         });
       }
       return { recoveryPointId: r.recoveryPointId };

@@ -64,7 +64,8 @@ export function blockIndexStore(db: Db) {
       nodeId: string,
       index: BlockHashIndex,
     ): Promise<void> {
-      if (index.chunkCount <= CHUNKS_PER_QUERY)
+      // (An empty index, of a zero-length disk, has no chunk row to insert: the general path.)
+      if (index.chunkCount >= 1 && index.chunkCount <= CHUNKS_PER_QUERY)
         return saveInOneStatement(recoveryPointId, diskId, nodeId, index);
       const key = and(eq(blockIndexes.recoveryPointId, recoveryPointId), eq(blockIndexes.diskId, diskId));
       // A rewrite must not leave a stale header over new chunks: the header goes first, comes back last.

@@ -186,9 +186,11 @@ export async function transferDisk(
           {
             volumeSizeGiB: volumeSizeGiB(sizeBytes),
             parentSnapshotId,
-            // A restart needs a new token, or AWS would hand back the cancelled snapshot.
+            // Per run (its point id), not per workflow id: a later run under a reused workflow id
+            // would repeat the token with other parameters (ConflictException). A restart needs a
+            // new token, or AWS would hand back the cancelled snapshot.
             clientToken: snapshotClientToken(
-              input.workflowId,
+              input.recoveryPointId,
               restarts ? `${input.diskId}#${restarts}` : input.diskId,
             ),
             timeoutMinutes: snapshotTimeoutMinutes(sizeBytes),
@@ -479,7 +481,8 @@ async function openSource(
     {
       volumeId: s.volumeId,
       previousSourceSnapshotId: prevIndex ? s.previousSourceSnapshotId : undefined,
-      iterationTag: `${input.workflowId}:${input.diskId}`,
+      // Per run (its point id): a later run under a reused workflow id must not find this run's snapshot.
+      iterationTag: `${input.recoveryPointId}:${input.diskId}`,
       baseline: prevIndex,
       target: s.target,
       clients: deps.clients,

@@ -61,7 +61,6 @@ export function checkpointSchedules(deps: CheckpointScheduleDeps) {
       args: [args],
       spec: { cronExpressions: [c.cron], timezone: c.timezone },
       summary,
-      memo: { summary },
     });
   }
 

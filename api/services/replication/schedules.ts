@@ -136,7 +136,8 @@ export function replicationSchedules(deps: ScheduleDeps) {
         pauseOnFailure: false,
       },
       typedSearchAttributes: searchAttributes,
-      memo: { planId: plan.id, ...(w.vmId ? { vmId: w.vmId } : {}) },
+      // No schedule memo: key rotation re-seals a memo-less schedule in place (update), keeping its
+      // recent actions and counters; a memo can only be re-sealed by deleting and re-creating it.
       state: { paused, ...(note ? { note } : {}) },
     };
   }

@@ -21,9 +21,12 @@ export interface StartParams {
   description: string;
 }
 
-/** A ClientToken AWS accepts (≤ 64 chars) that is the same for every attempt of one iteration's disk. */
-export function snapshotClientToken(workflowId: string, diskId: string): string {
-  return createHash('sha256').update(`lifeboat:${workflowId}:${diskId}`).digest('hex');
+/**
+ * A ClientToken AWS accepts (≤ 64 chars) that is the same for every attempt of one iteration run's
+ * disk: `runKey` is the run's recovery point id (a workflow id can be reused by a later run).
+ */
+export function snapshotClientToken(runKey: string, diskId: string): string {
+  return createHash('sha256').update(`lifeboat:${runKey}:${diskId}`).digest('hex');
 }
 
 /**
