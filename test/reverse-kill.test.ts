@@ -4,11 +4,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Client } from '@temporalio/client';
+import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../activities/node/replication/blocks';
 import { indexPath, writeIndexAtomic } from '../activities/node/replication/hash-index';
 import { hashImage, verifyImage } from '../activities/node/replication/reverse';
-import type { ReverseDiskInput, ReverseDiskResult } from '../contracts';
+import type { ReverseDiskInput, ReverseDiskResult, ReverseProgress } from '../contracts';
 import { childEnv } from '../scripts/stack/test-env';
 import { stageSnapshot, tagAsReverseSnapshot } from './helpers/ebs-staging';
 import { RESUME_TEST_TUNING } from './helpers/replication-node-worker-tuning';
@@ -36,6 +38,8 @@ function startNodeWorker(taskQueue: string, getLog: string): Promise<ChildProces
         DATA_DIR: dataDir,
         PUT_LOG: path.join(dir, 'puts.log'),
         GET_LOG: getLog,
+        // Slow enough that the kill, once a heartbeat is on the server, lands mid-transfer.
+        GET_DELAY_MS: '150',
       }),
       stdio: ['ignore', 'pipe', 'inherit'],
     },
@@ -58,6 +62,26 @@ const getLines = (file: string) =>
           return { pid: Number(pid), snapshotId: snapshotId!, index: Number(index) };
         })
     : [];
+
+/** Wait until the workflow's pending reverse activity has a heartbeat on the server at or past listed block `k`. */
+async function heartbeatPast(client: Client, workflowId: string, k: number, timeoutMs = 60_000) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const { raw } = await client.workflow.getHandle(workflowId).describe();
+    for (const a of raw.pendingActivities ?? []) {
+      const payloads = a.heartbeatDetails?.payloads;
+      if (!payloads?.length) continue;
+      const p = await decodeFromPayloadsAtIndex<ReverseProgress>(
+        client.options.loadedDataConverter,
+        0,
+        payloads,
+      );
+      if ((p?.nextListed ?? 0) >= k) return;
+    }
+    if (Date.now() > until) throw new Error(`no heartbeat past listed block ${k} within ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
 
 // Issue 15: a node worker process SIGKILLed during a reverse transfer. The retry, on a restarted
 // worker, resumes from the last heartbeat's synced watermark: the blocks below it are neither read
@@ -121,8 +145,10 @@ describe('reverse transfer with a killed node worker', () => {
         workflowId: input.workflowId,
         args: [input, nodeQueue],
       });
-      // Kill the worker once two heartbeats' worth of blocks (and a few more) are read and written.
-      while (getLines(getLog).length < 2 * every + 3) await sleep(20);
+      // Kill the worker once the server holds a heartbeat past the first `2 * every` listed blocks:
+      // the event the resume depends on, not a count of reads (a loaded machine syncs, and so
+      // beats, late).
+      await heartbeatPast(client, input.workflowId, 2 * every);
       first.kill('SIGKILL');
       await new Promise((r) => first.once('exit', r));
       expect(getLines(getLog).length).toBeLessThan(changed.length);

@@ -3,7 +3,7 @@
  * production node activities with the counting/pacing and strict layers, and logs every
  * successful PutSnapshotBlock (pid, snapshot, block) to a file that survives SIGKILL; with GET_LOG,
  * also every GetSnapshotBlock (the reverse writer reads each block it writes), paced the same way.
- * Env: NODE_TASK_QUEUE, DATA_DIR, PUT_LOG, GET_LOG (optional), plus the test stack's variables.
+ * Env: NODE_TASK_QUEUE, DATA_DIR, PUT_LOG, GET_LOG and GET_DELAY_MS (optional, ms per read), plus the test stack's variables.
  */
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createNodeActivities } from '../../activities/node';
@@ -36,7 +36,9 @@ const worker = await Worker.create({
         counting: new CountingEbsLayer({
           logFile: runVar('PUT_LOG')!,
           delayMs: 60,
-          ...(runVar('GET_LOG') ? { getLogFile: runVar('GET_LOG')!, getDelayMs: 60 } : {}),
+          ...(runVar('GET_LOG')
+            ? { getLogFile: runVar('GET_LOG')!, getDelayMs: Number(runVar('GET_DELAY_MS') ?? 60) }
+            : {}),
         }),
       }),
     },

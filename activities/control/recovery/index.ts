@@ -22,6 +22,7 @@ import type { Db } from '../../../schema/db';
 import { DEFAULT_HEALTH_URL, renderHealthUrl } from '../../../schema/domain/ec2-rules';
 import { jobs, plans, vms } from '../../../schema/index';
 import { loadPlanModel } from '../../../schema/read/plan';
+import { keepAlive } from '../../keep-alive';
 import type { AwsClientHooks } from '../../node/replication/target/clients';
 import type { JobActivities } from '../jobs/activities';
 import { createJobProjection, type JobProjection } from '../jobs/projection';
@@ -65,14 +66,6 @@ export type RunningOutcome =
  */
 function mayHaveRunBefore(step: StepRef): boolean {
   return Context.current().info.attempt > 1 || (step.attempt ?? 1) > 1;
-}
-
-/** Heartbeat while a short activity works, so a heartbeat timeout can detect a dead worker fast. */
-function keepAlive(details?: () => unknown): () => void {
-  const ctx = Context.current();
-  const every = Math.max(200, Math.min(1000, (ctx.info.heartbeatTimeoutMs ?? 30_000) / 3));
-  const t = setInterval(() => ctx.heartbeat(details?.()), every);
-  return () => clearInterval(t);
 }
 
 /** Run `fn` as the activity of one job step: row running → work → row completed (upserts). */

@@ -14,6 +14,7 @@ import type {
 } from '../../../contracts';
 import { transferLive } from '../../../contracts';
 import type { JobLogSink } from '../../control/jobs/log';
+import { keepAlive } from '../../keep-alive';
 import { NonEbsAnswerError } from './ebs-listing';
 import type { BlockIndexStore } from './index-store';
 import { reverseDisk, verifyImage } from './reverse';
@@ -150,6 +151,10 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
       ]);
       let lastLineAt = startedAt;
       const progressEvery = o.progressLogIntervalMs ?? 5000;
+      // Between progress beats (opening the source, a parent check, a slow write) the timer
+      // repeats the last durable progress, so only a dead worker misses the heartbeat timeout.
+      let lastBeat: TransferProgress | undefined = resumeFrom;
+      const stopBeating = keepAlive(() => lastBeat);
       try {
         const r = await transferDisk(input, deps, {
           signal: ctx.cancellationSignal,
@@ -162,6 +167,7 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
               attemptStartedAt: startedAt,
               attemptStartBlock: startBlock,
             };
+            lastBeat = beat;
             ctx.heartbeat(beat);
             const now = Date.now();
             if (now - lastLineAt < progressEvery) return;
@@ -258,6 +264,8 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
           throw ApplicationFailure.nonRetryable(`disk ${input.diskId}: ${err.message}`, 'SourceUnreadable');
         }
         throw nonEbsAnswerFailure(e) ?? e;
+      } finally {
+        stopBeating();
       }
     },
 
@@ -281,11 +289,18 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
           key: `${stepKey}:reverse:attempt-${ctx.info.attempt}:started`,
         },
       ]);
+      // Progress beats only as blocks are written; between them (the listing, the wait for the
+      // snapshot, a slow read) the timer repeats the last synced watermark, never a newer one.
+      let mark = resume;
+      const stopBeating = keepAlive(() => mark);
       try {
         const r = await reverseDisk(deps, input, {
           signal: ctx.cancellationSignal,
           resume,
-          heartbeat: (p) => ctx.heartbeat(p),
+          heartbeat: (p) => {
+            mark = p;
+            ctx.heartbeat(p);
+          },
         });
         await log([
           {
@@ -317,6 +332,8 @@ export function createReplicationActivities(o: ReplicationActivityOptions) {
             'ReverseTargetUnwritable',
           );
         throw nonEbsAnswerFailure(e) ?? e;
+      } finally {
+        stopBeating();
       }
     },
 
