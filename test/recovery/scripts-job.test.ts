@@ -66,8 +66,8 @@ describe('recovery scripts in a job', () => {
       expect(post.status).toBe('completed');
       expect(post.log).toContain('service started');
       // The step ended with the script, not with the service (which sleeps for hours): the runner
-      // test measures "within a second of its exit"; here the whole step, spawn included.
-      expect(post.endedAt!.getTime() - post.startedAt!.getTime()).toBeLessThan(5000);
+      // test checks "within seconds of its exit"; here the whole step, spawn included.
+      expect(post.endedAt!.getTime() - post.startedAt!.getTime()).toBeLessThan(20_000);
       // The service itself keeps running.
       expect(pidsOf(`sleep ${tag}`)).toHaveLength(1);
     } finally {

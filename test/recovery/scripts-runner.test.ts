@@ -111,7 +111,9 @@ describe('scripts runner (real processes)', () => {
     expect(r.ok).toBe(false);
     expect(r.timedOut).toBe(true);
     expect(r.summary).toMatch(/timed out after 1 s/);
-    expect(Date.now() - t0).toBeLessThan(5000);
+    // Bounds here tell "at the timeout" from "when the 30 s or 600 s sleeps end", with room for a
+    // loaded CI machine; they are not speed targets.
+    expect(Date.now() - t0).toBeLessThan(10_000);
     await new Promise((res) => setTimeout(res, 3500));
     // The background child was in the group: it died too and never touched the marker.
     expect(() => execFileSync('test', ['-e', marker])).toThrow();
@@ -181,9 +183,9 @@ describe('scripts runner (real processes)', () => {
     try {
       expect(r.ok, r.log).toBe(true);
       expect(r.log).toContain('started');
-      // Within a second of its exit (not when the 600 s children close the pipes).
+      // Within seconds of its exit (not when the 600 s children close the pipes).
       const exiting = Number(/exiting=(\d+)/.exec(r.log)?.[1]);
-      expect(done - exiting).toBeLessThan(1000);
+      expect(done - exiting).toBeLessThan(5000);
       expect(done - t0).toBeLessThan(10_000);
       // What it left behind keeps running (a successful script's services are not killed).
       expect(pids).toHaveLength(2);
@@ -198,7 +200,7 @@ describe('scripts runner (real processes)', () => {
     const r = await runScript(
       spec({ runtime: 'sh', inline: 'sleep 600 & echo "bg=$!"\nsleep 600\n', timeoutSeconds: 1 }),
     );
-    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(Date.now() - t0).toBeLessThan(10_000);
     expect(r).toMatchObject({ ok: false, timedOut: true, signal: 'SIGKILL' });
     const bg = Number(/bg=(\d+)/.exec(r.log)?.[1]);
     expect(bg).toBeGreaterThan(0);
@@ -217,7 +219,7 @@ describe('scripts runner (real processes)', () => {
     const t0 = Date.now();
     ac.abort(new Error('job cancelled'));
     await expect(run).rejects.toThrow('job cancelled');
-    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(Date.now() - t0).toBeLessThan(5000);
     await new Promise((r) => setTimeout(r, 100));
     expect(alive(bg)).toBe(false);
   });
