@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { ensureBootstrapAdmin } from '../api/auth/tokens';
-import { reconcileReplicationSchedules } from '../api/services/replication/reconcile';
+import { reconcilePlanSchedules } from '../api/services/replication/reconcile';
 import { SELF_CHECK_WORKFLOW } from '../contracts';
 import { loadConfig } from '../lib/config';
 import { lifeboatDataConverter, loadKeyring } from '../lib/crypto';
@@ -77,10 +77,11 @@ try {
   say(
     `self-check workflow ${selfCheck.workflowId}: database ${selfCheck.result.database.serverVersion}, EBS round trip ${selfCheck.result.ebs.checksumMatched ? 'verified' : 'MISMATCH'}`,
   );
-  // Every plan's replication schedules in step with its row (issue 4): repairs and the demo plan.
-  await reconcileReplicationSchedules(stack.env.DATABASE_URL!, config).then(
-    (r) => say(`replication schedules of ${r.plans} plan(s) in sync (${r.created} created)`),
-    (e) => say(`replication schedules not synced: ${(e as Error).message}`),
+  // Every plan's schedules in step with its row (replication, consistency, checkpoint, drill):
+  // repairs, and the demo plan, written through the plans service without the routes' schedule hooks.
+  await reconcilePlanSchedules(stack.env.DATABASE_URL!, config).then(
+    (r) => say(`schedules of ${r.plans} plan(s) in sync (${r.created} created)`),
+    (e) => say(`plan schedules not synced: ${(e as Error).message}`),
   );
 
   console.log(`

@@ -4,6 +4,7 @@ import { eq, inArray } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../activities/node/replication/blocks';
 import { nextCronTimes } from '../api/services/checkpoints/schedules';
+import { reconcilePlanSchedules } from '../api/services/replication/reconcile';
 import {
   CHECKPOINT_TAG,
   type CheckpointResult,
@@ -92,6 +93,12 @@ describe('checkpoint cron, time zone and retention settings', () => {
     const got = await stack.call('GET', `/v1/plans/${daily.id}`);
     expect(got.nextCheckpoints).toHaveLength(3);
     for (const t of got.nextCheckpoints) expect(t).toMatch(/T00:00:00\.000Z$/);
+    // A checkpoint schedule that is missing (lost while Temporal was away, or a plan written
+    // without the routes' hooks, as the demo plan is) is re-created by the reconcile `npm start` runs.
+    await stack.client.schedule.getHandle(checkpointScheduleId(daily.id)).delete();
+    expect((await reconcilePlanSchedules(stack.api.dbUrl, stack.config)).created).toBeGreaterThanOrEqual(1);
+    const again = await stack.client.schedule.getHandle(checkpointScheduleId(daily.id)).describe();
+    expect(again.state.note).toContain(`Checkpoints of ${daily.name}: @daily (UTC)`);
     // Deleting the cron deletes the schedule; deleting the plan too.
     await stack.call('PATCH', `/v1/plans/${daily.id}`, { body: { checkpoints: { cron: null } } });
     await expect(

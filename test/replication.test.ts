@@ -14,7 +14,7 @@ import { createIterationDataActivities } from '../activities/control/replication
 import { controlSettings } from '../activities/control/settings';
 import { createNodeActivities } from '../activities/node';
 import { BLOCK_SIZE } from '../activities/node/replication/blocks';
-import { reconcileReplicationSchedules } from '../api/services/replication/reconcile';
+import { reconcilePlanSchedules } from '../api/services/replication/reconcile';
 import { replicationSchedules } from '../api/services/replication/schedules';
 import {
   EXPIRY_WORKFLOW,
@@ -657,7 +657,7 @@ describe('replication schedules', () => {
 
     // A schedule lost while Temporal was away is recreated by the reconcile `npm start` runs.
     await client.schedule.getHandle(planScheduleId(plan.id)).delete();
-    const reconciled = await reconcileReplicationSchedules(api.dbUrl, config);
+    const reconciled = await reconcilePlanSchedules(api.dbUrl, config);
     expect(reconciled.created).toBeGreaterThanOrEqual(1);
     await client.schedule.getHandle(planScheduleId(plan.id)).describe();
 

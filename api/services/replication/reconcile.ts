@@ -4,15 +4,18 @@ import { lifeboatDataConverter } from '../../../lib/crypto';
 import { temporalConnectionOptions } from '../../../lib/temporal';
 import { createDb } from '../../../schema/db';
 import { plans } from '../../../schema/index';
+import { checkpointSchedules } from '../checkpoints/schedules';
+import { drillSchedules } from '../drills/schedules';
 import { consistencySchedules } from './consistency-schedules';
 import { replicationSchedules } from './schedules';
 
 /**
- * Bring every plan's replication schedules in line with its row (idempotent). Run at start:
- * it repairs plans written while Temporal was unreachable and plans created outside the API
- * (the demo plan), and it follows a changed control task queue.
+ * Bring every plan's schedules in line with its row (idempotent): replication (plan or per-VM),
+ * consistency check, checkpoint and drill. Run at start: it repairs plans written while Temporal
+ * was unreachable and plans created outside the API (the demo plan), and it follows a changed
+ * control task queue. Returns the plans seen and the schedules it had to create.
  */
-export async function reconcileReplicationSchedules(databaseUrl: string, config: Config) {
+export async function reconcilePlanSchedules(databaseUrl: string, config: Config) {
   const dataConverter = await lifeboatDataConverter(config);
   const db = createDb(databaseUrl, { max: 1 });
   const connection = await Connection.connect(await temporalConnectionOptions(config));
@@ -23,13 +26,13 @@ export async function reconcileReplicationSchedules(databaseUrl: string, config:
       temporal: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE, dataConverter }),
     };
     const schedules = replicationSchedules(deps);
-    // The consistency-check schedules (issue 17.2) follow their plans the same way.
-    const checks = consistencySchedules(deps);
+    // The other schedules a plan row asks for follow it the same way (issues 17.2, 6, 14).
+    const others = [consistencySchedules(deps), checkpointSchedules(deps), drillSchedules(deps)];
     const rows = await db.select({ id: plans.id }).from(plans);
     let created = 0;
     for (const p of rows) {
       created += (await schedules.sync(p.id)).created.length;
-      if ((await checks.sync(p.id)) === 'created') created++;
+      for (const kind of others) if ((await kind.sync(p.id)) === 'created') created++;
     }
     return { plans: rows.length, created };
   } finally {
