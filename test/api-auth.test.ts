@@ -118,6 +118,17 @@ describe('token expiry', () => {
     ).not.toEqual(expect.arrayContaining([expect.stringMatching(/^past/)]));
   });
 
+  it('refuses an unknown key (a misspelt expiry would make a token that never expires)', async () => {
+    const name = uniqueId('typo');
+    const res = await api.call('POST', '/v1/tokens', {
+      body: { name, role: 'viewer', expires: '2030-01-01T00:00:00Z' },
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.issues).toEqual([{ path: 'expires', message: expect.stringContaining('unknown key') }]);
+    const all = await api.call('GET', '/v1/tokens');
+    expect(all.body.items.map((t: { name: string }) => t.name)).not.toContain(name);
+  });
+
   it('an expiring token works until its expiry, then answers 401 saying it expired', async () => {
     const name = uniqueId('short-lived');
     const expiresAt = new Date(Date.now() + 3_600_000).toISOString();

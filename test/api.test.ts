@@ -264,6 +264,29 @@ describe('sites', () => {
     expect(page2.body.items[0].id).not.toBe(files.body.items[0].id);
   });
 
+  it('refuses unknown keys on create, replace and patch, naming each; the site is unchanged', async () => {
+    const bogus = await api.call('POST', '/v1/sites', { body: { ...fixtures.awsTargetSite(), bogus: 1 } });
+    expect(bogus.status).toBe(400);
+    expect(paths(bogus.body)).toEqual(['bogus']);
+    const before = (await api.call('GET', `/v1/sites/${targetId}`)).body;
+    // A typo inside the settings, and another document's keys (a plan file given to `sites update`).
+    const typo = await api.call('PATCH', `/v1/sites/${targetId}`, { body: { aws: { regoin: 'eu-west-1' } } });
+    expect(typo.status).toBe(400);
+    expect(paths(typo.body)).toEqual(['aws.regoin']);
+    const planDoc = await api.call('PATCH', `/v1/sites/${targetId}`, {
+      body: { name: 'renamed', vms: [], replication: { intervalMinutes: 15 } },
+    });
+    expect(planDoc.status).toBe(400);
+    expect(paths(planDoc.body).sort()).toEqual(['replication', 'vms']);
+    const { id: _i, version: _v, createdAt: _c, updatedAt: _u, ...input } = before;
+    const put = await api.call('PUT', `/v1/sites/${targetId}`, {
+      body: { ...input, aws: { ...input.aws, credentials: { type: 'default-chain', profile: 'x' } } },
+    });
+    expect(put.status).toBe(400);
+    expect(paths(put.body)).toEqual(['aws.credentials.profile']);
+    expect((await api.call('GET', `/v1/sites/${targetId}`)).body).toEqual(before);
+  });
+
   it('refuses to turn a site in use into the other role, and deletes an unused one', async () => {
     const site = await api.call('GET', `/v1/sites/${sourceId}`);
     const { id: _i, version: _v, createdAt: _c, updatedAt: _u, ...input } = site.body;

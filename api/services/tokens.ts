@@ -23,6 +23,8 @@ export const TokenInput = z
       .optional()
       .describe('When the token stops working (ISO 8601 date-time, in the future); absent = never'),
   })
+  // Unknown keys are refused: `expires` for `expiresAt` would otherwise make a token that never expires.
+  .strict()
   .openapi('TokenInput');
 
 export const TokenStatus = z.enum(['active', 'revoked', 'expired']);

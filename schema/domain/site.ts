@@ -9,13 +9,15 @@ export const SiteRole = z.enum(['source', 'target']);
  * the SDK default chain, a named profile, or a role to assume.
  */
 export const CredentialsRef = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('default-chain') }),
-  z.object({ type: z.literal('profile'), profile: z.string().min(1).max(128) }),
-  z.object({
-    type: z.literal('assume-role'),
-    roleArn: z.string().regex(/^arn:aws[\w-]*:iam::\d{12}:role\/.+$/, 'must be an IAM role ARN'),
-    externalIdRef: z.string().max(256).optional().describe('Name of the secret holding the external id'),
-  }),
+  z.object({ type: z.literal('default-chain') }).strict(),
+  z.object({ type: z.literal('profile'), profile: z.string().min(1).max(128) }).strict(),
+  z
+    .object({
+      type: z.literal('assume-role'),
+      roleArn: z.string().regex(/^arn:aws[\w-]*:iam::\d{12}:role\/.+$/, 'must be an IAM role ARN'),
+      externalIdRef: z.string().max(256).optional().describe('Name of the secret holding the external id'),
+    })
+    .strict(),
 ]);
 
 /**
@@ -27,34 +29,40 @@ const upgradeScript = Script.optional().describe(
   'Run per node by a rolling upgrade (env NODE_ID, TARGET_VERSION): restart that node worker at the version',
 );
 
-export const AwsSiteSettings = z.object({
-  upgradeScript,
-  accountAlias: z.string().min(1).max(128),
-  region: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, 'must be an AWS region like us-east-1'),
-  endpoint: z.url().optional().describe('Endpoint override (a local moto, a VPC endpoint)'),
-  credentials: CredentialsRef.default({ type: 'default-chain' }),
-  snapshotBudget: z
-    .number()
-    .int()
-    .min(1)
-    .max(100)
-    .optional()
-    .describe(
-      'Target sites: pending EBS snapshots Lifeboat may hold at once in this account+region (AWS allows 100; default 80 or LIFEBOAT_SNAPSHOT_BUDGET)',
-    ),
-});
+export const AwsSiteSettings = z
+  .object({
+    upgradeScript,
+    accountAlias: z.string().min(1).max(128),
+    region: z.string().regex(/^[a-z]{2}(-gov)?-[a-z]+-\d$/, 'must be an AWS region like us-east-1'),
+    endpoint: z.url().optional().describe('Endpoint override (a local moto, a VPC endpoint)'),
+    credentials: CredentialsRef.default({ type: 'default-chain' }),
+    snapshotBudget: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .optional()
+      .describe(
+        'Target sites: pending EBS snapshots Lifeboat may hold at once in this account+region (AWS allows 100; default 80 or LIFEBOAT_SNAPSHOT_BUDGET)',
+      ),
+  })
+  // Unknown keys are refused, not dropped: a typo ("regoin") or another document's keys would
+  // otherwise be accepted and silently lost.
+  .strict();
 
-export const FileSiteSettings = z.object({
-  description: z.string().max(1024).optional(),
-  upgradeScript,
-});
+export const FileSiteSettings = z
+  .object({
+    description: z.string().max(1024).optional(),
+    upgradeScript,
+  })
+  .strict();
 
 const siteBase = { name: Name, role: SiteRole };
 
 export const SiteInput = z
   .discriminatedUnion('kind', [
-    z.object({ ...siteBase, kind: z.literal('aws'), aws: AwsSiteSettings }),
-    z.object({ ...siteBase, kind: z.literal('file'), file: FileSiteSettings.default({}) }),
+    z.object({ ...siteBase, kind: z.literal('aws'), aws: AwsSiteSettings }).strict(),
+    z.object({ ...siteBase, kind: z.literal('file'), file: FileSiteSettings.default({}) }).strict(),
   ])
   .openapi('SiteInput');
 
