@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { ensureBootstrapAdmin } from '../api/auth/tokens';
-import { reconcilePlanSchedules } from '../api/services/replication/reconcile';
+import { reconcilePlanSchedules } from '../api/services/plan-schedules-reconcile';
 import { SELF_CHECK_WORKFLOW } from '../contracts';
 import { loadConfig } from '../lib/config';
 import { lifeboatDataConverter, loadKeyring } from '../lib/crypto';

@@ -4,7 +4,7 @@ import { eq, inArray } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_SIZE } from '../activities/node/replication/blocks';
 import { nextCronTimes } from '../api/services/checkpoints/schedules';
-import { reconcilePlanSchedules } from '../api/services/replication/reconcile';
+import { reconcilePlanSchedules } from '../api/services/plan-schedules-reconcile';
 import {
   CHECKPOINT_TAG,
   type CheckpointResult,

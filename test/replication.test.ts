@@ -14,7 +14,7 @@ import { createIterationDataActivities } from '../activities/control/replication
 import { controlSettings } from '../activities/control/settings';
 import { createNodeActivities } from '../activities/node';
 import { BLOCK_SIZE } from '../activities/node/replication/blocks';
-import { reconcilePlanSchedules } from '../api/services/replication/reconcile';
+import { reconcilePlanSchedules } from '../api/services/plan-schedules-reconcile';
 import { replicationSchedules } from '../api/services/replication/schedules';
 import {
   EXPIRY_WORKFLOW,

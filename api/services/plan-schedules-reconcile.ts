@@ -1,13 +1,13 @@
 import { Client, Connection } from '@temporalio/client';
-import type { Config } from '../../../lib/config';
-import { lifeboatDataConverter } from '../../../lib/crypto';
-import { temporalConnectionOptions } from '../../../lib/temporal';
-import { createDb } from '../../../schema/db';
-import { plans } from '../../../schema/index';
-import { checkpointSchedules } from '../checkpoints/schedules';
-import { drillSchedules } from '../drills/schedules';
-import { consistencySchedules } from './consistency-schedules';
-import { replicationSchedules } from './schedules';
+import type { Config } from '../../lib/config';
+import { lifeboatDataConverter } from '../../lib/crypto';
+import { temporalConnectionOptions } from '../../lib/temporal';
+import { createDb } from '../../schema/db';
+import { plans } from '../../schema/index';
+import { checkpointSchedules } from './checkpoints/schedules';
+import { drillSchedules } from './drills/schedules';
+import { consistencySchedules } from './replication/consistency-schedules';
+import { replicationSchedules } from './replication/schedules';
 
 /**
  * Bring every plan's schedules in line with its row (idempotent): replication (plan or per-VM),
