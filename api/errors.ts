@@ -37,6 +37,11 @@ export function formatPath(path: readonly PropertyKey[]): string {
     .join('');
 }
 
+/** Longest issue message answered: one that echoes a huge input (a 3 MB `mode`) is cut. */
+const MAX_ISSUE_MESSAGE = 300;
+const capped = (m: string) =>
+  m.length <= MAX_ISSUE_MESSAGE ? m : `${m.slice(0, MAX_ISSUE_MESSAGE)}… (${m.length} characters, cut)`;
+
 /**
  * Each field and its problem, once (a rule checked at two levels reports one issue). Unknown keys
  * of a strict object are listed one by one, each with its own path (`vms[0].healthcheck`).
@@ -50,7 +55,7 @@ export function zodIssues(error: z.ZodError, prefix = ''): { path: string; messa
             path: `${prefix}${formatPath([...i.path, key])}`,
             message: unknownKeyMessage(key, PLAN_DOCUMENT_KEYS),
           }))
-        : [{ path: `${prefix}${formatPath(i.path)}` || '(body)', message: i.message }],
+        : [{ path: `${prefix}${formatPath(i.path)}` || '(body)', message: capped(i.message) }],
     )
     .filter((i) => {
       const key = `${i.path}\n${i.message}`;

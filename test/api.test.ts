@@ -443,6 +443,17 @@ describe('operator-trial errors', () => {
       path: 'mode',
       message: 'must be one of test, full, migration (got "tset")',
     });
+    // A huge wrong value is not echoed back whole (the answer was 3 MB for a 3 MB mode).
+    const hugeMode = await api.call('POST', `/v1/plans/${created.body.id}/recoveries`, {
+      body: { mode: 'x'.repeat(3_000_000) },
+    });
+    expect(hugeMode.status).toBe(400);
+    const [issue] = hugeMode.body.issues;
+    expect(issue.path).toBe('mode');
+    expect(issue.message).toMatch(
+      /^must be one of test, full, migration \(got "x+… \(3000\d{3} characters, cut\)$/,
+    );
+    expect(JSON.stringify(hugeMode.body).length).toBeLessThan(2_000);
   });
 
   it('reads, patches and deletes /v1/sites/{id} given the site name', async () => {
