@@ -443,6 +443,19 @@ describe('operator-trial errors', () => {
       path: 'mode',
       message: 'must be one of test, full, migration (got "tset")',
     });
+    // A recovery point that is neither shape says which two shapes it may take.
+    for (const recoveryPoint of [{}, { id: crypto.randomUUID(), before: '2026-01-01T00:00:00Z' }]) {
+      const bad = await api.call('POST', `/v1/plans/${created.body.id}/recoveries`, {
+        body: { mode: 'test', recoveryPoint },
+      });
+      expect(bad.status).toBe(400);
+      expect(bad.body.issues).toEqual([
+        {
+          path: 'recoveryPoint',
+          message: expect.stringMatching(/^must be either \{id: .*\} or \{before: .*not both$/),
+        },
+      ]);
+    }
     // A huge wrong value is not echoed back whole (the answer was 3 MB for a 3 MB mode).
     const hugeMode = await api.call('POST', `/v1/plans/${created.body.id}/recoveries`, {
       body: { mode: 'x'.repeat(3_000_000) },

@@ -39,18 +39,25 @@ export const RecoveryRequest = z
           : `must be one of ${RECOVERY_MODES.join(', ')} (got ${JSON.stringify(iss.input)})`,
     }),
     recoveryPoint: z
-      .union([
-        z
-          .object({
-            id: z.uuid(),
-            force: z
-              .boolean()
-              .optional()
-              .describe('Recover from a point that failed its consistency check (refused without it)'),
-          })
-          .strict(),
-        z.object({ before: z.iso.datetime({ offset: true }) }).strict(),
-      ])
+      .union(
+        [
+          z
+            .object({
+              id: z.uuid(),
+              force: z
+                .boolean()
+                .optional()
+                .describe('Recover from a point that failed its consistency check (refused without it)'),
+            })
+            .strict(),
+          z.object({ before: z.iso.datetime({ offset: true }) }).strict(),
+        ],
+        // zod's own "Invalid input" says nothing of the two shapes.
+        {
+          error:
+            'must be either {id: <recovery point id, a uuid>, force?: true} or {before: <ISO 8601 date-time with offset>}, not both',
+        },
+      )
       .optional()
       .describe(
         'Omitted: the latest recovery point that did not fail a consistency check. `{id}` (with `force: true` for a point that failed one) or `{before: ISO date-time}`',
