@@ -61,6 +61,25 @@ secretCommands(program, cli);
 maintenanceCommands(program, cli);
 checkpointCommands(program, cli);
 
+// `lifeboat plans frobnicate`: commander hands a word that names no subcommand to the group's
+// default `list`, which then says "too many arguments for 'list'". A default list that takes no
+// argument gets no such word: the word is an unknown command, and the group's commands are named.
+for (const group of program.commands)
+  group.hook('preSubcommand', (g, sub) => {
+    const word = g.args[0];
+    if (
+      sub.name() === 'list' &&
+      sub.registeredArguments.length === 0 &&
+      word !== undefined &&
+      word !== 'list' &&
+      !word.startsWith('-')
+    )
+      throw new CliError(
+        EXIT.usage,
+        `unknown command '${word}' for '${g.name()}' (commands: ${g.commands.map((c) => c.name()).join(', ')})`,
+      );
+  });
+
 /** How many of an error's issues the CLI prints (the rest are counted). */
 const MAX_ISSUES_PRINTED = 50;
 

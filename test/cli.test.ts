@@ -157,6 +157,15 @@ describe('lifeboat CLI', () => {
     expect(notYaml.code).toBe(1);
     expect(usage.code).toBe(1);
     expect(usage.stderr).toMatch(/required option/);
+    // A word that names no subcommand is an unknown command, not "too many arguments for 'list'";
+    // options and a default list that takes an argument (recovery-points <plan>) still go to list.
+    const [typo, paged] = await Promise.all([
+      lifeboat(['plans', 'lst']),
+      lifeboat(['plans', '--limit', '1']),
+    ]);
+    expect(typo.code).toBe(1);
+    expect(typo.stderr).toMatch(/^error: unknown command 'lst' for 'plans' \(commands: list, get, .*\)\n$/);
+    expect(paged.code).toBe(0);
   });
 
   it('prints the first 50 errors of a plan with many, then how many more', async () => {
