@@ -99,6 +99,14 @@ describe('checkpoint cron, time zone and retention settings', () => {
     expect((await reconcilePlanSchedules(stack.api.dbUrl, stack.config)).created).toBeGreaterThanOrEqual(1);
     const again = await stack.client.schedule.getHandle(checkpointScheduleId(daily.id)).describe();
     expect(again.state.note).toContain(`Checkpoints of ${daily.name}: @daily (UTC)`);
+    // Replication's own schedule sync (pause, resume, a plan write) leaves the plan's other
+    // schedules alone: they carry the plan id too, yet are not replication's to delete.
+    const op = { token: stack.api.tokens.operator };
+    await stack.call('POST', `/v1/plans/${daily.id}/replication/pause`, op);
+    await stack.call('POST', `/v1/plans/${daily.id}/replication/resume`, op);
+    await stack.call('PATCH', `/v1/plans/${daily.id}`, { body: { description: 'unchanged schedules' } });
+    const kept = await stack.client.schedule.getHandle(checkpointScheduleId(daily.id)).describe();
+    expect(kept.info.createdAt).toEqual(again.info.createdAt);
     // Deleting the cron deletes the schedule; deleting the plan too.
     await stack.call('PATCH', `/v1/plans/${daily.id}`, { body: { checkpoints: { cron: null } } });
     await expect(

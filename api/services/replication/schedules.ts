@@ -144,12 +144,21 @@ export function replicationSchedules(deps: ScheduleDeps) {
 
   const describeOrUndefined = (scheduleId: string) => describeSchedule(temporal, scheduleId);
 
-  /** Schedule ids that belong to a plan: visibility (by search attribute) plus the ids we can compute. */
-  async function existingScheduleIds(planId: string, knownVmIds: string[]): Promise<Set<string>> {
+  /**
+   * Replication schedule ids of a plan: visibility (by search attribute) plus the ids we can
+   * compute. `allKinds`: every schedule of the plan (checkpoint, drill, consistency check, reverse
+   * replication too), for a deleted plan; otherwise only replication's own, which `sync` may delete
+   * when the plan no longer wants them (the other kinds carry the plan id as well).
+   */
+  async function existingScheduleIds(
+    planId: string,
+    knownVmIds: string[],
+    { allKinds = false } = {},
+  ): Promise<Set<string>> {
     const ids = new Set<string>();
+    const query = `${PlanIdAttr.name} = '${planId}'${allKinds ? '' : ` AND ${JobKindAttr.name} = 'replication'`}`;
     // Raw: listing decodes nothing, so one schedule sealed under a missing key cannot hide the others.
-    for await (const id of rawScheduleIds(temporal, { query: `${PlanIdAttr.name} = '${planId}'` }))
-      ids.add(id);
+    for await (const id of rawScheduleIds(temporal, { query })) ids.add(id);
     // Visibility is eventually consistent: also look at the ids derived from the plan and its VMs.
     for (const id of [planScheduleId(planId), ...knownVmIds.map(vmScheduleId)]) {
       if (!ids.has(id) && (await describeOrUndefined(id))) ids.add(id);
@@ -252,7 +261,7 @@ export function replicationSchedules(deps: ScheduleDeps) {
 
     /** Delete every schedule of a plan (after the plan is deleted; pass its VM ids if known). */
     async deletePlan(planId: string, vmIds: string[] = []): Promise<string[]> {
-      const ids = await existingScheduleIds(planId, vmIds);
+      const ids = await existingScheduleIds(planId, vmIds, { allKinds: true });
       for (const id of ids) await deleteQuietly(id);
       return [...ids];
     },
