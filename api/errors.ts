@@ -37,10 +37,13 @@ export function formatPath(path: readonly PropertyKey[]): string {
     .join('');
 }
 
-/** Longest issue message answered: one that echoes a huge input (a 3 MB `mode`) is cut. */
-const MAX_ISSUE_MESSAGE = 300;
+/**
+ * Longest issue path and message answered: one that echoes a huge input (a 3 MB `mode`, a 1 MB
+ * unknown key) is cut.
+ */
+const MAX_ISSUE_TEXT = 300;
 const capped = (m: string) =>
-  m.length <= MAX_ISSUE_MESSAGE ? m : `${m.slice(0, MAX_ISSUE_MESSAGE)}… (${m.length} characters, cut)`;
+  m.length <= MAX_ISSUE_TEXT ? m : `${m.slice(0, MAX_ISSUE_TEXT)}… (${m.length} characters, cut)`;
 
 /**
  * Each field and its problem, once (a rule checked at two levels reports one issue). Unknown keys
@@ -52,10 +55,10 @@ export function zodIssues(error: z.ZodError, prefix = ''): { path: string; messa
     .flatMap((i) =>
       i.code === 'unrecognized_keys'
         ? i.keys.map((key) => ({
-            path: `${prefix}${formatPath([...i.path, key])}`,
-            message: unknownKeyMessage(key, PLAN_DOCUMENT_KEYS),
+            path: capped(`${prefix}${formatPath([...i.path, key])}`),
+            message: capped(unknownKeyMessage(key, PLAN_DOCUMENT_KEYS)),
           }))
-        : [{ path: `${prefix}${formatPath(i.path)}` || '(body)', message: capped(i.message) }],
+        : [{ path: capped(`${prefix}${formatPath(i.path)}` || '(body)'), message: capped(i.message) }],
     )
     .filter((i) => {
       const key = `${i.path}\n${i.message}`;

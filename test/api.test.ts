@@ -278,6 +278,8 @@ describe('sites', () => {
     });
     expect(planDoc.status).toBe(400);
     expect(paths(planDoc.body).sort()).toEqual(['replication', 'vms']);
+    // The plan's own keys are not suggested as what they already are.
+    expect(JSON.stringify(planDoc.body.issues)).not.toContain('did you mean "vms"');
     const { id: _i, version: _v, createdAt: _c, updatedAt: _u, ...input } = before;
     const put = await api.call('PUT', `/v1/sites/${targetId}`, {
       body: { ...input, aws: { ...input.aws, credentials: { type: 'default-chain', profile: 'x' } } },
@@ -452,7 +454,7 @@ describe('operator-trial errors', () => {
       expect(bad.body.issues).toEqual([
         {
           path: 'recoveryPoint',
-          message: expect.stringMatching(/^must be either \{id: .*\} or \{before: .*not both$/),
+          message: expect.stringMatching(/^must be exactly one of \{id: .*\} or \{before: .*\}$/),
         },
       ]);
     }
@@ -467,6 +469,13 @@ describe('operator-trial errors', () => {
       /^must be one of test, full, migration \(got "x+… \(3000\d{3} characters, cut\)$/,
     );
     expect(JSON.stringify(hugeMode.body).length).toBeLessThan(2_000);
+    // Nor is a huge unknown key.
+    const hugeKey = await api.call('POST', `/v1/plans/${created.body.id}/recoveries`, {
+      body: { mode: 'test', ['k'.repeat(1_000_000)]: 1 },
+    });
+    expect(hugeKey.status).toBe(400);
+    expect(hugeKey.body.issues[0].path).toMatch(/^k+… \(1000000 characters, cut\)$/);
+    expect(JSON.stringify(hugeKey.body).length).toBeLessThan(2_000);
   });
 
   it('reads, patches and deletes /v1/sites/{id} given the site name', async () => {

@@ -55,7 +55,7 @@ export const RecoveryRequest = z
         // zod's own "Invalid input" says nothing of the two shapes.
         {
           error:
-            'must be either {id: <recovery point id, a uuid>, force?: true} or {before: <ISO 8601 date-time with offset>}, not both',
+            'must be exactly one of {id: <recovery point id, a uuid>, force?: true} or {before: <ISO 8601 date-time with offset>}',
         },
       )
       .optional()

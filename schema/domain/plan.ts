@@ -356,12 +356,15 @@ export function writablePlanDocument(plan: {
 /** "unknown key" with the known key it most likely misspells. */
 export function unknownKeyMessage(key: string, known: string[]): string {
   if (READ_ONLY_KEYS.includes(key))
-    return 'is set by Lifeboat (read-only): leave it out of a write (`lifeboat plans get --yaml` prints a writable document)';
+    return 'is set by Lifeboat (read-only): leave it out of a write (`lifeboat plans get --yaml` and `lifeboat sites get --yaml` print writable documents)';
   const norm = (k: string) => k.toLowerCase().replace(/[-_\s]/g, '');
+  // `known` may be another document's keys (the API's one list for every route): a key that is
+  // itself known there is not "near" anything here, so no suggestion of itself.
+  const candidates = known.filter((k) => k !== key);
   const near =
-    known.find((k) => norm(k) === norm(key)) ??
+    candidates.find((k) => norm(k) === norm(key)) ??
     (norm(key).length >= 4
-      ? known.find((k) => norm(k).startsWith(norm(key)) || norm(key).startsWith(norm(k)))
+      ? candidates.find((k) => norm(k).startsWith(norm(key)) || norm(key).startsWith(norm(k)))
       : undefined);
   return `unknown key${near ? ` (did you mean "${near}"?)` : ''}: not a setting here, refused instead of ignored`;
 }
